@@ -1,0 +1,838 @@
+# -*- test-case-name: tests.sip.test_message,tests.sip.test_torture -*-
+"""
+SIP messages at the byte level (RFC 3261 s7, s18.3, s20).
+
+C{twisted.protocols.sip.MessagesParser} counts body length in characters and
+decodes bodies as text; here the body is C{bytes}, C{Content-Length} is
+checked in octets, messages have a size limit, and malformed input raises
+L{SipParseError} carrying the RFC's status hint and whatever headers could be
+read, so the transport can answer (or drop) per RFC 3261 / RFC 4475.
+
+Header values are kept as C{str} decoded from UTF-8 with C{surrogateescape}, so
+arbitrary octets survive a parse/serialize round trip unchanged.
+
+Pure module: no Twisted, no sockets, no clock.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable, Iterator, Union
+
+from aiconnect.errors import RemoteSipError
+from aiconnect.sip import abnf
+from aiconnect.sip.uri import (
+    NameAddr,
+    Uri,
+    UriError,
+    Via,
+    parse_name_addr,
+    parse_name_addr_list,
+    parse_uri,
+    parse_via_list,
+    split_list,
+)
+
+DEFAULT_MAX_SIZE = 65536
+MAX_CSEQ = 2**31 - 1  # RFC 3261 s8.1.1.5: MUST be < 2**31 when chosen; we accept < 2**32
+UINT32_MAX = 2**32 - 1
+
+#: RFC 3261 s7.3.3 compact forms, plus later RFCs' (3515, 3841, 3903, 4028, 4474, 6665).
+COMPACT_FORMS = {
+    "a": "Accept-Contact",
+    "b": "Referred-By",
+    "c": "Content-Type",
+    "d": "Request-Disposition",
+    "e": "Content-Encoding",
+    "f": "From",
+    "i": "Call-ID",
+    "j": "Reject-Contact",
+    "k": "Supported",
+    "l": "Content-Length",
+    "m": "Contact",
+    "n": "Identity-Info",
+    "o": "Event",
+    "r": "Refer-To",
+    "s": "Subject",
+    "t": "To",
+    "u": "Allow-Events",
+    "v": "Via",
+    "x": "Session-Expires",
+    "y": "Identity",
+}
+
+_CANONICAL = {
+    n.lower(): n
+    for n in (
+        "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info",
+        "Allow", "Allow-Events", "Authentication-Info", "Authorization", "Call-ID",
+        "Call-Info", "Contact", "Content-Disposition", "Content-Encoding",
+        "Content-Language", "Content-Length", "Content-Type", "CSeq", "Date",
+        "Error-Info", "Event", "Expires", "From", "Identity", "Identity-Info",
+        "In-Reply-To", "Max-Forwards", "Min-Expires", "Min-SE", "MIME-Version",
+        "Organization", "P-Asserted-Identity", "Path", "Priority", "Proxy-Authenticate",
+        "Proxy-Authorization", "Proxy-Require", "Reason", "Record-Route", "Refer-To",
+        "Referred-By", "Reject-Contact", "Reply-To", "Request-Disposition", "Require",
+        "Retry-After", "Route", "RSeq", "RAck", "Server", "Service-Route",
+        "Session-Expires", "Subject", "Supported", "Timestamp", "To", "Unsupported",
+        "User-Agent", "Via", "Warning", "WWW-Authenticate",
+    )
+}
+
+#: Headers whose value is a comma-separated list (RFC 3261 s7.3.1).
+LIST_HEADERS = frozenset(
+    n.lower()
+    for n in (
+        "Accept", "Accept-Encoding", "Accept-Language", "Allow", "Allow-Events",
+        "Contact", "Content-Encoding", "Content-Language", "Proxy-Require",
+        "Record-Route", "Require", "Route", "Supported", "Unsupported", "Via",
+        "Path", "Service-Route", "In-Reply-To",
+    )
+)
+
+#: Headers that must appear at most once (RFC 3261 s20, RFC 4475 s3.3.8).
+SINGLE_HEADERS = frozenset(
+    n.lower() for n in ("Call-ID", "To", "From", "CSeq", "Max-Forwards", "Content-Length", "Content-Type")
+)
+
+#: Methods this stack knows (RFC 3261, 3262, 3311, 3428, 3515, 3903, 6086, 6665).
+KNOWN_METHODS = frozenset(
+    (
+        "INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "REGISTER", "PRACK", "UPDATE",
+        "INFO", "MESSAGE", "REFER", "SUBSCRIBE", "NOTIFY", "PUBLISH",
+    )
+)
+
+
+def canonical_name(name: str) -> str:
+    """
+    Expand compact forms and normalise the case of known header names;
+    unknown names keep their case.
+    """
+    lname = name.lower()
+    if len(lname) == 1 and lname in COMPACT_FORMS:
+        return COMPACT_FORMS[lname]
+    return _CANONICAL.get(lname, name)
+
+
+class Headers:
+    """
+    An ordered, case-insensitive multimap of header fields.
+
+    Each entry is one header line as received (after unfolding); names are
+    canonical (compact forms expanded).
+    """
+
+    __slots__ = ("_items",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        self._items: list[tuple[str, str]] = [(canonical_name(n), v) for n, v in items]
+
+    def copy(self) -> Headers:
+        """
+        A shallow copy.
+        """
+        h = Headers()
+        h._items = list(self._items)
+        return h
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        return iter(self._items)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, name: object) -> bool:
+        if not isinstance(name, str):
+            return False
+        lname = canonical_name(name).lower()
+        return any(n.lower() == lname for n, _ in self._items)
+
+    def get(self, name: str, default: str | None = None) -> str | None:
+        """
+        The first value of a header, or C{default}.
+        """
+        lname = canonical_name(name).lower()
+        for n, v in self._items:
+            if n.lower() == lname:
+                return v
+        return default
+
+    def get_all(self, name: str) -> list[str]:
+        """
+        Every line of a header, in order, unsplit.
+        """
+        lname = canonical_name(name).lower()
+        return [v for n, v in self._items if n.lower() == lname]
+
+    def values(self, name: str) -> list[str]:
+        """
+        Every value of a header; list headers (RFC 3261 s7.3.1) are split at
+        commas outside quotes and angle brackets.
+
+        @raise UriError: on an empty list element.
+        """
+        lines = self.get_all(name)
+        if canonical_name(name).lower() not in LIST_HEADERS:
+            return lines
+        out: list[str] = []
+        for line in lines:
+            if line.strip():
+                out.extend(split_list(line))
+        return out
+
+    def tokens(self, name: str) -> list[str]:
+        """
+        The values of a token-list header (Require, Supported...), lower case.
+        """
+        try:
+            return [v.strip().lower() for v in self.values(name)]
+        except UriError:
+            return []
+
+    def add(self, name: str, value: str) -> None:
+        """
+        Append a header line.
+        """
+        self._items.append((canonical_name(name), value))
+
+    def add_first(self, name: str, value: str) -> None:
+        """
+        Insert a header line before all others (for Via, Route).
+        """
+        self._items.insert(0, (canonical_name(name), value))
+
+    def set(self, name: str, value: str) -> None:
+        """
+        Replace every line of a header by one value, in the first one's place.
+        """
+        cname = canonical_name(name)
+        lname = cname.lower()
+        for i, (n, _) in enumerate(self._items):
+            if n.lower() == lname:
+                self._items[i] = (cname, value)
+                self._items[i + 1 :] = [(n2, v2) for n2, v2 in self._items[i + 1 :] if n2.lower() != lname]
+                return
+        self._items.append((cname, value))
+
+    def remove(self, name: str) -> None:
+        """
+        Remove every line of a header.
+        """
+        lname = canonical_name(name).lower()
+        self._items = [(n, v) for n, v in self._items if n.lower() != lname]
+
+    def remove_first(self, name: str) -> None:
+        """
+        Remove the first value of a header (a list header loses one element).
+        """
+        lname = canonical_name(name).lower()
+        for i, (n, v) in enumerate(self._items):
+            if n.lower() == lname:
+                parts = split_list(v) if lname in LIST_HEADERS else [v]
+                if len(parts) > 1:
+                    self._items[i] = (n, ", ".join(parts[1:]))
+                else:
+                    del self._items[i]
+                return
+
+    def __repr__(self) -> str:
+        return "Headers(%r)" % (self._items,)
+
+
+@dataclass(frozen=True, slots=True)
+class CSeq:
+    """
+    The CSeq header (RFC 3261 s20.16).
+    """
+
+    number: int
+    method: str
+
+    def __str__(self) -> str:
+        return "%d %s" % (self.number, self.method)
+
+
+def parse_cseq(value: str) -> CSeq:
+    """
+    Parse C{CSeq: 1*DIGIT LWS Method}; the number must fit 32 bits (RFC 4475 s3.1.2.4).
+
+    @raise SipParseError: if malformed.
+    """
+    parts = value.split()
+    if len(parts) != 2 or not parts[0].isdigit() or not abnf.METHOD_RE.match(parts[1]):
+        raise SipParseError(400, "Bad CSeq")
+    n = int(parts[0])
+    if n > UINT32_MAX:
+        raise SipParseError(400, "CSeq out of range")
+    return CSeq(n, parts[1])
+
+
+class _MessageBase:
+    """
+    Shared accessors of requests and responses.
+    """
+
+    headers: Headers
+    body: bytes
+
+    @property
+    def call_id(self) -> str:
+        """
+        The Call-ID header value.
+        """
+        return (self.headers.get("Call-ID") or "").strip()
+
+    @property
+    def cseq(self) -> CSeq:
+        """
+        The parsed CSeq header.
+        """
+        return parse_cseq(self.headers.get("CSeq") or "")
+
+    @property
+    def vias(self) -> list[Via]:
+        """
+        Every Via value, topmost first.
+        """
+        return parse_via_list(", ".join(self.headers.get_all("Via")))
+
+    @property
+    def top_via(self) -> Via:
+        """
+        The topmost Via value.
+        """
+        first = self.headers.get("Via")
+        if not first:
+            raise SipParseError(400, "Missing Via")
+        return parse_via_list(first)[0]
+
+    @property
+    def from_(self) -> NameAddr:
+        """
+        The parsed From header.
+        """
+        return parse_name_addr(self.headers.get("From") or "")
+
+    @property
+    def to(self) -> NameAddr:
+        """
+        The parsed To header.
+        """
+        return parse_name_addr(self.headers.get("To") or "")
+
+    @property
+    def from_tag(self) -> str | None:
+        """
+        The From tag, or C{None}.
+        """
+        return self.from_.tag
+
+    @property
+    def to_tag(self) -> str | None:
+        """
+        The To tag, or C{None}.
+        """
+        return self.to.tag
+
+    @property
+    def contacts(self) -> list[NameAddr]:
+        """
+        Every Contact value.
+        """
+        return [parse_name_addr(v) for v in self.headers.values("Contact")]
+
+    @property
+    def content_type(self) -> str | None:
+        """
+        The media type of the body, lower case, without parameters.
+        """
+        ct = self.headers.get("Content-Type")
+        if ct is None:
+            return None
+        return ct.split(";", 1)[0].strip().lower()
+
+    def content_type_param(self, name: str) -> str | None:
+        """
+        A parameter of the Content-Type header (C{boundary}...), unquoted.
+        """
+        ct = self.headers.get("Content-Type") or ""
+        for part in ct.split(";")[1:]:
+            k, _, v = part.partition("=")
+            if k.strip().lower() == name.lower():
+                v = v.strip()
+                if len(v) >= 2 and v[0] == v[-1] == '"':
+                    v = v[1:-1]
+                return v
+        return None
+
+    def _serialize(self, start_line: str) -> bytes:
+        lines = [start_line]
+        for n, v in self.headers:
+            if n == "Content-Length":
+                continue
+            lines.append("%s: %s" % (n, v))
+        lines.append("Content-Length: %d" % (len(self.body),))
+        head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
+        return head + self.body
+
+
+class Request(_MessageBase):
+    """
+    A SIP request (RFC 3261 s7.1).
+
+    @ivar method: the method token, case-sensitive.
+    @ivar uri: the Request-URI as written.
+    @ivar headers: the header fields.
+    @ivar body: the body octets.
+    """
+
+    __slots__ = ("method", "uri", "headers", "body", "version")
+
+    def __init__(
+        self,
+        method: str,
+        uri: str,
+        headers: Headers | Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        version: str = "SIP/2.0",
+    ) -> None:
+        self.method = method
+        self.uri = str(uri)
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+        self.body = body
+        self.version = version
+
+    @property
+    def request_uri(self) -> Uri:
+        """
+        The parsed Request-URI.
+        """
+        return parse_uri(self.uri)
+
+    def to_bytes(self) -> bytes:
+        """
+        Serialize; C{Content-Length} is set to the body's octet count.
+        """
+        return self._serialize("%s %s %s" % (self.method, self.uri, self.version))
+
+    def copy(self) -> Request:
+        """
+        A copy with its own header list.
+        """
+        return Request(self.method, self.uri, self.headers.copy(), self.body, self.version)
+
+    def __repr__(self) -> str:
+        return "<Request %s %s call-id=%r>" % (self.method, self.uri, self.call_id)
+
+
+class Response(_MessageBase):
+    """
+    A SIP response (RFC 3261 s7.2).
+    """
+
+    __slots__ = ("status", "reason", "headers", "body", "version")
+
+    def __init__(
+        self,
+        status: int,
+        reason: str = "",
+        headers: Headers | Iterable[tuple[str, str]] = (),
+        body: bytes = b"",
+        version: str = "SIP/2.0",
+    ) -> None:
+        self.status = status
+        self.reason = reason if reason else REASONS.get(status, "")
+        self.headers = headers if isinstance(headers, Headers) else Headers(headers)
+        self.body = body
+        self.version = version
+
+    def to_bytes(self) -> bytes:
+        """
+        Serialize; C{Content-Length} is set to the body's octet count.
+        """
+        return self._serialize("%s %d %s" % (self.version, self.status, self.reason))
+
+    def copy(self) -> Response:
+        """
+        A copy with its own header list.
+        """
+        return Response(self.status, self.reason, self.headers.copy(), self.body, self.version)
+
+    def __repr__(self) -> str:
+        return "<Response %d %s call-id=%r>" % (self.status, self.reason, self.call_id)
+
+
+Message = Union[Request, Response]
+
+REASONS = {
+    100: "Trying", 180: "Ringing", 181: "Call Is Being Forwarded", 182: "Queued",
+    183: "Session Progress", 200: "OK", 202: "Accepted", 300: "Multiple Choices",
+    301: "Moved Permanently", 302: "Moved Temporarily", 305: "Use Proxy",
+    380: "Alternative Service", 400: "Bad Request", 401: "Unauthorized",
+    402: "Payment Required", 403: "Forbidden", 404: "Not Found",
+    405: "Method Not Allowed", 406: "Not Acceptable",
+    407: "Proxy Authentication Required", 408: "Request Timeout", 410: "Gone",
+    413: "Request Entity Too Large", 414: "Request-URI Too Long",
+    415: "Unsupported Media Type", 416: "Unsupported URI Scheme", 420: "Bad Extension",
+    421: "Extension Required", 422: "Session Interval Too Small",
+    423: "Interval Too Brief", 480: "Temporarily Unavailable",
+    481: "Call/Transaction Does Not Exist", 482: "Loop Detected",
+    483: "Too Many Hops", 484: "Address Incomplete", 485: "Ambiguous",
+    486: "Busy Here", 487: "Request Terminated", 488: "Not Acceptable Here",
+    489: "Bad Event", 491: "Request Pending", 493: "Undecipherable",
+    500: "Server Internal Error", 501: "Not Implemented", 502: "Bad Gateway",
+    503: "Service Unavailable", 504: "Server Time-out", 505: "Version Not Supported",
+    513: "Message Too Large", 600: "Busy Everywhere", 603: "Decline",
+    604: "Does Not Exist Anywhere", 606: "Not Acceptable",
+}
+
+
+class SipParseError(RemoteSipError):
+    """
+    A message that cannot be accepted.
+
+    @ivar status_hint: the status a request deserves (400, 505, 513...).
+    @ivar partial: a L{Request} with the headers that could be read (for
+        building the error response), or C{None}.
+    @ivar is_request: C{True} for a request, C{False} for a response (which
+        is dropped), C{None} when not even the start line was readable.
+    """
+
+    def __init__(
+        self,
+        status_hint: int,
+        reason: str,
+        partial: Request | None = None,
+        is_request: bool | None = None,
+    ) -> None:
+        super().__init__(reason, status_hint)
+        self.partial = partial
+        self.is_request = is_request
+
+
+class FramingError(SipParseError):
+    """
+    A stream can no longer be framed (RFC 3261 s18.3): close the connection
+    after answering.
+    """
+
+
+def _split_head(data: bytes, datagram: bool) -> tuple[bytes, bytes] | None:
+    """
+    Split at the empty line ending the header section; C{None} if absent.
+    """
+    i = data.find(b"\r\n\r\n")
+    j = data.find(b"\n\n")
+    if i >= 0 and (j < 0 or i < j):
+        return data[:i], data[i + 4 :]
+    if j >= 0:
+        return data[:j], data[j + 2 :]
+    if datagram and data.endswith(b"\n"):
+        # Some senders (and RFC 5118's archive) omit the empty line when
+        # there is no body: a datagram is complete anyway.
+        return data.rstrip(b"\r\n"), b""
+    return None
+
+
+def _header_lines(head: bytes) -> tuple[str, list[tuple[str, str]]]:
+    """
+    Decode the start line and unfold header lines (RFC 3261 s7.3.1).
+    """
+    text = head.decode("utf-8", "surrogateescape")
+    raw_lines = text.replace("\r\n", "\n").split("\n")
+    start = raw_lines[0]
+    headers: list[tuple[str, str]] = []
+    current: list[str] | None = None
+    bad: str | None = None
+    for line in raw_lines[1:]:
+        if line[:1] in (" ", "\t"):
+            if current is None:
+                bad = "continuation line before any header"
+                continue
+            current.append(line.strip(" \t"))
+            continue
+        if current is not None:
+            headers.append((current[0], " ".join(p for p in current[1:] if p)))
+        name, colon, value = line.partition(":")
+        name = name.rstrip(" \t")
+        if not colon or not name or not abnf.TOKEN_RE.match(name):
+            bad = "malformed header line %r" % (line[:40],)
+            current = None
+            continue
+        current = [name, value.strip(" \t")]
+    if current is not None:
+        headers.append((current[0], " ".join(p for p in current[1:] if p)))
+    if bad:
+        raise _Bad(bad, start, headers)
+    return start, headers
+
+
+class _Bad(Exception):
+    def __init__(self, reason: str, start: str, headers: list[tuple[str, str]]) -> None:
+        self.reason = reason
+        self.start = start
+        self.headers = headers
+
+
+def _partial(start: str, headers: list[tuple[str, str]]) -> Request | None:
+    parts = start.split(" ")
+    if len(parts) >= 1 and parts[0] and not parts[0].upper().startswith("SIP/"):
+        return Request(parts[0], parts[1] if len(parts) > 1 else "", Headers(headers))
+    return None
+
+
+def content_length(headers: Headers) -> int | None:
+    """
+    The Content-Length, checked: one value, digits only (RFC 4475 s3.1.2.3,
+    s3.3.9); C{None} when absent.
+
+    @raise SipParseError: 400 on a bad or conflicting value.
+    """
+    values = headers.get_all("Content-Length")
+    if not values:
+        return None
+    lens = set()
+    for v in values:
+        v = v.strip()
+        if not v.isdigit() or len(v) > 10:
+            raise SipParseError(400, "Bad Content-Length")
+        lens.add(int(v))
+    if len(lens) != 1 or len(values) != 1:
+        raise SipParseError(400, "Multiple Content-Length values")
+    return lens.pop()
+
+
+def parse(data: bytes, max_size: int = DEFAULT_MAX_SIZE, datagram: bool = True) -> Message:
+    """
+    Parse one SIP message.
+
+    For a datagram, a missing Content-Length means the body is the rest of
+    the datagram, octets after Content-Length are ignored (RFC 3261 s18.3,
+    RFC 4475 s3.1.1.8) and a Content-Length larger than the datagram is an
+    error (s3.1.2.2). For a stream frame (from L{StreamFramer}), the body is
+    exactly what the framer cut.
+
+    @param data: the octets.
+    @param max_size: requests larger than this get 513 (RFC 3261 s21.5.14).
+    @param datagram: whether C{data} is a whole datagram.
+    @raise SipParseError: with the status hint the RFCs name.
+    """
+    stripped = data.lstrip(b"\r\n")
+    split = _split_head(stripped, datagram)
+    if split is None:
+        raise SipParseError(400, "No end of header section", is_request=None)
+    head, rest = split
+    try:
+        start, items = _header_lines(head)
+    except _Bad as e:
+        partial = _partial(e.start, e.headers)
+        raise SipParseError(400, e.reason, partial, partial is not None)
+    headers = Headers(items)
+    if start.upper().startswith("SIP/"):
+        if len(data) > max_size:
+            raise SipParseError(513, "Message Too Large", None, False)
+        return _parse_response(start, headers, rest, datagram)
+    partial = _partial(start, items)
+    try:
+        if len(data) > max_size:
+            raise SipParseError(513, "Message Too Large")
+        return _parse_request(start, headers, rest, datagram)
+    except UriError as e:
+        raise SipParseError(e.status_hint, e.reason, partial, True)
+    except SipParseError as e:
+        e.partial = partial
+        e.is_request = True
+        raise
+
+
+def _body(headers: Headers, rest: bytes, datagram: bool) -> bytes:
+    clen = content_length(headers)
+    if clen is None:
+        return rest if datagram else b""
+    if clen > len(rest):
+        raise SipParseError(400, "Content-Length larger than message")
+    return rest[:clen]
+
+
+def _parse_request(start: str, headers: Headers, rest: bytes, datagram: bool) -> Request:
+    # RFC 3261 s25.1: Request-Line = Method SP Request-URI SP SIP-Version CRLF
+    # RFC 4475 s3.1.2.7-10: extra or trailing SP, LWS or <> in it -> 400.
+    parts = start.split(" ")
+    if len(parts) != 3 or not all(parts):
+        raise SipParseError(400, "Malformed Request-Line")
+    method, uri_text, version = parts
+    if not abnf.METHOD_RE.match(method):
+        raise SipParseError(400, "Bad method")
+    m = abnf.SIP_VERSION_RE.match(version)
+    if not m:
+        raise SipParseError(400, "Bad SIP-Version")
+    if (m.group(1), m.group(2)) != ("2", "0"):
+        raise SipParseError(505, "Version Not Supported")
+    uri = parse_uri(uri_text)
+    if getattr(uri, "headers", None) is not None:
+        raise SipParseError(400, "Headers in Request-URI")
+    # RFC 3261 s8.1.1: mandatory headers; RFC 4475 s3.3.1.
+    for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+        if name not in headers:
+            raise SipParseError(400, "Missing %s" % (name,))
+    for name in SINGLE_HEADERS:
+        if len(headers.get_all(name)) > 1:
+            raise SipParseError(400, "Multiple %s values" % (canonical_name(name),))
+    cseq = parse_cseq(headers.get("CSeq") or "")
+    if cseq.method != method:
+        raise SipParseError(400 if method in KNOWN_METHODS else 501, "CSeq method does not match")
+    call_id = (headers.get("Call-ID") or "").strip()
+    if not call_id or any(c in call_id for c in " \t"):
+        raise SipParseError(400, "Bad Call-ID")
+    mf = headers.get("Max-Forwards")
+    if mf is not None:
+        mf = mf.strip()
+        if not mf.isdigit() or int(mf) > 255:
+            raise SipParseError(400, "Bad Max-Forwards")
+    parse_via_list(", ".join(headers.get_all("Via")))
+    parse_name_addr(headers.get("From") or "")
+    parse_name_addr(headers.get("To") or "")
+    for c in headers.get_all("Contact"):
+        parse_name_addr_list(c)
+    body = _body(headers, rest, datagram)
+    return Request(method, uri_text, headers, body, version)
+
+
+def _parse_response(start: str, headers: Headers, rest: bytes, datagram: bool) -> Response:
+    # RFC 3261 s25.1: Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
+    try:
+        version, code, *reason = start.split(" ", 2)
+        m = abnf.SIP_VERSION_RE.match(version)
+        if not m or (m.group(1), m.group(2)) != ("2", "0"):
+            raise SipParseError(400, "Bad SIP-Version")
+        if not abnf.STATUS_CODE_RE.match(code) or not 100 <= int(code) <= 699:
+            raise SipParseError(400, "Bad Status-Code")
+        for name in ("Via", "From", "To", "Call-ID", "CSeq"):
+            if name not in headers:
+                raise SipParseError(400, "Missing %s" % (name,))
+        for name in SINGLE_HEADERS:
+            if len(headers.get_all(name)) > 1:
+                raise SipParseError(400, "Multiple %s values" % (canonical_name(name),))
+        parse_cseq(headers.get("CSeq") or "")
+        parse_via_list(", ".join(headers.get_all("Via")))
+        body = _body(headers, rest, datagram)
+    except UriError as e:
+        raise SipParseError(e.status_hint, e.reason, None, False)
+    except SipParseError as e:
+        e.is_request = False
+        raise
+    return Response(int(code), reason[0] if reason else "", headers, body, version)
+
+
+KEEPALIVE = b"\r\n\r\n"
+
+
+class StreamFramer:
+    """
+    Cut SIP messages out of a byte stream by Content-Length (RFC 3261 s18.3).
+
+    L{feed} returns complete frames (each parsed by L{parse} with
+    C{datagram=False}) and the keep-alive marker L{KEEPALIVE} for a
+    C{CRLFCRLF} ping (RFC 5626 s3.5.1). Unrecoverable framing raises
+    L{FramingError}: the caller answers if it can, then closes.
+    """
+
+    def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
+        self._buf = bytearray()
+        self._max = max_size
+
+    @property
+    def buffered(self) -> int:
+        """
+        Octets held waiting for the rest of a message.
+        """
+        return len(self._buf)
+
+    def feed(self, data: bytes) -> list[bytes]:
+        """
+        Add octets; return the complete frames now available.
+
+        @raise FramingError: on a bad Content-Length or an oversized message.
+        """
+        self._buf += data
+        out: list[bytes] = []
+        while True:
+            # Leading CRLFs: keep-alive pings (two CRLF) or stray line ends.
+            i = 0
+            n = len(self._buf)
+            while i < n and self._buf[i] in (13, 10):
+                i += 1
+            if i:
+                if bytes(self._buf[:i]).count(b"\r\n") >= 2 or bytes(self._buf[:i]).count(b"\n") >= 2:
+                    out.append(KEEPALIVE)
+                del self._buf[:i]
+            if not self._buf:
+                return out
+            end = self._buf.find(b"\r\n\r\n")
+            sep = 4
+            if end < 0:
+                end = self._buf.find(b"\n\n")
+                sep = 2
+            if end < 0:
+                if len(self._buf) > self._max:
+                    raise FramingError(513, "Header section too large")
+                return out
+            head = bytes(self._buf[:end])
+            try:
+                start, items = _header_lines(head)
+            except _Bad as e:
+                start, items = e.start, e.headers
+            headers = Headers(items)
+            try:
+                clen = content_length(headers)
+            except SipParseError as e:
+                partial = _partial(start, items)
+                raise FramingError(e.status_hint, e.reason, partial, partial is not None)
+            clen = clen or 0
+            total = end + sep + clen
+            if total > self._max:
+                partial = _partial(start, items)
+                raise FramingError(513, "Message Too Large", partial, partial is not None)
+            if len(self._buf) < total:
+                return out
+            out.append(bytes(self._buf[:total]))
+            del self._buf[:total]
+
+
+def make_response(
+    request: Request,
+    status: int,
+    reason: str = "",
+    to_tag: str | None = None,
+    headers: Iterable[tuple[str, str]] = (),
+    body: bytes = b"",
+) -> Response:
+    """
+    Build a response to a request per RFC 3261 s8.2.6.2: Via (all values, in
+    order), From, Call-ID and CSeq copied; To copied, with C{to_tag} added if
+    it has none and the status is not 100.
+
+    Works on a partial request (from L{SipParseError.partial}): headers it
+    lacks are simply absent.
+    """
+    h = Headers()
+    for v in request.headers.get_all("Via"):
+        h.add("Via", v)
+    for name in ("From", "To", "Call-ID", "CSeq"):
+        v = request.headers.get(name)
+        if v is None:
+            continue
+        if name == "To" and to_tag and status != 100:
+            try:
+                has_tag = parse_name_addr(v).tag is not None
+            except UriError:
+                has_tag = True
+            if not has_tag:
+                v = v + ";tag=" + to_tag
+        h.add(name, v)
+    if status == 100 and request.headers.get("Timestamp") is not None:
+        h.add("Timestamp", request.headers.get("Timestamp") or "")
+    for n, v in headers:
+        h.add(n, v)
+    return Response(status, reason, h, body)
