@@ -15,9 +15,9 @@ Use them as C{payload.translate(ULAW_TO_ALAW)}.
 
 from __future__ import annotations
 
-import sys
 from array import array
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import cache
 
 __all__ = [
     "ALAW_TO_LINEAR",
@@ -34,27 +34,27 @@ __all__ = [
 ]
 
 # Sun g711.c _u2a[] ("copy from CCITT G.711 specifications"), as corrected
-# 1994-12-30 (the entry for u-law segment 5 step 0 is 80, not 81).
+# 1994-12-30 (_u2a[80] is 80, not 81).
 _U2A = (
     1, 1, 2, 2, 3, 3, 4, 4,
-    5, 6, 7, 8, 9, 10, 11, 12,
-    13, 14, 15, 16, 17, 18, 19, 20,
-    21, 22, 23, 24, 25, 27, 29, 31,
-    33, 34, 35, 36, 37, 38, 39, 40,
-    41, 42, 43, 44, 46, 48, 49, 50,
-    51, 52, 53, 54, 55, 56, 57, 58,
-    59, 60, 61, 62, 64, 65, 66, 67,
-    68, 69, 70, 71, 72, 73, 74, 75,
-    76, 77, 78, 79, 80, 82, 83, 84,
-    85, 86, 87, 88, 89, 90, 91, 92,
-    93, 94, 95, 96, 97, 98, 99, 100,
-    101, 102, 103, 104, 105, 106, 107, 108,
-    109, 110, 111, 112, 113, 114, 115, 116,
-    117, 118, 119, 120, 121, 122, 123, 124,
-    125, 126, 127, 128,
+    5, 5, 6, 6, 7, 7, 8, 8,
+    9, 10, 11, 12, 13, 14, 15, 16,
+    17, 18, 19, 20, 21, 22, 23, 24,
+    25, 27, 29, 31, 33, 34, 35, 36,
+    37, 38, 39, 40, 41, 42, 43, 44,
+    46, 48, 49, 50, 51, 52, 53, 54,
+    55, 56, 57, 58, 59, 60, 61, 62,
+    64, 65, 66, 67, 68, 69, 70, 71,
+    72, 73, 74, 75, 76, 77, 78, 79,
+    80, 82, 83, 84, 85, 86, 87, 88,
+    89, 90, 91, 92, 93, 94, 95, 96,
+    97, 98, 99, 100, 101, 102, 103, 104,
+    105, 106, 107, 108, 109, 110, 111, 112,
+    113, 114, 115, 116, 117, 118, 119, 120,
+    121, 122, 123, 124, 125, 126, 127, 128,
 )  # fmt: skip
 
-# Sun g711.c _a2u[], as corrected 1994-12-30 (A-law segment 4 step 15 is 80).
+# Sun g711.c _a2u[], as corrected 1994-12-30 (_a2u[79] is 80, not 79).
 _A2U = (
     1, 3, 5, 7, 9, 11, 13, 15,
     16, 17, 18, 19, 20, 21, 22, 23,
@@ -122,9 +122,6 @@ ULAW_TO_LINEAR: tuple[int, ...] = tuple(_ulaw2linear(c) for c in range(256))
 #: PCMA code -> signed 16-bit linear sample.
 ALAW_TO_LINEAR: tuple[int, ...] = tuple(_alaw2linear(c) for c in range(256))
 
-_SEG_END = (0xFF, 0x1FF, 0x3FF, 0x7FF, 0xFFF, 0x1FFF, 0x3FFF, 0x7FFF)
-
-
 def _segment(value: int, table: tuple[int, ...]) -> int:
     for i, end in enumerate(table):
         if value <= end:
@@ -174,10 +171,12 @@ def linear_to_alaw(sample: int) -> int:
     return aval ^ mask
 
 
-# 64 Ki-entry encode tables indexed by the sample's two's complement
-# (sample & 0xFFFF): one lookup per sample instead of a segment search.
-_LIN_TO_ULAW = bytes(linear_to_ulaw(s - 65536 if s >= 32768 else s) for s in range(65536))
-_LIN_TO_ALAW = bytes(linear_to_alaw(s - 65536 if s >= 32768 else s) for s in range(65536))
+@cache
+def _encode_table(encoder: Callable[[int], int]) -> bytes:
+    # A 64 Ki-entry table indexed by the sample's two's complement
+    # (sample & 0xFFFF): one lookup per sample instead of a segment search.
+    # Built on first use (about 0.1 s), so importing the module stays cheap.
+    return bytes(encoder(s - 65536 if s >= 32768 else s) for s in range(65536))
 
 
 def ulaw_decode(payload: bytes) -> array[int]:
@@ -198,7 +197,7 @@ def ulaw_encode(samples: Iterable[int]) -> bytes:
     """
     Encode signed 16-bit samples (in range) as PCMU.
     """
-    table = _LIN_TO_ULAW
+    table = _encode_table(linear_to_ulaw)
     return bytes([table[s & 0xFFFF] for s in samples])
 
 
@@ -206,7 +205,7 @@ def alaw_encode(samples: Iterable[int]) -> bytes:
     """
     Encode signed 16-bit samples (in range) as PCMA.
     """
-    table = _LIN_TO_ALAW
+    table = _encode_table(linear_to_alaw)
     return bytes([table[s & 0xFFFF] for s in samples])
 
 
@@ -230,5 +229,3 @@ def transcode(payload: bytes, source: str, target: str) -> bytes:
     except KeyError:
         raise ValueError(f"cannot transcode {source} to {target}") from None
 
-
-assert sys.byteorder in ("little", "big")

@@ -1,0 +1,190 @@
+# -*- test-case-name: tests.test_logsetup -*-
+"""
+Log output for C{twisted.logger}: human-readable text or JSON lines, filtered
+by level.
+
+    - C{twistd --logger=aiconnect.logsetup.observer ...} calls L{observer}
+      with no arguments, before the configuration file is read, so it takes
+      its settings from the environment: C{AICONNECT_LOG_FORMAT} (C{text}, the
+      default, or C{json}) and C{AICONNECT_LOG_LEVEL} (C{debug}, C{info}, the
+      default, C{warn}, C{error}, C{critical}).
+    - L{make_observer} builds the same observers from explicit values (the
+      C{[log]} section), for C{aiconnect.tap} and tests.
+
+A JSON line holds C{time} (ISO 8601, UTC), C{level}, C{namespace},
+C{message} (the formatted text), C{failure} (the traceback, when there is
+one), and every structured field of the event whose name does not start with
+C{log_} (C{call_id}, C{leg}, C{reason} ...), converted with C{str()} when it
+is not JSON-serializable.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import sys
+from collections.abc import Mapping
+from typing import IO, Any
+
+from twisted.logger import (
+    FilteringLogObserver,
+    ILogObserver,
+    InvalidLogLevelError,
+    LogEvent,
+    LogLevel,
+    LogLevelFilterPredicate,
+    formatEvent,
+    textFileLogObserver,
+)
+from zope.interface import implementer
+
+__all__ = [
+    "ENV_FORMAT",
+    "ENV_LEVEL",
+    "JsonLinesObserver",
+    "event_as_json",
+    "level_predicate",
+    "make_observer",
+    "observer",
+    "parse_level",
+]
+
+ENV_FORMAT = "AICONNECT_LOG_FORMAT"
+ENV_LEVEL = "AICONNECT_LOG_LEVEL"
+
+FORMATS = ("text", "json")
+
+
+def parse_level(level: str | LogLevel) -> LogLevel:
+    """
+    @param level: A L{LogLevel} or its name (C{debug}, C{info}, C{warn},
+        C{error}, C{critical}; C{warning} is accepted for C{warn}), in any
+        case.
+    @return: The level.
+    @raise ValueError: For an unknown name.
+    """
+    if isinstance(level, LogLevel):
+        return level
+    name = level.strip().lower()
+    if name == "warning":
+        name = "warn"
+    try:
+        return LogLevel.levelWithName(name)
+    except InvalidLogLevelError:
+        raise ValueError(f"unknown log level {level!r}") from None
+
+
+def level_predicate(level: str | LogLevel) -> LogLevelFilterPredicate:
+    """
+    A filter predicate letting through events at C{level} or above.
+
+    @param level: The lowest level emitted.
+    @return: The predicate, for a L{FilteringLogObserver}.
+    """
+    return LogLevelFilterPredicate(defaultLogLevel=parse_level(level))
+
+
+def _json_value(value: Any) -> Any:
+    """
+    @return: C{value} if JSON can encode it, else C{str(value)}.
+    """
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return str(value)
+    return value
+
+
+def event_as_json(event: Mapping[str, Any]) -> str:
+    """
+    Render one event as one line of JSON (no newline).
+
+    @param event: A C{twisted.logger} event.
+    @return: The JSON text.
+    """
+    level = event.get("log_level")
+    timestamp = event.get("log_time")
+    record: dict[str, Any] = {
+        "time": (
+            datetime.datetime.fromtimestamp(timestamp, datetime.timezone.utc).isoformat()
+            if isinstance(timestamp, (int, float))
+            else None
+        ),
+        "level": level.name if isinstance(level, LogLevel) else None,
+        "namespace": event.get("log_namespace"),
+        "message": formatEvent(event),
+    }
+    failure = event.get("log_failure")
+    if failure is not None:
+        try:
+            record["failure"] = failure.getTraceback()
+        except Exception:
+            record["failure"] = repr(failure)
+    for key, value in event.items():
+        if key.startswith("log_") or key in record:
+            continue
+        record[key] = _json_value(value)
+    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+
+
+@implementer(ILogObserver)
+class JsonLinesObserver:
+    """
+    Write each event as one line of JSON (L{event_as_json}) and flush.
+    """
+
+    def __init__(self, stream: IO[str]) -> None:
+        """
+        @param stream: The text stream to write to.
+        """
+        self._stream = stream
+
+    def __call__(self, event: LogEvent) -> None:
+        """
+        Write C{event}.
+
+        @param event: The event.
+        """
+        self._stream.write(event_as_json(event) + "\n")
+        self._stream.flush()
+
+
+def make_observer(
+    fmt: str = "text",
+    level: str | LogLevel = "info",
+    stream: IO[str] | None = None,
+) -> ILogObserver:
+    """
+    Build an observer writing text or JSON lines, dropping events below
+    C{level}.
+
+    @param fmt: C{"text"} or C{"json"}.
+    @param level: The lowest level emitted (a L{LogLevel} or its name).
+    @param stream: Where to write; C{sys.stdout} (as it is now) if omitted.
+    @return: The observer.
+    @raise ValueError: For an unknown format or level.
+    """
+    if stream is None:
+        stream = sys.stdout
+    if fmt == "text":
+        inner: ILogObserver = textFileLogObserver(stream)
+    elif fmt == "json":
+        inner = JsonLinesObserver(stream)
+    else:
+        raise ValueError(f"unknown log format {fmt!r} (text | json)")
+    return FilteringLogObserver(inner, [level_predicate(level)])
+
+
+def observer() -> ILogObserver:
+    """
+    The observer factory for C{twistd --logger=aiconnect.logsetup.observer}:
+    L{make_observer} with the format and level from C{AICONNECT_LOG_FORMAT}
+    and C{AICONNECT_LOG_LEVEL}, writing to standard output.
+
+    @return: The observer.
+    @raise ValueError: If either variable holds an unknown value.
+    """
+    fmt = os.environ.get(ENV_FORMAT, "").strip().lower() or "text"
+    level = os.environ.get(ENV_LEVEL, "").strip() or "info"
+    return make_observer(fmt, level, sys.stdout)

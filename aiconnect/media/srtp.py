@@ -1,0 +1,361 @@
+# -*- test-case-name: tests.media.test_srtp -*-
+"""
+SRTP (RFC 3711) with SDES keys (RFC 4568), through libsrtp (C{pylibsrtp}).
+
+Two parts:
+
+  - L{SrtpParams}: one crypto suite and its master key || master salt, as
+    carried in an C{a=crypto} line's C{inline:} key parameter.  Fresh keys
+    come from the CSPRNG (L{secrets}); L{parse_crypto} and L{format_crypto}
+    read and write the attribute value.  A key never appears in a C{repr},
+    a log line or an exception message.
+  - L{SrtpContext}: one direction of one stream.  C{protect*} and
+    C{unprotect*} never raise: a packet that fails (bad tag, replay, bad
+    framing) returns C{None} and is counted in L{SrtpContext.failures} by
+    cause, so the relay drops it and the call goes on.
+
+Suites: C{AES_CM_128_HMAC_SHA1_80}, C{AES_CM_128_HMAC_SHA1_32} (RFC 4568
+s6.2), and the AEAD suites C{AEAD_AES_128_GCM} / C{AEAD_AES_256_GCM} (RFC
+7714 s14.2), which libsrtp provides at no extra cost.  MKIs are not
+supported (C{pylibsrtp} cannot configure them): an offer whose key carries
+one must be answered with another crypto line or refused.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import secrets
+from dataclasses import dataclass, field
+
+import pylibsrtp
+
+__all__ = [
+    "CryptoAttribute",
+    "SUITES",
+    "SrtpContext",
+    "SrtpParams",
+    "SuiteInfo",
+    "decode_key_param",
+    "format_crypto",
+    "parse_crypto",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SuiteInfo:
+    """
+    What a crypto suite needs.
+
+    @ivar key_length: master key octets.
+    @ivar salt_length: master salt octets.
+    @ivar profile: the libsrtp profile constant.
+    """
+
+    key_length: int
+    salt_length: int
+    profile: int
+
+
+#: The suites we can use, by their RFC 4568 / RFC 7714 names.
+SUITES: dict[str, SuiteInfo] = {
+    "AES_CM_128_HMAC_SHA1_80": SuiteInfo(16, 14, pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80),
+    "AES_CM_128_HMAC_SHA1_32": SuiteInfo(16, 14, pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_32),
+    "AEAD_AES_128_GCM": SuiteInfo(16, 12, pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_128_GCM),
+    "AEAD_AES_256_GCM": SuiteInfo(32, 12, pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_256_GCM),
+}
+
+# RFC 4568 s9.1: key-param = key-method ":" key-info; inline key-info =
+# key-salt ["|" lifetime] ["|" mki ":" mki-length].
+_INLINE = re.compile(
+    r"inline:(?P<key>[A-Za-z0-9+/]+={0,2})"
+    r"(?:\|(?P<lifetime>(?:2\^)?[0-9]+))?"
+    r"(?:\|(?P<mki>[0-9]{1,128}):(?P<mki_length>[0-9]{1,3}))?\Z"
+)
+# RFC 4568 s9.1: "a=crypto:" tag 1*WSP crypto-suite 1*WSP key-params
+# *(1*WSP session-param).
+_CRYPTO = re.compile(r"(?:a=crypto:)?(?P<tag>[0-9]{1,9})[ \t]+(?P<suite>[A-Za-z0-9_]+)[ \t]+(?P<rest>.+)\Z")
+
+
+def decode_key_param(
+    key_param: str,
+) -> tuple[bytes, str | None, int | None, int | None]:
+    """
+    Decode one C{inline:} key parameter of any suite (RFC 4568 s6.1, s9.1).
+
+    @return: C{(key_and_salt, lifetime, mki, mki_length)}; the optional
+        parts are C{None} when absent.
+    @raise ValueError: on bad syntax or bad base64; the message never quotes
+        the key.
+    """
+    m = _INLINE.match(key_param.strip())
+    if m is None:
+        raise ValueError("malformed inline key parameter")
+    try:
+        key = base64.b64decode(m["key"], validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("inline key is not valid base64") from None
+    return (
+        key,
+        m["lifetime"],
+        int(m["mki"]) if m["mki"] is not None else None,
+        int(m["mki_length"]) if m["mki_length"] is not None else None,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SrtpParams:
+    """
+    An SDES key: a crypto suite and its master key || master salt.
+
+    The C{repr} shows the suite only; the key stays out of logs.
+
+    @ivar suite: a name from L{SUITES}.
+    @ivar key: master key followed by master salt.
+    @ivar lifetime: the optional lifetime as written (C{"2^31"}); not
+        enforced here (libsrtp enforces its own limit).
+    @ivar mki: the optional master key identifier value.
+    @ivar mki_length: its length in octets on the wire.
+    """
+
+    suite: str
+    key: bytes = field(repr=False)
+    lifetime: str | None = None
+    mki: int | None = None
+    mki_length: int | None = None
+
+    def __post_init__(self) -> None:
+        info = SUITES.get(self.suite)
+        if info is None:
+            raise ValueError(f"unsupported crypto suite {self.suite!r}")
+        if len(self.key) != info.key_length + info.salt_length:
+            raise ValueError(
+                f"{self.suite} needs {info.key_length + info.salt_length} octets "
+                f"of key and salt, got {len(self.key)}"
+            )
+
+    def __repr__(self) -> str:
+        return f"SrtpParams(suite={self.suite!r}, key=<hidden>)"
+
+    __str__ = __repr__
+
+    @classmethod
+    def generate(cls, suite: str = "AES_CM_128_HMAC_SHA1_80") -> SrtpParams:
+        """
+        A fresh random key for C{suite}, from the CSPRNG (RFC 4568 s8.1
+        requires keys that are random and unique per direction).
+
+        @raise ValueError: for an unsupported suite.
+        """
+        info = SUITES.get(suite)
+        if info is None:
+            raise ValueError(f"unsupported crypto suite {suite!r}")
+        return cls(suite, secrets.token_bytes(info.key_length + info.salt_length))
+
+    @classmethod
+    def from_key_param(cls, suite: str, key_param: str) -> SrtpParams:
+        """
+        Parse one C{inline:} key parameter (RFC 4568 s6.1).
+
+        @raise ValueError: on bad syntax, bad base64, a key of the wrong
+            length or an unsupported suite; the message never quotes the key.
+        """
+        key, lifetime, mki, mki_length = decode_key_param(key_param)
+        return cls(suite, key, lifetime=lifetime, mki=mki, mki_length=mki_length)
+
+    @property
+    def master_key(self) -> bytes:
+        """
+        The master key part of L{key}.
+        """
+        return self.key[: SUITES[self.suite].key_length]
+
+    @property
+    def master_salt(self) -> bytes:
+        """
+        The master salt part of L{key}.
+        """
+        return self.key[SUITES[self.suite].key_length :]
+
+    def key_param(self) -> str:
+        """
+        The C{inline:} key parameter for an C{a=crypto} line (RFC 4568 s6.1).
+        """
+        text = "inline:" + base64.b64encode(self.key).decode("ascii")
+        if self.lifetime is not None:
+            text += "|" + self.lifetime
+        if self.mki is not None:
+            text += f"|{self.mki}:{self.mki_length}"
+        return text
+
+
+@dataclass(frozen=True, slots=True)
+class CryptoAttribute:
+    """
+    One C{a=crypto} attribute (RFC 4568 s9.1).
+
+    @ivar tag: the decimal tag that the answer echoes.
+    @ivar suite: the crypto-suite name, as written.
+    @ivar keys: the key parameters, parsed when the suite is one of
+        L{SUITES} (otherwise empty, and L{supported} is false; the key
+        parameters are still checked with L{decode_key_param}).
+    @ivar session_params: the session parameters, as written.
+    """
+
+    tag: int
+    suite: str
+    keys: tuple[SrtpParams, ...]
+    session_params: tuple[str, ...] = ()
+
+    @property
+    def supported(self) -> bool:
+        """
+        Whether we can use this line: a known suite, one key, no MKI and no
+        session parameters (none of which we implement).
+        """
+        return (
+            self.suite in SUITES
+            and len(self.keys) == 1
+            and self.keys[0].mki is None
+            and not self.session_params
+        )
+
+
+def parse_crypto(value: str) -> CryptoAttribute:
+    """
+    Parse an C{a=crypto} attribute value (with or without the C{a=crypto:}
+    prefix): C{1 AES_CM_128_HMAC_SHA1_80 inline:...|2^20|1:32}.
+
+    Several keys are separated by C{;} (RFC 4568 s9.1).
+
+    @raise ValueError: on bad syntax, or a bad key for a known suite.
+    """
+    m = _CRYPTO.match(value.strip())
+    if m is None:
+        raise ValueError("malformed a=crypto attribute")
+    words = m["rest"].split()
+    key_params, session_params = words[0], tuple(words[1:])
+    keys: tuple[SrtpParams, ...] = ()
+    if m["suite"] in SUITES:
+        keys = tuple(
+            SrtpParams.from_key_param(m["suite"], kp) for kp in key_params.split(";")
+        )
+    else:
+        for kp in key_params.split(";"):
+            decode_key_param(kp)
+    return CryptoAttribute(int(m["tag"]), m["suite"], keys, session_params)
+
+
+def format_crypto(tag: int, params: SrtpParams) -> str:
+    """
+    The C{a=crypto} attribute value for one key (without C{a=crypto:}).
+    """
+    return f"{tag} {params.suite} {params.key_param()}"
+
+
+# pylibsrtp raises Error(message); map libsrtp's messages to drop causes.
+_CAUSES = {
+    "authentication failure": "srtp_auth",
+    "replay check failed (bad index)": "srtp_replay",
+    "replay check failed (index too old)": "srtp_replay",
+}
+
+
+class SrtpContext:
+    """
+    One direction of SRTP/SRTCP for one stream (any SSRC).
+
+    Outbound contexts use C{SSRC_ANY_OUTBOUND} and inbound ones
+    C{SSRC_ANY_INBOUND}, so an SSRC change (re-INVITE, SRC failover) needs
+    no new context.  The replay window is libsrtp's default (128).
+
+    @ivar failures: drop counts by cause: C{srtp_auth}, C{srtp_replay},
+        C{srtp_error} (anything else: too short, too long, ...).
+    """
+
+    __slots__ = ("suite", "outbound", "failures", "_session", "_protect", "_unprotect")
+
+    def __init__(self, params: SrtpParams, outbound: bool) -> None:
+        """
+        @param params: the key: ours for outbound, the peer's for inbound.
+        @param outbound: C{True} to protect, C{False} to unprotect.
+        @raise ValueError: for a key with an MKI.
+        """
+        if params.mki is not None:
+            raise ValueError("SRTP keys with an MKI are not supported")
+        policy = pylibsrtp.Policy(
+            key=params.key,
+            ssrc_type=(
+                pylibsrtp.Policy.SSRC_ANY_OUTBOUND
+                if outbound
+                else pylibsrtp.Policy.SSRC_ANY_INBOUND
+            ),
+            srtp_profile=SUITES[params.suite].profile,
+        )
+        if outbound:
+            # A duplicated inbound packet is relayed as a duplicate; let
+            # libsrtp protect the same index twice instead of failing.
+            policy.allow_repeat_tx = True
+        self.suite = params.suite
+        self.outbound = outbound
+        self.failures: dict[str, int] = {}
+        self._session = pylibsrtp.Session(policy=policy)
+        self._protect = self._session.protect
+        self._unprotect = self._session.unprotect
+
+    def __repr__(self) -> str:
+        direction = "outbound" if self.outbound else "inbound"
+        return f"<SrtpContext {self.suite} {direction}>"
+
+    def _fail(self, exc: Exception) -> None:
+        cause = _CAUSES.get(exc.args[0] if exc.args else "", "srtp_error")
+        self.failures[cause] = self.failures.get(cause, 0) + 1
+
+    def protect(self, packet: bytes) -> bytes | None:
+        """
+        RTP -> SRTP.
+
+        @return: the protected packet, or C{None} (counted) on failure.
+        """
+        try:
+            return self._protect(packet)
+        except (pylibsrtp.Error, ValueError, TypeError) as e:
+            self._fail(e)
+            return None
+
+    def unprotect(self, packet: bytes) -> bytes | None:
+        """
+        SRTP -> RTP: authenticate, check replay, decrypt.
+
+        @return: the plain packet, or C{None} (counted) on failure.
+        """
+        try:
+            return self._unprotect(packet)
+        except (pylibsrtp.Error, ValueError, TypeError) as e:
+            self._fail(e)
+            return None
+
+    def protect_rtcp(self, packet: bytes) -> bytes | None:
+        """
+        RTCP -> SRTCP.
+
+        @return: the protected packet, or C{None} (counted) on failure.
+        """
+        try:
+            return self._session.protect_rtcp(packet)
+        except (pylibsrtp.Error, ValueError, TypeError) as e:
+            self._fail(e)
+            return None
+
+    def unprotect_rtcp(self, packet: bytes) -> bytes | None:
+        """
+        SRTCP -> RTCP.
+
+        @return: the plain packet, or C{None} (counted) on failure.
+        """
+        try:
+            return self._session.unprotect_rtcp(packet)
+        except (pylibsrtp.Error, ValueError, TypeError) as e:
+            self._fail(e)
+            return None

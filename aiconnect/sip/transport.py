@@ -1,0 +1,549 @@
+# -*- test-case-name: tests.sip.test_transport,tests.integration.test_sip_service -*-
+"""
+SIP transports (RFC 3261 s18): UDP, TCP and TLS listeners, stream framing by
+Content-Length, C{received}/C{rport} (RFC 3581), response routing (s18.2.2),
+outbound connections opened and reused, and stateless answers to malformed
+requests (RFC 4475).
+
+This is an adapter: it turns datagrams and stream bytes into parsed messages
+for a L{MessageReceiver} (the transaction layer) and writes bytes out. It
+holds no SIP policy beyond RFC 3261 s18.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+from twisted.internet import defer
+from twisted.internet.endpoints import (
+    TCP4ClientEndpoint,
+    TCP6ClientEndpoint,
+    wrapClientTLS,
+)
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from aiconnect.sip.message import (
+    DEFAULT_MAX_SIZE,
+    KEEPALIVE,
+    FramingError,
+    Request,
+    Response,
+    SipParseError,
+    StreamFramer,
+    make_response,
+    parse,
+)
+from aiconnect.sip.peer import MessageReceiver, Peer
+from aiconnect.sip.uri import UriError, Via, format_host, host_for_socket, parse_via_list
+
+DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
+
+#: How long an idle TCP/TLS connection is kept (RFC 3261 s18 leaves it to us).
+IDLE_TIMEOUT = 300.0
+
+
+class _SipDatagramProtocol(DatagramProtocol):
+    """
+    One UDP socket; every datagram goes to the transport layer.
+    """
+
+    def __init__(self, layer: SipTransport) -> None:
+        self._layer = layer
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        self._layer.datagram_received(self, data, addr)
+
+
+class SipStreamProtocol(Protocol):
+    """
+    One TCP or TLS connection, inbound or outbound, framed by Content-Length.
+    """
+
+    log = Logger()
+
+    def __init__(self, layer: SipTransport, transport_name: str, outbound: bool) -> None:
+        self._layer = layer
+        self.transport_name = transport_name
+        self.outbound = outbound
+        self.framer = StreamFramer(layer.max_size)
+        self.peer: Peer | None = None
+        self.connected_at: float | None = None
+        self._idle: Any = None
+
+    def connectionMade(self) -> None:
+        addr = self.transport.getPeer()
+        self.peer = Peer(self.transport_name, addr.host, addr.port, connection=self)
+        self._layer.connection_made(self)
+        self._touch()
+
+    def _touch(self) -> None:
+        reactor = self._layer.reactor
+        if self._idle is not None and self._idle.active():
+            self._idle.reset(IDLE_TIMEOUT)
+        else:
+            self._idle = reactor.callLater(IDLE_TIMEOUT, self._idle_timeout)
+
+    def _idle_timeout(self) -> None:
+        self._idle = None
+        self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        self._touch()
+        try:
+            frames = self.framer.feed(data)
+        except FramingError as e:
+            self._layer.framing_error(self, e)
+            self.transport.loseConnection()
+            return
+        for frame in frames:
+            if frame is KEEPALIVE or frame == KEEPALIVE:
+                # RFC 5626 s3.5.1: answer a CRLFCRLF ping with a CRLF pong.
+                self.transport.write(b"\r\n")
+                continue
+            assert self.peer is not None
+            self._layer.data_received(frame, self.peer, datagram=False)
+
+    def write_message(self, data: bytes) -> None:
+        """
+        Write one serialized message.
+        """
+        self._touch()
+        self.transport.write(data)
+
+    def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
+        if self._idle is not None and self._idle.active():
+            self._idle.cancel()
+        self._idle = None
+        self._layer.connection_lost(self)
+
+
+class _StreamFactory(Factory):
+    def __init__(self, layer: SipTransport, transport_name: str, outbound: bool) -> None:
+        self._layer = layer
+        self._name = transport_name
+        self._outbound = outbound
+
+    def buildProtocol(self, addr: Any) -> SipStreamProtocol:
+        return SipStreamProtocol(self._layer, self._name, self._outbound)
+
+
+class SipTransport:
+    """
+    The transport layer: listeners, connections, parsing and routing.
+
+    @ivar stats: counters (C{received}, C{sent}, C{parse_errors},
+        C{error_responses}, C{dropped_responses}, C{send_failures}).
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        receiver: MessageReceiver | None = None,
+        host: str = "127.0.0.1",
+        public_address: str = "127.0.0.1",
+        private_address: str | None = None,
+        max_size: int = DEFAULT_MAX_SIZE,
+        tls_server_context: Any = None,
+        tls_client_creator: Callable[[str], Any] | None = None,
+    ) -> None:
+        """
+        @param reactor: provides IReactorUDP, IReactorTCP, IReactorSSL, IReactorTime.
+        @param receiver: gets every well-formed message (settable later).
+        @param host: the bind address.
+        @param public_address: advertised in Via/Contact.
+        @param private_address: advertised instead when asked for.
+        @param max_size: the message size limit in octets.
+        @param tls_server_context: a context factory for the TLS listener.
+        @param tls_client_creator: C{server_name -> IOpenSSLClientConnectionCreator}
+            for outbound TLS (verifies the peer certificate against the name).
+        """
+        self.reactor = reactor
+        self.receiver = receiver
+        self.host = host
+        self.public_address = public_address
+        self.private_address = private_address or public_address
+        self.max_size = max_size
+        self._tls_server_context = tls_server_context
+        self._tls_client_creator = tls_client_creator
+        self._udp: _SipDatagramProtocol | None = None
+        self._udp_port: Any = None
+        self._ports: dict[str, Any] = {}
+        self._connections: dict[tuple[str, str, int], SipStreamProtocol] = {}
+        self._connecting: dict[tuple[str, str, int], defer.Deferred[SipStreamProtocol]] = {}
+        self._all_connections: set[SipStreamProtocol] = set()
+        self.stats: dict[str, int] = {
+            "received": 0,
+            "sent": 0,
+            "parse_errors": 0,
+            "error_responses": 0,
+            "dropped_responses": 0,
+            "send_failures": 0,
+        }
+
+    # -- listening -----------------------------------------------------
+
+    def listen_udp(self, port: int) -> Any:
+        """
+        Bind the UDP socket requests are sent from and received on.
+        """
+        self._udp = _SipDatagramProtocol(self)
+        self._udp_port = self.reactor.listenUDP(port, self._udp, interface=self.host)
+        self._ports["udp"] = self._udp_port
+        return self._udp_port
+
+    def listen_tcp(self, port: int) -> Any:
+        """
+        Listen for TCP connections.
+        """
+        p = self.reactor.listenTCP(port, _StreamFactory(self, "tcp", False), interface=self.host)
+        self._ports["tcp"] = p
+        return p
+
+    def listen_tls(self, port: int) -> Any:
+        """
+        Listen for TLS connections (the server context requires TLS >= 1.2).
+        """
+        if self._tls_server_context is None:
+            raise ValueError("TLS listener needs a server context")
+        p = self.reactor.listenSSL(
+            port, _StreamFactory(self, "tls", False), self._tls_server_context, interface=self.host
+        )
+        self._ports["tls"] = p
+        return p
+
+    def port(self, transport: str) -> int | None:
+        """
+        The bound port of a listener, or C{None} when it is off.
+        """
+        p = self._ports.get(transport)
+        return None if p is None else p.getHost().port
+
+    def stop(self) -> defer.Deferred[Any]:
+        """
+        Close listeners and connections.
+        """
+        ds = []
+        for p in self._ports.values():
+            d = p.stopListening()
+            if d is not None:
+                ds.append(d)
+        self._ports.clear()
+        self._udp = None
+        for c in list(self._all_connections):
+            c.transport.abortConnection()
+        return defer.gatherResults(ds, consumeErrors=True)
+
+    # -- addresses -----------------------------------------------------
+
+    def advertised(self, transport: str, private: bool = False) -> str:
+        """
+        C{host:port} to put in Via sent-by and Contact for a transport.
+        """
+        addr = self.private_address if private else self.public_address
+        port = self.port(transport)
+        if port is None:
+            port = self.port("udp") if transport == "udp" else None
+        if port is None:
+            port = DEFAULT_PORTS[transport]
+        return "%s:%d" % (format_host(addr), port)
+
+    def local_via(self, peer: Peer) -> tuple[str, str]:
+        """
+        The Via transport token and sent-by towards C{peer}.
+        """
+        return peer.via_transport, self.advertised(peer.transport)
+
+    def is_local_sent_by(self, via: Via) -> bool:
+        """
+        Whether a response's top Via names us (RFC 3261 s18.1.2).
+        """
+        host = host_for_socket(via.host)
+        if host not in (self.public_address, self.private_address, self.host):
+            return False
+        t = via.transport.lower()
+        port = via.port or DEFAULT_PORTS.get(t, 5060)
+        ours = {self.port(name) for name in self._ports}
+        ours.discard(None)
+        return port in ours or not ours
+
+    # -- receiving -----------------------------------------------------
+
+    def datagram_received(self, proto: _SipDatagramProtocol, data: bytes, addr: Any) -> None:
+        """
+        One UDP datagram arrived.
+        """
+        if not data.strip(b"\r\n\x00 "):
+            return  # keep-alive (RFC 5626 s4.4.1 uses STUN; bare CRLF seen in the field)
+        peer = Peer("udp", addr[0], addr[1])
+        self.data_received(data, peer, datagram=True)
+
+    def data_received(self, data: bytes, peer: Peer, datagram: bool) -> None:
+        """
+        Parse one datagram or stream frame from C{peer} and pass it up, or
+        answer it statelessly if it is a malformed request.
+        """
+        self.stats["received"] += 1
+        try:
+            msg = parse(data, self.max_size, datagram=datagram)
+        except SipParseError as e:
+            self.stats["parse_errors"] += 1
+            self._reject(e, peer)
+            return
+        except Exception:
+            # A parser bug must never take the reactor down.
+            self.stats["parse_errors"] += 1
+            self.log.failure("parser failure from {peer}", peer=str(peer))
+            return
+        if isinstance(msg, Request):
+            try:
+                self._stamp_via(msg, peer)
+            except UriError as e:
+                self.stats["parse_errors"] += 1
+                self._reject(SipParseError(e.reason, e.status_hint, msg, True), peer)
+                return
+            self.log.debug(
+                "recv {method} {uri} call_id={call_id} from {peer}",
+                method=msg.method,
+                uri=msg.uri,
+                call_id=msg.call_id,
+                peer=str(peer),
+            )
+        else:
+            try:
+                top = msg.top_via
+            except (SipParseError, UriError):
+                self.stats["dropped_responses"] += 1
+                return
+            if not self.is_local_sent_by(top):
+                # RFC 3261 s18.1.2: a response whose top Via is not ours is discarded.
+                self.stats["dropped_responses"] += 1
+                return
+            self.log.debug(
+                "recv {status} call_id={call_id} from {peer}",
+                status=msg.status,
+                call_id=msg.call_id,
+                peer=str(peer),
+            )
+        if self.receiver is None:
+            return
+        try:
+            self.receiver.message_received(msg, peer)
+        except Exception:
+            self.log.failure("message handler failed for call_id={call_id}", call_id=msg.call_id)
+
+    def _stamp_via(self, request: Request, peer: Peer) -> None:
+        """
+        RFC 3261 s18.2.1 (C{received}) and RFC 3581 s4 (C{rport}) on the top Via.
+        """
+        lines = request.headers.get_all("Via")
+        first = parse_via_list(lines[0])
+        top = first[0]
+        changed = False
+        if host_for_socket(top.host) != peer.host or top.has_param("rport"):
+            top = top.with_param("received", peer.host)
+            changed = True
+        if top.has_param("rport") and top.param("rport") == "":
+            top = top.with_param("rport", str(peer.port))
+            changed = True
+        if changed:
+            first[0] = top
+            new_first = ", ".join(str(v) for v in first)
+            rest = lines[1:]
+            request.headers.remove("Via")
+            for line in reversed([new_first] + rest):
+                request.headers.add_first("Via", line)
+
+    def _reject(self, error: SipParseError, peer: Peer) -> None:
+        """
+        Answer a malformed request statelessly; drop anything else
+        (RFC 3261 s16.3/s18.1.2 for responses; never answer an ACK).
+        """
+        self.log.warn(
+            "malformed message from {peer}: {status} {reason}",
+            peer=str(peer),
+            status=error.status_hint,
+            reason=error.reason,
+        )
+        partial = error.partial
+        if not error.is_request or partial is None or partial.method == "ACK":
+            if error.is_request is False:
+                self.stats["dropped_responses"] += 1
+            return
+        headers: list[tuple[str, str]] = []
+        if error.status_hint == 505:
+            pass
+        response = make_response(partial, error.status_hint, error.reason if error.status_hint == 400 else "", headers=headers)
+        self.stats["error_responses"] += 1
+        self._write_to(response.to_bytes(), peer)
+
+    def framing_error(self, conn: SipStreamProtocol, error: FramingError) -> None:
+        """
+        A stream lost framing: answer if possible; the caller closes it.
+        """
+        self.stats["parse_errors"] += 1
+        if conn.peer is not None:
+            self._reject(error, conn.peer)
+
+    # -- connections ---------------------------------------------------
+
+    def connection_made(self, conn: SipStreamProtocol) -> None:
+        """
+        Register a connection for reuse (RFC 3261 s18.1.1, s18.2.2).
+        """
+        assert conn.peer is not None
+        self._all_connections.add(conn)
+        self._connections.setdefault((conn.transport_name, conn.peer.host, conn.peer.port), conn)
+
+    def connection_lost(self, conn: SipStreamProtocol) -> None:
+        """
+        Forget a closed connection.
+        """
+        self._all_connections.discard(conn)
+        if conn.peer is not None:
+            key = (conn.transport_name, conn.peer.host, conn.peer.port)
+            if self._connections.get(key) is conn:
+                del self._connections[key]
+
+    def _connect(self, peer: Peer) -> defer.Deferred[SipStreamProtocol]:
+        key = (peer.transport, peer.host, peer.port)
+        existing = self._connections.get(key)
+        if existing is not None and existing.transport is not None and existing.transport.connected:
+            return defer.succeed(existing)
+        pending = self._connecting.get(key)
+        if pending is not None:
+            d: defer.Deferred[SipStreamProtocol] = defer.Deferred()
+            pending.addCallbacks(lambda c: (d.callback(c), c)[1], lambda f: (d.errback(f), f)[1])
+            return d
+        ep_class = TCP6ClientEndpoint if ":" in peer.host else TCP4ClientEndpoint
+        endpoint: Any = ep_class(self.reactor, peer.host, peer.port, timeout=10)
+        if peer.transport == "tls":
+            if self._tls_client_creator is None:
+                return defer.fail(ValueError("no TLS client configuration"))
+            endpoint = wrapClientTLS(self._tls_client_creator(peer.server_name or peer.host), endpoint)
+        connecting = endpoint.connect(_StreamFactory(self, peer.transport, True))
+        self._connecting[key] = connecting
+
+        def done(result: Any) -> Any:
+            self._connecting.pop(key, None)
+            return result
+
+        connecting.addBoth(done)
+        if peer.transport == "tls":
+            # Surface certificate verification failures to the caller: the
+            # handshake completes (or fails) after the TCP connect.
+            connecting.addCallback(self._await_handshake)
+        return connecting
+
+    def _await_handshake(self, conn: SipStreamProtocol) -> defer.Deferred[SipStreamProtocol]:
+        d: defer.Deferred[SipStreamProtocol] = defer.Deferred()
+        tls = conn.transport
+        # TLSMemoryBIOProtocol exposes whenHandshakeDone() on recent Twisted.
+        when = getattr(tls, "whenHandshakeDone", None)
+        if when is None:
+            return defer.succeed(conn)
+        hd = when()
+        hd.addCallbacks(lambda _: d.callback(conn), d.errback)
+        return d
+
+    # -- sending -------------------------------------------------------
+
+    def _write_to(self, data: bytes, peer: Peer) -> None:
+        """
+        Write bytes to where C{peer} came from: its connection, or UDP.
+        """
+        if peer.transport == "udp":
+            self._send_udp(data, peer.host, peer.port)
+        elif peer.connection is not None and peer.connection.transport is not None:
+            peer.connection.write_message(data)
+
+    def _send_udp(self, data: bytes, host: str, port: int) -> None:
+        if self._udp is None or self._udp.transport is None:
+            self.listen_udp(0)
+        assert self._udp is not None
+        try:
+            self._udp.transport.write(data, (host, port))
+            self.stats["sent"] += 1
+        except OSError as e:
+            self.stats["send_failures"] += 1
+            self.log.warn("UDP send to {host}:{port} failed: {error}", host=host, port=port, error=str(e))
+
+    def send_request(self, request: Request, peer: Peer) -> defer.Deferred[None]:
+        """
+        Send a request to C{peer}, opening or reusing a TCP/TLS connection.
+
+        @return: fires when written; fails on connect or TLS failure.
+        """
+        data = request.to_bytes()
+        self.log.debug(
+            "send {method} {uri} call_id={call_id} to {peer}",
+            method=request.method,
+            uri=request.uri,
+            call_id=request.call_id,
+            peer=str(peer),
+        )
+        if peer.transport == "udp":
+            self._send_udp(data, peer.host, peer.port)
+            return defer.succeed(None)
+        if peer.connection is not None and peer.connection.transport is not None and peer.connection.transport.connected:
+            peer.connection.write_message(data)
+            self.stats["sent"] += 1
+            return defer.succeed(None)
+        d = self._connect(peer)
+
+        def write(conn: SipStreamProtocol) -> None:
+            conn.write_message(data)
+            self.stats["sent"] += 1
+
+        def failed(f: Failure) -> Failure:
+            self.stats["send_failures"] += 1
+            return f
+
+        d.addCallbacks(write, failed)
+        return d
+
+    def send_response(self, response: Response, source: Peer) -> defer.Deferred[None]:
+        """
+        Send a response per RFC 3261 s18.2.2 (and RFC 3581 s4): on the
+        request's connection if it is open, else to C{received}:C{rport} /
+        sent-by port from the top Via.
+        """
+        data = response.to_bytes()
+        self.log.debug(
+            "send {status} call_id={call_id} to {peer}",
+            status=response.status,
+            call_id=response.call_id,
+            peer=str(source),
+        )
+        if source.reliable:
+            conn = source.connection
+            if conn is not None and conn.transport is not None and conn.transport.connected:
+                conn.write_message(data)
+                self.stats["sent"] += 1
+                return defer.succeed(None)
+            target = self._response_target(response, source)
+            d = self._connect(target)
+            d.addCallback(lambda c: c.write_message(data))
+            return d
+        target = self._response_target(response, source)
+        self._send_udp(data, target.host, target.port)
+        return defer.succeed(None)
+
+    def _response_target(self, response: Response, source: Peer) -> Peer:
+        try:
+            via = response.top_via
+        except (SipParseError, UriError):
+            return source
+        host = via.param("received") or host_for_socket(via.host)
+        host = host_for_socket(host)
+        if via.rport is not None:
+            port = via.rport
+        elif source.transport == "udp" and via.has_param("rport"):
+            port = source.port
+        else:
+            port = via.port or DEFAULT_PORTS.get(source.transport, 5060)
+        return Peer(source.transport, host, port)

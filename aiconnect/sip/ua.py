@@ -1,0 +1,767 @@
+# -*- test-case-name: tests.sip.test_ua,tests.integration.test_sip_service -*-
+"""
+The UA core (RFC 3261 s8, s12-s15): the transaction user above the
+transaction layer.
+
+It checks incoming requests the way RFC 3261 s8.2 orders (method, URI scheme,
+Require, Content-Type/Encoding, Accept), answers OPTIONS, matches in-dialog
+requests to their dialog, retransmits 2xx until ACK (s13.3.1.4, RFC 6026),
+ACKs 2xx as a UAC, and hands INVITEs to an L{InviteHandler} (the SIPRec SRS
+in production, a test double in the tests).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Protocol
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from aiconnect.errors import RemoteSipError
+from aiconnect.sip.dialog import (
+    Dialog,
+    DialogId,
+    DialogState,
+    contact_header,
+    initial_cseq,
+    new_branch,
+    new_call_id,
+    new_tag,
+)
+from aiconnect.sip.message import KNOWN_METHODS, Headers, Request, Response, make_response
+from aiconnect.sip.peer import Peer
+from aiconnect.sip.uri import SipUri, UriError, format_host, host_for_socket, is_ip_address, parse_uri
+
+#: Methods we implement as a UA.
+ALLOWED = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO")
+#: Body types we accept (RFC 7866 s6.1, s9).
+ACCEPTED_TYPES = (
+    "application/sdp",
+    "multipart/mixed",
+    "application/rs-metadata+xml",
+    "application/rs-metadata",
+)
+#: Option tags we support (Supported, and accepted in Require).
+SUPPORTED = ("siprec", "timer")
+#: Option tags we list in Supported (RFC 7866 s6.1.1).
+SUPPORTED_HEADER = ", ".join(SUPPORTED)
+ALLOW_HEADER = ", ".join(ALLOWED)
+ACCEPT_HEADER = ", ".join(ACCEPTED_TYPES)
+DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
+
+
+class InviteFailed(Exception):
+    """
+    An INVITE we sent got a final non-2xx response, timed out, or could not
+    be sent.
+
+    @ivar status: the SIP status (408 for a timeout, 503 for a transport
+        failure, RFC 3261 s8.1.3.1).
+    @ivar reason: a short text.
+    @ivar response: the response, when there was one.
+    """
+
+    def __init__(self, status: int, reason: str, response: Response | None = None) -> None:
+        super().__init__(status, reason)
+        self.status = status
+        self.reason = reason
+        self.response = response
+
+
+class SessionHandler(Protocol):
+    """
+    Receives the in-dialog events of one L{InviteSession}.
+    """
+
+    def session_request(self, session: InviteSession, tx: Any, request: Request) -> bool:
+        """
+        An in-dialog request other than ACK/BYE arrived (re-INVITE, UPDATE,
+        INFO, OPTIONS). Return C{True} if the handler answered C{tx}; else the
+        UA answers 200 (OPTIONS, INFO) or 488 (an offer it cannot judge).
+        """
+
+    def session_terminated(self, session: InviteSession, reason: str) -> None:
+        """
+        The dialog ended (C{"bye"}, C{"local"}, C{"ack-timeout"}, C{"cancel"}...).
+        """
+
+
+class InviteHandler(Protocol):
+    """
+    Receives new INVITEs (outside any dialog).
+    """
+
+    def invite_received(self, invite: ServerInvite) -> None:
+        """
+        A new INVITE passed the RFC 3261 s8.2 checks; answer it through
+        C{invite}.
+        """
+
+
+class RejectingInviteHandler:
+    """
+    The default: no service behind the UA yet; every INVITE gets 480.
+    """
+
+    def invite_received(self, invite: ServerInvite) -> None:
+        invite.reject(480, "No Service")
+
+
+@dataclass
+class UaConfig:
+    """
+    UA core settings.
+
+    @ivar user_agent: the User-Agent / Server header value.
+    @ivar feature_tags: Contact feature tags (C{+sip.srs}).
+    @ivar t1: RFC 3261 T1, for 2xx retransmission.
+    @ivar t2: RFC 3261 T2.
+    """
+
+    user_agent: str = "aiconnect"
+    feature_tags: tuple[str, ...] = ()
+    t1: float = 0.5
+    t2: float = 4.0
+
+
+class InviteSession:
+    """
+    One INVITE dialog, either role.
+
+    @ivar dialog: the dialog state.
+    @ivar peer: where in-dialog requests go (the connection is reused for
+        TCP/TLS).
+    @ivar handler: the L{SessionHandler}, set by whoever owns the session.
+    @ivar role: C{"uas"} or C{"uac"}.
+    """
+
+    log = Logger()
+
+    def __init__(self, ua: UserAgent, dialog: Dialog, peer: Peer, role: str, contact: str) -> None:
+        self.ua = ua
+        self.dialog = dialog
+        self.peer = peer
+        self.role = role
+        self.contact = contact
+        self.handler: SessionHandler | None = None
+        self.terminated = False
+        self.extra_headers: tuple[tuple[str, str], ...] = ()
+        self.ack_deferred: defer.Deferred[Request] = defer.Deferred()
+        self._last_ack: Request | None = None
+
+    def request(
+        self,
+        method: str,
+        body: bytes = b"",
+        content_type: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> defer.Deferred[Response]:
+        """
+        Send an in-dialog request (BYE, re-INVITE, UPDATE, INFO, OPTIONS).
+
+        @return: fires with the final response (a 2xx re-INVITE is ACKed
+            here); fails with L{InviteFailed} on a timeout or transport error.
+        """
+        req = self.dialog.new_request(
+            method,
+            contact=self.contact,
+            headers=tuple(headers) + self.extra_headers,
+            body=body,
+            content_type=content_type,
+        )
+        return self.ua._send_in_dialog(self, req)
+
+    def bye(self, headers: Iterable[tuple[str, str]] = ()) -> defer.Deferred[Response]:
+        """
+        End the dialog with BYE (RFC 3261 s15.1.1); the session is
+        terminated at once, whatever the answer.
+        """
+        d = self.request("BYE", headers=headers)
+        self._terminate("local")
+        return d
+
+    def _terminate(self, reason: str) -> None:
+        if self.terminated:
+            return
+        self.terminated = True
+        self.dialog.state = DialogState.TERMINATED
+        self.ua._forget(self)
+        if self.handler is not None:
+            try:
+                self.handler.session_terminated(self, reason)
+            except Exception:
+                self.log.failure("session handler failed on termination")
+
+
+class ServerInvite:
+    """
+    A new INVITE awaiting our answer (UAS side, RFC 3261 s13.3).
+
+    @ivar request: the INVITE.
+    @ivar tx: its server transaction.
+    @ivar local_tag: the To tag our responses carry.
+    @ivar cancelled: whether a CANCEL arrived before our final answer.
+    @ivar on_cancel: called (with no argument) when a CANCEL arrives first.
+    """
+
+    log = Logger()
+
+    def __init__(self, ua: UserAgent, tx: Any, request: Request) -> None:
+        self.ua = ua
+        self.tx = tx
+        self.request = request
+        self.local_tag = new_tag()
+        self.cancelled = False
+        self.answered = False
+        self.on_cancel: Callable[[], None] | None = None
+        self.session: InviteSession | None = None
+
+    @property
+    def source(self) -> Peer:
+        """
+        Where the INVITE came from.
+        """
+        return self.tx.source
+
+    def provisional(self, status: int = 180, headers: Iterable[tuple[str, str]] = ()) -> None:
+        """
+        Send a provisional response (with our To tag, except 100).
+        """
+        if self.answered:
+            return
+        resp = make_response(self.request, status, to_tag=self.local_tag, headers=self.ua._common_headers(headers))
+        self.tx.respond(resp)
+
+    def reject(self, status: int, reason: str = "", headers: Iterable[tuple[str, str]] = ()) -> None:
+        """
+        Send a final non-2xx response.
+        """
+        if self.answered:
+            return
+        self.answered = True
+        self.ua._pending_invites.pop(id(self.tx), None)
+        resp = make_response(self.request, status, reason, to_tag=self.local_tag, headers=self.ua._common_headers(headers))
+        self.tx.respond(resp)
+
+    def accept(
+        self,
+        body: bytes = b"",
+        content_type: str = "application/sdp",
+        headers: Iterable[tuple[str, str]] = (),
+        feature_tags: Iterable[str] | None = None,
+    ) -> InviteSession:
+        """
+        Send 200 OK, create the dialog, and retransmit the 2xx until the ACK
+        arrives (RFC 3261 s13.3.1.4, RFC 6026 s7.1).
+
+        @raise RemoteSipError: if the INVITE cannot create a dialog.
+        """
+        if self.answered:
+            raise RuntimeError("INVITE already answered")
+        dialog = Dialog.from_uas(self.request, self.local_tag)
+        source = self.source
+        transport = source.transport
+        secure = self.request.uri.lower().startswith("sips:")
+        tags = self.ua.config.feature_tags if feature_tags is None else tuple(feature_tags)
+        contact = contact_header(None, self.ua.advertised(transport), transport, tags, secure)
+        extra = [("Contact", contact), ("Allow", ALLOW_HEADER), ("Supported", SUPPORTED_HEADER)]
+        for rr in self.request.headers.get_all("Record-Route"):
+            extra.append(("Record-Route", rr))
+        extra.extend(headers)
+        if body:
+            extra.append(("Content-Type", content_type))
+        resp = make_response(self.request, 200, to_tag=self.local_tag, headers=self.ua._common_headers(extra), body=body)
+        self.answered = True
+        self.ua._pending_invites.pop(id(self.tx), None)
+        session = InviteSession(self.ua, dialog, source, "uas", contact)
+        self.session = session
+        self.ua._register(session)
+        self.tx.respond(resp)
+        self.ua._start_2xx_retransmit(session, resp)
+        return session
+
+
+class ClientInvite:
+    """
+    An INVITE we sent (UAC side, RFC 3261 s13.2).
+
+    @ivar deferred: fires with the L{InviteSession} on 2xx (already ACKed),
+        fails with L{InviteFailed} otherwise.
+    @ivar on_provisional: called with each provisional response.
+    """
+
+    def __init__(self, ua: UserAgent, request: Request, peer: Peer, contact: str) -> None:
+        self.ua = ua
+        self.request = request
+        self.peer = peer
+        self.contact = contact
+        self.deferred: defer.Deferred[InviteSession] = defer.Deferred()
+        self.on_provisional: Callable[[Response], None] | None = None
+        self.tx: Any = None
+        self.session: InviteSession | None = None
+        self.cancel_requested = False
+
+    def cancel(self) -> None:
+        """
+        Cancel the INVITE (RFC 3261 s9.1): the transaction sends CANCEL once
+        a provisional response has arrived; a 2xx that crosses it is ACKed
+        and then BYEd.
+        """
+        if self.cancel_requested or self.deferred.called:
+            return
+        self.cancel_requested = True
+        self.tx.cancel()
+
+    def _response(self, response: Response) -> None:
+        status = response.status
+        if status < 200:
+            if self.on_provisional is not None:
+                self.on_provisional(response)
+            return
+        if 200 <= status < 300:
+            if self.session is not None:
+                # 2xx retransmission in Accepted state: ACK it again.
+                self.ua._resend_ack(self.session, response)
+                return
+            dialog = Dialog.from_uac(self.request, response)
+            session = InviteSession(self.ua, dialog, self.peer, "uac", self.contact)
+            session.extra_headers = tuple(
+                (n, v) for n, v in self.request.headers if n.lower().startswith("x-")
+            )
+            self.session = session
+            self.ua._register(session)
+            self.ua._send_ack(session, response)
+            if self.cancel_requested or self.deferred.called:
+                session.bye()
+                return
+            self.deferred.callback(session)
+            return
+        if not self.deferred.called:
+            self.deferred.errback(Failure(InviteFailed(status, response.reason, response)))
+
+    def _error(self, reason: str) -> None:
+        if self.deferred.called:
+            return
+        status = 408 if reason == "timeout" else 503
+        self.deferred.errback(Failure(InviteFailed(status, reason)))
+
+
+class UserAgent:
+    """
+    The transaction user: RFC 3261 s8.2 checks, dialogs, INVITE sessions.
+
+    @ivar stats: counters of rejected requests by status and of dialogs.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        transport: Any,
+        txlayer: Any = None,
+        invite_handler: InviteHandler | None = None,
+        config: UaConfig | None = None,
+        resolve: Callable[[str, Peer | None], defer.Deferred[Peer]] | None = None,
+    ) -> None:
+        """
+        @param reactor: provides IReactorTime.
+        @param transport: the L{SipTransport} (for advertised addresses and
+            for sending ACKs for 2xx, which bypass transactions).
+        @param txlayer: the transaction layer (settable later).
+        @param invite_handler: receives new INVITEs.
+        @param config: UA settings.
+        @param resolve: turns a next-hop URI into a L{Peer}; the default
+            handles IP literals and C{localhost}.
+        """
+        self._reactor = reactor
+        self.transport = transport
+        self.txlayer = txlayer
+        self.invite_handler: InviteHandler = invite_handler or RejectingInviteHandler()
+        self.config = config or UaConfig()
+        self._resolve = resolve or _resolve_literal
+        self._sessions: dict[DialogId, InviteSession] = {}
+        self._pending_invites: dict[int, ServerInvite] = {}
+        self._retransmits: dict[DialogId, Any] = {}
+        self.stats: dict[str, int] = {"rejected": 0, "dialogs": 0, "stray_acks": 0}
+
+    # -- helpers ---------------------------------------------------------
+
+    def advertised(self, transport: str, private: bool = False) -> str:
+        """
+        Our C{host:port} for Contact on a transport.
+        """
+        return self.transport.advertised(transport, private)
+
+    def _common_headers(self, headers: Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
+        out = list(headers)
+        out.append(("Server", self.config.user_agent))
+        return out
+
+    def _register(self, session: InviteSession) -> None:
+        self._sessions[session.dialog.id] = session
+        self.stats["dialogs"] += 1
+
+    def _forget(self, session: InviteSession) -> None:
+        self._sessions.pop(session.dialog.id, None)
+        call = self._retransmits.pop(session.dialog.id, None)
+        if call is not None and call.active():
+            call.cancel()
+
+    @property
+    def sessions(self) -> list[InviteSession]:
+        """
+        The live INVITE sessions.
+        """
+        return list(self._sessions.values())
+
+    def _reject(self, tx: Any, request: Request, status: int, reason: str = "", headers: Iterable[tuple[str, str]] = ()) -> None:
+        self.stats["rejected"] += 1
+        resp = make_response(request, status, reason, to_tag=new_tag(), headers=self._common_headers(headers))
+        tx.respond(resp)
+
+    # -- TU interface (called by the transaction layer) -----------------
+
+    def request_received(self, tx: Any, request: Request) -> None:
+        """
+        A new server transaction: check per RFC 3261 s8.2, then dispatch.
+        """
+        method = request.method
+        # s8.2.1: method inspection.
+        if method not in ALLOWED:
+            status = 405 if method in KNOWN_METHODS else 501
+            self._reject(tx, request, status, headers=[("Allow", ALLOW_HEADER)])
+            return
+        # s8.2.2.1: Request-URI scheme.
+        try:
+            ruri = request.request_uri
+        except UriError:
+            self._reject(tx, request, 400, "Bad Request-URI")
+            return
+        if not isinstance(ruri, SipUri):
+            self._reject(tx, request, 416)
+            return
+        # s8.2.2.3: Require.
+        if method not in ("ACK", "CANCEL"):
+            unsupported = [t for t in request.headers.tokens("Require") if t not in SUPPORTED]
+            if unsupported:
+                self._reject(tx, request, 420, headers=[("Unsupported", ", ".join(unsupported))])
+                return
+        # s8.2.3: content processing.
+        if request.body and method in ("INVITE", "UPDATE"):
+            ctype = request.content_type
+            if ctype not in ACCEPTED_TYPES:
+                self._reject(tx, request, 415, headers=[("Accept", ACCEPT_HEADER)])
+                return
+            enc = [e for e in request.headers.tokens("Content-Encoding") if e != "identity"]
+            if enc:
+                self._reject(tx, request, 415, headers=[("Accept-Encoding", "identity"), ("Accept", ACCEPT_HEADER)])
+                return
+        # s8.2.4 / s21.4.7: we answer INVITE/UPDATE with SDP.
+        if method in ("INVITE", "UPDATE"):
+            accept = request.headers.values("Accept") if "Accept" in request.headers else []
+            if accept and not any(
+                a.split(";")[0].strip().lower() in ("application/sdp", "application/*", "*/*") for a in accept
+            ):
+                self._reject(
+                    tx,
+                    request,
+                    406,
+                    headers=[("Accept", ACCEPT_HEADER), ("Warning", '399 %s "application/sdp required"' % (self.config.user_agent,))],
+                )
+                return
+        if request.to_tag is not None:
+            self._in_dialog(tx, request)
+            return
+        if method == "OPTIONS":
+            self._reject_ok_options(tx, request)
+            return
+        if method == "INVITE":
+            invite = ServerInvite(self, tx, request)
+            self._pending_invites[id(tx)] = invite
+            try:
+                self.invite_handler.invite_received(invite)
+            except RemoteSipError as e:
+                invite.reject(e.status_hint, e.reason)
+            except Exception:
+                self.log.failure("INVITE handler failed call_id={call_id}", call_id=request.call_id)
+                invite.reject(500)
+            return
+        # BYE, UPDATE, INFO outside a dialog (s12.2.2, s15.1.2).
+        self._reject(tx, request, 481)
+
+    def _reject_ok_options(self, tx: Any, request: Request) -> None:
+        # s11.2: OPTIONS answered as an INVITE would be, with capabilities.
+        resp = make_response(
+            request,
+            200,
+            to_tag=new_tag(),
+            headers=self._common_headers(
+                [
+                    ("Allow", ALLOW_HEADER),
+                    ("Accept", ACCEPT_HEADER),
+                    ("Accept-Encoding", "identity"),
+                    ("Accept-Language", "en"),
+                    ("Supported", SUPPORTED_HEADER),
+                ]
+            ),
+        )
+        tx.respond(resp)
+
+    def _find_session(self, request: Request) -> InviteSession | None:
+        key = DialogId(request.call_id, request.to_tag or "", request.from_tag or "")
+        return self._sessions.get(key)
+
+    def _in_dialog(self, tx: Any, request: Request) -> None:
+        session = self._find_session(request)
+        if session is None:
+            self._reject(tx, request, 481)
+            return
+        try:
+            session.dialog.receive_request(request)
+        except RemoteSipError as e:
+            self._reject(tx, request, e.status_hint, e.reason)
+            return
+        if request.method == "BYE":
+            tx.respond(make_response(request, 200, headers=self._common_headers([])))
+            session._terminate("bye")
+            return
+        handled = False
+        if session.handler is not None:
+            try:
+                handled = session.handler.session_request(session, tx, request)
+            except RemoteSipError as e:
+                self._reject(tx, request, e.status_hint, e.reason)
+                return
+            except Exception:
+                self.log.failure("session handler failed call_id={call_id}", call_id=request.call_id)
+                self._reject(tx, request, 500)
+                return
+        if handled:
+            return
+        if request.method in ("OPTIONS", "INFO"):
+            extra = [("Allow", ALLOW_HEADER), ("Supported", SUPPORTED_HEADER)]
+            tx.respond(make_response(request, 200, headers=self._common_headers(extra)))
+        elif request.method in ("INVITE", "UPDATE") and not request.body:
+            # RFC 4028 session refresh without an offer: nothing changes.
+            tx.respond(
+                make_response(
+                    request, 200, headers=self._common_headers([("Contact", session.contact), ("Allow", ALLOW_HEADER)])
+                )
+            )
+            if request.method == "INVITE":
+                pass
+        else:
+            self._reject(tx, request, 488)
+
+    def cancel_received(self, invite_tx: Any, cancel: Request) -> None:
+        """
+        A CANCEL matched a pending INVITE (the layer already answered 200):
+        answer the INVITE 487 (RFC 3261 s9.2) and tell its owner.
+        """
+        invite = self._pending_invites.pop(id(invite_tx), None)
+        if invite is None or invite.answered:
+            return
+        invite.cancelled = True
+        invite.reject(487)
+        if invite.on_cancel is not None:
+            try:
+                invite.on_cancel()
+            except Exception:
+                self.log.failure("cancel handler failed")
+
+    def ack_received(self, request: Request, source: Peer) -> None:
+        """
+        An ACK for a 2xx: stop retransmitting the 2xx (RFC 3261 s13.3.1.4).
+        """
+        session = self._find_session(request)
+        if session is None:
+            self.stats["stray_acks"] += 1
+            return
+        call = self._retransmits.pop(session.dialog.id, None)
+        if call is not None and call.active():
+            call.cancel()
+        if not session.ack_deferred.called:
+            session.ack_deferred.callback(request)
+
+    def stray_response(self, response: Response, source: Peer) -> None:
+        """
+        A 2xx retransmission after the INVITE client transaction ended:
+        ACK it again (RFC 3261 s13.2.2.4).
+        """
+        key = DialogId(response.call_id, response.from_tag or "", response.to_tag or "")
+        session = self._sessions.get(key)
+        if session is not None and session.role == "uac":
+            self._resend_ack(session, response)
+
+    # -- UAS: 2xx retransmission ------------------------------------------
+
+    def _start_2xx_retransmit(self, session: InviteSession, response: Response) -> None:
+        if session.peer.reliable:
+            # Reliable transports still need the ACK, but no retransmission
+            # (s13.3.1.4); give up after 64*T1 the same way.
+            interval = None
+        else:
+            interval = self.config.t1
+        deadline = self._reactor.seconds() + 64 * self.config.t1
+        self._schedule_2xx(session, response, interval, deadline)
+
+    def _schedule_2xx(self, session: InviteSession, response: Response, interval: float | None, deadline: float) -> None:
+        now = self._reactor.seconds()
+        if interval is None:
+            delay = deadline - now
+        else:
+            delay = min(interval, max(0.0, deadline - now))
+
+        def fire() -> None:
+            self._retransmits.pop(session.dialog.id, None)
+            if session.terminated or session.ack_deferred.called:
+                return
+            if self._reactor.seconds() >= deadline - 1e-9:
+                self.log.warn("no ACK for 2xx call_id={call_id}", call_id=session.dialog.call_id)
+                session.bye()
+                if session.handler is None:
+                    return
+                return
+            self.transport.send_response(response, session.peer)
+            nxt = min(2 * interval, self.config.t2) if interval is not None else None
+            self._schedule_2xx(session, response, nxt, deadline)
+
+        self._retransmits[session.dialog.id] = self._reactor.callLater(delay, fire)
+
+    # -- UAC -------------------------------------------------------------
+
+    def invite(
+        self,
+        uri: str,
+        peer: Peer,
+        body: bytes = b"",
+        content_type: str = "application/sdp",
+        from_uri: str | None = None,
+        to_uri: str | None = None,
+        headers: Iterable[tuple[str, str]] = (),
+        feature_tags: Iterable[str] = (),
+        private: bool = False,
+        from_display: str | None = None,
+    ) -> ClientInvite:
+        """
+        Send an INVITE outside any dialog (RFC 3261 s8.1.1, s13.2.1).
+
+        @param uri: the Request-URI.
+        @param peer: the resolved next hop.
+        @return: the L{ClientInvite}; its C{deferred} fires with the session.
+        """
+        local = self.advertised(peer.transport, private)
+        contact = contact_header(None, local, peer.transport, feature_tags)
+        from_uri = from_uri or "sip:%s" % (local,)
+        h = Headers()
+        h.add("Max-Forwards", "70")
+        display = ('"%s" ' % from_display.replace('"', "")) if from_display else ""
+        h.add("From", "%s<%s>;tag=%s" % (display, from_uri, new_tag()))
+        h.add("To", "<%s>" % (to_uri or uri,))
+        h.add("Call-ID", new_call_id(host_for_socket(local.rsplit(":", 1)[0])))
+        h.add("CSeq", "%d INVITE" % (initial_cseq(),))
+        h.add("Contact", contact)
+        h.add("Allow", ALLOW_HEADER)
+        h.add("Supported", SUPPORTED_HEADER)
+        h.add("User-Agent", self.config.user_agent)
+        for n, v in headers:
+            h.add(n, v)
+        if body:
+            h.add("Content-Type", content_type)
+        request = Request("INVITE", uri, h, body)
+        inv = ClientInvite(self, request, peer, contact)
+        inv.tx = self.txlayer.send_request(request, peer, inv._response, inv._error)
+        return inv
+
+    def _send_ack(self, session: InviteSession, response: Response) -> None:
+        ack = session.dialog.new_request("ACK", headers=session.extra_headers, cseq=session.dialog.invite_cseq)
+        self._send_stateless(session, ack)
+        session._last_ack = ack
+
+    def _resend_ack(self, session: InviteSession, response: Response) -> None:
+        if session._last_ack is not None:
+            self.transport.send_request(session._last_ack, self._next_peer(session)).addErrback(lambda f: None)
+
+    def _send_stateless(self, session: InviteSession, request: Request) -> None:
+        peer = self._next_peer(session)
+        proto, sent_by = self.transport.local_via(peer)
+        request.headers.add_first("Via", "SIP/2.0/%s %s;rport;branch=%s" % (proto, sent_by, new_branch()))
+        self.transport.send_request(request, peer).addErrback(lambda f: None)
+
+    def _send_in_dialog(self, session: InviteSession, request: Request) -> defer.Deferred[Response]:
+        d: defer.Deferred[Response] = defer.Deferred()
+
+        def on_response(response: Response) -> None:
+            if response.status < 200:
+                return
+            if request.method == "INVITE" and 200 <= response.status < 300:
+                session.dialog.refresh_target(response)
+                ack = session.dialog.new_request("ACK", headers=session.extra_headers, cseq=request.cseq.number)
+                self._send_stateless(session, ack)
+                session._last_ack = ack
+            if response.status in (408, 481) and request.method != "BYE":
+                # RFC 3261 s12.2.1.2: the dialog is gone.
+                session._terminate("remote-gone")
+            if not d.called:
+                d.callback(response)
+
+        def on_error(reason: str) -> None:
+            if not d.called:
+                d.errback(Failure(InviteFailed(408 if reason == "timeout" else 503, reason)))
+
+        self.txlayer.send_request(request, self._next_peer(session), on_response, on_error)
+        return d
+
+    def _next_peer(self, session: InviteSession) -> Peer:
+        """
+        Where an in-dialog request goes: the dialog's connection while it is
+        open (TCP/TLS), else the next hop of the route set / remote target
+        when it is an address literal (RFC 3261 s12.2.1.1), else where the
+        dialog came from.
+        """
+        peer = session.peer
+        conn = peer.connection
+        if peer.reliable and conn is not None and conn.transport is not None and conn.transport.connected:
+            return peer
+        resolved = _resolve_literal(session.dialog.next_hop(), peer)
+        result: list[Peer] = []
+        resolved.addCallbacks(result.append, lambda f: None)
+        if result and result[0].transport == peer.transport:
+            return Peer(peer.transport, result[0].host, result[0].port, server_name=peer.server_name)
+        return Peer(peer.transport, peer.host, peer.port, server_name=peer.server_name)
+
+
+def _resolve_literal(uri: str, current: Peer | None) -> defer.Deferred[Peer]:
+    """
+    Resolve a URI whose host is an IP literal or C{localhost} (no DNS).
+    """
+    try:
+        parsed = parse_uri(uri)
+    except UriError as e:
+        return defer.fail(e)
+    if not isinstance(parsed, SipUri):
+        return defer.fail(ValueError("not a SIP URI: %s" % (uri,)))
+    transport = parsed.transport or ("tls" if parsed.secure else "udp")
+    host = host_for_socket(parsed.host)
+    if host == "localhost":
+        host = "127.0.0.1"
+    if not is_ip_address(host):
+        return defer.fail(ValueError("needs DNS: %s" % (uri,)))
+    port = parsed.port or DEFAULT_PORTS.get(transport, 5060)
+    return defer.succeed(Peer(transport, host, port, server_name=host_for_socket(parsed.host)))
+
+
+__all__ = [
+    "ClientInvite",
+    "InviteFailed",
+    "InviteHandler",
+    "InviteSession",
+    "ServerInvite",
+    "SessionHandler",
+    "UaConfig",
+    "UserAgent",
+    "format_host",
+]
