@@ -702,7 +702,10 @@ def _parse_request(start: str, headers: Headers, rest: bytes, datagram: bool) ->
 def _parse_response(start: str, headers: Headers, rest: bytes, datagram: bool) -> Response:
     # RFC 3261 s25.1: Status-Line = SIP-Version SP Status-Code SP Reason-Phrase CRLF
     try:
-        version, code, *reason = start.split(" ", 2)
+        fields = start.split(" ", 2)
+        if len(fields) < 2:
+            raise SipParseError(400, "Malformed Status-Line")
+        version, code, *reason = fields
         m = abnf.SIP_VERSION_RE.match(version)
         if not m or (m.group(1), m.group(2)) != ("2", "0"):
             raise SipParseError(400, "Bad SIP-Version")

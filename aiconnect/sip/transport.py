@@ -150,6 +150,7 @@ class SipTransport:
         max_size: int = DEFAULT_MAX_SIZE,
         tls_server_context: Any = None,
         tls_client_creator: Callable[[str], Any] | None = None,
+        force_rport: bool = True,
     ) -> None:
         """
         @param reactor: provides IReactorUDP, IReactorTCP, IReactorSSL, IReactorTime.
@@ -161,6 +162,9 @@ class SipTransport:
         @param tls_server_context: a context factory for the TLS listener.
         @param tls_client_creator: C{server_name -> IOpenSSLClientConnectionCreator}
             for outbound TLS (verifies the peer certificate against the name).
+        @param force_rport: answer UDP requests at their source port, as if
+            each carried C{rport} (RFC 3581); C{False} for strict RFC 3261
+            s18.2.2 (the Via sent-by port).
         """
         self.reactor = reactor
         self.receiver = receiver
@@ -170,6 +174,7 @@ class SipTransport:
         self.max_size = max_size
         self._tls_server_context = tls_server_context
         self._tls_client_creator = tls_client_creator
+        self.force_rport = force_rport
         self._udp: _SipDatagramProtocol | None = None
         self._udp_port: Any = None
         self._ports: dict[str, Any] = {}
@@ -542,7 +547,7 @@ class SipTransport:
         host = host_for_socket(host)
         if via.rport is not None:
             port = via.rport
-        elif source.transport == "udp" and via.has_param("rport"):
+        elif source.transport == "udp" and (via.has_param("rport") or self.force_rport):
             port = source.port
         else:
             port = via.port or DEFAULT_PORTS.get(source.transport, 5060)

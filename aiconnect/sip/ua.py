@@ -717,14 +717,19 @@ class UserAgent:
 
     def _next_peer(self, session: InviteSession) -> Peer:
         """
-        Where an in-dialog request goes: the dialog's connection while it is
-        open (TCP/TLS), else the next hop of the route set / remote target
-        when it is an address literal (RFC 3261 s12.2.1.1), else where the
-        dialog came from.
+        Where an in-dialog request goes.
+
+        The dialog's connection while it is open (TCP/TLS); over UDP, the
+        address the dialog was set up with (for a UAS, where the INVITE came
+        from: the SBC-facing, NAT-safe choice, as with C{force_rport});
+        after a TCP/TLS connection closed, the route set's first hop or the
+        remote target when it is an address literal (RFC 3261 s12.2.1.1).
         """
         peer = session.peer
         conn = peer.connection
-        if peer.reliable and conn is not None and conn.transport is not None and conn.transport.connected:
+        if not peer.reliable:
+            return peer
+        if conn is not None and conn.transport is not None and conn.transport.connected:
             return peer
         resolved = _resolve_literal(session.dialog.next_hop(), peer)
         result: list[Peer] = []
