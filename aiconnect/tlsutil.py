@@ -385,11 +385,9 @@ def _options_kwargs(tls_config: TlsConfig) -> dict[str, object]:
     @return: The C{CertificateOptions} arguments presenting our certificate.
     """
     chain, key = _load_chain(tls_config)
-    return {
-        "privateKey": crypto.PKey.from_cryptography_key(key),
-        "certificate": crypto.X509.from_cryptography(chain[0]),
-        "extraCertChain": [crypto.X509.from_cryptography(c) for c in chain[1:]],
-    }
+    # pyOpenSSL takes the cryptography objects directly (its own X509/PKey
+    # wrappers are deprecated); Twisted only passes them through.
+    return {"privateKey": key, "certificate": chain[0], "extraCertChain": list(chain[1:])}
 
 
 def _minimum(tls_config: TlsConfig) -> NamedConstant:

@@ -1,0 +1,208 @@
+"""
+Shared pieces of the integration tests: free loopback ports, generated TLS
+certificates and configuration files, and small SIP test peers that speak
+raw bytes over real sockets.
+"""
+
+from __future__ import annotations
+
+import socket
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from twisted.internet import defer, reactor
+from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
+
+from aiconnect import tlsutil
+from aiconnect.sip.message import StreamFramer, parse
+
+
+def free_port(both: bool = True) -> int:
+    """
+    A port number free for UDP and TCP on 127.0.0.1 right now.
+    """
+    for _ in range(50):
+        t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        t.bind(("127.0.0.1", 0))
+        port = t.getsockname()[1]
+        u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            u.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        finally:
+            u.close()
+            t.close()
+        return port
+    raise RuntimeError("no free port")
+
+
+class Certificates:
+    """
+    A test CA and a server certificate for 127.0.0.1/localhost, written to a
+    temporary directory.
+    """
+
+    def __init__(self, names: tuple[str, ...] = ("127.0.0.1", "localhost", "::1")) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="aiconnect-tls-"))
+        ca = tlsutil.generate_ca("aiconnect test CA")
+        leaf = tlsutil.generate_certificate(ca, list(names))
+        self.ca_pem = ca.certificate
+        self.ca = self.dir / "ca.pem"
+        self.cert = self.dir / "server.crt"
+        self.key = self.dir / "server.key"
+        self.ca.write_bytes(ca.certificate)
+        self.cert.write_bytes(leaf.certificate)
+        self.key.write_bytes(leaf.private_key)
+        self.authority = ca
+
+
+def write_config(directory: Path, certs: Certificates, udp: int, tcp: int, tls: int, api: int, extra: str = "") -> Path:
+    """
+    Write a loopback configuration using the given ports.
+    """
+    path = directory / "aiconnect.toml"
+    path.write_text(
+        f"""
+[sip]
+host = "127.0.0.1"
+public_address = "127.0.0.1"
+private_address = "127.0.0.1"
+udp_port = {udp}
+tcp_port = {tcp}
+tls_port = {tls}
+
+[sip.timers]
+t1 = 0.05
+t2 = 0.4
+t4 = 0.5
+
+[tls]
+certificate = "{certs.cert}"
+private_key = "{certs.key}"
+ca_certificates = "{certs.ca}"
+verify_peer = true
+
+[rtp]
+host = "127.0.0.1"
+port_min = 40000
+port_max = 40999
+
+[api]
+host = "127.0.0.1"
+port = {api}
+
+[events]
+database = "{directory / 'events.sqlite3'}"
+
+[[tenant]]
+domain = "customer.example.com"
+callback_url = "http://127.0.0.1:9"
+api_tokens = ["t0ken"]
+signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+{extra}
+"""
+    )
+    return path
+
+
+class UdpPeer(DatagramProtocol):
+    """
+    A raw UDP SIP peer collecting every datagram it receives.
+    """
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+        self._waiters: list[tuple[int, defer.Deferred[bytes]]] = []
+
+    def datagramReceived(self, data: bytes, addr: Any) -> None:
+        self.received.append(data)
+        self._wake()
+
+    def _wake(self) -> None:
+        for n, d in list(self._waiters):
+            if len(self.received) >= n:
+                self._waiters.remove((n, d))
+                d.callback(self.received[n - 1])
+
+    def next_message(self, timeout: float = 5.0) -> defer.Deferred[bytes]:
+        """
+        Fire with the next datagram received after the ones already seen.
+        """
+        return self.nth(len(self.received) + 1, timeout)
+
+    def nth(self, n: int, timeout: float = 5.0) -> defer.Deferred[bytes]:
+        """
+        Fire with the n-th datagram (1-based), now or when it comes.
+        """
+        d: defer.Deferred[bytes] = defer.Deferred()
+        self._waiters.append((n, d))
+        self._wake()
+        d.addTimeout(timeout, reactor)
+        return d
+
+    def send(self, data: bytes, port: int) -> None:
+        self.transport.write(data, ("127.0.0.1", port))
+
+
+class StreamPeer(Protocol):
+    """
+    A raw TCP/TLS SIP peer framing what it receives by Content-Length.
+    """
+
+    def __init__(self) -> None:
+        self.framer = StreamFramer()
+        self.received: list[bytes] = []
+        self.closed: defer.Deferred[None] = defer.Deferred()
+        self._waiters: list[tuple[int, defer.Deferred[bytes]]] = []
+
+    def dataReceived(self, data: bytes) -> None:
+        for frame in self.framer.feed(data):
+            if frame.strip():
+                self.received.append(frame)
+        for n, d in list(self._waiters):
+            if len(self.received) >= n:
+                self._waiters.remove((n, d))
+                d.callback(self.received[n - 1])
+
+    def connectionLost(self, reason: Any = None) -> None:
+        if not self.closed.called:
+            self.closed.callback(None)
+
+    def next_message(self, timeout: float = 5.0) -> defer.Deferred[bytes]:
+        d: defer.Deferred[bytes] = defer.Deferred()
+        self._waiters.append((len(self.received) + 1, d))
+        d.addTimeout(timeout, reactor)
+        return d
+
+    def send(self, data: bytes) -> None:
+        self.transport.write(data)
+
+
+class StreamPeerFactory(Factory):
+    protocol = StreamPeer
+
+
+def status_of(data: bytes) -> int:
+    """
+    The status code of a response in raw bytes.
+    """
+    return parse(data).status
+
+
+def options_request(transport: str, port: int, call_id: str, branch: str) -> bytes:
+    """
+    An OPTIONS keep-alive as an SBC sends it (RFC 3261 s11.1 shape).
+    """
+    return (
+        f"OPTIONS sip:customer.example.com SIP/2.0\r\n"
+        f"Via: SIP/2.0/{transport} 127.0.0.1:{port};branch=z9hG4bK{branch};rport\r\n"
+        f"Max-Forwards: 70\r\n"
+        f"To: <sip:customer.example.com>\r\n"
+        f"From: <sip:sbc@127.0.0.1>;tag=opt{branch}\r\n"
+        f"Call-ID: {call_id}\r\n"
+        f"CSeq: 1 OPTIONS\r\n"
+        f"Accept: application/sdp\r\n"
+        f"Content-Length: 0\r\n\r\n"
+    ).encode()
