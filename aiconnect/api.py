@@ -226,9 +226,9 @@ class ApiServer:
         Log an unexpected exception (our bug) and answer 500.
         """
         self.log.failure(
-            "Unhandled error in API request {method} {path}",
+            "Unhandled error in API request {method} {uri}",
             failure,
             method=request.method,
-            path=request.path,
+            uri=request.uri,
         )
         return _error(request, 500, "internal error")

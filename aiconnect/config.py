@@ -120,6 +120,9 @@ class SipConfig:
         stream messages are answered 513 and the connection closed, larger
         datagrams dropped.
     @ivar timers: The transaction timers, C{[sip.timers]}.
+    @ivar force_rport: Answer UDP requests at their source port as if each
+        carried C{rport} (RFC 3581), the NAT-safe choice next to SBCs;
+        C{False} for strict RFC 3261 s18.2.2 routing to the Via port.
     """
 
     host: str = "127.0.0.1"
@@ -130,6 +133,7 @@ class SipConfig:
     tls_port: int = 5061
     max_message_size: int = 65536
     timers: TimerConfig = field(default_factory=TimerConfig)
+    force_rport: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -688,6 +692,9 @@ def _describe(value: object) -> str:
 
 
 def _is_ip(text: str) -> bool:
+    """
+    @return: Whether C{text} is an IPv4 or IPv6 address literal.
+    """
     try:
         ipaddress.ip_address(text)
     except ValueError:
@@ -696,6 +703,9 @@ def _is_ip(text: str) -> bool:
 
 
 def _is_ipv6(text: str) -> bool:
+    """
+    @return: Whether C{text} is an IPv6 address literal (no brackets).
+    """
     try:
         ipaddress.IPv6Address(text)
     except ValueError:
@@ -704,6 +714,9 @@ def _is_ipv6(text: str) -> bool:
 
 
 def _is_hostname(text: str) -> bool:
+    """
+    @return: Whether C{text} is an RFC 1123 host name (trailing dot allowed).
+    """
     name = text[:-1] if text.endswith(".") else text
     if not name or len(name) > 253:
         return False
@@ -715,6 +728,9 @@ def _is_hostname(text: str) -> bool:
 
 
 def _bind_address(table: _Table, name: str, default: str) -> str:
+    """
+    @return: A bind address: an IP literal.
+    """
     value = table.string(name, default)
     if not _is_ip(value):
         raise ConfigError(
@@ -725,6 +741,9 @@ def _bind_address(table: _Table, name: str, default: str) -> str:
 
 
 def _advertised_address(table: _Table, name: str, default: str) -> str:
+    """
+    @return: An advertised address: an IP literal or a host name.
+    """
     value = table.string(name, default)
     if not (_is_ip(value) or _is_hostname(value)):
         raise ConfigError(table.key(name), f"{value!r} is neither an IP address nor a host name")
@@ -767,6 +786,9 @@ def _decode_signing_secret(secret: str) -> bytes:
 
 
 def _callback_url(table: _Table, name: str) -> str:
+    """
+    @return: An http(s) base URL without trailing slash, query, fragment or credentials.
+    """
     value = table.string(name)
     key = table.key(name)
     try:
@@ -782,15 +804,24 @@ def _callback_url(table: _Table, name: str) -> str:
     if port == 0:
         raise ConfigError(key, f"{value!r} has port 0")
     if parts.username is not None or parts.password is not None:
-        raise ConfigError(key, "credentials in the URL are not supported (requests are signed with signing_secret)")
+        raise ConfigError(
+            key,
+            "credentials in the URL are not supported (requests are signed with signing_secret)",
+        )
     if parts.query or parts.fragment or value.endswith(("?", "#")):
-        raise ConfigError(key, f"{value!r} must not have a query or fragment ('/newCall' and '/events' are appended)")
+        raise ConfigError(
+            key,
+            f"{value!r} must not have a query or fragment ('/newCall' and '/events' are appended)",
+        )
     if any(c.isspace() or ord(c) < 0x20 for c in value):
         raise ConfigError(key, f"{value!r} contains whitespace or control characters")
     return value.rstrip("/")
 
 
 def _jwt_public_key(table: _Table, name: str) -> str:
+    """
+    @return: The absolute path of an existing PEM public key file, or C{""}.
+    """
     path = _path(table, name, "", must_exist=True)
     if path:
         try:
@@ -815,6 +846,7 @@ _SIP_KEYS = (
     "tls_port",
     "max_message_size",
     "timers",
+    "force_rport",
 )
 _TIMER_KEYS = ("t1", "t2", "t4")
 _TLS_KEYS = ("certificate", "private_key", "ca_certificates", "verify_peer", "min_version")
@@ -839,6 +871,9 @@ _TRUNK_KEYS = ("match", "target", "transport", "username", "password")
 
 
 def _timers(table: _Table) -> TimerConfig:
+    """
+    @return: C{[sip.timers]}.
+    """
     d = TimerConfig()
     t1 = table.number("t1", d.t1)
     t2 = table.number("t2", d.t2)
@@ -849,6 +884,9 @@ def _timers(table: _Table) -> TimerConfig:
 
 
 def _sip(table: _Table) -> SipConfig:
+    """
+    @return: C{[sip]}.
+    """
     d = SipConfig()
     config = SipConfig(
         host=_bind_address(table, "host", d.host),
@@ -859,6 +897,7 @@ def _sip(table: _Table) -> SipConfig:
         tls_port=table.port("tls_port", d.tls_port),
         max_message_size=table.integer("max_message_size", d.max_message_size, 1024, 16 * 1024 * 1024),
         timers=_timers(table.table("timers", _TIMER_KEYS)),
+        force_rport=table.boolean("force_rport", d.force_rport),
     )
     if config.tls_port and config.tls_port == config.tcp_port:
         raise ConfigError(table.key("tls_port"), f"{config.tls_port} is also sip.tcp_port")
@@ -866,6 +905,9 @@ def _sip(table: _Table) -> SipConfig:
 
 
 def _tls(table: _Table, sip: SipConfig) -> TlsConfig:
+    """
+    @return: C{[tls]}; C{sip} tells whether a certificate is needed.
+    """
     d = TlsConfig()
     certificate = _path(table, "certificate", d.certificate, must_exist=False)
     private_key = _path(table, "private_key", d.private_key, must_exist=False)
@@ -880,9 +922,15 @@ def _tls(table: _Table, sip: SipConfig) -> TlsConfig:
         # Both missing: a self-signed pair is created at start-up
         # (aiconnect.tlsutil.ensure_self_signed); one missing is a mistake.
         if cert_exists and not key_exists:
-            raise ConfigError(table.key("private_key"), f"file {private_key} does not exist but {certificate} does")
+            raise ConfigError(
+                table.key("private_key"),
+                f"file {private_key} does not exist but {certificate} does",
+            )
         if key_exists and not cert_exists:
-            raise ConfigError(table.key("certificate"), f"file {certificate} does not exist but {private_key} does")
+            raise ConfigError(
+                table.key("certificate"),
+                f"file {certificate} does not exist but {private_key} does",
+            )
     return TlsConfig(
         certificate=certificate,
         private_key=private_key,
@@ -893,11 +941,17 @@ def _tls(table: _Table, sip: SipConfig) -> TlsConfig:
 
 
 def _rtp(table: _Table) -> RtpConfig:
+    """
+    @return: C{[rtp]}.
+    """
     d = RtpConfig()
     port_min = table.port("port_min", d.port_min, allow_zero=False)
     port_max = table.port("port_max", d.port_max, allow_zero=False)
     if port_min % 2:
-        raise ConfigError(table.key("port_min"), f"{port_min} is odd (RTP uses even ports, RTCP the odd port above)")
+        raise ConfigError(
+            table.key("port_min"),
+            f"{port_min} is odd (RTP uses even ports, RTCP the odd port above)",
+        )
     if port_max < port_min + 1:
         raise ConfigError(
             table.key("port_max"),
@@ -913,6 +967,9 @@ def _rtp(table: _Table) -> RtpConfig:
 
 
 def _api(table: _Table) -> ApiConfig:
+    """
+    @return: C{[api]}.
+    """
     d = ApiConfig()
     return ApiConfig(
         host=_bind_address(table, "host", d.host),
@@ -921,6 +978,9 @@ def _api(table: _Table) -> ApiConfig:
 
 
 def _dns(table: _Table) -> DnsConfig:
+    """
+    @return: C{[dns]}.
+    """
     d = DnsConfig()
     nameservers = []
     for key, value in table.strings("nameservers"):
@@ -931,6 +991,9 @@ def _dns(table: _Table) -> DnsConfig:
 
 
 def _events(table: _Table) -> EventsConfig:
+    """
+    @return: C{[events]}.
+    """
     d = EventsConfig()
     if table.string("database", d.database) == MEMORY_DATABASE:
         database = MEMORY_DATABASE
@@ -942,6 +1005,9 @@ def _events(table: _Table) -> EventsConfig:
 
 
 def _log(table: _Table) -> LogConfig:
+    """
+    @return: C{[log]}.
+    """
     d = LogConfig()
     return LogConfig(
         format=table.choice("format", LOG_FORMATS, d.format),
@@ -950,6 +1016,9 @@ def _log(table: _Table) -> LogConfig:
 
 
 def _trunk(table: _Table) -> TrunkConfig:
+    """
+    @return: One C{[[tenant.trunk]]}.
+    """
     match = table.string("match")
     if not _SIP_USER.match(match):
         raise ConfigError(table.key("match"), f"{match!r} is not a SIP user part (RFC 3261 s25.1)")
@@ -975,6 +1044,9 @@ def _trunk(table: _Table) -> TrunkConfig:
 
 
 def _tenant(table: _Table) -> TenantConfig:
+    """
+    @return: One C{[[tenant]]} with its trunks.
+    """
     domain = table.string("domain")
     if not (_is_ip(domain.strip("[]")) or _is_hostname(domain)):
         raise ConfigError(table.key("domain"), f"{domain!r} is neither a domain name nor an IP address")
@@ -1015,7 +1087,9 @@ def _tenant(table: _Table) -> TenantConfig:
         jwt_public_key=_jwt_public_key(table, "jwt_public_key"),
         allowed_sources=tuple(networks),
         trunks=tuple(trunks),
-        missing_metadata=table.choice("missing_metadata", MISSING_METADATA_POLICIES, defaults.missing_metadata),
+        missing_metadata=table.choice(
+            "missing_metadata", MISSING_METADATA_POLICIES, defaults.missing_metadata
+        ),
         non_siprec=table.choice("non_siprec", NON_SIPREC_POLICIES, defaults.non_siprec),
     )
 
@@ -1029,12 +1103,18 @@ def _overlaps(a: str, b: str) -> bool:
 
 
 def _build(document: Mapping[str, Any]) -> Config:
+    """
+    @return: The whole configuration, with the cross-section checks.
+    """
     top = _Table(document, "", _TOP_KEYS)
     sip = _sip(top.table("sip", _SIP_KEYS))
     rtp = _rtp(top.table("rtp", _RTP_KEYS))
     api = _api(top.table("api", _API_KEYS))
     if sip.udp_port and _overlaps(sip.host, rtp.host) and rtp.port_min <= sip.udp_port <= rtp.port_max:
-        raise ConfigError("rtp.port_min", f"the RTP range {rtp.port_min}..{rtp.port_max} contains sip.udp_port {sip.udp_port}")
+        raise ConfigError(
+            "rtp.port_min",
+            f"the RTP range {rtp.port_min}..{rtp.port_max} contains sip.udp_port {sip.udp_port}",
+        )
     if api.port and _overlaps(sip.host, api.host):
         for name in ("tcp_port", "tls_port"):
             if api.port == getattr(sip, name):

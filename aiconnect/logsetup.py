@@ -27,6 +27,7 @@ import sys
 from collections.abc import Mapping
 from typing import IO, Any
 
+from constantly import NamedConstant
 from twisted.logger import (
     FilteringLogObserver,
     ILogObserver,
@@ -56,7 +57,7 @@ ENV_LEVEL = "AICONNECT_LOG_LEVEL"
 FORMATS = ("text", "json")
 
 
-def parse_level(level: str | LogLevel) -> LogLevel:
+def parse_level(level: str | NamedConstant) -> NamedConstant:
     """
     @param level: A L{LogLevel} or its name (C{debug}, C{info}, C{warn},
         C{error}, C{critical}; C{warning} is accepted for C{warn}), in any
@@ -64,7 +65,8 @@ def parse_level(level: str | LogLevel) -> LogLevel:
     @return: The level.
     @raise ValueError: For an unknown name.
     """
-    if isinstance(level, LogLevel):
+    if not isinstance(level, str):
+        # LogLevel's members are NamedConstants, not LogLevel instances.
         return level
     name = level.strip().lower()
     if name == "warning":
@@ -75,7 +77,7 @@ def parse_level(level: str | LogLevel) -> LogLevel:
         raise ValueError(f"unknown log level {level!r}") from None
 
 
-def level_predicate(level: str | LogLevel) -> LogLevelFilterPredicate:
+def level_predicate(level: str | NamedConstant) -> LogLevelFilterPredicate:
     """
     A filter predicate letting through events at C{level} or above.
 
@@ -111,7 +113,7 @@ def event_as_json(event: Mapping[str, Any]) -> str:
             if isinstance(timestamp, (int, float))
             else None
         ),
-        "level": level.name if isinstance(level, LogLevel) else None,
+        "level": getattr(level, "name", None),
         "namespace": event.get("log_namespace"),
         "message": formatEvent(event),
     }
@@ -152,7 +154,7 @@ class JsonLinesObserver:
 
 def make_observer(
     fmt: str = "text",
-    level: str | LogLevel = "info",
+    level: str | NamedConstant = "info",
     stream: IO[str] | None = None,
 ) -> ILogObserver:
     """

@@ -74,7 +74,7 @@ class SipService(service.Service):
             max_size=sip.max_message_size,
             tls_server_context=server_ctx,
             tls_client_creator=client_creator,
-            force_rport=getattr(sip, "force_rport", True),
+            force_rport=sip.force_rport,
         )
         timers = TimerConfig(t1=sip.timers.t1, t2=sip.timers.t2, t4=sip.timers.t4)
         self.ua = UserAgent(
@@ -141,8 +141,9 @@ def build_service(cfg: config_mod.Config, reactor: Any = None) -> service.MultiS
     api = ApiServer(cfg, reactor=reactor)
     site = Site(api.app.resource())
     site.displayTracebacks = False
-    api_service = TcpListenerService("api", reactor, cfg.api.port, site, cfg.api.host)
-    api_service.setServiceParent(top)
+    if cfg.api.port:
+        api_service = TcpListenerService("api", reactor, cfg.api.port, site, cfg.api.host)
+        api_service.setServiceParent(top)
     return top
 
 

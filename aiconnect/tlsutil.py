@@ -88,6 +88,9 @@ class CertifiedKey:
 
 
 def _new_key(key_type: str) -> _PrivateKey:
+    """
+    @return: A new EC P-256 or RSA 2048 private key.
+    """
     if key_type == "ec":
         return ec.generate_private_key(ec.SECP256R1())
     if key_type == "rsa":
@@ -96,6 +99,9 @@ def _new_key(key_type: str) -> _PrivateKey:
 
 
 def _key_pem(key: _PrivateKey) -> bytes:
+    """
+    @return: C{key} as unencrypted PKCS#8 PEM.
+    """
     return key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.PKCS8,
@@ -119,6 +125,9 @@ def _san(names: Sequence[str]) -> x509.SubjectAlternativeName:
 def _validity(
     now: datetime.datetime | None, days: int
 ) -> tuple[datetime.datetime, datetime.datetime]:
+    """
+    @return: The not-before and not-after times of a new certificate.
+    """
     start = now or datetime.datetime.now(datetime.timezone.utc)
     # An hour of slack for peers whose clocks are behind.
     return start - datetime.timedelta(hours=1), start + datetime.timedelta(days=days)
@@ -127,6 +136,9 @@ def _validity(
 def _leaf_extensions(
     builder: x509.CertificateBuilder, names: Sequence[str], key_type: str
 ) -> x509.CertificateBuilder:
+    """
+    @return: C{builder} with the extensions of a SIP end-entity certificate.
+    """
     return (
         builder.add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
         .add_extension(
@@ -344,6 +356,9 @@ def ensure_self_signed(
 
 
 def _read(path: str, key: str) -> bytes:
+    """
+    @return: The contents of C{path}; a L{ConfigError} naming C{key} if unreadable.
+    """
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -363,7 +378,8 @@ def _load_chain(tls_config: TlsConfig) -> tuple[list[x509.Certificate], _Private
     except ValueError as e:
         raise ConfigError("tls.certificate", f"{tls_config.certificate}: no PEM certificate ({e})") from None
     try:
-        key = serialization.load_pem_private_key(_read(tls_config.private_key, "tls.private_key"), password=None)
+        pem = _read(tls_config.private_key, "tls.private_key")
+        key = serialization.load_pem_private_key(pem, password=None)
     except (ValueError, TypeError) as e:
         raise ConfigError(
             "tls.private_key",
@@ -391,6 +407,9 @@ def _options_kwargs(tls_config: TlsConfig) -> dict[str, object]:
 
 
 def _minimum(tls_config: TlsConfig) -> NamedConstant:
+    """
+    @return: The L{TLSVersion} of C{tls.min_version}.
+    """
     try:
         return _TLS_VERSIONS[tls_config.min_version]
     except KeyError:
@@ -407,7 +426,9 @@ def _trust_root(tls_config: TlsConfig) -> IOpenSSLTrustRoot:
     try:
         certificates = x509.load_pem_x509_certificates(pem)
     except ValueError as e:
-        raise ConfigError("tls.ca_certificates", f"{tls_config.ca_certificates}: no PEM certificate ({e})") from None
+        raise ConfigError(
+            "tls.ca_certificates", f"{tls_config.ca_certificates}: no PEM certificate ({e})"
+        ) from None
     return trustRootFromCertificates(
         [Certificate(crypto.X509.from_cryptography(c)) for c in certificates]
     )
@@ -441,6 +462,10 @@ class _UnverifiedClientCreator:
     """
 
     def __init__(self, hostname: str, options: CertificateOptions) -> None:
+        """
+        @param hostname: The peer's host name or IP literal (SNI for names).
+        @param options: The options making the unverified connections.
+        """
         self._options = options
         self._server_name: bytes | None
         try:

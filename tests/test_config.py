@@ -264,6 +264,9 @@ class ShippedConfigTests(SynchronousTestCase):
         missing = []
 
         def walk(table: dict[str, object], path: str) -> None:
+            """
+            Record the keys and tables under C{path} that the docs do not name.
+            """
             for key, value in table.items():
                 dotted = f"{path}.{key}" if path else key
                 if isinstance(value, dict):

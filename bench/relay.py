@@ -1,0 +1,384 @@
+"""
+Relay capacity benchmark: how many calls one core relays within budget.
+
+    python bench/relay.py                       # the whole sweep, < 5 min
+    python bench/relay.py --modes srtp --start 400 --quick
+
+Three processes on 127.0.0.1, started with the C{spawn} method:
+
+  - B{relay}: the real L{aiconnect.media.relay.MediaRelay} on the real
+    reactor, pinned to CPU 0 (C{os.sched_setaffinity} where the OS has it).
+    N calls, each an inbound session of 2 streams (latching on 127.0.0.1)
+    with one forward of 2 streams to the sink.
+  - B{generator}: paces one 172-octet PCMU packet per stream every 20 ms
+    (100 * N packets/s), spread evenly over the 20 ms; the send time
+    (C{CLOCK_MONOTONIC}, shared by all processes) is coded into the payload
+    with 16 codes that survive μ-law -> A-law transcoding exactly.
+  - B{sink}: receives the forwards (decrypting SRTP with the keys the
+    controller gave the relay), and measures loss and latency (receive time
+    - send time: both loopback hops and the sink's own delay included, so
+    an upper bound on the latency the relay adds).
+
+Modes: C{plain} (PCMU -> PCMU), C{transcode} (PCMU -> PCMA), C{srtp}
+(PCMU -> PCMA, SRTP AES_CM_128_HMAC_SHA1_80 towards the sink).
+
+For each mode it searches the largest N (a multiple of C{--step}) with loss
+< 0.1 % and p99 latency < 5 ms: doubling from C{--start}, then bisecting.
+Every trial is bounded (warm-up + measurement + setup timeouts) and the
+sweep stops at C{--budget} seconds.
+
+Not a test: it prints a table, and docs/media.md records one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import multiprocessing as mp
+import os
+import platform
+import resource
+import select
+import socket
+import struct
+import sys
+import time
+from datetime import datetime, timezone
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)
+
+RELAY_CPU = 0
+LOAD_CPU = 1
+FRAME_NS = 20_000_000
+PAYLOAD = 160
+SINK_SOCKETS = 8
+GEN_SOCKETS = 8
+MODES = ("plain", "transcode", "srtp")
+MAX_LOSS = 0.001
+MAX_P99_MS = 5.0
+
+
+def _pin(cpu: int) -> None:
+    if hasattr(os, "sched_setaffinity"):
+        try:
+            cpus = os.sched_getaffinity(0)
+            os.sched_setaffinity(0, {cpu} if cpu in cpus else cpus)
+        except OSError:
+            pass
+
+
+def _raise_nofile() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def _rss_kib(pid: int | str = "self") -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _cpu_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+def _codecs() -> tuple[bytes, bytes, bytes]:
+    # The send time travels as 16 hex digits, each mapped to a PCMU code
+    # whose PCMA image maps back exactly (G.711 direct tables), so the sink
+    # can read it after transcoding: ENCODE (ASCII hex -> PCMU), and DECODE
+    # tables for PCMU and PCMA back to ASCII hex.
+    from aiconnect.media.g711 import ALAW_TO_ULAW, ULAW_TO_ALAW
+
+    codes = [c for c in range(256) if ALAW_TO_ULAW[ULAW_TO_ALAW[c]] == c][:16]
+    digits = b"0123456789abcdef"
+    encode = bytearray(range(256))
+    dec_u = bytearray(b"?" * 256)
+    dec_a = bytearray(b"?" * 256)
+    for d, c in zip(digits, codes):
+        encode[d] = c
+        dec_u[c] = d
+        dec_a[ULAW_TO_ALAW[c]] = d
+    return bytes(encode), bytes(dec_u), bytes(dec_a)
+
+
+# -- relay process --------------------------------------------------------------
+
+
+def relay_main(conn, mode: str, n: int, sinks: list, keys: list, reactor_name: str,
+               lifetime: float) -> None:  # fmt: skip
+    _pin(RELAY_CPU)
+    _raise_nofile()
+    if reactor_name == "relay":
+        from aiconnect.media.relay import RelayEPollReactor
+        from twisted.internet.main import installReactor
+
+        installReactor(RelayEPollReactor())
+    else:
+        from twisted.internet import epollreactor
+
+        epollreactor.install()
+    from twisted.internet import reactor
+
+    from aiconnect.media.relay import MediaRelay
+    from aiconnect.media.srtp import SrtpParams
+
+    rss0 = _rss_kib()
+    relay = MediaRelay(reactor, "127.0.0.1", 20000, 59999, media_timeout=0, rtcp_interval=5.0)
+    codec, pt = ("PCMU", 0) if mode == "plain" else ("PCMA", 8)
+    inbound, forward = [], []
+    for c in range(n):
+        session = relay.allocate_session(2)
+        fw = session.add_forward("srs", 2)
+        for i in range(2):
+            k = 2 * c + i
+            session.set_inbound(i, latch_host="127.0.0.1", payload_map={0: "PCMU"})
+            key = SrtpParams("AES_CM_128_HMAC_SHA1_80", keys[k]) if mode == "srtp" else None
+            fw.connect(i, tuple(sinks[k % len(sinks)]), codec=codec, payload_type=pt, srtp_tx=key)
+            inbound.append(session.streams[i].rtp_port)
+            forward.append(fw.streams[i].rtp_port)
+    conn.send({"inbound": inbound, "forward": forward, "rss0": rss0, "pid": os.getpid()})
+
+    def done() -> None:
+        totals = relay.stats()
+        relay.close()
+        reactor.stop()
+        del totals
+
+    reactor.callLater(lifetime, done)
+
+    def stop_requested() -> None:
+        # The controller's "stop" on the pipe ends the run early.
+        if conn.poll():
+            done()
+        else:
+            reactor.callLater(0.5, stop_requested)
+
+    reactor.callLater(0.5, stop_requested)
+    if os.environ.get("BENCH_PROFILE"):
+        import cProfile
+
+        cProfile.runctx("reactor.run()", globals(), {"reactor": reactor},
+                        os.environ["BENCH_PROFILE"])  # fmt: skip
+    else:
+        reactor.run()
+
+
+# -- generator process ----------------------------------------------------------
+
+
+def generator_main(conn, targets: list[int], t0_ns: int, t_end_ns: int) -> None:
+    _pin(LOAD_CPU)
+    _raise_nofile()
+    encode, _, _ = _codecs()
+    socks = []
+    for _ in range(GEN_SOCKETS):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 1 << 20)
+        s.bind(("127.0.0.1", 0))
+        socks.append(s.sendto)
+    streams = len(targets)
+    step = FRAME_NS / streams
+    pack = struct.Struct("!BBHII").pack
+    filler = encode[48:49] * (PAYLOAD - 16)
+    addrs = [("127.0.0.1", p) for p in targets]
+    sent = 0
+    errors = 0
+    e = 0
+    max_lag_ns = 0
+    monotonic_ns = time.monotonic_ns
+    while True:
+        now = monotonic_ns()
+        if now >= t_end_ns:
+            break
+        due = int((now - t0_ns) / step)
+        if due - e > streams:  # a whole frame behind
+            max_lag_ns = max(max_lag_ns, int((due - e) * step))
+        while e <= due:
+            k = e % streams
+            cycle = e // streams
+            stamp = b"%016x" % monotonic_ns()
+            pkt = pack(0x80, 0, cycle & 0xFFFF, (cycle * 160) & 0xFFFFFFFF, 0x1000 + k)
+            try:
+                socks[k % GEN_SOCKETS](pkt + stamp.translate(encode) + filler, addrs[k])
+                sent += 1
+            except OSError:
+                errors += 1
+            e += 1
+        wait = (t0_ns + e * step - monotonic_ns()) / 1e9
+        if wait > 0.0002:
+            time.sleep(min(wait, 0.001))
+    conn.send({"sent": sent, "errors": errors, "max_lag_ms": max_lag_ns / 1e6})
+
+
+# -- sink process -----------------------------------------------------------------
+
+
+def sink_main(conn, mode: str) -> None:
+    _pin(LOAD_CPU)
+    _raise_nofile()
+    from aiconnect.media.srtp import SrtpContext, SrtpParams
+
+    _, dec_u, dec_a = _codecs()
+    decode = dec_a if mode != "plain" else dec_u
+    socks = []
+    for _ in range(SINK_SOCKETS):
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        s.bind(("127.0.0.1", 0))
+        s.setblocking(False)
+        socks.append(s)
+    conn.send([s.getsockname() for s in socks])
+    setup = conn.recv()  # {"keys": {relay_port: key}, "window": (t0, t1), "end": t}
+    contexts = {}
+    if mode == "srtp":
+        for port, key in setup["keys"].items():
+            contexts[port] = SrtpContext(SrtpParams("AES_CM_128_HMAC_SHA1_80", key), False)
+    w0, w1 = setup["window"]
+    t_end_ns = setup["end"]
+    poller = select.epoll()
+    by_fd = {}
+    for s in socks:
+        poller.register(s.fileno(), select.EPOLLIN)
+        by_fd[s.fileno()] = s.recvfrom
+    samples: list[tuple[int, bytes]] = []
+    received = 0
+    bad = 0
+    monotonic_ns = time.monotonic_ns
+    # Receive only; decode afterwards.  SRTP packets are sampled (every 4th
+    # sequence number) for latency: decrypting all would make the sink the
+    # bottleneck.
+    while True:
+        now = monotonic_ns()
+        if now >= t_end_ns:
+            break
+        for fd, _ in poller.poll(0.02):
+            recvfrom = by_fd[fd]
+            while True:
+                try:
+                    data, addr = recvfrom(2048)
+                except BlockingIOError:
+                    break
+                received += 1
+                if w0 <= now < w1 + 50_000_000:
+                    if contexts:
+                        if data[3] & 3:
+                            continue
+                        data = contexts[addr[1]].unprotect(data)
+                        if data is None:
+                            bad += 1
+                            continue
+                    samples.append((monotonic_ns(), data[12:28]))
+    latencies = []
+    for t_rx, stamp in samples:
+        try:
+            t_tx = int(stamp.translate(decode), 16)
+        except ValueError:
+            bad += 1
+            continue
+        if w0 <= t_tx < w1:
+            latencies.append(t_rx - t_tx)
+    latencies.sort()
+    n = len(latencies)
+
+    def pct(q: float) -> float:
+        return latencies[min(n - 1, int(q * n))] / 1e6 if n else float("nan")
+
+    conn.send({"received": received, "samples": n, "bad": bad,
+               "p50": pct(0.50), "p99": pct(0.99), "max": pct(1.0)})  # fmt: skip
+
+
+# -- controller -------------------------------------------------------------------
+
+
+def trial(mode: str, n: int, warmup: float, measure: float, reactor_name: str) -> dict:
+    ctx = mp.get_context("spawn")
+    keys = [os.urandom(30) for _ in range(2 * n)]
+    sink_parent, sink_child = ctx.Pipe()
+    relay_parent, relay_child = ctx.Pipe()
+    gen_parent, gen_child = ctx.Pipe()
+    procs = []
+    try:
+        sink = ctx.Process(target=sink_main, args=(sink_child, mode))
+        sink.start()
+        procs.append(sink)
+        if not sink_parent.poll(30):
+            raise RuntimeError("sink did not start")
+        sinks = sink_parent.recv()
+        relay_lifetime = 60.0 + warmup + measure
+        relay = ctx.Process(target=relay_main,
+                            args=(relay_child, mode, n, sinks, keys, reactor_name, relay_lifetime))  # fmt: skip
+        relay.start()
+        procs.append(relay)
+        if not relay_parent.poll(60):
+            raise RuntimeError("relay did not start")
+        info = relay_parent.recv()
+        t0 = time.monotonic_ns() + 300_000_000
+        w0 = t0 + int(warmup * 1e9)
+        w1 = w0 + int(measure * 1e9)
+        sink_parent.send({"keys": dict(zip(info["forward"], keys)), "window": (w0, w1),
+                          "end": w1 + 500_000_000})  # fmt: skip
+        gen = ctx.Process(target=generator_main, args=(gen_child, info["inbound"], t0, w1))
+        gen.start()
+        procs.append(gen)
+        # CPU over the measurement window, from /proc.
+        time.sleep(max(0.0, (w0 - time.monotonic_ns()) / 1e9))
+        ticks0, c0 = _cpu_ticks(info["pid"]), time.monotonic()
+        time.sleep(max(0.0, (w1 - time.monotonic_ns()) / 1e9))
+        ticks1, c1 = _cpu_ticks(info["pid"]), time.monotonic()
+        rss1 = _rss_kib(info["pid"])
+        if not gen_parent.poll(30):
+            raise RuntimeError("generator did not finish")
+        g = gen_parent.recv()
+        if not sink_parent.poll(30):
+            raise RuntimeError("sink did not finish")
+        k = sink_parent.recv()
+        relay_parent.send("stop")
+        relay.join(20)
+        hz = os.sysconf("SC_CLK_TCK")
+        return {
+            "mode": mode,
+            "n": n,
+            "cpu": (ticks1 - ticks0) / hz / (c1 - c0) * 100.0,
+            "rss_per_call_kib": (rss1 - info["rss0"]) / n,
+            "sent": g["sent"],
+            "gen_lag_ms": g["max_lag_ms"],
+            "received": k["received"],
+            "samples": k["samples"],
+            "loss": max(0.0, 1.0 - k["received"] / g["sent"]) if g["sent"] else 1.0,
+            "p50": k["p50"],
+            "p99": k["p99"],
+            "max": k["max"],
+            "bad": k["bad"],
+        }
+    finally:
+        for p in procs:
+            if p.is_alive():
+                p.kill()
+            p.join(5)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--modes", default=",".join(MODES))
+    parser.add_argument("--start", type=int, default=100)
+    parser.add_argument("--step", type=int, default=50)
+    parser.add_argument("--max-calls", type=int, default=1600)
+    parser.add_argument("--warmup", type=float, default=1.5)
+    parser.add_argument("--measure", type=float, default=4.0)
+    parser.add_argument("--budget", type=float, default=280.0)
+    parser.add_argument("--reactor", choices=("relay", "epoll"), default="epoll")
+    parser.add_argument("--quick", action="store_true", help="one trial per mode at --start")
+    args = parser.parse_args(argv)
+    print(trial("plain", args.start, args.warmup, args.measure, args.reactor))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
