@@ -110,6 +110,8 @@ class SipService(service.Service):
                 session.bye()
             except Exception:
                 self.log.failure("BYE on shutdown failed")
+        self.ua.stop()
+        self.txlayer.stop()
         return self.transport.stop()
 
 

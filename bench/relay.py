@@ -58,6 +58,7 @@ GEN_SOCKETS = 8
 MODES = ("plain", "transcode", "srtp")
 MAX_LOSS = 0.001
 MAX_P99_MS = 5.0
+SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 
 
 def _pin(cpu: int) -> None:
@@ -83,10 +84,10 @@ def _rss_kib(pid: int | str = "self") -> int:
     return 0
 
 
-def _cpu_ticks(pid: int) -> int:
+def _cpu_ticks(pid: int) -> tuple[int, int]:
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]) + int(fields[12])  # utime + stime
+    return int(fields[11]), int(fields[12])  # utime, stime
 
 
 def _codecs() -> tuple[bytes, bytes, bytes]:
@@ -144,6 +145,11 @@ def relay_main(conn, mode: str, n: int, sinks: list, keys: list, reactor_name: s
             inbound.append(session.streams[i].rtp_port)
             forward.append(fw.streams[i].rtp_port)
     conn.send({"inbound": inbound, "forward": forward, "rss0": rss0, "pid": os.getpid()})
+    if os.environ.get("BENCH_PERF"):
+        import subprocess
+
+        subprocess.Popen(["perf", "record", "-g", "-o", os.environ["BENCH_PERF"], "-p", str(os.getpid()),
+                          "--", "sleep", "4"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
 
     def done() -> None:
         totals = relay.stats()
@@ -193,6 +199,8 @@ def generator_main(conn, targets: list[int], t0_ns: int, t_end_ns: int) -> None:
     e = 0
     max_lag_ns = 0
     monotonic_ns = time.monotonic_ns
+    time_ns = time.time_ns
+    conn.send(os.getpid())
     while True:
         now = monotonic_ns()
         if now >= t_end_ns:
@@ -203,7 +211,7 @@ def generator_main(conn, targets: list[int], t0_ns: int, t_end_ns: int) -> None:
         while e <= due:
             k = e % streams
             cycle = e // streams
-            stamp = b"%016x" % monotonic_ns()
+            stamp = b"%016x" % time_ns()
             pkt = pack(0x80, 0, cycle & 0xFFFF, (cycle * 160) & 0xFFFFFFFF, 0x1000 + k)
             try:
                 socks[k % GEN_SOCKETS](pkt + stamp.translate(encode) + filler, addrs[k])
@@ -211,9 +219,10 @@ def generator_main(conn, targets: list[int], t0_ns: int, t_end_ns: int) -> None:
             except OSError:
                 errors += 1
             e += 1
+        # Sleep to the next millisecond: packets go out in 1 ms batches, so
+        # the generator does not spin on the CPU it shares with the sink.
         wait = (t0_ns + e * step - monotonic_ns()) / 1e9
-        if wait > 0.0002:
-            time.sleep(min(wait, 0.001))
+        time.sleep(min(max(wait, 0.0005), 0.001))
     conn.send({"sent": sent, "errors": errors, "max_lag_ms": max_lag_ns / 1e6})
 
 
@@ -231,6 +240,7 @@ def sink_main(conn, mode: str) -> None:
     for _ in range(SINK_SOCKETS):
         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
+        s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
         s.bind(("127.0.0.1", 0))
         s.setblocking(False)
         socks.append(s)
@@ -246,23 +256,25 @@ def sink_main(conn, mode: str) -> None:
     by_fd = {}
     for s in socks:
         poller.register(s.fileno(), select.EPOLLIN)
-        by_fd[s.fileno()] = s.recvfrom
-    samples: list[tuple[int, bytes]] = []
+        by_fd[s.fileno()] = s.recvmsg
+    samples: list[tuple[bytes, bytes]] = []
     received = 0
     bad = 0
     monotonic_ns = time.monotonic_ns
-    # Receive only; decode afterwards.  SRTP packets are sampled (every 4th
-    # sequence number) for latency: decrypting all would make the sink the
-    # bottleneck.
+    # Receive only; decode afterwards.  The receive time is the kernel's
+    # (SO_TIMESTAMPNS, CLOCK_REALTIME like the generator's stamp), so the
+    # sink's own scheduling delay (it shares a CPU with the generator) is
+    # not counted.  SRTP packets are sampled (every 4th sequence number):
+    # decrypting all of them would make the sink the bottleneck.
     while True:
         now = monotonic_ns()
         if now >= t_end_ns:
             break
         for fd, _ in poller.poll(0.02):
-            recvfrom = by_fd[fd]
+            recvmsg = by_fd[fd]
             while True:
                 try:
-                    data, addr = recvfrom(2048)
+                    data, anc, _flags, addr = recvmsg(2048, 64)
                 except BlockingIOError:
                     break
                 received += 1
@@ -274,16 +286,22 @@ def sink_main(conn, mode: str) -> None:
                         if data is None:
                             bad += 1
                             continue
-                    samples.append((monotonic_ns(), data[12:28]))
+                    samples.append((anc[0][2] if anc else b"", data[12:28]))
     latencies = []
-    for t_rx, stamp in samples:
+    real_w0 = setup["real_window"][0]
+    real_w1 = setup["real_window"][1]
+    for rx, stamp in samples:
         try:
             t_tx = int(stamp.translate(decode), 16)
         except ValueError:
             bad += 1
             continue
-        if w0 <= t_tx < w1:
-            latencies.append(t_rx - t_tx)
+        if len(rx) < 16:
+            bad += 1
+            continue
+        sec, nsec = struct.unpack("qq", rx[:16])
+        if real_w0 <= t_tx < real_w1:
+            latencies.append(sec * 1_000_000_000 + nsec - t_tx)
     latencies.sort()
     n = len(latencies)
 
@@ -295,6 +313,10 @@ def sink_main(conn, mode: str) -> None:
 
 
 # -- controller -------------------------------------------------------------------
+
+
+def _pct(t0: tuple[int, int], t1: tuple[int, int], hz: int, seconds: float) -> float:
+    return (sum(t1) - sum(t0)) / hz / seconds * 100.0
 
 
 def trial(mode: str, n: int, warmup: float, measure: float, reactor_name: str) -> dict:
@@ -322,16 +344,22 @@ def trial(mode: str, n: int, warmup: float, measure: float, reactor_name: str) -
         t0 = time.monotonic_ns() + 300_000_000
         w0 = t0 + int(warmup * 1e9)
         w1 = w0 + int(measure * 1e9)
+        offset = time.time_ns() - time.monotonic_ns()
         sink_parent.send({"keys": dict(zip(info["forward"], keys)), "window": (w0, w1),
+                          "real_window": (w0 + offset, w1 + offset),
                           "end": w1 + 500_000_000})  # fmt: skip
         gen = ctx.Process(target=generator_main, args=(gen_child, info["inbound"], t0, w1))
         gen.start()
         procs.append(gen)
+        if not gen_parent.poll(30):
+            raise RuntimeError("generator did not start")
+        gen_pid = gen_parent.recv()
+        pids = (info["pid"], gen_pid, sink.pid)
         # CPU over the measurement window, from /proc.
         time.sleep(max(0.0, (w0 - time.monotonic_ns()) / 1e9))
-        ticks0, c0 = _cpu_ticks(info["pid"]), time.monotonic()
+        ticks0, c0 = [_cpu_ticks(p) for p in pids], time.monotonic()
         time.sleep(max(0.0, (w1 - time.monotonic_ns()) / 1e9))
-        ticks1, c1 = _cpu_ticks(info["pid"]), time.monotonic()
+        ticks1, c1 = [_cpu_ticks(p) for p in pids], time.monotonic()
         rss1 = _rss_kib(info["pid"])
         if not gen_parent.poll(30):
             raise RuntimeError("generator did not finish")
@@ -345,7 +373,10 @@ def trial(mode: str, n: int, warmup: float, measure: float, reactor_name: str) -
         return {
             "mode": mode,
             "n": n,
-            "cpu": (ticks1 - ticks0) / hz / (c1 - c0) * 100.0,
+            "cpu": _pct(ticks0[0], ticks1[0], hz, c1 - c0),
+            "cpu_user": (ticks1[0][0] - ticks0[0][0]) / hz / (c1 - c0) * 100.0,
+            "cpu_gen": _pct(ticks0[1], ticks1[1], hz, c1 - c0),
+            "cpu_sink": _pct(ticks0[2], ticks1[2], hz, c1 - c0),
             "rss_per_call_kib": (rss1 - info["rss0"]) / n,
             "sent": g["sent"],
             "gen_lag_ms": g["max_lag_ms"],
@@ -364,19 +395,107 @@ def trial(mode: str, n: int, warmup: float, measure: float, reactor_name: str) -
             p.join(5)
 
 
+def passes(r: dict) -> bool:
+    """
+    The capacity criterion: loss < 0.1 % and p99 latency < 5 ms.
+    """
+    return r["loss"] < MAX_LOSS and r["p99"] < MAX_P99_MS and r["bad"] == 0
+
+
+def _line(r: dict) -> str:
+    return (
+        f"{r['mode']:>9} {r['n']:>5} calls: {'pass' if passes(r) else 'FAIL'}  "
+        f"relay cpu {r['cpu']:5.1f}% (user {r['cpu_user']:4.1f}%)  "
+        f"p50 {r['p50']:6.2f} ms  p99 {r['p99']:7.2f} ms  loss {r['loss'] * 100:6.3f}%  "
+        f"rss/call {r['rss_per_call_kib']:5.1f} KiB  load cpu {r['cpu_gen'] + r['cpu_sink']:5.1f}%"
+        + ("  GENERATOR LAGGED" if r["gen_lag_ms"] > 20 else "")
+    )
+
+
+def search(mode: str, args: argparse.Namespace, deadline: float) -> dict | None:
+    """
+    Largest passing N (multiple of --step): double from --start until a
+    failure, then bisect.  Bounded by --max-calls, the trial count and the
+    deadline.
+    """
+    best: dict | None = None
+    low, high = 0, None
+    n = args.start
+    for _ in range(12):
+        if time.monotonic() > deadline:
+            print(f"{mode:>9}: time budget spent, stopping the search")
+            break
+        r = trial(mode, n, args.warmup, args.measure, args.reactor)
+        print(_line(r), flush=True)
+        if passes(r):
+            low, best = n, r
+        else:
+            high = n
+        if args.quick:
+            break
+        if high is None:
+            if n >= args.max_calls:
+                break
+            n = min(args.max_calls, n * 2)
+        else:
+            if high - low <= args.step:
+                break
+            n = (low + high) // 2 // args.step * args.step
+            if n <= low:
+                break
+    return best
+
+
+def machine() -> str:
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--modes", default=",".join(MODES))
-    parser.add_argument("--start", type=int, default=100)
-    parser.add_argument("--step", type=int, default=50)
+    parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: plain,transcode,srtp")
+    parser.add_argument("--start", type=int, default=200, help="first N tried")
+    parser.add_argument("--step", type=int, default=50, help="granularity of N")
     parser.add_argument("--max-calls", type=int, default=1600)
-    parser.add_argument("--warmup", type=float, default=1.5)
-    parser.add_argument("--measure", type=float, default=4.0)
-    parser.add_argument("--budget", type=float, default=280.0)
-    parser.add_argument("--reactor", choices=("relay", "epoll"), default="epoll")
+    parser.add_argument("--warmup", type=float, default=1.5, help="seconds before measuring")
+    parser.add_argument("--measure", type=float, default=4.0, help="seconds measured")
+    parser.add_argument("--budget", type=float, default=280.0, help="seconds for the whole sweep")
+    parser.add_argument("--reactor", choices=("relay", "epoll"), default="relay",
+                        help="relay: RelayEPollReactor (default); epoll: stock EPollReactor")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="one trial per mode at --start")
     args = parser.parse_args(argv)
-    print(trial("plain", args.start, args.warmup, args.measure, args.reactor))
+    modes = [m for m in args.modes.split(",") if m]
+    for m in modes:
+        if m not in MODES:
+            parser.error(f"unknown mode {m!r}")
+    started = time.monotonic()
+    deadline = started + args.budget
+    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
+    print(f"# relay pinned to CPU {RELAY_CPU}, load to CPU {LOAD_CPU}; reactor: {args.reactor}")
+    results = {}
+    for i, mode in enumerate(modes):
+        # Share what is left of the budget among the remaining modes.
+        share = (deadline - time.monotonic()) / (len(modes) - i)
+        results[mode] = search(mode, args, time.monotonic() + share)
+    print()
+    print("| mode | max calls | relay CPU % | p50 ms | p99 ms | loss % | RSS/call KiB |")
+    print("|---|---|---|---|---|---|---|")
+    for mode in modes:
+        r = results[mode]
+        if r is None:
+            print(f"| {mode} | < {args.start} | | | | | |")
+            continue
+        print(f"| {mode} | {r['n']} | {r['cpu']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} "
+              f"| {r['loss'] * 100:.3f} | {r['rss_per_call_kib']:.1f} |")  # fmt: skip
+    print(f"\n# sweep took {time.monotonic() - started:.0f} s")
     return 0
 
 

@@ -267,14 +267,30 @@ class _Endpoint(DatagramProtocol):
         self.internal_errors = 0
         self._listening: Any = None
         self.sendto: Callable[[bytes, Address], int] = _closed_sendto
+        self.send: Callable[[bytes], int] = _closed_send
+        self._peer: Address | None = None
 
     def _bound(self, listening: Any) -> None:
         self._listening = listening
         self.sendto = listening.socket.sendto
 
+    def connect_peer(self, peer: Address) -> None:
+        """
+        Connect the socket to C{peer} and use C{send}: the kernel keeps the
+        route, the hot path skips parsing an address per packet, and only
+        C{peer}'s datagrams are delivered here.
+        """
+        if self._listening is None or peer == self._peer:
+            return
+        sock = self._listening.socket
+        sock.connect(peer)
+        self._peer = peer
+        self.send = sock.send
+
     def _close(self) -> None:
         listening, self._listening = self._listening, None
         self.sendto = _closed_sendto
+        self.send = _closed_send
         if listening is None:
             return
         if isinstance(listening, _RelayPort):
@@ -284,6 +300,10 @@ class _Endpoint(DatagramProtocol):
 
 
 def _closed_sendto(data: bytes, address: Address) -> int:
+    raise OSError(errno.EBADF, "relay port closed")
+
+
+def _closed_send(data: bytes) -> int:
     raise OSError(errno.EBADF, "relay port closed")
 
 
@@ -454,7 +474,7 @@ class InboundStream(_Endpoint):
                 if pkt is None:
                     continue
             try:
-                t.sendto(pkt, t.remote)
+                t.send(pkt)
             except OSError:
                 t.send_errors += 1
                 continue
@@ -768,9 +788,9 @@ class OutboundStream(_Endpoint):
                 return
         try:
             if self.rtcp_remote is None:  # rtcp-mux
-                self.sendto(data, self.remote)
+                self.send(data)
             else:
-                self.rtcp.sendto(data, self.rtcp_remote)
+                self.rtcp.send(data)
         except OSError:
             self.send_errors += 1
             return
@@ -949,6 +969,9 @@ class ForwardMedia:
         stream.dtmf_payload_type = dtmf_payload_type
         stream.remote = remote_n
         stream.rtcp_remote = rtcp_n
+        stream.connect_peer(remote_n)
+        if rtcp_n is not None:
+            stream.rtcp.connect_peer(rtcp_n)
         stream.source = source_stream
         stream.rebuild_map()
         if stream.next_report == 0.0:
@@ -1364,6 +1387,63 @@ class MediaRelay:
             totals["bytes_out"] += stats["bytes_out"]
             for cause, count in stats["drops"].items():
                 drops[cause] = drops.get(cause, 0) + count
+
+
+def _make_relay_reactor() -> Any:
+    try:
+        from select import EPOLLIN
+
+        from twisted.internet.epollreactor import EPollReactor
+    except ImportError:  # not Linux
+        return None
+    from twisted.python import log as legacy_log
+
+    class RelayEPollReactor(EPollReactor):
+        """
+        The epoll reactor with the relay's sockets dispatched directly.
+
+        For a plain read event on a L{_RelayPort}, C{doPoll} calls its
+        C{doRead} straight away instead of going through
+        C{log.callWithLogger} and C{_doReadOrWrite} (a logging context, a
+        C{fileno} check and exception plumbing per packet, which
+        C{_RelayPort.doRead} does not need: it never raises).  Every other
+        selectable and event is handled exactly as by L{EPollReactor}.
+
+        Install it in place of the default reactor (the composition root
+        decides; library code never installs a reactor)::
+
+            from twisted.internet.main import installReactor
+            installReactor(RelayEPollReactor())
+        """
+
+        def doPoll(self, timeout: float | None) -> None:
+            if timeout is None:
+                timeout = -1
+            try:
+                events = self._poller.poll(timeout, 256)
+            except OSError as err:
+                if err.errno == errno.EINTR:
+                    return
+                raise
+            selectables = self._selectables
+            drdw = self._doReadOrWrite
+            for fd, event in events:
+                selectable = selectables.get(fd)
+                if selectable is None:
+                    continue
+                if event == EPOLLIN and type(selectable) is _RelayPort:
+                    selectable.doRead()
+                else:
+                    legacy_log.callWithLogger(selectable, drdw, selectable, fd, event)
+
+        doIteration = doPoll
+
+    return RelayEPollReactor
+
+
+#: L{EPollReactor} with a direct dispatch for the relay's ports, or C{None}
+#: where epoll is missing.
+RelayEPollReactor = _make_relay_reactor()
 
 
 def _format_address(address: Address | None) -> str | None:

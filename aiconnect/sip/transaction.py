@@ -860,7 +860,7 @@ def server_key(request: Request, method: str | None = None) -> tuple[str | int |
     The key matching a request to a server transaction (RFC 3261 s17.2.3).
 
     With an RFC 3261 branch: the branch, the sent-by of the top Via and the
-    method, an ACK counting as INVITE. Otherwise (RFC 2543 peers): the
+    method, an ACK counting as INVITE, plus Call-ID and CSeq number. Otherwise (RFC 2543 peers): the
     Request-URI, From tag, Call-ID, CSeq number, method and top Via; the To
     tag is left out so the ACK of a non-2xx final still matches.
 
@@ -874,7 +874,13 @@ def server_key(request: Request, method: str | None = None) -> tuple[str | int |
     via = request.top_via
     branch = via.branch
     if branch is not None and branch.startswith(BRANCH_MAGIC):
-        return ("3261", branch, via.sent_by.lower(), method)
+        # RFC 3261 s17.2.3 matches on branch, sent-by and method. We also
+        # require the same Call-ID and CSeq number, which every true
+        # retransmission, its CANCEL and its ACK share: a broken peer that
+        # reuses a branch for a new request (RFC 4475's corpus does, e.g.
+        # unkscm and novelsc) then gets a new transaction, not a replay of
+        # another request's response.
+        return ("3261", branch, via.sent_by.lower(), method, request.call_id, request.cseq.number)
     return (
         "2543",
         request.uri,

@@ -21,9 +21,11 @@ from twisted.internet.endpoints import (
     wrapClientTLS,
 )
 from twisted.internet.error import ConnectionDone
+from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from aiconnect.sip.message import (
     DEFAULT_MAX_SIZE,
@@ -57,9 +59,13 @@ class _SipDatagramProtocol(DatagramProtocol):
         self._layer.datagram_received(self, data, addr)
 
 
+@implementer(IHandshakeListener)
 class SipStreamProtocol(Protocol):
     """
     One TCP or TLS connection, inbound or outbound, framed by Content-Length.
+
+    @ivar handshake: for TLS, fires when the handshake (with certificate
+        verification) succeeded, fails if the connection closes first.
     """
 
     log = Logger()
@@ -72,6 +78,14 @@ class SipStreamProtocol(Protocol):
         self.peer: Peer | None = None
         self.connected_at: float | None = None
         self._idle: Any = None
+        self.handshake: defer.Deferred[SipStreamProtocol] = defer.Deferred()
+        if transport_name != "tls" or not outbound:
+            # Only outbound TLS waits on the handshake (see SipTransport._connect).
+            self.handshake.callback(self)
+
+    def handshakeCompleted(self) -> None:
+        if not self.handshake.called:
+            self.handshake.callback(self)
 
     def connectionMade(self) -> None:
         addr = self.transport.getPeer()
@@ -117,6 +131,8 @@ class SipStreamProtocol(Protocol):
         if self._idle is not None and self._idle.active():
             self._idle.cancel()
         self._idle = None
+        if not self.handshake.called:
+            self.handshake.errback(reason)
         self._layer.connection_lost(self)
 
 
@@ -197,7 +213,7 @@ class SipTransport:
         Bind the UDP socket requests are sent from and received on.
         """
         self._udp = _SipDatagramProtocol(self)
-        self._udp_port = self.reactor.listenUDP(port, self._udp, interface=self.host)
+        self._udp_port = self.reactor.listenUDP(port, self._udp, interface=self.host, maxPacketSize=65535)
         self._ports["udp"] = self._udp_port
         return self._udp_port
 
@@ -445,15 +461,9 @@ class SipTransport:
         return connecting
 
     def _await_handshake(self, conn: SipStreamProtocol) -> defer.Deferred[SipStreamProtocol]:
-        d: defer.Deferred[SipStreamProtocol] = defer.Deferred()
-        tls = conn.transport
-        # TLSMemoryBIOProtocol exposes whenHandshakeDone() on recent Twisted.
-        when = getattr(tls, "whenHandshakeDone", None)
-        if when is None:
-            return defer.succeed(conn)
-        hd = when()
-        hd.addCallbacks(lambda _: d.callback(conn), d.errback)
-        return d
+        # The TLS layer calls handshakeCompleted() (IHandshakeListener) once
+        # the peer's certificate verified; a failure closes the connection.
+        return conn.handshake
 
     # -- sending -------------------------------------------------------
 

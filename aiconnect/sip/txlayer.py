@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import secrets
 from types import MappingProxyType
-from typing import Any, Callable, Iterable, Mapping, Protocol
+from typing import Callable, Iterable, Mapping, Protocol, Union
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
@@ -40,6 +40,9 @@ from aiconnect.sip.transaction import (
     Absorbed,
     Action,
     InviteClientMachine,
+    InviteServerMachine,
+    NonInviteClientMachine,
+    NonInviteServerMachine,
     PassAck,
     PassResponse,
     SendAck,
@@ -61,11 +64,18 @@ from aiconnect.sip.transaction import (
 )
 
 __all__ = [
+    "STAT_NAMES",
     "TransactionUser",
     "TransactionLayer",
     "ServerTransaction",
     "ClientTransaction",
 ]
+
+ClientMachine = Union[InviteClientMachine, NonInviteClientMachine]
+ServerMachine = Union[InviteServerMachine, NonInviteServerMachine]
+
+#: A transaction key, from L{client_key} or L{server_key}.
+TxKey = tuple[object, ...]
 
 #: Names of the counters in L{TransactionLayer.stats}.
 STAT_NAMES = (
@@ -129,8 +139,8 @@ class _Transaction:
     def __init__(
         self,
         layer: TransactionLayer,
-        machine: Any,
-        key: tuple[Any, ...],
+        machine: ClientMachine | ServerMachine,
+        key: TxKey,
         peer: Peer,
     ) -> None:
         self._layer = layer
@@ -138,6 +148,7 @@ class _Transaction:
         self.key = key
         self._peer = peer
         self._delayed: IDelayedCall | None = None
+        self._live = True
 
     @property
     def request(self) -> Request:
@@ -189,7 +200,9 @@ class ServerTransaction(_Transaction):
         counted. The TU may set it.
     """
 
-    def __init__(self, layer: TransactionLayer, machine: Any, key: tuple[Any, ...], source: Peer) -> None:
+    _machine: ServerMachine
+
+    def __init__(self, layer: TransactionLayer, machine: ServerMachine, key: TxKey, source: Peer) -> None:
         super().__init__(layer, machine, key, source)
         self.on_error: Callable[[str], None] | None = None
 
@@ -243,11 +256,13 @@ class ClientTransaction(_Transaction):
     A client transaction: our request, and the responses to it.
     """
 
+    _machine: ClientMachine
+
     def __init__(
         self,
         layer: TransactionLayer,
-        machine: Any,
-        key: tuple[Any, ...],
+        machine: ClientMachine,
+        key: TxKey,
         peer: Peer,
         on_response: Callable[[Response], None],
         on_error: Callable[[str], None],
@@ -306,6 +321,7 @@ class ClientTransaction(_Transaction):
         layer = self._layer
         layer.stats["cancels_sent"] += 1
         cancel = make_cancel(self.request, headers)
+        assert isinstance(self._machine, InviteClientMachine)
         layer._run(self, self._machine.cancel_sent(layer._now()))
         self._cancel_tx = layer.send_request(cancel, self._peer, self._cancel_response, self._cancel_error)
 
@@ -315,7 +331,9 @@ class ClientTransaction(_Transaction):
         )
 
     def _cancel_error(self, reason: str) -> None:
-        self._layer.log.info("CANCEL failed: {reason} call_id={call_id}", reason=reason, call_id=self.request.call_id)
+        self._layer.log.info(
+            "CANCEL failed: {reason} call_id={call_id}", reason=reason, call_id=self.request.call_id
+        )
 
     def _passed_up(self, response: Response) -> None:
         if self._cancel_pending is None:
@@ -358,8 +376,8 @@ class TransactionLayer:
         self._transport = transport
         self._tu = tu
         self._timers = timers
-        self._clients: dict[tuple[Any, ...], ClientTransaction] = {}
-        self._servers: dict[tuple[Any, ...], ServerTransaction] = {}
+        self._clients: dict[TxKey, ClientTransaction] = {}
+        self._servers: dict[TxKey, ServerTransaction] = {}
         self.stats: dict[str, int] = {name: 0 for name in STAT_NAMES}
 
     @property
@@ -370,14 +388,14 @@ class TransactionLayer:
         return self._timers
 
     @property
-    def client_transactions(self) -> Mapping[tuple[Any, ...], ClientTransaction]:
+    def client_transactions(self) -> Mapping[TxKey, ClientTransaction]:
         """
         The live client transactions by key (read-only).
         """
         return MappingProxyType(self._clients)
 
     @property
-    def server_transactions(self) -> Mapping[tuple[Any, ...], ServerTransaction]:
+    def server_transactions(self) -> Mapping[TxKey, ServerTransaction]:
         """
         The live server transactions by key (read-only).
         """
@@ -388,6 +406,7 @@ class TransactionLayer:
         Forget every transaction and cancel their timers (at shutdown).
         """
         for tx in list(self._clients.values()) + list(self._servers.values()):
+            tx._live = False
             self._cancel_timer(tx)
         self._clients.clear()
         self._servers.clear()
@@ -422,7 +441,9 @@ class TransactionLayer:
             # refused the message; there is nothing to match it to.
             self.log.warn("unmatchable message dropped: {reason}", reason=e.reason)
         except LocalSipError:
-            self.log.failure("transaction layer bug on a received message call_id={call_id}", call_id=message.call_id)
+            self.log.failure(
+                "transaction layer bug on a received message call_id={call_id}", call_id=message.call_id
+            )
 
     def _response_received(self, response: Response, source: Peer) -> None:
         # RFC 3261 s17.1.3: top Via branch + CSeq method.
@@ -481,6 +502,10 @@ class TransactionLayer:
         key = server_key(request)
         tx = self._servers.get(key)
         if tx is not None:
+            if source.connection is not tx._peer.connection or source != tx._peer:
+                # A retransmission over another connection (the first one
+                # closed, RFC 3261 s18.2.2): answer where it came from.
+                tx._peer = source
             self._run(tx, tx._machine.receive_request(request, self._now()))
             return
         tx = self._new_server(request, source)
@@ -496,7 +521,9 @@ class TransactionLayer:
             self._answer_error(tx, e.status_hint, e.reason)
         except Exception:
             self.stats["tu_errors"] += 1
-            self.log.failure("TU failed on {method} call_id={call_id}", method=request.method, call_id=request.call_id)
+            self.log.failure(
+                "TU failed on {method} call_id={call_id}", method=request.method, call_id=request.call_id
+            )
             self._answer_error(tx, 500, "")
 
     def _answer_error(self, tx: ServerTransaction, status: int, reason: str) -> None:
@@ -526,7 +553,10 @@ class TransactionLayer:
 
         The layer sends a copy with a new top Via (C{;rport}, a fresh branch,
         transport and sent-by from C{transport.local_via(peer)}), except for
-        a CANCEL that already carries its INVITE's Via (s9.1).
+        a CANCEL, which must already carry its INVITE's Via (s9.1): build it
+        with L{aiconnect.sip.transaction.make_cancel} from C{invite_tx.request},
+        or simply call
+        L{ClientTransaction.cancel}.
 
         @param request: the request, without our Via.
         @param peer: where to send it.
@@ -539,13 +569,16 @@ class TransactionLayer:
             C{"transport: <text>"} when a send failed; never from inside
             this call.
         @return: the transaction.
-        @raise LocalSipError: for an ACK (use L{send_ack}), or if a
-            transaction with the same key exists.
+        @raise LocalSipError: for an ACK (use L{send_ack}), a CANCEL without
+            its INVITE's Via, or if a transaction with the same key exists.
         """
         if request.method == "ACK":
             raise LocalSipError("an ACK makes no transaction: use send_ack()")
         request = request.copy()
-        if not (request.method == "CANCEL" and "Via" in request.headers and has_magic_branch(request)):
+        if request.method == "CANCEL":
+            if "Via" not in request.headers or not has_magic_branch(request):
+                raise LocalSipError("a CANCEL needs its INVITE's Via (RFC 3261 s9.1): use make_cancel()")
+        else:
             request.headers.add_first("Via", self._via(peer))
         key = client_key(request)
         if key in self._clients:
@@ -631,9 +664,13 @@ class TransactionLayer:
         self._rearm(tx)
 
     def _forget(self, tx: _Transaction) -> None:
-        table: dict[tuple[Any, ...], Any] = self._clients if isinstance(tx, ClientTransaction) else self._servers
-        if table.get(tx.key) is tx:
-            del table[tx.key]
+        tx._live = False
+        if isinstance(tx, ClientTransaction):
+            if self._clients.get(tx.key) is tx:
+                del self._clients[tx.key]
+        elif isinstance(tx, ServerTransaction):
+            if self._servers.get(tx.key) is tx:
+                del self._servers[tx.key]
         self._cancel_timer(tx)
 
     def _send_request(self, tx: _Transaction, request: Request) -> None:
@@ -652,13 +689,13 @@ class TransactionLayer:
         self._reactor.callLater(0, self._transport_error, tx, reason)
 
     def _transport_error(self, tx: _Transaction, reason: str) -> None:
-        if tx.state is State.TERMINATED:
+        if not tx._live:
             return
         self._run(tx, tx._machine.transport_error(reason, self._now()))
 
     def _rearm(self, tx: _Transaction) -> None:
         deadline = tx._machine.next_deadline()
-        if deadline is None:
+        if deadline is None or not tx._live:
             self._cancel_timer(tx)
             return
         delay = max(0.0, deadline - self._now())

@@ -389,6 +389,15 @@ class UserAgent:
 
     # -- helpers ---------------------------------------------------------
 
+    def stop(self) -> None:
+        """
+        Cancel every timer (2xx retransmissions) on shutdown.
+        """
+        for call in self._retransmits.values():
+            if call.active():
+                call.cancel()
+        self._retransmits.clear()
+
     def advertised(self, transport: str, private: bool = False) -> str:
         """
         Our C{host:port} for Contact on a transport.

@@ -107,74 +107,89 @@ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     return path
 
 
-class UdpPeer(DatagramProtocol):
+class _Inbox:
+    """
+    Messages received, read in order through a cursor.
+    """
+
+    def _init_inbox(self) -> None:
+        self.received: list[bytes] = []
+        self.cursor = 0
+        self._waiter: defer.Deferred[bytes] | None = None
+
+    def _arrived(self, data: bytes) -> None:
+        self.received.append(data)
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and self.cursor < len(self.received):
+            d, self._waiter = self._waiter, None
+            data = self.received[self.cursor]
+            self.cursor += 1
+            d.callback(data)
+
+    def next_message(self, timeout: float = 5.0) -> defer.Deferred[bytes]:
+        """
+        Fire with the next unread message, now or when it comes.
+        """
+        d: defer.Deferred[bytes] = defer.Deferred(lambda _: setattr(self, "_waiter", None))
+        self._waiter = d
+        self._wake()
+        d.addTimeout(timeout, reactor)
+        return d
+
+    def skip_all(self) -> None:
+        """
+        Mark everything received so far as read.
+        """
+        self.cursor = len(self.received)
+
+    async def next_final(self, timeout: float = 5.0, call_id: str | None = None) -> bytes:
+        """
+        The next final response (1xx skipped), for C{call_id} if given.
+        """
+        while True:
+            data = await self.next_message(timeout)
+            if data.startswith(b"SIP/2.0 1"):
+                continue
+            if call_id is not None and raw_call_id(data) != call_id:
+                continue
+            return data
+
+
+class UdpPeer(DatagramProtocol, _Inbox):
     """
     A raw UDP SIP peer collecting every datagram it receives.
     """
 
     def __init__(self) -> None:
-        self.received: list[bytes] = []
-        self._waiters: list[tuple[int, defer.Deferred[bytes]]] = []
+        self._init_inbox()
 
     def datagramReceived(self, data: bytes, addr: Any) -> None:
-        self.received.append(data)
-        self._wake()
-
-    def _wake(self) -> None:
-        for n, d in list(self._waiters):
-            if len(self.received) >= n:
-                self._waiters.remove((n, d))
-                d.callback(self.received[n - 1])
-
-    def next_message(self, timeout: float = 5.0) -> defer.Deferred[bytes]:
-        """
-        Fire with the next datagram received after the ones already seen.
-        """
-        return self.nth(len(self.received) + 1, timeout)
-
-    def nth(self, n: int, timeout: float = 5.0) -> defer.Deferred[bytes]:
-        """
-        Fire with the n-th datagram (1-based), now or when it comes.
-        """
-        d: defer.Deferred[bytes] = defer.Deferred()
-        self._waiters.append((n, d))
-        self._wake()
-        d.addTimeout(timeout, reactor)
-        return d
+        self._arrived(data)
 
     def send(self, data: bytes, port: int) -> None:
         self.transport.write(data, ("127.0.0.1", port))
 
 
-class StreamPeer(Protocol):
+class StreamPeer(Protocol, _Inbox):
     """
     A raw TCP/TLS SIP peer framing what it receives by Content-Length.
     """
 
     def __init__(self) -> None:
+        self._init_inbox()
         self.framer = StreamFramer()
-        self.received: list[bytes] = []
         self.closed: defer.Deferred[None] = defer.Deferred()
-        self._waiters: list[tuple[int, defer.Deferred[bytes]]] = []
 
     def dataReceived(self, data: bytes) -> None:
         for frame in self.framer.feed(data):
             if frame.strip():
-                self.received.append(frame)
-        for n, d in list(self._waiters):
-            if len(self.received) >= n:
-                self._waiters.remove((n, d))
-                d.callback(self.received[n - 1])
+                self._arrived(frame)
 
     def connectionLost(self, reason: Any = None) -> None:
         if not self.closed.called:
             self.closed.callback(None)
-
-    def next_message(self, timeout: float = 5.0) -> defer.Deferred[bytes]:
-        d: defer.Deferred[bytes] = defer.Deferred()
-        self._waiters.append((len(self.received) + 1, d))
-        d.addTimeout(timeout, reactor)
-        return d
 
     def send(self, data: bytes) -> None:
         self.transport.write(data)
@@ -186,9 +201,23 @@ class StreamPeerFactory(Factory):
 
 def status_of(data: bytes) -> int:
     """
-    The status code of a response in raw bytes.
+    The status code of a response in raw bytes (read from the status line
+    only: an error response may echo a malformed header of the request).
     """
-    return parse(data).status
+    version, code, _ = data.split(b"\r\n", 1)[0].split(b" ", 2)
+    assert version == b"SIP/2.0", data[:40]
+    return int(code)
+
+
+def raw_call_id(data: bytes) -> str | None:
+    """
+    The Call-ID of a message in raw bytes (long or compact form).
+    """
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() in (b"call-id", b"i"):
+            return value.strip().decode("utf-8", "surrogateescape")
+    return None
 
 
 def options_request(transport: str, port: int, call_id: str, branch: str) -> bytes:

@@ -103,8 +103,10 @@ class UacUasTests(TestCase):
         handler = AcceptingHandler()
         uas = Stack(transport_cls, handler, certs, **kw)
         uac = Stack(transport_cls, None, certs, **kw)
-        self.addCleanup(uas.transport.stop)
-        self.addCleanup(uac.transport.stop)
+        for stack in (uas, uac):
+            self.addCleanup(stack.transport.stop)
+            self.addCleanup(stack.txlayer.stop)
+            self.addCleanup(stack.ua.stop)
         return uac, uas, handler
 
     async def _call(self, uac: Stack, uas: Stack, handler: AcceptingHandler, transport: str) -> None:

@@ -1,0 +1,404 @@
+# -*- test-case-name: tests.test_webhooks -*-
+"""
+The lifecycle events AI Connect reports to the application (SPEC section 2).
+
+Each event is a JSON object POSTed to C{{callback_url}/events}.  The builders
+here return that object as a plain C{dict}, ready for
+L{EventSink.emit} (in production the durable
+L{aiconnect.webhooks.EventOutbox}); the reference for receivers, with an
+example of every event, is C{docs/events.md}.
+
+Every event carries:
+
+    - C{event}: one of L{EVENT_NAMES};
+    - C{eventId}: a unique, time-sortable id (L{new_id}); it is also the
+      C{webhook-id} header of every delivery attempt, so receivers
+      de-duplicate on it (delivery is at-least-once);
+    - C{sessionId}: the inbound SIPRec session;
+    - C{tenant}: the tenant's domain;
+    - C{timestamp}: when the event happened, ISO-8601 UTC with milliseconds
+      (C{2024-05-01T12:34:56.789Z});
+    - C{sequence}: added by the outbox, 1, 2, 3 ... per session, in the
+      order the events were emitted (and are delivered).
+
+This module imports nothing but the standard library.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+from collections.abc import Mapping, Sequence
+from datetime import datetime, timezone
+from typing import Any, Protocol
+
+__all__ = [
+    "EVENT_NAMES",
+    "SESSIONCOMPLETED",
+    "SESSIONSTARTED",
+    "SIPRECFORWARDFAILED",
+    "SIPRECFORWARDSTARTED",
+    "SIPRECFORWARDSTOPPED",
+    "EventSink",
+    "build_event",
+    "format_timestamp",
+    "new_id",
+    "session_completed",
+    "session_started",
+    "siprec_forward_failed",
+    "siprec_forward_started",
+    "siprec_forward_stopped",
+]
+
+SESSIONSTARTED = "SESSIONSTARTED"
+SIPRECFORWARDSTARTED = "SIPRECFORWARDSTARTED"
+SIPRECFORWARDFAILED = "SIPRECFORWARDFAILED"
+SIPRECFORWARDSTOPPED = "SIPRECFORWARDSTOPPED"
+SESSIONCOMPLETED = "SESSIONCOMPLETED"
+
+EVENT_NAMES = (
+    SESSIONSTARTED,
+    SIPRECFORWARDSTARTED,
+    SIPRECFORWARDFAILED,
+    SIPRECFORWARDSTOPPED,
+    SESSIONCOMPLETED,
+)
+
+# Who stopped a forward: SIPRECFORWARDSTOPPED.stoppedBy (SPEC section 2).
+STOPPED_BY_API = "API"
+STOPPED_BY_INBOUND_BYE = "INBOUND_BYE"
+STOPPED_BY_SRS_BYE = "SRS_BYE"
+STOPPED_BY_ERROR = "ERROR"
+STOPPED_BY_SHUTDOWN = "SHUTDOWN"
+
+# Why a session ended: SESSIONCOMPLETED.reason.
+COMPLETED_INBOUND_BYE = "INBOUND_BYE"
+COMPLETED_CANCEL = "CANCEL"
+COMPLETED_MEDIA_TIMEOUT = "MEDIA_TIMEOUT"
+COMPLETED_SESSION_TIMER = "SESSION_TIMER"
+COMPLETED_SHUTDOWN = "SHUTDOWN"
+COMPLETED_ERROR = "ERROR"
+
+# Crockford's base32, as in ULIDs: sortable, no I/L/O/U.
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+class EventSink(Protocol):
+    """
+    Where the session code puts events: L{aiconnect.webhooks.EventOutbox} in
+    production, a small recording fake in tests.
+    """
+
+    def emit(self, tenant: str, session_id: str, payload: Mapping[str, Any]) -> str | None:
+        """
+        Store an event for delivery and return at once; never raise.
+
+        @param tenant: The tenant's domain (selects C{callback_url}).
+        @param session_id: The session; events of one session are delivered
+            in emission order.
+        @param payload: The event object, from one of this module's builders.
+        @return: The C{eventId}, or L{None} if the event could not be taken
+            at all (logged and counted).
+        """
+
+
+def new_id(prefix: str = "evt_", now: float | None = None) -> str:
+    """
+    A unique id that sorts by creation time: C{prefix} and 26 characters of
+    Crockford base32 holding 48 bits of Unix milliseconds and 80 random bits
+    (the ULID layout).
+
+    @param prefix: Text before the id (C{"evt_"} for events, C{"msg_"} for
+        other signed requests).
+    @param now: Unix time in seconds; the current time when L{None}.
+    @return: The id, e.g. C{evt_01HXYZ...}.
+    """
+    ms = int((time.time() if now is None else now) * 1000) & ((1 << 48) - 1)
+    value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
+    chars = []
+    for _ in range(26):
+        chars.append(_CROCKFORD[value & 31])
+        value >>= 5
+    return prefix + "".join(reversed(chars))
+
+
+def format_timestamp(now: float) -> str:
+    """
+    ISO-8601 UTC with milliseconds and a C{Z}.
+
+    @param now: Unix time in seconds.
+    @return: E.g. C{2024-05-01T12:34:56.789Z}.
+    """
+    ms_total = int(round(now * 1000))
+    seconds, ms = divmod(ms_total, 1000)
+    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S") + ".%03dZ" % (ms,)
+
+
+def build_event(
+    name: str,
+    session_id: str,
+    tenant: str,
+    fields: Mapping[str, Any] | None = None,
+    *,
+    now: float | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """
+    Build the JSON object of an event: the common keys, then C{fields}.
+
+    @param name: One of L{EVENT_NAMES}.
+    @param session_id: The session id.
+    @param tenant: The tenant's domain.
+    @param fields: The event-specific keys (JSON values; deep-copied).
+    @param now: When the event happened (Unix seconds); now when L{None}.
+    @param event_id: The id; a fresh L{new_id} when L{None}.
+    @return: The event object.
+    @raise ValueError: If C{name} is not a known event (a programming error).
+    """
+    if name not in EVENT_NAMES:
+        raise ValueError("unknown event name %r" % (name,))
+    moment = time.time() if now is None else now
+    payload: dict[str, Any] = {
+        "event": name,
+        "eventId": event_id if event_id is not None else new_id("evt_", moment),
+        "sessionId": session_id,
+        "tenant": tenant,
+        "timestamp": format_timestamp(moment),
+    }
+    for key, value in (fields or {}).items():
+        if key in payload:
+            raise ValueError("field %r is one of the common keys" % (key,))
+        payload[key] = copy.deepcopy(value)
+    return payload
+
+
+def session_started(
+    session_id: str,
+    *,
+    tenant: str,
+    call_id: str,
+    from_uri: str,
+    to_uri: str,
+    streams: Sequence[str] = (),
+    new_call_error: str | None = None,
+    now: float | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """
+    C{SESSIONSTARTED}: the inbound session is answered and ACKed.
+
+    @param session_id: The session id.
+    @param tenant: The tenant's domain.
+    @param call_id: The inbound Call-ID.
+    @param from_uri: The inbound From URI.
+    @param to_uri: The inbound To URI.
+    @param streams: The labels of the answered streams, in SDP order.
+    @param new_call_error: Why the C{newCall} callback gave no usable answer
+        (the call was answered anyway), or L{None} if it answered.
+    @param now: When (Unix seconds); now when L{None}.
+    @param event_id: The id; fresh when L{None}.
+    @return: The event object.
+    """
+    return build_event(
+        SESSIONSTARTED,
+        session_id,
+        tenant,
+        {
+            "callId": call_id,
+            "from": from_uri,
+            "to": to_uri,
+            "streams": list(streams),
+            "newCallError": new_call_error,
+        },
+        now=now,
+        event_id=event_id,
+    )
+
+
+def siprec_forward_started(
+    session_id: str,
+    *,
+    tenant: str,
+    forward_id: str,
+    uri: str,
+    target: str,
+    codec: str,
+    srtp: bool,
+    reference_id: Any = None,
+    now: float | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """
+    C{SIPRECFORWARDSTARTED}: the SRS answered 200 and was ACKed.
+
+    @param session_id: The session id.
+    @param tenant: The tenant's domain.
+    @param forward_id: The forward's id (as answered by the API).
+    @param uri: The C{startSIPRecForward.uri} as given.
+    @param target: The target actually used, C{sip:host:port;transport=x}.
+    @param codec: C{PCMA} or C{PCMU}.
+    @param srtp: Whether media towards the SRS is SRTP.
+    @param reference_id: C{sipRecForwardReferenceId} as given (echoed
+        unchanged; L{None} becomes C{null}).
+    @param now: When (Unix seconds); now when L{None}.
+    @param event_id: The id; fresh when L{None}.
+    @return: The event object.
+    """
+    return build_event(
+        SIPRECFORWARDSTARTED,
+        session_id,
+        tenant,
+        {
+            "forwardId": forward_id,
+            "uri": uri,
+            "target": target,
+            "codec": codec,
+            "srtp": bool(srtp),
+            "sipRecForwardReferenceId": reference_id,
+        },
+        now=now,
+        event_id=event_id,
+    )
+
+
+def siprec_forward_failed(
+    session_id: str,
+    *,
+    tenant: str,
+    forward_id: str,
+    uri: str,
+    reason: str,
+    status: int | None = None,
+    target: str | None = None,
+    targets_tried: Sequence[str] = (),
+    reference_id: Any = None,
+    now: float | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """
+    C{SIPRECFORWARDFAILED}: the forward could not be established.
+
+    @param session_id: The session id.
+    @param tenant: The tenant's domain.
+    @param forward_id: The forward's id.
+    @param uri: The C{startSIPRecForward.uri} as given.
+    @param reason: Human-readable cause: the SIP reason phrase, or the
+        transport / DNS / TLS failure (C{"DNS: no SRV or A record"},
+        C{"TLS: certificate verify failed"}, C{"timeout"},
+        C{"not implemented"} ...).
+    @param status: The final SIP status of the last target, or L{None} if
+        no SIP response was received.
+    @param target: The last target tried, or L{None} if none was reached.
+    @param targets_tried: Every target tried, in order.
+    @param reference_id: C{sipRecForwardReferenceId}, echoed unchanged.
+    @param now: When (Unix seconds); now when L{None}.
+    @param event_id: The id; fresh when L{None}.
+    @return: The event object.
+    """
+    return build_event(
+        SIPRECFORWARDFAILED,
+        session_id,
+        tenant,
+        {
+            "forwardId": forward_id,
+            "uri": uri,
+            "reason": reason,
+            "status": status,
+            "target": target,
+            "targetsTried": list(targets_tried),
+            "sipRecForwardReferenceId": reference_id,
+        },
+        now=now,
+        event_id=event_id,
+    )
+
+
+def siprec_forward_stopped(
+    session_id: str,
+    *,
+    tenant: str,
+    forward_id: str,
+    uri: str,
+    target: str | None,
+    stopped_by: str,
+    reason: str | None = None,
+    stats: Mapping[str, Any] | None = None,
+    reference_id: Any = None,
+    now: float | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """
+    C{SIPRECFORWARDSTOPPED}: an established forward ended.
+
+    @param session_id: The session id.
+    @param tenant: The tenant's domain.
+    @param forward_id: The forward's id.
+    @param uri: The C{startSIPRecForward.uri} as given.
+    @param target: The target that was used.
+    @param stopped_by: Who stopped it: C{STOPPED_BY_API},
+        C{STOPPED_BY_INBOUND_BYE}, C{STOPPED_BY_SRS_BYE},
+        C{STOPPED_BY_ERROR} or C{STOPPED_BY_SHUTDOWN}.
+    @param reason: Details (the error for C{ERROR}), or L{None}.
+    @param stats: Counters of the forward (packets, bytes, duration ...).
+    @param reference_id: C{sipRecForwardReferenceId}, echoed unchanged.
+    @param now: When (Unix seconds); now when L{None}.
+    @param event_id: The id; fresh when L{None}.
+    @return: The event object.
+    """
+    return build_event(
+        SIPRECFORWARDSTOPPED,
+        session_id,
+        tenant,
+        {
+            "forwardId": forward_id,
+            "uri": uri,
+            "target": target,
+            "stoppedBy": stopped_by,
+            "reason": reason,
+            "stats": dict(stats or {}),
+            "sipRecForwardReferenceId": reference_id,
+        },
+        now=now,
+        event_id=event_id,
+    )
+
+
+def session_completed(
+    session_id: str,
+    *,
+    tenant: str,
+    reason: str,
+    duration: float,
+    stats: Mapping[str, Any] | None = None,
+    now: float | None = None,
+    event_id: str | None = None,
+) -> dict[str, Any]:
+    """
+    C{SESSIONCOMPLETED}: the inbound session and all its forwards ended; the
+    last event of a session.
+
+    @param session_id: The session id.
+    @param tenant: The tenant's domain.
+    @param reason: Why: C{COMPLETED_INBOUND_BYE}, C{COMPLETED_CANCEL},
+        C{COMPLETED_MEDIA_TIMEOUT}, C{COMPLETED_SESSION_TIMER},
+        C{COMPLETED_SHUTDOWN} or C{COMPLETED_ERROR}.
+    @param duration: Seconds from the answer to the end.
+    @param stats: Counters of the session (packets per stream, drops ...).
+    @param now: When (Unix seconds); now when L{None}.
+    @param event_id: The id; fresh when L{None}.
+    @return: The event object.
+    """
+    return build_event(
+        SESSIONCOMPLETED,
+        session_id,
+        tenant,
+        {
+            "reason": reason,
+            "duration": round(float(duration), 3),
+            "stats": dict(stats or {}),
+        },
+        now=now,
+        event_id=event_id,
+    )
