@@ -179,7 +179,10 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(first.address, "2001:db8::20")
         self.assertEqual(second.address, "2001:db8::10")
         self.assertTrue(first.is_secure)
-        self.assertEqual([(c.tag, c.suite) for c in first.crypto], [(1, "AES_CM_128_HMAC_SHA1_80"), (2, "AES_CM_128_HMAC_SHA1_32")])
+        self.assertEqual(
+            [(c.tag, c.suite) for c in first.crypto],
+            [(1, "AES_CM_128_HMAC_SHA1_80"), (2, "AES_CM_128_HMAC_SHA1_32")],
+        )
         self.assertEqual(first.crypto[0].keys[0].lifetime, "2^31")
         self.assertEqual((first.rtcp, first.rtcp_address), (17011, "2001:db8::20"))
         self.assertIsNone(second.rtcp)
@@ -308,7 +311,8 @@ class CryptoTests(SynchronousTestCase):
         Session parameters after the key parameters are kept.
         """
         crypto = Crypto.parse(
-            "crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:4 FEC_ORDER=FEC_SRTP"
+            "crypto:1 AES_CM_128_HMAC_SHA1_80 "
+            "inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^20|1:4 FEC_ORDER=FEC_SRTP"
         )
         self.assertEqual(crypto.session_params, ("FEC_ORDER=FEC_SRTP",))
         self.assertFalse(crypto.usable)
@@ -342,7 +346,10 @@ class CryptoTests(SynchronousTestCase):
             4000,
             "RTP/SAVP",
             ("0",),
-            attributes=(Attribute("crypto", "garbage"), Crypto.from_key(3, "AES_CM_128_HMAC_SHA1_80", KEY_A).attribute()),
+            attributes=(
+                Attribute("crypto", "garbage"),
+                Crypto.from_key(3, "AES_CM_128_HMAC_SHA1_80", KEY_A).attribute(),
+            ),
         )
         self.assertEqual([c.tag for c in m.crypto], [3])
 
@@ -499,7 +506,10 @@ class AnswerTests(SynchronousTestCase):
         """
         offer = parse_sdp(_read(SDP / "src-srtp-ipv6.sdp"))
         chosen = [select_crypto(m) for m in offer.media]
-        self.assertEqual([(c.tag, c.suite) if c else None for c in chosen], [(1, "AES_CM_128_HMAC_SHA1_80"), (7, "AES_CM_128_HMAC_SHA1_80"), None])
+        self.assertEqual(
+            [(c.tag, c.suite) if c else None for c in chosen],
+            [(1, "AES_CM_128_HMAC_SHA1_80"), (7, "AES_CM_128_HMAC_SHA1_80"), None],
+        )
         self.assertEqual(select_crypto(offer.media[0], ["AES_CM_128_HMAC_SHA1_32"]).tag, 2)
         ours = [
             Crypto.from_key(chosen[0].tag, chosen[0].suite, KEY_A),
@@ -507,7 +517,11 @@ class AnswerTests(SynchronousTestCase):
             None,
         ]
         answer = build_srs_answer(
-            offer, origin=Origin.new("2001:db8::99", sess_id="9"), address="2001:db8::99", ports=[20000, 20002, 20004], crypto=ours
+            offer,
+            origin=Origin.new("2001:db8::99", sess_id="9"),
+            address="2001:db8::99",
+            ports=[20000, 20002, 20004],
+            crypto=ours,
         )
         self.assertEqual(answer.connection, Connection("IN", "IP6", "2001:db8::99"))
         self.assertEqual(answer.origin.addrtype, "IP6")
@@ -525,7 +539,10 @@ class AnswerTests(SynchronousTestCase):
         offer = parse_sdp(_read(SDP / "src-srtp-ipv6.sdp"))
         kwargs = dict(origin=_origin(), address="192.0.2.99", ports=[1, 3, 5])
         self.assertRaises(LocalSipError, build_srs_answer, offer, **kwargs)
-        wrong = [Crypto.from_key(9, "AES_CM_128_HMAC_SHA1_80", KEY_A), Crypto.from_key(7, "AES_CM_128_HMAC_SHA1_80", KEY_B)]
+        wrong = [
+            Crypto.from_key(9, "AES_CM_128_HMAC_SHA1_80", KEY_A),
+            Crypto.from_key(7, "AES_CM_128_HMAC_SHA1_80", KEY_B),
+        ]
         self.assertRaises(LocalSipError, build_srs_answer, offer, crypto=wrong, **kwargs)
         self.assertRaises(
             LocalSipError, build_srs_answer, offer, origin=_origin(), address="192.0.2.99", ports=[1]
@@ -630,7 +647,8 @@ class OfferTests(SynchronousTestCase):
         """
         o = _origin()
         self.assertRaises(LocalSipError, build_src_offer, [OfferStream("a", 1)], origin=o, address="h", codec="G729")
-        self.assertRaises(LocalSipError, build_src_offer, [OfferStream("a", 1), OfferStream("a", 3)], origin=o, address="h")
+        twice = [OfferStream("a", 1), OfferStream("a", 3)]
+        self.assertRaises(LocalSipError, build_src_offer, twice, origin=o, address="h")
         self.assertRaises(LocalSipError, build_src_offer, [OfferStream("a b", 1)], origin=o, address="h")
         self.assertRaises(LocalSipError, build_src_offer, [OfferStream("a", 70000)], origin=o, address="h")
         self.assertRaises(LocalSipError, build_src_offer, [OfferStream("a", 1, direction="up")], origin=o, address="h")
@@ -658,7 +676,8 @@ class OfferTests(SynchronousTestCase):
         m = build_src_offer([OfferStream("a", 1)], origin=_origin(), address="h").media[0]
         paused = m.with_direction("inactive")
         self.assertEqual(paused.direction, "inactive")
-        self.assertEqual([a.name for a in paused.attributes], [a.name if a.name != "sendonly" else "inactive" for a in m.attributes])
+        expected = ["inactive" if a.name == "sendonly" else a.name for a in m.attributes]
+        self.assertEqual([a.name for a in paused.attributes], expected)
         bare = replace(m, attributes=())
         self.assertEqual(bare.with_direction("recvonly").attributes, (Attribute("recvonly"),))
         self.assertRaises(LocalSipError, m.with_direction, "up")

@@ -1,0 +1,241 @@
+# -*- test-case-name: tests.siprec.test_orders -*-
+"""
+The application's orders: C{startSIPRecForward} (SPEC s3), shared by the
+newCall answer and C{POST /{domain}/startsiprecforward}.
+
+Validation is strict and names the offending field, so that nothing invalid
+ever reaches the wire: the REST API answers 400 with the field, the callback
+path reports C{SIPRECFORWARDFAILED} with the reason.
+
+Pure module: no Twisted, no sockets, no clock.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from aiconnect.config import TenantConfig, TrunkConfig
+from aiconnect.errors import AiconnectError
+from aiconnect.sip import abnf
+from aiconnect.sip.uri import SipUri, UriError, parse_uri
+
+CODECS = ("PCMA", "PCMU")
+MAX_X_HEADERS = 20
+MAX_X_HEADER_VALUE = 1024
+MAX_NAME = 256
+LABEL_RE = re.compile(r"[A-Za-z0-9._\-]{1,64}\Z")
+X_HEADER_RE = re.compile(r"[Xx]-[" + abnf.TOKEN_CHARS + r"]+\Z")
+#: Control characters other than HTAB (RFC 3261 s25.1 TEXT-UTF8 excludes them).
+CONTROL_RE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+_FORWARD_KEYS = {
+    "uri",
+    "codec",
+    "srtp",
+    "caller",
+    "callingParty",
+    "calledParty",
+    "callee",
+    "xHeaders",
+    "sipRecForwardReferenceId",
+    "usePrivateIp",
+}
+
+
+class OrderError(AiconnectError):
+    """
+    An order is invalid.
+
+    @ivar field: the offending field (dotted, e.g. C{caller.label}, or
+        C{startSIPRecForward[1].uri}).
+    @ivar message: what is wrong, one line.
+    """
+
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(field, message)
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        return "%s: %s" % (self.field, self.message) if self.field else self.message
+
+
+@dataclass(frozen=True, slots=True)
+class PartyOverride:
+    """
+    Overrides for one party of the forwarded metadata and SDP.
+
+    @ivar name: replaces the participant's C{<name>}.
+    @ivar user: replaces the user part of the participant's AOR.
+    @ivar label: replaces the stream's C{a=label} and metadata label.
+    """
+
+    name: str | None = None
+    user: str | None = None
+    label: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ForwardOrder:
+    """
+    A validated C{startSIPRecForward} object.
+    """
+
+    uri: str
+    trunk: TrunkConfig
+    codec: str = "PCMA"
+    srtp: bool = False
+    caller: PartyOverride | None = None
+    called: PartyOverride | None = None
+    x_headers: tuple[tuple[str, str], ...] = ()
+    reference_id: Any = None
+    use_private_ip: bool = False
+
+    def describe(self) -> dict[str, Any]:
+        """
+        The order as JSON (for the REST API and events).
+        """
+        out: dict[str, Any] = {"uri": self.uri, "codec": self.codec, "srtp": self.srtp, "usePrivateIp": self.use_private_ip}
+        if self.reference_id is not None:
+            out["sipRecForwardReferenceId"] = self.reference_id
+        return out
+
+
+def _join(prefix: str, name: str) -> str:
+    return prefix + "." + name if prefix else name
+
+
+def _bool(obj: dict[str, Any], key: str, prefix: str, default: bool) -> bool:
+    if key not in obj:
+        return default
+    value = obj[key]
+    if not isinstance(value, bool):
+        raise OrderError(_join(prefix, key), "must be true or false")
+    return value
+
+
+def _party(value: Any, field: str) -> PartyOverride:
+    if not isinstance(value, dict):
+        raise OrderError(field, "must be an object with name, user, label")
+    unknown = set(value) - {"name", "user", "label"}
+    if unknown:
+        raise OrderError(_join(field, sorted(unknown)[0]), "unknown field")
+    name = value.get("name")
+    if name is not None:
+        if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or CONTROL_RE.search(name):
+            raise OrderError(_join(field, "name"), "must be a non-empty string of at most %d characters without control characters" % MAX_NAME)
+    user = value.get("user")
+    if user is not None:
+        if not isinstance(user, str) or not abnf.USER_RE.match(user) or len(user) > MAX_NAME:
+            raise OrderError(_join(field, "user"), "must be a SIP user part (RFC 3261 user)")
+    label = value.get("label")
+    if label is not None:
+        if not isinstance(label, str) or not LABEL_RE.match(label):
+            raise OrderError(_join(field, "label"), "must be 1-64 characters of A-Z a-z 0-9 . _ -")
+    return PartyOverride(name, user, label)
+
+
+def _alias(obj: dict[str, Any], names: tuple[str, str], prefix: str) -> PartyOverride | None:
+    present = [n for n in names if n in obj and obj[n] is not None]
+    if len(present) > 1:
+        raise OrderError(_join(prefix, present[1]), "conflicts with %s (aliases)" % present[0])
+    if not present:
+        return None
+    return _party(obj[present[0]], _join(prefix, present[0]))
+
+
+def _x_headers(value: Any, field: str) -> tuple[tuple[str, str], ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, dict):
+        raise OrderError(field, "must be an object of header name to value")
+    if len(value) > MAX_X_HEADERS:
+        raise OrderError(field, "at most %d headers" % MAX_X_HEADERS)
+    out = []
+    seen = set()
+    for name, v in value.items():
+        f = _join(field, str(name))
+        if not isinstance(name, str) or not X_HEADER_RE.match(name):
+            raise OrderError(f, "header name must be X- followed by a token")
+        if name.lower() in seen:
+            raise OrderError(f, "duplicate header name")
+        seen.add(name.lower())
+        if not isinstance(v, str):
+            raise OrderError(f, "value must be a string")
+        if CONTROL_RE.search(v):
+            raise OrderError(f, "value must not contain CR, LF or control characters")
+        if len(v.encode("utf-8")) > MAX_X_HEADER_VALUE:
+            raise OrderError(f, "value longer than %d bytes" % MAX_X_HEADER_VALUE)
+        out.append((name, v.strip()))
+    return tuple(out)
+
+
+def parse_forward_order(obj: Any, tenant: TenantConfig, prefix: str = "") -> ForwardOrder:
+    """
+    Validate one C{startSIPRecForward} object for a tenant.
+
+    @param obj: the decoded JSON value.
+    @param tenant: the tenant whose trunks and domain apply.
+    @param prefix: the field path of C{obj} (for error messages).
+    @raise OrderError: naming the first invalid field.
+    """
+    if not isinstance(obj, dict):
+        raise OrderError(prefix, "must be an object")
+    unknown = sorted(set(obj) - _FORWARD_KEYS)
+    if unknown:
+        raise OrderError(_join(prefix, unknown[0]), "unknown field")
+    uri_text = obj.get("uri")
+    f_uri = _join(prefix, "uri")
+    if not isinstance(uri_text, str) or not uri_text:
+        raise OrderError(f_uri, "required, a sip: URI")
+    try:
+        uri = parse_uri(uri_text)
+    except UriError as e:
+        raise OrderError(f_uri, "not a valid SIP URI (%s)" % (e.reason,))
+    if not isinstance(uri, SipUri):
+        raise OrderError(f_uri, "must be a sip: or sips: URI")
+    if not uri.user:
+        raise OrderError(f_uri, "needs a user part naming a trunk")
+    if uri.host.lower().rstrip(".") != tenant.domain.lower().rstrip("."):
+        raise OrderError(f_uri, "domain must be the tenant's domain %s" % (tenant.domain,))
+    trunk = tenant.trunk_for(uri.user_unescaped or "")
+    if trunk is None:
+        raise OrderError(f_uri, "no trunk matches user part %r" % (uri.user,))
+    codec = obj.get("codec", "PCMA")
+    if not isinstance(codec, str) or codec.upper() not in CODECS:
+        raise OrderError(_join(prefix, "codec"), "must be PCMA or PCMU")
+    srtp = _bool(obj, "srtp", prefix, False)
+    if srtp and trunk.transport != "tls":
+        raise OrderError(_join(prefix, "srtp"), "SRTP needs a TLS trunk (trunk %r uses %s)" % (trunk.match, trunk.transport))
+    caller = _alias(obj, ("caller", "callingParty"), prefix)
+    called = _alias(obj, ("calledParty", "callee"), prefix)
+    x_headers = _x_headers(obj.get("xHeaders"), _join(prefix, "xHeaders"))
+    ref = obj.get("sipRecForwardReferenceId")
+    if ref is not None and not isinstance(ref, dict):
+        raise OrderError(_join(prefix, "sipRecForwardReferenceId"), "must be a JSON object")
+    private = _bool(obj, "usePrivateIp", prefix, False)
+    return ForwardOrder(
+        uri=str(uri),
+        trunk=trunk,
+        codec=codec.upper(),
+        srtp=srtp,
+        caller=caller,
+        called=called,
+        x_headers=x_headers,
+        reference_id=ref,
+        use_private_ip=private,
+    )
+
+
+def forward_orders_from_answer(value: Any) -> list[tuple[str, Any]]:
+    """
+    The C{startSIPRecForward} of a newCall answer as a list of (field path,
+    raw object): it may be one object or a list.
+    """
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [("startSIPRecForward[%d]" % i, v) for i, v in enumerate(value)]
+    return [("startSIPRecForward", value)]
