@@ -79,6 +79,8 @@ class SdpError(RemoteSipError):
     hint 488 Not Acceptable Here, RFC 3261 s21.4.26).
     """
 
+    default_status_hint = 488
+
     def __init__(self, reason: str, status_hint: int = 488) -> None:
         """
         @param reason: What is wrong, without quoting key material.
@@ -353,8 +355,12 @@ class KeyParam:
         if not sep or method.lower() != "inline":
             raise SdpError("unsupported SDES key method")
         fields = info.split("|")
+        encoded = fields[0]
+        if "=" not in encoded:
+            # Tolerate SRCs that strip the base64 padding.
+            encoded += "=" * (-len(encoded) % 4)
         try:
-            key = base64.b64decode(fields[0], validate=True)
+            key = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
             raise SdpError("SDES key is not valid base64") from None
         if not key:

@@ -42,9 +42,12 @@ calling party's, and the caller is listed first):
     2. the caller is the only participant that sends on the first stream;
        when that stream has no single sender (a mixed stream, or no
        association), the caller is the first participant in document order;
-    3. the called party is the only sender of the first later stream that
-       the caller does not send on; failing that, the first other
-       participant in document order.
+    3. the called party is the first participant that is the only sender
+       of a later stream (in that order) the caller does not send on;
+       failing that, the first other participant in document order.
+
+Participants that have left (a C{disassociate-time}) are not treated
+differently.
 
 L{forward_metadata} builds the metadata for an outbound recording session
 (RFC 7866 s9.1) from the inbound one with the order's caller / called
@@ -1211,9 +1214,12 @@ def forward_metadata(
         - times that are not valid C{xs:dateTime} are dropped, and a
           participant without an AOR gets L{ANONYMOUS_AOR};
         - the caller's and the called party's overrides are applied (who is
-          who: L{caller_and_called}).  A party's stream is the first one, in
-          stream order, that it sends on and the other party has not taken;
-          failing that the first (caller) or second (called) stream.
+          who: L{caller_and_called}).  A party's stream (the one whose label
+          its C{label} replaces) is the first one, in stream order, that it
+          sends on and the other party has not taken; failing that the first
+          (caller) or second (called) stream, else the first one not taken;
+          when every stream is taken (one mixed stream) the called party's
+          label is not applied.
 
     @param inbound: the complete inbound metadata.
     @param caller: the caller's overrides, or C{None} to keep them.

@@ -82,6 +82,18 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual([m.direction for m in sdp.media], ["recvonly"] * 4)
         self.assertEqual([m.port for m in sdp.media], [10000, 10002, 10004, 10006])
 
+    def test_rfc7866_invite_template(self) -> None:
+        """
+        The SDP part of the RFC 7866 Figure 12 INVITE (one audio stream,
+        label 1) parses and is answered recvonly.
+        """
+        text = _read(SIPREC / "rfc7866-fig12-invite.sip.tmpl")
+        body = text.split(b"Content-Type: application/sdp\r\n\r\n", 1)[1].split(b"--foobar", 1)[0]
+        offer = parse_sdp(body)
+        self.assertEqual(offer.labels, ["1"])
+        answer = build_srs_answer(offer, origin=_origin(), address="192.0.2.99", ports=[20000])
+        self.assertEqual([(m.label, m.direction) for m in answer.media], [("1", "recvonly")])
+
     def test_rfc_files_serialize_verbatim(self) -> None:
         """
         The RFC 7866 offer and answer, which are in canonical form with
@@ -352,6 +364,15 @@ class CryptoTests(SynchronousTestCase):
             ),
         )
         self.assertEqual([c.tag for c in m.crypto], [3])
+
+    def test_unpadded_key(self) -> None:
+        """
+        A key whose base64 padding was stripped is still decoded.
+        """
+        key = bytes(range(46))  # AES-256 key and salt: 64 characters with "=="
+        crypto = Crypto.from_key(1, "AES_CM_256_HMAC_SHA1_80", key)
+        stripped = crypto.value().replace("=", "")
+        self.assertEqual(Crypto.parse(stripped).key, key)
 
     def test_key_not_in_repr(self) -> None:
         """

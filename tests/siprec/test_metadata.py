@@ -52,15 +52,46 @@ XSD = SIPREC / "recording-metadata.xsd"
 _schema: xmlschema.XMLSchema10 | None = None
 
 
+def _load_schema() -> xmlschema.XMLSchema10:
+    """
+    Load the RFC 7865 schema offline: C{allow="local"} forbids fetching the
+    C{xml.xsd} import from w3.org, and xmlschema's meta-schema already
+    provides the XML namespace (C{xml:lang}) from its bundled copy.
+
+    Once any code has asked zope.interface about an instance of a
+    C{collections.abc.Sequence} subclass (other tests do, through Twisted),
+    zope.interface caches a C{ClassProvides} descriptor as C{__provides__}
+    on C{Sequence} and its bases; that descriptor raises C{AttributeError}
+    when read through a subclass, and xmlschema 4's
+    C{XsdValidator._cached_properties} (C{getattr} over C{dir(cls)}) trips
+    over it while building its meta-schema.  The caches are set aside while
+    the schema is built, then put back.
+    """
+    try:
+        return xmlschema.XMLSchema10(str(XSD), allow="local")
+    except AttributeError:
+        pass
+    saved = [
+        (klass, vars(klass)["__provides__"])
+        for klass in xmlschema.XMLSchema10.__mro__
+        if "__provides__" in vars(klass)
+    ]
+    try:
+        for klass, _ in saved:
+            delattr(klass, "__provides__")
+        return xmlschema.XMLSchema10(str(XSD), allow="local")
+    finally:
+        for klass, value in saved:
+            setattr(klass, "__provides__", value)
+
+
 def schema() -> xmlschema.XMLSchema10:
     """
-    The RFC 7865 schema, loaded once and offline: C{allow="local"} forbids
-    fetching the C{xml.xsd} import from w3.org, and xmlschema's meta-schema
-    already provides the XML namespace (C{xml:lang}) from its bundled copy.
+    The RFC 7865 schema, loaded once (see L{_load_schema}).
     """
     global _schema
     if _schema is None:
-        _schema = xmlschema.XMLSchema10(str(XSD), allow="local")
+        _schema = _load_schema()
     return _schema
 
 

@@ -1,0 +1,75 @@
+# -*- test-case-name: tests.test_api -*-
+"""
+The L{CallRegistry}: session id -> L{Call}, per tenant; ended calls are kept
+a while so the application can still read their final state.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any, Iterator
+
+from aiconnect.call import Call, CallState
+
+#: Ended calls kept for GET /{domain}/sessions/{id}.
+KEEP_ENDED = 1000
+
+
+class CallRegistry:
+    """
+    All calls of this process.
+    """
+
+    def __init__(self, keep_ended: int = KEEP_ENDED) -> None:
+        self._calls: dict[str, Call] = {}
+        self._ended: OrderedDict[str, Call] = OrderedDict()
+        self._keep = keep_ended
+
+    def add(self, call: Call) -> None:
+        """
+        Register a new call; it moves to the ended list when it ends.
+        """
+        self._calls[call.session_id] = call
+        call.on_ended.append(self._call_ended)
+
+    def _call_ended(self, call: Call) -> None:
+        self._calls.pop(call.session_id, None)
+        self._ended[call.session_id] = call
+        while len(self._ended) > self._keep:
+            self._ended.popitem(last=False)
+
+    def get(self, tenant_domain: str, session_id: str) -> Call:
+        """
+        A call of a tenant (live or recently ended).
+
+        @raise KeyError: unknown, or another tenant's.
+        """
+        call = self._calls.get(session_id) or self._ended.get(session_id)
+        if call is None or call.tenant.domain.lower() != tenant_domain.lower():
+            raise KeyError(session_id)
+        return call
+
+    def active(self, tenant_domain: str | None = None) -> list[Call]:
+        """
+        The live calls (of one tenant when given).
+        """
+        return [
+            c
+            for c in self._calls.values()
+            if tenant_domain is None or c.tenant.domain.lower() == tenant_domain.lower()
+        ]
+
+    def __iter__(self) -> Iterator[Call]:
+        return iter(list(self._calls.values()))
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def counts(self) -> dict[str, Any]:
+        """
+        Gauges for /metrics.
+        """
+        states: dict[str, int] = {s.value: 0 for s in CallState}
+        for c in self._calls.values():
+            states[c.state.value] += 1
+        return {"active": len(self._calls), "ended_kept": len(self._ended), "states": states}
