@@ -133,6 +133,8 @@ class ForwardInfo:
     target: str | None = None
     leg: Any = None
     stopped_by: str | None = None
+    error: str | None = None
+    raw: Any = None
 
     def describe(self) -> dict[str, Any]:
         """
@@ -269,7 +271,27 @@ class Call:
             self.forward_failed(info.forward_id, "session ended")
         return info.forward_id
 
+    def order_invalid(self, reason: str, raw: Any) -> str:
+        """
+        The application's newCall answer held an invalid order: it is
+        reported as SIPRECFORWARDFAILED once the session has started, and
+        never reaches the wire.
+
+        @return: the forward id given to it.
+        """
+        info = ForwardInfo(new_forward_id(), None, error=reason, raw=raw)
+        self.forwards[info.forward_id] = info
+        if self.state is CallState.ACTIVE:
+            self._launch(info)
+        return info.forward_id
+
     def _launch(self, info: ForwardInfo) -> None:
+        if info.error is not None:
+            raw = info.raw if isinstance(info.raw, dict) else {}
+            uri = raw.get("uri") if isinstance(raw.get("uri"), str) else ""
+            ref = raw.get("sipRecForwardReferenceId") if isinstance(raw.get("sipRecForwardReferenceId"), dict) else None
+            self.forward_failed(info.forward_id, "invalid order: " + info.error, uri=uri, reference_id=ref)
+            return
         info.state = "trying"
         if self.forwarder is None:
             self.forward_failed(info.forward_id, "not implemented")

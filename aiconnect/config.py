@@ -222,10 +222,14 @@ class EventsConfig:
         memory (tests only: events do not survive a restart).
     @ivar retry_for: Seconds an undelivered event is retried before it is
         given up (logged and counted).
+    @ivar retry_initial: The first back-off delay in seconds (doubling).
+    @ivar retry_max: The longest back-off delay in seconds.
     """
 
     database: str = "var/aiconnect.sqlite3"
     retry_for: float = 86400.0
+    retry_initial: float = 1.0
+    retry_max: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -853,7 +857,7 @@ _TLS_KEYS = ("certificate", "private_key", "ca_certificates", "verify_peer", "mi
 _RTP_KEYS = ("host", "port_min", "port_max", "media_timeout", "latch")
 _API_KEYS = ("host", "port")
 _DNS_KEYS = ("nameservers", "port")
-_EVENTS_KEYS = ("database", "retry_for")
+_EVENTS_KEYS = ("database", "retry_for", "retry_initial", "retry_max")
 _LOG_KEYS = ("format", "level")
 _TENANT_KEYS = (
     "domain",
@@ -1001,7 +1005,18 @@ def _events(table: _Table) -> EventsConfig:
         database = _path(table, "database", d.database, must_exist=False)
         if not database:
             raise ConfigError(table.key("database"), "must not be empty")
-    return EventsConfig(database=database, retry_for=table.number("retry_for", d.retry_for))
+    retry_initial = table.number("retry_initial", d.retry_initial)
+    retry_max = table.number("retry_max", d.retry_max)
+    if retry_initial <= 0:
+        raise ConfigError(table.key("retry_initial"), "must be positive")
+    if retry_max < retry_initial:
+        raise ConfigError(table.key("retry_max"), "must be at least events.retry_initial")
+    return EventsConfig(
+        database=database,
+        retry_for=table.number("retry_for", d.retry_for),
+        retry_initial=retry_initial,
+        retry_max=retry_max,
+    )
 
 
 def _log(table: _Table) -> LogConfig:

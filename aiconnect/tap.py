@@ -123,29 +123,151 @@ def _loopback_names(sip: Any) -> list[str]:
     return names
 
 
-def build_service(cfg: config_mod.Config, reactor: Any = None) -> service.MultiService:
+class AiconnectService(service.MultiService):
+    """
+    The top service. Stopping drains in order (SPEC s7): no new sessions,
+    active ones ended cleanly (BYEs sent, events written), then the SIP
+    listeners close, the event deliverer gets a few seconds to deliver, and
+    the RTP ports and the API close.
+
+    @ivar sip: the L{SipService}.
+    @ivar srs: the L{SrsService}.
+    @ivar registry: the L{CallRegistry}.
+    @ivar relay: the L{MediaRelay}.
+    @ivar outbox: the L{EventOutbox}.
+    @ivar api: the L{ApiServer}.
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any) -> None:
+        service.MultiService.__init__(self)
+        self._reactor = reactor
+
+    def stopService(self) -> Any:
+        from twisted.internet import defer, task
+
+        from aiconnect import events
+
+        self.running = 0
+        self.srs.draining = True
+        for call in list(self.registry):
+            call.terminate(events.COMPLETED_SHUTDOWN, send_bye=True)
+
+        async def drain() -> None:
+            # Give BYEs to SRCs and SRSs a moment to be answered.
+            for _ in range(20):
+                if not self.sip.ua.sessions:
+                    break
+                await task.deferLater(self._reactor, 0.1, lambda: None)
+            for name in ("sip", "webhooks", "rtp", "api"):
+                child = self.namedServices.get(name)
+                if child is not None and child.running:
+                    await defer.maybeDeferred(child.stopService)
+            if getattr(self, "pool", None) is not None:
+                await self.pool.closeCachedConnections()
+
+        return defer.ensureDeferred(drain())
+
+
+class RelayService(service.Service):
+    """
+    The C{rtp} service: closes every RTP port on stop.
+    """
+
+    def __init__(self, relay: Any) -> None:
+        self.name = "rtp"
+        self.relay = relay
+
+    def stopService(self) -> None:
+        service.Service.stopService(self)
+        self.relay.close()
+
+
+def build_service(cfg: config_mod.Config, reactor: Any = None, http_client: Any = None) -> AiconnectService:
     """
     Build the whole service tree for a configuration.
 
     @param cfg: the parsed configuration.
     @param reactor: the reactor (the global one when C{None}).
-    @return: a C{MultiService} with named children C{sip} and C{api}.
+    @param http_client: treq-like client for callbacks (treq by default).
+    @return: an L{AiconnectService} with named children C{sip}, C{rtp},
+        C{webhooks} and C{api}.
     """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
     from aiconnect.api import ApiServer
+    from aiconnect.media.relay import MediaRelay
+    from aiconnect.registry import CallRegistry
+    from aiconnect.siprec.srs import SrsService
+    from aiconnect.webhooks import (
+        EventDeliverer,
+        EventDeliveryService,
+        EventOutbox,
+        NewCallClient,
+        tenants_by_domain,
+    )
 
-    top = service.MultiService()
-    sip = SipService(cfg, reactor)
+    top = AiconnectService(reactor)
+    registry = CallRegistry()
+    relay = MediaRelay(
+        reactor, cfg.rtp.host, cfg.rtp.port_min, cfg.rtp.port_max, media_timeout=cfg.rtp.media_timeout
+    )
+    pool = None
+    if http_client is None:
+        # Our own connection pool, closed on stop (treq's global one would
+        # keep connections open after the service stopped).
+        from treq.client import HTTPClient
+        from twisted.web.client import Agent, HTTPConnectionPool
+
+        pool = HTTPConnectionPool(reactor, persistent=True)
+        pool.maxPersistentPerHost = 4
+        http_client = HTTPClient(Agent(reactor, pool=pool))
+    outbox = EventOutbox(cfg.events.database, clock=reactor.seconds)
+    deliverer = EventDeliverer(
+        reactor,
+        outbox,
+        tenants_by_domain(cfg.tenants),
+        http_client=http_client,
+        retry_for=cfg.events.retry_for,
+        backoff_base=cfg.events.retry_initial,
+        backoff_max=cfg.events.retry_max,
+    )
+    new_call = NewCallClient(reactor, http_client)
+    srs = SrsService(reactor, cfg, registry, outbox, new_call, relay)
+    sip = SipService(cfg, reactor, invite_handler=srs)
     sip.setServiceParent(top)
-    api = ApiServer(cfg, reactor=reactor)
+    RelayService(relay).setServiceParent(top)
+    EventDeliveryService(deliverer, outbox).setServiceParent(top)
+    stats = {
+        "sip_transport": lambda: sip.transport.stats,
+        "sip_transactions": lambda: sip.txlayer.stats,
+        "sip_ua": lambda: sip.ua.stats,
+        "srs": lambda: srs.stats,
+        "sessions": registry.counts,
+        "rtp": relay.stats,
+        "events": lambda: {"outbox": outbox.stats, "delivery": deliverer.stats},
+        "newcall": lambda: new_call.stats,
+    }
+    try:
+        api = ApiServer(cfg, registry=registry, reactor=reactor, stats_providers=stats)
+    except TypeError:  # TEMPORARY until the API lands
+        api = ApiServer(cfg, registry=registry, reactor=reactor)
     site = Site(api.app.resource())
     site.displayTracebacks = False
     if cfg.api.port:
         api_service = TcpListenerService("api", reactor, cfg.api.port, site, cfg.api.host)
         api_service.setServiceParent(top)
+    top.sip = sip  # type: ignore[attr-defined]
+    top.srs = srs  # type: ignore[attr-defined]
+    top.registry = registry  # type: ignore[attr-defined]
+    top.relay = relay  # type: ignore[attr-defined]
+    top.outbox = outbox  # type: ignore[attr-defined]
+    top.deliverer = deliverer  # type: ignore[attr-defined]
+    top.api = api  # type: ignore[attr-defined]
+    top.pool = pool  # type: ignore[attr-defined]
     return top
 
 

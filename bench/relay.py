@@ -144,6 +144,15 @@ def relay_main(conn, mode: str, n: int, sinks: list, keys: list, reactor_name: s
             fw.connect(i, tuple(sinks[k % len(sinks)]), codec=codec, payload_type=pt, srtp_tx=key)
             inbound.append(session.streams[i].rtp_port)
             forward.append(fw.streams[i].rtp_port)
+    if os.environ.get("BENCH_GC") == "off":
+        import gc
+
+        gc.disable()
+    elif os.environ.get("BENCH_GC") == "freeze":
+        import gc
+
+        gc.collect()
+        gc.freeze()
     conn.send({"inbound": inbound, "forward": forward, "rss0": rss0, "pid": os.getpid()})
     if os.environ.get("BENCH_PERF"):
         import subprocess
@@ -229,7 +238,7 @@ def generator_main(conn, targets: list[int], t0_ns: int, t_end_ns: int) -> None:
 # -- sink process -----------------------------------------------------------------
 
 
-def sink_main(conn, mode: str) -> None:
+def sink_main(conn, mode: str, spin: bool) -> None:
     _pin(LOAD_CPU)
     _raise_nofile()
     from aiconnect.media.srtp import SrtpContext, SrtpParams
@@ -266,12 +275,19 @@ def sink_main(conn, mode: str) -> None:
     # sink's own scheduling delay (it shares a CPU with the generator) is
     # not counted.  SRTP packets are sampled (every 4th sequence number):
     # decrypting all of them would make the sink the bottleneck.
+    recvmsgs = list(by_fd.values())
     while True:
         now = monotonic_ns()
         if now >= t_end_ns:
             break
-        for fd, _ in poller.poll(0.02):
-            recvmsg = by_fd[fd]
+        if spin:
+            # Busy-poll: the relay's send then finds no sleeping reader to
+            # wake (a cross-CPU wake-up, costly in a VM, that sending to a
+            # remote SRS would not cost it).
+            ready = recvmsgs
+        else:
+            ready = [by_fd[fd] for fd, _ in poller.poll(0.02)]
+        for recvmsg in ready:
             while True:
                 try:
                     data, anc, _flags, addr = recvmsg(2048, 64)
@@ -319,7 +335,8 @@ def _pct(t0: tuple[int, int], t1: tuple[int, int], hz: int, seconds: float) -> f
     return (sum(t1) - sum(t0)) / hz / seconds * 100.0
 
 
-def trial(mode: str, n: int, warmup: float, measure: float, reactor_name: str) -> dict:
+def trial(mode: str, n: int, warmup: float, measure: float, reactor_name: str,
+          spin: bool = True) -> dict:  # fmt: skip
     ctx = mp.get_context("spawn")
     keys = [os.urandom(30) for _ in range(2 * n)]
     sink_parent, sink_child = ctx.Pipe()
@@ -327,7 +344,7 @@ def trial(mode: str, n: int, warmup: float, measure: float, reactor_name: str) -
     gen_parent, gen_child = ctx.Pipe()
     procs = []
     try:
-        sink = ctx.Process(target=sink_main, args=(sink_child, mode))
+        sink = ctx.Process(target=sink_main, args=(sink_child, mode, spin))
         sink.start()
         procs.append(sink)
         if not sink_parent.poll(30):
@@ -425,7 +442,7 @@ def search(mode: str, args: argparse.Namespace, deadline: float) -> dict | None:
         if time.monotonic() > deadline:
             print(f"{mode:>9}: time budget spent, stopping the search")
             break
-        r = trial(mode, n, args.warmup, args.measure, args.reactor)
+        r = trial(mode, n, args.warmup, args.measure, args.reactor, args.sink == "spin")
         print(_line(r), flush=True)
         if passes(r):
             low, best = n, r
@@ -470,6 +487,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--budget", type=float, default=280.0, help="seconds for the whole sweep")
     parser.add_argument("--reactor", choices=("relay", "epoll"), default="relay",
                         help="relay: RelayEPollReactor (default); epoll: stock EPollReactor")  # fmt: skip
+    parser.add_argument("--sink", choices=("spin", "epoll"), default="spin",
+                        help="spin: the sink busy-polls (default); epoll: it sleeps in epoll")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="one trial per mode at --start")
     args = parser.parse_args(argv)
     modes = [m for m in args.modes.split(",") if m]
@@ -479,7 +498,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     deadline = started + args.budget
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
-    print(f"# relay pinned to CPU {RELAY_CPU}, load to CPU {LOAD_CPU}; reactor: {args.reactor}")
+    print(f"# relay pinned to CPU {RELAY_CPU}, load to CPU {LOAD_CPU}; "
+          f"reactor: {args.reactor}, sink: {args.sink}")  # fmt: skip
     results = {}
     for i, mode in enumerate(modes):
         # Share what is left of the budget among the remaining modes.

@@ -31,16 +31,17 @@ DATA = Path(__file__).parent.parent / "data" / "rfc4475"
 
 #: What the running server answers to each RFC 4475 message sent as one
 #: datagram: a status code, or None for silence (responses are dropped,
-#: RFC 3261 s18.1.2). INVITEs that pass every check reach the INVITE handler,
-#: which (with no SIPRec service configured behind it) answers 480.
+#: RFC 3261 s18.1.2). INVITEs that pass every check reach the SRS, which
+#: answers 404: their Request-URI domains are not a tenant of the test
+#: configuration.
 UDP_TABLE: dict[str, int | None] = {
     "wsinv": 481,  # To already has a tag: no such dialog (s12.2.2)
     "intmeth": 501,
-    "esc01": 480,
+    "esc01": 404,
     "escnull": 405,
     "esc02": 501,
     "lwsdisp": 200,
-    "longreq": 480,
+    "longreq": 404,
     "dblreq": 405,
     "semiuri": 200,
     "transports": 200,
@@ -58,7 +59,7 @@ UDP_TABLE: dict[str, int | None] = {
     "lwsstart": 400,
     "trws": 400,
     "escruri": 400,
-    "baddate": 480,
+    "baddate": 404,
     "regbadct": 400,
     "badaspec": 400,
     "baddn": 400,
@@ -82,7 +83,7 @@ UDP_TABLE: dict[str, int | None] = {
     "cparam02": 405,
     "regescrt": 405,
     "sdp01": 406,
-    "inv2543": 480,
+    "inv2543": 404,
 }
 
 #: Over a stream the framing tests differ: clerr and baddn wait for more

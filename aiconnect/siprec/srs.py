@@ -1,0 +1,621 @@
+# -*- test-case-name: tests.integration.test_inbound,tests.siprec.test_srs -*-
+"""
+The inbound SIPRec user agent: AI Connect as SRS (RFC 7866, SPEC s1).
+
+For each new INVITE: the tenant by Request-URI domain (unknown -> 404), the
+allowed source networks (-> 403), the SIPRec checks (C{Require: siprec},
+metadata; configurable for non-SIPRec INVITEs and missing metadata), the SDP
+offer (-> 488 when nothing is acceptable), RTP ports from the relay (-> 503
+when exhausted), then the C{newCall} callback and, once the application
+answered or the callback timed out, 200 OK with C{a=recvonly} per labelled
+stream and C{+sip.srs} in Contact. Every exit path releases the ports.
+
+In the dialog: re-INVITE / UPDATE with new media or new metadata are
+answered and update the session; BYE, CANCEL and session timers (RFC 4028)
+end it through the L{Call}, which owns the policy.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.logger import Logger
+
+from aiconnect import events
+from aiconnect.call import Call, StreamInfo
+from aiconnect.errors import RemoteSipError
+from aiconnect.media.ports import PortsExhausted
+from aiconnect.media.srtp import SrtpParams
+from aiconnect.sip import sdp as sdp_mod
+from aiconnect.sip.message import Request, make_response
+from aiconnect.sip.multipart import MultipartError, parse_multipart
+from aiconnect.sip.uri import SipUri, host_for_socket, is_ip_address
+from aiconnect.sip.ua import InviteSession, ServerInvite
+from aiconnect.siprec import metadata as md_mod
+from aiconnect.siprec.orders import OrderError, forward_orders_from_answer, parse_forward_order
+
+#: RFC 4028 s5: our minimum session interval.
+MIN_SE = 90
+#: Codecs we record.
+CODECS = ("PCMU", "PCMA")
+
+
+class InboundBody:
+    """
+    The parts of an INVITE/UPDATE body that matter to an SRS.
+
+    @ivar sdp: the C{application/sdp} part, or C{None}.
+    @ivar metadata: the recording metadata part, or C{None}.
+    """
+
+    def __init__(self, sdp: bytes | None, metadata: bytes | None) -> None:
+        self.sdp = sdp
+        self.metadata = metadata
+
+
+def split_body(request: Request) -> InboundBody:
+    """
+    Find the SDP and the metadata in a request body (RFC 7866 s9: a
+    C{multipart/mixed} body, or a lone SDP or metadata part).
+
+    @raise RemoteSipError: 400 for a multipart body that cannot be split.
+    """
+    ctype = request.content_type
+    if not request.body or ctype is None:
+        return InboundBody(None, None)
+    if ctype == "application/sdp":
+        return InboundBody(request.body, None)
+    if md_mod.is_metadata_content_type(ctype):
+        return InboundBody(None, request.body)
+    if ctype != "multipart/mixed":
+        return InboundBody(None, None)
+    boundary = request.content_type_param("boundary")
+    if not boundary:
+        raise RemoteSipError("multipart body without boundary", 400)
+    try:
+        parts = parse_multipart(request.body, boundary)
+    except MultipartError as e:
+        raise RemoteSipError(e.reason, 400)
+    sdp = meta = None
+    for part in parts:
+        if part.content_type == "application/sdp" and sdp is None:
+            sdp = part.body
+        elif (md_mod.is_metadata_content_type(part.content_type) or part.disposition == "recording-session") and meta is None:
+            meta = part.body
+    return InboundBody(sdp, meta)
+
+
+def _payload_map(media: sdp_mod.MediaDescription) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for pt, entry in media.rtpmap.items():
+        enc = entry.encoding.upper()
+        if enc in ("PCMU", "PCMA", "CN") and entry.clock_rate == 8000:
+            out[pt] = enc
+        elif enc == "TELEPHONE-EVENT" and entry.clock_rate == 8000:
+            out[pt] = "telephone-event"
+    return out
+
+
+def _remote(media: sdp_mod.MediaDescription) -> tuple[str, int] | None:
+    address = media.address
+    if address is None or media.port == 0 or not is_ip_address(address):
+        return None
+    if address in ("0.0.0.0", "::") or media.direction in ("recvonly", "inactive"):
+        return None  # RFC 3264 s8.4 hold, or nothing sent to us
+    return (host_for_socket(address), media.port)
+
+
+def _codec(media: sdp_mod.MediaDescription) -> tuple[str | None, int | None]:
+    rtpmap = media.rtpmap
+    for pt in media.payload_types:
+        entry = rtpmap.get(pt)
+        if entry and entry.encoding.upper() in CODECS and entry.clock_rate == 8000:
+            return entry.encoding.upper(), pt
+    return None, None
+
+
+class InboundSession:
+    """
+    The SRS side of one recording session: SDP state and session timer,
+    bound to its L{Call}.
+    """
+
+    log = Logger()
+
+    def __init__(self, srs: SrsService, call: Call, offer: sdp_mod.SessionDescription) -> None:
+        self.srs = srs
+        self.call = call
+        self.offer = offer
+        self.answer: sdp_mod.SessionDescription | None = None
+        self.origin = sdp_mod.Origin.new(srs.sdp_address)
+        self.stream_map: list[int | None] = []  # m-line index -> relay stream index
+        self.ports: list[int] = []
+        self.crypto: list[sdp_mod.Crypto | None] = []
+        self.session: InviteSession | None = None
+        self.interval: int | None = None
+        self.refresher: str | None = None
+        self.timer_headers: list[tuple[str, str]] = []
+        self._timer: Any = None
+
+    # -- media -------------------------------------------------------------
+
+    def apply_offer(self, offer: sdp_mod.SessionDescription, initial: bool) -> None:
+        """
+        Configure the relay for an offer and build our answer (first INVITE
+        or re-offer). Streams beyond those allocated at first are rejected
+        (port 0) on a re-offer.
+        """
+        relay_session = self.call.media
+        n_alloc = len(relay_session.streams) if relay_session is not None else 0
+        ports: list[int] = []
+        crypto: list[sdp_mod.Crypto | None] = []
+        stream_map: list[int | None] = []
+        infos: list[StreamInfo] = []
+        old_map = self.stream_map
+        for index, media in enumerate(offer.media):
+            reason = sdp_mod.rejection_reason(media, CODECS)
+            relay_index: int | None = None
+            if reason is None:
+                if not initial and index < len(old_map) and old_map[index] is not None:
+                    relay_index = old_map[index]
+                else:
+                    # A new stream: the lowest relay stream not bound yet.
+                    relay_index = next_relay_free(([] if initial else old_map) + stream_map, n_alloc)
+            if relay_index is None or relay_index >= n_alloc:
+                ports.append(0)
+                crypto.append(None)
+                stream_map.append(None)
+                continue
+            stream = relay_session.streams[relay_index]
+            srtp_in = None
+            our_crypto = None
+            if media.is_secure:
+                offered = sdp_mod.select_crypto(media)
+                assert offered is not None  # rejection_reason checked it
+                srtp_in = SrtpParams.from_key_param(offered.suite, offered.keys[0].text())
+                if index < len(self.crypto) and self.crypto[index] is not None and self.crypto[index].suite == offered.suite and self.crypto[index].tag == offered.tag:
+                    our_crypto = self.crypto[index]
+                else:
+                    ours = SrtpParams.generate(offered.suite)
+                    our_crypto = sdp_mod.Crypto.from_key(offered.tag, offered.suite, ours.key)
+            remote = _remote(media)
+            latch = self.call.source if self.srs.latch else None
+            relay_session.set_inbound(
+                relay_index,
+                remote=None if latch else remote,
+                latch_host=latch,
+                payload_map=_payload_map(media),
+                srtp=srtp_in,
+            )
+            codec, pt = _codec(media)
+            label = media.label
+            info = StreamInfo(
+                index=index,
+                label=label,
+                codec=codec,
+                payload_type=pt,
+                local_port=stream.rtp_port,
+                remote=remote,
+                direction=media.direction,
+                srtp=media.is_secure,
+            )
+            infos.append(info)
+            ports.append(stream.rtp_port)
+            crypto.append(our_crypto)
+            stream_map.append(relay_index)
+        if not any(ports):
+            raise RemoteSipError("no acceptable media stream", 488)
+        answer = sdp_mod.build_srs_answer(
+            offer,
+            origin=self.origin,
+            address=self.srs.sdp_address,
+            ports=ports,
+            codecs=CODECS,
+            crypto=crypto,
+        )
+        if self.answer is not None:
+            answer = sdp_mod.next_session_version(self.answer, answer)
+        self.origin = answer.origin
+        self.answer = answer
+        self.offer = offer
+        self.ports = ports
+        self.crypto = crypto
+        self.stream_map = stream_map
+        self.call.streams = infos
+        self.bind_metadata()
+
+    def bind_metadata(self) -> None:
+        """
+        Associate metadata streams and participants with the SDP labels.
+        """
+        md = self.call.metadata
+        if md is None:
+            return
+        for info in self.call.streams:
+            if info.label is None:
+                continue
+            stream = md.stream_by_label(info.label)
+            if stream is None:
+                continue
+            info.stream_id = stream.stream_id
+            info.participants = [p.name or p.aor or p.participant_id for p in md.senders(stream.stream_id)]
+
+    def apply_metadata(self, data: bytes | None, initial: bool) -> None:
+        """
+        Parse a metadata document (complete snapshot or partial update,
+        RFC 7865 s8) into the call; a bad document is reported, not fatal.
+        """
+        if data is None:
+            if initial:
+                self.call.metadata_error = "missing"
+            return
+        try:
+            doc = md_mod.parse_metadata(data)
+        except RemoteSipError as e:
+            self.call.metadata_error = e.reason
+            self.log.warn(
+                "bad recording metadata session_id={session_id}: {reason}",
+                session_id=self.call.session_id,
+                reason=e.reason,
+            )
+            return
+        self.call.metadata = md_mod.apply_update(self.call.metadata, doc)
+        self.call.metadata_error = None
+        self.bind_metadata()
+
+    # -- session timer (RFC 4028) ---------------------------------------------
+
+    def negotiate_timer(self, request: Request) -> list[tuple[str, str]]:
+        """
+        Headers of our 2xx for the session timer the SRC asked for.
+
+        @raise RemoteSipError: 422 when the interval is below our Min-SE.
+        """
+        value = request.headers.get("Session-Expires")
+        if value is None:
+            self.interval = None
+            self._cancel_timer()
+            return []
+        parts = [p.strip() for p in value.split(";")]
+        if not parts[0].isdigit():
+            raise RemoteSipError("Bad Session-Expires", 400)
+        interval = int(parts[0])
+        if interval < MIN_SE:
+            e = RemoteSipError("Session Interval Too Small", 422)
+            e.headers = [("Min-SE", str(MIN_SE))]  # type: ignore[attr-defined]
+            raise e
+        refresher = None
+        for p in parts[1:]:
+            k, _, v = p.partition("=")
+            if k.strip().lower() == "refresher":
+                refresher = v.strip().lower()
+        uac_supports = "timer" in request.headers.tokens("Supported") or "timer" in request.headers.tokens("Require")
+        if refresher not in ("uac", "uas"):
+            refresher = "uac" if uac_supports else "uas"
+        if refresher == "uac" and not uac_supports:
+            refresher = "uas"
+        self.interval = interval
+        self.refresher = refresher
+        self._arm_timer()
+        headers = [("Session-Expires", "%d;refresher=%s" % (interval, refresher))]
+        if uac_supports:
+            headers.append(("Require", "timer"))
+        return headers
+
+    def _cancel_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+
+    def _arm_timer(self) -> None:
+        self._cancel_timer()
+        if self.interval is None:
+            return
+        reactor = self.srs.reactor
+        if self.refresher == "uas":
+            # We refresh at half the interval (RFC 4028 s10) with UPDATE.
+            self._timer = reactor.callLater(self.interval / 2.0, self._refresh)
+        else:
+            # RFC 4028 s10: without a refresh, BYE before the interval ends.
+            grace = min(32.0, self.interval / 3.0)
+            self._timer = reactor.callLater(self.interval - grace, self._expired)
+
+    def _refresh(self) -> None:
+        self._timer = None
+        session = self.session
+        if session is None or session.terminated:
+            return
+        d = session.request("UPDATE", headers=[("Session-Expires", "%d;refresher=uas" % (self.interval or MIN_SE,)), ("Supported", "timer")])
+
+        def done(response: Any) -> None:
+            if 200 <= response.status < 300:
+                self._arm_timer()
+            else:
+                self.call.terminate(events.COMPLETED_SESSION_TIMER, send_bye=True)
+
+        d.addCallbacks(done, lambda f: self.call.terminate(events.COMPLETED_SESSION_TIMER, send_bye=True))
+
+    def _expired(self) -> None:
+        self._timer = None
+        self.log.warn("session timer expired session_id={session_id}", session_id=self.call.session_id)
+        self.call.terminate(events.COMPLETED_SESSION_TIMER, send_bye=True)
+
+    def stop(self) -> None:
+        """
+        Stop timers (the call ended).
+        """
+        self._cancel_timer()
+
+    # -- SessionHandler ----------------------------------------------------------
+
+    def session_request(self, session: InviteSession, tx: Any, request: Request) -> bool:
+        """
+        In-dialog re-INVITE / UPDATE: new media and/or new metadata.
+        """
+        if request.method not in ("INVITE", "UPDATE"):
+            return False
+        body = split_body(request)
+        if body.metadata is not None:
+            self.apply_metadata(body.metadata, initial=False)
+        headers: list[tuple[str, str]] = [("Contact", session.contact)]
+        try:
+            headers.extend(self.negotiate_timer(request))
+        except RemoteSipError as e:
+            extra = getattr(e, "headers", [])
+            tx.respond(make_response(request, e.status_hint, e.reason, headers=extra))
+            return True
+        answer_body = b""
+        if body.sdp is not None:
+            offer = sdp_mod.parse_sdp(body.sdp)  # SdpError -> 488 via the UA
+            self.apply_offer(offer, initial=False)
+            assert self.answer is not None
+            answer_body = self.answer.to_bytes()
+        elif request.method == "INVITE" and self.answer is not None:
+            # An offerless re-INVITE (or metadata-only): our 2xx carries an
+            # offer, the same session version (RFC 3264 s8).
+            answer_body = self.answer.to_bytes()
+        if answer_body:
+            headers.append(("Content-Type", "application/sdp"))
+        tx.respond(make_response(request, 200, headers=headers + [("Supported", "siprec, timer")], body=answer_body))
+        self.log.info(
+            "session updated session_id={session_id} method={method} media={media} metadata={metadata}",
+            session_id=self.call.session_id,
+            method=request.method,
+            media=body.sdp is not None,
+            metadata=body.metadata is not None,
+        )
+        return True
+
+    def session_terminated(self, session: InviteSession, reason: str) -> None:
+        """
+        The inbound dialog ended.
+        """
+        self.stop()
+        self.call.inbound_ended(reason)
+
+
+def next_relay_free(stream_map: list[int | None], n_alloc: int) -> int | None:
+    """
+    The lowest relay stream index not yet used in C{stream_map}.
+    """
+    used = {i for i in stream_map if i is not None}
+    for i in range(n_alloc):
+        if i not in used:
+            return i
+    return None
+
+
+class SrsService:
+    """
+    The L{InviteHandler} of the UA: creates a L{Call} per SIPRec INVITE.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        reactor: Any,
+        config: Any,
+        registry: Any,
+        sink: Any,
+        new_call: Any,
+        relay: Any,
+        forwarder: Any = None,
+    ) -> None:
+        """
+        @param reactor: IReactorTime.
+        @param config: the whole L{Config}.
+        @param registry: the L{CallRegistry}.
+        @param sink: the event sink (the outbox).
+        @param new_call: the L{NewCallClient}.
+        @param relay: the L{MediaRelay}.
+        @param forwarder: starts a forward leg for a call (issue 5), or C{None}.
+        """
+        self.reactor = reactor
+        self.config = config
+        self.registry = registry
+        self.sink = sink
+        self.new_call = new_call
+        self.relay = relay
+        self.forwarder = forwarder
+        self.sdp_address = config.sip.public_address
+        self.latch = config.rtp.latch
+        self.draining = False
+        self.stats: dict[str, int] = {"invites": 0, "rejected": 0, "answered": 0, "cancelled": 0, "callback_failures": 0}
+
+    def invite_received(self, invite: ServerInvite) -> None:
+        """
+        A new INVITE: check, allocate, ask the application, answer.
+        """
+        self.stats["invites"] += 1
+        request = invite.request
+        try:
+            inbound = self._admit(invite)
+        except RemoteSipError as e:
+            self.stats["rejected"] += 1
+            self.log.info(
+                "INVITE rejected call_id={call_id} status={status} reason={reason}",
+                call_id=request.call_id,
+                status=e.status_hint,
+                reason=e.reason,
+            )
+            invite.reject(e.status_hint, e.reason, headers=getattr(e, "headers", []))
+            return
+        self._ask_application(invite, inbound)
+
+    def _admit(self, invite: ServerInvite) -> InboundSession:
+        request = invite.request
+        if self.draining:
+            e = RemoteSipError("Shutting down", 503)
+            e.headers = [("Retry-After", "30")]  # type: ignore[attr-defined]
+            raise e
+        ruri = request.request_uri
+        assert isinstance(ruri, SipUri)  # the UA answered 416 otherwise
+        tenant = self.config.tenant_for_domain(host_for_socket(ruri.host))
+        if tenant is None:
+            raise RemoteSipError("Not Found", 404)
+        if not tenant.allows_source(invite.source.host):
+            raise RemoteSipError("Forbidden", 403)
+        body = split_body(request)
+        siprec = "siprec" in request.headers.tokens("Require") or any(c.has_param("+sip.src") for c in request.contacts)
+        if not siprec and body.metadata is None and tenant.non_siprec == "reject":
+            raise RemoteSipError("Not Acceptable Here (not a SIPRec session)", 488)
+        if siprec and body.metadata is None and tenant.missing_metadata == "reject":
+            raise RemoteSipError("Not Acceptable Here (no recording metadata)", 488)
+        if body.sdp is None:
+            raise RemoteSipError("Not Acceptable Here (an SDP offer is required)", 488)
+        offer = sdp_mod.parse_sdp(body.sdp)
+        n_accept = sum(1 for m in offer.media if sdp_mod.rejection_reason(m, CODECS) is None)
+        if n_accept == 0:
+            raise RemoteSipError("Not Acceptable Here (no acceptable audio stream)", 488)
+        call = Call(
+            self.reactor,
+            tenant,
+            self.sink,
+            request.call_id,
+            request.headers.get("From") or "",
+            request.headers.get("To") or "",
+            invite.source.host,
+        )
+        call.x_headers = [(n, v) for n, v in request.headers if n.lower().startswith("x-")]
+        call.forwarder = self.forwarder
+        try:
+            call.media = self.relay.allocate_session(n_accept, on_timeout=lambda _s: call.media_timeout())
+        except PortsExhausted:
+            e = RemoteSipError("No RTP ports left", 503)
+            e.headers = [("Retry-After", "5")]  # type: ignore[attr-defined]
+            raise e
+        inbound = InboundSession(self, call, offer)
+        try:
+            inbound.apply_metadata(body.metadata, initial=True)
+            inbound.apply_offer(offer, initial=True)
+            inbound.timer_headers = inbound.negotiate_timer(request)
+        except Exception:
+            inbound.stop()
+            call.media.close()
+            raise
+        self.registry.add(call)
+        call.on_ended.append(lambda c: inbound.stop())
+        return inbound
+
+    def _new_call_payload(self, call: Call) -> dict[str, Any]:
+        md = call.metadata
+        participants = []
+        if md is not None:
+            label_of = {s.stream_id: s.label for s in md.streams}
+            for p in md.participants:
+                assoc = md.stream_assoc(p.participant_id)
+                participants.append(
+                    {
+                        "participantId": p.participant_id,
+                        "name": p.name,
+                        "aor": p.aor,
+                        "send": [label_of.get(s, s) for s in (assoc.send if assoc else ())],
+                        "recv": [label_of.get(s, s) for s in (assoc.recv if assoc else ())],
+                    }
+                )
+        return {
+            "sessionId": call.session_id,
+            "tenant": call.tenant.domain,
+            "callId": call.call_id,
+            "from": call.from_header,
+            "to": call.to_header,
+            "source": call.source,
+            "participants": participants,
+            "streams": [s.describe() for s in call.streams],
+            "metadataError": call.metadata_error,
+            "xHeaders": {n: v for n, v in call.x_headers},
+        }
+
+    def _ask_application(self, invite: ServerInvite, inbound: InboundSession) -> None:
+        call = inbound.call
+        d = self.new_call.post_new_call(call.tenant, self._new_call_payload(call), call.tenant.callback_timeout)
+
+        def on_cancel() -> None:
+            self.stats["cancelled"] += 1
+            d.cancel()
+            call.terminate(events.COMPLETED_CANCEL, send_bye=False)
+
+        invite.on_cancel = on_cancel
+
+        def answered(result: Any) -> None:
+            if invite.cancelled or invite.answered:
+                return
+            if not result.ok:
+                self.stats["callback_failures"] += 1
+                call.new_call_error = result.error
+                self.log.warn(
+                    "newCall failed session_id={session_id}: {error}; answering anyway",
+                    session_id=call.session_id,
+                    error=result.error,
+                )
+            else:
+                self._take_orders(call, result.answer)
+            self._answer(invite, inbound)
+
+        d.addCallback(answered)
+        d.addErrback(lambda f: self.log.failure("newCall handling failed", f))
+
+    def _take_orders(self, call: Call, answer: dict[str, Any]) -> None:
+        for field, raw in forward_orders_from_answer(answer.get("startSIPRecForward")):
+            try:
+                order = parse_forward_order(raw, call.tenant, prefix=field)
+            except OrderError as e:
+                call.order_invalid(str(e), raw)
+                continue
+            call.order_forward(order)
+        for key in ("startStream", "startRecording"):
+            if answer.get(key) is not None:
+                self.log.warn(
+                    "{key} ordered for session_id={session_id}: not implemented yet",
+                    key=key,
+                    session_id=call.session_id,
+                )
+
+    def _answer(self, invite: ServerInvite, inbound: InboundSession) -> None:
+        call = inbound.call
+        if call.state.value != "negotiating":
+            return
+        assert inbound.answer is not None
+        try:
+            session = invite.accept(
+                inbound.answer.to_bytes(),
+                "application/sdp",
+                headers=inbound.timer_headers,
+                feature_tags=("+sip.srs",),
+            )
+        except RemoteSipError as e:
+            invite.reject(e.status_hint, e.reason)
+            call.terminate(events.COMPLETED_ERROR, send_bye=False)
+            return
+        self.stats["answered"] += 1
+        inbound.session = session
+        session.handler = inbound
+        call.answered(session)
+        session.ack_deferred.addCallback(lambda _ack: call.acked())
+        self.log.info(
+            "answered session_id={session_id} call_id={call_id} streams={streams}",
+            session_id=call.session_id,
+            call_id=call.call_id,
+            streams=len(call.streams),
+        )

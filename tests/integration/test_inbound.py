@@ -1,0 +1,230 @@
+"""
+Inbound SIPRec end to end on 127.0.0.1 (issue 3): the real service, a real
+HTTP application, an SRC built from the RFC 7866 template with RFC 8068
+metadata, over UDP and TLS.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import treq
+from twisted.internet import defer, reactor, task
+from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
+from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.trial.unittest import TestCase
+from twisted.web import resource, server
+
+from aiconnect import config as config_mod
+from aiconnect.sip.message import parse
+from aiconnect.sip.sdp import parse_sdp
+from aiconnect.sip.multipart import parse_multipart
+from aiconnect.tap import build_service
+from tests.integration.helpers import Certificates, StreamPeer, UdpPeer, free_port, status_of, write_config
+from tests.integration.siprec_peer import DATA, AppServer, in_dialog, rtp_packet, sdp_offer, siprec_invite
+
+DOMAIN = "customer.example.com"
+METADATA = (DATA / "rfc8068-s3.2.1-1-metadata.xml").read_bytes()
+# RFC 8068 s3.2.1: Alice sends on streams labelled 96/97, Bob on 98/99.
+LABELS = ("96", "98")
+
+
+class _Base(TestCase):
+    timeout = 60
+
+    def start(self, app_port: int, callback_timeout: float = 3.0, rtp_base: int = 41000) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="aiconnect-inb-"))
+        self.certs = Certificates()
+        self.sip_port = free_port()
+        self.tls_port = free_port()
+        self.api_port = free_port()
+        extra = f"""
+callback_timeout = {callback_timeout}
+"""
+        path = write_config(self.dir, self.certs, self.sip_port, self.sip_port, self.tls_port, self.api_port, extra=extra)
+        text = path.read_text()
+        text = text.replace('callback_url = "http://127.0.0.1:9"', 'callback_url = "http://127.0.0.1:%d"' % app_port)
+        text = text.replace("port_min = 40000\nport_max = 40999", "port_min = %d\nport_max = %d" % (rtp_base, rtp_base + 99))
+        text = text.replace("[events]\n", "[events]\nretry_initial = 0.2\nretry_max = 0.5\n")
+        path.write_text(text)
+        self.cfg = config_mod.load(path)
+        self.service = build_service(self.cfg, reactor)
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+
+    def rtp_socket(self) -> tuple[UdpPeer, int]:
+        peer = UdpPeer()
+        port = reactor.listenUDP(0, peer, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        return peer, port.getHost().port
+
+    async def signalling(self, transport: str) -> tuple[Any, int, Any]:
+        """
+        A signalling peer: (peer, its local port, send function).
+        """
+        if transport == "udp":
+            peer = UdpPeer()
+            port = reactor.listenUDP(0, peer, interface="127.0.0.1")
+            self.addCleanup(port.stopListening)
+            return peer, port.getHost().port, lambda data: peer.send(data, self.sip_port)
+        opts = optionsForClientTLS("127.0.0.1", Certificate.loadPEM(self.certs.ca_pem))
+        peer = await connectProtocol(SSL4ClientEndpoint(reactor, "127.0.0.1", self.tls_port, opts), StreamPeer())
+        self.addCleanup(peer.transport.loseConnection)
+        return peer, peer.transport.getHost().port, peer.send
+
+    async def api_get(self, path: str, token: str = "t0ken") -> tuple[int, Any]:
+        resp = await treq.get("http://127.0.0.1:%d%s" % (self.api_port, path), headers={"Authorization": "Bearer " + token}, persistent=False)
+        body = await resp.content()
+        return resp.code, json.loads(body) if body else None
+
+
+class InboundTests(_Base):
+    """
+    A SIPRec session from INVITE to BYE, with newCall, signed events and RTP
+    counted by the REST API.
+    """
+
+    async def _call(self, transport: str) -> None:
+        app = AppServer()
+        app_port = app.listen()
+        self.addCleanup(app.port.stopListening)
+        self.start(app_port)
+        peer, local_port, send = await self.signalling(transport)
+        rtp_a, port_a = self.rtp_socket()
+        rtp_b, port_b = self.rtp_socket()
+        offer = sdp_offer([(LABELS[0], port_a, 8), (LABELS[1], port_b, 0)])
+        invite, ids = siprec_invite(transport, local_port, DOMAIN, offer, METADATA, extra_headers="X-Correlation: abc-123")
+        send(invite)
+        first = await peer.next_message()
+        self.assertEqual(status_of(first), 100)
+
+        await app.wait_for("newCall", 1)
+        nc = app.new_calls[0]
+        self.assertEqual(nc["tenant"], DOMAIN)
+        self.assertEqual(nc["callId"], ids["call_id"])
+        self.assertEqual(sorted(p["name"] for p in nc["participants"]), ["Alice", "Bob"])
+        alice = [p for p in nc["participants"] if p["name"] == "Alice"][0]
+        self.assertIn("96", alice["send"])
+        self.assertEqual([s["label"] for s in nc["streams"]], list(LABELS))
+        self.assertEqual(nc["xHeaders"], {"X-Correlation": "abc-123"})
+        session_id = nc["sessionId"]
+
+        ok_raw = await peer.next_final(call_id=ids["call_id"])
+        ok = parse(ok_raw, datagram=False)
+        self.assertEqual(ok.status, 200)
+        self.assertTrue(ok.contacts[0].has_param("+sip.srs"))
+        answer = parse_sdp(ok.body)
+        self.assertEqual([m.label for m in answer.media], list(LABELS))
+        self.assertEqual([m.direction for m in answer.media], ["recvonly", "recvonly"])
+        ports = [m.port for m in answer.media]
+        self.assertTrue(all(p % 2 == 0 for p in ports))
+
+        send(in_dialog("ACK", transport, local_port, ok_raw, ids, 101, DOMAIN))
+        await app.wait_for("events", 1)
+        self.assertEqual(app.events[0]["event"], "SESSIONSTARTED")
+        self.assertEqual(app.events[0]["sessionId"], session_id)
+
+        for i in range(5):
+            rtp_a.transport.write(rtp_packet(1000 + i, 160 * i, 0x1111, 8, b"\xd5" * 160), ("127.0.0.1", ports[0]))
+        for i in range(3):
+            rtp_b.transport.write(rtp_packet(2000 + i, 160 * i, 0x2222, 0, b"\xff" * 160), ("127.0.0.1", ports[1]))
+        counted = None
+        for _ in range(40):
+            code, body = await self.api_get("/%s/sessions/%s" % (DOMAIN, session_id))
+            self.assertEqual(code, 200)
+            streams = body["session"]["media"]["streams"]
+            counted = [s["packets_in"] for s in streams]
+            if counted == [5, 3]:
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertEqual(counted, [5, 3])
+
+        send(in_dialog("BYE", transport, local_port, ok_raw, ids, 102, DOMAIN))
+        bye_ok = parse(await peer.next_final(call_id=ids["call_id"]), datagram=False)
+        self.assertEqual((bye_ok.status, bye_ok.cseq.method), (200, "BYE"))
+        await app.wait_for("events", 2)
+        self.assertEqual(app.event_names(), ["SESSIONSTARTED", "SESSIONCOMPLETED"])
+        self.assertEqual(app.events[1]["reason"], "inboundBye")
+        self.assertEqual(app.bad_signatures, 0)
+
+    async def test_udp(self) -> None:
+        """
+        The whole session over UDP.
+        """
+        await self._call("udp")
+
+    async def test_tls(self) -> None:
+        """
+        The whole session over TLS.
+        """
+        await self._call("tls")
+
+
+class _Silent(resource.Resource):
+    """
+    An application that accepts the connection and never answers.
+    """
+
+    isLeaf = True
+
+    def render_POST(self, request: Any) -> Any:
+        return server.NOT_DONE_YET
+
+
+class ApplicationFailureTests(_Base):
+    """
+    A failing or slow application never loses the inbound recording.
+    """
+
+    async def _setup_call(self, ids_holder: list[Any]) -> tuple[Any, int, Any, bytes, dict[str, str]]:
+        peer, local_port, send = await self.signalling("udp")
+        _, port_a = self.rtp_socket()
+        _, port_b = self.rtp_socket()
+        invite, ids = siprec_invite("udp", local_port, DOMAIN, sdp_offer([(LABELS[0], port_a, 8), (LABELS[1], port_b, 8)]), METADATA)
+        send(invite)
+        return peer, local_port, send, invite, ids
+
+    async def test_application_down_then_up(self) -> None:
+        """
+        With the application down the call is answered anyway; both events
+        are delivered, in order, once the application is back.
+        """
+        app_port = free_port()
+        self.start(app_port, callback_timeout=1.0, rtp_base=42000)
+        peer, local_port, send, _, ids = await self._setup_call([])
+        ok_raw = await peer.next_final(call_id=ids["call_id"])
+        self.assertEqual(status_of(ok_raw), 200)
+        send(in_dialog("ACK", "udp", local_port, ok_raw, ids, 101, DOMAIN))
+        code, body = await self.api_get("/%s/sessions" % DOMAIN)
+        self.assertEqual(code, 200)
+        self.assertEqual(len(body["sessions"]), 1)
+        send(in_dialog("BYE", "udp", local_port, ok_raw, ids, 102, DOMAIN))
+        self.assertEqual(status_of(await peer.next_final(call_id=ids["call_id"])), 200)
+        await task.deferLater(reactor, 1.0, lambda: None)
+        app = AppServer()
+        app.listen(app_port)
+        self.addCleanup(app.port.stopListening)
+        await app.wait_for("events", 2, timeout=15)
+        self.assertEqual(app.event_names(), ["SESSIONSTARTED", "SESSIONCOMPLETED"])
+        self.assertIsNotNone(app.events[0]["newCallError"])
+        self.assertEqual(app.events[0]["sessionId"], app.events[1]["sessionId"])
+        self.assertEqual(app.bad_signatures, 0)
+
+    async def test_slow_application_answered_after_timeout(self) -> None:
+        """
+        An application that never answers: 200 OK after callback_timeout.
+        """
+        port = reactor.listenTCP(0, server.Site(_Silent()), interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        self.start(port.getHost().port, callback_timeout=0.5, rtp_base=42100)
+        started = time.monotonic()
+        peer, local_port, send, _, ids = await self._setup_call([])
+        ok_raw = await peer.next_final(call_id=ids["call_id"])
+        self.assertEqual(status_of(ok_raw), 200)
+        self.assertGreaterEqual(time.monotonic() - started, 0.45)
+        send(in_dialog("BYE", "udp", local_port, ok_raw, ids, 102, DOMAIN))
+        self.assertEqual(status_of(await peer.next_final(call_id=ids["call_id"])), 200)
