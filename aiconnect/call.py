@@ -200,6 +200,9 @@ class Call:
         self.orders: dict[str, Any] = {}
         self.forwarder: Callable[[Call, ForwardInfo], None] | None = None
         self.on_ended: list[Callable[[Call], None]] = []
+        #: Called with (media_changed, metadata_changed) after an inbound
+        #: re-INVITE / UPDATE (forward legs re-INVITE their SRS).
+        self.on_inbound_update: list[Callable[[bool, bool], Any]] = []
         self._final_stats: dict[str, Any] | None = None
 
     # -- facts from the SIP and media layers -------------------------------
@@ -253,6 +256,18 @@ class Call:
             "local": events.COMPLETED_ERROR,
         }
         self.terminate(mapping.get(reason, reason), send_bye=False)
+
+    def inbound_updated(self, media_changed: bool, metadata_changed: bool) -> None:
+        """
+        The SRC sent new media and/or metadata in the dialog.
+        """
+        if self.state is not CallState.ACTIVE:
+            return
+        for cb in list(self.on_inbound_update):
+            try:
+                cb(media_changed, metadata_changed)
+            except Exception:
+                self.log.failure("inbound update hook failed")
 
     # -- orders from the application ---------------------------------------
 

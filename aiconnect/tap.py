@@ -239,6 +239,12 @@ def build_service(cfg: config_mod.Config, reactor: Any = None, http_client: Any 
     srs = SrsService(reactor, cfg, registry, outbox, new_call, relay)
     sip = SipService(cfg, reactor, invite_handler=srs)
     sip.setServiceParent(top)
+    from aiconnect.sip.resolver import Resolver
+    from aiconnect.siprec.forward import Forwarder
+
+    resolver = Resolver(reactor, nameservers=cfg.dns.nameservers, port=cfg.dns.port)
+    forwarder = Forwarder(reactor, sip.ua, resolver, cfg)
+    srs.forwarder = forwarder
     RelayService(relay).setServiceParent(top)
     EventDeliveryService(deliverer, outbox).setServiceParent(top)
     stats = {
@@ -246,15 +252,13 @@ def build_service(cfg: config_mod.Config, reactor: Any = None, http_client: Any 
         "sip_transactions": lambda: sip.txlayer.stats,
         "sip_ua": lambda: sip.ua.stats,
         "srs": lambda: srs.stats,
+        "forward": lambda: forwarder.stats,
         "sessions": registry.counts,
         "rtp": relay.stats,
         "events": lambda: {"outbox": outbox.stats, "delivery": deliverer.stats},
         "newcall": lambda: new_call.stats,
     }
-    try:
-        api = ApiServer(cfg, registry=registry, reactor=reactor, stats_providers=stats)
-    except TypeError:  # TEMPORARY until the API lands
-        api = ApiServer(cfg, registry=registry, reactor=reactor)
+    api = ApiServer(cfg, registry=registry, reactor=reactor, stats_providers=stats)
     site = Site(api.app.resource())
     site.displayTracebacks = False
     if cfg.api.port:

@@ -271,6 +271,17 @@ _RC_CAUSES = {
 _MAX_PACKET = 1500 - pylibsrtp.SRTP_MAX_SRTCP_TRAILER_LEN
 
 
+_SHARED: list[Any] = []
+
+
+def _shared_buffer() -> tuple[Any, Any, Any]:
+    if not _SHARED:
+        ffi = pylibsrtp.ffi
+        buf = ffi.new("char[]", 1500)
+        _SHARED.extend((buf, ffi.buffer(buf), ffi.new("int *")))
+    return _SHARED[0], _SHARED[1], _SHARED[2]
+
+
 class _DirectSession:
     """
     libsrtp through pylibsrtp's own cffi binding (C{pylibsrtp.lib} /
@@ -303,9 +314,9 @@ class _DirectSession:
             raise ValueError("libsrtp could not create the session")
         self._srtp = ffi.gc(srtp, lambda x: lib.srtp_dealloc(x[0]))
         self._s = srtp[0]
-        self._buf = ffi.new("char[]", 1500)
-        self._mem = ffi.buffer(self._buf)
-        self._len = ffi.new("int *")
+        # One buffer for every context (the reactor thread is the only
+        # user): it stays in cache, where a buffer per stream would not.
+        self._buf, self._mem, self._len = _shared_buffer()
         self._lib = lib
 
     def run(self, func: Any, packet: bytes) -> bytes | int:
@@ -351,10 +362,12 @@ class SrtpContext:
         "_f_unprotect_rtcp",
     )
 
-    def __init__(self, params: SrtpParams, outbound: bool) -> None:
+    def __init__(self, params: SrtpParams, outbound: bool, direct: bool = True) -> None:
         """
         @param params: the key: ours for outbound, the peer's for inbound.
         @param outbound: C{True} to protect, C{False} to unprotect.
+        @param direct: call libsrtp through the binding with shared buffers
+            (faster); C{False} uses C{pylibsrtp.Session}.
         @raise ValueError: for a key with an MKI.
         """
         if params.mki is not None:
@@ -370,6 +383,8 @@ class SrtpContext:
         # let libsrtp protect the same index twice instead of failing.
         self._direct: _DirectSession | None
         try:
+            if not direct:
+                raise AttributeError("direct path not wanted")
             self._direct = _DirectSession(params.key, profile, ssrc_type, outbound)
             lib = pylibsrtp.lib
             self._f_protect = lib.srtp_protect

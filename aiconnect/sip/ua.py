@@ -150,6 +150,8 @@ class InviteSession:
         self.extra_headers: tuple[tuple[str, str], ...] = ()
         self.ack_deferred: defer.Deferred[Request] = defer.Deferred()
         self._last_ack: Request | None = None
+        #: The 2xx that created the dialog (UAC side).
+        self.answer_response: Response | None = None
 
     def request(
         self,
@@ -312,7 +314,8 @@ class ClientInvite:
         if self.cancel_requested or self.deferred.called:
             return
         self.cancel_requested = True
-        self.tx.cancel()
+        x_headers = tuple((n, v) for n, v in self.request.headers if n.lower().startswith("x-"))
+        self.tx.cancel(x_headers)
 
     def _response(self, response: Response) -> None:
         status = response.status
@@ -327,6 +330,7 @@ class ClientInvite:
                 return
             dialog = Dialog.from_uac(self.request, response)
             session = InviteSession(self.ua, dialog, self.peer, "uac", self.contact)
+            session.answer_response = response
             session.extra_headers = tuple(
                 (n, v) for n, v in self.request.headers if n.lower().startswith("x-")
             )
@@ -654,12 +658,17 @@ class UserAgent:
         feature_tags: Iterable[str] = (),
         private: bool = False,
         from_display: str | None = None,
+        call_id: str | None = None,
+        from_tag: str | None = None,
+        cseq: int | None = None,
     ) -> ClientInvite:
         """
         Send an INVITE outside any dialog (RFC 3261 s8.1.1, s13.2.1).
 
         @param uri: the Request-URI.
         @param peer: the resolved next hop.
+        @param call_id: reuse a Call-ID (a retry with credentials, RFC 3261
+            s22.2, keeps Call-ID and From tag and increments CSeq).
         @return: the L{ClientInvite}; its C{deferred} fires with the session.
         """
         local = self.advertised(peer.transport, private)
@@ -668,10 +677,10 @@ class UserAgent:
         h = Headers()
         h.add("Max-Forwards", "70")
         display = ('"%s" ' % from_display.replace('"', "")) if from_display else ""
-        h.add("From", "%s<%s>;tag=%s" % (display, from_uri, new_tag()))
+        h.add("From", "%s<%s>;tag=%s" % (display, from_uri, from_tag or new_tag()))
         h.add("To", "<%s>" % (to_uri or uri,))
-        h.add("Call-ID", new_call_id(host_for_socket(local.rsplit(":", 1)[0])))
-        h.add("CSeq", "%d INVITE" % (initial_cseq(),))
+        h.add("Call-ID", call_id or new_call_id(host_for_socket(local.rsplit(":", 1)[0])))
+        h.add("CSeq", "%d INVITE" % (cseq or initial_cseq(),))
         h.add("Contact", contact)
         h.add("Allow", ALLOW_HEADER)
         h.add("Supported", SUPPORTED_HEADER)

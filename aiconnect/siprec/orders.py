@@ -20,6 +20,7 @@ from aiconnect.config import TenantConfig, TrunkConfig
 from aiconnect.errors import AiconnectError
 from aiconnect.sip import abnf
 from aiconnect.sip.uri import SipUri, UriError, parse_uri
+from aiconnect.siprec.metadata import PartyOverride
 
 CODECS = ("PCMA", "PCMU")
 MAX_X_HEADERS = 20
@@ -60,21 +61,6 @@ class OrderError(AiconnectError):
 
     def __str__(self) -> str:
         return "%s: %s" % (self.field, self.message) if self.field else self.message
-
-
-@dataclass(frozen=True, slots=True)
-class PartyOverride:
-    """
-    Overrides for one party of the forwarded metadata and SDP.
-
-    @ivar name: replaces the participant's C{<name>}.
-    @ivar user: replaces the user part of the participant's AOR.
-    @ivar label: replaces the stream's C{a=label} and metadata label.
-    """
-
-    name: str | None = None
-    user: str | None = None
-    label: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

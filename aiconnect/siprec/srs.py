@@ -377,6 +377,8 @@ class InboundSession:
         if answer_body:
             headers.append(("Content-Type", "application/sdp"))
         tx.respond(make_response(request, 200, headers=headers + [("Supported", "siprec, timer")], body=answer_body))
+        if body.sdp is not None or body.metadata is not None:
+            self.call.inbound_updated(body.sdp is not None, body.metadata is not None)
         self.log.info(
             "session updated session_id={session_id} method={method} media={media} metadata={metadata}",
             session_id=self.call.session_id,

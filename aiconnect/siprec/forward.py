@@ -1,0 +1,486 @@
+# -*- test-case-name: tests.integration.test_forward,tests.siprec.test_forward -*-
+"""
+SIPRec forwarding: AI Connect as SRC towards external recorders (RFC 7866,
+SPEC s3-s4).
+
+A L{ForwardLeg} is one outbound recording session for one forward order:
+it binds RTP ports for the offer, builds the multipart INVITE (SDP with one
+C{a=sendonly} stream per inbound stream + RFC 7865 metadata with the order's
+overrides), resolves the trunk (RFC 3263), tries the targets in order
+(timeout / 503 / 5xx / transport or TLS failure -> next target; 401/407 ->
+one retry with the trunk's digest credentials; 3xx and other failures ->
+failed), connects the relay on 200, and reports facts to the L{Call}, which
+owns the policy and the events.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from aiconnect import events
+from aiconnect.media.ports import PortsExhausted
+from aiconnect.media.srtp import SrtpParams
+from aiconnect.sip import sdp as sdp_mod
+from aiconnect.sip.message import Request
+from aiconnect.sip.multipart import Part, build_multipart, new_boundary
+from aiconnect.sip.peer import Peer
+from aiconnect.sip.ua import InviteFailed, InviteSession
+from aiconnect.sip.uri import format_host, host_for_socket, is_ip_address
+from aiconnect.siprec import metadata as md_mod
+
+SRTP_SUITE = "AES_CM_128_HMAC_SHA1_80"
+#: Statuses after which the next target is tried (SPEC s4, RFC 3263 s4.3).
+FAILOVER = {408, 500, 502, 503, 504}
+
+
+def _peer_text(peer: Peer) -> str:
+    return "%s:%d;transport=%s" % (format_host(peer.host), peer.port, peer.transport)
+
+
+class Forwarder:
+    """
+    Starts L{ForwardLeg}s for calls (installed as C{Call.forwarder}).
+    """
+
+    log = Logger()
+
+    def __init__(self, reactor: Any, ua: Any, resolver: Any, config: Any) -> None:
+        """
+        @param reactor: IReactorTime.
+        @param ua: the L{UserAgent}.
+        @param resolver: has C{resolve(target, transport) -> Deferred[list[Peer]]}.
+        @param config: the whole configuration.
+        """
+        self.reactor = reactor
+        self.ua = ua
+        self.resolver = resolver
+        self.config = config
+        self.stats: dict[str, int] = {"started": 0, "answered": 0, "failed": 0, "failovers": 0, "auth_retries": 0}
+
+    def __call__(self, call: Any, info: Any) -> None:
+        self.stats["started"] += 1
+        leg = ForwardLeg(self, call, info)
+        info.leg = leg
+        call.on_inbound_update.append(leg.inbound_updated)
+        leg.start()
+
+
+class ForwardLeg:
+    """
+    One outbound SIPRec session (see the module docstring).
+    """
+
+    log = Logger()
+
+    def __init__(self, forwarder: Forwarder, call: Any, info: Any) -> None:
+        self.fw = forwarder
+        self.call = call
+        self.info = info
+        self.order = info.order
+        self.forward_id = info.forward_id
+        self.media: Any = None
+        self.session: InviteSession | None = None
+        self.invite: Any = None
+        self.targets: list[Peer] = []
+        self.tried: list[str] = []
+        self.peer: Peer | None = None
+        self.stopping: str | None = None
+        self.done = False
+        self.keys: list[SrtpParams | None] = []
+        self.origin: sdp_mod.Origin | None = None
+        self.offer: sdp_mod.SessionDescription | None = None
+        self.labels: list[str] = []
+        self.relay_indices: list[int] = []
+        self.body: bytes = b""
+        self.content_type = ""
+        self.final_stats: dict[str, Any] | None = None
+        self._auth_tried = False
+
+    # -- set-up ------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        sip = self.fw.config.sip
+        return sip.private_address if self.order.use_private_ip else sip.public_address
+
+    def start(self) -> None:
+        """
+        Bind ports, build the offer, resolve the trunk and send the INVITE.
+        """
+        streams = [s for s in self.call.streams if s.local_port]
+        if not streams:
+            self._fail("no inbound stream to forward")
+            return
+        try:
+            self.media = self.call.media.add_forward(self.forward_id, len(streams))
+        except PortsExhausted:
+            self._fail("no RTP ports left")
+            return
+        except Exception as e:
+            self._fail("media: %s" % (e,))
+            return
+        self.relay_indices = [self.call.streams.index(s) for s in streams]
+        inbound_labels = [s.label or str(i + 1) for i, s in enumerate(streams)]
+        try:
+            self._build_body(inbound_labels)
+        except Exception as e:
+            self.log.failure("building the forward INVITE failed forward_id={forward_id}", forward_id=self.forward_id)
+            self._fail("could not build the INVITE: %s" % (e,))
+            return
+        d = self.fw.resolver.resolve(self.order.trunk.target, self.order.trunk.transport)
+        d.addCallbacks(self._resolved, self._resolve_failed)
+        d.addErrback(self._bug)
+
+    def _metadata(self, inbound_labels: list[str]) -> md_mod.ForwardedMetadata:
+        inbound = self.call.metadata
+        if inbound is None or inbound.is_partial:
+            from aiconnect.sip.uri import parse_name_addr
+
+            def aor(header: str) -> str:
+                try:
+                    return str(parse_name_addr(header).uri)
+                except Exception:
+                    return md_mod.ANONYMOUS_AOR
+
+            inbound = md_mod.metadata_from_labels(
+                inbound_labels, caller_aor=aor(self.call.from_header), called_aor=aor(self.call.to_header)
+            )
+        return md_mod.forward_metadata(
+            inbound, caller=self.order.caller, called=self.order.called, labels=inbound_labels
+        )
+
+    def _build_body(self, inbound_labels: list[str]) -> None:
+        fwd_md = self._metadata(inbound_labels)
+        self.labels = [fwd_md.labels.get(label, label) for label in inbound_labels]
+        streams = []
+        self.keys = []
+        for label, port in zip(self.labels, self.media.local_ports):
+            crypto: tuple[sdp_mod.Crypto, ...] = ()
+            key = None
+            if self.order.srtp:
+                key = SrtpParams.generate(SRTP_SUITE)
+                crypto = (sdp_mod.Crypto.from_key(1, SRTP_SUITE, key.key),)
+            self.keys.append(key)
+            streams.append(sdp_mod.OfferStream(label, port, crypto))
+        if self.origin is None:
+            self.origin = sdp_mod.Origin.new(self.address)
+        offer = sdp_mod.build_src_offer(streams, origin=self.origin, address=self.address, codec=self.order.codec)
+        if self.offer is not None:
+            offer = sdp_mod.next_session_version(self.offer, offer)
+        self.origin = offer.origin
+        self.offer = offer
+        boundary = new_boundary()
+        self.body = build_multipart(
+            [
+                Part((("Content-Type", "application/sdp"),), offer.to_bytes()),
+                Part(
+                    (
+                        ("Content-Type", "application/rs-metadata+xml"),
+                        ("Content-Disposition", "recording-session"),
+                    ),
+                    fwd_md.metadata.to_bytes(),
+                ),
+            ],
+            boundary,
+        )
+        self.content_type = "multipart/mixed;boundary=" + boundary
+        self.metadata = fwd_md.metadata
+
+    def _resolve_failed(self, failure: Failure) -> None:
+        reason = getattr(failure.value, "reason", None) or str(failure.value)
+        self._fail("DNS: %s" % (reason,) if not str(reason).startswith("DNS") else str(reason))
+
+    def _resolved(self, targets: list[Peer]) -> None:
+        if self.stopping is not None or self.done:
+            return
+        self.targets = list(targets)
+        if not self.targets:
+            self._fail("DNS: no target for %s" % (self.order.trunk.target,))
+            return
+        self._next_target()
+
+    def _request_uri(self, peer: Peer) -> str:
+        host = self.order.trunk.host if hasattr(self.order.trunk, "host") else peer.host
+        port = getattr(self.order.trunk, "port", None)
+        hostport = format_host(host) + (":%d" % port if port else "")
+        uri = "sip:%s@%s" % (self.order.trunk.match, hostport)
+        if peer.transport != "udp":
+            uri += ";transport=" + peer.transport
+        return uri
+
+    def _next_target(self, call_id: str | None = None, cseq: int | None = None, from_tag: str | None = None, auth: tuple[str, str] | None = None) -> None:
+        if auth is None:
+            if not self.targets:
+                return
+            self.peer = self.targets.pop(0)
+            self.tried.append(_peer_text(self.peer))
+            self._auth_tried = False
+        peer = self.peer
+        assert peer is not None
+        uri = self._request_uri(peer)
+        headers = [("Require", "siprec"), ("Accept", "application/sdp, application/rs-metadata+xml")]
+        headers.extend(self.order.x_headers)
+        if auth is not None:
+            headers.append(auth)
+        self.log.info(
+            "forward INVITE forward_id={forward_id} session_id={session_id} target={target}",
+            forward_id=self.forward_id,
+            session_id=self.call.session_id,
+            target=_peer_text(peer),
+        )
+        self.invite = self.fw.ua.invite(
+            uri,
+            peer,
+            body=self.body,
+            content_type=self.content_type,
+            from_uri="sip:aiconnect@%s" % (self.call.tenant.domain,),
+            to_uri=uri,
+            headers=headers,
+            feature_tags=("+sip.src",),
+            private=self.order.use_private_ip,
+            call_id=call_id,
+            cseq=cseq,
+            from_tag=from_tag,
+        )
+        self.invite.deferred.addCallbacks(self._answered, self._invite_failed)
+        self.invite.deferred.addErrback(self._bug)
+
+    def _invite_failed(self, failure: Failure) -> None:
+        failure.trap(InviteFailed)
+        e: InviteFailed = failure.value
+        if self.stopping is not None:
+            # A CANCEL (stop before the answer) ended it: 487 is expected.
+            self._stopped_before_answer()
+            return
+        if e.status in (401, 407) and not self._auth_tried and e.response is not None:
+            auth = self._authorization(e.response)
+            if auth is not None:
+                self._auth_tried = True
+                self.fw.stats["auth_retries"] += 1
+                req: Request = self.invite.request
+                self._next_target(call_id=req.call_id, cseq=req.cseq.number + 1, from_tag=req.from_tag, auth=auth)
+                return
+        if e.status in FAILOVER and self.targets:
+            self.fw.stats["failovers"] += 1
+            self.log.info(
+                "forward failover forward_id={forward_id} status={status} reason={reason}",
+                forward_id=self.forward_id,
+                status=e.status,
+                reason=e.reason,
+            )
+            self._next_target()
+            return
+        reason = e.reason if e.response is None else "SIP %d %s" % (e.status, e.reason)
+        if e.response is None and e.status == 503:
+            reason = "transport: %s" % (e.reason,)
+        self._fail(reason, status=e.status if e.response is not None or e.status == 408 else None)
+
+    def _authorization(self, response: Any) -> tuple[str, str] | None:
+        trunk = self.order.trunk
+        if not trunk.username:
+            return None
+        from aiconnect.sip import digest
+
+        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        out = "Authorization" if response.status == 401 else "Proxy-Authorization"
+        challenges = response.headers.get_all(header)
+        if not challenges:
+            return None
+        try:
+            value = digest.authorize(
+                challenges, "INVITE", self.invite.request.uri, trunk.username, trunk.password, body=self.body
+            )
+        except Exception as e:
+            self.log.warn("digest challenge not usable forward_id={forward_id}: {error}", forward_id=self.forward_id, error=str(e))
+            return None
+        return (out, value)
+
+    def _answered(self, session: InviteSession) -> None:
+        self.session = session
+        session.handler = self
+        self.fw.stats["answered"] += 1
+        if self.stopping is not None:
+            # Stopped while the INVITE was in flight: BYE at once.
+            self._send_bye(self.stopping)
+            return
+        try:
+            self._connect_media(session)
+        except Exception as e:
+            self.log.failure("forward answer not usable forward_id={forward_id}", forward_id=self.forward_id)
+            session.bye()
+            self._fail("answer not usable: %s" % (e,))
+            return
+        assert self.peer is not None
+        self.call.forward_started(self.forward_id, _peer_text(self.peer), self.order.codec, self.order.srtp)
+
+    def _connect_media(self, session: InviteSession) -> None:
+        response_body = _sdp_of(session.answer_response) if session.answer_response is not None else None
+        answer = sdp_mod.parse_sdp(response_body) if response_body else None
+        if answer is None:
+            raise ValueError("no SDP answer")
+        for i, media in enumerate(answer.media):
+            if i >= len(self.relay_indices):
+                break
+            if media.port == 0 or media.address is None or not is_ip_address(media.address):
+                continue
+            pt = media.payload_type_for(self.order.codec) or (8 if self.order.codec == "PCMA" else 0)
+            srtp_rx = None
+            if self.order.srtp:
+                offered = sdp_mod.select_crypto(media)
+                if offered is None:
+                    raise ValueError("SRS answered RTP/AVP to an SRTP offer")
+                srtp_rx = SrtpParams.from_key_param(offered.suite, offered.keys[0].text())
+            self.media.connect(
+                i,
+                remote=(host_for_socket(media.address), media.port),
+                codec=self.order.codec,
+                payload_type=pt,
+                dtmf_payload_type=media.telephone_event,
+                srtp_tx=self.keys[i],
+                srtp_rx=srtp_rx,
+                source=self.relay_indices[i],
+            )
+
+    # -- stopping ----------------------------------------------------------------
+
+    def stop(self, stopped_by: str) -> None:
+        """
+        Stop the forward: CANCEL before the answer, BYE after
+        (SPEC s4), then SIPRECFORWARDSTOPPED.
+        """
+        if self.done or self.stopping is not None:
+            return
+        self.stopping = stopped_by
+        if self.session is not None:
+            self._send_bye(stopped_by)
+        elif self.invite is not None and not self.invite.deferred.called:
+            self.invite.cancel()
+        else:
+            # Still resolving DNS: nothing on the wire yet.
+            self._stopped_before_answer()
+
+    def _release_media(self) -> dict[str, Any] | None:
+        if self.final_stats is None and self.media is not None:
+            try:
+                self.final_stats = self.call.media.remove_forward(self.forward_id)
+            except Exception:
+                self.final_stats = None
+        return self.final_stats
+
+    def _send_bye(self, stopped_by: str) -> None:
+        assert self.session is not None
+        stats = self._release_media()
+        self.done = True
+        d = self.session.bye(headers=())
+        self.call.forward_stopped(self.forward_id, stopped_by, stats, awaiting_bye=True)
+        d.addBoth(lambda _: self.call.forward_closed(self.forward_id))
+
+    def _stopped_before_answer(self) -> None:
+        if self.done:
+            return
+        self.done = True
+        self._release_media()
+        self.call.forward_stopped(self.forward_id, self.stopping or events.STOPPED_BY_API, self.final_stats)
+
+    def _fail(self, reason: str, status: int | None = None) -> None:
+        if self.done:
+            return
+        self.done = True
+        self.fw.stats["failed"] += 1
+        self._release_media()
+        self.log.warn(
+            "forward failed forward_id={forward_id} session_id={session_id} reason={reason}",
+            forward_id=self.forward_id,
+            session_id=self.call.session_id,
+            reason=reason,
+        )
+        self.call.forward_failed(
+            self.forward_id,
+            reason,
+            status=status,
+            target=self.tried[-1] if self.tried else None,
+            targets_tried=list(self.tried),
+        )
+
+    def _bug(self, failure: Failure) -> None:
+        self.log.failure("forward leg bug forward_id={forward_id}", failure, forward_id=self.forward_id)
+        if not self.done:
+            self._fail("internal error")
+
+    # -- SessionHandler (requests from the SRS) ---------------------------------
+
+    def session_request(self, session: InviteSession, tx: Any, request: Request) -> bool:
+        """
+        re-INVITE (session refresh, or a new offer) and UPDATE from the SRS
+        are answered with our current SDP; OPTIONS and INFO get the UA's 200.
+        """
+        from aiconnect.sip.message import make_response
+
+        if request.method not in ("INVITE", "UPDATE"):
+            return False
+        headers = [("Contact", session.contact)]
+        body = b""
+        if request.method == "INVITE" or request.body:
+            assert self.offer is not None
+            body = self.offer.to_bytes()
+            headers.append(("Content-Type", "application/sdp"))
+        if request.headers.get("Session-Expires"):
+            headers.append(("Session-Expires", request.headers.get("Session-Expires") or ""))
+        tx.respond(make_response(request, 200, headers=headers, body=body))
+        return True
+
+    def session_terminated(self, session: InviteSession, reason: str) -> None:
+        """
+        The SRS sent BYE: only this forward ends (SPEC s4).
+        """
+        if self.done:
+            return
+        self.done = True
+        stats = self._release_media()
+        stopped_by = events.STOPPED_BY_SRS_BYE if reason == "bye" else events.STOPPED_BY_ERROR
+        self.call.forward_stopped(self.forward_id, stopped_by, stats)
+
+    # -- inbound changes ------------------------------------------------------------
+
+    def inbound_updated(self, media_changed: bool, metadata_changed: bool) -> defer.Deferred[Any] | None:
+        """
+        The inbound session got new metadata or media: re-INVITE the SRS
+        with a new offer and the new metadata (SPEC s4).
+        """
+        if self.done or self.session is None or self.stopping is not None:
+            return None
+        inbound_labels = [s.label or str(i + 1) for i, s in enumerate(self.call.streams) if s.local_port]
+        if len(inbound_labels) != len(self.labels):
+            inbound_labels = inbound_labels[: len(self.labels)]
+        try:
+            self._build_body(inbound_labels)
+        except Exception:
+            self.log.failure("re-offer failed forward_id={forward_id}", forward_id=self.forward_id)
+            return None
+        d = self.session.request("INVITE", body=self.body, content_type=self.content_type, headers=[("Require", "siprec")])
+
+        def answered(response: Any) -> Any:
+            if 200 <= response.status < 300 and response.body:
+                self.session.answer_response = response  # type: ignore[union-attr]
+                try:
+                    self._connect_media(self.session)  # type: ignore[arg-type]
+                except Exception:
+                    self.log.failure("re-answer not usable forward_id={forward_id}", forward_id=self.forward_id)
+            return response
+
+        d.addCallback(answered)
+        d.addErrback(lambda f: self.log.warn("re-INVITE to SRS failed: {error}", error=str(f.value)))
+        return d
+
+
+def _sdp_of(response: Any) -> bytes | None:
+    """
+    The SDP in a response body (bare or in multipart/mixed).
+    """
+    from aiconnect.siprec.srs import split_body
+
+    return split_body(response).sdp

@@ -1,0 +1,494 @@
+# -*- test-case-name: tests.test_openapi -*-
+"""
+Tests that check L{aiconnect.api} against its OpenAPI document
+(L{aiconnect.api.OPENAPI}, copied to C{docs/openapi.json}): the document is
+valid OpenAPI 3.1, every documented operation is routed and every route is
+documented, real answers validate against the documented response schemas,
+the request schemas are as strict as the server, and the callback bodies
+(events) validate against the C{webhooks}.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from openapi_spec_validator import validate as validate_openapi
+from treq.testing import StubTreq
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+
+from aiconnect import events
+from aiconnect.api import MAX_BODY, OPENAPI, ApiServer
+from aiconnect.call import CallState
+from aiconnect.registry import CallRegistry
+from aiconnect.webhooks import EventOutbox
+from tests.test_api import (
+    BAD_ORDER_FIELDS,
+    DOMAIN,
+    FORWARD_URI,
+    OTHER_DOMAIN,
+    TOKEN,
+    RecordingForwarder,
+    bearer,
+    make_call,
+    make_config,
+)
+
+DOCUMENT_COPY = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
+EVENTS_DOC = Path(__file__).resolve().parent.parent / "docs" / "events.md"
+METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
+
+#: BAD_ORDER_FIELDS the server refuses but a schema cannot: they depend on
+#: the tenant's configuration, on URI syntax, or count bytes.
+SEMANTIC_ONLY = {
+    "bad uri",
+    "not a sip uri",
+    "wrong domain",
+    "unknown trunk",
+    "srtp on a non-TLS trunk",
+    "xHeaders size in bytes",
+}
+
+
+def validator(schema: dict[str, Any]) -> Draft202012Validator:
+    """
+    A JSON Schema 2020-12 validator (the dialect of OpenAPI 3.1) for a
+    schema of the document, its C{#/components/...} references resolved.
+
+    @param schema: A schema from L{OPENAPI}.
+    @return: The validator, checking formats too.
+    """
+    rooted = {**schema, "components": OPENAPI["components"]}
+    return Draft202012Validator(rooted, format_checker=Draft202012Validator.FORMAT_CHECKER)
+
+
+def component(name: str) -> Draft202012Validator:
+    """
+    @return: A validator for C{#/components/schemas/<name>}.
+    """
+    return validator({"$ref": "#/components/schemas/" + name})
+
+
+def resolve(node: dict[str, Any]) -> dict[str, Any]:
+    """
+    Follow a C{$ref} to C{#/components/...}.
+
+    @param node: A response, parameter ... object, or a reference to one.
+    @return: The object itself.
+    """
+    while "$ref" in node:
+        target: Any = OPENAPI
+        for part in node["$ref"].removeprefix("#/").split("/"):
+            target = target[part]
+        node = target
+    return node
+
+
+def documented_operations() -> set[tuple[str, str]]:
+    """
+    @return: Every (path template, method) of the document's C{paths}.
+    """
+    return {(path, method) for path, item in OPENAPI["paths"].items() for method in item if method in METHODS}
+
+
+def routed_operations() -> set[tuple[str, str]]:
+    """
+    The Klein app's routes as OpenAPI (path template, method) pairs:
+    C{<string:session_id>} becomes C{{sessionId}}, an C{any(a,b)}
+    converter one path per alternative; HEAD and OPTIONS (added by the
+    router) are left out.
+
+    @return: The pairs.
+    """
+
+    def camel(name: str) -> str:
+        first, *rest = name.split("_")
+        return first + "".join(part.title() for part in rest)
+
+    out = set()
+    for rule in ApiServer.app.url_map.iter_rules():
+        templates = [rule.rule]
+        choice = re.search(r"<any\(([^)]*)\):\w+>", rule.rule)
+        if choice:
+            alternatives = [a.strip().strip("'\"") for a in choice.group(1).split(",")]
+            templates = [rule.rule.replace(choice.group(0), a) for a in alternatives]
+        for template in templates:
+            path = re.sub(r"<(?:\w+:)?(\w+)>", lambda m: "{" + camel(m.group(1)) + "}", template)
+            for method in rule.methods or ():
+                if method not in ("HEAD", "OPTIONS"):
+                    out.add((path, method.lower()))
+    return out
+
+
+class DocumentTests(SynchronousTestCase):
+    """
+    Tests for the document itself.
+    """
+
+    def test_valid_openapi(self) -> None:
+        """
+        The document is valid OpenAPI 3.1.
+        """
+        self.assertEqual(OPENAPI["openapi"], "3.1.0")
+        validate_openapi(OPENAPI)
+
+    def test_schemas_valid(self) -> None:
+        """
+        Every component schema is a valid JSON Schema 2020-12.
+        """
+        for name, schema in OPENAPI["components"]["schemas"].items():
+            with self.subTest(name):
+                Draft202012Validator.check_schema(schema)
+
+    def test_repository_copy(self) -> None:
+        """
+        docs/openapi.json is the document (regenerate it with python -m aiconnect.api > docs/openapi.json).
+        """
+        with DOCUMENT_COPY.open(encoding="utf-8") as f:
+            copy = json.load(f)
+        self.assertTrue(
+            copy == OPENAPI,
+            "docs/openapi.json differs from aiconnect.api.OPENAPI: "
+            "run python -m aiconnect.api > docs/openapi.json",
+        )
+
+    def test_served(self) -> None:
+        """
+        GET /openapi.json serves the document.
+        """
+        treq = StubTreq(ApiServer(make_config(self)).app.resource())
+        response = self.successResultOf(treq.get("http://api.example/openapi.json"))
+        self.assertEqual(response.code, 200)
+        self.assertEqual(self.successResultOf(treq.json_content(response)), OPENAPI)
+
+    def test_every_route_documented(self) -> None:
+        """
+        Every route of the app appears in the document with its method.
+        """
+        missing = routed_operations() - documented_operations()
+        self.assertEqual(missing, set())
+
+    def test_every_operation_routed(self) -> None:
+        """
+        Every operation of the document is routed (neither 404 nor 405 from the router).
+        """
+        self.assertEqual(documented_operations() - routed_operations(), set())
+        adapter = ApiServer.app.url_map.bind("api.example")
+        for path, method in sorted(documented_operations()):
+            concrete = path.replace("{domain}", DOMAIN).replace("{sessionId}", "ses_x")
+            with self.subTest(f"{method.upper()} {path}"):
+                try:
+                    adapter.match(concrete, method.upper())
+                except (NotFound, MethodNotAllowed) as e:
+                    self.fail(f"{method.upper()} {concrete}: {e}")
+
+    def test_tenant_operations_secured(self) -> None:
+        """
+        Operations under /{domain} declare the bearer schemes and a 401; the others need no credential.
+        """
+        for path, method in documented_operations():
+            operation = OPENAPI["paths"][path][method]
+            with self.subTest(f"{method.upper()} {path}"):
+                if path.startswith("/{domain}/"):
+                    self.assertEqual(operation["security"], [{"apiToken": []}, {"jwt": []}])
+                    self.assertIn("401", operation["responses"])
+                else:
+                    self.assertEqual(operation["security"], [])
+
+    def test_path_parameters_declared(self) -> None:
+        """
+        Each path template parameter is declared as a required path parameter.
+        """
+        for path, method in documented_operations():
+            operation = OPENAPI["paths"][path][method]
+            declared = {
+                p["name"] for p in (resolve(p) for p in operation.get("parameters", [])) if p["in"] == "path"
+            }
+            with self.subTest(f"{method.upper()} {path}"):
+                self.assertEqual(declared, set(re.findall(r"{(\w+)}", path)))
+
+
+class ResponseConformanceTests(SynchronousTestCase):
+    """
+    Real answers of an L{ApiServer} validate against the documented
+    responses, and every documented response is produced by some request.
+    """
+
+    def setUp(self) -> None:
+        """
+        A server over two tenants: an active session with a forwarder that
+        leaves forwards trying, an ended one, and another tenant's.
+        """
+        self.config = make_config(self)
+        self.registry = CallRegistry()
+        self.call = make_call(self.config)
+        self.call.forwarder = RecordingForwarder()
+        ended = make_call(self.config, session_id="ses_ended")
+        for call in (self.call, ended, make_call(self.config, OTHER_DOMAIN, "ses_other")):
+            self.registry.add(call)
+        ended.terminate(events.COMPLETED_INBOUND_BYE, send_bye=False)
+        self.assertIs(ended.state, CallState.ENDED)
+        server = ApiServer(self.config, self.registry, reactor=Clock(), stats_providers={"registry": self.registry.counts})
+        self.treq = StubTreq(server.app.resource())
+        self.covered: set[tuple[str, str, str]] = set()
+
+    def exchange(
+        self,
+        method: str,
+        template: str,
+        status: int,
+        body: Any = None,
+        data: bytes | None = None,
+        token: str | None = TOKEN,
+        session_id: str = "ses_test1",
+    ) -> Any:
+        """
+        Make a request for a documented operation, check the status, and
+        validate the answer against the documented response: content type,
+        JSON schema, documented headers.
+
+        @param method: The method, lower case.
+        @param template: The documented path template.
+        @param status: The expected status.
+        @param body: A JSON body, if any (also checked against the request
+            schema when the answer is not 400).
+        @param data: Raw body bytes instead.
+        @param token: The bearer credential, or L{None}.
+        @param session_id: The value of C{{sessionId}} in the path.
+        @return: The decoded JSON answer, or the text of a non-JSON one.
+        """
+        operation = OPENAPI["paths"][template][method]
+        path = template.replace("{domain}", DOMAIN).replace("{sessionId}", session_id)
+        headers = bearer(token) if token is not None else {}
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+            if status not in (400, 413):
+                schema = operation["requestBody"]["content"]["application/json"]["schema"]
+                errors = [e.message for e in validator(schema).iter_errors(body)]
+                self.assertEqual(errors, [], f"request of {method.upper()} {template} does not match its schema")
+        response = self.successResultOf(
+            self.treq.request(method.upper(), "http://api.example" + path, headers=headers, data=data)
+        )
+        raw = self.successResultOf(self.treq.content(response))
+        label = f"{method.upper()} {template} -> {response.code}"
+        self.assertEqual(response.code, status, f"{label}: {raw[:300]!r}")
+        documented = operation["responses"].get(str(status))
+        self.assertIsNotNone(documented, f"{label} is not documented")
+        documented = resolve(documented)
+        content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0].decode()
+        media_type = content_type.split(";")[0].strip()
+        self.assertIn(media_type, documented.get("content", {}), f"{label}: {content_type} not documented")
+        for name in documented.get("headers", {}):
+            self.assertTrue(response.headers.hasHeader(name.encode()), f"{label}: no {name} header")
+        self.covered.add((template, method, str(status)))
+        if media_type != "application/json":
+            return raw.decode("utf-8")
+        decoded = json.loads(raw)
+        errors = [
+            f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+            for e in validator(documented["content"][media_type]["schema"]).iter_errors(decoded)
+        ]
+        self.assertEqual(errors, [], f"{label}: answer does not match the documented schema")
+        return decoded
+
+    def test_responses(self) -> None:
+        """
+        Every documented response of every operation is produced by a real request and matches its schema.
+        """
+        ok_order = {"sessionId": "ses_test1", "uri": FORWARD_URI}
+        too_large = json.dumps({"sessionId": "ses_test1", "pad": "x" * MAX_BODY}).encode()
+        self.exchange("get", "/health", 200)
+        metrics = self.exchange("get", "/metrics", 200)
+        self.assertIn("aiconnect_registry_active 2.0\n", metrics)
+        self.exchange("get", "/openapi.json", 200)
+
+        # Forwards first, so that the session described below has some.
+        start = "/{domain}/startsiprecforward"
+        first = self.exchange("post", start, 200, ok_order)["forwardId"]
+        full = {
+            "sessionId": "ses_test1",
+            "uri": f"sip:secure@{DOMAIN}",
+            "codec": "PCMU",
+            "srtp": True,
+            "caller": {"name": "Alice Andersson", "user": "alice", "label": "labelA"},
+            "calledParty": {"name": "Support IVR", "user": "support", "label": "labelB"},
+            "xHeaders": {"X-Correlation-Id": "a3b47c1e", "X-Tenant": "acme-cc"},
+            "sipRecForwardReferenceId": {"ticketId": 98765},
+            "usePrivateIp": False,
+        }
+        second = self.exchange("post", start, 200, full)["forwardId"]
+        self.call.forward_started(first, "sip:127.0.0.1:5070;transport=udp", "PCMA", False)
+        self.exchange("post", start, 400, {**ok_order, "codec": "G729"})
+        self.exchange("post", start, 400, data=b"{")
+        self.exchange("post", start, 401, ok_order, token=None)
+        self.exchange("post", start, 404, {**ok_order, "sessionId": "ses_other"})
+        self.exchange("post", start, 409, {**ok_order, "sessionId": "ses_ended"})
+        self.exchange("post", start, 413, data=too_large)
+
+        sessions = self.exchange("get", "/{domain}/sessions", 200)
+        self.assertEqual([s["sessionId"] for s in sessions["sessions"]], ["ses_test1"])
+        self.exchange("get", "/{domain}/sessions", 401, token="tok-wrong")
+        one = "/{domain}/sessions/{sessionId}"
+        session = self.exchange("get", one, 200)["session"]
+        self.assertEqual({f["forwardId"] for f in session["forwards"]}, {first, second})
+        self.exchange("get", one, 200, session_id="ses_ended")
+        self.exchange("get", one, 404, session_id="ses_other")
+        self.exchange("get", one, 401, token=None)
+
+        stop = "/{domain}/stopsiprecforward"
+        stopped = self.exchange("post", stop, 200, {"sessionId": "ses_test1", "forwardId": first})
+        self.assertEqual(stopped["stopped"], [first])
+        self.exchange("post", stop, 200, {"sessionId": "ses_test1"})
+        self.exchange("post", stop, 400, {"sessionId": "ses_test1", "forwardId": 1})
+        self.exchange("post", stop, 401, {"sessionId": "ses_test1"}, token="tok-wrong")
+        self.exchange("post", stop, 404, {"sessionId": "ses_test1", "forwardId": "fwd_nope"})
+        self.exchange("post", stop, 413, data=too_large)
+
+        for action in ("startstream", "stopstream", "startrecording", "stoprecording"):
+            template = "/{domain}/" + action
+            self.exchange("post", template, 501, {"sessionId": "ses_test1"})
+            self.exchange("post", template, 400, {"noSession": True})
+            self.exchange("post", template, 401, {"sessionId": "ses_test1"}, token=None)
+            self.exchange("post", template, 404, {"sessionId": "ses_nope"})
+            self.exchange("post", template, 413, data=too_large)
+
+        documented = {
+            (path, method, status)
+            for path, method in documented_operations()
+            for status in OPENAPI["paths"][path][method]["responses"]
+        }
+        self.assertEqual(documented - self.covered, set())
+
+
+class RequestSchemaTests(SynchronousTestCase):
+    """
+    The documented request schemas are as strict as the server where a
+    schema can be.
+    """
+
+    def test_bad_orders_refused(self) -> None:
+        """
+        Every invalid order the server refuses (except the configuration-dependent ones) fails the schema.
+        """
+        schema = component("StartSIPRecForwardRequest")
+        for why, fields, _ in BAD_ORDER_FIELDS:
+            if why in SEMANTIC_ONLY:
+                continue
+            with self.subTest(why):
+                self.assertFalse(schema.is_valid({"sessionId": "ses_test1", **fields}))
+
+    def test_good_orders_accepted(self) -> None:
+        """
+        The document's examples and the alias forms validate.
+        """
+        schema = component("StartSIPRecForwardRequest")
+        examples = OPENAPI["components"]["schemas"]["StartSIPRecForwardRequest"]["examples"]
+        self.assertTrue(examples)
+        for example in examples:
+            self.assertEqual([e.message for e in schema.iter_errors(example)], [])
+        aliased = {
+            "sessionId": "s",
+            "uri": FORWARD_URI,
+            "callingParty": {"name": "A"},
+            "callee": {"label": "b"},
+            "caller": None,
+            "xHeaders": None,
+            "sipRecForwardReferenceId": None,
+        }
+        self.assertEqual([e.message for e in schema.iter_errors(aliased)], [])
+
+    def test_new_call_answer(self) -> None:
+        """
+        A newCall answer may hold one startSIPRecForward object or a list, and nothing at all.
+        """
+        schema = component("NewCallAnswer")
+        order = dict(OPENAPI["components"]["schemas"]["StartSIPRecForwardRequest"]["examples"][0])
+        del order["sessionId"]
+        for answer in ({"startSIPRecForward": order}, {"startSIPRecForward": [order, order]}, {}):
+            self.assertEqual([e.message for e in schema.iter_errors(answer)], [])
+        self.assertFalse(schema.is_valid({"startSIPRecForward": {"codec": "PCMU"}}))
+
+
+class CallbackSchemaTests(SynchronousTestCase):
+    """
+    The events the server sends validate against the C{events} webhook.
+    """
+
+    def event_schema(self) -> Draft202012Validator:
+        """
+        @return: A validator for the C{events} webhook request body.
+        """
+        post = OPENAPI["webhooks"]["events"]["post"]
+        return validator(post["requestBody"]["content"]["application/json"]["schema"])
+
+    def test_events_as_sent(self) -> None:
+        """
+        Each kind of event, as the outbox stores it for sending, matches the documented schema.
+        """
+        outbox = EventOutbox(":memory:", clock=lambda: 1714566896.789)
+        self.addCleanup(outbox.close)
+        built = [
+            events.session_started(
+                "ses_1", tenant=DOMAIN, call_id="c@h", from_uri="sip:a@h", to_uri="sip:b@h", streams=["1", "2"]
+            ),
+            events.siprec_forward_started(
+                "ses_1",
+                tenant=DOMAIN,
+                forward_id="fwd_1",
+                uri=FORWARD_URI,
+                target="sip:127.0.0.1:5070;transport=udp",
+                codec="PCMU",
+                srtp=False,
+                reference_id={"ticketId": 1},
+            ),
+            events.siprec_forward_failed(
+                "ses_1", tenant=DOMAIN, forward_id="fwd_2", uri=FORWARD_URI, reason="not implemented"
+            ),
+            events.siprec_forward_stopped(
+                "ses_1",
+                tenant=DOMAIN,
+                forward_id="fwd_1",
+                uri=FORWARD_URI,
+                target="sip:127.0.0.1:5070;transport=udp",
+                stopped_by=events.STOPPED_BY_API,
+                stats={"packetsSent": 10},
+            ),
+            events.session_completed("ses_1", tenant=DOMAIN, reason=events.COMPLETED_INBOUND_BYE, duration=3.5),
+        ]
+        for payload in built:
+            outbox.emit(DOMAIN, "ses_1", payload)
+        sent = [json.loads(e.body) for e in outbox.pending()]
+        self.assertEqual([e["event"] for e in sent], list(events.EVENT_NAMES))
+        schema = self.event_schema()
+        for event in sent:
+            with self.subTest(event["event"]):
+                self.assertEqual([e.message for e in schema.iter_errors(event)], [])
+
+    def test_documented_examples(self) -> None:
+        """
+        The event examples of docs/events.md match the schema.
+        """
+        blocks = re.findall(r"```json\n(.*?)```", EVENTS_DOC.read_text(encoding="utf-8"), re.S)
+        examples = [json.loads(b) for b in blocks]
+        examples = [e for e in examples if isinstance(e, dict) and "event" in e]
+        self.assertEqual({e["event"] for e in examples}, set(events.EVENT_NAMES))
+        schema = self.event_schema()
+        for example in examples:
+            with self.subTest(example["event"]):
+                self.assertEqual([e.message for e in schema.iter_errors(example)], [])
+
+    def test_wrong_event_refused(self) -> None:
+        """
+        An event missing a field of its kind, or of an unknown kind, fails the schema.
+        """
+        schema = self.event_schema()
+        event = events.session_completed("ses_1", tenant=DOMAIN, reason="inboundBye", duration=1.0)
+        event["sequence"] = 1
+        self.assertTrue(schema.is_valid(event))
+        self.assertFalse(schema.is_valid({k: v for k, v in event.items() if k != "reason"}))
+        self.assertFalse(schema.is_valid({**event, "event": "SOMETHINGELSE"}))
