@@ -26,6 +26,8 @@ from aiconnect import events
 from aiconnect.api import MAX_BODY, OPENAPI, ApiServer
 from aiconnect.call import CallState
 from aiconnect.registry import CallRegistry
+from aiconnect.siprec.metadata import parse_metadata
+from aiconnect.siprec.srs import SrsService
 from aiconnect.webhooks import EventOutbox
 from tests.test_api import (
     BAD_ORDER_FIELDS,
@@ -40,6 +42,7 @@ from tests.test_api import (
 )
 
 DOCUMENT_COPY = Path(__file__).resolve().parent.parent / "docs" / "openapi.json"
+DATA = Path(__file__).resolve().parent / "data" / "siprec"
 EVENTS_DOC = Path(__file__).resolve().parent.parent / "docs" / "events.md"
 METHODS = ("get", "put", "post", "delete", "options", "head", "patch", "trace")
 
@@ -468,6 +471,23 @@ class CallbackSchemaTests(SynchronousTestCase):
         for event in sent:
             with self.subTest(event["event"]):
                 self.assertEqual([e.message for e in schema.iter_errors(event)], [])
+
+    def test_new_call_request(self) -> None:
+        """
+        The newCall request the SRS builds (with RFC 7865 metadata and X- headers) matches the documented schema.
+        """
+        config = make_config(self, with_jwt=False)
+        call = make_call(config, acked=False)
+        call.metadata = parse_metadata((DATA / "rfc7865-s8.1-complete-metadata.xml").read_bytes())
+        call.x_headers = [("X-Correlation-Id", "a3b47c1e")]
+        # The payload builder of the SRS, the one place that shapes newCall.
+        srs = SrsService(Clock(), config, CallRegistry(), call.sink, None, None)
+        payload = json.loads(json.dumps(srs._new_call_payload(call)))
+        self.assertTrue(payload["participants"])
+        post = OPENAPI["webhooks"]["newCall"]["post"]
+        schema = validator(post["requestBody"]["content"]["application/json"]["schema"])
+        self.assertEqual([e.message for e in schema.iter_errors(payload)], [])
+        self.assertEqual(schema.is_valid({**payload, "participants": [{"name": "x"}]}), False)
 
     def test_documented_examples(self) -> None:
         """

@@ -408,18 +408,18 @@ class InboundStream(_Endpoint):
         if len(data) < 12:
             self.malformed += 1
             return
-        if 192 <= data[1] <= 223:  # RTCP multiplexed on the RTP port (RFC 5761)
-            self.rtcp.handle(data)
-            return
-        srtp = self.srtp
-        if srtp is not None:
-            data = srtp.unprotect(data)
-            if data is None:
-                return
         b0 = data[0]
         if b0 & 0xC0 != 0x80:
             self.malformed += 1
             return
+        if 192 <= data[1] <= 223:  # RTCP multiplexed on the RTP port (RFC 5761)
+            self.rtcp.handle(data)
+            return
+        srtp = self.srtp
+        if srtp is not None:  # the header stays in clear: b0 is still valid
+            data = srtp.unprotect(data)
+            if data is None:
+                return
         if b0 & 0x3F:  # CSRCs, extension or padding
             try:
                 start, end = rtp_payload_bounds(data)
@@ -944,7 +944,7 @@ class ForwardMedia:
         if rtcp_n is None and not rtcp_mux:
             rtcp_n = (remote_n[0], remote_n[1] + 1)
         if srtp_tx != stream.srtp_tx_params:
-            tx = SrtpContext(srtp_tx, outbound=True) if srtp_tx is not None else None
+            tx = SrtpContext(srtp_tx, outbound=True, ssrc=stream.ssrc) if srtp_tx is not None else None
             if stream.srtp_tx is not None:
                 stream.retire_failures(stream.srtp_tx)
             stream.srtp_tx = tx

@@ -1,0 +1,406 @@
+"""
+SIPRec forwarding end to end on 127.0.0.1 (issue 5): the real service, a
+test SRC, a real HTTP application, scripted SRS peers found through a real
+DNS server (twisted.names) serving a test zone.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import treq
+import xmlschema
+from twisted.internet import defer, reactor, task
+from twisted.trial.unittest import TestCase
+
+from aiconnect import config as config_mod
+from aiconnect import tlsutil
+from aiconnect.config import TlsConfig
+from aiconnect.media import g711
+from aiconnect.sip.message import parse
+from aiconnect.tap import build_service
+from tests.integration.dnsserver import start_dns_server, two_srs_zone
+from tests.integration.helpers import Certificates, UdpPeer, free_port, status_of, write_config
+from tests.integration.siprec_peer import DATA, AppServer, in_dialog, rtp_packet, sdp_offer, siprec_invite
+from tests.integration.srs_peer import SrsPeer
+
+DOMAIN = "customer.example.com"
+METADATA = (DATA / "rfc8068-s3.2.1-1-metadata.xml").read_bytes()
+XSD = DATA / "recording-metadata.xsd"
+
+ORDER = {
+    "uri": "sip:aiforward@customer.example.com",
+    "codec": "PCMU",
+    "srtp": False,
+    "caller": {"name": "Alice Andersson", "user": "alice", "label": "labelA"},
+    "calledParty": {"name": "Support IVR", "user": "support", "label": "labelB"},
+    "xHeaders": {"X-Correlation-Id": "a3b47c1e", "X-Tenant": "acme-cc"},
+    "sipRecForwardReferenceId": {"ticketId": 98765},
+    "usePrivateIp": False,
+}
+
+
+def _schema() -> xmlschema.XMLSchema10:
+    import collections.abc
+
+    # zope.interface may leave __provides__ on collections.abc classes,
+    # which xmlschema 4.3 trips over while building; set it aside.
+    saved = collections.abc.Sequence.__dict__.get("__provides__")
+    if saved is not None:
+        delattr(collections.abc.Sequence, "__provides__")
+    try:
+        return xmlschema.XMLSchema10(str(XSD), allow="local")
+    finally:
+        if saved is not None:
+            collections.abc.Sequence.__provides__ = saved  # type: ignore[attr-defined]
+
+
+class ForwardTestBase(TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.certs = Certificates()
+
+    def setup_service(self, trunks: str, answer: dict[str, Any] | None, dns_zone: dict[str, Any] | None, rtp_base: int, srs_tls: bool = False) -> AppServer:
+        self.dir = Path(tempfile.mkdtemp(prefix="aiconnect-fwd-"))
+        self.sip_port = free_port()
+        self.tls_port = free_port()
+        self.api_port = free_port()
+        app = AppServer(answer)
+        app_port = app.listen()
+        self.addCleanup(app.port.stopListening)
+        self.app = app
+        extra = "callback_timeout = 3.0\n" + trunks
+        if dns_zone is not None:
+            dns = start_dns_server(dns_zone)
+            self.addCleanup(dns.stop)
+            extra += "\n[dns]\nnameservers = [\"127.0.0.1\"]\nport = %d\n" % dns.port
+        path = write_config(self.dir, self.certs, self.sip_port, self.sip_port, self.tls_port, self.api_port, extra=extra)
+        text = path.read_text()
+        text = text.replace('callback_url = "http://127.0.0.1:9"', 'callback_url = "http://127.0.0.1:%d"' % app_port)
+        text = text.replace("port_min = 40000\nport_max = 40999", "port_min = %d\nport_max = %d" % (rtp_base, rtp_base + 99))
+        text = text.replace("[events]\n", "[events]\nretry_initial = 0.2\nretry_max = 0.5\n")
+        path.write_text(text)
+        self.cfg = config_mod.load(path)
+        self.service = build_service(self.cfg, reactor)
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+        return app
+
+    def srs(self, mode: str, transport: str = "udp", names: tuple[str, ...] = ("srs1.srs.test", "srs2.srs.test", "srs.test")) -> SrsPeer:
+        peer = SrsPeer(mode, transport)
+        if transport == "udp":
+            peer.listen_udp()
+        else:
+            leaf = tlsutil.generate_certificate(self.certs.authority, list(names))
+            d = Path(tempfile.mkdtemp(prefix="aiconnect-srs-"))
+            (d / "c.pem").write_bytes(leaf.certificate)
+            (d / "k.pem").write_bytes(leaf.private_key)
+            ctx = tlsutil.server_context_factory(TlsConfig(certificate=str(d / "c.pem"), private_key=str(d / "k.pem")))
+            peer.listen_tls(ctx)
+        self.addCleanup(peer.stop)
+        return peer
+
+    async def start_call(self, codecs: tuple[int, int] = (8, 8)) -> dict[str, Any]:
+        """
+        Run the SRC side up to ACK; return what later steps need.
+        """
+        sig = UdpPeer()
+        p = reactor.listenUDP(0, sig, interface="127.0.0.1")
+        self.addCleanup(p.stopListening)
+        local = p.getHost().port
+        rtp = []
+        ports = []
+        for _ in range(2):
+            sink = UdpPeer()
+            rp = reactor.listenUDP(0, sink, interface="127.0.0.1")
+            self.addCleanup(rp.stopListening)
+            rtp.append(sink)
+            ports.append(rp.getHost().port)
+        offer = sdp_offer([("96", ports[0], codecs[0]), ("98", ports[1], codecs[1])])
+        invite, ids = siprec_invite("udp", local, DOMAIN, offer, METADATA)
+        sig.send(invite, self.sip_port)
+        ok_raw = await sig.next_final(call_id=ids["call_id"])
+        self.assertEqual(status_of(ok_raw), 200)
+        sig.send(in_dialog("ACK", "udp", local, ok_raw, ids, 101, DOMAIN), self.sip_port)
+        answer = parse(ok_raw).body
+        from aiconnect.sip.sdp import parse_sdp
+
+        our_ports = [m.port for m in parse_sdp(answer).media]
+        await self.app.wait_for("newCall", 1)
+        return {"sig": sig, "local": local, "ok": ok_raw, "ids": ids, "rtp": rtp, "ports": our_ports, "session_id": self.app.new_calls[0]["sessionId"]}
+
+    async def bye(self, call: dict[str, Any]) -> None:
+        call["sig"].send(in_dialog("BYE", "udp", call["local"], call["ok"], call["ids"], 102, DOMAIN), self.sip_port)
+        resp = parse(await call["sig"].next_final(call_id=call["ids"]["call_id"]))
+        self.assertEqual((resp.status, resp.cseq.method), (200, "BYE"))
+
+    async def api_post(self, path: str, body: dict[str, Any]) -> tuple[int, Any]:
+        resp = await treq.post(
+            "http://127.0.0.1:%d%s" % (self.api_port, path),
+            json=body,
+            headers={"Authorization": "Bearer t0ken"},
+            persistent=False,
+        )
+        return resp.code, json.loads(await resp.content())
+
+    async def events(self, names: list[str], timeout: float = 15.0) -> None:
+        await self.app.wait_for("events", len(names), timeout=timeout)
+        await task.deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual(self.app.event_names(), names)
+        self.assertEqual(self.app.bad_signatures, 0)
+
+
+UDP_TRUNK = """
+  [[tenant.trunk]]
+  match = "aiforward"
+  target = "srs.test"
+  transport = "udp"
+"""
+
+
+class ForwardFailoverTests(ForwardTestBase):
+    """
+    The SPEC example order through DNS: the first SRS answers 503, the
+    second 200.
+    """
+
+    async def test_failover_and_full_order(self) -> None:
+        """
+        Events arrive in order naming the second target; the SRS's INVITE
+        carries Require: siprec, +sip.src, the X- headers, the ordered labels
+        and codec, and metadata that validates against the RFC 7865 XSD with
+        the overridden names; inbound BYE gives BYE at the SRS, then
+        SIPRECFORWARDSTOPPED and SESSIONCOMPLETED.
+        """
+        srs1 = self.srs("503")
+        srs2 = self.srs("200")
+        zone = two_srs_zone(srs1.port.getHost().port, srs2.port.getHost().port, services=("_sip._udp",))
+        self.setup_service(UDP_TRUNK, {"startSIPRecForward": ORDER}, zone, 43000)
+        call = await self.start_call()
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
+        started = self.app.events[1]
+        self.assertEqual(started["target"], "127.0.0.1:%d;transport=udp" % srs2.port.getHost().port)
+        self.assertEqual(started["sipRecForwardReferenceId"], {"ticketId": 98765})
+        self.assertEqual(started["codec"], "PCMU")
+        self.assertEqual(srs1.count("INVITE"), 1)
+        invite = [r for r in srs2.requests if r.method == "INVITE"][0]
+        self.assertIn("siprec", invite.headers.tokens("Require"))
+        self.assertTrue(invite.contacts[0].has_param("+sip.src"))
+        self.assertEqual(invite.headers.get("X-Correlation-Id"), "a3b47c1e")
+        self.assertEqual(invite.headers.get("X-Tenant"), "acme-cc")
+        offer = srs2.offer_of(invite)
+        self.assertEqual([m.label for m in offer.media], ["labelA", "labelB"])
+        self.assertEqual([m.direction for m in offer.media], ["sendonly", "sendonly"])
+        self.assertEqual([m.payload_types[0] for m in offer.media], [0, 0])
+        md = srs2.metadata_of(invite)
+        schema = _schema()
+        schema.validate(md.decode())
+        text = md.decode()
+        for expected in ("Alice Andersson", "Support IVR", "sip:alice@", "sip:support@", "<label>labelA</label>", "<label>labelB</label>"):
+            self.assertIn(expected, text)
+
+        # Audio: PCMA in, PCMU out, direct G.711 table, continuous numbering.
+        payload = bytes(range(160))
+        for i in range(4):
+            call["rtp"][0].transport.write(rtp_packet(500 + i, 160 * i, 0xABCD, 8, payload), ("127.0.0.1", call["ports"][0]))
+        got = [await srs2.rtp[0].next_message() for _ in range(4)]
+        self.assertEqual([g[1] & 0x7F for g in got], [0, 0, 0, 0])
+        self.assertEqual([g[12:] for g in got], [payload.translate(g711.ALAW_TO_ULAW)] * 4)
+        seqs = [int.from_bytes(g[2:4], "big") for g in got]
+        self.assertEqual([s - seqs[0] for s in seqs], [0, 1, 2, 3])
+
+        await self.bye(call)
+        await srs2.wait_for("BYE")
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"])
+        self.assertEqual(self.app.events[2]["stoppedBy"], "inboundBye")
+        self.assertEqual(srs2.requests[-1].headers.get("X-Tenant"), "acme-cc")
+
+    async def test_srs_never_answers(self) -> None:
+        """
+        An SRS that never answers: Timer B ends the INVITE and the next
+        target answers.
+        """
+        srs1 = self.srs("silent")
+        srs2 = self.srs("200")
+        zone = two_srs_zone(srs1.port.getHost().port, srs2.port.getHost().port, services=("_sip._udp",), with_naptr=False)
+        self.setup_service(UDP_TRUNK, {"startSIPRecForward": dict(ORDER, codec="PCMA")}, zone, 43100)
+        call = await self.start_call()
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"], timeout=20)
+        self.assertGreater(srs1.count("INVITE"), 1)  # retransmitted, never answered
+        self.assertEqual(self.app.events[1]["target"], "127.0.0.1:%d;transport=udp" % srs2.port.getHost().port)
+        await self.bye(call)
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"])
+
+    async def test_all_targets_fail(self) -> None:
+        """
+        When every target answers 503, SIPRECFORWARDFAILED names the status
+        and the targets tried, and the inbound session goes on.
+        """
+        srs1 = self.srs("503")
+        srs2 = self.srs("503")
+        zone = two_srs_zone(srs1.port.getHost().port, srs2.port.getHost().port, services=("_sip._udp",))
+        self.setup_service(UDP_TRUNK, {"startSIPRecForward": ORDER}, zone, 43200)
+        call = await self.start_call()
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDFAILED"])
+        failed = self.app.events[1]
+        self.assertEqual(failed["status"], 503)
+        self.assertEqual(len(failed["targetsTried"]), 2)
+        await self.bye(call)
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDFAILED", "SESSIONCOMPLETED"])
+
+
+class ForwardVariantsTests(ForwardTestBase):
+    """
+    Digest authentication, REST start/stop, two forwards, SRS BYE,
+    invalid orders.
+    """
+
+    async def test_digest_authentication(self) -> None:
+        """
+        401 is answered once with the trunk's digest credentials.
+        """
+        srs = self.srs("auth")
+        trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port) + '  username = "rec"\n  password = "s3cret"\n'
+        self.setup_service(trunk, {"startSIPRecForward": ORDER}, None, 43300)
+        call = await self.start_call()
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
+        self.assertTrue(srs.auth_ok)
+        invites = [r for r in srs.requests if r.method == "INVITE"]
+        self.assertEqual(len(invites), 2)
+        self.assertEqual(invites[0].call_id, invites[1].call_id)
+        self.assertEqual(invites[1].cseq.number, invites[0].cseq.number + 1)
+        await self.bye(call)
+
+    async def test_rest_start_and_stop(self) -> None:
+        """
+        A forward started and stopped through the REST API mid-call.
+        """
+        srs = self.srs("200")
+        trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
+        self.setup_service(trunk, {}, None, 43400)
+        call = await self.start_call()
+        await self.events(["SESSIONSTARTED"])
+        code, body = await self.api_post("/%s/startsiprecforward" % DOMAIN, dict(ORDER, sessionId=call["session_id"]))
+        self.assertEqual(code, 200, body)
+        forward_id = body["forwardId"]
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
+        self.assertEqual(self.app.events[1]["forwardId"], forward_id)
+        code, body = await self.api_post("/%s/stopsiprecforward" % DOMAIN, {"sessionId": call["session_id"], "forwardId": forward_id})
+        self.assertEqual((code, body["stopped"]), (200, [forward_id]))
+        await srs.wait_for("BYE")
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED"])
+        self.assertEqual(self.app.events[2]["stoppedBy"], "api")
+        self.assertEqual(srs.requests[-1].headers.get("X-Correlation-Id"), "a3b47c1e")
+        await self.bye(call)
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"])
+
+    async def test_two_forwards_and_srs_bye(self) -> None:
+        """
+        Two forwards at once, each with its own id and codec; a BYE from one
+        SRS ends only that forward.
+        """
+        srs1 = self.srs("200")
+        srs2 = self.srs("200")
+        trunks = (
+            UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs1.port.getHost().port)
+            + UDP_TRUNK.replace('match = "aiforward"', 'match = "second"').replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs2.port.getHost().port)
+        )
+        orders = [dict(ORDER, codec="PCMA"), dict(ORDER, uri="sip:second@customer.example.com", codec="PCMU", xHeaders={"X-Leg": "2"})]
+        self.setup_service(trunks, {"startSIPRecForward": orders}, None, 43500)
+        call = await self.start_call()
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTARTED"])
+        ids = {e["forwardId"] for e in self.app.events[1:]}
+        self.assertEqual(len(ids), 2)
+        self.assertEqual(srs1.offer_of(srs1.requests[0]).media[0].payload_types[0], 8)
+        self.assertEqual(srs2.offer_of(srs2.requests[0]).media[0].payload_types[0], 0)
+        srs1.send_bye()
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED"])
+        self.assertEqual(self.app.events[3]["stoppedBy"], "srsBye")
+        # The inbound session and the other forward go on.
+        payload = b"\xd5" * 160
+        call["rtp"][0].transport.write(rtp_packet(1, 0, 0x1, 8, payload), ("127.0.0.1", call["ports"][0]))
+        got = await srs2.rtp[0].next_message()
+        self.assertEqual(got[12:], payload.translate(g711.ALAW_TO_ULAW))
+        await self.bye(call)
+        await srs2.wait_for("BYE")
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"])
+
+    async def test_invalid_order_reported(self) -> None:
+        """
+        An invalid order in the newCall answer never reaches the wire: it is
+        reported as SIPRECFORWARDFAILED naming the field.
+        """
+        srs = self.srs("200")
+        trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
+        bad = dict(ORDER, xHeaders={"X-Bad": "line\r\nInjected: yes"})
+        self.setup_service(trunk, {"startSIPRecForward": bad}, None, 43600)
+        call = await self.start_call()
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDFAILED"])
+        self.assertIn("xHeaders.X-Bad", self.app.events[1]["reason"])
+        self.assertEqual(self.app.events[1]["sipRecForwardReferenceId"], {"ticketId": 98765})
+        self.assertEqual(srs.requests, [])
+        await self.bye(call)
+
+
+TLS_TRUNK = """
+  [[tenant.trunk]]
+  match = "aiforward"
+  target = "srs.test"
+  transport = "tls"
+"""
+
+
+class ForwardTlsTests(ForwardTestBase):
+    """
+    Forwarding over TLS with SRTP, and certificate verification.
+    """
+
+    async def test_tls_srtp(self) -> None:
+        """
+        Over TLS with srtp: RTP/SAVP with a fresh a=crypto per stream; the
+        SRS decrypts our SRTP with libsrtp using the keys from our SDP.
+        """
+        import base64
+
+        import pylibsrtp
+
+        srs1 = self.srs("200", "tls")
+        srs2 = self.srs("200", "tls")
+        zone = two_srs_zone(srs1.port.getHost().port, srs2.port.getHost().port, services=("_sips._tcp",))
+        self.setup_service(TLS_TRUNK, {"startSIPRecForward": dict(ORDER, srtp=True)}, zone, 43700)
+        call = await self.start_call()
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
+        self.assertTrue(self.app.events[1]["srtp"])
+        offer = srs1.offer_of(srs1.requests[0])
+        self.assertEqual([m.proto for m in offer.media], ["RTP/SAVP", "RTP/SAVP"])
+        keys = [m.crypto[0].key for m in offer.media]
+        self.assertNotEqual(keys[0], keys[1])
+        payload = bytes(range(100, 260)) if False else bytes((i * 7) & 0xFF for i in range(160))
+        call["rtp"][1].transport.write(rtp_packet(77, 1234, 0x5, 8, payload), ("127.0.0.1", call["ports"][1]))
+        protected = await srs1.rtp[1].next_message()
+        policy = pylibsrtp.Policy(key=keys[1], ssrc_type=pylibsrtp.Policy.SSRC_ANY_INBOUND, srtp_profile=pylibsrtp.Policy.SRTP_PROFILE_AES128_CM_SHA1_80)
+        plain = pylibsrtp.Session(policy=policy).unprotect(protected)
+        self.assertEqual(plain[12:], payload.translate(g711.ALAW_TO_ULAW))
+        await self.bye(call)
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"])
+
+    async def test_tls_wrong_host(self) -> None:
+        """
+        A certificate for another host name: SIPRECFORWARDFAILED with a TLS
+        reason, after trying both targets.
+        """
+        srs1 = self.srs("200", "tls", names=("elsewhere.test",))
+        srs2 = self.srs("200", "tls", names=("elsewhere.test",))
+        zone = two_srs_zone(srs1.port.getHost().port, srs2.port.getHost().port, services=("_sips._tcp",))
+        self.setup_service(TLS_TRUNK, {"startSIPRecForward": dict(ORDER, srtp=True)}, zone, 43800)
+        call = await self.start_call()
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDFAILED"])
+        failed = self.app.events[1]
+        self.assertIn("transport", failed["reason"])
+        self.assertRegex(failed["reason"].lower(), "tls|certificate|ssl|verif")
+        self.assertEqual(len(failed["targetsTried"]), 2)
+        await self.bye(call)
