@@ -148,6 +148,29 @@ class ForwardInfo:
         return out
 
 
+def describe_participants(md: Any) -> list[dict[str, Any]]:
+    """
+    The metadata's participants as JSON (newCall, REST): id, name, AOR and
+    the labels of the streams each sends and receives.
+    """
+    if md is None:
+        return []
+    label_of = {s.stream_id: s.label for s in md.streams}
+    out = []
+    for p in md.participants:
+        assoc = md.stream_assoc(p.participant_id)
+        out.append(
+            {
+                "participantId": p.participant_id,
+                "name": p.name,
+                "aor": p.aor,
+                "send": [label_of.get(s, s) for s in (assoc.send if assoc else ())],
+                "recv": [label_of.get(s, s) for s in (assoc.recv if assoc else ())],
+            }
+        )
+    return out
+
+
 class Call:
     """
     One recording session.
@@ -230,7 +253,7 @@ class Call:
                 call_id=self.call_id,
                 from_uri=self.from_header,
                 to_uri=self.to_header,
-                streams=[s.describe() for s in self.streams],
+                streams=[s.label or str(s.index) for s in self.streams],
                 new_call_error=self.new_call_error,
             )
         )
@@ -536,7 +559,7 @@ class Call:
             "ended": None if self.ended is None else events.format_timestamp(self.ended),
             "endReason": self.end_reason,
             "streams": [s.describe() for s in self.streams],
-            "participants": [] if md is None or not hasattr(md, "describe_participants") else md.describe_participants(),
+            "participants": describe_participants(md),
             "metadataError": self.metadata_error,
             "forwards": [f.describe() for f in self.forwards.values()],
             "media": self.media_stats(),

@@ -120,7 +120,20 @@ def relay_main(conn, mode: str, n: int, sinks: list, keys: list, reactor_name: s
         from aiconnect.media.relay import RelayEPollReactor
         from twisted.internet.main import installReactor
 
-        installReactor(RelayEPollReactor())
+        if os.environ.get("BENCH_COUNT_POLLS"):
+
+            class Counting(RelayEPollReactor):  # type: ignore[misc, valid-type]
+                polls = 0
+
+                def doPoll(self, timeout):  # noqa: N802
+                    Counting.polls += 1
+                    super().doPoll(timeout)
+
+                doIteration = doPoll
+
+            installReactor(Counting())
+        else:
+            installReactor(RelayEPollReactor())
     else:
         from twisted.internet import epollreactor
 
@@ -153,6 +166,27 @@ def relay_main(conn, mode: str, n: int, sinks: list, keys: list, reactor_name: s
 
         gc.collect()
         gc.freeze()
+    gc_log: list[tuple[int, float]] = []
+    if os.environ.get("BENCH_GC_LOG"):
+        import gc
+
+        started: list[float] = [0.0]
+
+        def on_gc(phase: str, info: dict) -> None:
+            if phase == "start":
+                started[0] = time.perf_counter()
+            else:
+                gc_log.append((info["generation"], time.perf_counter() - started[0]))
+
+        gc.callbacks.append(on_gc)
+        tick = relay._tick
+
+        def timed_tick() -> None:
+            t = time.perf_counter()
+            tick()
+            gc_log.append((-1, time.perf_counter() - t))
+
+        relay._tick = timed_tick  # type: ignore[method-assign]
     conn.send({"inbound": inbound, "forward": forward, "rss0": rss0, "pid": os.getpid()})
     if os.environ.get("BENCH_PERF"):
         import subprocess
@@ -162,6 +196,14 @@ def relay_main(conn, mode: str, n: int, sinks: list, keys: list, reactor_name: s
 
     def done() -> None:
         totals = relay.stats()
+        if gc_log:
+            for gen in (-1, 0, 1, 2):
+                times = [t for g, t in gc_log if g == gen]
+                if times:
+                    print(f"relay: gen{gen} collections {len(times)}, max {max(times) * 1e3:.2f} ms, "
+                          f"total {sum(times) * 1e3:.1f} ms", file=sys.stderr)  # fmt: skip
+        if os.environ.get("BENCH_COUNT_POLLS"):
+            print(f"relay: {type(reactor).polls} polls, {totals['packets_in']} packets in", file=sys.stderr)
         relay.close()
         reactor.stop()
         del totals

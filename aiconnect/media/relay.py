@@ -658,7 +658,7 @@ class OutboundStream(_Endpoint):
         self.send_errors = 0
         self.received = 0
         # RTCP sender-report state.
-        self.next_report = 0.0
+        self.report_call: IDelayedCall | None = None
         self.reported_packets = 0
         self.reports_sent = 0
         self.last_sr_mid = 0
@@ -705,6 +705,9 @@ class OutboundStream(_Endpoint):
     def _close(self) -> None:
         super()._close()
         self.rtcp._close()
+        call, self.report_call = self.report_call, None
+        if call is not None and call.active():
+            call.cancel()
 
     def retire_failures(self, context: SrtpContext, prefix: str = "") -> None:
         """
@@ -974,7 +977,7 @@ class ForwardMedia:
             stream.rtcp.connect_peer(rtcp_n)
         stream.source = source_stream
         stream.rebuild_map()
-        if stream.next_report == 0.0:
+        if stream.report_call is None:
             self.session.relay._schedule_report(stream)
         if stream not in source_stream.targets:
             source_stream.targets.append(stream)
@@ -1326,28 +1329,31 @@ class MediaRelay:
             self._tick_call = None
 
     def _tick(self) -> None:
+        # Media timeouts: one pass over the sessions per tick (a few µs per
+        # session).  Sender reports have a timer per stream, so they spread
+        # out instead of stalling the relay in one burst.
         self._tick_call = None
         now = self._reactor.seconds()
         for session in list(self.sessions):
             try:
                 session._check_timeout(now)
-                if session.closed:
-                    continue
-                for forward in list(session.forwards.values()):
-                    for stream in forward.streams:
-                        if stream.next_report and now >= stream.next_report:
-                            stream.send_report(now)
-                            self._schedule_report(stream, now)
             except Exception:
                 _log.failure("media relay timer failed")
         self._arm()
 
-    def _schedule_report(self, stream: OutboundStream, now: float | None = None) -> None:
-        if now is None:
-            now = self._reactor.seconds()
+    def _schedule_report(self, stream: OutboundStream) -> None:
         # RFC 3550 s6.2: randomize over [0.5, 1.5] of the interval.
-        jitter = 0.5 + secrets.randbelow(1001) / 1000.0
-        stream.next_report = now + self.rtcp_interval * jitter
+        delay = self.rtcp_interval * (0.5 + secrets.randbelow(1001) / 1000.0)
+        stream.report_call = self._reactor.callLater(delay, self._report, stream)
+
+    def _report(self, stream: OutboundStream) -> None:
+        stream.report_call = None
+        try:
+            stream.send_report(self._reactor.seconds())
+        except Exception:
+            _log.failure("RTCP sender report failed")
+        if stream.forward.session.forwards.get(stream.forward.forward_id) is stream.forward:
+            self._schedule_report(stream)
 
     # -- bookkeeping -------------------------------------------------------------
 

@@ -22,7 +22,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from aiconnect import events
-from aiconnect.call import Call, StreamInfo
+from aiconnect.call import Call, StreamInfo, describe_participants
 from aiconnect.errors import RemoteSipError
 from aiconnect.media.ports import PortsExhausted
 from aiconnect.media.srtp import SrtpParams
@@ -521,21 +521,7 @@ class SrsService:
         return inbound
 
     def _new_call_payload(self, call: Call) -> dict[str, Any]:
-        md = call.metadata
-        participants = []
-        if md is not None:
-            label_of = {s.stream_id: s.label for s in md.streams}
-            for p in md.participants:
-                assoc = md.stream_assoc(p.participant_id)
-                participants.append(
-                    {
-                        "participantId": p.participant_id,
-                        "name": p.name,
-                        "aor": p.aor,
-                        "send": [label_of.get(s, s) for s in (assoc.send if assoc else ())],
-                        "recv": [label_of.get(s, s) for s in (assoc.recv if assoc else ())],
-                    }
-                )
+        participants = describe_participants(call.metadata)
         return {
             "sessionId": call.session_id,
             "tenant": call.tenant.domain,

@@ -44,18 +44,9 @@ ORDER = {
 
 
 def _schema() -> xmlschema.XMLSchema10:
-    import collections.abc
+    from tests.siprec.test_metadata import schema
 
-    # zope.interface may leave __provides__ on collections.abc classes,
-    # which xmlschema 4.3 trips over while building; set it aside.
-    saved = collections.abc.Sequence.__dict__.get("__provides__")
-    if saved is not None:
-        delattr(collections.abc.Sequence, "__provides__")
-    try:
-        return xmlschema.XMLSchema10(str(XSD), allow="local")
-    finally:
-        if saved is not None:
-            collections.abc.Sequence.__provides__ = saved  # type: ignore[attr-defined]
+    return schema()
 
 
 class ForwardTestBase(TestCase):
