@@ -323,16 +323,26 @@ class _DirectSession:
         """
         A function running one libsrtp call (C{srtp_protect}, ...) on a
         packet: the output packet, or C{None} with the failure counted.
-        Everything it needs is bound in the closure (this is per packet).
-        """
-        s = self._s
-        buf, mem, length = _shared_buffer()
-        causes = _RC_CAUSES
-        limit = _MAX_PACKET
 
-        # _keep holds the session (and so the libsrtp context behind the raw
-        # pointer s) for as long as this function lives.
-        def run(packet: bytes, _keep: _DirectSession = self) -> bytes | None:
+        Everything it needs arrives as default arguments: one tuple, where
+        closure cells would be one object each to fetch (from memory, with
+        hundreds of streams taking turns) on every packet.  C{_keep} holds
+        the session, and so the libsrtp context behind the raw pointer
+        C{s}, for as long as the function lives.
+        """
+        buf, mem, length = _shared_buffer()
+
+        def run(
+            packet: bytes,
+            s: Any = self._s,
+            func: Any = func,
+            buf: Any = buf,
+            mem: Any = mem,
+            length: Any = length,
+            limit: int = _MAX_PACKET,
+            failures: dict[str, int] = failures,
+            _keep: _DirectSession = self,
+        ) -> bytes | None:
             n = len(packet)
             if n > limit:
                 failures["srtp_error"] = failures.get("srtp_error", 0) + 1
@@ -341,7 +351,7 @@ class _DirectSession:
             length[0] = n
             rc = func(s, buf, length)
             if rc:
-                cause = causes.get(rc, "srtp_error")
+                cause = _RC_CAUSES.get(rc, "srtp_error")
                 failures[cause] = failures.get(cause, 0) + 1
                 return None
             return mem[: length[0]]  # type: ignore[no-any-return]
