@@ -123,6 +123,10 @@ def _loopback_names(sip: Any) -> list[str]:
     return names
 
 
+#: Seconds SIGTERM waits for active sessions to close cleanly.
+DRAIN_TIMEOUT = 5.0
+
+
 class AiconnectService(service.MultiService):
     """
     The top service. Stopping drains in order (SPEC s7): no new sessions,
@@ -155,11 +159,16 @@ class AiconnectService(service.MultiService):
             call.terminate(events.COMPLETED_SHUTDOWN, send_bye=True)
 
         async def drain() -> None:
-            # Give BYEs to SRCs and SRSs a moment to be answered.
-            for _ in range(20):
-                if not self.sip.ua.sessions:
-                    break
-                await task.deferLater(self._reactor, 0.1, lambda: None)
+            # Give BYEs to SRCs and SRSs up to DRAIN_TIMEOUT to be answered
+            # (each call completes once its SRSs answered, SPEC s2 order).
+            deadline = self._reactor.seconds() + DRAIN_TIMEOUT
+            while len(self.registry) and self._reactor.seconds() < deadline:
+                await task.deferLater(self._reactor, 0.05, lambda: None)
+            for call in list(self.registry):
+                # An SRS that did not answer our BYE in time.
+                for forward_id, info in list(call.forwards.items()):
+                    if info.state == "stopping":
+                        call.forward_closed(forward_id)
             for name in ("sip", "webhooks", "rtp", "api"):
                 child = self.namedServices.get(name)
                 if child is not None and child.running:

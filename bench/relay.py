@@ -58,6 +58,7 @@ GEN_SOCKETS = 8
 MODES = ("plain", "transcode", "srtp")
 MAX_LOSS = 0.001
 MAX_P99_MS = 5.0
+LAG_LIMIT_MS = 20.0
 SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 
 
@@ -472,7 +473,7 @@ def _line(r: dict) -> str:
         f"relay cpu {r['cpu']:5.1f}% (user {r['cpu_user']:4.1f}%)  "
         f"p50 {r['p50']:6.2f} ms  p99 {r['p99']:7.2f} ms  loss {r['loss'] * 100:6.3f}%  "
         f"rss/call {r['rss_per_call_kib']:5.1f} KiB  load cpu {r['cpu_gen'] + r['cpu_sink']:5.1f}%"
-        + ("  GENERATOR LAGGED" if r["gen_lag_ms"] > 20 else "")
+        + ("  GENERATOR LAGGED" if r["gen_lag_ms"] > LAG_LIMIT_MS else "")
     )
 
 
@@ -491,6 +492,11 @@ def search(mode: str, args: argparse.Namespace, deadline: float) -> dict | None:
             break
         r = trial(mode, n, args.warmup, args.measure, args.reactor, args.sink == "spin")
         print(_line(r), flush=True)
+        if not passes(r) and r["gen_lag_ms"] > LAG_LIMIT_MS and time.monotonic() < deadline:
+            # The load generator fell behind (something else had its CPU):
+            # that trial says nothing about the relay; run it once more.
+            r = trial(mode, n, args.warmup, args.measure, args.reactor, args.sink == "spin")
+            print(_line(r) + "  (rerun)", flush=True)
         if passes(r):
             low, best = n, r
         else:

@@ -461,13 +461,17 @@ class InboundStream(_Endpoint):
         marker = b1 & 0x80
         pack = _RTP_OUT.pack
         for t in targets:
-            m = t.pt_map.get(pt)
-            if m is None:
-                t.unsupported += 1
-                continue
+            if pt == t.main_pt:  # the audio codec: no dict, no tuple
+                out_pt = t.main_out
+                table = t.main_table
+            else:
+                m = t.pt_map.get(pt)
+                if m is None:
+                    t.unsupported += 1
+                    continue
+                out_pt, table = m
             if t.src_ssrc != ssrc:
                 t.start(ssrc, seq, ts)
-            out_pt, table = m
             if t.marker:
                 out_pt |= 0x80
                 t.marker = 0
@@ -631,8 +635,8 @@ class OutboundStream(_Endpoint):
     """
 
     __slots__ = (
-        "pt_map", "src_ssrc", "seq_off", "ts_off", "marker", "ssrc", "protect",
-        "packets", "octets", "unsupported", "send_errors",
+        "pt_map", "main_pt", "main_out", "main_table", "src_ssrc", "seq_off", "ts_off",
+        "marker", "ssrc", "protect", "packets", "octets", "unsupported", "send_errors",
     )  # fmt: skip
 
     def __init__(self, forward: ForwardMedia, index: int, rtp_port: int) -> None:
@@ -656,6 +660,10 @@ class OutboundStream(_Endpoint):
         self.retired: dict[str, int] = {}
         self.protect: Callable[[bytes], bytes | None] | None = None
         self.pt_map: dict[int, tuple[int, bytes | None]] = {}
+        # The first audio payload type of the source, copied out of pt_map.
+        self.main_pt = -1
+        self.main_out = 0
+        self.main_table: bytes | None = None
         # Rewrite state (RFC 3550 s5.1: random initial values; below 2**15
         # for the sequence number so an SRTP receiver's first ROC guess is
         # safe, RFC 3711 s3.3.1).
@@ -716,6 +724,11 @@ class OutboundStream(_Endpoint):
                 elif kind == "CN":
                     pt_map[pt] = (13, None)
         self.pt_map = pt_map
+        self.main_pt = -1
+        for pt, (out_pt, table) in pt_map.items():
+            if out_pt == self.payload_type:
+                self.main_pt, self.main_out, self.main_table = pt, out_pt, table
+                break
 
     def _close(self) -> None:
         super()._close()

@@ -145,6 +145,10 @@ class SrsPeer:
             if req.cseq.number in self.dialog.get("answered", set()):
                 return  # a retransmission; our answer is retransmitted by nobody (test peer)
             self._send(_response_lines(req, 100, "Trying", None))
+            if self.mode == "ringing":
+                self.dialog["ringing"] = req
+                self._send(_response_lines(req, 180, "Ringing", self.to_tag))
+                return
             if self.mode == "503":
                 self._send(_response_lines(req, 503, "Service Unavailable", self.to_tag))
                 return
@@ -160,6 +164,10 @@ class SrsPeer:
             self._send(_response_lines(req, 200, "OK", None))
         elif req.method == "CANCEL":
             self._send(_response_lines(req, 200, "OK", None))
+            pending = self.dialog.get("ringing")
+            if pending is not None:
+                # RFC 3261 s9.2: the INVITE is answered 487.
+                self._send(_response_lines(pending, 487, "Request Terminated", self.to_tag))
         elif req.method == "INVITE":  # re-INVITE
             self._send_ok(req)
 

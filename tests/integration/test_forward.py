@@ -395,3 +395,98 @@ class ForwardTlsTests(ForwardTestBase):
         self.assertRegex(failed["reason"].lower(), "tls|certificate|ssl|verif")
         self.assertEqual(len(failed["targetsTried"]), 2)
         await self.bye(call)
+
+
+class ShutdownTests(ForwardTestBase):
+    """
+    SIGTERM drains (SPEC s7): no new sessions, active ones closed cleanly
+    with their events delivered.
+    """
+
+    async def test_stop_drains_active_session(self) -> None:
+        """
+        Stopping the service BYEs the SRC and the SRS and delivers
+        SIPRECFORWARDSTOPPED and SESSIONCOMPLETED (reason shutdown) before
+        it finishes.
+        """
+        srs = self.srs("200")
+        trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
+        self.setup_service(trunk, {"startSIPRecForward": ORDER}, None, 43900)
+        call = await self.start_call()
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
+        await self.service.stopService()
+        self.assertEqual(
+            self.app.event_names(), ["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"]
+        )
+        self.assertEqual(self.app.events[2]["stoppedBy"], "shutdown")
+        self.assertEqual(self.app.events[3]["reason"], "shutdown")
+        self.assertEqual(srs.count("BYE"), 1)
+        self.assertTrue(any(m.startswith(b"BYE ") for m in call["sig"].received))
+
+
+class ReofferTests(ForwardTestBase):
+    """
+    Inbound changes reach the SRS; a stop before the answer CANCELs.
+    """
+
+    async def test_inbound_metadata_update_reinvites_srs(self) -> None:
+        """
+        An inbound re-INVITE with new metadata gives a re-INVITE to the SRS
+        with the new metadata and the X- headers.
+        """
+        srs = self.srs("200")
+        trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
+        self.setup_service(trunk, {"startSIPRecForward": ORDER}, None, 44900)
+        call = await self.start_call()
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
+        from tests.integration.siprec_peer import sdp_offer
+
+        new_md = METADATA.replace(b"ab30317f1a784dc48ff824d0d3715d86", b"0123456789abcdef0123456789abcdef")
+        self.assertNotEqual(new_md, METADATA)
+        offer = sdp_offer([("96", 40000, 8), ("98", 40002, 8)], version=2890844527)
+        boundary = b"foobar"
+        body = (
+            b"--foobar\r\nContent-Type: application/sdp\r\n\r\n" + offer + b"\r\n"
+            b"--foobar\r\nContent-Type: application/rs-metadata\r\nContent-Disposition: recording-session\r\n\r\n" + new_md + b"\r\n--foobar--\r\n"
+        )
+        reinvite = in_dialog("INVITE", "udp", call["local"], call["ok"], call["ids"], 102, DOMAIN, body=body, content_type="multipart/mixed;boundary=" + boundary.decode(), extra="Require: siprec")
+        call["sig"].send(reinvite, self.sip_port)
+        ok2 = parse(await call["sig"].next_final(call_id=call["ids"]["call_id"]))
+        self.assertEqual((ok2.status, ok2.cseq.method), (200, "INVITE"))
+        await srs.wait_for("INVITE", 2)
+        re_inv = [r for r in srs.requests if r.method == "INVITE"][1]
+        self.assertIsNotNone(re_inv.to_tag)
+        self.assertIn(b"0123456789abcdef0123456789abcdef", srs.metadata_of(re_inv))
+        self.assertIn(b"Support IVR", srs.metadata_of(re_inv))
+        self.assertEqual(re_inv.headers.get("X-Correlation-Id"), "a3b47c1e")
+        self.assertEqual([m.label for m in srs.offer_of(re_inv).media], ["labelA", "labelB"])
+        call["sig"].send(in_dialog("ACK", "udp", call["local"], call["ok"], call["ids"], 102, DOMAIN), self.sip_port)
+        call["ids"] = dict(call["ids"])
+        call["sig"].send(in_dialog("BYE", "udp", call["local"], call["ok"], call["ids"], 103, DOMAIN), self.sip_port)
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"])
+
+    async def test_stop_before_answer_cancels(self) -> None:
+        """
+        A REST stop while the SRS has only answered 100: CANCEL (with the
+        X- headers), then SIPRECFORWARDSTOPPED with reason api.
+        """
+        srs = self.srs("silent")
+        trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
+        self.setup_service(trunk, {}, None, 44800)
+        call = await self.start_call()
+        await self.events(["SESSIONSTARTED"])
+        # The silent SRS never answers; make it send 100 so CANCEL may go.
+        srs.mode = "ringing"
+        code, body = await self.api_post("/%s/startsiprecforward" % DOMAIN, dict(ORDER, sessionId=call["session_id"]))
+        self.assertEqual(code, 200)
+        await srs.wait_for("INVITE")
+        await task.deferLater(reactor, 0.2, lambda: None)
+        code, _ = await self.api_post("/%s/stopsiprecforward" % DOMAIN, {"sessionId": call["session_id"]})
+        self.assertEqual(code, 200)
+        await srs.wait_for("CANCEL")
+        cancel = [r for r in srs.requests if r.method == "CANCEL"][0]
+        self.assertEqual(cancel.headers.get("X-Tenant"), "acme-cc")
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTOPPED"])
+        self.assertEqual(self.app.events[1]["stoppedBy"], "api")
+        await self.bye(call)
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"])
