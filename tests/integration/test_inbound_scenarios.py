@@ -53,15 +53,17 @@ METADATA = (DATA / "rfc8068-s3.2.1-1-metadata.xml").read_bytes()
 RANGE_LOW, RANGE_HIGH = 44000, 44999
 
 
-def _free_port() -> int:
+def _free_ports(n: int) -> list[int]:
     """
-    A free loopback port outside this module's RTP ranges (the service
-    refuses a SIP port inside its RTP range).
+    C{n} distinct free loopback ports outside this module's RTP ranges (the
+    service refuses a SIP port inside its RTP range).
     """
-    while True:
+    ports: list[int] = []
+    while len(ports) < n:
         port = free_port()
-        if not RANGE_LOW <= port <= RANGE_HIGH:
-            return port
+        if not RANGE_LOW <= port <= RANGE_HIGH and port not in ports:
+            ports.append(port)
+    return ports
 
 
 def _set_content_length(message: bytes) -> bytes:
@@ -303,10 +305,9 @@ class ScenarioCase(TestCase):
         self.addCleanup(self.app.port.stopListening)
         directory = Path(tempfile.mkdtemp(prefix="aiconnect-scn-"))
         certs = Certificates()
-        self.sip_port = _free_port()
-        self.api_port = _free_port()
+        self.sip_port, tls_port, self.api_port = _free_ports(3)
         extra = "callback_timeout = %s\n%s" % (callback_timeout, tenant)
-        path = write_config(directory, certs, self.sip_port, self.sip_port, _free_port(), self.api_port, extra=extra)
+        path = write_config(directory, certs, self.sip_port, self.sip_port, tls_port, self.api_port, extra=extra)
         text = path.read_text()
         text = text.replace('callback_url = "http://127.0.0.1:9"', 'callback_url = "http://127.0.0.1:%d"' % app_port)
         rtp_range = "port_min = %d\nport_max = %d\n%s" % (self.rtp_base, self.rtp_base + 2 * rtp_pairs - 1, rtp)

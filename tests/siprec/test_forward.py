@@ -1,0 +1,192 @@
+"""
+L{aiconnect.siprec.forward} driven by a L{Clock}: the real UA core and
+transaction layer over a recording fake transport, a fake relay session,
+and a L{Call} with a list sink.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from aiconnect.call import Call, ListSink, StreamInfo
+from aiconnect.config import load_string
+from aiconnect.sip.message import Request, Response, parse
+from aiconnect.sip.peer import Peer
+from aiconnect.sip.transaction import TimerConfig
+from aiconnect.sip.txlayer import TransactionLayer
+from aiconnect.sip.ua import UaConfig, UserAgent
+from aiconnect.siprec.forward import Forwarder
+from aiconnect.siprec.orders import parse_forward_order
+
+CONFIG = """
+[[tenant]]
+domain = "customer.example.com"
+callback_url = "http://127.0.0.1:9"
+signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+  [[tenant.trunk]]
+  match = "aiforward"
+  target = "srs.test"
+  transport = "udp"
+"""
+
+
+class FakeTransport:
+    """
+    Records what the stack sends.
+    """
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[Any, Peer]] = []
+
+    def send_request(self, request: Request, peer: Peer) -> defer.Deferred[None]:
+        self.sent.append((request, peer))
+        return defer.succeed(None)
+
+    def send_response(self, response: Response, source: Peer) -> defer.Deferred[None]:
+        self.sent.append((response, source))
+        return defer.succeed(None)
+
+    def local_via(self, peer: Peer) -> tuple[str, str]:
+        return peer.via_transport, "127.0.0.1:5060"
+
+    def advertised(self, transport: str, private: bool = False) -> str:
+        return "127.0.0.1:5060"
+
+    def invites(self) -> list[tuple[Request, Peer]]:
+        return [(m, p) for m, p in self.sent if isinstance(m, Request) and m.method == "INVITE"]
+
+
+class FakeForwardMedia:
+    def __init__(self, n: int) -> None:
+        self.local_ports = [30000 + 2 * i for i in range(n)]
+        self.connected: list[dict[str, Any]] = []
+
+    def connect(self, i: int, **kw: Any) -> None:
+        self.connected.append(dict(kw, index=i))
+
+
+class FakeMediaSession:
+    def __init__(self) -> None:
+        self.forwards: dict[str, FakeForwardMedia] = {}
+        self.removed: list[str] = []
+
+    def add_forward(self, forward_id: str, n: int) -> FakeForwardMedia:
+        self.forwards[forward_id] = FakeForwardMedia(n)
+        return self.forwards[forward_id]
+
+    def remove_forward(self, forward_id: str) -> dict[str, Any]:
+        self.removed.append(forward_id)
+        return {"packets_out": 0}
+
+    def stats(self) -> dict[str, Any]:
+        return {}
+
+    def close(self) -> None:
+        pass
+
+
+class TwoTargets:
+    """
+    A resolver giving two targets in SRV order.
+    """
+
+    def resolve(self, target: str, transport: str) -> defer.Deferred[list[Peer]]:
+        return defer.succeed([Peer("udp", "127.0.0.1", 5071), Peer("udp", "127.0.0.1", 5072)])
+
+
+def _ok(invite: Request) -> bytes:
+    sdp = (
+        b"v=0\r\no=SRS 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+        b"m=audio 31000 RTP/AVP 8\r\na=recvonly\r\na=label:1\r\n"
+        b"m=audio 31002 RTP/AVP 8\r\na=recvonly\r\na=label:2\r\n"
+    )
+    head = "SIP/2.0 200 OK\r\n"
+    for v in invite.headers.get_all("Via"):
+        head += "Via: %s\r\n" % v
+    head += "From: %s\r\nTo: %s;tag=srs1\r\nCall-ID: %s\r\nCSeq: %s\r\n" % (
+        invite.headers.get("From"), invite.headers.get("To"), invite.call_id, invite.headers.get("CSeq"))
+    head += "Contact: <sip:srs@127.0.0.1:5072>;+sip.srs\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n" % len(sdp)
+    return head.encode() + sdp
+
+
+class ForwardClockTests(SynchronousTestCase):
+    """
+    Failover and stopping, with time driven by a Clock.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.cfg = load_string(CONFIG)
+        self.transport = FakeTransport()
+        self.ua = UserAgent(self.clock, self.transport, config=UaConfig())
+        self.tx = TransactionLayer(self.clock, self.transport, self.ua, TimerConfig())
+        self.ua.txlayer = self.tx
+        self.forwarder = Forwarder(self.clock, self.ua, TwoTargets(), self.cfg)
+        tenant = self.cfg.tenants[0]
+        self.sink = ListSink()
+        self.call = Call(self.clock, tenant, self.sink, "cid", "<sip:a@x>;tag=1", "<sip:b@y>", "127.0.0.1")
+        self.call.media = FakeMediaSession()
+        self.call.streams = [StreamInfo(0, "1", "PCMA", 8, 20000, None, "sendonly"), StreamInfo(1, "2", "PCMA", 8, 20002, None, "sendonly")]
+        self.call.forwarder = self.forwarder
+        self.order = parse_forward_order({"uri": "sip:aiforward@customer.example.com", "xHeaders": {"X-A": "1"}}, tenant)
+        self.call.acked()
+
+    def test_timeout_then_failover(self) -> None:
+        """
+        An SRS that never answers: after 64*T1 (Timer B) the INVITE goes to
+        the next target, whose 200 starts the forward.
+        """
+        fid = self.call.order_forward(self.order)
+        invites = self.transport.invites()
+        self.assertEqual([p.port for _, p in invites], [5071])
+        self.clock.advance(0.5)
+        self.assertEqual(len(self.transport.invites()), 2)  # Timer A retransmission
+        self.clock.advance(32)
+        self.assertEqual({p.port for _, p in self.transport.invites()}, {5071, 5072})
+        second = [m for m, p in self.transport.invites() if p.port == 5072][0]
+        self.assertEqual(second.headers.get("X-A"), "1")
+        self.tx.message_received(parse(_ok(second)), Peer("udp", "127.0.0.1", 5072))
+        self.assertEqual(self.sink.names(), ["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
+        self.assertEqual(self.sink.events[1]["target"], "127.0.0.1:5072;transport=udp")
+        media = self.call.media.forwards[fid]
+        self.assertEqual([c["remote"] for c in media.connected], [("127.0.0.1", 31000), ("127.0.0.1", 31002)])
+        acks = [m for m, _ in self.transport.sent if isinstance(m, Request) and m.method == "ACK"]
+        self.assertEqual(len(acks), 1)
+        self.assertEqual(acks[0].headers.get("X-A"), "1")
+
+    def test_all_targets_time_out(self) -> None:
+        """
+        When both targets time out, SIPRECFORWARDFAILED names 408 and both
+        targets, and the ports are released.
+        """
+        fid = self.call.order_forward(self.order)
+        self.clock.advance(33)
+        self.clock.advance(33)
+        self.assertEqual(self.sink.names(), ["SESSIONSTARTED", "SIPRECFORWARDFAILED"])
+        failed = self.sink.events[1]
+        self.assertEqual(failed["status"], 408)
+        self.assertEqual(len(failed["targetsTried"]), 2)
+        self.assertEqual(self.call.media.removed, [fid])
+
+    def test_inbound_bye_order(self) -> None:
+        """
+        Inbound BYE: BYE to the SRS, SIPRECFORWARDSTOPPED at once, and
+        SESSIONCOMPLETED only after the SRS answers the BYE.
+        """
+        self.call.order_forward(self.order)
+        invite = self.transport.invites()[0][0]
+        self.tx.message_received(parse(_ok(invite)), Peer("udp", "127.0.0.1", 5071))
+        self.call.inbound_ended("bye")
+        byes = [m for m, _ in self.transport.sent if isinstance(m, Request) and m.method == "BYE"]
+        self.assertEqual(len(byes), 1)
+        self.assertEqual(self.sink.names(), ["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED"])
+        bye = byes[0]
+        resp = "SIP/2.0 200 OK\r\nVia: %s\r\nFrom: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %s\r\nContent-Length: 0\r\n\r\n" % (
+            bye.headers.get("Via"), bye.headers.get("From"), bye.headers.get("To"), bye.call_id, bye.headers.get("CSeq"))
+        self.tx.message_received(parse(resp.encode()), Peer("udp", "127.0.0.1", 5071))
+        self.assertEqual(self.sink.names(), ["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"])
+        self.assertEqual(self.sink.events[2]["stoppedBy"], "inboundBye")
