@@ -481,9 +481,15 @@ class Call:
         )
         if send_bye and self.inbound is not None and not getattr(self.inbound, "terminated", True):
             try:
-                self.inbound.bye()
+                d = self.inbound.bye()
             except Exception:
                 self.log.failure("BYE to SRC failed")
+            else:
+                # The SRC may be gone (that is often why we end the call): a
+                # BYE that times out is expected, not an unhandled error in
+                # a Deferred nobody holds.
+                if d is not None and hasattr(d, "addErrback"):
+                    d.addErrback(self._bye_unanswered)
         stopped_by = events.STOPPED_BY_INBOUND_BYE if reason == events.COMPLETED_INBOUND_BYE else (
             events.STOPPED_BY_SHUTDOWN if reason == events.COMPLETED_SHUTDOWN else events.STOPPED_BY_ERROR
         )
@@ -491,6 +497,13 @@ class Call:
             if info.state in ("pending", "trying", "active"):
                 self._stop_forward(info, stopped_by)
         self._maybe_complete()
+
+    def _bye_unanswered(self, failure: Any) -> None:
+        self.log.warn(
+            "BYE to SRC unanswered session_id={session_id}: {reason}",
+            session_id=self.session_id,
+            reason=failure.getErrorMessage(),
+        )
 
     def _maybe_complete(self) -> None:
         if self.state is not CallState.TERMINATING:

@@ -22,6 +22,7 @@ PURE = [
     "sip/sdp.py",
     "siprec/metadata.py",
     "siprec/orders.py",
+    "sip/digest.py",
     "media/rtp.py",
     "media/g711.py",
     "media/mixer.py",

@@ -69,7 +69,6 @@ from aiconnect.errors import AiconnectError
 from aiconnect.sip.peer import Peer
 
 if TYPE_CHECKING:
-    from twisted.internet.interfaces import IReactorThreads, IReactorTime
     from twisted.python.threadpool import ThreadPool
 
 __all__ = [
@@ -87,6 +86,7 @@ __all__ = [
     "resolve_steps",
     "resolve_with",
     "select_naptr",
+    "service_unavailable",
     "srv_name",
 ]
 
@@ -531,7 +531,7 @@ class Resolver:
             object with its C{resolve} method) to use instead of one built
             from C{nameservers}, C{port} and C{timeout}; for tests.
         """
-        self._reactor: IReactorThreads | IReactorTime | Any = reactor
+        self._reactor = reactor
         self._rng = rng
         self._timeout = timeout
         self._thread_pool = thread_pool
@@ -575,7 +575,8 @@ class Resolver:
 
         def failed(failure: Any) -> Any:
             if failure.check(ResolveError):
-                self.log.info(
+                # The caller reports it (SIPRECFORWARDFAILED); debug only.
+                self.log.debug(
                     "resolution failed for {target} transport={transport}: {reason}",
                     target=target,
                     transport=transport,

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_inbound,tests.siprec.test_srs -*-
+# -*- test-case-name: tests.integration.test_inbound,tests.integration.test_inbound_scenarios -*-
 """
 The inbound SIPRec user agent: AI Connect as SRS (RFC 7866, SPEC s1).
 
@@ -136,6 +136,8 @@ class InboundSession:
         self.refresher: str | None = None
         self.timer_headers: list[tuple[str, str]] = []
         self._timer: Any = None
+        self._media_paused = False
+        self._media_timeout = 0.0
 
     # -- media -------------------------------------------------------------
 
@@ -143,7 +145,8 @@ class InboundSession:
         """
         Configure the relay for an offer and build our answer (first INVITE
         or re-offer). Streams beyond those allocated at first are rejected
-        (port 0) on a re-offer.
+        (port 0) on a re-offer, unless the same offer disables (port 0) a
+        stream whose port the new one can take (L{assign_relay_streams}).
         """
         relay_session = self.call.media
         n_alloc = len(relay_session.streams) if relay_session is not None else 0
@@ -151,16 +154,14 @@ class InboundSession:
         crypto: list[sdp_mod.Crypto | None] = []
         stream_map: list[int | None] = []
         infos: list[StreamInfo] = []
-        old_map = self.stream_map
+        assignment = assign_relay_streams(
+            [sdp_mod.rejection_reason(m, CODECS) is None for m in offer.media],
+            [] if initial else self.stream_map,
+            n_alloc,
+        )
+        sending = False
         for index, media in enumerate(offer.media):
-            reason = sdp_mod.rejection_reason(media, CODECS)
-            relay_index: int | None = None
-            if reason is None:
-                if not initial and index < len(old_map) and old_map[index] is not None:
-                    relay_index = old_map[index]
-                else:
-                    # A new stream: the lowest relay stream not bound yet.
-                    relay_index = next_relay_free(([] if initial else old_map) + stream_map, n_alloc)
+            relay_index = assignment[index]
             if relay_index is None or relay_index >= n_alloc:
                 ports.append(0)
                 crypto.append(None)
@@ -200,6 +201,8 @@ class InboundSession:
                 srtp=media.is_secure,
             )
             infos.append(info)
+            if media.direction in ("sendonly", "sendrecv") and (remote is not None or latch is not None):
+                sending = True
             ports.append(stream.rtp_port)
             crypto.append(our_crypto)
             stream_map.append(relay_index)
@@ -222,7 +225,33 @@ class InboundSession:
         self.crypto = crypto
         self.stream_map = stream_map
         self.call.streams = infos
+        self.pause_media_timeout(not sending)
         self.bind_metadata()
+
+    def pause_media_timeout(self, paused: bool) -> None:
+        """
+        Turn the media timeout off while the SRC sends nothing (every
+        stream C{a=inactive}/C{a=recvonly} or C{c=0.0.0.0}: hold, RFC 3264
+        s8.4, or a paused recording, RFC 7866 s7.1.1.1), and back on, with
+        the silence counted afresh, when it resumes.
+
+        Without this a hold longer than C{[rtp] media_timeout} ended the
+        recording with BYE ("mediaTimeout"), and on resuming after a long
+        hold the silence of the hold counted at the next relay tick.
+        """
+        media = self.call.media
+        if media is None or paused == self._media_paused:
+            return
+        self._media_paused = paused
+        if paused:
+            self._media_timeout = media.media_timeout
+            media.set_media_timeout(0)
+            return
+        now = self.srs.reactor.seconds()
+        for stream in media.streams:
+            # The relay measures silence from the last packet received.
+            stream.last_rx = max(stream.last_rx, now)
+        media.set_media_timeout(self._media_timeout)
 
     def bind_metadata(self) -> None:
         """
@@ -396,15 +425,35 @@ class InboundSession:
         self.call.inbound_ended(reason)
 
 
-def next_relay_free(stream_map: list[int | None], n_alloc: int) -> int | None:
+def assign_relay_streams(accepted: list[bool], old_map: list[int | None], n_alloc: int) -> list[int | None]:
     """
-    The lowest relay stream index not yet used in C{stream_map}.
+    The relay stream (our port) of each m-line of an offer.
+
+    An accepted m-line keeps the relay stream it had (C{old_map}, by m-line
+    index; empty for the first offer); the other accepted m-lines take, in
+    order, the lowest relay streams no m-line keeps, including those of
+    m-lines this offer disables (RFC 7866 s7.1.1.1: a stream is removed
+    with port 0 and another added in the same offer). An accepted m-line
+    left without one is rejected by the caller (port 0).
+
+    (This replaces a one-pass search that counted the relay streams of the
+    m-lines the offer disables as still in use, so the added stream was
+    rejected although its port was free.)
+
+    @param accepted: per offered m-line, whether we would accept it.
+    @param old_map: m-line index -> relay stream index, from the last offer.
+    @param n_alloc: the number of relay streams of the session.
     """
-    used = {i for i in stream_map if i is not None}
-    for i in range(n_alloc):
-        if i not in used:
-            return i
-    return None
+    out: list[int | None] = [None] * len(accepted)
+    for index, ok in enumerate(accepted):
+        if ok and index < len(old_map) and old_map[index] is not None:
+            out[index] = old_map[index]
+    used = {i for i in out if i is not None}
+    free = [i for i in range(n_alloc) if i not in used]
+    for index, ok in enumerate(accepted):
+        if ok and out[index] is None and free:
+            out[index] = free.pop(0)
+    return out
 
 
 class SrsService:

@@ -39,6 +39,19 @@ from aiconnect.sip.resolver import (
     resolve_with,
 )
 
+__all__ = [
+    "DnsServer",
+    "Zone",
+    "ZoneResolver",
+    "a",
+    "aaaa",
+    "naptr",
+    "srv",
+    "start_dns_server",
+    "start_silent_server",
+    "two_srs_zone",
+]
+
 Zone = Mapping[str, Sequence[Any]]
 
 #: The TTL of records built by the helpers below.

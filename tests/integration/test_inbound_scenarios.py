@@ -26,6 +26,7 @@ What the service emits where the RFCs leave it open (and these tests pin):
 
 from __future__ import annotations
 
+import gc
 import json
 import re
 import tempfile
@@ -34,7 +35,7 @@ from typing import Any, Callable
 
 import treq
 from twisted.internet import defer, reactor, task
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web import server
 
 from aiconnect import config as config_mod
@@ -423,7 +424,7 @@ class AdmissionTests(ScenarioCase):
         _, port = self.rtp_socket()
         resp = await src.invite(sdp_offer([("96", port, 8)]), domain="unknown.example.org")
         self.assertEqual(_status(resp), 404)
-        self.assertEqual(src.all(response(100, "INVITE")) != [], True)
+        self.assertNotEqual(src.all(response(100, "INVITE")), [])
         self.assertEqual(src.all(response(200)), [])
         self.assertEqual(self.app.new_calls, [])
         self.assertEqual(await self.sessions(), [])
@@ -967,6 +968,24 @@ class SessionTimerTests(ScenarioCase):
         self.assertEqual([e["event"] for e in events], ["SESSIONSTARTED", "SESSIONCOMPLETED"])
         self.assertEqual(events[1]["reason"], "sessionTimer")
 
+    async def test_expiry_src_gone(self) -> None:
+        """
+        When the SRC answers neither refreshes nor the BYE, the session still
+        completes with "sessionTimer" and the unanswered BYE is no error.
+        """
+        self.patch(srs_mod, "MIN_SE", 1)
+        self.start()
+        src = self.src()
+        _, pa = self.rtp_socket()
+        _, session_id = await src.call(sdp_offer([("96", pa, 8)]), extra_headers="Session-Expires: 1;refresher=uac\nSupported: timer")
+        await src.wait(request("BYE"), timeout=3)
+        events = await self.events_for(session_id, 2)
+        self.assertEqual(events[1]["reason"], "sessionTimer")
+        # The BYE client transaction times out after 64*T1 = 3.2 s.
+        await task.deferLater(reactor, 3.5, lambda: None)
+        gc.collect()
+        self.assertGreaterEqual(len(src.all(request("BYE"))), 2)
+
     async def test_uas_refresher(self) -> None:
         """
         With C{refresher=uas} the service refreshes with UPDATE at half the
@@ -1007,8 +1026,9 @@ class QuirkTests(ScenarioCase):
 
     async def test_part_headers_without_space(self) -> None:
         """
-        MIME part headers written C{Content-Type:application/sdp} (no space
-        after the colon) are understood: SDP answered, metadata parsed.
+        MIME part headers written C{Content-Type:application/SDP} (no space
+        after the colon, upper-case subtype as in RFC 8068's examples) are
+        understood: SDP answered, metadata parsed.
         """
         self.start()
         _, pa = self.rtp_socket()
@@ -1017,7 +1037,8 @@ class QuirkTests(ScenarioCase):
         def squeeze(invite: bytes) -> bytes:
             head, _, body = invite.partition(b"\r\n\r\n")
             body = body.replace(b"Content-Type: ", b"Content-Type:").replace(b"Content-Disposition: ", b"Content-Disposition:")
-            assert b"Content-Type:application/sdp\r\n" in body
+            body = body.replace(b"Content-Type:application/sdp", b"Content-Type:application/SDP")
+            assert b"Content-Type:application/SDP\r\n" in body and b": " not in body.split(b"<?xml")[0]
             return head + b"\r\n\r\n" + body
 
         ok, session_id, src = await self._answered(sdp_offer([("96", pa, 8), ("98", pb, 0)]), ["96", "98"], edit=squeeze)
@@ -1167,3 +1188,32 @@ class RetransmissionTests(ScenarioCase):
         n = len(src.all(response(200, "INVITE")))
         await task.deferLater(reactor, 0.3, lambda: None)
         self.assertEqual(len(src.all(response(200, "INVITE"))), n)
+
+
+class AssignRelayStreamsTests(SynchronousTestCase):
+    """
+    L{srs_mod.assign_relay_streams}: which of our ports each m-line of an
+    offer gets (the pure rule behind L{ReInviteTests}).
+    """
+
+    def test_first_offer(self) -> None:
+        """
+        A first offer takes the relay streams in order, rejected m-lines none.
+        """
+        self.assertEqual(srs_mod.assign_relay_streams([True, False, True], [], 2), [0, None, 1])
+
+    def test_kept(self) -> None:
+        """
+        A re-offer keeps each m-line on its relay stream, a new m-line beyond
+        them gets none.
+        """
+        self.assertEqual(srs_mod.assign_relay_streams([True, True, True], [0, 1], 2), [0, 1, None])
+
+    def test_disabled_stream_frees_its_port(self) -> None:
+        """
+        An m-line disabled in the same offer frees its relay stream for an
+        added m-line, even when the added one comes first.
+        """
+        self.assertEqual(srs_mod.assign_relay_streams([True, False, True], [0, 1], 2), [0, None, 1])
+        self.assertEqual(srs_mod.assign_relay_streams([False, True, True], [None, 0, 1], 3), [None, 0, 1])
+        self.assertEqual(srs_mod.assign_relay_streams([True, True, False], [None, 0, 1], 2), [1, 0, None])

@@ -521,6 +521,22 @@ class TimerTests(RelayTestMixin, SynchronousTestCase):
         session.close()
         self.assertEqual(clock.getDelayedCalls(), [])
 
+    def test_report_timers_cancelled(self) -> None:
+        """
+        Each connected forward stream has one report timer; removing the
+        forward or closing the session cancels them all.
+        """
+        relay, clock = self.make_relay()
+        session, _ = self.call(relay)
+        self.assertEqual(len(clock.getDelayedCalls()), 3)  # tick + 2 streams
+        session.forwards["f1"].connect(0, ("127.0.0.1", 9), codec="PCMU", payload_type=0)
+        self.assertEqual(len(clock.getDelayedCalls()), 3)  # reconnect: no new timer
+        session.remove_forward("f1")
+        self.assertEqual(len(clock.getDelayedCalls()), 1)
+        session.add_forward("f2", 1).connect(0, ("127.0.0.1", 9))
+        session.close()
+        self.assertEqual(clock.getDelayedCalls(), [])
+
     def _report(self, relay: MediaRelay, clock: MemoryReactorClock, srtp: SrtpParams | None) -> tuple[MediaSession, Sink, list[Any]]:
         session = relay.allocate_session(1)
         session.set_inbound(0, remote=SRC)

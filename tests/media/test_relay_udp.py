@@ -230,3 +230,29 @@ class RelayOverUdpTests(TestCase):
         self.assertEqual(drops[1]["foreign_source"], 1)
         self.assertEqual(drops[1]["malformed"], 2)
         self.assertEqual(session.stats()["streams"][0]["packets_in"], 6)
+
+    @defer.inlineCallbacks
+    def test_srs_port_closed(self) -> Any:
+        """
+        An SRS port that is closed for a while (ICMP port unreachable on the
+        connected forward socket) costs only the packets sent meanwhile:
+        the forward's socket stays open and delivers once the port is back.
+        """
+        session, srcs = self.inbound()
+        live = self.listen(5)
+        dead = reactor.listenUDP(0, DatagramProtocol(), interface="127.0.0.1")
+        dead_port = dead.getHost().port
+        yield dead.stopListening()
+        session.add_forward("live", 1).connect(0, live.address, codec="PCMA", payload_type=8)
+        session.add_forward("dead", 1).connect(0, ("127.0.0.1", dead_port), codec="PCMA", payload_type=8)
+        for k in range(5):
+            srcs[0].send(RtpPacket(8, k, 160 * k, 5, PAYLOAD).serialize(), session.streams[0].rtp_port)
+        yield live.done
+        back = Endpoint(1)
+        port = reactor.listenUDP(dead_port, back, interface="127.0.0.1")
+        self.addCleanup(port.stopListening)
+        for k in range(5, 10):
+            srcs[0].send(RtpPacket(8, k, 160 * k, 5, PAYLOAD).serialize(), session.streams[0].rtp_port)
+        yield back.done
+        self.assertEqual(RtpPacket.parse(back.packets[0]).payload, PAYLOAD)
+        self.assertIsNotNone(session.forwards["dead"].streams[0]._listening)
