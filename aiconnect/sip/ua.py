@@ -179,9 +179,22 @@ class InviteSession:
         """
         End the dialog with BYE (RFC 3261 s15.1.1); the session is
         terminated at once, whatever the answer.
+
+        @return: fires with the final response, or C{None} when the BYE
+            timed out or could not be sent (logged); never fails.
         """
         d = self.request("BYE", headers=headers)
         self._terminate("local")
+
+        def failed(f: Failure) -> None:
+            # The dialog is over either way (RFC 3261 s15.1.1): a BYE that
+            # times out or cannot be sent is logged, never left unhandled.
+            self.log.warn(
+                "BYE not answered call_id={call_id}: {error}", call_id=self.dialog.call_id, error=str(f.value)
+            )
+            return None
+
+        d.addErrback(failed)
         return d
 
     def _terminate(self, reason: str) -> None:
@@ -388,7 +401,8 @@ class UserAgent:
         self._resolve = resolve or _resolve_literal
         self._sessions: dict[DialogId, InviteSession] = {}
         self._pending_invites: dict[int, ServerInvite] = {}
-        self._retransmits: dict[DialogId, Any] = {}
+        #: (dialog id, INVITE CSeq) -> the 2xx retransmission timer.
+        self._retransmits: dict[tuple[DialogId, int], Any] = {}
         self.stats: dict[str, int] = {"rejected": 0, "dialogs": 0, "stray_acks": 0}
 
     # -- helpers ---------------------------------------------------------
@@ -419,9 +433,10 @@ class UserAgent:
 
     def _forget(self, session: InviteSession) -> None:
         self._sessions.pop(session.dialog.id, None)
-        call = self._retransmits.pop(session.dialog.id, None)
-        if call is not None and call.active():
-            call.cancel()
+        for key in [k for k in self._retransmits if k[0] == session.dialog.id]:
+            call = self._retransmits.pop(key)
+            if call.active():
+                call.cancel()
 
     @property
     def sessions(self) -> list[InviteSession]:
@@ -553,6 +568,7 @@ class UserAgent:
                 self._reject(tx, request, 500)
                 return
         if handled:
+            self._after_in_dialog_answer(session, tx, request)
             return
         if request.method in ("OPTIONS", "INFO"):
             extra = [("Allow", ALLOW_HEADER), ("Supported", SUPPORTED_HEADER)]
@@ -564,10 +580,18 @@ class UserAgent:
                     request, 200, headers=self._common_headers([("Contact", session.contact), ("Allow", ALLOW_HEADER)])
                 )
             )
-            if request.method == "INVITE":
-                pass
+            self._after_in_dialog_answer(session, tx, request)
         else:
             self._reject(tx, request, 488)
+
+    def _after_in_dialog_answer(self, session: InviteSession, tx: Any, request: Request) -> None:
+        """
+        A 2xx to a re-INVITE is retransmitted until its ACK, like the first
+        one (RFC 3261 s13.3.1.4).
+        """
+        final = getattr(tx, "final_response", None)
+        if request.method == "INVITE" and final is not None and 200 <= final.status < 300:
+            self._start_2xx_retransmit(session, final)
 
     def cancel_received(self, invite_tx: Any, cancel: Request) -> None:
         """
@@ -593,7 +617,7 @@ class UserAgent:
         if session is None:
             self.stats["stray_acks"] += 1
             return
-        call = self._retransmits.pop(session.dialog.id, None)
+        call = self._retransmits.pop((session.dialog.id, request.cseq.number), None)
         if call is not None and call.active():
             call.cancel()
         if not session.ack_deferred.called:
@@ -612,37 +636,43 @@ class UserAgent:
     # -- UAS: 2xx retransmission ------------------------------------------
 
     def _start_2xx_retransmit(self, session: InviteSession, response: Response) -> None:
-        if session.peer.reliable:
-            # Reliable transports still need the ACK, but no retransmission
-            # (s13.3.1.4); give up after 64*T1 the same way.
-            interval = None
-        else:
-            interval = self.config.t1
+        """
+        Retransmit a 2xx to an INVITE (initial or re-INVITE) until its ACK
+        (RFC 3261 s13.3.1.4, RFC 6026 s7.1): T1 doubling to T2 over UDP; on
+        any transport, without an ACK after 64*T1 the dialog is ended with
+        BYE.
+        """
+        interval = None if session.peer.reliable else self.config.t1
         deadline = self._reactor.seconds() + 64 * self.config.t1
-        self._schedule_2xx(session, response, interval, deadline)
+        key = (session.dialog.id, response.cseq.number)
+        self._schedule_2xx(session, response, key, interval, deadline)
 
-    def _schedule_2xx(self, session: InviteSession, response: Response, interval: float | None, deadline: float) -> None:
+    def _schedule_2xx(
+        self,
+        session: InviteSession,
+        response: Response,
+        key: tuple[DialogId, int],
+        interval: float | None,
+        deadline: float,
+    ) -> None:
         now = self._reactor.seconds()
-        if interval is None:
-            delay = deadline - now
-        else:
-            delay = min(interval, max(0.0, deadline - now))
+        delay = deadline - now if interval is None else min(interval, max(0.0, deadline - now))
 
         def fire() -> None:
-            self._retransmits.pop(session.dialog.id, None)
-            if session.terminated or session.ack_deferred.called:
+            self._retransmits.pop(key, None)
+            if session.terminated:
                 return
             if self._reactor.seconds() >= deadline - 1e-9:
                 self.log.warn("no ACK for 2xx call_id={call_id}", call_id=session.dialog.call_id)
-                session.bye()
-                if session.handler is None:
-                    return
+                session.bye().addErrback(
+                    lambda f: self.log.warn("BYE after ACK timeout failed: {error}", error=str(f.value))
+                )
                 return
             self.transport.send_response(response, session.peer)
             nxt = min(2 * interval, self.config.t2) if interval is not None else None
-            self._schedule_2xx(session, response, nxt, deadline)
+            self._schedule_2xx(session, response, key, nxt, deadline)
 
-        self._retransmits[session.dialog.id] = self._reactor.callLater(delay, fire)
+        self._retransmits[key] = self._reactor.callLater(delay, fire)
 
     # -- UAC -------------------------------------------------------------
 

@@ -580,7 +580,7 @@ class CancelTests(ScenarioCase):
         events = await self.events_for(session_id, 1)
         self.assertEqual([e["event"] for e in events], ["SESSIONCOMPLETED"])
         self.assertEqual(events[0]["reason"], "cancel")
-        self.assertEqual(app.abandoned, 1)
+        await self.poll(lambda: app.abandoned == 1)
         body = await self.session(session_id)
         self.assertEqual((body["state"], body["endReason"]), ("ended", "cancel"))
 

@@ -668,3 +668,30 @@ class StatsTests(RelayTestMixin, SynchronousTestCase):
         session, _ = self.call(relay, srtp_tx=SrtpParams.generate("AES_CM_128_HMAC_SHA1_32"))
         session.streams[0].datagramReceived(rtp(8, 1, 160, 5), SRC)
         self.assertEqual(session.stats()["forwards"]["f1"]["bytes_out"], 172 + 4)
+
+
+class Ipv6Tests(SynchronousTestCase):
+    """
+    The relay on an IPv6 address.
+    """
+
+    def test_ipv6(self) -> None:
+        """
+        Streams bind and relay on ::1; addresses are compared in canonical
+        form.
+        """
+        try:
+            probe = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            probe.bind(("::1", 0))
+        except OSError:
+            raise self.skipTest("no IPv6 loopback")
+        self.addCleanup(probe.close)
+        probe.setblocking(False)
+        relay = MediaRelay(MemoryReactorClock(), "::1", 44000, 44099)
+        self.addCleanup(relay.close)
+        session = relay.allocate_session(1)
+        session.set_inbound(0, remote=("0:0::1", 5000))
+        session.add_forward("f", 1).connect(0, probe.getsockname()[:2], codec="PCMU", payload_type=0)
+        session.streams[0].datagramReceived(rtp(0, 1, 160, 1), ("::1", 5000))
+        self.assertEqual(RtpPacket.parse(probe.recv(2048)).payload, bytes(range(160)))
+        self.assertEqual(session.stats()["streams"][0]["remote"], "[::1]:5000")
