@@ -70,6 +70,7 @@ import struct
 import sys
 import time
 from datetime import datetime, timezone
+from multiprocessing.connection import Connection
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
@@ -159,7 +160,7 @@ def _codecs() -> tuple[bytes, bytes, bytes]:
 # -- relay process --------------------------------------------------------------
 
 
-def relay_main(conn, mode: str, n: int, sinks: list, keys: list, reactor_name: str,
+def relay_main(conn: Connection, mode: str, n: int, sinks: list, keys: list, reactor_name: str,
                lifetime: float) -> None:  # fmt: skip
     _pin(RELAY_CPU)
     _raise_nofile()
@@ -254,7 +255,7 @@ def relay_main(conn, mode: str, n: int, sinks: list, keys: list, reactor_name: s
 # -- generator process ----------------------------------------------------------
 
 
-def generator_main(conn, targets: list[int], t0_ns: int, t_end_ns: int) -> None:
+def generator_main(conn: Connection, targets: list[int], t0_ns: int, t_end_ns: int) -> None:
     _pin(LOAD_CPU)
     _raise_nofile()
     _prioritize()
@@ -305,7 +306,7 @@ def generator_main(conn, targets: list[int], t0_ns: int, t_end_ns: int) -> None:
 # -- sink process -----------------------------------------------------------------
 
 
-def sink_main(conn, mode: str, spin: bool) -> None:
+def sink_main(conn: Connection, mode: str, spin: bool) -> None:
     _pin(LOAD_CPU)
     _raise_nofile()
     from aiconnect.media.srtp import SrtpContext, SrtpParams

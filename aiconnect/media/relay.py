@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.media.test_relay -*-
+# -*- test-case-name: tests.media.test_relay,tests.media.test_relay_udp,tests.media.test_relay_reactor -*-
 """
 The RTP relay: one C{DatagramProtocol} per port, fanning each inbound
 stream out to every forward (SPEC s5).
@@ -156,8 +156,6 @@ _BIND_ATTEMPTS = 4
 _RTP_REST = struct.Struct("!xBHII")
 _RTP_OUT = struct.Struct("!BBHII")
 
-_log = Logger(namespace="aiconnect.media.relay")
-
 _READ_IGNORE = frozenset(
     {errno.EAGAIN, errno.EWOULDBLOCK, errno.EINTR, errno.ECONNREFUSED, errno.EHOSTUNREACH,
      errno.ENETUNREACH, errno.EMSGSIZE, errno.ENOBUFS, errno.ENOMEM, errno.ECONNRESET}
@@ -203,6 +201,7 @@ class _RelayPort(udp.Port):
     disconnection; L{connectionLost} clears the error and keeps the port.
     """
 
+    log = Logger()
     _v6 = False
     _deliver: Callable[[bytes, Address], None]
     _recvfrom: Callable[[int], tuple[bytes, Any]]
@@ -244,7 +243,7 @@ class _RelayPort(udp.Port):
             # A bug in the relay; count it, log the first, keep the port.
             self.protocol.internal_errors += 1
             if self.protocol.internal_errors == 1:
-                _log.failure("RTP relay failed on a packet for port {port}", port=self.port)
+                self.log.failure("RTP relay failed on a packet for port {port}", port=self.port)
         return None
 
     def connectionLost(self, reason: Any = None) -> None:
@@ -1214,7 +1213,7 @@ class MediaSession:
                 try:
                     self.on_timeout(self)
                 except Exception:
-                    _log.failure("media timeout callback failed")
+                    self.relay.log.failure("media timeout callback failed")
 
 
 class MediaRelay:
@@ -1226,6 +1225,8 @@ class MediaRelay:
     @ivar media_timeout: the default media timeout in seconds (0 = off).
     @ivar rtcp_interval: the mean interval between sender reports.
     """
+
+    log = Logger()
 
     def __init__(
         self,
@@ -1396,7 +1397,7 @@ class MediaRelay:
             try:
                 session._check_timeout(now)
             except Exception:
-                _log.failure("media relay timer failed")
+                self.log.failure("media relay timer failed")
         self._arm()
 
     def _schedule_report(self, stream: OutboundStream) -> None:
@@ -1409,7 +1410,7 @@ class MediaRelay:
         try:
             stream.send_report(self._reactor.seconds())
         except Exception:
-            _log.failure("RTCP sender report failed")
+            self.log.failure("RTCP sender report failed")
         if stream.forward.session.forwards.get(stream.forward.forward_id) is stream.forward:
             self._schedule_report(stream)
 
