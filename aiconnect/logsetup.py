@@ -181,12 +181,39 @@ def make_observer(
 def observer() -> ILogObserver:
     """
     The observer factory for C{twistd --logger=aiconnect.logsetup.observer}:
-    L{make_observer} with the format and level from C{AICONNECT_LOG_FORMAT}
-    and C{AICONNECT_LOG_LEVEL}, writing to standard output.
+    L{make_observer} with the format and level of the configuration's
+    C{[log]} table (found through C{--config} on the command line), which
+    C{AICONNECT_LOG_FORMAT} and C{AICONNECT_LOG_LEVEL} override; writing to
+    standard output.
 
     @return: The observer.
     @raise ValueError: If either variable holds an unknown value.
     """
-    fmt = os.environ.get(ENV_FORMAT, "").strip().lower() or "text"
-    level = os.environ.get(ENV_LEVEL, "").strip() or "info"
+    fmt, level = _config_log(sys.argv)
+    fmt = os.environ.get(ENV_FORMAT, "").strip().lower() or fmt
+    level = os.environ.get(ENV_LEVEL, "").strip() or level
     return make_observer(fmt, level, sys.stdout)
+
+
+def _config_log(argv: list[str]) -> tuple[str, str]:
+    """
+    The C{[log]} settings of the configuration file named by C{--config} on
+    twistd's command line (the observer is made before the plugin reads the
+    file); the defaults when there is none or it cannot be read (start-up
+    then reports the problem itself).
+    """
+    path = None
+    for i, arg in enumerate(argv):
+        if arg in ("--config", "-c") and i + 1 < len(argv):
+            path = argv[i + 1]
+        elif arg.startswith("--config="):
+            path = arg.split("=", 1)[1]
+    if path is None:
+        return "text", "info"
+    try:
+        from aiconnect.config import load
+
+        cfg = load(path)
+    except Exception:
+        return "text", "info"
+    return cfg.log.format, cfg.log.level

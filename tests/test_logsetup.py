@@ -176,3 +176,25 @@ class FailureImportTests(SynchronousTestCase):
             event_as_json({"log_format": "x", "log_failure": Failure(ValueError("v")), "log_level": LogLevel.error})
         )
         self.assertIn("ValueError", record["failure"])
+
+
+class ConfigLogTests(SynchronousTestCase):
+    """
+    The observer takes [log] from the file named by --config.
+    """
+
+    def test_reads_log_table(self) -> None:
+        """
+        --config FILE with [log] format = "json" and level = "warn" is read.
+        """
+        import tempfile
+        from pathlib import Path
+
+        from aiconnect.logsetup import _config_log
+
+        path = Path(tempfile.mkdtemp()) / "c.toml"
+        path.write_text('[log]\nformat = "json"\nlevel = "warn"\n')
+        self.assertEqual(_config_log(["twistd", "-n", "aiconnect", "--config", str(path)]), ("json", "warn"))
+        self.assertEqual(_config_log(["twistd", "--config=%s" % path]), ("json", "warn"))
+        self.assertEqual(_config_log(["twistd"]), ("text", "info"))
+        self.assertEqual(_config_log(["twistd", "--config", str(path) + ".missing"]), ("text", "info"))
