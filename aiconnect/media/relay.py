@@ -150,7 +150,7 @@ _CLOCK_RATE = 8000  # G.711, telephone-event and CN here all use 8 kHz
 _FRAME = 160  # one 20 ms frame at 8 kHz
 _MAX_DROPOUT = 3000  # RFC 3550 A.1
 _MAX_MISORDER = 100
-_BIND_ATTEMPTS = 4
+_BIND_ATTEMPTS = 8
 
 # The 11 octets after the first: M/PT, sequence number, timestamp, SSRC.
 _RTP_REST = struct.Struct("!xBHII")
@@ -1328,6 +1328,7 @@ class MediaRelay:
         # port some other process holds is kept aside and another tried;
         # whatever happens, every booked port not in use is released.
         held: list[int] = []
+        last_error: OSError | None = None
         try:
             for _attempt in range(_BIND_ATTEMPTS):
                 ports = self.pool.allocate(n)
@@ -1340,6 +1341,7 @@ class MediaRelay:
                         self._listen(endpoint.rtcp, endpoint.rtcp_port)
                         bound.append(endpoint.rtcp)
                 except OSError as e:
+                    last_error = e
                     for b in bound:
                         b._close()
                     failed = getattr(e, "port", None) or endpoints[len(bound) // 2].rtp_port
@@ -1348,7 +1350,7 @@ class MediaRelay:
                     self.pool.release([p for p in ports if p != failed])
                     continue
                 return endpoints
-            raise PortsExhausted(f"could not bind {n} RTP port pairs on {self.host}")
+            raise PortsExhausted(f"could not bind {n} RTP port pairs on {self.host}: {last_error}")
         finally:
             self.pool.release(held)
 

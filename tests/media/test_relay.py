@@ -35,7 +35,7 @@ from aiconnect.media.srtp import SrtpContext, SrtpParams
 
 SRC = ("127.0.0.1", 40000)
 SRC2 = ("127.0.0.1", 40002)
-PORTS = (47000, 47999)
+PORTS = (62000, 62999)  # above the ephemeral range (32768-60999)
 
 
 def rtp(pt: int, seq: int, ts: int, ssrc: int, payload: bytes = bytes(range(160)), marker: bool = False) -> bytes:
@@ -156,7 +156,7 @@ class SessionLifecycleTests(RelayTestMixin, SynchronousTestCase):
         When the pool is short, allocate_session and add_forward raise
         PortsExhausted and keep nothing; the existing call goes on.
         """
-        relay, _ = self.make_relay(port_min=47100, port_max=47105)  # 3 pairs
+        relay, _ = self.make_relay(port_min=62100, port_max=62105)  # 3 pairs
         self.assertRaises(PortsExhausted, relay.allocate_session, 4)
         self.assertEqual(relay.pool.available, 3)
         session = relay.allocate_session(2)
@@ -175,10 +175,10 @@ class SessionLifecycleTests(RelayTestMixin, SynchronousTestCase):
         """
         squatter = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.addCleanup(squatter.close)
-        squatter.bind(("127.0.0.1", 47201))  # the RTCP port of the first pair
-        relay, _ = self.make_relay(port_min=47200, port_max=47209)  # 5 pairs
+        squatter.bind(("127.0.0.1", 62201))  # the RTCP port of the first pair
+        relay, _ = self.make_relay(port_min=62200, port_max=62209)  # 5 pairs
         session = relay.allocate_session(2)
-        self.assertNotIn(47200, [s.rtp_port for s in session.streams])
+        self.assertNotIn(62200, [s.rtp_port for s in session.streams])
         self.assertEqual(relay.pool.available, 3)
         session.close()
         self.assertEqual(relay.pool.available, 5)
@@ -687,7 +687,7 @@ class Ipv6Tests(SynchronousTestCase):
             raise self.skipTest("no IPv6 loopback")
         self.addCleanup(probe.close)
         probe.setblocking(False)
-        relay = MediaRelay(MemoryReactorClock(), "::1", 44000, 44099)
+        relay = MediaRelay(MemoryReactorClock(), "::1", 64100, 64199)
         self.addCleanup(relay.close)
         session = relay.allocate_session(1)
         session.set_inbound(0, remote=("0:0::1", 5000))

@@ -23,7 +23,7 @@ class RelayEPollReactorTests(SynchronousTestCase):
             raise self.skipTest("no epoll here")
         self.reactor = RelayEPollReactor()
         self.addCleanup(self.reactor._poller.close)
-        self.relay = MediaRelay(self.reactor, "127.0.0.1", 45000, 45999)
+        self.relay = MediaRelay(self.reactor, "127.0.0.1", 64000, 64099)
         self.addCleanup(self.relay.close)
 
     def sock(self) -> socket.socket:

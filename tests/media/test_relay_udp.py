@@ -73,7 +73,7 @@ class RelayOverUdpTests(TestCase):
     timeout = 15
 
     def setUp(self) -> None:
-        self.relay = MediaRelay(reactor, "127.0.0.1", 46000, 46999)
+        self.relay = MediaRelay(reactor, "127.0.0.1", 63000, 63999)
         self.addCleanup(self.relay.close)
 
     def listen(self, expected: int = 0) -> Endpoint:
