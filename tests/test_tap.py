@@ -57,6 +57,17 @@ class PluginTests(SynchronousTestCase):
         self.assertEqual(sorted(s.name for s in svc), ["api", "rtp", "sip", "webhooks"])
         svc.outbox.close()
 
+    def test_reactor_plugin_listed(self) -> None:
+        """
+        The aiconnect-epoll reactor plugin is found and names an installable module.
+        """
+        import twisted.plugins
+        from twisted.application.reactors import IReactorInstaller
+
+        names = {r.shortName: r for r in getPlugins(IReactorInstaller, twisted.plugins)}
+        self.assertIn("aiconnect-epoll", names)
+        self.assertEqual(names["aiconnect-epoll"].moduleName, "aiconnect.relayreactor")
+
     def test_bad_config_is_one_line(self) -> None:
         """
         An invalid file stops option parsing with one line naming the key.
@@ -80,8 +91,8 @@ class TwistdTests(TestCase):
 
     def test_twistd_runs_and_stops_on_sigterm(self) -> None:
         """
-        `twistd -n aiconnect --config FILE` answers OPTIONS over UDP and
-        stops cleanly on SIGTERM.
+        `twistd -n aiconnect --config FILE` (with the aiconnect-epoll reactor
+        plugin) answers OPTIONS over UDP and stops cleanly on SIGTERM.
         """
         import socket
 
@@ -92,7 +103,17 @@ class TwistdTests(TestCase):
         env = dict(os.environ)
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         proc = subprocess.Popen(
-            [sys.executable, "-m", "twisted", "--log-format=text", "aiconnect", "--config", str(path)],
+            [
+                sys.executable,
+                "-c",
+                "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()",
+                "--reactor=aiconnect-epoll",
+                "-n",
+                "--pidfile=",
+                "aiconnect",
+                "--config",
+                str(path),
+            ],
             cwd=str(d),
             env=env,
             stdout=subprocess.PIPE,
@@ -133,3 +154,4 @@ class TwistdTests(TestCase):
         self.assertIn(rc, (0, -signal.SIGTERM), out)
         self.assertIn("Main loop terminated", out)
         self.assertNotIn("Traceback", out)
+        self.assertIn("RelayEPollReactor", out)

@@ -18,14 +18,23 @@ from aiconnect import tlsutil
 from aiconnect.sip.message import StreamFramer, parse
 
 
+#: Port numbers the integration tests use for RTP ranges.
+RESERVED_RTP = (40000, 47999)
+
+
 def free_port(both: bool = True) -> int:
     """
     A port number free for UDP and TCP on 127.0.0.1 right now.
     """
-    for _ in range(50):
+    for _ in range(500):
         t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         t.bind(("127.0.0.1", 0))
         port = t.getsockname()[1]
+        if RESERVED_RTP[0] <= port <= RESERVED_RTP[1]:
+            # The integration tests' RTP ranges live here: never hand one
+            # of their ports to a SIP/API listener (config refuses overlap).
+            t.close()
+            continue
         u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         try:
             u.bind(("127.0.0.1", port))
