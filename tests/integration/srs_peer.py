@@ -63,6 +63,8 @@ class SrsPeer:
         self.srtp_keys: list[bytes] = []
         self.dialog: dict[str, Any] = {}
         self.auth_ok = False
+        self.responses: list[Any] = []
+        self._cseq = 1
         self._waiters: list[tuple[str, int, defer.Deferred[None]]] = []
         self.port: Any = None
         self._send: Any = None
@@ -109,6 +111,8 @@ class SrsPeer:
     # -- waiting ---------------------------------------------------------------
 
     def count(self, method: str) -> int:
+        if method.isdigit():
+            return sum(1 for r in self.responses if r.status == int(method))
         return sum(1 for r in self.requests if r.method == method)
 
     def wait_for(self, method: str, n: int = 1, timeout: float = 10.0) -> defer.Deferred[None]:
@@ -129,6 +133,8 @@ class SrsPeer:
     def received(self, data: bytes) -> None:
         msg = parse(data, datagram=self.transport_name == "udp")
         if not isinstance(msg, Request):
+            self.responses.append(msg)
+            self._wake()
             return
         if msg.method == "INVITE" and msg.to_tag is None:
             self.raw_invites.append(data)
@@ -233,17 +239,32 @@ class SrsPeer:
         """
         End the recording session from the SRS side (RFC 3261 s15.1.1).
         """
+        self.send_in_dialog("BYE")
+
+    def send_in_dialog(self, method: str, body: bytes = b"", ctype: str = "application/sdp", extra: list[str] | None = None, cseq: int | None = None) -> int:
+        """
+        Send an in-dialog request of the SRS's own (OPTIONS, INFO, UPDATE,
+        re-INVITE, ACK, BYE) to our Contact; return its CSeq number.
+        """
         inv: Request = self.dialog["invite"]
         contact = inv.contacts[0].uri
+        if cseq is None:
+            self._cseq += 1
+            cseq = self._cseq
         via = "SIP/2.0/%s 127.0.0.1:%d;branch=z9hG4bK%s" % (self.transport_name.upper(), self.port.getHost().port, secrets.token_hex(5))
         lines = [
-            "BYE %s SIP/2.0" % contact,
+            "%s %s SIP/2.0" % (method, contact),
             "Via: " + via,
             "Max-Forwards: 70",
             "From: %s;tag=%s" % (inv.headers.get("To"), self.to_tag),
             "To: " + (inv.headers.get("From") or ""),
             "Call-ID: " + inv.call_id,
-            "CSeq: 1 BYE",
-            "Content-Length: 0",
+            "CSeq: %d %s" % (cseq, method),
+            "Contact: <sip:srs@127.0.0.1:%d>;+sip.srs" % self.port.getHost().port,
         ]
-        self._send(("\r\n".join(lines) + "\r\n\r\n").encode())
+        lines += extra or []
+        if body:
+            lines.append("Content-Type: " + ctype)
+        lines.append("Content-Length: %d" % len(body))
+        self._send(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
+        return cseq

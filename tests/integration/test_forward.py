@@ -490,3 +490,35 @@ class ReofferTests(ForwardTestBase):
         self.assertEqual(self.app.events[1]["stoppedBy"], "api")
         await self.bye(call)
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"])
+
+
+class SrsRequestsTests(ForwardTestBase):
+    """
+    Requests from the SRS inside the recording session are answered.
+    """
+
+    async def test_srs_options_info_update_reinvite(self) -> None:
+        """
+        OPTIONS, INFO, UPDATE (session refresh) and a re-INVITE from the SRS
+        all get 200 (the re-INVITE with our SDP, sendonly), and the forward
+        goes on.
+        """
+        srs = self.srs("200")
+        trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
+        self.setup_service(trunk, {"startSIPRecForward": ORDER}, None, 47000)
+        call = await self.start_call()
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
+        for n, method in enumerate(("OPTIONS", "INFO", "UPDATE"), start=1):
+            srs.send_in_dialog(method, extra=["Session-Expires: 1800;refresher=uas"] if method == "UPDATE" else None)
+            await srs.wait_for("200", n)
+            self.assertEqual(srs.responses[-1].cseq.method, method)
+        offer = b"v=0\r\no=SRS 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\nm=audio 7000 RTP/AVP 0\r\na=recvonly\r\nm=audio 7002 RTP/AVP 0\r\na=recvonly\r\n"
+        cseq = srs.send_in_dialog("INVITE", body=offer)
+        await srs.wait_for("200", 4)
+        ok = srs.responses[-1]
+        self.assertEqual((ok.status, ok.cseq.method), (200, "INVITE"))
+        self.assertIn(b"a=sendonly", ok.body)
+        srs.send_in_dialog("ACK", cseq=cseq)
+        await self.bye(call)
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"])
+        self.assertEqual(self.app.events[2]["stoppedBy"], "inboundBye")
