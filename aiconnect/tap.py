@@ -57,15 +57,15 @@ class SipService(service.Service):
         self._cfg = cfg
         self._reactor = reactor
         sip = cfg.sip
-        server_ctx = None
-        client_creator = None
-        if sip.tls_port or True:
-            from aiconnect import tlsutil
+        from aiconnect import tlsutil
 
-            client_creator = lambda name: tlsutil.client_context_factory(name, cfg.tls)  # noqa: E731
-            if sip.tls_port:
-                tlsutil.ensure_self_signed(cfg.tls.certificate, cfg.tls.private_key, _loopback_names(sip))
-                server_ctx = tlsutil.server_context_factory(cfg.tls)
+        server_ctx = None
+        # Outbound TLS (forwards to TLS trunks) is possible whether or not we
+        # listen for TLS ourselves.
+        client_creator = lambda name: tlsutil.client_context_factory(name, cfg.tls)  # noqa: E731
+        if sip.tls_port:
+            tlsutil.ensure_self_signed(cfg.tls.certificate, cfg.tls.private_key, _loopback_names(sip))
+            server_ctx = tlsutil.server_context_factory(cfg.tls)
         self.transport = SipTransport(
             reactor,
             host=sip.host,

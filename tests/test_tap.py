@@ -18,7 +18,6 @@ from twisted.application.service import IServiceMaker
 from twisted.plugin import getPlugins
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
-from aiconnect import config as config_mod
 from aiconnect import tap
 from tests.integration.helpers import Certificates, free_port, write_config
 

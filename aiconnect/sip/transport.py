@@ -395,10 +395,7 @@ class SipTransport:
             if error.is_request is False:
                 self.stats["dropped_responses"] += 1
             return
-        headers: list[tuple[str, str]] = []
-        if error.status_hint == 505:
-            pass
-        response = make_response(partial, error.status_hint, error.reason if error.status_hint == 400 else "", headers=headers)
+        response = make_response(partial, error.status_hint, error.reason if error.status_hint == 400 else "")
         self.stats["error_responses"] += 1
         self._write_to(response.to_bytes(), peer)
 

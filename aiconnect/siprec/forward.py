@@ -204,8 +204,8 @@ class ForwardLeg:
         self._next_target()
 
     def _request_uri(self, peer: Peer) -> str:
-        host = self.order.trunk.host if hasattr(self.order.trunk, "host") else peer.host
-        port = getattr(self.order.trunk, "port", None)
+        host = self.order.trunk.host
+        port = self.order.trunk.port
         hostport = format_host(host) + (":%d" % port if port else "")
         uri = "sip:%s@%s" % (self.order.trunk.match, hostport)
         if peer.transport != "udp":

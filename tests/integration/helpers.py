@@ -15,7 +15,7 @@ from twisted.internet import defer, reactor
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 
 from aiconnect import tlsutil
-from aiconnect.sip.message import StreamFramer, parse
+from aiconnect.sip.message import StreamFramer
 
 
 #: Port numbers the integration tests use for RTP ranges.

@@ -13,7 +13,7 @@ from typing import Any
 
 import treq
 import xmlschema
-from twisted.internet import defer, reactor, task
+from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 
 from aiconnect import config as config_mod
@@ -355,8 +355,6 @@ class ForwardTlsTests(ForwardTestBase):
         Over TLS with srtp: RTP/SAVP with a fresh a=crypto per stream; the
         SRS decrypts our SRTP with libsrtp using the keys from our SDP.
         """
-        import base64
-
         import pylibsrtp
 
         srs1 = self.srs("200", "tls")

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import treq
-from twisted.internet import defer, reactor, task
+from twisted.internet import reactor, task
 from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
 from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.trial.unittest import TestCase
@@ -22,7 +22,6 @@ from twisted.web import resource, server
 from aiconnect import config as config_mod
 from aiconnect.sip.message import parse
 from aiconnect.sip.sdp import parse_sdp
-from aiconnect.sip.multipart import parse_multipart
 from aiconnect.tap import build_service
 from tests.integration.helpers import Certificates, StreamPeer, UdpPeer, free_port, status_of, write_config
 from tests.integration.siprec_peer import DATA, AppServer, in_dialog, rtp_packet, sdp_offer, siprec_invite

@@ -181,8 +181,6 @@ class SipServiceTests(TestCase):
         Every RFC 4475 message on its own TCP (and a sample over TLS)
         connection gets the same answer; framing errors close the connection.
         """
-        from aiconnect.sip.message import parse
-
         for transport, names in (("tcp", list(UDP_TABLE)), ("tls", ["badvers", "bext01", "unkscm", "insuf", "invut"])):
             for name in names:
                 expected = None if name in STREAM_SILENT else UDP_TABLE[name]

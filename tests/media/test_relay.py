@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import socket
-import struct
 from typing import Any
 
 from twisted.internet.testing import MemoryReactorClock
