@@ -67,9 +67,23 @@ class Certificates:
         self.authority = ca
 
 
-def write_config(directory: Path, certs: Certificates, udp: int, tcp: int, tls: int, api: int, extra: str = "") -> Path:
+def write_config(
+    directory: Path,
+    certs: Certificates,
+    udp: int,
+    tcp: int,
+    tls: int,
+    api: int,
+    extra: str = "",
+    app_port: int = 9,
+    rtp: tuple[int, int] = (40000, 40999),
+    rtp_extra: str = "",
+) -> Path:
     """
-    Write a loopback configuration using the given ports.
+    Write a loopback configuration using the given ports: the tenant's
+    callback goes to C{app_port}, RTP uses the range C{rtp}, C{extra} is
+    appended inside the C{[[tenant]]} table (trunks may follow), and events
+    are retried quickly (0.2 s doubling to 0.5 s).
     """
     path = directory / "aiconnect.toml"
     path.write_text(
@@ -95,8 +109,9 @@ verify_peer = true
 
 [rtp]
 host = "127.0.0.1"
-port_min = 40000
-port_max = 40999
+port_min = {rtp[0]}
+port_max = {rtp[1]}
+{rtp_extra}
 
 [api]
 host = "127.0.0.1"
@@ -104,10 +119,12 @@ port = {api}
 
 [events]
 database = "{directory / 'events.sqlite3'}"
+retry_initial = 0.2
+retry_max = 0.5
 
 [[tenant]]
 domain = "customer.example.com"
-callback_url = "http://127.0.0.1:9"
+callback_url = "http://127.0.0.1:{app_port}"
 api_tokens = ["t0ken"]
 signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 {extra}

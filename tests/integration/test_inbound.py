@@ -44,12 +44,10 @@ class _Base(TestCase):
         extra = f"""
 callback_timeout = {callback_timeout}
 """
-        path = write_config(self.dir, self.certs, self.sip_port, self.sip_port, self.tls_port, self.api_port, extra=extra)
-        text = path.read_text()
-        text = text.replace('callback_url = "http://127.0.0.1:9"', 'callback_url = "http://127.0.0.1:%d"' % app_port)
-        text = text.replace("port_min = 40000\nport_max = 40999", "port_min = %d\nport_max = %d" % (rtp_base, rtp_base + 99))
-        text = text.replace("[events]\n", "[events]\nretry_initial = 0.2\nretry_max = 0.5\n")
-        path.write_text(text)
+        path = write_config(
+            self.dir, self.certs, self.sip_port, self.sip_port, self.tls_port, self.api_port,
+            extra=extra, app_port=app_port, rtp=(rtp_base, rtp_base + 99),
+        )
         self.cfg = config_mod.load(path)
         self.service = build_service(self.cfg, reactor)
         self.service.startService()

@@ -308,13 +308,10 @@ class ScenarioCase(TestCase):
         certs = Certificates()
         self.sip_port, tls_port, self.api_port = _free_ports(3)
         extra = "callback_timeout = %s\n%s" % (callback_timeout, tenant)
-        path = write_config(directory, certs, self.sip_port, self.sip_port, tls_port, self.api_port, extra=extra)
-        text = path.read_text()
-        text = text.replace('callback_url = "http://127.0.0.1:9"', 'callback_url = "http://127.0.0.1:%d"' % app_port)
-        rtp_range = "port_min = %d\nport_max = %d\n%s" % (self.rtp_base, self.rtp_base + 2 * rtp_pairs - 1, rtp)
-        text = text.replace("port_min = 40000\nport_max = 40999\n", rtp_range)
-        text = text.replace("[events]\n", "[events]\nretry_initial = 0.2\nretry_max = 0.5\n")
-        path.write_text(text)
+        path = write_config(
+            directory, certs, self.sip_port, self.sip_port, tls_port, self.api_port,
+            extra=extra, app_port=app_port, rtp=(self.rtp_base, self.rtp_base + 2 * rtp_pairs - 1), rtp_extra=rtp,
+        )
         self.cfg = config_mod.load(path)
         self.service = build_service(self.cfg, reactor)
         self.service.startService()
