@@ -73,10 +73,13 @@ class PortPool:
         """
         return [self.port_min + 2 * i for i, f in enumerate(self._free) if not f]
 
-    def allocate(self, n: int) -> list[int]:
+    def allocate(self, n: int, after: int | None = None) -> list[int]:
         """
         Book C{n} pairs.
 
+        @param after: an RTP port already held (the last of a session's
+            streams): when the C{n} pairs right after it are free they are
+            booked, so streams added later continue the run.
         @return: the C{n} RTP ports (even; RTCP is each + 1), consecutive
             pairs when the range allows.
         @raise PortsExhausted: when fewer than C{n} pairs are free; nothing
@@ -87,7 +90,9 @@ class PortPool:
             raise ValueError("allocate at least one pair")
         if n > self._n_free:
             raise PortsExhausted(f"{n} RTP port pairs wanted, {self._n_free} free")
-        indices = self._find_run(n)
+        indices = self._find_after(after, n) if after is not None else None
+        if indices is None:
+            indices = self._find_run(n)
         if indices is None:
             indices = self._find_any(n)
         free = self._free
@@ -110,6 +115,16 @@ class PortPool:
             if i < self._count and not self._free[i]:
                 self._free[i] = 1
                 self._n_free += 1
+
+    def _find_after(self, port: int, n: int) -> list[int] | None:
+        # The n pairs right after RTP port `port`, when all are free.
+        offset = port - self.port_min
+        if offset < 0 or offset & 1:
+            return None
+        start = offset // 2 + 1
+        if start + n > self._count or self._free[start : start + n] != b"\x01" * n:
+            return None
+        return list(range(start, start + n))
 
     def _find_run(self, n: int) -> list[int] | None:
         # A run of n free pairs, searching round-robin from the cursor; a run

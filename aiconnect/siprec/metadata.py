@@ -497,6 +497,10 @@ def _safe_tree(data: bytes | str, max_size: int) -> ET.Element:
         parser.Parse(raw, True)
     except expat.ExpatError as e:
         raise MetadataError(f"metadata is not well-formed XML: {expat.ErrorString(e.code)}") from None
+    except (LookupError, ValueError, UnicodeError) as e:
+        # An unknown encoding in the XML declaration (found by fuzzing:
+        # expat raises LookupError for encoding="UTFt8").
+        raise MetadataError(f"metadata cannot be decoded: {type(e).__name__}") from None
     try:
         return builder.close()
     except (AssertionError, IndexError):  # pragma: no cover (expat checks balance)
