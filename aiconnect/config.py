@@ -258,6 +258,10 @@ class TrunkConfig:
     @ivar transport: C{"udp"}, C{"tcp"} or C{"tls"}.
     @ivar username: Digest user name; C{""} = no credentials.
     @ivar password: Digest password (never in C{repr()}).
+    @ivar keepalive: Seconds between in-dialog OPTIONS keep-alives to the
+        SRS; 0 = none. No answer (or 408/481) ends the forward.
+    @ivar session_expires: RFC 4028 session interval requested from the SRS
+        (we refresh); 0 = no session timer requested.
     """
 
     match: str
@@ -265,6 +269,8 @@ class TrunkConfig:
     transport: str = "udp"
     username: str = ""
     password: str = field(default="", repr=False)
+    keepalive: float = 0.0
+    session_expires: int = 0
 
     @property
     def host(self) -> str:
@@ -871,7 +877,7 @@ _TENANT_KEYS = (
     "non_siprec",
     "trunk",
 )
-_TRUNK_KEYS = ("match", "target", "transport", "username", "password")
+_TRUNK_KEYS = ("match", "target", "transport", "username", "password", "keepalive", "session_expires")
 
 
 def _timers(table: _Table) -> TimerConfig:
@@ -1049,12 +1055,18 @@ def _trunk(table: _Table) -> TrunkConfig:
     for name, value in (("username", username), ("password", password)):
         if any(ord(c) < 0x20 or c == "\x7f" for c in value):
             raise ConfigError(table.key(name), "contains control characters")
+    keepalive = table.number("keepalive", 0.0, allow_zero=True)
+    session_expires = table.integer("session_expires", 0, 0, 86400)
+    if session_expires and session_expires < 90:
+        raise ConfigError(table.key("session_expires"), "must be 0 or at least 90 (RFC 4028 Min-SE)")
     return TrunkConfig(
         match=match,
         target=target,
         transport=table.choice("transport", TRANSPORTS, "udp"),
         username=username,
         password=password,
+        keepalive=keepalive,
+        session_expires=session_expires,
     )
 
 

@@ -99,6 +99,7 @@ class ForwardLeg:
         self.content_type = ""
         self.final_stats: dict[str, Any] | None = None
         self._auth_tried = False
+        self._timers: dict[str, Any] = {}
 
     # -- set-up ------------------------------------------------------------------
 
@@ -223,6 +224,9 @@ class ForwardLeg:
         assert peer is not None
         uri = self._request_uri(peer)
         headers = [("Require", "siprec"), ("Accept", "application/sdp, application/rs-metadata+xml")]
+        if self.order.trunk.session_expires:
+            # RFC 4028 s7.1: we ask for a session timer and refresh it.
+            headers.append(("Session-Expires", "%d;refresher=uac" % (self.order.trunk.session_expires,)))
         headers.extend(self.order.x_headers)
         if auth is not None:
             headers.append(auth)
@@ -316,6 +320,76 @@ class ForwardLeg:
             return
         assert self.peer is not None
         self.call.forward_started(self.forward_id, _peer_text(self.peer), self.order.codec, self.order.srtp)
+        self._start_timers(session)
+
+    # -- keep-alive and session timer (SPEC s4, RFC 4028) -------------------------
+
+    def _start_timers(self, session: InviteSession) -> None:
+        trunk = self.order.trunk
+        if trunk.keepalive:
+            self._arm("keepalive", trunk.keepalive, self._keepalive)
+        response = session.answer_response
+        value = response.headers.get("Session-Expires") if response is not None else None
+        if value:
+            parts = [p.strip() for p in value.split(";")]
+            refresher = "uac"
+            for p in parts[1:]:
+                k, _, v = p.partition("=")
+                if k.strip().lower() == "refresher":
+                    refresher = v.strip().lower()
+            if parts[0].isdigit() and refresher == "uac":
+                self._session_interval = int(parts[0])
+                self._arm("refresh", self._session_interval / 2.0, self._refresh)
+
+    def _arm(self, name: str, delay: float, fn: Any) -> None:
+        old = self._timers.pop(name, None)
+        if old is not None and old.active():
+            old.cancel()
+        self._timers[name] = self.fw.reactor.callLater(delay, fn)
+
+    def _stop_timers(self) -> None:
+        for call in self._timers.values():
+            if call.active():
+                call.cancel()
+        self._timers.clear()
+
+    def _in_dialog_probe(self, name: str, method: str, headers: list[tuple[str, str]], again: float) -> None:
+        self._timers.pop(name, None)
+        if self.done or self.session is None or self.session.terminated:
+            return
+        d = self.session.request(method, headers=headers)
+
+        def answered(response: Any) -> None:
+            if self.done:
+                return
+            if 200 <= response.status < 300 or (method == "OPTIONS" and response.status not in (408, 481)):
+                self._arm(name, again, self._keepalive if name == "keepalive" else self._refresh)
+            else:
+                self._lost("%s answered %d" % (method, response.status))
+
+        d.addCallbacks(answered, lambda f: self._lost("%s: %s" % (method, f.value)))
+
+    def _keepalive(self) -> None:
+        self._in_dialog_probe("keepalive", "OPTIONS", [], self.order.trunk.keepalive)
+
+    def _refresh(self) -> None:
+        interval = getattr(self, "_session_interval", self.order.trunk.session_expires)
+        self._in_dialog_probe("refresh", "UPDATE", [("Session-Expires", "%d;refresher=uac" % interval)], interval / 2.0)
+
+    def _lost(self, reason: str) -> None:
+        """
+        The SRS stopped answering in the dialog: this forward ends (error),
+        the session and other forwards go on.
+        """
+        if self.done:
+            return
+        self.log.warn("forward lost forward_id={forward_id}: {reason}", forward_id=self.forward_id, reason=reason)
+        self._stop_timers()
+        self.done = True
+        stats = self._release_media()
+        if self.session is not None and not self.session.terminated:
+            self.session.bye()
+        self.call.forward_stopped(self.forward_id, events.STOPPED_BY_ERROR, stats)
 
     def _connect_media(self, session: InviteSession) -> None:
         response_body = _sdp_of(session.answer_response) if session.answer_response is not None else None
@@ -364,6 +438,7 @@ class ForwardLeg:
             self._stopped_before_answer()
 
     def _release_media(self) -> dict[str, Any] | None:
+        self._stop_timers()
         if self.final_stats is None and self.media is not None:
             try:
                 self.final_stats = self.call.media.remove_forward(self.forward_id)

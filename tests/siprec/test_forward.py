@@ -190,3 +190,77 @@ class ForwardClockTests(SynchronousTestCase):
         self.tx.message_received(parse(resp.encode()), Peer("udp", "127.0.0.1", 5071))
         self.assertEqual(self.sink.names(), ["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"])
         self.assertEqual(self.sink.events[2]["stoppedBy"], "inboundBye")
+
+
+KEEPALIVE_CONFIG = CONFIG.replace('  transport = "udp"\n', '  transport = "udp"\n  keepalive = 10\n  session_expires = 90\n')
+
+
+class KeepaliveTests(ForwardClockTests):
+    """
+    OPTIONS keep-alive and RFC 4028 refresh towards the SRS, on a Clock.
+    """
+
+    def setUp(self) -> None:
+        global CONFIG
+        saved, CONFIG = CONFIG, KEEPALIVE_CONFIG
+        try:
+            super().setUp()
+        finally:
+            CONFIG = saved
+
+    def _answer(self) -> Request:
+        self.call.order_forward(self.order)
+        invite = self.transport.invites()[0][0]
+        ok = _ok(invite).replace(b"Content-Type: application/sdp", b"Session-Expires: 90;refresher=uac\r\nContent-Type: application/sdp")
+        self.tx.message_received(parse(ok), Peer("udp", "127.0.0.1", 5071))
+        return invite
+
+    def _sent(self, method: str) -> list[Request]:
+        """
+        Requests sent, retransmissions (same CSeq) counted once.
+        """
+        out: dict[int, Request] = {}
+        for m, _ in self.transport.sent:
+            if isinstance(m, Request) and m.method == method:
+                out.setdefault(m.cseq.number, m)
+        return list(out.values())
+
+    def _answer_last(self, method: str) -> None:
+        req = self._sent(method)[-1]
+        resp = "SIP/2.0 200 OK\r\nVia: %s\r\nFrom: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %s\r\nContent-Length: 0\r\n\r\n" % (
+            req.headers.get("Via"), req.headers.get("From"), req.headers.get("To"), req.call_id, req.headers.get("CSeq"))
+        self.tx.message_received(parse(resp.encode()), Peer("udp", "127.0.0.1", 5071))
+
+    def test_session_timer_requested_and_refreshed(self) -> None:
+        """
+        The INVITE asks for Session-Expires: 90;refresher=uac and an UPDATE
+        refreshes the session at half the interval.
+        """
+        invite = self._answer()
+        self.assertEqual(invite.headers.get("Session-Expires"), "90;refresher=uac")
+        for _ in range(4):
+            self.clock.advance(10)
+            self._answer_last("OPTIONS")  # keep the keep-alive happy
+        self.clock.advance(5)
+        updates = self._sent("UPDATE")
+        self.assertEqual(len(updates), 1)
+        self.assertEqual(updates[0].headers.get("Session-Expires"), "90;refresher=uac")
+        self.assertEqual(updates[0].headers.get("X-A"), "1")
+
+    def test_keepalive_then_srs_lost(self) -> None:
+        """
+        OPTIONS every 10 s while answered; unanswered, the forward ends with
+        BYE and SIPRECFORWARDSTOPPED (stoppedBy error), the session goes on.
+        """
+        self._answer()
+        self.clock.advance(10)
+        self.assertEqual(len(self._sent("OPTIONS")), 1)
+        self._answer_last("OPTIONS")
+        self.clock.advance(10)
+        self.assertEqual(len(self._sent("OPTIONS")), 2)
+        for _ in range(40):
+            self.clock.advance(1)  # no answer: Timer F after 32 s
+        self.assertEqual(self.sink.names(), ["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED"])
+        self.assertEqual(self.sink.events[2]["stoppedBy"], "error")
+        self.assertEqual(len(self._sent("BYE")), 1)
+        self.assertEqual(self.call.state.value, "active")
