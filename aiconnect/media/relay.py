@@ -15,6 +15,9 @@ API (what the SIP layer and the L{Call} use)
         # raises PortsExhausted; the streams get consecutive even ports
         # P, P+2, ... (RTCP on +1) where the range allows.
     session.streams[i].rtp_port / .rtcp_port      # for the SDP answer
+    session.add_streams(n)                         # a re-INVITE added m-lines
+        # raises PortsExhausted (nothing is kept then); the new streams
+        # follow the last one's port where the range allows.
     session.set_inbound(i, remote=(host, port) | None, latch_host=None,
                         payload_map={0: "PCMU", 8: "PCMA",
                                      101: "telephone-event"},
@@ -341,7 +344,8 @@ def _closed_send(data: bytes) -> int:
 class InboundStream(_Endpoint):
     """
     One inbound stream: the protocol on its RTP port, the fan-out and the
-    counters.  Created by L{MediaRelay.allocate_session}; configure it
+    counters.  Created by L{MediaRelay.allocate_session} or
+    L{MediaSession.add_streams}; configure it
     through L{MediaSession.set_inbound}.
 
     @ivar index: the stream's position in the session.
@@ -1068,7 +1072,9 @@ class MediaSession:
     The media of one recording session: the inbound streams from the SRC
     and the forwards to the SRSs.  Created by L{MediaRelay.allocate_session}.
 
-    @ivar streams: the inbound streams, in SDP order.
+    @ivar streams: the inbound streams (a tuple, replaced when
+        L{add_streams} appends), by index; the SIP layer maps m-lines to
+        them.
     @ivar forwards: forward id -> L{ForwardMedia}.
     @ivar timed_out: whether the media timeout was reported.
     """
@@ -1123,6 +1129,36 @@ class MediaSession:
         if self.closed:
             raise ValueError("session is closed")
         self.streams[index].configure(remote, latch_host, payload_map, srtp, rtcp_remote)
+
+    def add_streams(self, n: int) -> list[InboundStream]:
+        """
+        Book and bind C{n} more inbound streams, for m-lines a re-INVITE
+        added (RFC 7866 s7.1.1.1).  Their ports follow the last stream's
+        (P+2, P+4, ...) where the range allows, else any free pairs; they
+        are appended to L{streams} (indices C{len(streams)} onwards, so the
+        existing indices, and the forwards' sources, are unchanged) and
+        released by L{close} like the others.  Configure them with
+        L{set_inbound}.
+
+        An added stream counts its media silence from now, as the streams of
+        a new session do.
+
+        @return: the new streams.
+        @raise PortsExhausted: when the pool is short; nothing is kept.
+        @raise ValueError: for a bad count or a closed session.
+        """
+        if self.closed:
+            raise ValueError("session is closed")
+        if n < 1:
+            raise ValueError("add at least one stream")
+        base = len(self.streams)
+
+        def build(ports: list[int]) -> list[InboundStream]:
+            return [InboundStream(self, base + i, port) for i, port in enumerate(ports)]
+
+        added: list[InboundStream] = self.relay._bind_pairs(n, build, after=self.streams[-1].rtp_port)
+        self.streams = self.streams + tuple(added)
+        return added
 
     def set_media_timeout(self, seconds: float) -> None:
         """
@@ -1322,7 +1358,7 @@ class MediaRelay:
     # -- ports -----------------------------------------------------------------
 
     def _bind_pairs(
-        self, n: int, build: Callable[[list[int]], Iterable[Any]]
+        self, n: int, build: Callable[[list[int]], Iterable[Any]], after: int | None = None
     ) -> list[Any]:
         # Book n pairs, build the protocols, bind RTP and RTCP for each.  A
         # port some other process holds is kept aside and another tried;
@@ -1331,7 +1367,7 @@ class MediaRelay:
         last_error: OSError | None = None
         try:
             for _attempt in range(_BIND_ATTEMPTS):
-                ports = self.pool.allocate(n)
+                ports = self.pool.allocate(n, after=after)
                 endpoints = list(build(ports))
                 bound: list[_Endpoint] = []
                 try:

@@ -530,6 +530,12 @@ class ForwardLeg:
             return None
         inbound_labels = [s.label or str(i + 1) for i, s in enumerate(self.call.streams) if s.local_port]
         if len(inbound_labels) != len(self.labels):
+            # Limitation: a forward keeps the streams it was set up with.
+            # A stream the SRC adds by re-INVITE (the inbound side gets it a
+            # relay stream, InboundSession.apply_offer) is recorded and
+            # counted but not forwarded: that would need more local ports
+            # for the forward (ForwardMedia has a fixed set) and a new
+            # m-line in this re-offer.
             inbound_labels = inbound_labels[: len(self.labels)]
         try:
             self._build_body(inbound_labels)

@@ -144,9 +144,11 @@ class InboundSession:
     def apply_offer(self, offer: sdp_mod.SessionDescription, initial: bool) -> None:
         """
         Configure the relay for an offer and build our answer (first INVITE
-        or re-offer). Streams beyond those allocated at first are rejected
-        (port 0) on a re-offer, unless the same offer disables (port 0) a
-        stream whose port the new one can take (L{assign_relay_streams}).
+        or re-offer). An m-line a re-offer adds takes the port of a stream
+        the same offer disables (port 0), else a relay stream added to the
+        session for it (RFC 7866 s7.1.1.1, L{assign_relay_streams}); when
+        the port range is exhausted that m-line alone is rejected (port 0),
+        the re-INVITE still succeeds.
         """
         relay_session = self.call.media
         n_alloc = len(relay_session.streams) if relay_session is not None else 0
@@ -159,6 +161,9 @@ class InboundSession:
             [] if initial else self.stream_map,
             n_alloc,
         )
+        wanted = max((i + 1 for i in assignment if i is not None), default=0) - n_alloc
+        if wanted > 0 and relay_session is not None:
+            n_alloc += self._add_relay_streams(wanted)
         sending = False
         for index, media in enumerate(offer.media):
             relay_index = assignment[index]
@@ -227,6 +232,35 @@ class InboundSession:
         self.call.streams = infos
         self.pause_media_timeout(not sending)
         self.bind_metadata()
+
+    def _add_relay_streams(self, n: int) -> int:
+        """
+        Add up to C{n} relay streams for m-lines a re-offer added; as many
+        as the port range allows.
+
+        @return: how many were added.
+        """
+        media = self.call.media
+        try:
+            media.add_streams(n)
+            return n
+        except PortsExhausted:
+            pass
+        added = 0
+        if n > 1:
+            # Some may still fit: the earlier added m-lines get them.
+            while added < n:
+                try:
+                    media.add_streams(1)
+                except PortsExhausted:
+                    break
+                added += 1
+        self.log.warn(
+            "no RTP ports for {missing} added stream(s) session_id={session_id}",
+            missing=n - added,
+            session_id=self.call.session_id,
+        )
+        return added
 
     def pause_media_timeout(self, paused: bool) -> None:
         """
@@ -433,8 +467,10 @@ def assign_relay_streams(accepted: list[bool], old_map: list[int | None], n_allo
     index; empty for the first offer); the other accepted m-lines take, in
     order, the lowest relay streams no m-line keeps, including those of
     m-lines this offer disables (RFC 7866 s7.1.1.1: a stream is removed
-    with port 0 and another added in the same offer). An accepted m-line
-    left without one is rejected by the caller (port 0).
+    with port 0 and another added in the same offer). Accepted m-lines
+    left over get the indices C{n_alloc}, C{n_alloc + 1}, ... in order:
+    relay streams the caller adds to the session, or rejects (port 0) when
+    the port range cannot hold them.
 
     (This replaces a one-pass search that counted the relay streams of the
     m-lines the offer disables as still in use, so the added stream was
@@ -450,9 +486,14 @@ def assign_relay_streams(accepted: list[bool], old_map: list[int | None], n_allo
             out[index] = old_map[index]
     used = {i for i in out if i is not None}
     free = [i for i in range(n_alloc) if i not in used]
+    extra = n_alloc
     for index, ok in enumerate(accepted):
-        if ok and out[index] is None and free:
-            out[index] = free.pop(0)
+        if ok and out[index] is None:
+            if free:
+                out[index] = free.pop(0)
+            else:
+                out[index] = extra
+                extra += 1
     return out
 
 

@@ -658,15 +658,18 @@ class ReInviteTests(ScenarioCase):
 
     async def test_new_stream_beyond_first_offer(self) -> None:
         """
-        A re-INVITE adding a third stream answers it with port 0 (ports are
-        allocated at the first INVITE), the two others unchanged; a stream
-        disabled in the same offer frees its port for the new one.
+        A re-INVITE adding a third stream (RFC 7866 s7.1.1.1) gets it its own
+        even port, after the first two, the two others unchanged; RTP sent
+        to it is counted in the session's media stats.  An m-line added
+        while another is disabled (port 0) in the same offer takes the
+        disabled one's port.
         """
         self.start()
         src = self.src()
         _, pa = self.rtp_socket()
         _, pb = self.rtp_socket()
-        _, pc = self.rtp_socket()
+        rtp_c, pc = self.rtp_socket()
+        _, pd = self.rtp_socket()
         ok, session_id = await src.call(sdp_offer([("96", pa, 8), ("98", pb, 8)]))
         ports = [m.port for m in answer_of(ok).media]
 
@@ -674,19 +677,65 @@ class ReInviteTests(ScenarioCase):
         resp = await src.in_dialog("INVITE", multipart(("application/sdp", offer)), "multipart/mixed;boundary=foobar")
         self.assertEqual(_status(resp), 200)
         answer = answer_of(resp)
-        self.assertEqual([m.port for m in answer.media], ports + [0])
+        third = answer.media[2].port
+        self.assertEqual([m.port for m in answer.media], ports + [ports[1] + 2])
+        self.assertEqual(third % 2, 0)
         self.assertEqual([m.label for m in answer.media], ["96", "98", "99"])
-        self.assertEqual([m.direction for m in answer.media[:2]], ["recvonly", "recvonly"])
+        self.assertEqual([m.direction for m in answer.media], ["recvonly"] * 3)
+        for i in range(3):
+            rtp_c.transport.write(rtp_packet(i, 160 * i, 0xC, 8, b"\xd5" * 160), ("127.0.0.1", third))
+        await self.poll(lambda: self._packets_are(session_id, [(0, 0), (0, 0), (3, 0)]))
+        body = await self.session(session_id)
+        self.assertEqual(
+            [(s["label"], s["localPort"]) for s in body["streams"]],
+            [("96", ports[0]), ("98", ports[1]), ("99", third)],
+        )
 
-        # RFC 7866 s7.1.1.1: stream 98 removed (port 0), 99 added.
+        # RFC 7866 s7.1.1.1: stream 98 removed (port 0), 100 added.
+        offer = sdp_offer([("96", pa, 8), ("98", pb, 8), ("99", pc, 8), ("100", pd, 8)], version=2890844528)
         offer = offer.replace(b"m=audio %d " % pb, b"m=audio 0 ")
-        resp = await src.in_dialog("INVITE", offer.replace(b"2890844527", b"2890844528"), "application/sdp")
+        resp = await src.in_dialog("INVITE", offer, "application/sdp")
         self.assertEqual(_status(resp), 200)
         answer = answer_of(resp)
-        self.assertEqual([m.port for m in answer.media], [ports[0], 0, ports[1]])
-        self.assertEqual([m.label for m in answer.media], ["96", "98", "99"])
+        self.assertEqual([m.port for m in answer.media], [ports[0], 0, third, ports[1]])
+        self.assertEqual([m.label for m in answer.media], ["96", "98", "99", "100"])
         body = await self.session(session_id)
-        self.assertEqual([(s["label"], s["localPort"]) for s in body["streams"]], [("96", ports[0]), ("99", ports[1])])
+        self.assertEqual(
+            [(s["label"], s["localPort"]) for s in body["streams"]],
+            [("96", ports[0]), ("99", third), ("100", ports[1])],
+        )
+        await src.bye()
+
+    async def test_new_stream_ports_exhausted(self) -> None:
+        """
+        When the port range cannot hold every stream a re-INVITE adds, the
+        first added streams get ports while they last, the rest port 0, and
+        the re-INVITE still succeeds with the other streams unchanged.
+        """
+        self.start(rtp_pairs=3)
+        src = self.src()
+        socks = [self.rtp_socket() for _ in range(4)]
+        ok, session_id = await src.call(sdp_offer([("96", socks[0][1], 8), ("98", socks[1][1], 8)]))
+        ports = [m.port for m in answer_of(ok).media]
+
+        offer = sdp_offer([(label, sock[1], 8) for label, sock in zip(("96", "98", "99", "100"), socks)], version=2890844527)
+        resp = await src.in_dialog("INVITE", offer, "application/sdp")
+        self.assertEqual(_status(resp), 200)
+        answer = answer_of(resp)
+        self.assertEqual([m.port for m in answer.media], ports + [self.rtp_base + 4, 0])
+        self.assertEqual([m.label for m in answer.media], ["96", "98", "99", "100"])
+
+        # The range is full now: a fifth stream gets port 0 as well.
+        offer = sdp_offer(
+            [(label, sock[1], 8) for label, sock in zip(("96", "98", "99", "100"), socks)] + [("101", socks[3][1], 8)],
+            version=2890844528,
+        )
+        resp = await src.in_dialog("INVITE", offer, "application/sdp")
+        self.assertEqual(_status(resp), 200)
+        self.assertEqual([m.port for m in answer_of(resp).media], ports + [self.rtp_base + 4, 0, 0])
+        body = await self.session(session_id)
+        self.assertEqual([s["label"] for s in body["streams"]], ["96", "98", "99"])
+        self.assertEqual(len(body["media"]["streams"]), 3)
         await src.bye()
 
     async def test_hold(self) -> None:
@@ -1201,10 +1250,11 @@ class AssignRelayStreamsTests(SynchronousTestCase):
 
     def test_kept(self) -> None:
         """
-        A re-offer keeps each m-line on its relay stream, a new m-line beyond
-        them gets none.
+        A re-offer keeps each m-line on its relay stream; new m-lines beyond
+        them get the next indices, relay streams the caller adds.
         """
-        self.assertEqual(srs_mod.assign_relay_streams([True, True, True], [0, 1], 2), [0, 1, None])
+        self.assertEqual(srs_mod.assign_relay_streams([True, True, True], [0, 1], 2), [0, 1, 2])
+        self.assertEqual(srs_mod.assign_relay_streams([True, False, True, True], [0, 1], 2), [0, None, 1, 2])
 
     def test_disabled_stream_frees_its_port(self) -> None:
         """
@@ -1214,3 +1264,4 @@ class AssignRelayStreamsTests(SynchronousTestCase):
         self.assertEqual(srs_mod.assign_relay_streams([True, False, True], [0, 1], 2), [0, None, 1])
         self.assertEqual(srs_mod.assign_relay_streams([False, True, True], [None, 0, 1], 3), [None, 0, 1])
         self.assertEqual(srs_mod.assign_relay_streams([True, True, False], [None, 0, 1], 2), [1, 0, None])
+        self.assertEqual(srs_mod.assign_relay_streams([True, False, True, True], [0, 1, 2], 3), [0, None, 2, 1])

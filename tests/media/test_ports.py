@@ -92,3 +92,24 @@ class PortPoolTests(SynchronousTestCase):
         # at 20008: 20008+20010 is a run.
         self.assertEqual(pool.allocate(2), [20008, 20010])
         self.assertEqual(pool.allocate(2), [20000, 20002])
+
+    def test_after(self) -> None:
+        """
+        C{after} books the pairs right after a held port when they are free,
+        even behind the round-robin cursor; otherwise the usual rule applies.
+        """
+        pool = PortPool(20000, 20019)  # 10 pairs
+        first = pool.allocate(2)  # 20000, 20002
+        pool.allocate(2)  # 20004, 20006: the cursor is past them
+        pool.release([20004, 20006])
+        self.assertEqual(pool.allocate(2, after=first[-1]), [20004, 20006])
+        pool.allocate(1, after=20016)  # 20018, the top pair
+        self.assertEqual(pool.in_use(), [20000, 20002, 20004, 20006, 20018])
+        # 20008 is free but 20010 is taken: no run of two after 20006.
+        pool.allocate(1, after=20008)  # 20010
+        self.assertEqual(pool.allocate(2, after=20006), [20012, 20014])
+        # At the top of the range: falls back to the usual search.
+        self.assertEqual(pool.allocate(1, after=20018), [20016])
+        # A foreign or odd port as C{after} is ignored.
+        self.assertEqual(pool.allocate(1, after=30001), [20008])
+        self.assertEqual(pool.available, 0)

@@ -89,6 +89,101 @@ class RelayTestMixin:
         return session, sinks
 
 
+class AddStreamsTests(RelayTestMixin, SynchronousTestCase):
+    """
+    L{MediaSession.add_streams}: inbound streams added to a live session
+    (a re-INVITE with a new m-line, RFC 7866 s7.1.1.1).
+    """
+
+    def test_follows_last_port(self) -> None:
+        """
+        Added streams take the pairs right after the last stream's, bound
+        (RTP and RTCP), with the next indices; close() releases them too.
+        """
+        relay, _ = self.make_relay()
+        free = relay.pool.available
+        session = relay.allocate_session(2)
+        last = session.streams[-1].rtp_port
+        added = session.add_streams(2)
+        self.assertEqual([s.rtp_port for s in added], [last + 2, last + 4])
+        self.assertEqual([s.index for s in added], [2, 3])
+        self.assertIsInstance(session.streams, tuple)
+        self.assertEqual(list(session.streams[2:]), added)
+        self.assertEqual(len(session.stats()["streams"]), 4)
+        self.assertEqual(relay.pool.available, free - 4)
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(probe.close)
+        self.assertRaises(OSError, probe.bind, ("127.0.0.1", last + 5))
+        session.close()
+        self.assertEqual(relay.pool.available, free)
+        probe.bind(("127.0.0.1", last + 5))
+
+    def test_any_free_pair(self) -> None:
+        """
+        When the pair after the last stream is taken (by another session),
+        an added stream gets any free pair.
+        """
+        relay, _ = self.make_relay(port_min=62300, port_max=62309)  # 5 pairs
+        session = relay.allocate_session(1)
+        other = relay.allocate_session(1)
+        self.assertEqual(other.streams[0].rtp_port, session.streams[0].rtp_port + 2)
+        (added,) = session.add_streams(1)
+        self.assertNotIn(added.rtp_port, [session.streams[0].rtp_port, other.streams[0].rtp_port])
+        self.assertEqual(added.rtp_port % 2, 0)
+        other.close()
+        session.close()
+        self.assertEqual(relay.pool.available, 5)
+
+    def test_exhausted_keeps_nothing(self) -> None:
+        """
+        When the pool is short, add_streams raises PortsExhausted and the
+        session keeps its streams and nothing more; bad calls raise
+        ValueError.
+        """
+        relay, _ = self.make_relay(port_min=62400, port_max=62405)  # 3 pairs
+        session = relay.allocate_session(2)
+        before = session.streams
+        self.assertRaises(PortsExhausted, session.add_streams, 2)
+        self.assertIs(session.streams, before)
+        self.assertEqual(relay.pool.available, 1)
+        self.assertRaises(ValueError, session.add_streams, 0)
+        session.add_streams(1)
+        self.assertRaises(PortsExhausted, session.add_streams, 1)
+        self.assertEqual(len(session.streams), 3)
+        session.close()
+        self.assertEqual(relay.pool.available, 3)
+        self.assertRaises(ValueError, session.add_streams, 1)
+
+    def test_added_stream_relays_and_counts(self) -> None:
+        """
+        An added stream accepts RTP once configured, counts it (session and
+        relay stats), feeds a forward through C{source=}, and keeps the
+        session from timing out.
+        """
+        relay, clock = self.make_relay(media_timeout=10.0)
+        calls: list[MediaSession] = []
+        session = relay.allocate_session(1, on_timeout=calls.append)
+        session.set_inbound(0, remote=SRC)
+        (added,) = session.add_streams(1)
+        src3 = ("127.0.0.1", 40004)
+        session.set_inbound(1, remote=src3, payload_map={8: "PCMA"})
+        forward = session.add_forward("f", 1)
+        sink = Sink(self)
+        forward.connect(0, sink.address, codec="PCMA", payload_type=8, source=1)
+        for i in range(3):
+            clock.advance(6)
+            added.datagramReceived(rtp(8, 10 + i, 160 * i, 0x33), src3)
+        added.datagramReceived(rtp(8, 20, 0, 0x44), SRC)  # foreign source
+        self.assertEqual(calls, [])
+        stats = session.stats()["streams"]
+        self.assertEqual([s["packets_in"] for s in stats], [0, 3])
+        self.assertEqual(stats[1]["drops"]["foreign_source"], 1)
+        self.assertEqual(relay.stats()["packets_in"], 3)
+        self.assertEqual(len(sink.read()), 3)
+        clock.advance(11)
+        self.assertEqual(calls, [session])
+
+
 class SessionLifecycleTests(RelayTestMixin, SynchronousTestCase):
     """
     Ports are booked, bound and released on every path.

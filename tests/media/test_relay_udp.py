@@ -256,3 +256,25 @@ class RelayOverUdpTests(TestCase):
         yield back.done
         self.assertEqual(RtpPacket.parse(back.packets[0]).payload, PAYLOAD)
         self.assertIsNotNone(session.forwards["dead"].streams[0]._listening)
+
+    @defer.inlineCallbacks
+    def test_added_stream(self) -> Any:
+        """
+        A stream added to a live session (a re-INVITE's new m-line) listens
+        on the pair after the session's last one, receives RTP from its SRC
+        over real UDP, counts it and relays it to a forward.
+        """
+        session, _srcs = self.inbound()
+        (added,) = session.add_streams(1)
+        self.assertEqual(added.rtp_port, session.streams[1].rtp_port + 2)
+        src = self.listen()
+        session.set_inbound(2, remote=src.address, payload_map={8: "PCMA"})
+        srs = self.listen(COUNT)
+        session.add_forward("f", 1).connect(0, srs.address, codec="PCMA", payload_type=8, source=2)
+        for k in range(COUNT):
+            src.send(RtpPacket(8, k, 160 * k, 0x0C0C0C0C, PAYLOAD).serialize(), added.rtp_port)
+        yield srs.done
+        self.check_stream(srs.packets, PAYLOAD, 8)
+        self.assertEqual([s["packets_in"] for s in session.stats()["streams"]], [0, 0, COUNT])
+        session.close()
+        self.assertEqual(self.relay.pool.available, self.relay.pool.capacity)
