@@ -18,8 +18,10 @@ from aiconnect import tlsutil
 from aiconnect.sip.message import StreamFramer
 
 
-#: Port numbers the integration tests use for RTP ranges.
-RESERVED_RTP = (40000, 47999)
+#: Port numbers the integration tests use for RTP ranges: below Linux's
+#: ephemeral range (32768-60999), so that no socket a test binds to port 0
+#: can take a port a relay under test expects to be free.
+RESERVED_RTP = (20000, 27999)
 
 
 def free_port(both: bool = True) -> int:
@@ -76,7 +78,7 @@ def write_config(
     api: int,
     extra: str = "",
     app_port: int = 9,
-    rtp: tuple[int, int] = (40000, 40999),
+    rtp: tuple[int, int] = (20000, 20999),
     rtp_extra: str = "",
 ) -> Path:
     """

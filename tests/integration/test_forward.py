@@ -168,7 +168,7 @@ class ForwardFailoverTests(ForwardTestBase):
         srs1 = self.srs("503")
         srs2 = self.srs("200")
         zone = two_srs_zone(srs1.port.getHost().port, srs2.port.getHost().port, services=("_sip._udp",))
-        self.setup_service(UDP_TRUNK, {"startSIPRecForward": ORDER}, zone, 43000)
+        self.setup_service(UDP_TRUNK, {"startSIPRecForward": ORDER}, zone, 23000)
         call = await self.start_call()
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
         started = self.app.events[1]
@@ -216,7 +216,7 @@ class ForwardFailoverTests(ForwardTestBase):
         srs1 = self.srs("silent")
         srs2 = self.srs("200")
         zone = two_srs_zone(srs1.port.getHost().port, srs2.port.getHost().port, services=("_sip._udp",), with_naptr=False)
-        self.setup_service(UDP_TRUNK, {"startSIPRecForward": dict(ORDER, codec="PCMA")}, zone, 43100)
+        self.setup_service(UDP_TRUNK, {"startSIPRecForward": dict(ORDER, codec="PCMA")}, zone, 23100)
         call = await self.start_call()
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"], timeout=20)
         self.assertGreater(srs1.count("INVITE"), 1)  # retransmitted, never answered
@@ -232,7 +232,7 @@ class ForwardFailoverTests(ForwardTestBase):
         srs1 = self.srs("503")
         srs2 = self.srs("503")
         zone = two_srs_zone(srs1.port.getHost().port, srs2.port.getHost().port, services=("_sip._udp",))
-        self.setup_service(UDP_TRUNK, {"startSIPRecForward": ORDER}, zone, 43200)
+        self.setup_service(UDP_TRUNK, {"startSIPRecForward": ORDER}, zone, 23200)
         call = await self.start_call()
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDFAILED"])
         failed = self.app.events[1]
@@ -254,7 +254,7 @@ class ForwardVariantsTests(ForwardTestBase):
         """
         srs = self.srs("auth")
         trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port) + '  username = "rec"\n  password = "s3cret"\n'
-        self.setup_service(trunk, {"startSIPRecForward": ORDER}, None, 43300)
+        self.setup_service(trunk, {"startSIPRecForward": ORDER}, None, 23300)
         call = await self.start_call()
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
         self.assertTrue(srs.auth_ok)
@@ -270,7 +270,7 @@ class ForwardVariantsTests(ForwardTestBase):
         """
         srs = self.srs("200")
         trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
-        self.setup_service(trunk, {}, None, 43400)
+        self.setup_service(trunk, {}, None, 23400)
         call = await self.start_call()
         await self.events(["SESSIONSTARTED"])
         code, body = await self.api_post("/%s/startsiprecforward" % DOMAIN, dict(ORDER, sessionId=call["session_id"]))
@@ -299,7 +299,7 @@ class ForwardVariantsTests(ForwardTestBase):
             + UDP_TRUNK.replace('match = "aiforward"', 'match = "second"').replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs2.port.getHost().port)
         )
         orders = [dict(ORDER, codec="PCMA"), dict(ORDER, uri="sip:second@customer.example.com", codec="PCMU", xHeaders={"X-Leg": "2"})]
-        self.setup_service(trunks, {"startSIPRecForward": orders}, None, 43500)
+        self.setup_service(trunks, {"startSIPRecForward": orders}, None, 23500)
         call = await self.start_call()
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTARTED"])
         ids = {e["forwardId"] for e in self.app.events[1:]}
@@ -326,7 +326,7 @@ class ForwardVariantsTests(ForwardTestBase):
         srs = self.srs("200")
         trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
         bad = dict(ORDER, xHeaders={"X-Bad": "line\r\nInjected: yes"})
-        self.setup_service(trunk, {"startSIPRecForward": bad}, None, 43600)
+        self.setup_service(trunk, {"startSIPRecForward": bad}, None, 23600)
         call = await self.start_call()
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDFAILED"])
         self.assertIn("xHeaders.X-Bad", self.app.events[1]["reason"])
@@ -358,7 +358,7 @@ class ForwardTlsTests(ForwardTestBase):
         srs1 = self.srs("200", "tls")
         srs2 = self.srs("200", "tls")
         zone = two_srs_zone(srs1.port.getHost().port, srs2.port.getHost().port, services=("_sips._tcp",))
-        self.setup_service(TLS_TRUNK, {"startSIPRecForward": dict(ORDER, srtp=True)}, zone, 43700)
+        self.setup_service(TLS_TRUNK, {"startSIPRecForward": dict(ORDER, srtp=True)}, zone, 23700)
         call = await self.start_call()
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
         self.assertTrue(self.app.events[1]["srtp"])
@@ -383,7 +383,7 @@ class ForwardTlsTests(ForwardTestBase):
         srs1 = self.srs("200", "tls", names=("elsewhere.test",))
         srs2 = self.srs("200", "tls", names=("elsewhere.test",))
         zone = two_srs_zone(srs1.port.getHost().port, srs2.port.getHost().port, services=("_sips._tcp",))
-        self.setup_service(TLS_TRUNK, {"startSIPRecForward": dict(ORDER, srtp=True)}, zone, 43800)
+        self.setup_service(TLS_TRUNK, {"startSIPRecForward": dict(ORDER, srtp=True)}, zone, 23800)
         call = await self.start_call()
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDFAILED"])
         failed = self.app.events[1]
@@ -407,7 +407,7 @@ class ShutdownTests(ForwardTestBase):
         """
         srs = self.srs("200")
         trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
-        self.setup_service(trunk, {"startSIPRecForward": ORDER}, None, 43900)
+        self.setup_service(trunk, {"startSIPRecForward": ORDER}, None, 23900)
         call = await self.start_call()
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
         await self.service.stopService()
@@ -432,7 +432,7 @@ class ReofferTests(ForwardTestBase):
         """
         srs = self.srs("200")
         trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
-        self.setup_service(trunk, {"startSIPRecForward": ORDER}, None, 44900)
+        self.setup_service(trunk, {"startSIPRecForward": ORDER}, None, 24900)
         call = await self.start_call()
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
         from tests.integration.siprec_peer import sdp_offer
@@ -468,7 +468,7 @@ class ReofferTests(ForwardTestBase):
         """
         srs = self.srs("silent")
         trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
-        self.setup_service(trunk, {}, None, 44800)
+        self.setup_service(trunk, {}, None, 24800)
         call = await self.start_call()
         await self.events(["SESSIONSTARTED"])
         # The silent SRS never answers; make it send 100 so CANCEL may go.
@@ -501,7 +501,7 @@ class SrsRequestsTests(ForwardTestBase):
         """
         srs = self.srs("200")
         trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
-        self.setup_service(trunk, {"startSIPRecForward": ORDER}, None, 47000)
+        self.setup_service(trunk, {"startSIPRecForward": ORDER}, None, 27000)
         call = await self.start_call()
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
         for n, method in enumerate(("OPTIONS", "INFO", "UPDATE"), start=1):

@@ -35,7 +35,7 @@ LABELS = ("96", "98")
 class _Base(TestCase):
     timeout = 60
 
-    def start(self, app_port: int, callback_timeout: float = 3.0, rtp_base: int = 41000) -> None:
+    def start(self, app_port: int, callback_timeout: float = 3.0, rtp_base: int = 21000) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="aiconnect-inb-"))
         self.certs = Certificates()
         self.sip_port = free_port()
@@ -191,7 +191,7 @@ class ApplicationFailureTests(_Base):
         are delivered, in order, once the application is back.
         """
         app_port = free_port()
-        self.start(app_port, callback_timeout=1.0, rtp_base=42000)
+        self.start(app_port, callback_timeout=1.0, rtp_base=22000)
         peer, local_port, send, _, ids = await self._setup_call([])
         ok_raw = await peer.next_final(call_id=ids["call_id"])
         self.assertEqual(status_of(ok_raw), 200)
@@ -217,7 +217,7 @@ class ApplicationFailureTests(_Base):
         """
         port = reactor.listenTCP(0, server.Site(_Silent()), interface="127.0.0.1")
         self.addCleanup(port.stopListening)
-        self.start(port.getHost().port, callback_timeout=0.5, rtp_base=42100)
+        self.start(port.getHost().port, callback_timeout=0.5, rtp_base=22100)
         started = time.monotonic()
         peer, local_port, send, _, ids = await self._setup_call([])
         ok_raw = await peer.next_final(call_id=ids["call_id"])

@@ -4,7 +4,7 @@ deliverable 3): the real service built from a generated configuration, a
 real HTTP application on 127.0.0.1 and an SRC speaking raw UDP bytes built
 from the RFC 7866 figure 12 template.
 
-Each test class has its own RTP port range (44000 + 100 * n) so the classes
+Each test class has its own RTP port range (24000 + 100 * n) so the classes
 never collide with each other or with the other integration tests.
 
 What the service emits where the RFCs leave it open (and these tests pin):
@@ -51,7 +51,7 @@ TOKEN = "t0ken"
 #: RFC 8068 s3.2.1: Alice sends on the streams labelled 96/97, Bob on 98/99.
 METADATA = (DATA / "rfc8068-s3.2.1-1-metadata.xml").read_bytes()
 #: The first and last RTP port any class of this module uses.
-RANGE_LOW, RANGE_HIGH = 44000, 44999
+RANGE_LOW, RANGE_HIGH = 24000, 24999
 
 
 def _free_ports(n: int) -> list[int]:
@@ -409,7 +409,7 @@ class AdmissionTests(ScenarioCase):
     checks, RTP ports.
     """
 
-    rtp_base = 44000
+    rtp_base = 24000
 
     async def test_unknown_domain(self) -> None:
         """
@@ -535,7 +535,7 @@ class CancelTests(ScenarioCase):
     CANCEL before the answer (RFC 3261 s9.2).
     """
 
-    rtp_base = 44100
+    rtp_base = 24100
 
     async def test_cancel_before_answer(self) -> None:
         """
@@ -606,7 +606,7 @@ class ReInviteTests(ScenarioCase):
     re-INVITEs from the SRC: new media, codec change, a new stream, hold.
     """
 
-    rtp_base = 44200
+    rtp_base = 24200
 
     async def test_new_media_and_codec(self) -> None:
         """
@@ -802,7 +802,7 @@ class HoldMediaTimeoutTests(ScenarioCase):
     A held session is not ended by the media timeout; a silent one is.
     """
 
-    rtp_base = 44800
+    rtp_base = 24800
 
     async def test_hold_pauses_media_timeout(self) -> None:
         """
@@ -840,7 +840,7 @@ class UpdateTests(ScenarioCase):
     Metadata-only UPDATEs (RFC 7866 s9.1, RFC 3311).
     """
 
-    rtp_base = 44300
+    rtp_base = 24300
 
     async def _participants(self, session_id: str) -> list[tuple[str, str | None]]:
         return [(p["name"], p["aor"]) for p in (await self.session(session_id))["participants"]]
@@ -916,7 +916,7 @@ class OptionsTests(ScenarioCase):
     OPTIONS keep-alives, in and out of the dialog.
     """
 
-    rtp_base = 44400
+    rtp_base = 24400
 
     async def test_in_dialog_options(self) -> None:
         """
@@ -961,7 +961,7 @@ class SessionTimerTests(ScenarioCase):
     1-2 s interval instead of waiting 60 s.
     """
 
-    rtp_base = 44500
+    rtp_base = 24500
 
     async def test_negotiated(self) -> None:
         """
@@ -1060,7 +1060,7 @@ class QuirkTests(ScenarioCase):
     What real SRCs send.
     """
 
-    rtp_base = 44600
+    rtp_base = 24600
 
     async def _answered(self, offer: bytes, labels: list[str], **kw: Any) -> tuple[bytes, str, Src]:
         src = self.src()
@@ -1206,7 +1206,7 @@ class RetransmissionTests(ScenarioCase):
     2xx retransmission until the ACK (RFC 3261 s13.3.1.4).
     """
 
-    rtp_base = 44700
+    rtp_base = 24700
 
     async def test_unacked_2xx(self) -> None:
         """

@@ -60,7 +60,7 @@ class MediaThroughServiceTests(ForwardTestBase):
         """
         srs = self.srs("200")
         trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
-        self.setup_service(trunk, {"startSIPRecForward": dict(ORDER, codec="PCMU")}, None, 45000)
+        self.setup_service(trunk, {"startSIPRecForward": dict(ORDER, codec="PCMU")}, None, 25000)
         sig = UdpPeer()
         p = reactor.listenUDP(0, sig, interface="127.0.0.1")
         self.addCleanup(p.stopListening)
@@ -139,7 +139,7 @@ class MediaThroughServiceTests(ForwardTestBase):
         No RTP for rtp.media_timeout seconds ends the session: BYE to the SRC
         and SESSIONCOMPLETED with reason mediaTimeout.
         """
-        self.setup_service("", {}, None, 45100)
+        self.setup_service("", {}, None, 25100)
         text = self.cfg  # the timeout is read at build time: rebuild with a short one
         await self.service.stopService()
         from pathlib import Path

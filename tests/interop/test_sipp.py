@@ -33,13 +33,13 @@ class SippTests(ForwardTestBase):
         BYE) with no failed call on either SIPp, and each gives the four
         events.
         """
-        await self._run_calls([], 46000)
+        await self._run_calls([], 26000)
 
     async def test_sipp_src_over_tcp(self) -> None:
         """
         The same with the SRC on TCP (one connection, SIPp -t t1).
         """
-        await self._run_calls(["-t", "t1"], 46200)
+        await self._run_calls(["-t", "t1"], 26200)
 
     async def _run_calls(self, src_transport: list[str], rtp_base: int) -> None:
         sipp = shutil.which("sipp")
