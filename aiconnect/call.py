@@ -90,6 +90,9 @@ class StreamInfo:
     @ivar direction: the SRC's direction attribute.
     @ivar srtp: whether the stream is SRTP.
     @ivar participants: the metadata participants sending on this stream.
+    @ivar relay_index: the relay stream (L{MediaSession.streams} index)
+        carrying it, or C{None} when unknown (then its position among the
+        accepted streams is assumed).
     """
 
     index: int
@@ -102,6 +105,7 @@ class StreamInfo:
     srtp: bool = False
     stream_id: str | None = None
     participants: list[str] = field(default_factory=list)
+    relay_index: int | None = None
 
     def describe(self) -> dict[str, Any]:
         """

@@ -28,6 +28,8 @@ API (what the SIP layer and the L{Call} use)
         # binds local ports for the SDP offer before the SRS answers;
         # raises PortsExhausted (nothing is kept then).
     forward.local_ports                            # RTP ports, stream order
+    forward.add_streams(n)                         # the offer to the SRS grew
+        # raises PortsExhausted (nothing is kept then); appended streams.
     forward.connect(i, remote=(host, port), codec="PCMA", payload_type=8,
                     dtmf_payload_type=101 | None, srtp_tx=SrtpParams | None,
                     srtp_rx=SrtpParams | None, rtcp_remote=None, source=None)
@@ -948,8 +950,17 @@ class ForwardMedia:
         self.streams: tuple[OutboundStream, ...] = tuple(
             OutboundStream(self, i, port) for i, port in enumerate(ports)
         )
-        used = {t.ssrc for f in session.forwards.values() for t in f.streams}
-        for stream in self.streams:
+        self._fresh_ssrcs(self.streams)
+
+    def _fresh_ssrcs(self, streams: Iterable[OutboundStream]) -> None:
+        used = {
+            t.ssrc
+            for f in self.session.forwards.values()
+            if f is not self
+            for t in f.streams
+        }
+        used.update(t.ssrc for t in self.streams if t not in streams)
+        for stream in streams:
             while stream.ssrc in used:  # a 2**-32 collision: draw again
                 stream.ssrc = secrets.randbits(32)
             used.add(stream.ssrc)
@@ -1042,6 +1053,36 @@ class ForwardMedia:
             self.session.relay._schedule_report(stream)
         if stream not in source_stream.targets:
             source_stream.targets.append(stream)
+
+    def add_streams(self, n: int) -> list[OutboundStream]:
+        """
+        Book and bind C{n} more outbound streams, for m-lines added to the
+        offer to the SRS (an inbound re-INVITE added a recorded stream, RFC
+        7866 s7.1.1.1).  Their ports follow the last stream's where the
+        range allows; they are appended to L{streams} (and so to
+        L{local_ports}), each with a fresh SSRC, and released with the
+        others by L{MediaSession.remove_forward} or L{MediaSession.close}.
+        Start them with L{connect} once the SRS answered.
+
+        @return: the new streams.
+        @raise PortsExhausted: when the pool is short; nothing is kept.
+        @raise ValueError: for a bad count or a closed forward.
+        """
+        if self.session.closed or self.session.forwards.get(self.forward_id) is not self:
+            raise ValueError("forward is closed")
+        if n < 1:
+            raise ValueError("add at least one stream")
+        base = len(self.streams)
+
+        def build(ports: list[int]) -> list[OutboundStream]:
+            return [OutboundStream(self, base + i, port) for i, port in enumerate(ports)]
+
+        added: list[OutboundStream] = self.session.relay._bind_pairs(
+            n, build, after=self.streams[-1].rtp_port
+        )
+        self.streams = self.streams + tuple(added)
+        self._fresh_ssrcs(added)
+        return added
 
     def stats(self) -> dict[str, Any]:
         """

@@ -94,6 +94,7 @@ class ForwardLeg:
         self.origin: sdp_mod.Origin | None = None
         self.offer: sdp_mod.SessionDescription | None = None
         self.labels: list[str] = []
+        self.inbound_labels: list[str] = []
         self.relay_indices: list[int] = []
         self.body: bytes = b""
         self.content_type = ""
@@ -112,22 +113,22 @@ class ForwardLeg:
         """
         Bind ports, build the offer, resolve the trunk and send the INVITE.
         """
-        streams = [s for s in self.call.streams if s.local_port]
-        if not streams:
+        accepted = self._accepted()
+        if not accepted:
             self._fail("no inbound stream to forward")
             return
         try:
-            self.media = self.call.media.add_forward(self.forward_id, len(streams))
+            self.media = self.call.media.add_forward(self.forward_id, len(accepted))
         except PortsExhausted:
             self._fail("no RTP ports left")
             return
         except Exception as e:
             self._fail("media: %s" % (e,))
             return
-        self.relay_indices = [self.call.streams.index(s) for s in streams]
-        inbound_labels = [s.label or str(i + 1) for i, s in enumerate(streams)]
+        self.relay_indices = [relay for relay, _ in accepted]
+        self.inbound_labels = [label for _, label in accepted]
         try:
-            self._build_body(inbound_labels)
+            self._build_body(self.inbound_labels)
         except Exception as e:
             self.log.failure("building the forward INVITE failed forward_id={forward_id}", forward_id=self.forward_id)
             self._fail("could not build the INVITE: %s" % (e,))
@@ -135,6 +136,50 @@ class ForwardLeg:
         d = self.fw.resolver.resolve(self.order.trunk.target, self.order.trunk.transport)
         d.addCallbacks(self._resolved, self._resolve_failed)
         d.addErrback(self._bug)
+
+    def _accepted(self) -> list[tuple[int, str]]:
+        """
+        The inbound streams we accepted, in m-line order: (relay stream
+        index, label; the label defaults to the stream's rank from 1).
+        """
+        streams = [s for s in self.call.streams if s.local_port]
+        out = []
+        for rank, s in enumerate(streams):
+            relay = getattr(s, "relay_index", None)
+            if relay is None:
+                relay = self.call.streams.index(s)
+            out.append((relay, s.label or str(rank + 1)))
+        return out
+
+    def _add_media_streams(self, n: int) -> int:
+        """
+        Add up to C{n} streams to this forward's media, as many as the port
+        range allows (the earlier ones first).
+
+        @return: how many were added.
+        """
+        try:
+            self.media.add_streams(n)
+            return n
+        except PortsExhausted:
+            pass
+        except ValueError:
+            return 0
+        added = 0
+        if n > 1:
+            # Some may still fit: the earlier added m-lines get them.
+            while added < n:
+                try:
+                    self.media.add_streams(1)
+                except PortsExhausted:
+                    break
+                added += 1
+        self.log.warn(
+            "no RTP ports to forward {missing} added stream(s) forward_id={forward_id}",
+            missing=n - added,
+            forward_id=self.forward_id,
+        )
+        return added
 
     def _metadata(self, inbound_labels: list[str]) -> md_mod.ForwardedMetadata:
         inbound = self.call.metadata
@@ -528,15 +573,22 @@ class ForwardLeg:
         """
         if self.done or self.session is None or self.stopping is not None:
             return None
-        inbound_labels = [s.label or str(i + 1) for i, s in enumerate(self.call.streams) if s.local_port]
-        if len(inbound_labels) != len(self.labels):
-            # Limitation: a forward keeps the streams it was set up with.
-            # A stream the SRC adds by re-INVITE (the inbound side gets it a
-            # relay stream, InboundSession.apply_offer) is recorded and
-            # counted but not forwarded: that would need more local ports
-            # for the forward (ForwardMedia has a fixed set) and a new
-            # m-line in this re-offer.
-            inbound_labels = inbound_labels[: len(self.labels)]
+        accepted = self._accepted()
+        label_of = dict(accepted)
+        # The m-lines we offered stay, in order (RFC 3264 s8), each with the
+        # label of the inbound stream it carries (kept if that one is gone).
+        inbound_labels = [label_of.get(r, old) for r, old in zip(self.relay_indices, self.inbound_labels)]
+        new = [(r, label) for r, label in accepted if r not in self.relay_indices]
+        if new:
+            # The SRC added a recorded stream (RFC 7866 s7.1.1.1): one more
+            # sendonly m-line each.  Without ports for one, it is left out
+            # of this offer (a later update tries again); the streams
+            # already forwarded go on.
+            added = self._add_media_streams(len(new))
+            for r, label in new[:added]:
+                self.relay_indices.append(r)
+                inbound_labels.append(label)
+        self.inbound_labels = inbound_labels
         try:
             self._build_body(inbound_labels)
         except Exception:

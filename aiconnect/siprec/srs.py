@@ -204,6 +204,7 @@ class InboundSession:
                 remote=remote,
                 direction=media.direction,
                 srtp=media.is_secure,
+                relay_index=relay_index,
             )
             infos.append(info)
             if media.direction in ("sendonly", "sendrecv") and (remote is not None or latch is not None):

@@ -47,7 +47,8 @@ class SrsPeer:
     @ivar mode: C{"200"}, C{"503"}, C{"auth"} (401 then 200 with valid
         credentials), C{"silent"}.
     @ivar requests: every request received, parsed, in order.
-    @ivar rtp: one L{UdpPeer} per answered stream, receiving our RTP.
+    @ivar rtp: one L{UdpPeer} per answered stream, receiving our RTP (kept
+        across re-INVITEs; more for a re-offer with more m-lines).
     """
 
     def __init__(self, mode: str = "200", transport: str = "udp", username: str = "rec", password: str = "s3cret") -> None:
@@ -209,12 +210,13 @@ class SrsPeer:
 
     def _send_ok(self, req: Request) -> None:
         offer = self.offer_of(req)
-        if not self.rtp:
-            for _ in offer.media:
-                sink = UdpPeer()
-                port = reactor.listenUDP(0, sink, interface="127.0.0.1")
-                self.rtp.append(sink)
-                self.rtp_ports.append(port)
+        # The RTP sockets of the m-lines answered before are kept; a
+        # re-offer with more m-lines (an added stream) gets more.
+        while len(self.rtp) < len(offer.media):
+            sink = UdpPeer()
+            port = reactor.listenUDP(0, sink, interface="127.0.0.1")
+            self.rtp.append(sink)
+            self.rtp_ports.append(port)
         lines = ["v=0", "o=SRS 0 0 IN IP4 127.0.0.1", "s=-", "c=IN IP4 127.0.0.1", "t=0 0"]
         self.srtp_keys = []
         for media, port in zip(offer.media, self.rtp_ports):

@@ -43,6 +43,16 @@ ORDER = {
 }
 
 
+def _sdp_part(body: bytes) -> bytes:
+    """
+    The SDP of a bare or multipart/mixed body.
+    """
+    if not body.startswith(b"--"):
+        return body
+    part = body.split(b"Content-Type: application/sdp", 1)[1]
+    return part.split(b"\r\n\r\n", 1)[1].split(b"\r\n--", 1)[0]
+
+
 def _schema() -> xmlschema.XMLSchema10:
     from tests.siprec.test_metadata import schema
 
@@ -458,6 +468,76 @@ class ReofferTests(ForwardTestBase):
         self.assertEqual([m.label for m in srs.offer_of(re_inv).media], ["labelA", "labelB"])
         call["sig"].send(in_dialog("ACK", "udp", call["local"], call["ok"], call["ids"], 102, DOMAIN), self.sip_port)
         call["ids"] = dict(call["ids"])
+        call["sig"].send(in_dialog("BYE", "udp", call["local"], call["ok"], call["ids"], 103, DOMAIN), self.sip_port)
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"])
+
+    async def test_inbound_added_stream_forwarded(self) -> None:
+        """
+        An inbound re-INVITE adding a third m-line (RFC 7866 s7.1.1.1,
+        label 99, which the metadata has) gives a re-INVITE to the SRS with
+        three sendonly m-lines, the first two unchanged in order and port;
+        RTP the SRC sends on the third stream reaches the SRS's third RTP
+        socket transcoded to the order's codec, and the first stream still
+        flows.
+        """
+        srs = self.srs("200")
+        trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
+        self.setup_service(trunk, {"startSIPRecForward": ORDER}, None, 27200)
+        call = await self.start_call()
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
+        first = srs.offer_of([r for r in srs.requests if r.method == "INVITE"][0])
+        from aiconnect.sip.sdp import parse_sdp
+        from tests.integration.siprec_peer import sdp_offer
+
+        src_ports = [sink.transport.getHost().port for sink in call["rtp"]]
+        third = UdpPeer()
+        tp = reactor.listenUDP(0, third, interface="127.0.0.1")
+        self.addCleanup(tp.stopListening)
+        offer = sdp_offer(
+            [("96", src_ports[0], 8), ("98", src_ports[1], 8), ("99", tp.getHost().port, 8)], version=2890844527
+        )
+        body = (
+            b"--foobar\r\nContent-Type: application/sdp\r\n\r\n" + offer + b"\r\n"
+            b"--foobar\r\nContent-Type: application/rs-metadata\r\nContent-Disposition: recording-session\r\n\r\n" + METADATA + b"\r\n--foobar--\r\n"
+        )
+        reinvite = in_dialog("INVITE", "udp", call["local"], call["ok"], call["ids"], 102, DOMAIN, body=body, content_type="multipart/mixed;boundary=foobar", extra="Require: siprec")
+        call["sig"].send(reinvite, self.sip_port)
+        ok2 = parse(await call["sig"].next_final(call_id=call["ids"]["call_id"]))
+        self.assertEqual((ok2.status, ok2.cseq.method), (200, "INVITE"))
+        call["sig"].send(in_dialog("ACK", "udp", call["local"], call["ok"], call["ids"], 102, DOMAIN), self.sip_port)
+        inbound_third = parse_sdp(_sdp_part(ok2.body)).media[2].port
+        self.assertNotEqual(inbound_third, 0)
+
+        await srs.wait_for("INVITE", 2)
+        re_inv = [r for r in srs.requests if r.method == "INVITE"][1]
+        self.assertIsNotNone(re_inv.to_tag)
+        re_offer = srs.offer_of(re_inv)
+        self.assertEqual([m.label for m in re_offer.media], ["labelA", "labelB", "99"])
+        self.assertEqual([m.direction for m in re_offer.media], ["sendonly"] * 3)
+        self.assertEqual([m.port for m in re_offer.media[:2]], [m.port for m in first.media])
+        self.assertNotIn(re_offer.media[2].port, [0] + [m.port for m in first.media])
+        self.assertEqual([m.payload_types[0] for m in re_offer.media], [0, 0, 0])
+        md = srs.metadata_of(re_inv)
+        self.assertIn(b"<label>99</label>", md)
+        _schema().validate(md.decode())
+        self.assertEqual(len(srs.rtp), 3)
+        await srs.wait_for("ACK", 2)
+
+        # PCMA in on the added stream, PCMU out at the SRS's third socket.
+        payload = bytes(range(160))
+        for i in range(3):
+            third.transport.write(rtp_packet(700 + i, 160 * i, 0x9999, 8, payload), ("127.0.0.1", inbound_third))
+        got = [await srs.rtp[2].next_message() for _ in range(3)]
+        self.assertEqual([g[1] & 0x7F for g in got], [0, 0, 0])
+        self.assertEqual([g[12:] for g in got], [payload.translate(g711.ALAW_TO_ULAW)] * 3)
+        seqs = [int.from_bytes(g[2:4], "big") for g in got]
+        self.assertEqual([s - seqs[0] for s in seqs], [0, 1, 2])
+        self.assertNotEqual(int.from_bytes(got[0][8:12], "big"), 0x9999)
+        # The streams forwarded before still flow.
+        call["rtp"][0].transport.write(rtp_packet(1, 0, 0xABCD, 8, payload), ("127.0.0.1", call["ports"][0]))
+        got0 = await srs.rtp[0].next_message()
+        self.assertEqual(got0[12:], payload.translate(g711.ALAW_TO_ULAW))
+
         call["sig"].send(in_dialog("BYE", "udp", call["local"], call["ok"], call["ids"], 103, DOMAIN), self.sip_port)
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"])
 

@@ -184,6 +184,103 @@ class AddStreamsTests(RelayTestMixin, SynchronousTestCase):
         self.assertEqual(calls, [session])
 
 
+class ForwardAddStreamsTests(RelayTestMixin, SynchronousTestCase):
+    """
+    L{ForwardMedia.add_streams}: outbound streams added to a live forward
+    (the offer to the SRS grew after an inbound re-INVITE added a stream).
+    """
+
+    def test_appended_bound_and_released(self) -> None:
+        """
+        Added forward streams follow the last one's port, get the next
+        indices and fresh SSRCs, show in C{local_ports} and stats, and
+        remove_forward releases their ports.
+        """
+        relay, _ = self.make_relay()
+        free = relay.pool.available
+        session = relay.allocate_session(2)
+        forward = session.add_forward("f1", 2)
+        last = forward.local_ports[-1]
+        added = forward.add_streams(1)
+        self.assertEqual([s.rtp_port for s in added], [last + 2])
+        self.assertEqual([s.index for s in added], [2])
+        self.assertIsInstance(forward.streams, tuple)
+        self.assertEqual(forward.local_ports, [s.rtp_port for s in forward.streams])
+        self.assertEqual(len(forward.local_ports), 3)
+        self.assertEqual(len({s.ssrc for s in forward.streams}), 3)
+        self.assertEqual(len(forward.stats()["streams"]), 3)
+        self.assertEqual(relay.pool.available, free - 5)
+        probe = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.addCleanup(probe.close)
+        self.assertRaises(OSError, probe.bind, ("127.0.0.1", last + 3))
+        session.remove_forward("f1")
+        self.assertEqual(relay.pool.available, free - 2)
+        probe.bind(("127.0.0.1", last + 3))
+        session.close()
+        self.assertEqual(relay.pool.available, free)
+
+    def test_close_releases(self) -> None:
+        """
+        Closing the session releases the added forward streams' ports.
+        """
+        relay, _ = self.make_relay()
+        free = relay.pool.available
+        session = relay.allocate_session(1)
+        forward = session.add_forward("f1", 1)
+        forward.add_streams(2)
+        self.assertEqual(relay.pool.available, free - 4)
+        session.close()
+        self.assertEqual(relay.pool.available, free)
+
+    def test_exhausted_keeps_nothing(self) -> None:
+        """
+        When the pool is short, add_streams raises PortsExhausted and the
+        forward keeps its streams and nothing more; bad calls and a removed
+        forward raise ValueError.
+        """
+        relay, _ = self.make_relay(port_min=62500, port_max=62507)  # 4 pairs
+        session = relay.allocate_session(2)
+        forward = session.add_forward("f1", 1)
+        before = forward.streams
+        self.assertRaises(PortsExhausted, forward.add_streams, 2)
+        self.assertIs(forward.streams, before)
+        self.assertEqual(relay.pool.available, 1)
+        self.assertRaises(ValueError, forward.add_streams, 0)
+        forward.add_streams(1)
+        self.assertRaises(PortsExhausted, forward.add_streams, 1)
+        self.assertEqual(len(forward.streams), 2)
+        session.remove_forward("f1")
+        self.assertEqual(relay.pool.available, 2)
+        self.assertRaises(ValueError, forward.add_streams, 1)
+
+    def test_added_stream_relays(self) -> None:
+        """
+        An added forward stream, connected to an added inbound stream,
+        relays its RTP transcoded to the forward's codec with its own SSRC;
+        the existing streams keep relaying.
+        """
+        relay, _ = self.make_relay()
+        session, sinks = self.call(relay, codec="PCMA")
+        forward = session.forwards["f1"]
+        (inbound,) = session.add_streams(1)
+        src3 = ("127.0.0.1", 40004)
+        session.set_inbound(2, remote=src3, payload_map={0: "PCMU"})
+        (added,) = forward.add_streams(1)
+        sink3 = Sink(self)
+        forward.connect(2, sink3.address, codec="PCMA", payload_type=8)
+        self.assertIs(added.source, inbound)
+        payload = bytes(range(160))
+        for k in range(3):
+            inbound.datagramReceived(rtp(0, 10 + k, 160 * k, 0x33, payload), src3)
+        session.streams[0].datagramReceived(rtp(8, 1, 0, 0x11, payload), SRC)
+        out = [RtpPacket.parse(d) for d in sink3.read()]
+        self.assertEqual([p.payload for p in out], [payload.translate(ULAW_TO_ALAW)] * 3)
+        self.assertEqual({p.ssrc for p in out}, {added.ssrc})
+        self.assertEqual({p.payload_type for p in out}, {8})
+        self.assertEqual(len(sinks[0].read()), 1)
+        self.assertEqual(forward.stats()["streams"][2]["packets_out"], 3)
+
+
 class SessionLifecycleTests(RelayTestMixin, SynchronousTestCase):
     """
     Ports are booked, bound and released on every path.

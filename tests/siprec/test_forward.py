@@ -14,6 +14,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect.call import Call, ListSink, StreamInfo
 from aiconnect.config import load_string
+from aiconnect.media.ports import PortsExhausted
+from aiconnect.sip.sdp import parse_sdp
 from aiconnect.sip.message import Request, Response, parse
 from aiconnect.sip.peer import Peer
 from aiconnect.sip.transaction import TimerConfig
@@ -65,8 +67,18 @@ class FakeForwardMedia:
         self.local_ports = [30000 + 2 * i for i in range(n)]
         self.connected: list[dict[str, Any]] = []
 
+        self.exhausted = False
+
     def connect(self, i: int, **kw: Any) -> None:
         self.connected.append(dict(kw, index=i))
+
+    def add_streams(self, n: int) -> list[int]:
+        if self.exhausted:
+            raise PortsExhausted("no ports")
+        base = len(self.local_ports)
+        added = [30000 + 2 * (base + i) for i in range(n)]
+        self.local_ports = self.local_ports + added
+        return added
 
 
 class FakeMediaSession:
@@ -193,6 +205,79 @@ class ForwardClockTests(SynchronousTestCase):
 
 
 KEEPALIVE_CONFIG = CONFIG.replace('  transport = "udp"\n', '  transport = "udp"\n  keepalive = 10\n  session_expires = 90\n')
+
+
+def _ok_sdp(request: Request, ports: list[int]) -> bytes:
+    sdp = b"v=0\r\no=SRS 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
+    for port in ports:
+        sdp += b"m=audio %d RTP/AVP 8\r\na=recvonly\r\n" % port
+    head = "SIP/2.0 200 OK\r\n"
+    for v in request.headers.get_all("Via"):
+        head += "Via: %s\r\n" % v
+    head += "From: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %s\r\n" % (
+        request.headers.get("From"), request.headers.get("To"), request.call_id, request.headers.get("CSeq"))
+    head += "Contact: <sip:srs@127.0.0.1:5071>;+sip.srs\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n" % len(sdp)
+    return head.encode() + sdp
+
+
+class AddedStreamTests(SynchronousTestCase):
+    """
+    An inbound stream added by re-INVITE (RFC 7866 s7.1.1.1) is forwarded:
+    one more sendonly m-line in the re-offer to the SRS, connected after
+    its answer; without ports it is left out and the forward goes on.
+    """
+
+    setUp = ForwardClockTests.setUp
+
+    def _reinvites(self) -> list[Request]:
+        out: dict[int, Request] = {}
+        for m, _ in self.transport.sent:
+            if isinstance(m, Request) and m.method == "INVITE" and m.to_tag is not None:
+                out.setdefault(m.cseq.number, m)
+        return list(out.values())
+
+    def _offer(self, request: Request) -> Any:
+        from aiconnect.siprec.srs import split_body
+
+        return parse_sdp(split_body(request).sdp)
+
+    def test_added_stream_reoffered_and_connected(self) -> None:
+        """
+        Ports exhausted: the re-offer keeps the two m-lines and nothing
+        breaks.  With ports: a third m-line (the inbound label, a new port)
+        is offered after the two unchanged ones, and the SRS's answer
+        connects it to the added relay stream.
+        """
+        fid = self.call.order_forward(self.order)
+        invite = self.transport.invites()[0][0]
+        self.tx.message_received(parse(_ok(invite)), Peer("udp", "127.0.0.1", 5071))
+        media = self.call.media.forwards[fid]
+        self.assertEqual(len(media.connected), 2)
+        self.call.streams = self.call.streams + [StreamInfo(2, "7", "PCMA", 8, 20004, None, "sendonly", relay_index=2)]
+
+        media.exhausted = True
+        self.call.inbound_updated(True, False)
+        first = self._reinvites()
+        self.assertEqual(len(first), 1)
+        self.assertEqual([m.label for m in self._offer(first[0]).media], ["1", "2"])
+        self.assertEqual(len(media.local_ports), 2)
+        self.tx.message_received(parse(_ok_sdp(first[0], [31000, 31002])), Peer("udp", "127.0.0.1", 5071))
+        self.assertEqual([c["index"] for c in media.connected[2:]], [0, 1])
+
+        media.exhausted = False
+        self.call.inbound_updated(True, False)
+        second = self._reinvites()
+        self.assertEqual(len(second), 2)
+        offer = self._offer(second[1])
+        self.assertEqual([m.label for m in offer.media], ["1", "2", "7"])
+        self.assertEqual([m.port for m in offer.media], [30000, 30002, 30004])
+        self.assertEqual([m.direction for m in offer.media], ["sendonly"] * 3)
+        self.tx.message_received(parse(_ok_sdp(second[1], [31000, 31002, 31004])), Peer("udp", "127.0.0.1", 5071))
+        self.assertEqual(
+            [(c["index"], c["source"], c["remote"]) for c in media.connected[4:]],
+            [(0, 0, ("127.0.0.1", 31000)), (1, 1, ("127.0.0.1", 31002)), (2, 2, ("127.0.0.1", 31004))],
+        )
+        self.assertEqual(self.sink.names(), ["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
 
 
 class KeepaliveTests(ForwardClockTests):
