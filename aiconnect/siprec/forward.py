@@ -199,19 +199,28 @@ class ForwardLeg:
             inbound, caller=self.order.caller, called=self.order.called, labels=inbound_labels
         )
 
-    def _build_body(self, inbound_labels: list[str]) -> None:
+    def _build_body(self, inbound_labels: list[str], active: list[bool] | None = None) -> None:
+        """
+        Build the multipart offer: one m-line per forwarded stream, in
+        order. A re-offer keeps each stream's SRTP key (a new key only for
+        a new stream: packets in flight stay decryptable at the SRS), and a
+        stream whose inbound stream is gone is offered C{a=inactive}
+        (RFC 7866 s7.1.1.1 pause) until the SRC brings it back.
+        """
         fwd_md = self._metadata(inbound_labels)
         self.labels = [fwd_md.labels.get(label, label) for label in inbound_labels]
         streams = []
+        old_keys = list(self.keys)
         self.keys = []
-        for label, port in zip(self.labels, self.media.local_ports):
+        for i, (label, port) in enumerate(zip(self.labels, self.media.local_ports)):
             crypto: tuple[sdp_mod.Crypto, ...] = ()
             key = None
             if self.order.srtp:
-                key = SrtpParams.generate(SRTP_SUITE)
+                key = old_keys[i] if i < len(old_keys) and old_keys[i] is not None else SrtpParams.generate(SRTP_SUITE)
                 crypto = (sdp_mod.Crypto.from_key(1, SRTP_SUITE, key.key),)
             self.keys.append(key)
-            streams.append(sdp_mod.OfferStream(label, port, crypto))
+            direction = "sendonly" if active is None or i >= len(active) or active[i] else "inactive"
+            streams.append(sdp_mod.OfferStream(label, port, crypto, direction))
         if self.origin is None:
             self.origin = sdp_mod.Origin.new(self.address)
         offer = sdp_mod.build_src_offer(streams, origin=self.origin, address=self.address, codec=self.order.codec)
@@ -589,8 +598,9 @@ class ForwardLeg:
                 self.relay_indices.append(r)
                 inbound_labels.append(label)
         self.inbound_labels = inbound_labels
+        active = [r in label_of for r in self.relay_indices]
         try:
-            self._build_body(inbound_labels)
+            self._build_body(inbound_labels, active)
         except Exception:
             self.log.failure("re-offer failed forward_id={forward_id}", forward_id=self.forward_id)
             return None

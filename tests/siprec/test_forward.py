@@ -280,6 +280,45 @@ class AddedStreamTests(SynchronousTestCase):
         self.assertEqual(self.sink.names(), ["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
 
 
+class RemovedStreamTests(SynchronousTestCase):
+    """
+    A stream the SRC stops sending is paused towards the SRS; SRTP keys
+    stay the same across re-offers.
+    """
+
+    setUp = ForwardClockTests.setUp
+    _reinvites = AddedStreamTests._reinvites
+    _offer = AddedStreamTests._offer
+
+    def test_removed_stream_inactive_keys_kept(self) -> None:
+        """
+        When inbound stream 2 is rejected in a re-offer, the forward's
+        re-INVITE offers that m-line a=inactive (same port, same label), and
+        the SRTP keys of an SRTP forward do not change.
+        """
+        tenant = self.cfg.tenants[0]
+        self.cfg = load_string(CONFIG.replace('transport = "udp"', 'transport = "tls"'))
+        self.forwarder.config = self.cfg
+        order = parse_forward_order({"uri": "sip:aiforward@customer.example.com", "srtp": True}, self.cfg.tenants[0])
+        del tenant
+        fid = self.call.order_forward(order)
+        invite = self.transport.invites()[0][0]
+        first_keys = [m.crypto[0].key for m in self._offer(invite).media]
+        ok = _ok(invite).replace(b"RTP/AVP 8", b"RTP/SAVP 8")
+        ok = ok.replace(b"a=label:1\r\n", b"a=label:1\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n")
+        ok = ok.replace(b"a=label:2\r\n", b"a=label:2\r\na=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz\r\n")
+        ok = ok.replace(b"Content-Length: %d" % (len(_ok(invite).split(b"\r\n\r\n", 1)[1]),), b"Content-Length: %d" % (len(ok.split(b"\r\n\r\n", 1)[1]),))
+        self.tx.message_received(parse(ok), Peer("tls", "127.0.0.1", 5071))
+        self.assertEqual(self.sink.names(), ["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
+        self.call.streams = [self.call.streams[0], StreamInfo(1, "2", None, None, 0, None, "sendonly")]
+        self.call.inbound_updated(True, False)
+        offer = self._offer(self._reinvites()[0])
+        self.assertEqual([m.direction for m in offer.media], ["sendonly", "inactive"])
+        self.assertEqual([m.label for m in offer.media], ["1", "2"])
+        self.assertEqual([m.crypto[0].key for m in offer.media], first_keys)
+        self.assertIn(fid, self.call.forwards)
+
+
 class KeepaliveTests(ForwardClockTests):
     """
     OPTIONS keep-alive and RFC 4028 refresh towards the SRS, on a Clock.
