@@ -333,7 +333,7 @@ class TenantConfig:
         The HMAC key of the Standard Webhooks signature: the base64 part of
         C{signing_secret}, decoded.
         """
-        return _decode_signing_secret(self.signing_secret)
+        return decode_signing_secret(self.signing_secret)
 
     def trunk_for(self, match: str) -> TrunkConfig | None:
         """
@@ -776,10 +776,14 @@ def _path(table: _Table, name: str, default: str, must_exist: bool) -> str:
     return resolved
 
 
-def _decode_signing_secret(secret: str) -> bytes:
+def decode_signing_secret(secret: str) -> bytes:
     """
+    The HMAC key of a Standard Webhooks secret (C{whsec_} + base64,
+    padding optional); the one implementation, used by the config check
+    and by the webhook signer.
+
     @return: The key of a C{whsec_<base64>} secret.
-    @raise ValueError: If it is not of that form.
+    @raise ValueError: If it is not of that form (never quoting the secret).
     """
     prefix = "whsec_"
     if not secret.startswith(prefix):
@@ -1080,7 +1084,7 @@ def _tenant(table: _Table) -> TenantConfig:
     callback_url = _callback_url(table, "callback_url")
     secret = table.string("signing_secret")
     try:
-        _decode_signing_secret(secret)
+        decode_signing_secret(secret)
     except ValueError as e:
         # Never echo the secret itself.
         raise ConfigError(table.key("signing_secret"), str(e)) from None

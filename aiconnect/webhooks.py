@@ -40,7 +40,6 @@ headers are never logged.
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -65,6 +64,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import PotentialDataLoss, ResponseDone, _WrapperException
 
+from aiconnect.config import decode_signing_secret
 from aiconnect import __version__
 from aiconnect.events import new_id
 
@@ -140,17 +140,10 @@ def decode_secret(secret: str) -> bytes:
     @raise ValueError: If the secret is not of that form (the message never
         contains the secret).
     """
-    if not secret.startswith(SECRET_PREFIX):
-        raise ValueError("signing secret must be of the form whsec_<base64>")
-    encoded = secret[len(SECRET_PREFIX) :]
-    encoded += "=" * (-len(encoded) % 4)
     try:
-        key = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("signing secret: the part after whsec_ is not base64") from None
-    if not key:
-        raise ValueError("signing secret: the key after whsec_ is empty")
-    return key
+        return decode_signing_secret(secret)
+    except ValueError as e:
+        raise ValueError("signing secret: %s" % (e,)) from None
 
 
 def _signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
