@@ -246,6 +246,49 @@ class LogConfig:
     level: str = "info"
 
 
+@dataclass(frozen=True, slots=True)
+class LimitsConfig:
+    """
+    Protection limits, C{[limits]} (SPEC s12). Each breach is answered the
+    way a SIP engineer expects and counted in C{/metrics}.
+
+    @ivar max_streams_per_call: Media streams recorded per session; more
+        offered m-lines (initial or re-INVITE) are answered with port 0.
+    @ivar max_forwards_per_call: SIPRec forwards of one session that are
+        ordered and not yet stopped or failed; beyond: REST 409, newCall
+        order -> C{SIPRECFORWARDFAILED} reason C{limit}.
+    @ivar max_outputs_per_call: Forwards + streams + recordings of one
+        session that are ordered and not yet stopped or failed.
+    @ivar max_sessions: Default per-tenant cap on live inbound sessions
+        (0 = unlimited); beyond: 503 with C{Retry-After}. A tenant's own
+        C{max_sessions} overrides it.
+    @ivar invite_rate: New INVITEs per second accepted from one source IP
+        (token bucket, burst of one second); above: 503 C{Retry-After: 10},
+        at most C{invite_rate_answers} such answers per second per source,
+        the rest dropped silently. 0 = no limit.
+    @ivar invite_rate_answers: See C{invite_rate}.
+    @ivar max_connections: Open inbound TCP + TLS connections; more are
+        closed at once.
+    @ivar tls_handshake_timeout: Seconds an inbound TLS connection has to
+        finish its handshake.
+    @ivar header_timeout: Seconds a stream connection has to complete a
+        message it started (header and body).
+    @ivar idle_timeout: Seconds a TCP/TLS connection is kept without a
+        complete message in either direction.
+    """
+
+    max_streams_per_call: int = 4
+    max_forwards_per_call: int = 4
+    max_outputs_per_call: int = 8
+    max_sessions: int = 0
+    invite_rate: float = 50.0
+    invite_rate_answers: int = 10
+    max_connections: int = 2000
+    tls_handshake_timeout: float = 10.0
+    header_timeout: float = 30.0
+    idle_timeout: float = 300.0
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class TrunkConfig:
     """
@@ -314,6 +357,8 @@ class TenantConfig:
     @ivar non_siprec: An INVITE that is not SIPRec at all (no C{siprec}
         option tag and no metadata): C{"reject"} (488) or C{"accept"}
         (recorded like a SIPRec session without metadata).
+    @ivar max_sessions: Live inbound sessions of this tenant (0 =
+        unlimited); L{None} = C{[limits] max_sessions}.
     """
 
     domain: str
@@ -326,6 +371,7 @@ class TenantConfig:
     trunks: tuple[TrunkConfig, ...] = ()
     missing_metadata: str = "accept"
     non_siprec: str = "reject"
+    max_sessions: int | None = None
 
     @property
     def signing_key(self) -> bytes:
@@ -380,6 +426,7 @@ class Config:
     @ivar dns: C{[dns]}.
     @ivar events: C{[events]}.
     @ivar log: C{[log]}.
+    @ivar limits: C{[limits]}.
     @ivar tenants: The C{[[tenant]]} entries, in file order.
     """
 
@@ -390,7 +437,16 @@ class Config:
     dns: DnsConfig = field(default_factory=DnsConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     tenants: tuple[TenantConfig, ...] = ()
+
+    def max_sessions_for(self, tenant: TenantConfig) -> int:
+        """
+        @return: The live-session cap of C{tenant} (0 = unlimited).
+        """
+        if tenant.max_sessions is not None:
+            return tenant.max_sessions
+        return self.limits.max_sessions
 
     def tenant_for_domain(self, domain: str) -> TenantConfig | None:
         """
@@ -850,7 +906,7 @@ def _jwt_public_key(table: _Table, name: str) -> str:
 
 # --- sections ----------------------------------------------------------------
 
-_TOP_KEYS = ("sip", "tls", "rtp", "api", "dns", "events", "log", "tenant")
+_TOP_KEYS = ("sip", "tls", "rtp", "api", "dns", "events", "log", "limits", "tenant")
 _SIP_KEYS = (
     "host",
     "public_address",
@@ -869,6 +925,18 @@ _API_KEYS = ("host", "port")
 _DNS_KEYS = ("nameservers", "port")
 _EVENTS_KEYS = ("database", "retry_for", "retry_initial", "retry_max")
 _LOG_KEYS = ("format", "level")
+_LIMITS_KEYS = (
+    "max_streams_per_call",
+    "max_forwards_per_call",
+    "max_outputs_per_call",
+    "max_sessions",
+    "invite_rate",
+    "invite_rate_answers",
+    "max_connections",
+    "tls_handshake_timeout",
+    "header_timeout",
+    "idle_timeout",
+)
 _TENANT_KEYS = (
     "domain",
     "callback_url",
@@ -879,6 +947,7 @@ _TENANT_KEYS = (
     "allowed_sources",
     "missing_metadata",
     "non_siprec",
+    "max_sessions",
     "trunk",
 )
 _TRUNK_KEYS = ("match", "target", "transport", "username", "password", "keepalive", "session_expires")
@@ -1040,6 +1109,27 @@ def _log(table: _Table) -> LogConfig:
     )
 
 
+def _limits(table: _Table) -> LimitsConfig:
+    """
+    @return: C{[limits]}.
+    """
+    d = LimitsConfig()
+    max_forwards = table.integer("max_forwards_per_call", d.max_forwards_per_call, 0, 1000)
+    max_outputs = table.integer("max_outputs_per_call", d.max_outputs_per_call, 0, 1000)
+    return LimitsConfig(
+        max_streams_per_call=table.integer("max_streams_per_call", d.max_streams_per_call, 1, 64),
+        max_forwards_per_call=max_forwards,
+        max_outputs_per_call=max_outputs,
+        max_sessions=table.integer("max_sessions", d.max_sessions, 0, 10_000_000),
+        invite_rate=table.number("invite_rate", d.invite_rate, allow_zero=True),
+        invite_rate_answers=table.integer("invite_rate_answers", d.invite_rate_answers, 0, 10_000),
+        max_connections=table.integer("max_connections", d.max_connections, 1, 10_000_000),
+        tls_handshake_timeout=table.number("tls_handshake_timeout", d.tls_handshake_timeout),
+        header_timeout=table.number("header_timeout", d.header_timeout),
+        idle_timeout=table.number("idle_timeout", d.idle_timeout),
+    )
+
+
 def _trunk(table: _Table) -> TrunkConfig:
     """
     @return: One C{[[tenant.trunk]]}.
@@ -1122,6 +1212,9 @@ def _tenant(table: _Table) -> TenantConfig:
             "missing_metadata", MISSING_METADATA_POLICIES, defaults.missing_metadata
         ),
         non_siprec=table.choice("non_siprec", NON_SIPREC_POLICIES, defaults.non_siprec),
+        max_sessions=(
+            table.integer("max_sessions", 0, 0, 10_000_000) if table.has("max_sessions") else None
+        ),
     )
 
 
@@ -1177,5 +1270,6 @@ def _build(document: Mapping[str, Any]) -> Config:
         dns=_dns(top.table("dns", _DNS_KEYS)),
         events=_events(top.table("events", _EVENTS_KEYS)),
         log=_log(top.table("log", _LOG_KEYS)),
+        limits=_limits(top.table("limits", _LIMITS_KEYS)),
         tenants=tuple(tenants),
     )

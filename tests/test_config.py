@@ -162,6 +162,11 @@ BAD_INPUTS: list[tuple[str, str, str]] = [
     ("CIDR garbage", _tenant(extra='allowed_sources = ["office"]'), "tenant[0].allowed_sources[0]"),
     ("missing_metadata value", _tenant(extra='missing_metadata = "maybe"'), "tenant[0].missing_metadata"),
     ("non_siprec value", _tenant(extra='non_siprec = "drop"'), "tenant[0].non_siprec"),
+    ("tenant max_sessions", _tenant(extra="max_sessions = -1"), "tenant[0].max_sessions"),
+    ("zero streams", "[limits]\nmax_streams_per_call = 0\n", "limits.max_streams_per_call"),
+    ("zero connections", "[limits]\nmax_connections = 0\n", "limits.max_connections"),
+    ("zero handshake", "[limits]\ntls_handshake_timeout = 0\n", "limits.tls_handshake_timeout"),
+    ("unknown limit", "[limits]\nmax_calls = 3\n", "limits.max_calls"),
     ("missing jwt key file", _tenant(extra='jwt_public_key = "no/such/key.pem"'), "tenant[0].jwt_public_key"),
     (
         "duplicate tenant domain",
@@ -302,6 +307,7 @@ class ShippedConfigTests(SynchronousTestCase):
             config.DnsConfig,
             config.EventsConfig,
             config.LogConfig,
+            config.LimitsConfig,
             config.TenantConfig,
             config.TrunkConfig,
         ):
@@ -323,6 +329,7 @@ class ShippedConfigTests(SynchronousTestCase):
         self.assertEqual(cfg.dns, defaults.dns)
         self.assertEqual(cfg.events, defaults.events)
         self.assertEqual(cfg.log, defaults.log)
+        self.assertEqual(cfg.limits, defaults.limits)
         self.assertEqual(defaults.tenants, ())
 
 
@@ -370,6 +377,18 @@ retry_for = 60
 format = "json"
 level = "debug"
 
+[limits]
+max_streams_per_call = 2
+max_forwards_per_call = 3
+max_outputs_per_call = 5
+max_sessions = 100
+invite_rate = 0
+invite_rate_answers = 3
+max_connections = 64
+tls_handshake_timeout = 2.5
+header_timeout = 4
+idle_timeout = 60
+
 [[tenant]]
 domain = "Customer.Example.com"
 callback_url = "https://app.example.com:8443/hooks/"
@@ -379,6 +398,7 @@ signing_secret = "{SECRET}"
 allowed_sources = ["192.0.2.0/24", "2001:db8::/32", "198.51.100.7"]
 missing_metadata = "reject"
 non_siprec = "accept"
+max_sessions = 7
 
   [[tenant.trunk]]
   match = "aiforward"
@@ -454,6 +474,23 @@ class LoadTests(SynchronousTestCase):
         self.assertEqual(cfg.events.retry_for, 60.0)
         self.assertIsInstance(cfg.events.retry_for, float)
         self.assertEqual((cfg.log.format, cfg.log.level), ("json", "debug"))
+
+    def test_limits(self) -> None:
+        """
+        C{[limits]} is read with its types; a tenant's C{max_sessions} overrides the default.
+        """
+        limits = self.cfg.limits
+        self.assertEqual(
+            (limits.max_streams_per_call, limits.max_forwards_per_call, limits.max_outputs_per_call),
+            (2, 3, 5),
+        )
+        self.assertEqual((limits.max_sessions, limits.invite_rate, limits.invite_rate_answers), (100, 0.0, 3))
+        self.assertEqual(limits.max_connections, 64)
+        self.assertEqual(
+            (limits.tls_handshake_timeout, limits.header_timeout, limits.idle_timeout), (2.5, 4.0, 60.0)
+        )
+        self.assertEqual(self.cfg.max_sessions_for(self.cfg.tenants[0]), 7)
+        self.assertEqual(self.cfg.max_sessions_for(self.cfg.tenants[1]), 100)
 
     def test_tenant(self) -> None:
         """
