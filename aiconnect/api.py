@@ -54,7 +54,7 @@ from twisted.web.iweb import IRequest
 from werkzeug.exceptions import HTTPException
 
 from aiconnect import __version__, events
-from aiconnect.call import CallState
+from aiconnect.call import CallState, OrderRefused
 from aiconnect.config import Config, TenantConfig, normalize_domain
 from aiconnect.errors import AiconnectError, ConfigError
 from aiconnect.sip import abnf
@@ -551,7 +551,9 @@ class ApiServer:
         @param domain: The tenant's domain.
         @return: 200 C{{"success": true, "forwardId": <id>}}.
         @raise ApiRequestError: 400 naming the field at fault, 404 for an
-            unknown session, 409 for a session that is ending or ended.
+            unknown session, 409 for a session that is ending or ended or
+            that has reached C{max_forwards_per_call} /
+            C{max_outputs_per_call} (the error names the limit).
         """
         tenant = self._authenticate(request, domain)
         body = _read_json_object(request)
@@ -562,9 +564,11 @@ class ApiServer:
         except OrderError as e:
             raise ApiRequestError(400, e.message, e.field or "body") from None
         call = self._call(tenant, session_id)
-        if call.state in (CallState.TERMINATING, CallState.ENDED):
-            raise ApiRequestError(409, f"session is {call.state.value}: no new forward", "sessionId")
-        forward_id = call.order_forward(order)
+        try:
+            forward_id = call.order_forward(order)
+        except OrderRefused as e:
+            # The Call decides (ending/ended, or a [limits] cap reached).
+            raise ApiRequestError(409, e.message, None if e.limit else "sessionId") from None
         self.log.info(
             "API: forward {forward_id} to {uri} ordered for session {session_id}",
             tenant=tenant.domain,
@@ -1498,7 +1502,10 @@ def _build_openapi() -> dict[str, Any]:
         "NotFound": error_response(
             "Unknown session (or another tenant's), or unknown forward; `field` names which."
         ),
-        "Conflict": error_response("The session is ending or ended: no new forward."),
+        "Conflict": error_response(
+            "The session is ending or ended (`field`: `sessionId`), or has reached `max_forwards_per_call` "
+            "or `max_outputs_per_call` (no `field`; `error` names the limit): no new forward."
+        ),
         "PayloadTooLarge": error_response(f"The request body is larger than {MAX_BODY} bytes."),
         "NotImplemented": error_response("Authenticated and valid, but not implemented yet."),
     }

@@ -18,6 +18,8 @@ from typing import Any, Callable, Protocol
 from twisted.logger import Logger
 
 from aiconnect import events
+from aiconnect.config import LimitsConfig
+from aiconnect.errors import AiconnectError
 
 
 class CallState(enum.Enum):
@@ -73,6 +75,43 @@ def new_forward_id() -> str:
     A fresh forward id.
     """
     return "fwd_" + secrets.token_hex(8)
+
+
+#: L{OrderRefused.reason} when the session is ending or ended.
+REFUSED_ENDED = "session ended"
+#: L{OrderRefused.reason} when a per-call limit is reached (SPEC s12); also
+#: the C{reason} of the C{SIPRECFORWARDFAILED} of a newCall order refused so.
+REFUSED_LIMIT = "limit"
+
+#: Forward states that hold an output slot: ordered and not yet stopped or
+#: failed (SPEC s12). C{stopping} already had its SIPRECFORWARDSTOPPED.
+_LIVE_FORWARD_STATES = frozenset(("pending", "trying", "active"))
+
+#: Output kind -> the C{[limits]} key capping that kind alone; every kind
+#: also counts towards C{max_outputs_per_call}.
+_KIND_LIMITS = {"forward": "max_forwards_per_call"}
+
+
+class OrderRefused(AiconnectError):
+    """
+    The L{Call} refuses a new output order: the session is ending or ended,
+    or a per-call limit is reached (SPEC s12). The REST API answers 409
+    with C{message}; a newCall order is reported as C{SIPRECFORWARDFAILED}
+    with C{reason}.
+
+    @ivar reason: L{REFUSED_ENDED} or L{REFUSED_LIMIT}.
+    @ivar message: one line for the client, naming the limit.
+    @ivar limit: the C{[limits]} key reached, or L{None}.
+    """
+
+    def __init__(self, reason: str, message: str, limit: str | None = None) -> None:
+        super().__init__(reason, message, limit)
+        self.reason = reason
+        self.message = message
+        self.limit = limit
+
+    def __str__(self) -> str:
+        return self.message
 
 
 @dataclass
@@ -137,8 +176,18 @@ class ForwardInfo:
     target: str | None = None
     leg: Any = None
     stopped_by: str | None = None
+    #: the SIPRECFORWARDFAILED reason of an order refused before it started
+    #: (invalid, or over a limit), reported once the session is active.
     error: str | None = None
     raw: Any = None
+
+    @property
+    def holds_slot(self) -> bool:
+        """
+        Whether this forward counts towards the per-call limits: ordered
+        (and accepted) and not yet stopped or failed (SPEC s12).
+        """
+        return self.error is None and self.state in _LIVE_FORWARD_STATES
 
     def describe(self) -> dict[str, Any]:
         """
@@ -202,8 +251,19 @@ class Call:
         to_header: str,
         source: str,
         session_id: str | None = None,
+        limits: LimitsConfig | None = None,
+        counters: dict[str, int] | None = None,
     ) -> None:
+        """
+        @param limits: the per-call limits (C{[limits]}); the defaults when
+            L{None}.
+        @param counters: process-wide counters (the SRS's C{stats}, shown in
+            C{/metrics}) this call adds its limit breaches to:
+            C{forwards_refused_limit}.
+        """
         self._reactor = reactor
+        self.limits = limits if limits is not None else LimitsConfig()
+        self._counters = counters if counters is not None else {}
         self.session_id = session_id or new_session_id()
         self.tenant = tenant
         self.sink = sink
@@ -298,19 +358,51 @@ class Call:
 
     # -- orders from the application ---------------------------------------
 
+    def live_outputs(self) -> dict[str, int]:
+        """
+        The outputs of this session that are ordered and not yet stopped or
+        failed, by kind: the one count behind C{max_forwards_per_call} and
+        C{max_outputs_per_call} (SPEC s12). Streams and recordings add
+        their kinds here.
+        """
+        return {"forward": sum(1 for info in self.forwards.values() if info.holds_slot)}
+
+    def order_refusal(self, kind: str) -> OrderRefused | None:
+        """
+        Whether a new output of C{kind} may be ordered now: the one place
+        deciding it, for the REST API and the newCall answer alike.
+
+        @param kind: C{"forward"} (later C{"stream"}, C{"recording"}).
+        @return: L{None} when allowed, else the L{OrderRefused} to report.
+        """
+        if self.state in (CallState.TERMINATING, CallState.ENDED):
+            return OrderRefused(REFUSED_ENDED, "session is %s: no new %s" % (self.state.value, kind))
+        live = self.live_outputs()
+        caps = [(key, getattr(self.limits, key), live.get(kind, 0)) for key in (_KIND_LIMITS.get(kind),) if key]
+        caps.append(("max_outputs_per_call", self.limits.max_outputs_per_call, sum(live.values())))
+        for key, cap, count in caps:
+            if count >= cap:
+                return OrderRefused(REFUSED_LIMIT, "%s (%d) reached: no new %s" % (key, cap, kind), key)
+        return None
+
     def order_forward(self, order: Any) -> str:
         """
         The application ordered a forward (newCall answer or REST); it starts
         once the session is ACTIVE.
 
         @return: the forward id.
+        @raise OrderRefused: the session is ending or ended, or a per-call
+            limit is reached (L{order_refusal}); nothing was ordered.
         """
+        refusal = self.order_refusal("forward")
+        if refusal is not None:
+            if refusal.reason == REFUSED_LIMIT:
+                self._counters["forwards_refused_limit"] = self._counters.get("forwards_refused_limit", 0) + 1
+            raise refusal
         info = ForwardInfo(new_forward_id(), order)
         self.forwards[info.forward_id] = info
         if self.state is CallState.ACTIVE:
             self._launch(info)
-        elif self.state in (CallState.TERMINATING, CallState.ENDED):
-            self.forward_failed(info.forward_id, "session ended")
         return info.forward_id
 
     def order_invalid(self, reason: str, raw: Any) -> str:
@@ -321,7 +413,25 @@ class Call:
 
         @return: the forward id given to it.
         """
-        info = ForwardInfo(new_forward_id(), None, error=reason, raw=raw)
+        return self._order_failed(ForwardInfo(new_forward_id(), None, error="invalid order: " + reason, raw=raw))
+
+    def order_refused(self, order: Any, refusal: OrderRefused) -> str:
+        """
+        The application's newCall answer held an order the Call refused
+        (L{order_refusal}): it is reported as SIPRECFORWARDFAILED with the
+        refusal's reason (C{limit}) once the session has started, and no
+        forward starts.
+
+        @return: the forward id given to it.
+        """
+        self.log.warn(
+            "forward refused session_id={session_id}: {message}", session_id=self.session_id, message=refusal.message
+        )
+        return self._order_failed(ForwardInfo(new_forward_id(), order, error=refusal.reason))
+
+    def _order_failed(self, info: ForwardInfo) -> str:
+        # Reported once the session is active (L{acked} launches it), never
+        # outside SESSIONSTARTED ... SESSIONCOMPLETED.
         self.forwards[info.forward_id] = info
         if self.state is CallState.ACTIVE:
             self._launch(info)
@@ -332,7 +442,7 @@ class Call:
             raw = info.raw if isinstance(info.raw, dict) else {}
             uri = raw.get("uri") if isinstance(raw.get("uri"), str) else ""
             ref = raw.get("sipRecForwardReferenceId") if isinstance(raw.get("sipRecForwardReferenceId"), dict) else None
-            self.forward_failed(info.forward_id, "invalid order: " + info.error, uri=uri, reference_id=ref)
+            self.forward_failed(info.forward_id, info.error, uri=uri, reference_id=ref)
             return
         info.state = "trying"
         if self.forwarder is None:

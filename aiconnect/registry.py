@@ -22,6 +22,8 @@ class CallRegistry:
 
     def __init__(self, keep_ended: int = KEEP_ENDED) -> None:
         self._calls: dict[str, Call] = {}
+        #: Lower-case tenant domain -> its live calls (SPEC s12 max_sessions).
+        self._live: dict[str, int] = {}
         self._ended: OrderedDict[str, Call] = OrderedDict()
         self._keep = keep_ended
 
@@ -29,11 +31,22 @@ class CallRegistry:
         """
         Register a new call; it moves to the ended list when it ends.
         """
+        if call.session_id in self._calls:
+            return
         self._calls[call.session_id] = call
+        tenant = call.tenant.domain.lower()
+        self._live[tenant] = self._live.get(tenant, 0) + 1
         call.on_ended.append(self._call_ended)
 
     def _call_ended(self, call: Call) -> None:
-        self._calls.pop(call.session_id, None)
+        if self._calls.pop(call.session_id, None) is None:
+            return
+        tenant = call.tenant.domain.lower()
+        left = self._live.get(tenant, 0) - 1
+        if left > 0:
+            self._live[tenant] = left
+        else:
+            self._live.pop(tenant, None)
         self._ended[call.session_id] = call
         while len(self._ended) > self._keep:
             self._ended.popitem(last=False)
@@ -58,6 +71,16 @@ class CallRegistry:
             for c in self._calls.values()
             if tenant_domain is None or c.tenant.domain.lower() == tenant_domain.lower()
         ]
+
+    def live_count(self, tenant_domain: str) -> int:
+        """
+        The number of live calls of a tenant (negotiating, active or
+        terminating), in constant time: checked for every new INVITE
+        (SPEC s12 C{max_sessions}).
+
+        @param tenant_domain: the tenant's domain (any case).
+        """
+        return self._live.get(tenant_domain.lower(), 0)
 
     def __iter__(self) -> Iterator[Call]:
         return iter(list(self._calls.values()))

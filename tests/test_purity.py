@@ -27,6 +27,7 @@ PURE = [
     "media/g711.py",
     "media/mixer.py",
     "media/ports.py",
+    "ratelimit.py",
 ]
 
 FORBIDDEN = ("twisted", "socket", "asyncio", "time")

@@ -240,6 +240,15 @@ class ServerTransaction(_Transaction):
             return
         layer._run(self, self._machine.send_response(response, layer._now()))
 
+    def abandon(self) -> None:
+        """
+        End this transaction without a final response: it is forgotten and
+        sends nothing more (the TU drops a flood's request, SPEC s12), and a
+        retransmission of its request starts a new transaction.
+        """
+        if self.final_status is None:
+            self._layer._forget(self)
+
     def _report_error(self, reason: str) -> None:
         self._layer.log.warn(
             "server transaction failed: {reason} ({method} call_id={call_id})",

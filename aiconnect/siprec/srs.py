@@ -22,10 +22,11 @@ from typing import Any
 from twisted.logger import Logger
 
 from aiconnect import events
-from aiconnect.call import Call, StreamInfo, describe_participants
+from aiconnect.call import Call, OrderRefused, StreamInfo, describe_participants
 from aiconnect.errors import RemoteSipError
 from aiconnect.media.ports import PortsExhausted
 from aiconnect.media.srtp import SrtpParams
+from aiconnect.ratelimit import Admission, InviteRateLimiter
 from aiconnect.sip import sdp as sdp_mod
 from aiconnect.sip.message import Request, make_response
 from aiconnect.sip.multipart import MultipartError, parse_multipart
@@ -38,6 +39,20 @@ from aiconnect.siprec.orders import OrderError, forward_orders_from_answer, pars
 MIN_SE = 90
 #: Codecs we record.
 CODECS = ("PCMU", "PCMA")
+#: Retry-After (s) of the 503 to an INVITE over the source's rate (SPEC s12).
+RATE_RETRY_AFTER = 10
+#: Retry-After (s) of the 503 to an INVITE beyond the tenant's max_sessions.
+TENANT_FULL_RETRY_AFTER = 5
+
+
+def service_unavailable(reason: str, retry_after: int) -> RemoteSipError:
+    """
+    A 503 with C{Retry-After} (RFC 3261 s21.5.4, s20.33): the SRC may try
+    again later, or its next recorder now.
+    """
+    e = RemoteSipError(reason, 503)
+    e.headers = [("Retry-After", str(retry_after))]  # type: ignore[attr-defined]
+    return e
 
 
 class InboundBody:
@@ -534,14 +549,45 @@ class SrsService:
         self.sdp_address = config.sip.public_address
         self.latch = config.rtp.latch
         self.draining = False
-        self.stats: dict[str, int] = {"invites": 0, "rejected": 0, "answered": 0, "cancelled": 0, "callback_failures": 0}
+        self.invite_limiter = InviteRateLimiter()
+        self.stats: dict[str, int] = {
+            "invites": 0,
+            "rejected": 0,
+            "answered": 0,
+            "cancelled": 0,
+            "callback_failures": 0,
+            "rate_limited_answered": 0,
+            "rate_limited_dropped": 0,
+            "tenant_full": 0,
+            "forwards_refused_limit": 0,
+        }
 
     def invite_received(self, invite: ServerInvite) -> None:
         """
         A new INVITE: check, allocate, ask the application, answer.
+
+        First of all, before any costly work, the source's INVITE rate
+        (SPEC s12 C{invite_rate}, like Kamailio's C{pike}): over it, 503
+        with C{Retry-After: 10} while C{invite_rate_answers} per second
+        allow, else no answer at all. Only dialog-creating INVITEs come
+        here: retransmissions are absorbed by their server transaction,
+        and in-dialog re-INVITEs go to their session.
         """
         self.stats["invites"] += 1
         request = invite.request
+        limits = self.config.limits
+        verdict = self.invite_limiter.check(
+            invite.source.host, self.reactor.seconds(), limits.invite_rate, limits.invite_rate_answers
+        )
+        if verdict is not Admission.ACCEPT:
+            # No log line per INVITE of a flood: the counters tell.
+            if verdict is Admission.ANSWER:
+                self.stats["rate_limited_answered"] += 1
+                invite.reject(503, "Service Unavailable (INVITE rate)", headers=[("Retry-After", str(RATE_RETRY_AFTER))])
+            else:
+                self.stats["rate_limited_dropped"] += 1
+                invite.drop()
+            return
         try:
             inbound = self._admit(invite)
         except RemoteSipError as e:
@@ -559,9 +605,7 @@ class SrsService:
     def _admit(self, invite: ServerInvite) -> InboundSession:
         request = invite.request
         if self.draining:
-            e = RemoteSipError("Shutting down", 503)
-            e.headers = [("Retry-After", "30")]  # type: ignore[attr-defined]
-            raise e
+            raise service_unavailable("Shutting down", 30)
         ruri = request.request_uri
         assert isinstance(ruri, SipUri)  # the UA answered 416 otherwise
         tenant = self.config.tenant_for_domain(host_for_socket(ruri.host))
@@ -569,6 +613,10 @@ class SrsService:
             raise RemoteSipError("Not Found", 404)
         if not tenant.allows_source(invite.source.host):
             raise RemoteSipError("Forbidden", 403)
+        cap = self.config.max_sessions_for(tenant)
+        if cap and self.registry.live_count(tenant.domain) >= cap:
+            self.stats["tenant_full"] += 1
+            raise service_unavailable("Service Unavailable (tenant session limit)", TENANT_FULL_RETRY_AFTER)
         body = split_body(request)
         siprec = "siprec" in request.headers.tokens("Require") or any(c.has_param("+sip.src") for c in request.contacts)
         if not siprec and body.metadata is None and tenant.non_siprec == "reject":
@@ -589,15 +637,15 @@ class SrsService:
             request.headers.get("From") or "",
             request.headers.get("To") or "",
             invite.source.host,
+            limits=self.config.limits,
+            counters=self.stats,
         )
         call.x_headers = [(n, v) for n, v in request.headers if n.lower().startswith("x-")]
         call.forwarder = self.forwarder
         try:
             call.media = self.relay.allocate_session(n_accept, on_timeout=lambda _s: call.media_timeout())
         except PortsExhausted:
-            e = RemoteSipError("No RTP ports left", 503)
-            e.headers = [("Retry-After", "5")]  # type: ignore[attr-defined]
-            raise e
+            raise service_unavailable("No RTP ports left", 5)
         inbound = InboundSession(self, call, offer)
         try:
             inbound.apply_metadata(body.metadata, initial=True)
@@ -662,7 +710,12 @@ class SrsService:
             except OrderError as e:
                 call.order_invalid(str(e), raw)
                 continue
-            call.order_forward(order)
+            try:
+                call.order_forward(order)
+            except OrderRefused as refusal:
+                # Beyond max_forwards_per_call / max_outputs_per_call:
+                # SIPRECFORWARDFAILED reason "limit", no forward (SPEC s12).
+                call.order_refused(order, refusal)
         for key in ("startStream", "startRecording"):
             if answer.get(key) is not None:
                 self.log.warn(
