@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_call,tests.integration.test_inbound -*-
+# -*- test-case-name: tests.test_call_limits,tests.integration.test_inbound,tests.integration.test_hardening_admission -*-
 """
 The L{Call} aggregate: one recording session, the only owner of call policy
 (STYLE s2 "The Call object").

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api -*-
+# -*- test-case-name: tests.test_api,tests.integration.test_hardening_admission -*-
 """
 The L{CallRegistry}: session id -> L{Call}, per tenant; ended calls are kept
 a while so the application can still read their final state.

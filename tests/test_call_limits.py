@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect.call import REFUSED_ENDED, REFUSED_LIMIT, Call, ForwardInfo, ListSink, OrderRefused
 from aiconnect.config import LimitsConfig
+from aiconnect.registry import CallRegistry
 
 
 @dataclass
@@ -138,3 +139,29 @@ class CallLimitsTests(SynchronousTestCase):
         self.assertEqual((limit["reason"], limit["sipRecForwardReferenceId"], limit["uri"]), ("limit", {"n": 2}, FakeOrder.uri))
         self.assertEqual(invalid["reason"], "invalid order: uri: missing")
         self.assertEqual(len(self.started), 2)
+
+
+class RegistryLiveCountTests(SynchronousTestCase):
+    """
+    L{CallRegistry.live_count}: the live calls of a tenant, behind
+    C{max_sessions}.
+    """
+
+    def test_counts_live_calls_per_tenant(self) -> None:
+        """
+        A call counts from L{CallRegistry.add} until it ends, per tenant
+        (any case), once even if added twice.
+        """
+        registry = CallRegistry()
+        sink = ListSink()
+        calls = [Call(Clock(), FakeTenant(domain), sink, "c%d" % i, "", "", "127.0.0.1") for i, domain in enumerate(("a.example", "A.example", "b.example"))]
+        for call in calls:
+            registry.add(call)
+        registry.add(calls[0])
+        self.assertEqual((registry.live_count("a.EXAMPLE"), registry.live_count("b.example")), (2, 1))
+        calls[0].terminate("inboundBye", send_bye=False)
+        calls[0].terminate("inboundBye", send_bye=False)
+        self.assertEqual(registry.live_count("a.example"), 1)
+        calls[1].terminate("inboundBye", send_bye=False)
+        self.assertEqual(registry.live_count("a.example"), 0)
+        self.assertEqual(len(registry), 1)
