@@ -378,9 +378,12 @@ class Call:
         if self.state in (CallState.TERMINATING, CallState.ENDED):
             return OrderRefused(REFUSED_ENDED, "session is %s: no new %s" % (self.state.value, kind))
         live = self.live_outputs()
-        caps = [(key, getattr(self.limits, key), live.get(kind, 0)) for key in (_KIND_LIMITS.get(kind),) if key]
-        caps.append(("max_outputs_per_call", self.limits.max_outputs_per_call, sum(live.values())))
-        for key, cap, count in caps:
+        checks = [("max_outputs_per_call", sum(live.values()))]
+        kind_key = _KIND_LIMITS.get(kind)
+        if kind_key is not None:
+            checks.insert(0, (kind_key, live.get(kind, 0)))
+        for key, count in checks:
+            cap = getattr(self.limits, key)
             if count >= cap:
                 return OrderRefused(REFUSED_LIMIT, "%s (%d) reached: no new %s" % (key, cap, kind), key)
         return None
