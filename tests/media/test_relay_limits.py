@@ -29,6 +29,8 @@ SRC = ("127.0.0.1", 40000)
 SRC2 = ("127.0.0.1", 40002)
 #: Above the ephemeral range; clear of the other media tests' 62000-64099.
 PORTS = (64200, 64299)
+#: The oversize tests' range (their listenUDP ports close a turn late).
+OVERSIZE_PORTS = (64300, 64399)
 
 
 def rtp(seq: int, size: int = 172) -> bytes:
@@ -222,6 +224,8 @@ class OversizeTests(SynchronousTestCase):
             raise self.skipTest("no epoll here")
         self.reactor = RelayEPollReactor()
         self.addCleanup(self.reactor._poller.close)
+        # listenUDP ports close on a later reactor turn: give it those turns.
+        self.addCleanup(lambda: [self.reactor.doIteration(0) for _ in range(3)])
 
     def check(self, relay: MediaRelay, pump: Any) -> None:
         self.addCleanup(relay.close)
@@ -253,20 +257,20 @@ class OversizeTests(SynchronousTestCase):
         """
         L{RelayEPollReactor} reading the relay's own ports.
         """
-        self.check(MediaRelay(self.reactor, "127.0.0.1", *PORTS), self._pump)
+        self.check(MediaRelay(self.reactor, "127.0.0.1", *OVERSIZE_PORTS), self._pump)
 
     def test_listen_udp(self) -> None:
         """
         A reactor without C{IReactorFDSet}: C{listenUDP} ports.
         """
-        self.check(MediaRelay(_UdpOnlyReactor(self.reactor), "127.0.0.1", *PORTS), self._pump)
+        self.check(MediaRelay(_UdpOnlyReactor(self.reactor), "127.0.0.1", *OVERSIZE_PORTS), self._pump)
 
     def test_forward_ports(self) -> None:
         """
         An oversize datagram from the SRS to a forward port is dropped and
         counted too.
         """
-        relay = MediaRelay(self.reactor, "127.0.0.1", *PORTS)
+        relay = MediaRelay(self.reactor, "127.0.0.1", *OVERSIZE_PORTS)
         self.addCleanup(relay.close)
         srs = udp_socket(self)
         session = relay.allocate_session(1)
