@@ -43,7 +43,14 @@ API (what the SIP layer and the L{Call} use)
 
 C{on_timeout(session)} is called once when no RTP arrived on any inbound
 stream for C{media_timeout} seconds (0 disables it); the relay does not end
-anything itself, the L{Call} decides (reason C{mediaTimeout}).
+the session itself, the L{Call} decides (reason C{mediaTimeout}).  While
+another stream still carries RTP, a stream the SRC sends on
+(C{session.set_expect_media(i, True)}, the default) silent that long is
+closed alone: its ports are released, C{session.on_stream_timeout(session,
+stream)} is called, and C{session.reopen_stream(i)} gives it fresh ports.
+
+Datagrams over 2,048 octets are dropped whole (C{oversize}); running out of
+file descriptors raises L{FileDescriptorsExhausted} (a L{PortsExhausted}).
 
 Behaviour
 =========

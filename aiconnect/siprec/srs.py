@@ -5,8 +5,10 @@ The inbound SIPRec user agent: AI Connect as SRS (RFC 7866, SPEC s1).
 For each new INVITE: the tenant by Request-URI domain (unknown -> 404), the
 allowed source networks (-> 403), the SIPRec checks (C{Require: siprec},
 metadata; configurable for non-SIPRec INVITEs and missing metadata), the SDP
-offer (-> 488 when nothing is acceptable), RTP ports from the relay (-> 503
-when exhausted), then the C{newCall} callback and, once the application
+offer (-> 488 when nothing is acceptable; at most C{[limits]
+max_streams_per_call} streams get ports, the other m-lines port 0), RTP
+ports from the relay (-> 503 when exhausted, or when the process is out of
+file descriptors), then the C{newCall} callback and, once the application
 answered or the callback timed out, 200 OK with C{a=recvonly} per labelled
 stream and C{+sip.srs} in Contact. Every exit path releases the ports.
 
