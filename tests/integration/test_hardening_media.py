@@ -30,8 +30,9 @@ from typing import Any
 import treq
 from twisted.internet import defer, reactor, task
 from twisted.internet import protocol as protocol_mod
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from aiconnect.siprec import srs as srs_mod
 from tests.integration.helpers import Certificates, write_config
 from tests.integration.siprec_peer import rtp_packet, sdp_offer
 from tests.integration.test_inbound_scenarios import (
@@ -52,6 +53,34 @@ def offer_of(n: int, version: int, first_port: int = 41000) -> bytes:
     An SRC offer with C{n} PCMA m-lines labelled C{s0}, C{s1}, ...
     """
     return sdp_offer([("s%d" % i, first_port + 2 * i, 8) for i in range(n)], version=version)
+
+
+class AssignWithLimitTests(SynchronousTestCase):
+    """
+    L{srs_mod.assign_relay_streams} with a limit: the pure rule behind
+    L{StreamLimitTests}.
+    """
+
+    def test_first_offer(self) -> None:
+        """
+        The first C{limit} acceptable m-lines get relay streams, the rest
+        none; unacceptable m-lines never count.
+        """
+        assign = srs_mod.assign_relay_streams
+        self.assertEqual(assign([True] * 6, [], 4, limit=4), [0, 1, 2, 3, None, None])
+        self.assertEqual(assign([False, True, True, True], [], 2, limit=2), [None, 0, 1, None])
+
+    def test_reoffer(self) -> None:
+        """
+        A re-offer keeps its relay streams and reuses those of disabled
+        m-lines, but adds none past the limit (nor any when a lowered limit
+        is already reached).
+        """
+        assign = srs_mod.assign_relay_streams
+        self.assertEqual(assign([True] * 5, [0, 1, 2], 3, limit=4), [0, 1, 2, 3, None])
+        self.assertEqual(assign([True, False, True, True], [0, 1, 2], 3, limit=3), [0, None, 2, 1])
+        self.assertEqual(assign([True] * 4, [0, 1, 2], 3, limit=2), [0, 1, 2, None])
+        self.assertEqual(assign([True] * 4, [0, 1], 2, limit=None), [0, 1, 2, 3])
 
 
 class StreamLimitTests(ScenarioCase):
