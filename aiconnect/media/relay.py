@@ -1279,7 +1279,12 @@ class MediaSession:
             stream.rtcp_port = stream.rtcp.port = ports[0] + 1
             return [stream]
 
-        self.relay._bind_pairs(1, build, after=self.streams[-1].rtp_port)
+        old_port = stream.rtp_port
+        try:
+            self.relay._bind_pairs(1, build, after=self.streams[-1].rtp_port)
+        except PortsExhausted:
+            build([old_port])  # the stats keep showing the last ports it had
+            raise
         stream.ended = False
         stream.latched = stream.rtcp.latched = 0  # the new port may latch again
         stream.last_rx = self._seconds()

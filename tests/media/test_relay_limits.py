@@ -160,6 +160,26 @@ class PerStreamTimeoutTests(SynchronousTestCase):
         self.assertEqual(relay.pool.in_use(), sorted(s.rtp_port for s in second.streams))
         self.assertFalse(port_is_free(freed))
 
+    def test_reopen_exhausted(self) -> None:
+        """
+        With no pair free, reopen_stream raises PortsExhausted and the
+        stream stays closed, showing its last ports, holding none.
+        """
+        relay, clock = self.make_relay(PORTS[0], PORTS[0] + 3)  # 2 pairs
+        session = relay.allocate_session(2)
+        session.set_inbound(1, remote=SRC2)
+        for k in range(11):
+            session.streams[1].datagramReceived(rtp(k), SRC2)
+            clock.advance(1)
+        stream = session.streams[0]
+        port = stream.rtp_port
+        other = relay.allocate_session(1)
+        self.assertRaises(PortsExhausted, session.reopen_stream, 0)
+        self.assertTrue(stream.ended)
+        self.assertEqual((stream.rtp_port, stream.rtcp_port), (port, port + 1))
+        session.close()
+        self.assertEqual(relay.pool.in_use(), [other.streams[0].rtp_port])
+
     def test_reopen(self) -> None:
         """
         reopen_stream binds fresh ports for a timed-out stream, which then
