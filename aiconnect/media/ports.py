@@ -14,7 +14,7 @@ would land in the new one).
 
 from __future__ import annotations
 
-__all__ = ["PortPool", "PortsExhausted"]
+__all__ = ["FileDescriptorsExhausted", "PortPool", "PortsExhausted"]
 
 
 class PortsExhausted(Exception):
@@ -22,6 +22,15 @@ class PortsExhausted(Exception):
     Not enough free RTP/RTCP port pairs for a request.
 
     The inbound INVITE gets 503, a forward fails with C{SIPRECFORWARDFAILED}.
+    """
+
+
+class FileDescriptorsExhausted(PortsExhausted):
+    """
+    The ports were free but their sockets could not be created: the process
+    (C{EMFILE}) or the system (C{ENFILE}) is out of file descriptors.  A
+    L{PortsExhausted}, so every caller still fails cleanly; the inbound
+    INVITE's 503 names the cause.
     """
 
 

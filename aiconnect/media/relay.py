@@ -43,7 +43,14 @@ API (what the SIP layer and the L{Call} use)
 
 C{on_timeout(session)} is called once when no RTP arrived on any inbound
 stream for C{media_timeout} seconds (0 disables it); the relay does not end
-anything itself, the L{Call} decides (reason C{mediaTimeout}).
+the session itself, the L{Call} decides (reason C{mediaTimeout}).  While
+another stream still carries RTP, a stream the SRC sends on
+(C{session.set_expect_media(i, True)}, the default) silent that long is
+closed alone: its ports are released, C{session.on_stream_timeout(session,
+stream)} is called, and C{session.reopen_stream(i)} gives it fresh ports.
+
+Datagrams over 2,048 octets are dropped whole (C{oversize}); running out of
+file descriptors raises L{FileDescriptorsExhausted} (a L{PortsExhausted}).
 
 Behaviour
 =========
@@ -111,7 +118,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.logger import Logger
 
 from aiconnect.media.g711 import ALAW_TO_ULAW, ULAW_TO_ALAW
-from aiconnect.media.ports import PortPool, PortsExhausted
+from aiconnect.media.ports import FileDescriptorsExhausted, PortPool, PortsExhausted
 from aiconnect.media.rtp import (
     ReportBlock,
     RtcpReceiverReport,
@@ -125,6 +132,7 @@ from aiconnect.media.rtp import (
 from aiconnect.media.srtp import SrtpContext, SrtpParams
 
 __all__ = [
+    "FileDescriptorsExhausted",
     "ForwardMedia",
     "InboundStream",
     "MediaRelay",
@@ -150,7 +158,13 @@ _TAG_LENGTH = {
     "AEAD_AES_256_GCM": 16,
 }
 
+#: The largest datagram relayed; anything longer is dropped (C{oversize}).
 _MAX_DATAGRAM = 2048
+#: What a socket read asks for: one octet more than L{_MAX_DATAGRAM}, so a
+#: datagram the kernel had to truncate is seen as too long, not relayed cut.
+_RECV_SIZE = _MAX_DATAGRAM + 1
+#: How often (seconds) the out-of-file-descriptors line is logged at most.
+_FD_LOG_INTERVAL = 60.0
 _CLOCK_RATE = 8000  # G.711, telephone-event and CN here all use 8 kHz
 _FRAME = 160  # one 20 ms frame at 8 kHz
 _MAX_DROPOUT = 3000  # RFC 3550 A.1
@@ -235,7 +249,7 @@ class _RelayPort(udp.Port):
         Read one datagram and hand it to the protocol; never raise.
         """
         try:
-            data, addr = self._recvfrom(_MAX_DATAGRAM)
+            data, addr = self._recvfrom(_RECV_SIZE)  # > _MAX_DATAGRAM: oversize
         except OSError as e:
             if e.errno not in _READ_IGNORE:
                 self.protocol.read_errors += 1
@@ -285,12 +299,13 @@ class _Endpoint(DatagramProtocol):
     """
 
     noisy = False
-    __slots__ = ("port", "read_errors", "internal_errors", "_listening", "sendto", "send", "_peer")
+    __slots__ = ("port", "read_errors", "internal_errors", "oversize", "_listening", "sendto", "send", "_peer")
 
     def __init__(self) -> None:
         self.port: int = 0
         self.read_errors = 0
         self.internal_errors = 0
+        self.oversize = 0  # datagrams over _MAX_DATAGRAM, dropped
         self._listening: Any = None
         self.sendto: Callable[[bytes, Address], int] = _closed_sendto
         self.send: Callable[[bytes], int] = _closed_send
@@ -393,6 +408,10 @@ class InboundStream(_Endpoint):
         self.unknown_pt = 0
         self.ssrc_changes = 0
         self.latched = 0
+        # Per-stream media timeout: only a stream the SRC sends on can time
+        # out; one that did is closed (its ports released) until reopened.
+        self.expect_media = True
+        self.ended = False
 
     def configure(
         self,
@@ -449,8 +468,11 @@ class InboundStream(_Endpoint):
         if addr != self.remote and not self._accept(addr):
             return
         n = len(data)
-        if n < 12:
-            self.malformed += 1
+        if not 12 <= n <= _MAX_DATAGRAM:
+            if n < 12:
+                self.malformed += 1
+            else:  # read with one octet to spare: it was cut, drop it whole
+                self.oversize += 1
             return
         b0 = data[0]
         if b0 & 0xC0 != 0x80:
@@ -558,6 +580,7 @@ class InboundStream(_Endpoint):
         out = {
             "foreign_source": self.foreign + self.rtcp.foreign,
             "malformed": self.malformed + self.rtcp.malformed,
+            "oversize": self.oversize + self.rtcp.oversize,
             "unknown_payload_type": self.unknown_pt,
             "srtp_auth": 0,
             "srtp_replay": 0,
@@ -583,6 +606,7 @@ class InboundStream(_Endpoint):
             "srtp": self.srtp.suite if self.srtp is not None else None,
             "ssrc": self.ssrc,
             "ssrc_changes": self.ssrc_changes,
+            "timed_out": self.ended,
             "packets_in": self.packets_in,
             "bytes_in": self.bytes_in,
             "rtcp_in": self.rtcp.packets_in,
@@ -627,6 +651,9 @@ class _InboundRtcp(_Endpoint):
             else:
                 self.foreign += 1
                 return
+        if len(data) > _MAX_DATAGRAM:
+            self.oversize += 1
+            return
         self.handle(data)
 
     def handle(self, data: bytes) -> None:
@@ -726,6 +753,9 @@ class OutboundStream(_Endpoint):
     def datagramReceived(self, data: bytes, addr: Address) -> None:
         # The SRS is a recorder (recvonly): RTP from it is counted, not
         # relayed; RTCP multiplexed here is handled.
+        if len(data) > _MAX_DATAGRAM:
+            self.oversize += 1
+            return
         if len(data) >= 2 and 192 <= data[1] <= 223 and self.remote is not None:
             if addr[0] == self.remote[0]:
                 self.rtcp.handle(data)
@@ -790,6 +820,7 @@ class OutboundStream(_Endpoint):
             "srtp_protect": sum(self.srtp_tx.failures.values()) if self.srtp_tx else 0,
             "rtcp_foreign_source": self.rtcp.foreign,
             "rtcp_malformed": self.rtcp.malformed,
+            "oversize": self.oversize + self.rtcp.oversize,
         }
         if self.srtp_rx is not None:
             for cause, count in self.srtp_rx.failures.items():
@@ -900,6 +931,9 @@ class _OutboundRtcp(_Endpoint):
         remote = self.stream.remote
         if remote is None or addr[0] != remote[0]:
             self.foreign += 1
+            return
+        if len(data) > _MAX_DATAGRAM:
+            self.oversize += 1
             return
         self.handle(data)
 
@@ -1131,6 +1165,8 @@ class MediaSession:
         self._retired_srtp: dict[int, dict[str, int]] = {}
         self.forwards: dict[str, ForwardMedia] = {}
         self.on_timeout = on_timeout
+        #: Called with (session, stream) when one stream timed out alone.
+        self.on_stream_timeout: Callable[[MediaSession, InboundStream], object] | None = None
         self.media_timeout = relay.media_timeout
         self.timed_out = False
         self.closed = False
@@ -1208,6 +1244,52 @@ class MediaSession:
         """
         self.media_timeout = seconds
 
+    def set_expect_media(self, index: int, expected: bool) -> None:
+        """
+        Say whether the SRC sends on one stream (its m-line is C{sendonly}
+        or C{sendrecv} with an address): only such a stream is closed alone
+        when it is silent for the media timeout.  A stream becoming
+        expected again counts its silence from now.  Default: expected.
+        """
+        stream = self.streams[index]
+        if expected and not stream.expect_media:
+            stream.last_rx = max(stream.last_rx, self._seconds())
+        stream.expect_media = expected
+
+    def reopen_stream(self, index: int) -> InboundStream:
+        """
+        Bind fresh ports for a stream that timed out (its old ones were
+        released), e.g. when a re-INVITE offers it again; the stream keeps
+        its index, configuration, counters and forwards, and counts its
+        silence from now.  Nothing happens to a stream that did not time out.
+
+        @return: the stream (new C{rtp_port}/C{rtcp_port} for the answer).
+        @raise PortsExhausted: when the pool is short (the stream stays
+            closed).
+        @raise ValueError: on a closed session.
+        """
+        if self.closed:
+            raise ValueError("session is closed")
+        stream = self.streams[index]
+        if not stream.ended:
+            return stream
+
+        def build(ports: list[int]) -> list[InboundStream]:
+            stream.rtp_port = stream.port = ports[0]
+            stream.rtcp_port = stream.rtcp.port = ports[0] + 1
+            return [stream]
+
+        old_port = stream.rtp_port
+        try:
+            self.relay._bind_pairs(1, build, after=self.streams[-1].rtp_port)
+        except PortsExhausted:
+            build([old_port])  # the stats keep showing the last ports it had
+            raise
+        stream.ended = False
+        stream.latched = stream.rtcp.latched = 0  # the new port may latch again
+        stream.last_rx = self._seconds()
+        return stream
+
     def add_forward(self, forward_id: str, n_streams: int) -> ForwardMedia:
         """
         Book and bind local ports for a new forward (for its SDP offer).
@@ -1280,6 +1362,8 @@ class MediaSession:
         self.relay._session_closed(self, final)
 
     def _check_timeout(self, now: float) -> None:
+        # Every stream silent: the session timed out (the Call ends it).
+        # Else each expected stream silent that long is closed on its own.
         timeout = self.media_timeout
         if not timeout or self.timed_out or self.closed:
             return
@@ -1291,6 +1375,22 @@ class MediaSession:
                     self.on_timeout(self)
                 except Exception:
                     self.relay.log.failure("media timeout callback failed")
+            return
+        for stream in self.streams:
+            if stream.expect_media and not stream.ended and now - stream.last_rx >= timeout:
+                self._end_stream(stream)
+
+    def _end_stream(self, stream: InboundStream) -> None:
+        # A stream timed out alone: close its sockets, free its ports.
+        stream.ended = True
+        stream._close()
+        self.relay._release([stream.rtp_port])
+        self.relay._totals["streams_timed_out"] += 1
+        if self.on_stream_timeout is not None:
+            try:
+                self.on_stream_timeout(self, stream)
+            except Exception:
+                self.relay.log.failure("stream timeout callback failed")
 
 
 class MediaRelay:
@@ -1333,9 +1433,13 @@ class MediaRelay:
         self.rtcp_interval = rtcp_interval
         self.sessions: set[MediaSession] = set()
         self._tick_call: IDelayedCall | None = None
+        self._fd_logged: float | None = None
         self._totals: dict[str, Any] = {
             "sessions_total": 0,
             "sessions_timed_out": 0,
+            "streams_timed_out": 0,
+            "streams_rejected_limit": 0,
+            "fd_exhausted": 0,
             "packets_in": 0,
             "bytes_in": 0,
             "packets_out": 0,
@@ -1388,6 +1492,14 @@ class MediaRelay:
         totals["port_pairs_total"] = self.pool.capacity
         return totals
 
+    def count_rejected_streams(self, n: int) -> None:
+        """
+        Count offered streams the SIP layer answered with port 0 because of
+        its per-session stream limit (C{streams_rejected_limit}, for
+        C{/metrics}); they got no ports.
+        """
+        self._totals["streams_rejected_limit"] += n
+
     def close(self) -> None:
         """
         Shutdown: close every session (their ports are released).
@@ -1417,6 +1529,13 @@ class MediaRelay:
                         bound.append(endpoint)
                         self._listen(endpoint.rtcp, endpoint.rtcp_port)
                         bound.append(endpoint.rtcp)
+                except FileDescriptorsExhausted:
+                    # Another port would fail the same way: give up now.
+                    for b in bound:
+                        b._close()
+                    self.pool.release(ports)
+                    self._fd_exhausted()
+                    raise
                 except OSError as e:
                     last_error = e
                     for b in bound:
@@ -1436,17 +1555,34 @@ class MediaRelay:
 
         try:
             if self._fdset:
-                listening: Any = _RelayPort(port, endpoint, self.host, _MAX_DATAGRAM, self._reactor)
+                listening: Any = _RelayPort(port, endpoint, self.host, _RECV_SIZE, self._reactor)
                 listening.startListening()
             else:
                 listening = self._reactor.listenUDP(
-                    port, endpoint, interface=self.host, maxPacketSize=_MAX_DATAGRAM
+                    port, endpoint, interface=self.host, maxPacketSize=_RECV_SIZE
                 )
         except CannotListenError as e:
             err = OSError(errno.EADDRINUSE, str(e))
             err.port = port  # type: ignore[attr-defined]
+            if getattr(e.socketError, "errno", None) in (errno.EMFILE, errno.ENFILE):
+                raise FileDescriptorsExhausted(
+                    f"no socket for RTP port {port}: {e.socketError}"
+                ) from None
             raise err from None
         endpoint._bound(listening)
+
+    def _fd_exhausted(self) -> None:
+        # Count, and say once a minute at most what to do about it.
+        self._totals["fd_exhausted"] += 1
+        now = self._reactor.seconds()
+        if self._fd_logged is None or now - self._fd_logged >= _FD_LOG_INTERVAL:
+            self._fd_logged = now
+            self.log.error(
+                "out of file descriptors binding RTP ports (EMFILE/ENFILE, {count} failure(s)"
+                " so far): raise LimitNOFILE in the systemd unit (or ulimit -n); each RTP"
+                " stream needs 2 sockets",
+                count=self._totals["fd_exhausted"],
+            )
 
     def _release(self, ports: list[int]) -> None:
         self.pool.release(ports)
@@ -1497,7 +1633,8 @@ class MediaRelay:
 
     def _session_closed(self, session: MediaSession, final: dict[str, Any]) -> None:
         self.sessions.discard(session)
-        self.pool.release([s.rtp_port for s in session.streams])
+        # A stream that timed out released its ports already (maybe reused).
+        self.pool.release([s.rtp_port for s in session.streams if not s.ended])
         self._totals["sessions_timed_out"] += 1 if session.timed_out else 0
         drops = self._totals["drops"]
         for stream in final["streams"]:

@@ -5,8 +5,10 @@ The inbound SIPRec user agent: AI Connect as SRS (RFC 7866, SPEC s1).
 For each new INVITE: the tenant by Request-URI domain (unknown -> 404), the
 allowed source networks (-> 403), the SIPRec checks (C{Require: siprec},
 metadata; configurable for non-SIPRec INVITEs and missing metadata), the SDP
-offer (-> 488 when nothing is acceptable), RTP ports from the relay (-> 503
-when exhausted), then the C{newCall} callback and, once the application
+offer (-> 488 when nothing is acceptable; at most C{[limits]
+max_streams_per_call} streams get ports, the other m-lines port 0), RTP
+ports from the relay (-> 503 when exhausted, or when the process is out of
+file descriptors), then the C{newCall} callback and, once the application
 answered or the callback timed out, 200 OK with C{a=recvonly} per labelled
 stream and C{+sip.srs} in Contact. Every exit path releases the ports.
 
@@ -24,7 +26,7 @@ from twisted.logger import Logger
 from aiconnect import events
 from aiconnect.call import Call, OrderRefused, StreamInfo, describe_participants
 from aiconnect.errors import RemoteSipError
-from aiconnect.media.ports import PortsExhausted
+from aiconnect.media.ports import FileDescriptorsExhausted, PortsExhausted
 from aiconnect.media.srtp import SrtpParams
 from aiconnect.ratelimit import Admission, InviteRateLimiter
 from aiconnect.sip import sdp as sdp_mod
@@ -164,6 +166,13 @@ class InboundSession:
         session for it (RFC 7866 s7.1.1.1, L{assign_relay_streams}); when
         the port range is exhausted that m-line alone is rejected (port 0),
         the re-INVITE still succeeds.
+
+        A session never has more than C{[limits] max_streams_per_call}
+        relay streams: acceptable m-lines beyond it, in the first offer or
+        added by a re-offer, are answered with port 0 (RFC 3264 s6) and
+        get no ports (counted as C{streams_rejected_limit}). A stream that
+        timed out alone (silent for C{[rtp] media_timeout}, its ports
+        released) gets fresh ports when an offer names it again.
         """
         relay_session = self.call.media
         n_alloc = len(relay_session.streams) if relay_session is not None else 0
@@ -171,17 +180,33 @@ class InboundSession:
         crypto: list[sdp_mod.Crypto | None] = []
         stream_map: list[int | None] = []
         infos: list[StreamInfo] = []
+        accepted = [sdp_mod.rejection_reason(m, CODECS) is None for m in offer.media]
         assignment = assign_relay_streams(
-            [sdp_mod.rejection_reason(m, CODECS) is None for m in offer.media],
+            accepted,
             [] if initial else self.stream_map,
             n_alloc,
+            limit=self.srs.config.limits.max_streams_per_call,
         )
+        limited = sum(1 for ok, i in zip(accepted, assignment) if ok and i is None)
+        if limited:
+            self.srs.relay.count_rejected_streams(limited)
+            self.log.warn(
+                "{limited} offered stream(s) over [limits] max_streams_per_call={cap} answered with port 0 session_id={session_id}",
+                limited=limited,
+                cap=self.srs.config.limits.max_streams_per_call,
+                session_id=self.call.session_id,
+            )
         wanted = max((i + 1 for i in assignment if i is not None), default=0) - n_alloc
         if wanted > 0 and relay_session is not None:
             n_alloc += self._add_relay_streams(wanted)
+        if relay_session is not None:
+            relay_session.on_stream_timeout = self._stream_timed_out
         sending = False
+        expected: set[int] = set()
         for index, media in enumerate(offer.media):
             relay_index = assignment[index]
+            if relay_index is not None and relay_index < n_alloc and not self._reopen(relay_index):
+                relay_index = None
             if relay_index is None or relay_index >= n_alloc:
                 ports.append(0)
                 crypto.append(None)
@@ -224,11 +249,15 @@ class InboundSession:
             infos.append(info)
             if media.direction in ("sendonly", "sendrecv") and (remote is not None or latch is not None):
                 sending = True
+                expected.add(relay_index)
             ports.append(stream.rtp_port)
             crypto.append(our_crypto)
             stream_map.append(relay_index)
         if not any(ports):
             raise RemoteSipError("no acceptable media stream", 488)
+        for relay_index in range(n_alloc):
+            # Per-stream media timeout only where the SRC sends.
+            relay_session.set_expect_media(relay_index, relay_index in expected)
         answer = sdp_mod.build_srs_answer(
             offer,
             origin=self.origin,
@@ -248,6 +277,41 @@ class InboundSession:
         self.call.streams = infos
         self.pause_media_timeout(not sending)
         self.bind_metadata()
+
+    def _reopen(self, relay_index: int) -> bool:
+        """
+        Make sure a relay stream an offer names has ports: one that timed
+        out alone gets fresh ones (L{MediaSession.reopen_stream}).
+
+        @return: C{False} when that failed (the m-line gets port 0).
+        """
+        media = self.call.media
+        if not media.streams[relay_index].ended:
+            return True
+        try:
+            media.reopen_stream(relay_index)
+        except PortsExhausted as e:
+            self.log.warn(
+                "no RTP ports to reopen stream {index} session_id={session_id}: {error}",
+                index=relay_index,
+                session_id=self.call.session_id,
+                error=e,
+            )
+            return False
+        return True
+
+    def _stream_timed_out(self, media: Any, stream: Any) -> None:
+        """
+        The relay closed one stream that was silent for the media timeout
+        while others still carry media (its ports are free now).
+        """
+        self.log.info(
+            "RTP stream {index} silent for {timeout}s: closed, port {port} released session_id={session_id}",
+            index=stream.index,
+            timeout=media.media_timeout,
+            port=stream.rtp_port,
+            session_id=self.call.session_id,
+        )
 
     def _add_relay_streams(self, n: int) -> int:
         """
@@ -475,7 +539,9 @@ class InboundSession:
         self.call.inbound_ended(reason)
 
 
-def assign_relay_streams(accepted: list[bool], old_map: list[int | None], n_alloc: int) -> list[int | None]:
+def assign_relay_streams(
+    accepted: list[bool], old_map: list[int | None], n_alloc: int, limit: int | None = None
+) -> list[int | None]:
     """
     The relay stream (our port) of each m-line of an offer.
 
@@ -486,7 +552,9 @@ def assign_relay_streams(accepted: list[bool], old_map: list[int | None], n_allo
     with port 0 and another added in the same offer). Accepted m-lines
     left over get the indices C{n_alloc}, C{n_alloc + 1}, ... in order:
     relay streams the caller adds to the session, or rejects (port 0) when
-    the port range cannot hold them.
+    the port range cannot hold them. With C{limit}, no index reaches it:
+    accepted m-lines left over then get C{None} (port 0: the per-session
+    stream limit, SPEC s12).
 
     (This replaces a one-pass search that counted the relay streams of the
     m-lines the offer disables as still in use, so the added stream was
@@ -495,6 +563,7 @@ def assign_relay_streams(accepted: list[bool], old_map: list[int | None], n_allo
     @param accepted: per offered m-line, whether we would accept it.
     @param old_map: m-line index -> relay stream index, from the last offer.
     @param n_alloc: the number of relay streams of the session.
+    @param limit: the most relay streams a session may have, or C{None}.
     """
     out: list[int | None] = [None] * len(accepted)
     for index, ok in enumerate(accepted):
@@ -507,10 +576,21 @@ def assign_relay_streams(accepted: list[bool], old_map: list[int | None], n_allo
         if ok and out[index] is None:
             if free:
                 out[index] = free.pop(0)
-            else:
+            elif limit is None or extra < limit:
                 out[index] = extra
                 extra += 1
     return out
+
+
+def no_media_error(exc: PortsExhausted) -> RemoteSipError:
+    """
+    The 503 for an INVITE whose RTP ports could not be set up, with
+    C{Retry-After}; the reason phrase names the cause: the port range, or
+    the process's file descriptors (the relay logged what to raise).
+    """
+    if isinstance(exc, FileDescriptorsExhausted):
+        return service_unavailable("Out of file descriptors", 5)
+    return service_unavailable("No RTP ports left", 5)
 
 
 class SrsService:
@@ -643,9 +723,10 @@ class SrsService:
         call.x_headers = [(n, v) for n, v in request.headers if n.lower().startswith("x-")]
         call.forwarder = self.forwarder
         try:
-            call.media = self.relay.allocate_session(n_accept, on_timeout=lambda _s: call.media_timeout())
-        except PortsExhausted:
-            raise service_unavailable("No RTP ports left", 5)
+            n_alloc = min(n_accept, self.config.limits.max_streams_per_call)
+            call.media = self.relay.allocate_session(n_alloc, on_timeout=lambda _s: call.media_timeout())
+        except PortsExhausted as exc:
+            raise no_media_error(exc) from None
         inbound = InboundSession(self, call, offer)
         try:
             inbound.apply_metadata(body.metadata, initial=True)
