@@ -67,6 +67,7 @@ from twisted.web.client import PotentialDataLoss, ResponseDone, _WrapperExceptio
 from aiconnect.config import decode_signing_secret
 from aiconnect import __version__
 from aiconnect.events import new_id
+from aiconnect.text import replace_surrogates
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -415,7 +416,21 @@ def _signed_headers(tenant: WebhookTarget, msg_id: str, timestamp: int, body: by
 
 
 def _encode(payload: Mapping[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """
+    The compact UTF-8 JSON of a callback or event body.
+
+    A lone surrogate left in a string (SIP text is decoded with
+    C{surrogateescape}; the builders decode it with
+    L{aiconnect.text.decode_wire}, this is the safety net) is replaced by
+    U+FFFD instead of failing: no event is lost to an undecodable byte.
+
+    @param payload: The object.
+    @return: The body.
+    @raise TypeError: If C{payload} holds a value that is not JSON.
+    @raise ValueError: If it holds a reference cycle.
+    """
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    return replace_surrogates(text).encode("utf-8")
 
 
 # --- the outbox ----------------------------------------------------------------
@@ -1450,6 +1465,8 @@ class NewCallClient:
             answer = json.loads(reply.body)
         except (ValueError, UnicodeDecodeError):
             return NewCallResult(None, "body is not JSON", reply.status)
+        except RecursionError:
+            return NewCallResult(None, "body is not JSON: nested too deeply", reply.status)
         if not isinstance(answer, dict):
             return NewCallResult(None, "body is not a JSON object", reply.status)
         return NewCallResult(answer, None, reply.status)
