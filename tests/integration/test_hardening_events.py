@@ -82,3 +82,91 @@ class Latin1SipTextTests(ForwardTestBase):
         self.assertEqual(bye.status, 200)
         await self.app.wait_for("events", 2, timeout=5)
         self.assertEqual(self.app.event_names(), ["SESSIONSTARTED", "SESSIONCOMPLETED"])
+
+
+def nested(depth: int) -> dict[str, Any]:
+    """
+    @return: C{{"a": {"a": ... {}}}}, C{depth} objects deep.
+    """
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+FORWARD_URI = "sip:aiforward@customer.example.com"
+
+
+class UnreportableOrderTests(ForwardTestBase):
+    """
+    Item 8: orders that would be accepted and then never reported.
+    """
+
+    async def get_session(self, session_id: str) -> tuple[int, Any]:
+        resp = await treq.get(
+            "http://127.0.0.1:%d/%s/sessions/%s" % (self.api_port, DOMAIN, session_id),
+            headers={"Authorization": "Bearer t0ken"},
+            persistent=False,
+        )
+        return resp.code, json.loads(await resp.content())
+
+    async def test_rest_orders_refused(self) -> None:
+        """
+        Through the REST API of a running service: a lone surrogate in the
+        reference id or an X- header value, a reference id 600 levels deep
+        and equal caller/called labels each answer 400 naming the field;
+        nothing is started, the session stays readable (200) and its events
+        are only SESSIONSTARTED and SESSIONCOMPLETED.
+        """
+        self.setup_service(QUIET_TRUNK % free_port(), {}, None, RTP_BASE + 100)
+        call = await self.start_call()
+        session_id = call["session_id"]
+        cases = [
+            ({"sipRecForwardReferenceId": {"note": "\ud800"}}, "sipRecForwardReferenceId.note"),
+            ({"sipRecForwardReferenceId": nested(600)}, "sipRecForwardReferenceId" + ".a" * 32),
+            ({"sipRecForwardReferenceId": {"t": "x" * 5000}}, "sipRecForwardReferenceId"),
+            ({"xHeaders": {"X-Agent": "M\udcfcller"}}, "xHeaders.X-Agent"),
+            ({"caller": {"label": "L1"}, "calledParty": {"label": "L1"}}, "calledParty.label"),
+        ]
+        for fields, field in cases:
+            code, body = await self.api_post(
+                "/%s/startsiprecforward" % DOMAIN, {"sessionId": session_id, "uri": FORWARD_URI, **fields}
+            )
+            self.assertEqual((code, body.get("field")), (400, field), body)
+        code, body = await self.get_session(session_id)
+        self.assertEqual(code, 200, body)
+        self.assertEqual(body["session"]["forwards"], [])
+        await self.bye(call)
+        await self.events(["SESSIONSTARTED", "SESSIONCOMPLETED"])
+
+    async def test_new_call_orders_refused(self) -> None:
+        """
+        The same orders in a newCall answer are each refused with a
+        SIPRECFORWARDFAILED naming the field (reference id C{null}); every
+        event is valid JSON and the session stays readable.
+        """
+        base = {"uri": FORWARD_URI}
+        answer = {
+            "startSIPRecForward": [
+                {**base, "sipRecForwardReferenceId": nested(600)},
+                {**base, "sipRecForwardReferenceId": {"note": "\ud800"}},
+                {**base, "caller": {"label": "L1"}, "calledParty": {"label": "L1"}},
+            ]
+        }
+        self.setup_service(QUIET_TRUNK % free_port(), answer, None, RTP_BASE + 200)
+        call = await self.start_call()
+        await self.events(["SESSIONSTARTED"] + ["SIPRECFORWARDFAILED"] * 3, timeout=5)
+        failed = self.app.events[1:]
+        self.assertEqual(
+            [f["reason"].split(":")[1].strip() for f in failed],
+            [
+                "startSIPRecForward[0].sipRecForwardReferenceId" + ".a" * 32,
+                "startSIPRecForward[1].sipRecForwardReferenceId.note",
+                "startSIPRecForward[2].calledParty.label",
+            ],
+        )
+        self.assertEqual([f["sipRecForwardReferenceId"] for f in failed], [None, None, None])
+        code, body = await self.get_session(call["session_id"])
+        self.assertEqual(code, 200, body)
+        self.assertEqual([f["state"] for f in body["session"]["forwards"]], ["failed"] * 3)
+        await self.bye(call)
