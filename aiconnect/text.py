@@ -114,10 +114,14 @@ def json_problem(value: Any, *, max_depth: int | None = None, max_bytes: int | N
         relative to C{value} (dotted keys, C{[i]} indexes, C{""} for the
         value itself; always encodable) and what is wrong.
     """
-    stack: list[tuple[Any, str, int]] = [(value, "", 0)]
+    # (is a key, item, path, depth); popped in document order.
+    stack: list[tuple[bool, Any, str, int]] = [(False, value, "", 0)]
     while stack:
-        item, path, depth = stack.pop()
-        if isinstance(item, str):
+        is_key, item, path, depth = stack.pop()
+        if is_key:
+            if _SURROGATE_RE.search(item) is not None:
+                return path, "name is not valid Unicode (lone surrogate)"
+        elif isinstance(item, str):
             if _SURROGATE_RE.search(item) is not None:
                 return path, "not valid Unicode (lone surrogate)"
         elif isinstance(item, (dict, list)):
@@ -125,14 +129,14 @@ def json_problem(value: Any, *, max_depth: int | None = None, max_bytes: int | N
             if max_depth is not None and depth > max_depth:
                 return path, "nested deeper than %d levels" % (max_depth,)
             if isinstance(item, dict):
-                for key in item:
-                    if isinstance(key, str) and _SURROGATE_RE.search(key) is not None:
-                        return _key_path(path, key), "name is not valid Unicode (lone surrogate)"
                 for key, sub in reversed(list(item.items())):
-                    stack.append((sub, _key_path(path, key), depth))
+                    sub_path = _key_path(path, key)
+                    stack.append((False, sub, sub_path, depth))
+                    if isinstance(key, str):
+                        stack.append((True, key, sub_path, depth))
             else:
                 for index in range(len(item) - 1, -1, -1):
-                    stack.append((item[index], "%s[%d]" % (path, index), depth))
+                    stack.append((False, item[index], "%s[%d]" % (path, index), depth))
     if max_bytes is not None:
         try:
             size = len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8"))

@@ -170,3 +170,107 @@ class UnreportableOrderTests(ForwardTestBase):
         self.assertEqual(code, 200, body)
         self.assertEqual([f["state"] for f in body["session"]["forwards"]], ["failed"] * 3)
         await self.bye(call)
+
+
+class _Http10Handler(http.server.BaseHTTPRequestHandler):
+    """
+    A stdlib HTTP/1.0 receiver: reads the body, answers 200 with a
+    C{Content-Length} (so the client may pool the connection), then closes
+    the connection, as HTTP/1.0 servers do.
+    """
+
+    protocol_version = "HTTP/1.0"
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with self.server.lock:  # type: ignore[attr-defined]
+            self.server.received.append((self.path, body))  # type: ignore[attr-defined]
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+def start_http10_server(test: TestCase) -> http.server.ThreadingHTTPServer:
+    """
+    Start an L{_Http10Handler} server on 127.0.0.1 in a thread, stopped at
+    the end of C{test}; C{server.received} lists (path, body).
+    """
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Http10Handler)
+    srv.daemon_threads = True
+    srv.received = []  # type: ignore[attr-defined]
+    srv.lock = threading.Lock()  # type: ignore[attr-defined]
+    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+
+    def stop() -> None:
+        srv.shutdown()
+        srv.server_close()
+        thread.join(5)
+
+    test.addCleanup(stop)
+    return srv
+
+
+def pooled_client(test: TestCase) -> Any:
+    """
+    The callbacks' HTTP client as C{tap.build_service} builds it: treq over
+    a persistent L{HTTPConnectionPool}, closed at the end of C{test}.
+    """
+    from treq.client import HTTPClient
+    from twisted.web.client import Agent, HTTPConnectionPool
+
+    pool = HTTPConnectionPool(reactor, persistent=True)
+    pool.maxPersistentPerHost = 4
+    test.addCleanup(pool.closeCachedConnections)
+    return HTTPClient(Agent(reactor, pool=pool))
+
+
+class Http10ReceiverTests(TestCase):
+    """
+    Item 12 (b): a receiver that closes each connection after answering.
+    """
+
+    timeout = 30
+
+    async def test_twenty_events_first_attempt(self) -> None:
+        """
+        Twenty events of one session (sent one after the other) to a stdlib
+        HTTP/1.0 server, through a persistent connection pool: every event
+        is delivered on its first scheduled attempt, none is retried with
+        back-off or given up.
+        """
+        from aiconnect import events
+        from aiconnect.config import TenantConfig
+        from aiconnect.webhooks import EventDeliverer, EventOutbox
+        from tests.integration.siprec_peer import SECRET
+
+        srv = start_http10_server(self)
+        directory = tempfile.mkdtemp(prefix="aiconnect-http10-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        outbox = EventOutbox(str(Path(directory) / "events.sqlite3"), clock=reactor.seconds)
+        self.addCleanup(outbox.close)
+        url = "http://127.0.0.1:%d" % (srv.server_address[1],)
+        tenant = TenantConfig(domain=DOMAIN, callback_url=url, signing_secret=SECRET)
+        deliverer = EventDeliverer(
+            reactor, outbox, {DOMAIN: tenant}, http_client=pooled_client(self),
+            backoff_base=5.0, backoff_max=5.0, request_timeout=5.0,
+        )
+        deliverer.start()
+        self.addCleanup(deliverer.stop)
+        for i in range(20):
+            outbox.emit(DOMAIN, "ses_http10", events.session_completed(
+                "ses_http10", tenant=DOMAIN, reason=events.COMPLETED_INBOUND_BYE, duration=float(i)))
+        deadline = reactor.seconds() + 10
+        while (
+            deliverer.stats["delivered"] < 20
+            and deliverer.stats["retried"] == deliverer.stats["dead"] == 0
+            and reactor.seconds() < deadline
+        ):
+            await task.deferLater(reactor, 0.05, lambda: None)
+        stats = dict(deliverer.stats)
+        self.assertEqual((stats["delivered"], stats["retried"], stats["dead"]), (20, 0, 0), stats)
+        self.assertEqual(stats["attempts"], 20, stats)
+        self.assertEqual([json.loads(b)["duration"] for _, b in srv.received], [float(i) for i in range(20)])
