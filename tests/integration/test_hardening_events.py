@@ -274,3 +274,102 @@ class Http10ReceiverTests(TestCase):
         self.assertEqual((stats["delivered"], stats["retried"], stats["dead"]), (20, 0, 0), stats)
         self.assertEqual(stats["attempts"], 20, stats)
         self.assertEqual([json.loads(b)["duration"] for _, b in srv.received], [float(i) for i in range(20)])
+
+
+class _EventsApp(AppServer):
+    """
+    An application answering C{status} to every event (after checking its
+    signature, as L{AppServer} does).
+    """
+
+    def __init__(self, status: int) -> None:
+        super().__init__()
+        self.status = status
+
+    def render_POST(self, request: Any) -> bytes:
+        body = super().render_POST(request)
+        if request.code == 200:
+            request.setResponseCode(self.status)
+        return body
+
+
+class DisabledEndpointRestartTests(TestCase):
+    """
+    Item 12 (a): a 410 survives restarts visibly, and a configuration
+    change enables the endpoint again.
+    """
+
+    timeout = 30
+
+    def setUp(self) -> None:
+        self.certs = Certificates()
+        self.dir = Path(tempfile.mkdtemp(prefix="aiconnect-gone-"))
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.ports = [free_port() for _ in range(3)]
+        self.api_port = free_port()
+
+    async def run_service(self, app_port: int) -> Any:
+        """
+        Build and start the service from a configuration whose tenant calls
+        back C{app_port} (the outbox is the same SQLite file every time).
+        """
+        udp, tcp, tls = self.ports
+        path = write_config(
+            self.dir, self.certs, udp, tcp, tls, self.api_port, app_port=app_port, rtp=(RTP_BASE + 300, RTP_BASE + 399)
+        )
+        service = build_service(config_mod.load(path), reactor)
+        service.startService()
+        self.addCleanup(lambda: service.stopService() if service.running else None)
+        return service
+
+    async def metric(self, name: str) -> float:
+        resp = await treq.get("http://127.0.0.1:%d/metrics" % (self.api_port,), persistent=False)
+        text = (await resp.content()).decode()
+        for line in text.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        self.fail("%s not in /metrics" % (name,))
+
+    async def until(self, predicate: Any, timeout: float = 5.0) -> None:
+        deadline = reactor.seconds() + timeout
+        while not predicate():
+            if reactor.seconds() > deadline:
+                self.fail("condition not reached within %g s" % (timeout,))
+            await task.deferLater(reactor, 0.02, lambda: None)
+
+    async def test_disabled_across_restarts(self) -> None:
+        """
+        An endpoint answering 410 is disabled; after a restart with the same
+        configuration /metrics shows it (and nothing is sent); after a
+        restart with another callback_url it is enabled and the held events
+        are delivered.
+        """
+        from aiconnect import events
+
+        gone = _EventsApp(410)
+        gone_port = gone.listen()
+        self.addCleanup(gone.port.stopListening)
+        gauge = "aiconnect_events_delivery_endpoints_disabled"
+
+        service = await self.run_service(gone_port)
+        for session in ("ses_a", "ses_b"):
+            service.outbox.emit(DOMAIN, session, events.session_completed(
+                session, tenant=DOMAIN, reason=events.COMPLETED_INBOUND_BYE, duration=1.0))
+        await self.until(lambda: len(gone.events) == 2)
+        self.assertEqual(await self.metric(gauge), 1.0)
+        await service.stopService()
+
+        service = await self.run_service(gone_port)
+        self.assertEqual(await self.metric(gauge), 1.0)
+        await task.deferLater(reactor, 0.5, lambda: None)
+        self.assertEqual(len(gone.events), 2)
+        await service.stopService()
+
+        moved = _EventsApp(200)
+        moved_port = moved.listen()
+        self.addCleanup(moved.port.stopListening)
+        service = await self.run_service(moved_port)
+        await moved.wait_for("events", 2, timeout=5)
+        self.assertEqual(sorted(e["sessionId"] for e in moved.events), ["ses_a", "ses_b"])
+        self.assertEqual(await self.metric(gauge), 0.0)
+        self.assertEqual(moved.bad_signatures, 0)
