@@ -20,7 +20,9 @@ Pieces:
       time, to C{{callback_url}/events}: 2xx = delivered; 410 = the
       endpoint is disabled until its C{callback_url} or C{signing_secret}
       changes (events are kept, not sent; the state survives restarts and
-      shows as C{endpoints_disabled} in the deliverer's stats); anything else (status, connection failure, timeout)
+      shows as C{endpoints_disabled} in the deliverer's stats); a request
+      on a pooled connection the server had closed is sent again at once,
+      once; anything else (status, connection failure, timeout)
       = retried with exponential back-off and jitter, honouring
       C{Retry-After}, until C{retry_for} seconds after the event was
       created, then given up (logged at error level and counted; the row is

@@ -171,6 +171,14 @@ def _x_headers(value: Any, field: str) -> tuple[tuple[str, str], ...]:
 
 
 def _reference(value: Any, field: str) -> Any:
+    """
+    Validate a C{sipRecForwardReferenceId}: a JSON object that can be
+    echoed in events (L{aiconnect.events.reportable_reference} accepts
+    exactly these).
+
+    @return: C{value}, or L{None} if absent.
+    @raise OrderError: Naming the field, or the place inside it.
+    """
     if value is None:
         return None
     if not isinstance(value, dict):
