@@ -60,6 +60,7 @@ from aiconnect.errors import AiconnectError, ConfigError
 from aiconnect.sip import abnf
 from aiconnect.siprec import orders
 from aiconnect.siprec.orders import OrderError, parse_forward_order
+from aiconnect.text import json_problem, replace_surrogates
 
 __all__ = [
     "API_VERSION",
@@ -225,8 +226,11 @@ def _read_json_object(request: IRequest) -> dict[str, Any]:
     @param request: The request.
     @return: The object.
     @raise ApiRequestError: 413 for a body over L{MAX_BODY}; 400 (field
-        C{body}, or the duplicated key) for an empty body, a body that is
-        not UTF-8 JSON, has a duplicate key or is not an object.
+        C{body}, the duplicated key, or the path of the string) for an
+        empty body, a body that is not UTF-8 JSON, has a duplicate key, is
+        not an object, or holds a C{"\ud800"}-style escape that is not
+        valid Unicode (a lone surrogate: it could never be echoed as
+        JSON).
     """
     too_large = ApiRequestError(413, f"request body larger than {MAX_BODY} bytes", "body")
     length = request.getHeader(b"content-length")
@@ -254,13 +258,16 @@ def _read_json_object(request: IRequest) -> dict[str, Any]:
     try:
         value = json.loads(text, object_pairs_hook=_pairs, parse_constant=_no_constant)
     except _DuplicateKey as e:
-        raise ApiRequestError(400, f"duplicate key {e.key!r}", e.key) from None
+        raise ApiRequestError(400, f"duplicate key {e.key!r}", replace_surrogates(e.key)) from None
     except RecursionError:
         raise ApiRequestError(400, "not valid JSON: nested too deeply", "body") from None
     except ValueError as e:
         raise ApiRequestError(400, f"not valid JSON: {e}", "body") from None
     if not isinstance(value, dict):
         raise ApiRequestError(400, "must be a JSON object", "body")
+    problem = json_problem(value)
+    if problem is not None:
+        raise ApiRequestError(400, problem[1], problem[0])
     return value
 
 

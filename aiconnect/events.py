@@ -21,17 +21,23 @@ Every event carries:
     - C{sequence}: added by the outbox, 1, 2, 3 ... per session, in the
       order the events were emitted (and are delivered).
 
-This module imports nothing but the standard library.
+Every string of an event is made valid Unicode (L{aiconnect.text.decode_wire}:
+SIP text that was not UTF-8 is read as Windows-1252), so that every event can
+be sent as JSON.  A C{sipRecForwardReferenceId} that could not be echoed
+(see L{reportable_reference}) is reported as C{null}.
+
+This module imports nothing but the standard library and L{aiconnect.text}.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any, Protocol
+
+from aiconnect.text import clean_json, json_problem
 
 __all__ = [
     "EVENT_NAMES",
@@ -44,6 +50,7 @@ __all__ = [
     "build_event",
     "format_timestamp",
     "new_id",
+    "reportable_reference",
     "session_completed",
     "session_started",
     "siprec_forward_failed",
@@ -79,6 +86,11 @@ COMPLETED_MEDIA_TIMEOUT = "mediaTimeout"
 COMPLETED_SESSION_TIMER = "sessionTimer"
 COMPLETED_SHUTDOWN = "shutdown"
 COMPLETED_ERROR = "error"
+
+#: The deepest and largest C{sipRecForwardReferenceId} accepted (and echoed):
+#: nested objects/arrays, and bytes of its compact UTF-8 JSON.
+MAX_REFERENCE_DEPTH = 32
+MAX_REFERENCE_BYTES = 4096
 
 # Crockford's base32, as in ULIDs: sortable, no I/L/O/U.
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -136,6 +148,24 @@ def format_timestamp(now: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S") + ".%03dZ" % (ms,)
 
 
+def reportable_reference(value: Any) -> Any:
+    """
+    A C{sipRecForwardReferenceId} as echoed in events: unchanged if it can
+    be (valid Unicode, at most L{MAX_REFERENCE_DEPTH} levels and
+    L{MAX_REFERENCE_BYTES} bytes: what order validation accepts), else
+    L{None} (an order with such a reference is refused and its
+    C{SIPRECFORWARDFAILED} reason names the field).
+
+    @param value: The reference as given, or L{None}.
+    @return: C{value} or L{None}.
+    """
+    if value is None:
+        return None
+    if json_problem(value, max_depth=MAX_REFERENCE_DEPTH, max_bytes=MAX_REFERENCE_BYTES) is not None:
+        return None
+    return value
+
+
 def build_event(
     name: str,
     session_id: str,
@@ -151,7 +181,8 @@ def build_event(
     @param name: One of L{EVENT_NAMES}.
     @param session_id: The session id.
     @param tenant: The tenant's domain.
-    @param fields: The event-specific keys (JSON values; deep-copied).
+    @param fields: The event-specific keys (JSON values; copied, every
+        string made valid Unicode by L{aiconnect.text.decode_wire}).
     @param now: When the event happened (Unix seconds); now when L{None}.
     @param event_id: The id; a fresh L{new_id} when L{None}.
     @return: The event object.
@@ -170,7 +201,7 @@ def build_event(
     for key, value in (fields or {}).items():
         if key in payload:
             raise ValueError("field %r is one of the common keys" % (key,))
-        payload[key] = copy.deepcopy(value)
+        payload[key] = clean_json(value)
     return payload
 
 
@@ -241,7 +272,8 @@ def siprec_forward_started(
     @param codec: C{PCMA} or C{PCMU}.
     @param srtp: Whether media towards the SRS is SRTP.
     @param reference_id: C{sipRecForwardReferenceId} as given (echoed
-        unchanged; L{None} becomes C{null}).
+        unchanged; L{None}, or one L{reportable_reference} refuses, becomes
+        C{null}).
     @param now: When (Unix seconds); now when L{None}.
     @param event_id: The id; fresh when L{None}.
     @return: The event object.
@@ -256,7 +288,7 @@ def siprec_forward_started(
             "target": target,
             "codec": codec,
             "srtp": bool(srtp),
-            "sipRecForwardReferenceId": reference_id,
+            "sipRecForwardReferenceId": reportable_reference(reference_id),
         },
         now=now,
         event_id=event_id,
@@ -292,7 +324,8 @@ def siprec_forward_failed(
         no SIP response was received.
     @param target: The last target tried, or L{None} if none was reached.
     @param targets_tried: Every target tried, in order.
-    @param reference_id: C{sipRecForwardReferenceId}, echoed unchanged.
+    @param reference_id: C{sipRecForwardReferenceId}, echoed unchanged
+        (see L{reportable_reference}).
     @param now: When (Unix seconds); now when L{None}.
     @param event_id: The id; fresh when L{None}.
     @return: The event object.
@@ -308,7 +341,7 @@ def siprec_forward_failed(
             "status": status,
             "target": target,
             "targetsTried": list(targets_tried),
-            "sipRecForwardReferenceId": reference_id,
+            "sipRecForwardReferenceId": reportable_reference(reference_id),
         },
         now=now,
         event_id=event_id,
@@ -342,7 +375,8 @@ def siprec_forward_stopped(
         C{STOPPED_BY_ERROR} or C{STOPPED_BY_SHUTDOWN}.
     @param reason: Details (the error for C{ERROR}), or L{None}.
     @param stats: Counters of the forward (packets, bytes, duration ...).
-    @param reference_id: C{sipRecForwardReferenceId}, echoed unchanged.
+    @param reference_id: C{sipRecForwardReferenceId}, echoed unchanged
+        (see L{reportable_reference}).
     @param now: When (Unix seconds); now when L{None}.
     @param event_id: The id; fresh when L{None}.
     @return: The event object.
@@ -358,7 +392,7 @@ def siprec_forward_stopped(
             "stoppedBy": stopped_by,
             "reason": reason,
             "stats": dict(stats or {}),
-            "sipRecForwardReferenceId": reference_id,
+            "sipRecForwardReferenceId": reportable_reference(reference_id),
         },
         now=now,
         event_id=event_id,

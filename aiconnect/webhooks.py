@@ -18,8 +18,11 @@ Pieces:
       while the process lives (logged and counted).
     - L{EventDeliverer}: sends each session's events in order, one at a
       time, to C{{callback_url}/events}: 2xx = delivered; 410 = the
-      endpoint is disabled until its C{callback_url} changes (events are
-      kept, not sent); anything else (status, connection failure, timeout)
+      endpoint is disabled until its C{callback_url} or C{signing_secret}
+      changes (events are kept, not sent; the state survives restarts and
+      shows as C{endpoints_disabled} in the deliverer's stats); a request
+      on a pooled connection the server had closed is sent again at once,
+      once; anything else (status, connection failure, timeout)
       = retried with exponential back-off and jitter, honouring
       C{Retry-After}, until C{retry_for} seconds after the event was
       created, then given up (logged at error level and counted; the row is
@@ -57,16 +60,24 @@ from typing import Any, Protocol
 from twisted.application import service
 from twisted.internet import defer
 from twisted.internet.defer import CancelledError, Deferred
-from twisted.internet.error import ConnectError, DNSLookupError
+from twisted.internet.error import ConnectError, ConnectionClosed, DNSLookupError
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.internet.protocol import Protocol as _StreamProtocol, connectionDone
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web.client import PotentialDataLoss, ResponseDone, _WrapperException
+from twisted.web.client import (
+    PotentialDataLoss,
+    RequestNotSent,
+    RequestTransmissionFailed,
+    ResponseDone,
+    ResponseNeverReceived,
+    _WrapperException,
+)
 
 from aiconnect.config import decode_signing_secret
 from aiconnect import __version__
 from aiconnect.events import new_id
+from aiconnect.text import replace_surrogates
 
 __all__ = [
     "SCHEMA_VERSION",
@@ -79,12 +90,13 @@ __all__ = [
     "WebhookTarget",
     "decode_secret",
     "parse_retry_after",
+    "secret_digest",
     "sign",
     "tenants_by_domain",
     "verify",
 ]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 MEMORY_DATABASE = ":memory:"
 SECRET_PREFIX = "whsec_"
 JSON_CONTENT_TYPE = "application/json"
@@ -125,6 +137,10 @@ _SCHEMA: dict[int, tuple[str, ...]] = {
         )
         """,
     ),
+    # A changed signing_secret enables a disabled endpoint again: remember a
+    # digest of the secret that was in use (never the secret; NULL for rows
+    # written by version 1: only the callback_url is compared for those).
+    2: ("ALTER TABLE disabled_endpoints ADD COLUMN secret_digest TEXT",),
 }
 
 
@@ -144,6 +160,17 @@ def decode_secret(secret: str) -> bytes:
         return decode_signing_secret(secret)
     except ValueError as e:
         raise ValueError("signing secret: %s" % (e,)) from None
+
+
+def secret_digest(secret: str) -> str:
+    """
+    A digest that tells whether a signing secret changed, without keeping
+    the secret (stored with a disabled endpoint).
+
+    @param secret: The C{whsec_...} secret.
+    @return: C{sha256:} and the hex SHA-256 of a fixed label and the secret.
+    """
+    return "sha256:" + hashlib.sha256(b"aiconnect disabled endpoint\0" + secret.encode("utf-8")).hexdigest()
 
 
 def _signature(key: bytes, msg_id: str, timestamp: int, body: bytes) -> str:
@@ -349,6 +376,24 @@ def _read_reply(response: Any, limit: int) -> Deferred[_Reply]:
     return reader.finished.addCallbacks(read, unreadable)
 
 
+def _stale_connection(failure: Failure) -> bool:
+    """
+    Whether a request failed because its pooled connection had been closed
+    by the server (an HTTP/1.0 receiver closes after every answer, racing
+    our reuse of the connection): not sent at all, or the connection was
+    closed before any byte of an answer, and not by our own cancellation.
+    """
+    if failure.check(RequestNotSent):
+        return True
+    if not failure.check(ResponseNeverReceived, RequestTransmissionFailed):
+        return False
+    reasons = getattr(failure.value, "reasons", None) or []
+    return bool(reasons) and all(
+        isinstance(r, Failure) and r.check(ConnectionClosed) is not None and r.check(CancelledError) is None
+        for r in reasons
+    )
+
+
 def _post(
     reactor: IReactorTime,
     http_client: Any,
@@ -357,21 +402,38 @@ def _post(
     headers: Mapping[str, str],
     timeout: float,
     limit: int,
+    stats: dict[str, int] | None = None,
 ) -> Deferred[_Reply]:
     """
     POST C{body}, read the answer, all within C{timeout} seconds on
-    C{reactor}.  Redirects are not followed (a 3xx is an answer).
+    C{reactor}.  Redirects are not followed (a 3xx is an answer).  A request
+    that fails because its pooled connection turned out closed (see
+    L{_stale_connection}) is sent again at once, once, within the same
+    timeout: that is no failure of the application.
 
+    @param stats: Where C{stale_connection_retries} is counted, if given.
     @return: A L{Deferred} firing with the L{_Reply}, or failing with the
         connection error or L{defer.TimeoutError}.
     """
-    d = defer.maybeDeferred(
-        http_client.post,
-        url,
-        data=body,
-        headers=dict(headers),
-        allow_redirects=False,
-    )
+
+    def attempt() -> Deferred[Any]:
+        return defer.maybeDeferred(
+            http_client.post,
+            url,
+            data=body,
+            headers=dict(headers),
+            allow_redirects=False,
+        )
+
+    def again(failure: Failure) -> Deferred[Any] | Failure:
+        if not _stale_connection(failure):
+            return failure
+        if stats is not None:
+            stats["stale_connection_retries"] = stats.get("stale_connection_retries", 0) + 1
+        return attempt()
+
+    d = attempt()
+    d.addErrback(again)
     d.addCallback(_read_reply, limit)
     d.addTimeout(timeout, reactor, onTimeoutCancel=_timed_out)
     return d
@@ -415,7 +477,21 @@ def _signed_headers(tenant: WebhookTarget, msg_id: str, timestamp: int, body: by
 
 
 def _encode(payload: Mapping[str, Any]) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    """
+    The compact UTF-8 JSON of a callback or event body.
+
+    A lone surrogate left in a string (SIP text is decoded with
+    C{surrogateescape}; the builders decode it with
+    L{aiconnect.text.decode_wire}, this is the safety net) is replaced by
+    U+FFFD instead of failing: no event is lost to an undecodable byte.
+
+    @param payload: The object.
+    @return: The body.
+    @raise TypeError: If C{payload} holds a value that is not JSON.
+    @raise ValueError: If it holds a reference cycle.
+    """
+    text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+    return replace_surrogates(text).encode("utf-8")
 
 
 # --- the outbox ----------------------------------------------------------------
@@ -783,25 +859,36 @@ class EventOutbox:
                 (now, event.attempts, error, event.row_id),
             )
 
-    def disabled_endpoints(self) -> dict[str, str]:
+    def disabled_endpoints(self) -> dict[str, tuple[str, str | None]]:
         """
-        @return: Tenant domain -> the C{callback_url} that answered 410.
+        @return: Tenant domain -> (the C{callback_url} that answered 410,
+            the L{secret_digest} of the signing secret then in use, or
+            L{None} if not recorded).
         """
         try:
-            rows = self._conn().execute("SELECT tenant, callback_url FROM disabled_endpoints").fetchall()
+            rows = self._conn().execute(
+                "SELECT tenant, callback_url, secret_digest FROM disabled_endpoints"
+            ).fetchall()
         except sqlite3.Error:
             self.log.failure("Event outbox: cannot read disabled endpoints")
             self.stats["db_errors"] += 1
             return {}
-        return {tenant: url for tenant, url in rows}
+        return {tenant: (url, digest) for tenant, url, digest in rows}
 
-    def set_disabled(self, tenant: str, callback_url: str, now: float) -> None:
+    def set_disabled(self, tenant: str, callback_url: str, now: float, secret_digest: str | None = None) -> None:
         """
         Remember that a tenant's endpoint answered 410.
+
+        @param tenant: The tenant's domain.
+        @param callback_url: Its C{callback_url} then.
+        @param now: When (Unix seconds).
+        @param secret_digest: The L{secret_digest} of its signing secret
+            then.
         """
         self._write(
-            "INSERT OR REPLACE INTO disabled_endpoints (tenant, callback_url, since) VALUES (?, ?, ?)",
-            (tenant, callback_url, now),
+            "INSERT OR REPLACE INTO disabled_endpoints (tenant, callback_url, since, secret_digest)"
+            " VALUES (?, ?, ?, ?)",
+            (tenant, callback_url, now, secret_digest),
         )
 
     def clear_disabled(self, tenant: str) -> None:
@@ -879,7 +966,10 @@ class EventDeliverer:
 
     @ivar stats: Counters: C{attempts}, C{delivered}, C{retried} (failed
         attempts followed by a retry), C{dead} (given up), C{disabled}
-        (410 answers).
+        (410 answers), C{stale_connection_retries} (attempts repeated at
+        once because a pooled connection turned out closed); and the gauge
+        C{endpoints_disabled}: tenants whose endpoint is disabled now,
+        including a disabled state restored at start.
     """
 
     log = Logger()
@@ -943,11 +1033,20 @@ class EventDeliverer:
         self._lanes: dict[tuple[str, str], _Lane] = {}
         self._ready: deque[tuple[str, str]] = deque()
         self._in_flight = 0
-        self._disabled: dict[str, str] = {}
+        # Tenant domain -> (callback_url, secret digest or None) of a 410.
+        self._disabled: dict[str, tuple[str, str | None]] = {}
         self._warned_unknown: set[str] = set()
         self._idle_waiters: list[tuple[Deferred[bool], IDelayedCall]] = []
         self._purge_timer: IDelayedCall | None = None
-        self.stats = {"attempts": 0, "delivered": 0, "retried": 0, "dead": 0, "disabled": 0}
+        self.stats = {
+            "attempts": 0,
+            "delivered": 0,
+            "retried": 0,
+            "dead": 0,
+            "disabled": 0,
+            "stale_connection_retries": 0,
+            "endpoints_disabled": 0,
+        }
 
     # -- control --
 
@@ -969,7 +1068,7 @@ class EventDeliverer:
         """
         @return: Tenant domain -> the C{callback_url} disabled by a 410.
         """
-        return dict(self._disabled)
+        return {domain: url for domain, (url, _) in self._disabled.items()}
 
     def start(self) -> None:
         """
@@ -1047,19 +1146,16 @@ class EventDeliverer:
     def update_tenants(self, tenants: Mapping[str, WebhookTarget]) -> None:
         """
         Take new tenant settings (a configuration reload): an endpoint
-        disabled by a 410 is enabled again if its C{callback_url} changed,
-        and held events are looked at again.
+        disabled by a 410 is enabled again if its C{callback_url} or
+        C{signing_secret} changed, and held events are looked at again.
 
         @param tenants: Tenant domain -> its callback settings.
         """
         self._tenants = dict(tenants)
         self._warned_unknown.clear()
-        for domain, url in list(self._disabled.items()):
-            tenant = self._tenants.get(domain)
-            if tenant is None or tenant.callback_url != url:
-                del self._disabled[domain]
-                self._outbox.clear_disabled(domain)
-                self.log.info("Event endpoint of tenant {tenant} enabled again (configuration changed)", tenant=domain)
+        for domain, (url, digest) in list(self._disabled.items()):
+            if self._configuration_changed(domain, url, digest):
+                self._enable(domain)
         if self._running:
             for key, lane in list(self._lanes.items()):
                 if lane.timer is None and lane.request is None:
@@ -1067,19 +1163,39 @@ class EventDeliverer:
 
     # -- internals --
 
+    def _configuration_changed(self, domain: str, url: str, digest: str | None) -> bool:
+        """
+        Whether a tenant's callback settings differ from those of its 410
+        (a tenant no longer configured counts as changed).
+        """
+        tenant = self._tenants.get(domain)
+        if tenant is None or tenant.callback_url != url:
+            return True
+        return digest is not None and digest != secret_digest(tenant.signing_secret)
+
+    def _enable(self, domain: str) -> None:
+        self._disabled.pop(domain, None)
+        self.stats["endpoints_disabled"] = len(self._disabled)
+        self._outbox.clear_disabled(domain)
+        self.log.info(
+            "Event endpoint of tenant {tenant} enabled again (callback_url or signing_secret changed "
+            "since its 410); held events are sent",
+            tenant=domain,
+        )
+
     def _restore_disabled(self) -> None:
-        for domain, url in self._outbox.disabled_endpoints().items():
-            tenant = self._tenants.get(domain)
-            if tenant is not None and tenant.callback_url == url:
-                self._disabled[domain] = url
-                self.log.warn(
-                    "Event endpoint {url} of tenant {tenant} is disabled (it answered 410); "
-                    "events are kept until its callback_url changes",
-                    tenant=domain,
-                    url=url + "/events",
-                )
-            else:
-                self._outbox.clear_disabled(domain)
+        for domain, (url, digest) in self._outbox.disabled_endpoints().items():
+            if self._configuration_changed(domain, url, digest):
+                self._enable(domain)
+                continue
+            self._disabled[domain] = (url, digest)
+            self.log.warn(
+                "Event endpoint {url} of tenant {tenant} is disabled (it answered 410); "
+                "events are kept until its callback_url or signing_secret changes",
+                tenant=domain,
+                url=url + "/events",
+            )
+        self.stats["endpoints_disabled"] = len(self._disabled)
 
     def _lane(self, key: tuple[str, str]) -> _Lane:
         lane = self._lanes.get(key)
@@ -1154,7 +1270,9 @@ class EventDeliverer:
         url = tenant.callback_url + "/events"
         try:
             headers = _signed_headers(tenant, event.event_id, int(now), event.body)
-            d = _post(self._reactor, self._http, url, event.body, headers, self._request_timeout, _EVENT_REPLY_MAX)
+            d = _post(
+                self._reactor, self._http, url, event.body, headers, self._request_timeout, _EVENT_REPLY_MAX, self.stats
+            )
         except Exception:
             self.log.failure("Event deliverer bug while sending", event_id=event.event_id)
             d = defer.fail(RuntimeError("internal error"))
@@ -1208,8 +1326,10 @@ class EventDeliverer:
         elif reply.status == 410:
             tenant = self._tenants.get(event.tenant)
             callback_url = tenant.callback_url if tenant is not None else url[: -len("/events")]
-            self._disabled[event.tenant] = callback_url
-            self._outbox.set_disabled(event.tenant, callback_url, now)
+            digest = secret_digest(tenant.signing_secret) if tenant is not None else None
+            self._disabled[event.tenant] = (callback_url, digest)
+            self.stats["endpoints_disabled"] = len(self._disabled)
+            self._outbox.set_disabled(event.tenant, callback_url, now, digest)
             event = replace(event, next_attempt=now)
             lane.events[0] = event
             self._outbox.mark_attempt(event, "HTTP 410")
@@ -1386,7 +1506,9 @@ class NewCallClient:
     Ask the application what to do with a new session: a signed C{POST
     {callback_url}/newCall}.
 
-    @ivar stats: Counters: C{answered}, C{timeout}, C{failed}.
+    @ivar stats: Counters: C{answered}, C{timeout}, C{failed},
+        C{stale_connection_retries} (requests repeated at once because a
+        pooled connection turned out closed).
     """
 
     log = Logger()
@@ -1402,7 +1524,7 @@ class NewCallClient:
         self._reactor = reactor
         self._http = http_client
         self._max_body = max_body
-        self.stats = {"answered": 0, "timeout": 0, "failed": 0}
+        self.stats = {"answered": 0, "timeout": 0, "failed": 0, "stale_connection_retries": 0}
 
     def post_new_call(self, tenant: WebhookTarget, payload: Mapping[str, Any], timeout: float) -> Deferred[NewCallResult]:
         """
@@ -1422,7 +1544,7 @@ class NewCallClient:
             body = _encode(payload)
             now = self._reactor.seconds()
             headers = _signed_headers(tenant, new_id("msg_", now), int(now), body)
-            d = _post(self._reactor, self._http, url, body, headers, timeout, self._max_body)
+            d = _post(self._reactor, self._http, url, body, headers, timeout, self._max_body, self.stats)
         except Exception as e:
             self.log.failure("newCall request could not be built", session_id=session_id)
             return defer.succeed(self._result(url, session_id, NewCallResult(None, "internal error: %s" % (type(e).__name__,))))
@@ -1450,6 +1572,8 @@ class NewCallClient:
             answer = json.loads(reply.body)
         except (ValueError, UnicodeDecodeError):
             return NewCallResult(None, "body is not JSON", reply.status)
+        except RecursionError:
+            return NewCallResult(None, "body is not JSON: nested too deeply", reply.status)
         if not isinstance(answer, dict):
             return NewCallResult(None, "body is not a JSON object", reply.status)
         return NewCallResult(answer, None, reply.status)

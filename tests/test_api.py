@@ -31,6 +31,7 @@ from aiconnect.call import Call, CallState, ForwardInfo, ListSink, StreamInfo
 from aiconnect.config import Config, load_string
 from aiconnect.errors import ConfigError
 from aiconnect.registry import CallRegistry
+from aiconnect.siprec.orders import OrderError, parse_forward_order
 
 DOMAIN = "customer.example.com"
 OTHER_DOMAIN = "other.example.com"
@@ -69,6 +70,16 @@ api_tokens = ["{other_token}"]
 
 
 FORWARD_URI = f"sip:aiforward@{DOMAIN}"
+
+def nested(depth: int) -> dict[str, Any]:
+    """
+    @return: C{{"a": {"a": ... {}}}}, C{depth} objects deep.
+    """
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
 
 #: Invalid startSIPRecForward fields: (why, fields, the field the 400 names).
 BAD_ORDER_FIELDS: list[tuple[str, dict[str, Any], str]] = [
@@ -116,6 +127,46 @@ BAD_ORDER_FIELDS: list[tuple[str, dict[str, Any], str]] = [
     ("usePrivateIp not bool", {"uri": FORWARD_URI, "usePrivateIp": "false"}, "usePrivateIp"),
     ("usePrivateIp a number", {"uri": FORWARD_URI, "usePrivateIp": 0}, "usePrivateIp"),
     ("unknown field", {"uri": FORWARD_URI, "priority": 1}, "priority"),
+]
+
+#: Orders that were accepted but could never be reported back as JSON
+#: (lone surrogates, deep or large reference ids) or failed later (equal
+#: labels): (why, fields, the field the 400 names).  Not expressible in the
+#: OpenAPI schema, hence not in L{BAD_ORDER_FIELDS}.
+UNREPORTABLE_ORDER_FIELDS: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "reference id with a lone surrogate",
+        {"uri": FORWARD_URI, "sipRecForwardReferenceId": {"note": "\ud800"}},
+        "sipRecForwardReferenceId.note",
+    ),
+    (
+        "reference id key with a lone surrogate",
+        {"uri": FORWARD_URI, "sipRecForwardReferenceId": {"\udce9": 1}},
+        "sipRecForwardReferenceId.\ufffd",
+    ),
+    (
+        "reference id nested 600 deep",
+        {"uri": FORWARD_URI, "sipRecForwardReferenceId": nested(600)},
+        "sipRecForwardReferenceId" + ".a" * 32,
+    ),
+    (
+        "reference id over 4 KiB",
+        {"uri": FORWARD_URI, "sipRecForwardReferenceId": {"t": "x" * 4096}},
+        "sipRecForwardReferenceId",
+    ),
+    ("xHeaders value with a lone surrogate", {"uri": FORWARD_URI, "xHeaders": {"X-A": "M\udcfcller"}}, "xHeaders.X-A"),
+    ("party name with a lone surrogate", {"uri": FORWARD_URI, "caller": {"name": "Jos\udce9"}}, "caller.name"),
+    ("unknown field with a lone surrogate", {"uri": FORWARD_URI, "\ud800": 1}, "\ufffd"),
+    (
+        "duplicate labels",
+        {"uri": FORWARD_URI, "caller": {"label": "L1"}, "calledParty": {"label": "L1"}},
+        "calledParty.label",
+    ),
+    (
+        "duplicate labels (aliases)",
+        {"uri": FORWARD_URI, "callingParty": {"label": "L1"}, "callee": {"label": "L1"}},
+        "callee.label",
+    ),
 ]
 
 
@@ -836,6 +887,17 @@ class StartForwardTests(_TenantTestCase):
                 self.assertError(self.start(**fields), 400, field)
         self.assertEqual(self.call.forwards, {})
 
+    def test_unreportable_orders(self) -> None:
+        """
+        An order that could not be reported back (a lone surrogate, a
+        reference id deeper than 32 levels or over 4 KiB) or that would fail
+        later (equal labels) answers 400 naming the field, not 200 or 500.
+        """
+        for why, fields, field in UNREPORTABLE_ORDER_FIELDS:
+            with self.subTest(why):
+                self.assertError(self.start(**fields), 400, field)
+        self.assertEqual(self.call.forwards, {})
+
     def test_bad_session_id(self) -> None:
         """
         A missing, null, non-string, empty or overlong sessionId answers 400 naming sessionId.
@@ -1017,6 +1079,16 @@ class StopForwardTests(_TenantTestCase):
             self.client.call("POST", f"/{DOMAIN}/stopsiprecforward", body={"forwardId": "x"}), 400, "sessionId"
         )
 
+    def test_lone_surrogates(self) -> None:
+        """
+        A C{"\\ud800"} escape anywhere in a body (a key, a value, a
+        duplicated key) answers 400 with an encodable field, never 500.
+        """
+        self.assertError(self.stop(**{"\ud800": 1}), 400, "\ufffd")
+        self.assertError(self.stop(forwardId="\udce9"), 400, "forwardId")
+        data = b'{"sessionId": "ses_test1", "\\udce9": 1, "\\udce9": 2}'
+        self.assertError(self.client.call("POST", f"/{DOMAIN}/stopsiprecforward", data=data), 400, "\ufffd")
+
     def test_unknown_session(self) -> None:
         """
         An unknown or foreign session answers 404 naming sessionId.
@@ -1182,3 +1254,84 @@ class StatsProviderTests(SynchronousTestCase):
             _, body = client.request("GET", "/metrics")
         self.assertEqual(body.count(b"\naiconnect_big_k"), MAX_STATS_PER_PROVIDER)
         self.assertEqual(len([e for e in logged if "only the first" in formatEvent(e)]), 1)
+
+
+class OrderValidationTests(SynchronousTestCase):
+    """
+    L{parse_forward_order} (shared by the REST API and newCall answers)
+    refuses what could not be reported back as JSON.
+    """
+
+    URI = f"sip:aiforward@{DOMAIN}"
+
+    def setUp(self) -> None:
+        """
+        The first tenant of the test configuration.
+        """
+        self.tenant = make_config(self, with_jwt=False).tenant_for_domain(DOMAIN)
+
+    def refused(self, fields: dict[str, Any], prefix: str = "") -> OrderError:
+        """
+        @return: The error C{fields} are refused with.
+        """
+        with self.assertRaises(OrderError) as caught:
+            parse_forward_order({"uri": self.URI, **fields}, self.tenant, prefix=prefix)
+        error = caught.exception
+        str(error).encode("utf-8")  # always reportable
+        return error
+
+    def test_reference_depth(self) -> None:
+        """
+        A reference id of 32 levels is accepted and echoed as given; 33 levels
+        (or 600) is refused naming the too-deep place.
+        """
+        order = parse_forward_order({"uri": self.URI, "sipRecForwardReferenceId": nested(32)}, self.tenant)
+        self.assertEqual(order.reference_id, nested(32))
+        self.assertEqual(events.reportable_reference(order.reference_id), nested(32))
+        for depth in (33, 600):
+            with self.subTest(depth=depth):
+                error = self.refused({"sipRecForwardReferenceId": nested(depth)}, prefix="startSIPRecForward[1]")
+                self.assertEqual(error.field, "startSIPRecForward[1].sipRecForwardReferenceId" + ".a" * 32)
+                self.assertIn("deeper than 32", error.message)
+                self.assertIsNone(events.reportable_reference(nested(depth)))
+
+    def test_reference_size(self) -> None:
+        """
+        A reference id of 4096 bytes of compact UTF-8 JSON is accepted; one
+        byte more is refused.
+        """
+        at_limit = {"t": "\u00e9" * ((4096 - len('{"t":""}')) // 2)}
+        self.assertEqual(len(json.dumps(at_limit, separators=(",", ":"), ensure_ascii=False).encode()), 4096)
+        parse_forward_order({"uri": self.URI, "sipRecForwardReferenceId": at_limit}, self.tenant)
+        over = {"t": at_limit["t"] + "x"}
+        error = self.refused({"sipRecForwardReferenceId": over})
+        self.assertEqual(error.field, "sipRecForwardReferenceId")
+        self.assertIn("4096 bytes", error.message)
+
+    def test_lone_surrogates(self) -> None:
+        """
+        A lone surrogate in the reference id (value, key, inside a list), an
+        X- header value or a party name is refused naming the place; a
+        surrogate in a field name is shown as U+FFFD.
+        """
+        cases = [
+            ({"sipRecForwardReferenceId": {"a": ["ok", "\ud800"]}}, "sipRecForwardReferenceId.a[1]"),
+            ({"sipRecForwardReferenceId": {"k\udcff": 1}}, "sipRecForwardReferenceId.k\ufffd"),
+            ({"xHeaders": {"X-Agent": "M\udcfcller"}}, "xHeaders.X-Agent"),
+            ({"calledParty": {"name": "Jos\udce9"}}, "calledParty.name"),
+            ({"x\ud800": 1}, "x\ufffd"),
+            ({"xHeaders": {"X-\ud800": "v"}}, "xHeaders.X-\ufffd"),
+        ]
+        for fields, field in cases:
+            with self.subTest(field=field):
+                self.assertEqual(self.refused(fields).field, field)
+
+    def test_duplicate_labels(self) -> None:
+        """
+        The calling and the called party cannot be given the same label;
+        different labels, or one label only, are fine.
+        """
+        error = self.refused({"caller": {"label": "L"}, "calledParty": {"label": "L"}})
+        self.assertEqual(error.field, "calledParty.label")
+        parse_forward_order({"uri": self.URI, "caller": {"label": "L"}, "callee": {"label": "M"}}, self.tenant)
+        parse_forward_order({"uri": self.URI, "caller": {"label": "L"}, "callee": {"name": "N"}}, self.tenant)

@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+import os
 import re
 import shutil
 import sqlite3
@@ -24,14 +25,16 @@ from typing import Any
 
 from treq.testing import StubTreq
 from twisted.internet import defer
-from twisted.internet.error import ConnectionRefusedError
+from twisted.internet.error import ConnectionDone, ConnectionLost, ConnectionRefusedError
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs, formatEvent
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web.client import RequestNotSent, RequestTransmissionFailed, ResponseNeverReceived
 from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request
 
-from aiconnect import events
+from aiconnect import events, webhooks
 from aiconnect.config import TenantConfig
 from aiconnect.webhooks import (
     SCHEMA_VERSION,
@@ -42,6 +45,7 @@ from aiconnect.webhooks import (
     NewCallResult,
     decode_secret,
     parse_retry_after,
+    secret_digest,
     sign,
     verify,
 )
@@ -132,6 +136,33 @@ class FlakyClient:
             self.refused += 1
             return defer.fail(ConnectionRefusedError("Connection refused"))
         return self.inner.post(url, **kwargs)
+
+
+class StaleClient:
+    """
+    A treq-shaped client whose first POSTs fail as a closed pooled
+    connection does (C{failures}: the exceptions, in order); later ones go
+    to C{inner}.
+    """
+
+    def __init__(self, inner: Any, failures: list[Exception]) -> None:
+        self.inner = inner
+        self.failures = deque(failures)
+        self.posts = 0
+
+    def post(self, url: str, **kwargs: Any) -> defer.Deferred[Any]:
+        self.posts += 1
+        if self.failures:
+            return defer.fail(self.failures.popleft())
+        return self.inner.post(url, **kwargs)
+
+
+def closed_before_answer() -> ResponseNeverReceived:
+    """
+    What the agent fails with when the server closed the connection before
+    answering.
+    """
+    return ResponseNeverReceived([Failure(ConnectionDone("closed"))])
 
 
 class RaisingClient:
@@ -357,6 +388,39 @@ class EventsTests(SynchronousTestCase):
         reference["tags"].append("c")
         self.assertEqual(payload["sipRecForwardReferenceId"]["tags"], ["a", {"b": None}])
 
+    def test_sip_text_decoded(self) -> None:
+        """
+        SIP text holding bytes that are not UTF-8 (surrogate-escaped) is
+        decoded in every event: ISO-8859-1/Windows-1252 bytes become their
+        characters, valid UTF-8 is kept.
+        """
+        event = events.session_started(
+            "s1",
+            tenant=DOMAIN,
+            call_id="c@src",
+            from_uri='"Jos\udce9" <sip:jose@pbx>;tag=1',
+            to_uri="<sip:M\u00fcller@srs>",
+            streams=["\udc80"],
+            now=START,
+        )
+        self.assertEqual(event["from"], '"Jos\u00e9" <sip:jose@pbx>;tag=1')
+        self.assertEqual(event["to"], "<sip:M\u00fcller@srs>")
+        self.assertEqual(event["streams"], ["\u20ac"])
+
+    def test_unreportable_reference_is_null(self) -> None:
+        """
+        A reference id that could not be echoed (lone surrogate, deeper than
+        32 levels, over 4 KiB) is C{null} in the event; the event is built.
+        """
+        deep: dict[str, Any] = {}
+        for _ in range(599):
+            deep = {"a": deep}
+        for reference in ({"n": "\ud800"}, deep, {"t": "x" * 5000}):
+            event = events.siprec_forward_failed(
+                "s1", tenant=DOMAIN, forward_id="f1", uri="sip:x@y", reason="invalid order", reference_id=reference
+            )
+            self.assertIsNone(event["sipRecForwardReferenceId"])
+
     def test_forward_failed_fields(self) -> None:
         """
         C{SIPRECFORWARDFAILED} carries the reason, the SIP status, the
@@ -486,6 +550,18 @@ class OutboxTests(_Base):
         self.assertEqual(self.outbox.stats["rejected"], 1)
         self.assertEqual(self.rows(), [])
         self.assertTrue(any(e.get("session_id") == "s1" and e["log_level"].name == "error" for e in logged))
+
+    def test_lone_surrogate_never_drops(self) -> None:
+        """
+        An event payload still holding a lone surrogate (built without the
+        builders) is stored and sent with U+FFFD instead: valid UTF-8 JSON.
+        """
+        event_id = self.outbox.emit(DOMAIN, "s1", {"event": "SESSIONSTARTED", "from": "Jos\udce9", "x": "\ud800"})
+        self.assertIsNotNone(event_id)
+        self.assertEqual(self.outbox.stats["rejected"], 0)
+        [event] = self.outbox.pending()
+        body = json.loads(event.body.decode("utf-8"))
+        self.assertEqual((body["from"], body["x"]), ("Jos\ufffd", "\ufffd"))
 
     def test_duplicate_event_id(self) -> None:
         """
@@ -751,6 +827,147 @@ class DelivererTests(_Base):
         self.assertEqual(len(self.recorder.requests), 2)
         self.assertEqual(third.stats["delivered"], 1)
 
+    def test_disabled_state_visible_after_restart(self) -> None:
+        """
+        A restart with the same settings keeps the endpoint disabled, shows
+        it in C{stats["endpoints_disabled"]} and logs one line naming the
+        tenant; the secret is stored only as a digest.
+        """
+        self.recorder.script.append((410, {}, b""))
+        first = self.deliverer()
+        first.start()
+        with capturedLogs():
+            self.outbox.emit(DOMAIN, "s1", started())
+            self.pump()
+        self.assertEqual(first.stats["endpoints_disabled"], 1)
+        first.stop()
+        second = self.deliverer()
+        self.assertEqual(second.stats["endpoints_disabled"], 0)
+        with capturedLogs() as logged:
+            second.start()
+            self.pump()
+        self.assertEqual(second.stats["endpoints_disabled"], 1)
+        self.assertEqual(second.disabled(), {DOMAIN: "http://app.example"})
+        lines = [formatEvent(e) for e in logged if e.get("tenant") == DOMAIN]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertIn("customer.example.com is disabled", lines[0])
+        self.assertEqual(len(self.recorder.requests), 1)
+        rows = self.outbox._conn().execute("SELECT * FROM disabled_endpoints").fetchall()
+        self.assertNotIn(SECRET[len("whsec_") :], repr(rows))
+        self.assertEqual(self.outbox.disabled_endpoints(), {DOMAIN: ("http://app.example", secret_digest(SECRET))})
+
+    def test_changed_secret_enables_after_restart(self) -> None:
+        """
+        A restart with another C{signing_secret} (same C{callback_url})
+        enables the endpoint again and delivers the held events.
+        """
+        self.recorder.script.append((410, {}, b""))
+        first = self.deliverer()
+        first.start()
+        with capturedLogs():
+            self.outbox.emit(DOMAIN, "s1", started())
+            self.pump()
+        first.stop()
+        rotated = TenantConfig(domain=DOMAIN, callback_url="http://app.example", signing_secret="whsec_" + "A" * 32)
+        second = self.deliverer(tenants={DOMAIN: rotated})
+        with capturedLogs() as logged:
+            second.start()
+            self.pump()
+        self.assertEqual(second.stats["endpoints_disabled"], 0)
+        self.assertEqual(second.stats["delivered"], 1)
+        self.assertEqual(self.outbox.disabled_endpoints(), {})
+        self.assertTrue(any("enabled again" in formatEvent(e) for e in logged))
+
+    def test_changed_secret_enables_on_update(self) -> None:
+        """
+        L{EventDeliverer.update_tenants} with another C{signing_secret}
+        enables the endpoint again; with the same settings it stays
+        disabled.
+        """
+        self.recorder.script.append((410, {}, b""))
+        d = self.deliverer()
+        d.start()
+        with capturedLogs():
+            self.outbox.emit(DOMAIN, "s1", started())
+            self.pump()
+            d.update_tenants({DOMAIN: tenant()})
+            self.pump()
+        self.assertEqual(d.stats["endpoints_disabled"], 1)
+        rotated = TenantConfig(domain=DOMAIN, callback_url="http://app.example", signing_secret="whsec_" + "A" * 32)
+        with capturedLogs():
+            d.update_tenants({DOMAIN: rotated})
+            self.pump()
+        self.assertEqual((d.stats["endpoints_disabled"], d.stats["delivered"]), (0, 1))
+
+    def test_version_1_database(self) -> None:
+        """
+        A database of schema version 1 with a disabled endpoint is migrated;
+        without a stored secret digest only the C{callback_url} is compared.
+        """
+        self.outbox.close()
+        os.remove(self.path)
+        db = sqlite3.connect(self.path)
+        for statement in webhooks._SCHEMA[1]:
+            db.execute(statement)
+        db.execute("PRAGMA user_version=1")
+        db.execute("INSERT INTO disabled_endpoints VALUES (?, ?, ?)", (DOMAIN, "http://app.example", START))
+        db.commit()
+        db.close()
+        outbox = self.open_outbox()
+        self.assertEqual(outbox.schema_version, 2)
+        self.assertEqual(outbox.disabled_endpoints(), {DOMAIN: ("http://app.example", None)})
+        d = self.deliverer(outbox)
+        with capturedLogs():
+            d.start()
+        self.assertEqual(d.disabled(), {DOMAIN: "http://app.example"})
+
+    def test_stale_connection_retried_at_once(self) -> None:
+        """
+        A request that failed because its pooled connection was closed
+        (not sent; or closed before any answer byte) is sent again at once,
+        once: delivered on its first scheduled attempt, nothing retried.
+        """
+        for failure in (
+            RequestNotSent(),
+            closed_before_answer(),
+            RequestTransmissionFailed([Failure(ConnectionLost("reset"))]),
+        ):
+            with self.subTest(failure=type(failure).__name__):
+                client = StaleClient(self.stub, [failure])
+                d = self.deliverer(http_client=client)
+                d.start()
+                self.outbox.emit(DOMAIN, "s-" + type(failure).__name__, started())
+                self.pump()
+                d.stop()
+                self.assertEqual(client.posts, 2)
+                self.assertEqual(
+                    (d.stats["delivered"], d.stats["attempts"], d.stats["retried"], d.stats["stale_connection_retries"]),
+                    (1, 1, 0, 1),
+                )
+
+    def test_stale_connection_retried_once_only(self) -> None:
+        """
+        Two stale-connection failures in a row, or a connection closed by
+        our own cancellation, take the ordinary back-off.
+        """
+        client = StaleClient(self.stub, [RequestNotSent(), closed_before_answer()])
+        d = self.deliverer(http_client=client)
+        d.start()
+        with capturedLogs():
+            self.outbox.emit(DOMAIN, "s1", started())
+            self.pump()
+        self.assertEqual((client.posts, d.stats["retried"], d.stats["delivered"]), (2, 1, 0))
+        self.advance_to(1.0)
+        self.assertEqual((client.posts, d.stats["delivered"]), (3, 1))
+        cancelled = ResponseNeverReceived([Failure(defer.CancelledError()), Failure(ConnectionDone("closed"))])
+        client = StaleClient(self.stub, [cancelled])
+        other = self.deliverer(http_client=client)
+        other.start()
+        with capturedLogs():
+            self.outbox.emit(DOMAIN, "s2", started())
+            self.pump()
+        self.assertEqual((client.posts, other.stats["retried"], other.stats["stale_connection_retries"]), (1, 1, 0))
+
     def test_connection_error_retried(self) -> None:
         """
         A refused connection is retried with back-off.
@@ -996,6 +1213,35 @@ class NewCallTests(_Base):
         self.assertTrue(any(e.get("reason") == "timeout after 2 s" and e.get("session_id") == "s1" for e in logged))
         self.stub.flush()
         self.assertEqual(self.recorder.lost, 1, "the request's connection was aborted")
+
+    def test_stale_connection(self) -> None:
+        """
+        A newCall whose pooled connection turned out closed is sent again at
+        once (same request) and answered.
+        """
+        self.recorder.script.append((200, {}, b'{"a": 1}'))
+        result = self.successResultOf(self.call(client=StaleClient(self.stub, [closed_before_answer()])))
+        self.assertEqual(result.answer, {"a": 1})
+        self.assertEqual((self.client.stats["answered"], self.client.stats["stale_connection_retries"]), (1, 1))
+
+    def test_lone_surrogate_in_request(self) -> None:
+        """
+        A newCall payload holding a lone surrogate is sent (with U+FFFD),
+        not lost as an internal error.
+        """
+        self.recorder.script.append((200, {}, b"{}"))
+        result = self.successResultOf(self.call(payload={"sessionId": "s1", "from": "Jos\udce9"}))
+        self.assertTrue(result.ok)
+        self.assertEqual(self.recorder.requests[0].json["from"], "Jos\ufffd")
+
+    def test_deep_answer(self) -> None:
+        """
+        An answer nested too deeply for the JSON parser is "not JSON", not
+        an internal error.
+        """
+        self.recorder.script.append((200, {}, b"[" * 100000 + b"]" * 100000))
+        result = self.successResultOf(self.call())
+        self.assertEqual(result.error, "body is not JSON: nested too deeply")
 
     def test_bad_answers(self) -> None:
         """

@@ -5,7 +5,10 @@ newCall answer and C{POST /{domain}/startsiprecforward}.
 
 Validation is strict and names the offending field, so that nothing invalid
 ever reaches the wire: the REST API answers 400 with the field, the callback
-path reports C{SIPRECFORWARDFAILED} with the reason.
+path reports C{SIPRECFORWARDFAILED} with the reason.  Everything accepted can
+be reported back as JSON: no lone surrogate (C{json.loads} makes one of a
+C{"\ud800"} escape) in any string, and a C{sipRecForwardReferenceId} of at
+most L{MAX_REFERENCE_DEPTH} levels and L{MAX_REFERENCE_BYTES} bytes.
 
 Pure module: no Twisted, no sockets, no clock.
 """
@@ -18,9 +21,11 @@ from typing import Any
 
 from aiconnect.config import TenantConfig, TrunkConfig
 from aiconnect.errors import AiconnectError
+from aiconnect.events import MAX_REFERENCE_BYTES, MAX_REFERENCE_DEPTH
 from aiconnect.sip import abnf
 from aiconnect.sip.uri import SipUri, UriError, parse_uri
 from aiconnect.siprec.metadata import PartyOverride
+from aiconnect.text import json_problem, replace_surrogates
 
 CODECS = ("PCMA", "PCMU")
 MAX_X_HEADERS = 20
@@ -50,11 +55,14 @@ class OrderError(AiconnectError):
     An order is invalid.
 
     @ivar field: the offending field (dotted, e.g. C{caller.label}, or
-        C{startSIPRecForward[1].uri}).
-    @ivar message: what is wrong, one line.
+        C{startSIPRecForward[1].uri}); always valid Unicode (a lone
+        surrogate in a name the application sent is shown as U+FFFD).
+    @ivar message: what is wrong, one line (valid Unicode too).
     """
 
     def __init__(self, field: str, message: str) -> None:
+        field = replace_surrogates(field)
+        message = replace_surrogates(message)
         super().__init__(field, message)
         self.field = field
         self.message = message
@@ -112,6 +120,8 @@ def _party(value: Any, field: str) -> PartyOverride:
     if name is not None:
         if not isinstance(name, str) or not name.strip() or len(name) > MAX_NAME or CONTROL_RE.search(name):
             raise OrderError(_join(field, "name"), "must be a non-empty string of at most %d characters without control characters" % MAX_NAME)
+        if json_problem(name) is not None:
+            raise OrderError(_join(field, "name"), "not valid Unicode (lone surrogate)")
     user = value.get("user")
     if user is not None:
         if not isinstance(user, str) or not abnf.USER_RE.match(user) or len(user) > MAX_NAME:
@@ -152,10 +162,32 @@ def _x_headers(value: Any, field: str) -> tuple[tuple[str, str], ...]:
             raise OrderError(f, "value must be a string")
         if CONTROL_RE.search(v):
             raise OrderError(f, "value must not contain CR, LF or control characters")
+        if json_problem(v) is not None:
+            raise OrderError(f, "value is not valid Unicode (lone surrogate)")
         if len(v.encode("utf-8")) > MAX_X_HEADER_VALUE:
             raise OrderError(f, "value longer than %d bytes" % MAX_X_HEADER_VALUE)
         out.append((name, v.strip()))
     return tuple(out)
+
+
+def _reference(value: Any, field: str) -> Any:
+    """
+    Validate a C{sipRecForwardReferenceId}: a JSON object that can be
+    echoed in events (L{aiconnect.events.reportable_reference} accepts
+    exactly these).
+
+    @return: C{value}, or L{None} if absent.
+    @raise OrderError: Naming the field, or the place inside it.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise OrderError(field, "must be a JSON object")
+    problem = json_problem(value, max_depth=MAX_REFERENCE_DEPTH, max_bytes=MAX_REFERENCE_BYTES)
+    if problem is not None:
+        path, reason = problem
+        raise OrderError(_join(field, path) if path else field, reason)
+    return value
 
 
 def parse_forward_order(obj: Any, tenant: TenantConfig, prefix: str = "") -> ForwardOrder:
@@ -198,9 +230,10 @@ def parse_forward_order(obj: Any, tenant: TenantConfig, prefix: str = "") -> For
     caller = _alias(obj, ("caller", "callingParty"), prefix)
     called = _alias(obj, ("calledParty", "callee"), prefix)
     x_headers = _x_headers(obj.get("xHeaders"), _join(prefix, "xHeaders"))
-    ref = obj.get("sipRecForwardReferenceId")
-    if ref is not None and not isinstance(ref, dict):
-        raise OrderError(_join(prefix, "sipRecForwardReferenceId"), "must be a JSON object")
+    if caller is not None and called is not None and caller.label is not None and caller.label == called.label:
+        which = [n for n in ("calledParty", "callee") if obj.get(n) is not None][0]
+        raise OrderError(_join(prefix, which + ".label"), "same label as the calling party: labels must differ")
+    ref = _reference(obj.get("sipRecForwardReferenceId"), _join(prefix, "sipRecForwardReferenceId"))
     private = _bool(obj, "usePrivateIp", prefix, False)
     return ForwardOrder(
         uri=str(uri),

@@ -741,8 +741,13 @@ class SrsService:
         return inbound
 
     def _new_call_payload(self, call: Call) -> dict[str, Any]:
+        # SIP text is str decoded with surrogateescape: bytes that are not
+        # UTF-8 (a Latin-1 display name) are decoded here, at the boundary
+        # (imported here to keep this change inside the function).
+        from aiconnect.text import clean_json
+
         participants = describe_participants(call.metadata)
-        return {
+        return clean_json({
             "sessionId": call.session_id,
             "tenant": call.tenant.domain,
             "callId": call.call_id,
@@ -753,7 +758,7 @@ class SrsService:
             "streams": [s.describe() for s in call.streams],
             "metadataError": call.metadata_error,
             "xHeaders": {n: v for n, v in call.x_headers},
-        }
+        })
 
     def _ask_application(self, invite: ServerInvite, inbound: InboundSession) -> None:
         call = inbound.call
