@@ -60,7 +60,7 @@ from aiconnect.errors import AiconnectError, ConfigError
 from aiconnect.sip import abnf
 from aiconnect.siprec import orders
 from aiconnect.siprec.orders import OrderError, parse_forward_order
-from aiconnect.text import json_problem, replace_surrogates
+from aiconnect.text import clean_json, json_problem, replace_surrogates
 
 __all__ = [
     "API_VERSION",
@@ -178,7 +178,12 @@ def _json(request: IRequest, status: int, payload: Mapping[str, Any]) -> bytes:
     request.setResponseCode(status)
     request.setHeader(b"content-type", JSON_CONTENT_TYPE)
     request.setHeader(b"cache-control", b"no-store")
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    try:
+        return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate that slipped past the boundary must not turn an
+        # answer into a 500 (the values are decoded where they enter).
+        return json.dumps(clean_json(payload), separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
 def _error(request: IRequest, status: int, message: str, field: str | None = None) -> bytes:

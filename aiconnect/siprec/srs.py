@@ -29,6 +29,7 @@ from aiconnect.errors import RemoteSipError
 from aiconnect.media.ports import FileDescriptorsExhausted, PortsExhausted
 from aiconnect.media.srtp import SrtpParams
 from aiconnect.ratelimit import Admission, InviteRateLimiter
+from aiconnect.text import clean_json, decode_wire
 from aiconnect.sip import sdp as sdp_mod
 from aiconnect.sip.message import Request, make_response
 from aiconnect.sip.multipart import MultipartError, parse_multipart
@@ -714,13 +715,13 @@ class SrsService:
             tenant,
             self.sink,
             request.call_id,
-            request.headers.get("From") or "",
-            request.headers.get("To") or "",
+            decode_wire(request.headers.get("From") or ""),
+            decode_wire(request.headers.get("To") or ""),
             invite.source.host,
             limits=self.config.limits,
             counters=self.stats,
         )
-        call.x_headers = [(n, v) for n, v in request.headers if n.lower().startswith("x-")]
+        call.x_headers = [(n, decode_wire(v)) for n, v in request.headers if n.lower().startswith("x-")]
         call.forwarder = self.forwarder
         try:
             n_alloc = min(n_accept, self.config.limits.max_streams_per_call)
@@ -744,7 +745,6 @@ class SrsService:
         # SIP text is str decoded with surrogateescape: bytes that are not
         # UTF-8 (a Latin-1 display name) are decoded here, at the boundary
         # (imported here to keep this change inside the function).
-        from aiconnect.text import clean_json
 
         participants = describe_participants(call.metadata)
         return clean_json({

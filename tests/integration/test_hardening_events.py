@@ -77,6 +77,13 @@ class Latin1SipTextTests(ForwardTestBase):
         self.assertEqual(started["from"], new_call["from"])
         self.assertEqual(self.app.bad_signatures, 0)
         self.assertEqual(self.service.outbox.stats["rejected"], 0)
+        resp = await treq.get(
+            "http://127.0.0.1:%d/%s/sessions/%s" % (self.api_port, DOMAIN, started["sessionId"]),
+            headers={"Authorization": "Bearer t0ken"},
+            persistent=False,
+        )
+        self.assertEqual(resp.code, 200)
+        self.assertIn("Jos\u00e9", json.loads(await resp.content())["session"]["from"])
         sig.send(in_dialog("BYE", "udp", local, ok, ids, 102, DOMAIN), self.sip_port)
         bye = parse(await sig.next_final(call_id=ids["call_id"]))
         self.assertEqual(bye.status, 200)
