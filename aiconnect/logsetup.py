@@ -40,6 +40,8 @@ from twisted.logger import (
 )
 from zope.interface import implementer
 
+from aiconnect.text import decode_wire
+
 __all__ = [
     "ENV_FORMAT",
     "ENV_LEVEL",
@@ -127,7 +129,9 @@ def event_as_json(event: Mapping[str, Any]) -> str:
         if key.startswith("log_") or key in record:
             continue
         record[key] = _json_value(value)
-    return json.dumps(record, separators=(",", ":"), ensure_ascii=False)
+    # SIP text from the wire may hold undecodable bytes (lone surrogates):
+    # a log line must never fail to be written because of them.
+    return decode_wire(json.dumps(record, separators=(",", ":"), ensure_ascii=False))
 
 
 @implementer(ILogObserver)

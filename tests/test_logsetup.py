@@ -66,6 +66,17 @@ class MakeObserverTests(SynchronousTestCase):
         _emit(make_observer("json", "info", stream), LogLevel.info, "x", peer=("192.0.2.1", {1, 2}))
         self.assertIsInstance(json.loads(stream.getvalue())["peer"], str)
 
+    def test_json_wire_bytes(self) -> None:
+        """
+        SIP text holding a byte that is not UTF-8 (a lone surrogate after
+        C{surrogateescape}) is written decoded, as UTF-8-encodable JSON.
+        """
+        stream = io.StringIO()
+        _emit(make_observer("json", "info", stream), LogLevel.info, "from {who}", who='"Jos\udce9"')
+        line = stream.getvalue()
+        line.encode("utf-8")
+        self.assertEqual(json.loads(line)["who"], '"Jos\u00e9"')
+
     def test_json_failure(self) -> None:
         """
         A logged failure carries its traceback in the C{failure} field.
