@@ -235,7 +235,8 @@ class DialogJournal:
 
     def __init__(self, store: DialogStore) -> None:
         self.store = store
-        self._live: set[tuple[str, str]] = set()
+        #: session id -> the legs stored for it.
+        self._live: dict[str, set[str]] = {}
         self.stats: dict[str, int] = {"stored": 0, "updated": 0, "removed": 0, "errors": 0}
 
     def _write(self, what: str, fn: Callable[..., None], *args: Any) -> bool:
@@ -252,23 +253,30 @@ class DialogJournal:
             return False
         return True
 
+    def _is_live(self, session_id: str, leg: str) -> bool:
+        return leg in self._live.get(session_id, ())
+
     def _track(self, call: Any, leg: str, session: Any, extra: dict[str, Any]) -> None:
-        key = (call.session_id, leg)
+        session_id = call.session_id
         tenant = call.tenant.domain
 
         def save(counter: str) -> None:
-            if key not in self._live:
+            if not self._is_live(session_id, leg):
                 return
             record = dict(session_record(session), **extra)
-            if self._write("write", self.store.put, call.session_id, leg, tenant, record):
+            if self._write("write", self.store.put, session_id, leg, tenant, record):
                 self.stats[counter] += 1
 
-        self._live.add(key)
+        self._live.setdefault(session_id, set()).add(leg)
         save("stored")
         session.on_dialog_change = lambda _s: save("updated")
 
     def _untrack(self, session_id: str, leg: str, session: Any) -> None:
-        self._live.discard((session_id, leg))
+        legs = self._live.get(session_id)
+        if legs is not None:
+            legs.discard(leg)
+            if not legs:
+                del self._live[session_id]
         if session is not None and getattr(session, "on_dialog_change", None) is not None:
             session.on_dialog_change = None
 
@@ -301,7 +309,7 @@ class DialogJournal:
         """
         Forget a forward's dialog (its SIPRECFORWARDSTOPPED is emitted).
         """
-        if (call.session_id, forward_id) not in self._live:
+        if not self._is_live(call.session_id, forward_id):
             return
         info = call.forwards.get(forward_id)
         self._untrack(call.session_id, forward_id, getattr(getattr(info, "leg", None), "session", None))
@@ -312,7 +320,7 @@ class DialogJournal:
         """
         Forget every dialog of the session (its SESSIONCOMPLETED is emitted).
         """
-        legs = [leg for sid, leg in self._live if sid == call.session_id]
+        legs = sorted(self._live.get(call.session_id, ()))
         if not legs:
             return
         for leg in legs:

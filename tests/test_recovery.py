@@ -17,7 +17,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect import events
 from aiconnect.call import Call, ListSink
-from aiconnect.recovery import CSEQ_MARGIN, DialogJournal, DialogStore, SessionRecovery
+from aiconnect.recovery import CSEQ_MARGIN, DialogJournal, DialogStore, SessionRecovery, session_record
 from aiconnect.sip.dialog import Dialog
 from aiconnect.sip.message import Request, parse
 from aiconnect.sip.peer import Peer
@@ -266,32 +266,23 @@ class RecoveryTests(SynchronousTestCase):
         self.store = _store(self, self.stack.clock)
         self.sink = ListSink()
         self.recovery = SessionRecovery(self.stack.clock, self.store, self.stack.ua, self.sink)
-        inbound = {
-            "dialog": _dialog("in-1", "aaa", "bbb", 7, "sip:2000@192.0.2.10:5062").to_record(),
-            "role": "uas",
-            "contact": "<sip:127.0.0.1:5060>;+sip.srs",
-            "transport": "udp",
-            "host": "192.0.2.10",
-            "port": 5060,
-            "server_name": None,
-            "extra_headers": [],
-            "started": 940.0,
-        }
-        forward = {
-            "dialog": _dialog("out-1", "ccc", "ddd", 300, "sip:srs@198.51.100.7:5080").to_record(),
-            "role": "uac",
-            "contact": "<sip:127.0.0.1:5060>;+sip.src",
-            "transport": "udp",
-            "host": "198.51.100.7",
-            "port": 5080,
-            "server_name": None,
-            "extra_headers": [["X-Tenant", "acme"]],
-            "started": 940.0,
-            "forward_id": "fwd_1",
-            "uri": "sip:aiforward@customer.example.com",
-            "target": "198.51.100.7:5080;transport=udp",
-            "reference_id": {"ticketId": 98765},
-        }
+        # What the previous run stored for its two dialogs.
+        previous = Stack().ua
+        inbound = dict(
+            session_record(previous.restore_session(_dialog("in-1", "aaa", "bbb", 7, "sip:2000@192.0.2.10:5062"), SRC, "uas", "<sip:127.0.0.1:5060>;+sip.srs")),
+            started=940.0,
+        )
+        out = previous.restore_session(
+            _dialog("out-1", "ccc", "ddd", 300, "sip:srs@198.51.100.7:5080"), SRS, "uac", "<sip:127.0.0.1:5060>;+sip.src", [("X-Tenant", "acme")]
+        )
+        forward = dict(
+            session_record(out),
+            started=940.0,
+            forward_id="fwd_1",
+            uri="sip:aiforward@customer.example.com",
+            target="198.51.100.7:5080;transport=udp",
+            reference_id={"ticketId": 98765},
+        )
         self.store.put("ses_1", "", "customer.example.com", inbound)
         self.store.put("ses_1", "fwd_1", "customer.example.com", forward)
 
