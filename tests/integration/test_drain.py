@@ -7,6 +7,7 @@ transaction is done or the drain timeout passes.
 
 from __future__ import annotations
 
+import sqlite3
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -46,7 +47,9 @@ class DrainTests(TestCase):
         path = write_config(
             directory, Certificates(), self.sip, self.sip, 0, free_port(), extra="callback_timeout = 3.0\n", app_port=app_port, rtp=RTP
         )
-        self.service = build_service(config_mod.load(path), reactor)
+        cfg = config_mod.load(path)
+        self.database = cfg.events.database
+        self.service = build_service(cfg, reactor)
         # Long enough for several BYE retransmissions (T1 = 50 ms).
         self.service.drain_timeout = 1.0
         self.service.startService()
@@ -86,6 +89,10 @@ class DrainTests(TestCase):
         byes = [parse(m) for m in src.received if m.startswith(b"BYE ")]
         self.assertGreaterEqual(len(byes), 2, [m[:60] for m in src.received])
         self.assertEqual(len({b.headers.get("Via") for b in byes}), 1)
+        # A clean stop leaves no dialog for the next start to end.
+        db = sqlite3.connect(self.database)
+        self.addCleanup(db.close)
+        self.assertEqual(db.execute("SELECT COUNT(*) FROM live_dialogs").fetchone()[0], 0)
 
     async def test_new_invite_during_drain_gets_503(self) -> None:
         """
