@@ -44,6 +44,34 @@ class EventSink(Protocol):
         """
 
 
+class SessionJournal(Protocol):
+    """
+    Keeps what a restarted node needs to end the sessions its previous run
+    left open (SPEC s14): the confirmed dialogs of each live session.
+    Implemented by L{aiconnect.recovery.DialogJournal}; never raises.
+    """
+
+    def session_started(self, call: Call) -> None:
+        """
+        The inbound dialog is confirmed (ACKed): store it.
+        """
+
+    def forward_started(self, call: Call, info: ForwardInfo) -> None:
+        """
+        A forward's dialog is confirmed (2xx, ACKed): store it.
+        """
+
+    def forward_ended(self, call: Call, forward_id: str) -> None:
+        """
+        A forward ended (SIPRECFORWARDSTOPPED emitted): forget its dialog.
+        """
+
+    def session_ended(self, call: Call) -> None:
+        """
+        The session completed (SESSIONCOMPLETED emitted): forget it.
+        """
+
+
 class ListSink:
     """
     An L{EventSink} that keeps events in a list (tests).
@@ -237,6 +265,7 @@ class Call:
     @ivar media: the relay's session handle (or C{None}).
     @ivar inbound: the inbound L{InviteSession}, once answered.
     @ivar forwards: forward id -> L{ForwardInfo}.
+    @ivar journal: the L{SessionJournal}, or C{None} (nothing stored).
     """
 
     log = Logger()
@@ -290,6 +319,7 @@ class Call:
         #: Called with (media_changed, metadata_changed) after an inbound
         #: re-INVITE / UPDATE (forward legs re-INVITE their SRS).
         self.on_inbound_update: list[Callable[[bool, bool], Any]] = []
+        self.journal: SessionJournal | None = None
         self._final_stats: dict[str, Any] | None = None
 
     # -- facts from the SIP and media layers -------------------------------
@@ -321,6 +351,7 @@ class Call:
                 new_call_error=self.new_call_error,
             )
         )
+        self._journal("session_started", self)
         for info in list(self.forwards.values()):
             if info.state == "pending":
                 self._launch(info)
@@ -506,6 +537,7 @@ class Call:
                 reference_id=getattr(info.order, "reference_id", None),
             )
         )
+        self._journal("forward_started", self, info)
 
     def forward_failed(
         self,
@@ -567,6 +599,7 @@ class Call:
                 reference_id=getattr(info.order, "reference_id", None),
             )
         )
+        self._journal("forward_ended", self, forward_id)
         self._maybe_complete()
 
     def forward_closed(self, forward_id: str) -> None:
@@ -644,11 +677,22 @@ class Call:
                 stats=self._final_stats,
             )
         )
+        self._journal("session_ended", self)
         for cb in self.on_ended:
             try:
                 cb(self)
             except Exception:
                 self.log.failure("on_ended callback failed")
+
+    def _journal(self, hook: str, *args: Any) -> None:
+        # After the event it matches is emitted: a node killed in between
+        # sends that event again on restart (at-least-once), never none.
+        if self.journal is None:
+            return
+        try:
+            getattr(self.journal, hook)(*args)
+        except Exception:
+            self.log.failure("session journal failed session_id={session_id}", session_id=self.session_id)
 
     def _emit(self, payload: dict[str, Any]) -> None:
         try:

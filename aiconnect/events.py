@@ -78,6 +78,7 @@ STOPPED_BY_INBOUND_BYE = "inboundBye"
 STOPPED_BY_SRS_BYE = "srsBye"
 STOPPED_BY_ERROR = "error"
 STOPPED_BY_SHUTDOWN = "shutdown"
+STOPPED_BY_RESTART = "restart"
 
 # Why a session ended: SESSIONCOMPLETED.reason.
 COMPLETED_INBOUND_BYE = "inboundBye"
@@ -85,6 +86,7 @@ COMPLETED_CANCEL = "cancel"
 COMPLETED_MEDIA_TIMEOUT = "mediaTimeout"
 COMPLETED_SESSION_TIMER = "sessionTimer"
 COMPLETED_SHUTDOWN = "shutdown"
+COMPLETED_RESTART = "restart"
 COMPLETED_ERROR = "error"
 
 #: The deepest and largest C{sipRecForwardReferenceId} accepted (and echoed):
@@ -372,7 +374,8 @@ def siprec_forward_stopped(
     @param target: The target that was used.
     @param stopped_by: Who stopped it: C{STOPPED_BY_API},
         C{STOPPED_BY_INBOUND_BYE}, C{STOPPED_BY_SRS_BYE},
-        C{STOPPED_BY_ERROR} or C{STOPPED_BY_SHUTDOWN}.
+        C{STOPPED_BY_ERROR}, C{STOPPED_BY_SHUTDOWN} or C{STOPPED_BY_RESTART}
+        (the node restarted and ended the sessions its previous run left).
     @param reason: Details (the error for C{ERROR}), or L{None}.
     @param stats: Counters of the forward (packets, bytes, duration ...).
     @param reference_id: C{sipRecForwardReferenceId}, echoed unchanged
@@ -417,7 +420,7 @@ def session_completed(
     @param tenant: The tenant's domain.
     @param reason: Why: C{COMPLETED_INBOUND_BYE}, C{COMPLETED_CANCEL},
         C{COMPLETED_MEDIA_TIMEOUT}, C{COMPLETED_SESSION_TIMER},
-        C{COMPLETED_SHUTDOWN} or C{COMPLETED_ERROR}.
+        C{COMPLETED_SHUTDOWN}, C{COMPLETED_RESTART} or C{COMPLETED_ERROR}.
     @param duration: Seconds from the answer to the end.
     @param stats: Counters of the session (packets per stream, drops ...).
     @param now: When (Unix seconds); now when L{None}.

@@ -9,6 +9,7 @@ as arguments.
 
 from __future__ import annotations
 
+import signal
 import sys
 from typing import Any
 
@@ -123,14 +124,29 @@ def _loopback_names(sip: Any) -> list[str]:
     return names
 
 
-#: Seconds SIGTERM waits for active sessions to close cleanly.
+#: Seconds SIGTERM waits for active sessions to close cleanly and for
+#: the SIP transactions they started (BYE retransmissions) to finish.
 DRAIN_TIMEOUT = 5.0
+#: The line logged on SIGHUP until reload exists.
+SIGHUP_IGNORED = "SIGHUP received: reload is not supported yet; ignoring"
 
 
 class AiconnectService(service.MultiService):
     """
-    The top service. Stopping drains in order (SPEC s7): no new sessions,
-    active ones ended cleanly (BYEs sent, events written), then the SIP
+    The top service.
+
+    Starting: the children start (SIP listening, RTP, events, API), then
+    the sessions a previous run left open are ended
+    (L{aiconnect.recovery.SessionRecovery}, reason C{restart}). With
+    C{handle_signals} (twistd), SIGHUP is logged and ignored instead of
+    killing the process.
+
+    Stopping drains in order (SPEC s7): new INVITEs get 503 and INVITEs
+    still waiting for their answer too, active sessions are ended cleanly
+    (BYEs sent, events written); the SIP listeners and the transaction
+    layer keep running until every session completed and no SIP
+    transaction waits for an answer (so an unanswered BYE is
+    retransmitted), at most C{drain_timeout} seconds; then the SIP
     listeners close, the event deliverer gets a few seconds to deliver, and
     the RTP ports and the API close.
 
@@ -140,13 +156,76 @@ class AiconnectService(service.MultiService):
     @ivar relay: the L{MediaRelay}.
     @ivar outbox: the L{EventOutbox}.
     @ivar api: the L{ApiServer}.
+    @ivar recovery: the L{aiconnect.recovery.SessionRecovery} run on start,
+        or C{None}.
+    @ivar dialog_store: the L{aiconnect.recovery.DialogStore} closed on stop,
+        or C{None}.
+    @ivar drain_timeout: seconds the drain waits at most.
     """
 
     log = Logger()
 
-    def __init__(self, reactor: Any) -> None:
+    def __init__(self, reactor: Any, drain_timeout: float = DRAIN_TIMEOUT, handle_signals: bool = False) -> None:
         service.MultiService.__init__(self)
         self._reactor = reactor
+        self.drain_timeout = drain_timeout
+        self.handle_signals = handle_signals
+        self.recovery: Any = None
+        self.dialog_store: Any = None
+        self._previous_sighup: Any = None
+
+    def startService(self) -> None:
+        service.MultiService.startService(self)
+        if self.handle_signals:
+            self._install_sighup()
+        if self.recovery is not None:
+            self.recovery.recover()
+
+    # -- SIGHUP ------------------------------------------------------------
+
+    def _install_sighup(self) -> None:
+        """
+        Replace SIGHUP's default action (terminate at once: no BYE, no
+        event, no log line) by a log line, until reload exists.
+        """
+        if not hasattr(signal, "SIGHUP"):
+            return
+        try:
+            self._previous_sighup = signal.signal(signal.SIGHUP, self._sighup_received)
+        except ValueError:
+            # Not the main thread: leave signals alone.
+            self.log.warn("cannot install the SIGHUP handler outside the main thread")
+
+    def _restore_sighup(self) -> None:
+        if self._previous_sighup is not None:
+            signal.signal(signal.SIGHUP, self._previous_sighup)
+            self._previous_sighup = None
+
+    def _sighup_received(self, signum: int, frame: Any) -> None:
+        # A signal handler may run between any two bytecodes: hand the work
+        # to the reactor, as Twisted does for SIGTERM.
+        self._reactor.callFromThread(self.sighup)
+
+    def sighup(self) -> None:
+        """
+        SIGHUP: logged, and otherwise ignored (reload is not supported yet).
+        """
+        self.log.warn(SIGHUP_IGNORED)
+
+    # -- drain ---------------------------------------------------------------
+
+    def _sip_busy(self) -> bool:
+        """
+        Whether a SIP transaction still waits for its final response (a BYE
+        being retransmitted, a CANCEL, an INVITE not answered yet).
+        """
+        from aiconnect.sip.transaction import State
+
+        txlayer = self.sip.txlayer
+        waiting = (State.CALLING, State.TRYING, State.PROCEEDING)
+        if any(tx.state in waiting for tx in txlayer.client_transactions.values()):
+            return True
+        return any(tx.state in (State.TRYING, State.PROCEEDING) for tx in txlayer.server_transactions.values())
 
     def stopService(self) -> Any:
         from twisted.internet import defer, task
@@ -154,15 +233,26 @@ class AiconnectService(service.MultiService):
         from aiconnect import events
 
         self.running = 0
+        self._restore_sighup()
         self.srs.draining = True
+        self.sip.ua.reject_pending(503, "Shutting down", [("Retry-After", "30")])
         for call in list(self.registry):
             call.terminate(events.COMPLETED_SHUTDOWN, send_bye=True)
+        for session in self.sip.ua.sessions:
+            # Dialogs no call owns (anything left): BYE them now, while
+            # their BYEs can still be retransmitted.
+            try:
+                session.bye()
+            except Exception:
+                self.log.failure("BYE on shutdown failed")
 
         async def drain() -> None:
-            # Give BYEs to SRCs and SRSs up to DRAIN_TIMEOUT to be answered
-            # (each call completes once its SRSs answered, SPEC s2 order).
-            deadline = self._reactor.seconds() + DRAIN_TIMEOUT
-            while len(self.registry) and self._reactor.seconds() < deadline:
+            # Give BYEs to SRCs and SRSs up to drain_timeout to be answered
+            # (each call completes once its SRSs answered, SPEC s2 order),
+            # with the SIP stack up so that they are retransmitted, and
+            # new INVITEs answered 503.
+            deadline = self._reactor.seconds() + self.drain_timeout
+            while (len(self.registry) or self._sip_busy()) and self._reactor.seconds() < deadline:
                 await task.deferLater(self._reactor, 0.05, lambda: None)
             for call in list(self.registry):
                 # An SRS that did not answer our BYE in time.
@@ -173,6 +263,8 @@ class AiconnectService(service.MultiService):
                 child = self.namedServices.get(name)
                 if child is not None and child.running:
                     await defer.maybeDeferred(child.stopService)
+            if self.dialog_store is not None:
+                self.dialog_store.close()
             if getattr(self, "pool", None) is not None:
                 await self.pool.closeCachedConnections()
 
@@ -193,13 +285,16 @@ class RelayService(service.Service):
         self.relay.close()
 
 
-def build_service(cfg: config_mod.Config, reactor: Any = None, http_client: Any = None) -> AiconnectService:
+def build_service(
+    cfg: config_mod.Config, reactor: Any = None, http_client: Any = None, handle_signals: bool = False
+) -> AiconnectService:
     """
     Build the whole service tree for a configuration.
 
     @param cfg: the parsed configuration.
     @param reactor: the reactor (the global one when C{None}).
     @param http_client: treq-like client for callbacks (treq by default).
+    @param handle_signals: install the SIGHUP handler on start (twistd).
     @return: an L{AiconnectService} with named children C{sip}, C{rtp},
         C{webhooks} and C{api}.
     """
@@ -219,7 +314,7 @@ def build_service(cfg: config_mod.Config, reactor: Any = None, http_client: Any 
         tenants_by_domain,
     )
 
-    top = AiconnectService(reactor)
+    top = AiconnectService(reactor, handle_signals=handle_signals)
     registry = CallRegistry()
     relay = MediaRelay(
         reactor, cfg.rtp.host, cfg.rtp.port_min, cfg.rtp.port_max, media_timeout=cfg.rtp.media_timeout
@@ -254,6 +349,16 @@ def build_service(cfg: config_mod.Config, reactor: Any = None, http_client: Any 
     resolver = Resolver(reactor, nameservers=cfg.dns.nameservers, port=cfg.dns.port)
     forwarder = Forwarder(reactor, sip.ua, resolver, cfg)
     srs.forwarder = forwarder
+    from aiconnect.recovery import DialogJournal, DialogStore, SessionRecovery
+
+    # The dialogs of live sessions, in the outbox's database: a restarted
+    # node ends the sessions its previous run left open (SPEC s14).
+    dialog_store = DialogStore(cfg.events.database, clock=reactor.seconds)
+    journal = DialogJournal(dialog_store)
+    srs.journal = journal
+    recovery = SessionRecovery(reactor, dialog_store, sip.ua, outbox)
+    top.recovery = recovery
+    top.dialog_store = dialog_store
     RelayService(relay).setServiceParent(top)
     EventDeliveryService(deliverer, outbox).setServiceParent(top)
     stats = {
@@ -266,6 +371,7 @@ def build_service(cfg: config_mod.Config, reactor: Any = None, http_client: Any 
         "rtp": relay.stats,
         "events": lambda: {"outbox": outbox.stats, "delivery": deliverer.stats},
         "newcall": lambda: new_call.stats,
+        "recovery": lambda: {"journal": journal.stats, "restart": recovery.stats},
     }
     api = ApiServer(cfg, registry=registry, reactor=reactor, stats_providers=stats)
     site = Site(api.app.resource())
@@ -320,4 +426,4 @@ def makeService(options: Options) -> service.MultiService:
         except ConfigError as e:
             sys.stderr.write(str(e) + "\n")
             raise SystemExit(1)
-    return build_service(cfg)
+    return build_service(cfg, handle_signals=True)

@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
+import treq
 from twisted.application.service import IServiceMaker
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
 from twisted.plugin import getPlugins
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from aiconnect import tap
 from tests.integration.helpers import Certificates, free_port, write_config
+from tests.integration.twistd import Twistd, options, sleep, start_twistd, wait_ready
 
 ROOT = Path(__file__).parent.parent
 
@@ -55,6 +57,7 @@ class PluginTests(SynchronousTestCase):
             os.chdir(cwd)
         self.assertEqual(sorted(s.name for s in svc), ["api", "rtp", "sip", "webhooks"])
         svc.outbox.close()
+        svc.dialog_store.close()
 
     def test_reactor_plugin_listed(self) -> None:
         """
@@ -88,69 +91,80 @@ class TwistdTests(TestCase):
 
     timeout = 60
 
-    def test_twistd_runs_and_stops_on_sigterm(self) -> None:
+    def start(self) -> tuple[Twistd, int, int]:
+        d = Path(tempfile.mkdtemp(prefix="aiconnect-twistd-"))
+        sip, api = free_port(), free_port()
+        path = write_config(d, Certificates(), sip, sip, free_port(), api)
+        return start_twistd(self, path), sip, api
+
+    async def test_twistd_runs_and_stops_on_sigterm(self) -> None:
         """
         `twistd -n aiconnect --config FILE` (with the aiconnect-epoll reactor
         plugin) answers OPTIONS over UDP and stops cleanly on SIGTERM.
         """
-        import socket
-
-        d = Path(tempfile.mkdtemp(prefix="aiconnect-twistd-"))
-        certs = Certificates()
-        sip = free_port()
-        path = write_config(d, certs, sip, sip, free_port(), free_port())
-        env = dict(os.environ)
-        env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-c",
-                "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()",
-                "--reactor=aiconnect-epoll",
-                "-n",
-                "--pidfile=",
-                "aiconnect",
-                "--config",
-                str(path),
-            ],
-            cwd=str(d),
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-        )
-        try:
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.bind(("127.0.0.1", 0))
-            s.settimeout(0.5)
-            msg = (
-                "OPTIONS sip:customer.example.com SIP/2.0\r\n"
-                "Via: SIP/2.0/UDP 127.0.0.1:%d;branch=z9hG4bKtw1;rport\r\n"
-                "Max-Forwards: 70\r\nTo: <sip:customer.example.com>\r\n"
-                "From: <sip:probe@127.0.0.1>;tag=tw1\r\nCall-ID: twistd-probe\r\n"
-                "CSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n" % s.getsockname()[1]
-            ).encode()
-            answer = b""
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and not answer:
-                s.sendto(msg, ("127.0.0.1", sip))
-                try:
-                    answer = s.recv(65535)
-                except socket.timeout:
-                    if proc.poll() is not None:
-                        break
-            s.close()
-            self.assertTrue(answer.startswith(b"SIP/2.0 200"), proc.stdout.read() if proc.poll() is not None else answer)
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                rc = proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                rc = None
-        out = proc.stdout.read().decode(errors="replace")
+        server, sip, _ = self.start()
+        await wait_ready(self, server, sip)
+        rc = await server.stop()
+        out = server.output()
         # twistd re-raises the terminating signal once the reactor has
         # stopped cleanly (Twisted >= 22.8), so the status is -SIGTERM.
         self.assertIn(rc, (0, -signal.SIGTERM), out)
         self.assertIn("Main loop terminated", out)
         self.assertNotIn("Traceback", out)
         self.assertIn("RelayEPollReactor", out)
+
+    async def test_sighup_is_logged_and_ignored(self) -> None:
+        """
+        SIGHUP (an operator's reflexive `kill -HUP` or `systemctl reload`)
+        no longer kills the server: one log line says reload is not
+        supported yet, and SIP and the REST API still answer afterwards.
+        """
+        server, sip, api = self.start()
+        await wait_ready(self, server, sip)
+        server.signal(signal.SIGHUP)
+        await sleep(0.5)
+        self.assertTrue(server.alive(), server.output())
+        self.assertTrue(await server.wait_for_output(tap.SIGHUP_IGNORED), server.output())
+        self.assertEqual(await options(sip), 200)
+        response = await treq.get("http://127.0.0.1:%d/health" % (api,), persistent=False)
+        await response.content()
+        self.assertEqual(response.code, 200)
+        rc = await server.stop()
+        self.assertIn(rc, (0, -signal.SIGTERM), server.output())
+        self.assertEqual(server.output().count(tap.SIGHUP_IGNORED), 1)
+
+
+class SignalTests(SynchronousTestCase):
+    """
+    The SIGHUP handler of the service tree, without sending signals.
+    """
+
+    def test_installed_on_start_restored_on_stop(self) -> None:
+        """
+        With handle_signals (twistd), starting installs a SIGHUP handler and
+        stopping puts the previous one back; without it, SIGHUP is left
+        alone (in-process tests).
+        """
+        before = signal.getsignal(signal.SIGHUP)
+        svc = tap.AiconnectService(Clock(), handle_signals=True)
+        self.addCleanup(svc._restore_sighup)
+        svc.startService()
+        self.assertEqual(signal.getsignal(signal.SIGHUP), svc._sighup_received)
+        svc._restore_sighup()
+        self.assertEqual(signal.getsignal(signal.SIGHUP), before)
+        tap.AiconnectService(Clock()).startService()
+        self.assertEqual(signal.getsignal(signal.SIGHUP), before)
+
+    def test_sighup_logs_one_line(self) -> None:
+        """
+        The handler hands over to the reactor, which logs the line.
+        """
+        reactor = Clock()
+        calls: list[Any] = []
+        reactor.callFromThread = lambda f, *a: calls.append(f)  # type: ignore[attr-defined]
+        svc = tap.AiconnectService(reactor)
+        svc._sighup_received(signal.SIGHUP, None)
+        with capturedLogs() as logs:
+            for f in calls:
+                f()
+        self.assertEqual([e["log_format"] for e in logs], [tap.SIGHUP_IGNORED])

@@ -160,6 +160,66 @@ class Dialog:
             invite_cseq=request.cseq.number,
         )
 
+    def to_record(self) -> dict[str, object]:
+        """
+        The dialog as JSON-ready values, to be stored while it lasts (a
+        restarted node ends the dialogs its previous run left open).
+        """
+        return {
+            "call_id": self.call_id,
+            "local_tag": self.local_tag,
+            "remote_tag": self.remote_tag,
+            "local_header": self.local_header,
+            "remote_header": self.remote_header,
+            "remote_target": self.remote_target,
+            "route_set": list(self.route_set),
+            "local_seq": self.local_seq,
+            "secure": self.secure,
+            "invite_cseq": self.invite_cseq,
+        }
+
+    @classmethod
+    def from_record(cls, record: dict[str, object], cseq_margin: int = 0) -> Dialog:
+        """
+        A confirmed dialog rebuilt from L{to_record}'s values.
+
+        @param cseq_margin: added to the stored local CSeq, so a request
+            sent after requests the record did not see still has a higher
+            CSeq (RFC 3261 s12.2.1.1).
+        @raise KeyError: a field is missing.
+        @raise ValueError: a field has the wrong type.
+        """
+
+        def text(name: str) -> str:
+            value = record[name]
+            if not isinstance(value, str):
+                raise ValueError("dialog record field %s is not a string" % (name,))
+            return value
+
+        def number(name: str) -> int:
+            value = record[name]
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise ValueError("dialog record field %s is not an integer" % (name,))
+            return value
+
+        route_set = record.get("route_set", [])
+        if not isinstance(route_set, list) or not all(isinstance(r, str) for r in route_set):
+            raise ValueError("dialog record field route_set is not a list of strings")
+        return cls(
+            call_id=text("call_id"),
+            local_tag=text("local_tag"),
+            remote_tag=text("remote_tag"),
+            local_header=text("local_header"),
+            remote_header=text("remote_header"),
+            remote_target=text("remote_target"),
+            route_set=list(route_set),
+            local_seq=number("local_seq") + cseq_margin,
+            remote_seq=None,
+            secure=bool(record.get("secure", False)),
+            state=DialogState.CONFIRMED,
+            invite_cseq=number("invite_cseq"),
+        )
+
     def matches(self, message: Request | Response, incoming_request: bool) -> bool:
         """
         Whether an in-dialog message belongs to this dialog.

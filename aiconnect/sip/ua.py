@@ -135,6 +135,9 @@ class InviteSession:
         TCP/TLS).
     @ivar handler: the L{SessionHandler}, set by whoever owns the session.
     @ivar role: C{"uas"} or C{"uac"}.
+    @ivar on_dialog_change: called with the session after its dialog state
+        changed (a request sent with a new CSeq, a target refresh
+        received); the owner keeps its stored copy current with it.
     """
 
     log = Logger()
@@ -152,6 +155,14 @@ class InviteSession:
         self._last_ack: Request | None = None
         #: The 2xx that created the dialog (UAC side).
         self.answer_response: Response | None = None
+        self.on_dialog_change: Callable[[InviteSession], None] | None = None
+
+    def _dialog_changed(self) -> None:
+        if self.on_dialog_change is not None:
+            try:
+                self.on_dialog_change(self)
+            except Exception:
+                self.log.failure("dialog change hook failed call_id={call_id}", call_id=self.dialog.call_id)
 
     def request(
         self,
@@ -173,6 +184,7 @@ class InviteSession:
             body=body,
             content_type=content_type,
         )
+        self._dialog_changed()
         return self.ua._send_in_dialog(self, req)
 
     def bye(self, headers: Iterable[tuple[str, str]] = ()) -> defer.Deferred[Response]:
@@ -184,6 +196,7 @@ class InviteSession:
             timed out or could not be sent (logged); never fails.
         """
         d = self.request("BYE", headers=headers)
+        self.ua._closing_started(self, d)
         self._terminate("local")
 
         def failed(f: Failure) -> None:
@@ -416,6 +429,8 @@ class UserAgent:
         self._pending_invites: dict[int, ServerInvite] = {}
         #: (dialog id, INVITE CSeq) -> the 2xx retransmission timer.
         self._retransmits: dict[tuple[DialogId, int], Any] = {}
+        #: Dialogs we sent BYE in, until that BYE is answered or times out.
+        self._closing: dict[DialogId, InviteSession] = {}
         self.stats: dict[str, int] = {"rejected": 0, "dialogs": 0, "stray_acks": 0}
 
     # -- helpers ---------------------------------------------------------
@@ -443,6 +458,58 @@ class UserAgent:
     def _register(self, session: InviteSession) -> None:
         self._sessions[session.dialog.id] = session
         self.stats["dialogs"] += 1
+
+    def _closing_started(self, session: InviteSession, bye: defer.Deferred[Response]) -> None:
+        """
+        Our BYE is out: until it is answered, a BYE the peer sends in the
+        same dialog (the two crossed) is answered 200, not 481.
+        """
+        key = session.dialog.id
+        self._closing[key] = session
+
+        def done(result: Any) -> Any:
+            if self._closing.get(key) is session:
+                del self._closing[key]
+            return result
+
+        bye.addBoth(done)
+
+    def restore_session(
+        self,
+        dialog: Dialog,
+        peer: Peer,
+        role: str,
+        contact: str,
+        extra_headers: Iterable[tuple[str, str]] = (),
+    ) -> InviteSession:
+        """
+        Register a confirmed dialog rebuilt from storage (a dialog our
+        previous run left open), so that requests can be sent in it and the
+        peer's requests match it.
+
+        @param dialog: the dialog, with a local CSeq above any it used.
+        @param peer: where in-dialog requests go.
+        @param role: C{"uas"} or C{"uac"}.
+        @param contact: our Contact in that dialog.
+        @param extra_headers: headers every request of the dialog carries.
+        @return: the registered session (no handler).
+        """
+        session = InviteSession(self, dialog, peer, role, contact)
+        session.extra_headers = tuple(extra_headers)
+        self._register(session)
+        return session
+
+    def reject_pending(self, status: int, reason: str = "", headers: Iterable[tuple[str, str]] = ()) -> int:
+        """
+        Answer every INVITE still waiting for its final response with
+        C{status} (at shutdown: 503).
+
+        @return: how many were answered.
+        """
+        pending = list(self._pending_invites.values())
+        for invite in pending:
+            invite.reject(status, reason, headers)
+        return len(pending)
 
     def _forget(self, session: InviteSession) -> None:
         self._sessions.pop(session.dialog.id, None)
@@ -558,6 +625,12 @@ class UserAgent:
     def _in_dialog(self, tx: Any, request: Request) -> None:
         session = self._find_session(request)
         if session is None:
+            key = DialogId(request.call_id, request.to_tag or "", request.from_tag or "")
+            if request.method == "BYE" and key in self._closing:
+                # Our BYE and the peer's crossed: the dialog is ending
+                # either way (RFC 3261 s15.1.2).
+                tx.respond(make_response(request, 200, headers=self._common_headers([])))
+                return
             self._reject(tx, request, 481)
             return
         try:
@@ -565,6 +638,8 @@ class UserAgent:
         except RemoteSipError as e:
             self._reject(tx, request, e.status_hint, e.reason)
             return
+        if request.method in ("INVITE", "UPDATE"):
+            session._dialog_changed()
         if request.method == "BYE":
             tx.respond(make_response(request, 200, headers=self._common_headers([])))
             session._terminate("bye")

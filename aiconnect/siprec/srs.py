@@ -627,6 +627,9 @@ class SrsService:
         self.new_call = new_call
         self.relay = relay
         self.forwarder = forwarder
+        #: The L{aiconnect.call.SessionJournal} given to each call (restart
+        #: recovery), or C{None}.
+        self.journal: Any = None
         self.sdp_address = config.sip.public_address
         self.latch = config.rtp.latch
         self.draining = False
@@ -723,6 +726,7 @@ class SrsService:
         )
         call.x_headers = [(n, decode_wire(v)) for n, v in request.headers if n.lower().startswith("x-")]
         call.forwarder = self.forwarder
+        call.journal = self.journal
         try:
             n_alloc = min(n_accept, self.config.limits.max_streams_per_call)
             call.media = self.relay.allocate_session(n_alloc, on_timeout=lambda _s: call.media_timeout())
