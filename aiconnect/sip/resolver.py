@@ -21,12 +21,19 @@ and in which order the resulting transport addresses are tried:
 
 The B{adapter}, L{Resolver}, drives L{resolve_steps} with dnspython.
 dnspython is blocking, so every query runs in the reactor's thread pool
-(C{deferToThreadPool}); the reactor thread only runs the pure half.
+(C{deferToThreadPool}); the reactor thread only runs the pure half and the
+hosts file lookup (L{HostsFile}: one C{stat} per resolution, a bounded read
+when the file changed).
 
 Rules (RFC 3263 s4):
 
     - an IP literal target is used as is (port: the explicit one, or 5060,
       5061 for TLS);
+    - a target named in the hosts file (C{/etc/hosts}, hosts(5)) is
+      consulted first, as the system resolvers do (dnspython does not): a
+      hosts-file name has no NAPTR or SRV records, so its addresses are an
+      A/AAAA result with the explicit or the default port, and no DNS query
+      is asked;
     - an FQDN with an explicit port is looked up with A/AAAA only (s4.2);
     - an FQDN without a port: NAPTR; the matching records' replacements are
       looked up as SRV in NAPTR order; if none yields SRV records, the SRV
@@ -50,7 +57,9 @@ checked.  For an IP literal target the server name is the IP itself.
 
 from __future__ import annotations
 
+import errno
 import ipaddress
+import os
 import random
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
@@ -73,9 +82,11 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_PORTS",
+    "HOSTS_FILE",
     "NAPTR_SERVICES",
     "SRV_PREFIXES",
     "Answer",
+    "HostsFile",
     "NaptrRecord",
     "Query",
     "ResolveError",
@@ -83,6 +94,7 @@ __all__ = [
     "ResolverLike",
     "SrvRecord",
     "order_srv",
+    "parse_hosts",
     "resolve_steps",
     "resolve_with",
     "select_naptr",
@@ -99,6 +111,9 @@ NAPTR_SERVICES = {"udp": "SIP+D2U", "tcp": "SIP+D2T", "tls": "SIPS+D2T"}
 
 #: SRV owner-name prefix per trunk transport (RFC 3263 s4.1).
 SRV_PREFIXES = {"udp": "_sip._udp", "tcp": "_sip._tcp", "tls": "_sips._tcp"}
+
+#: The hosts file consulted before DNS (hosts(5)).
+HOSTS_FILE = "/etc/hosts"
 
 
 class ResolveError(AiconnectError):
@@ -331,10 +346,123 @@ def _no_address_reason(host: str, answers: Sequence[Answer]) -> str:
     return "DNS: no A/AAAA records for %s" % (host,)
 
 
+def parse_hosts(text: str) -> dict[str, tuple[str, ...]]:
+    """
+    The names of a hosts file (hosts(5)) and their addresses.
+
+    Each line is an IP address followed by a canonical name and aliases,
+    separated by blanks; C{#} starts a comment.  Lines whose first field is
+    not an IP address, or that have no name, are skipped (as the C library
+    does).  Names are compared case-insensitively and without a trailing
+    dot.
+
+    @param text: The file's content.
+    @return: Lowercase name -> its addresses, IPv4 first, then IPv6, each
+        family in file order, without duplicates.
+    """
+    found: dict[str, list[ipaddress.IPv4Address | ipaddress.IPv6Address]] = {}
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) < 2:
+            continue
+        try:
+            address = ipaddress.ip_address(fields[0])
+        except ValueError:
+            continue
+        for name in fields[1:]:
+            key = name.rstrip(".").lower()
+            if not key:
+                continue
+            addresses = found.setdefault(key, [])
+            if address not in addresses:
+                addresses.append(address)
+    return {
+        name: tuple(str(a) for a in sorted(addresses, key=lambda a: a.version))
+        for name, addresses in found.items()
+    }
+
+
+class HostsFile:
+    """
+    The hosts file, read on first use and read again whenever it changes
+    (its modification time, size or inode differ from the last read).
+
+    The file is read synchronously, on the caller's thread: it is a small
+    local file, and an unchanged file costs one C{stat}.  At most
+    C{max_bytes} are read; the lines beyond (and a trailing partial line)
+    are ignored with a warning.  A missing file has no names; an unreadable
+    one has none either and is reported once per change.
+
+    @ivar path: The file.
+    @ivar max_bytes: The read bound.
+    @ivar log: The logger.
+    """
+
+    log = Logger()
+
+    #: The default read bound: far beyond any real hosts file.
+    MAX_BYTES = 1 << 20
+
+    def __init__(self, path: str = HOSTS_FILE, max_bytes: int = MAX_BYTES) -> None:
+        """
+        @param path: The hosts file; injectable for tests.
+        @param max_bytes: Read at most this many bytes of it.
+        """
+        self.path = path
+        self.max_bytes = max_bytes
+        self._state: tuple[Any, ...] | None = None
+        self._names: dict[str, tuple[str, ...]] = {}
+
+    def lookup(self, name: str) -> tuple[str, ...]:
+        """
+        The addresses of a name in the hosts file, IPv4 first.
+
+        @param name: A host name, with or without trailing dot, any case.
+        @return: The addresses, empty when the name is not in the file (or
+            there is no readable file).  Never raises.
+        """
+        self._refresh()
+        return self._names.get(name.rstrip(".").lower(), ())
+
+    def _refresh(self) -> None:
+        try:
+            st = os.stat(self.path)
+        except OSError as e:
+            self._failed(("error", e.errno), e)
+            return
+        if self._state == (st.st_mtime_ns, st.st_size, st.st_ino):
+            return
+        try:
+            with open(self.path, "rb") as f:
+                st = os.fstat(f.fileno())
+                data = f.read(self.max_bytes + 1)
+        except OSError as e:
+            self._failed(("error", e.errno), e)
+            return
+        self._state = (st.st_mtime_ns, st.st_size, st.st_ino)
+        if len(data) > self.max_bytes:
+            data = data[: self.max_bytes]
+            data = data[: data.rfind(b"\n") + 1]
+            self.log.warn(
+                "hosts file {path} is larger than {limit} bytes; the rest is ignored",
+                path=self.path,
+                limit=self.max_bytes,
+            )
+        self._names = parse_hosts(data.decode("utf-8", "replace"))
+
+    def _failed(self, state: tuple[Any, ...], error: OSError) -> None:
+        if self._state != state:
+            if error.errno != errno.ENOENT:
+                self.log.warn("cannot read hosts file {path}: {error}", path=self.path, error=error.strerror)
+            self._state = state
+        self._names = {}
+
+
 def resolve_steps(
     target: str,
     transport: str,
     rng: Callable[[], float] = random.random,
+    hosts: Callable[[str], Sequence[str]] | None = None,
 ) -> Generator[list[Query], list[Answer], list[Peer]]:
     """
     The RFC 3263 s4 algorithm for one trunk target, as a generator.
@@ -348,6 +476,9 @@ def resolve_steps(
         brackets), as in C{TrunkConfig.target}.
     @param transport: C{"udp"}, C{"tcp"} or C{"tls"}.
     @param rng: Random source for the SRV weights (L{order_srv}).
+    @param hosts: Looks a name up in the hosts file (L{HostsFile.lookup});
+        L{None} = no hosts file.  Consulted for the target only: a name
+        found there is an A/AAAA result and no query is asked.
     @raise ResolveError: From the generator, if the target is invalid or no
         address can be found; the reason names the name and the failure.
     """
@@ -360,6 +491,10 @@ def resolve_steps(
     if _ip_literal(host):
         return [Peer(transport, host, port or DEFAULT_PORTS[transport], server_name=host)]
     host = host.rstrip(".")
+    if hosts is not None:
+        local = hosts(host)
+        if local:
+            return [Peer(transport, a, port or DEFAULT_PORTS[transport], server_name=host) for a in local]
 
     def peers(hosts_ports: Sequence[tuple[str, int]], batch: Sequence[Query], answers: Sequence[Answer]) -> tuple[list[Peer], list[str]]:
         out: list[Peer] = []
@@ -426,6 +561,7 @@ def resolve_with(
     transport: str,
     answer: Callable[[Query], Answer],
     rng: Callable[[], float] = random.random,
+    hosts: Callable[[str], Sequence[str]] | None = None,
 ) -> list[Peer]:
     """
     Run L{resolve_steps} synchronously, answering each query with C{answer}.
@@ -434,10 +570,11 @@ def resolve_with(
     @param transport: As for L{resolve_steps}.
     @param answer: Answers one query (an in-memory zone, a test table).
     @param rng: As for L{order_srv}.
+    @param hosts: As for L{resolve_steps}.
     @return: The ordered peers.
     @raise ResolveError: As for L{resolve_steps}.
     """
-    steps = resolve_steps(target, transport, rng)
+    steps = resolve_steps(target, transport, rng, hosts)
     answers: list[Answer] | None = None
     while True:
         try:
@@ -495,7 +632,9 @@ class Resolver:
     Each query of L{resolve_steps} runs as one blocking dnspython query in
     the reactor's thread pool; the queries of one batch (the A and AAAA
     lookups of all SRV targets) run concurrently.  Positive answers are
-    cached for their TTL, measured on the injected reactor's clock.
+    cached for their TTL, measured on the injected reactor's clock.  The
+    hosts file is consulted first (L{HostsFile}, re-read when it changes,
+    never cached beyond that).
 
     @ivar log: The logger.
     """
@@ -515,6 +654,7 @@ class Resolver:
         thread_pool: ThreadPool | None = None,
         cache: bool = True,
         dns_resolver: Any = None,
+        hosts_file: str | None = HOSTS_FILE,
     ) -> None:
         """
         @param reactor: Provides L{IReactorThreads} (C{callFromThread},
@@ -530,6 +670,8 @@ class Resolver:
         @param dns_resolver: A configured C{dns.resolver.Resolver} (or an
             object with its C{resolve} method) to use instead of one built
             from C{nameservers}, C{port} and C{timeout}; for tests.
+        @param hosts_file: The hosts file consulted before DNS; L{None} =
+            none.
         """
         self._reactor = reactor
         self._rng = rng
@@ -538,6 +680,7 @@ class Resolver:
         self._cache_enabled = cache
         self._cache: dict[tuple[str, str], tuple[float, Answer]] = {}
         self._setup_error: str | None = None
+        self._hosts = HostsFile(hosts_file) if hosts_file is not None else None
         if dns_resolver is not None:
             self._dns = dns_resolver
             return
@@ -562,7 +705,8 @@ class Resolver:
         @return: A Deferred firing with the ordered, non-empty list of
             L{Peer}s, or failing with L{ResolveError}.
         """
-        d = self._run(resolve_steps(target, transport, self._rng))
+        hosts = self._hosts.lookup if self._hosts is not None else None
+        d = self._run(resolve_steps(target, transport, self._rng, hosts))
 
         def done(peers: list[Peer]) -> list[Peer]:
             self.log.debug(
