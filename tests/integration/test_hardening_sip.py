@@ -9,17 +9,22 @@ datagram, a stray response with an unreadable To).
 
 from __future__ import annotations
 
+import os
 import secrets
+import socket
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from twisted.internet import defer, reactor
-from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.logger import LogLevel, globalLogPublisher
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from aiconnect import config as config_mod
 from aiconnect.tap import build_service
@@ -69,6 +74,70 @@ class _Silent(Protocol):
     """
     An HTTP server that never answers (the newCall callback hangs).
     """
+
+
+#: A SIP TCP listener in a process allowed two more file descriptors than
+#: it has open: it prints its port, then runs until an accept failed for
+#: lack of descriptors (or 5 s), then prints its counters.
+EMFILE_CHILD = """
+import os, resource, sys
+from twisted.internet import reactor, task
+from twisted.logger import globalLogBeginner, textFileLogObserver
+from aiconnect.sip.transport import SipTransport
+
+globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stdout)], redirectStandardIO=False)
+transport = SipTransport(reactor)
+port = transport.listen_tcp(0)
+used = max(int(fd) for fd in os.listdir("/proc/self/fd"))
+resource.setrlimit(resource.RLIMIT_NOFILE, (used + 3, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+print("PORT %d" % port.getHost().port, flush=True)
+
+def check():
+    if transport.stats["accept_fd_exhausted"] or reactor.seconds() > deadline:
+        reactor.stop()
+
+deadline = reactor.seconds() + 5
+task.LoopingCall(check).start(0.05)
+reactor.run()
+print("STATS %d" % (transport.stats["accept_fd_exhausted"],), flush=True)
+"""
+
+
+class FileDescriptorTests(SynchronousTestCase):
+    """
+    C{EMFILE} on C{accept()} in a real process.
+    """
+
+    if not os.path.isdir("/proc/self/fd"):
+        skip = "needs Linux's /proc/self/fd"
+
+    def test_emfile_reported(self) -> None:
+        """
+        When the process runs out of file descriptors, accepting a SIP TCP
+        connection fails; the log says so at error level, naming
+        C{LimitNOFILE}, and C{accept_fd_exhausted} counts it.
+        """
+        child = subprocess.Popen(
+            [sys.executable, "-c", EMFILE_CHILD], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        self.addCleanup(child.kill)
+        assert child.stdout is not None
+        seen = []
+        while not (seen and seen[-1].startswith("PORT ")):
+            line = child.stdout.readline()
+            self.assertTrue(line, "".join(seen))
+            seen.append(line)
+        port = int(seen[-1].split()[1])
+        clients = [socket.create_connection(("127.0.0.1", port), timeout=5) for _ in range(8)]
+        self.addCleanup(lambda: [c.close() for c in clients])
+        output, _ = child.communicate(timeout=20)
+        output = "".join(seen) + output
+        stats = [line for line in output.splitlines() if line.startswith("STATS ")]
+        self.assertEqual(len(stats), 1, output)
+        self.assertGreaterEqual(int(stats[0].split()[1]), 1, output)
+        self.assertIn("out of file descriptors", output)
+        self.assertIn("LimitNOFILE", output)
+        self.assertEqual(output.count("out of file descriptors"), 1, output)
 
 
 class HardeningTests(TestCase):
@@ -252,6 +321,20 @@ class HardeningTests(TestCase):
         took = await self.closed_within(peer, 3.0)
         self.assertGreaterEqual(took, 0.25)
         self.assertEqual(self.stats["tls_handshake_timeouts"], 1)
+
+    async def test_tls_handshaken_stays(self) -> None:
+        """
+        A TLS connection that completed its handshake is not closed by that
+        timer: it answers OPTIONS after twice C{tls_handshake_timeout}.
+        """
+        options = optionsForClientTLS("127.0.0.1", Certificate.loadPEM(self.certs.ca_pem))
+        peer = await connectProtocol(SSL4ClientEndpoint(reactor, "127.0.0.1", self.tls, options), StreamPeer())
+        self.addCleanup(lambda: peer.transport.abortConnection() if not peer.closed.called else None)
+        await self.quiet(0.6)
+        waiting = peer.next_message(2.0)
+        peer.send(options_request("TLS", 5061, "tls-ok", "tlsok"))
+        self.assertEqual(status_of(await waiting), 200)
+        self.assertEqual(self.stats["tls_handshake_timeouts"], 0)
 
     async def test_dripped_header_closed(self) -> None:
         """
