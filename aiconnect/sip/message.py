@@ -641,7 +641,10 @@ def parse(data: bytes, max_size: int = DEFAULT_MAX_SIZE, datagram: bool = True) 
     if start.upper().startswith("SIP/"):
         if len(data) > max_size:
             raise SipParseError(513, "Message Too Large", None, False)
-        return _parse_response(start, headers, rest, datagram)
+        try:
+            return _parse_response(start, headers, rest, datagram)
+        except ValueError:
+            raise SipParseError(400, "Malformed number", None, False) from None
     partial = _partial(start, items)
     try:
         if len(data) > max_size:
@@ -653,6 +656,10 @@ def parse(data: bytes, max_size: int = DEFAULT_MAX_SIZE, datagram: bool = True) 
         e.partial = partial
         e.is_request = True
         raise
+    except ValueError:
+        # An int() deeper down (a port of non-ASCII digits passes
+        # str.isdigit but not int()): the peer's error, answered 400.
+        raise SipParseError(400, "Malformed number", partial, True) from None
 
 
 def _body(headers: Headers, rest: bytes, datagram: bool) -> bytes:

@@ -169,6 +169,24 @@ class NumberLimitTests(SynchronousTestCase):
         error = self.assertRaises(SipParseError, parse, bad_mf)
         self.assertEqual(error.status_hint, 400)
 
+    def test_non_ascii_port(self) -> None:
+        """
+        A port of non-ASCII digits (in the Via, the Request-URI or From,
+        where the URI parser calls C{int()}) is a 400 with the partial
+        request, and in a response a dropped response.
+        """
+        for old, new in (
+            (b"127.0.0.1:5999;", "127.0.0.1:\u00b2;".encode()),
+            (b"sip:srs@127.0.0.1 ", "sip:srs@127.0.0.1:\u00b2 ".encode()),
+            (b"<sip:src@127.0.0.1>", "<sip:src@127.0.0.1:\u00b2>".encode()),
+        ):
+            error = self.assertRaises(SipParseError, parse, options().replace(old, new, 1))
+            self.assertEqual(error.status_hint, 400, old)
+            self.assertIsNotNone(error.partial)
+        response = make_response(parse(options()), 200).to_bytes()
+        error = self.assertRaises(SipParseError, parse, response.replace(b"127.0.0.1:5999;", "127.0.0.1:\u00b2;".encode()))
+        self.assertIs(error.is_request, False)
+
     def test_response_with_bad_from_dropped(self) -> None:
         """
         A response whose From or To cannot be read is a parse error of a
