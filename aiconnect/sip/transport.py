@@ -44,8 +44,9 @@ from aiconnect.sip.uri import UriError, Via, format_host, host_for_socket, parse
 
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 
-#: Seconds between two "out of file descriptors" log lines.
-EMFILE_LOG_INTERVAL = 10.0
+#: Seconds between two log lines of one kind of overload ("out of file
+#: descriptors", "max_connections reached"); the counters count every case.
+OVERLOAD_LOG_INTERVAL = 10.0
 
 
 class _SipDatagramProtocol(DatagramProtocol):
@@ -276,7 +277,7 @@ class SipTransport:
         self.force_rport = force_rport
         self.limits = limits if limits is not None else LimitsConfig()
         self._inbound: set[SipStreamProtocol] = set()
-        self._emfile_logged_at: float | None = None
+        self._logged_at: dict[str, float] = {}
         self._udp: _SipDatagramProtocol | None = None
         self._udp_port: Any = None
         self._ports: dict[str, Any] = {}
@@ -356,7 +357,7 @@ class SipTransport:
         One log event of a listening port: when it reports that C{accept()}
         failed for lack of file descriptors (C{EMFILE}, C{ENFILE}), count
         it and log an error naming the cause and the fix (at most every
-        L{EMFILE_LOG_INTERVAL} seconds).
+        L{OVERLOAD_LOG_INTERVAL} seconds).
         """
         text = str(event.get("log_format") or "") + " " + str(event.get("acceptError") or "")
         if "EMFILE" not in text and "ENFILE" not in text:
@@ -364,10 +365,8 @@ class SipTransport:
         if "Re-reserving" in text or "EMFILE recovery:" in text:
             return  # the follow-up lines of one EMFILE event
         self.stats["accept_fd_exhausted"] += 1
-        now = self.reactor.seconds()
-        if self._emfile_logged_at is not None and now - self._emfile_logged_at < EMFILE_LOG_INTERVAL:
+        if not self._may_log("emfile"):
             return
-        self._emfile_logged_at = now
         self.log.error(
             "out of file descriptors: a SIP {transport} connection could not be accepted "
             "(EMFILE, {count} times so far, {open} inbound connections open); raise the "
@@ -378,6 +377,20 @@ class SipTransport:
             open=len(self._inbound),
             max=self.limits.max_connections,
         )
+
+    def _may_log(self, kind: str) -> bool:
+        """
+        Rate-limit the log lines of one kind of overload.
+
+        @return: whether a line of C{kind} may be logged now (then the
+            next one waits L{OVERLOAD_LOG_INTERVAL} seconds).
+        """
+        now = self.reactor.seconds()
+        last = self._logged_at.get(kind)
+        if last is not None and now - last < OVERLOAD_LOG_INTERVAL:
+            return False
+        self._logged_at[kind] = now
+        return True
 
     def port(self, transport: str) -> int | None:
         """
@@ -567,12 +580,15 @@ class SipTransport:
         if not conn.outbound:
             if len(self._inbound) >= self.limits.max_connections:
                 self.stats["connections_refused"] += 1
-                self.log.debug(
-                    "refused {transport} connection from {peer}: {count} inbound connections open",
-                    transport=conn.transport_name,
-                    peer=str(conn.peer),
-                    count=len(self._inbound),
-                )
+                if self._may_log("max_connections"):
+                    self.log.warn(
+                        "refused {transport} connection from {peer}: limits.max_connections ({max}) "
+                        "inbound connections open ({refused} refused so far)",
+                        transport=conn.transport_name,
+                        peer=str(conn.peer),
+                        max=self.limits.max_connections,
+                        refused=self.stats["connections_refused"],
+                    )
                 return False
             self._inbound.add(conn)
             self.stats["inbound_connections"] = len(self._inbound)

@@ -383,6 +383,23 @@ class StreamTimerTests(_Layer):
         self.assertTrue(again.connected)
         self.assertEqual(self.layer.stats["connections_refused"], 1)
 
+    def test_refusals_logged_rate_limited(self) -> None:
+        """
+        Refusals are logged at warn level naming C{limits.max_connections},
+        at most one line per 10 s; the counter counts each.
+        """
+        for port in (40001, 40002, 40003):
+            self.connect("tcp", port)
+        with capturedLogs() as events:
+            for port in (40004, 40005):
+                self.connect("tcp", port)
+            self.reactor.advance(10.0)
+            self.connect("tcp", 40006)
+        warnings = [e for e in events if e["log_level"] == LogLevel.warn]
+        self.assertEqual(len(warnings), 2)
+        self.assertIn("limits.max_connections", warnings[0]["log_format"])
+        self.assertEqual(self.layer.stats["connections_refused"], 3)
+
     def test_refused_connection_reads_nothing(self) -> None:
         """
         Octets arriving on a refused connection (before the close takes
