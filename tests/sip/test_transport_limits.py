@@ -388,6 +388,7 @@ class StreamTimerTests(_Layer):
         Refusals are logged at warn level naming C{limits.max_connections},
         at most one line per 10 s; the counter counts each.
         """
+        self.layer = self.make_layer(idle_timeout=100.0)
         for port in (40001, 40002, 40003):
             self.connect("tcp", port)
         with capturedLogs() as events:
