@@ -76,6 +76,7 @@ class SipService(service.Service):
             tls_server_context=server_ctx,
             tls_client_creator=client_creator,
             force_rport=sip.force_rport,
+            limits=cfg.limits,
         )
         timers = TimerConfig(t1=sip.timers.t1, t2=sip.timers.t2, t4=sip.timers.t4)
         self.ua = UserAgent(

@@ -31,6 +31,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from OpenSSL import SSL, crypto
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.internet.ssl import (
+    AcceptableCiphers,
     Certificate,
     CertificateOptions,
     TLSVersion,
@@ -68,6 +69,21 @@ _TLS_VERSIONS: dict[str, NamedConstant] = {
 }
 
 _PrivateKey = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
+
+AEAD_CIPHERS = "ECDHE+AESGCM:ECDHE+CHACHA20"
+"""
+The TLS 1.2 cipher suites we offer and accept, as an OpenSSL cipher string:
+forward-secret AEAD suites only (no CBC, whose MAC-then-encrypt invites
+padding oracles such as Lucky13). TLS 1.3 suites are all AEAD and are not
+affected by it.
+"""
+
+
+def _ciphers() -> AcceptableCiphers:
+    """
+    @return: L{AEAD_CIPHERS} as Twisted's C{acceptableCiphers}.
+    """
+    return AcceptableCiphers.fromOpenSSLCipherString(AEAD_CIPHERS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -444,14 +460,17 @@ def server_context_factory(tls_config: TlsConfig) -> CertificateOptions:
 
     The listener presents C{tls.certificate} (with any chain certificates
     that follow the leaf in the file) and accepts TLS C{tls.min_version}
-    (1.2 by default) or later.  Client certificates are not requested.
+    (1.2 by default) or later, TLS 1.2 with L{AEAD_CIPHERS} only.  Client
+    certificates are not requested.
 
     @param tls_config: The C{[tls]} section.
     @return: The options.
     @raise ConfigError: If the certificate or key cannot be loaded or do not
         match.
     """
-    return CertificateOptions(raiseMinimumTo=_minimum(tls_config), **_options_kwargs(tls_config))
+    return CertificateOptions(
+        raiseMinimumTo=_minimum(tls_config), acceptableCiphers=_ciphers(), **_options_kwargs(tls_config)
+    )
 
 
 @implementer(IOpenSSLClientConnectionCreator)
@@ -498,9 +517,10 @@ def client_context_factory(hostname: str, tls_config: TlsConfig) -> IOpenSSLClie
     and name C{hostname} (RFC 5922 s7.2 via service-identity: a DNS name for
     a host name, an IP address entry for an IP literal).  With C{verify_peer
     = false} nothing is verified: B{insecure}, anyone on the path can
-    impersonate the peer.  TLS C{tls.min_version} (1.2 by default) or later.
-    SNI is sent for host names.  If C{tls.certificate} and C{tls.private_key}
-    exist they are presented when the server asks for a client certificate.
+    impersonate the peer.  TLS C{tls.min_version} (1.2 by default) or later,
+    TLS 1.2 with L{AEAD_CIPHERS} only.  SNI is sent for host names.  If
+    C{tls.certificate} and C{tls.private_key} exist they are presented when
+    the server asks for a client certificate.
 
     @param hostname: The trunk's host name or IP literal (the host of its
         C{target}, IPv6 with or without brackets).
@@ -509,7 +529,7 @@ def client_context_factory(hostname: str, tls_config: TlsConfig) -> IOpenSSLClie
     @raise ConfigError: If a configured file cannot be loaded.
     """
     hostname = hostname.strip("[]").rstrip(".")
-    extra: dict[str, object] = {"raiseMinimumTo": _minimum(tls_config)}
+    extra: dict[str, object] = {"raiseMinimumTo": _minimum(tls_config), "acceptableCiphers": _ciphers()}
     if (
         tls_config.certificate
         and tls_config.private_key

@@ -7,15 +7,19 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
+import ssl
 import stat
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 from cryptography import x509
 from OpenSSL import SSL
 from service_identity import VerificationError
 from twisted.internet import reactor as global_reactor
 from twisted.internet.defer import Deferred, inlineCallbacks
+from twisted.internet.threads import deferToThread
 from twisted.internet.endpoints import TCP4ClientEndpoint, connectProtocol, wrapClientTLS
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Factory, Protocol
@@ -431,3 +435,94 @@ class LoopbackTests(TestCase):
         self._listen(TlsConfig(certificate=cert, private_key=key))
         result = yield self._connect("localhost", TlsConfig(certificate="", private_key="", ca_certificates=cert))
         self.assertIs(result, True)
+
+
+#: TLS 1.2 CBC suites (MAC-then-encrypt) for RSA and ECDSA certificates.
+CBC_SUITES = "ECDHE-ECDSA-AES128-SHA256:ECDHE-RSA-AES128-SHA256:ECDHE-ECDSA-AES128-SHA:ECDHE-RSA-AES128-SHA"
+
+
+def _python_tls12_client(port: int, ciphers: str) -> object:
+    """
+    Handshake with Python's C{ssl} module, TLS 1.2 at most, offering only
+    C{ciphers} (blocking: run in a thread).
+
+    @return: The negotiated cipher name, or the L{ssl.SSLError}.
+    """
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(ciphers)
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        try:
+            with context.wrap_socket(raw) as tls:
+                return tls.cipher()[0]
+        except ssl.SSLError as e:
+            return e
+
+
+class CipherTests(TestCase):
+    """
+    TLS 1.2 is AEAD-only (L{AEAD_CIPHERS}) on the SIP listener and in our
+    outbound connections: a peer offering only CBC suites fails the handshake.
+    """
+
+    timeout = 15
+
+    def setUp(self) -> None:
+        """
+        Listen with the SIP server options, RSA and ECDSA certificates.
+        """
+        self.directory = tempfile.mkdtemp()
+        self.ca = generate_ca("Test CA")
+
+    def _listen(self, key_type: str) -> int:
+        """
+        @return: The port of a listener presenting a C{key_type} certificate.
+        """
+        pair = generate_certificate(self.ca, ["127.0.0.1"], key_type=key_type)
+        port = global_reactor.listenSSL(
+            0, Factory.forProtocol(Protocol), server_context_factory(_server_files(self.directory, pair)), interface="127.0.0.1"
+        )
+        self.addCleanup(port.stopListening)
+        return port.getHost().port
+
+    @inlineCallbacks
+    def test_server_refuses_cbc(self):  # type: ignore[no-untyped-def]
+        """
+        A Python C{ssl} client restricted to TLS 1.2 CBC suites cannot
+        handshake with the listener (RSA or ECDSA certificate); one offering
+        AEAD suites gets an ECDHE AEAD suite.
+        """
+        for key_type in ("rsa", "ec"):
+            port = self._listen(key_type)
+            result = yield deferToThread(_python_tls12_client, port, CBC_SUITES)
+            self.assertIsInstance(result, ssl.SSLError, key_type)
+            result = yield deferToThread(_python_tls12_client, port, "ECDHE+AESGCM:ECDHE+CHACHA20:" + CBC_SUITES)
+            self.assertIsInstance(result, str, key_type)
+            self.assertTrue(result.startswith("ECDHE-") and ("GCM" in result or "CHACHA20" in result), result)
+
+    def test_client_refuses_cbc(self) -> None:
+        """
+        Our outbound connections (verifying or not) offer no CBC suite: a
+        TLS 1.2 server that accepts only CBC suites cannot handshake with them.
+        """
+        pair = generate_certificate(self.ca, ["127.0.0.1"], key_type="rsa")
+        tls = _server_files(self.directory, pair)
+        ca_path = _write(self.directory, "ca.pem", self.ca.certificate)
+        for config in (
+            TlsConfig(certificate="", private_key="", ca_certificates=ca_path),
+            TlsConfig(certificate="", private_key="", verify_peer=False),
+        ):
+            context = SSL.Context(SSL.TLS_METHOD)
+            context.set_max_proto_version(SSL.TLS1_2_VERSION)
+            context.set_cipher_list(CBC_SUITES.encode())
+            context.use_certificate_file(tls.certificate)
+            context.use_privatekey_file(tls.private_key)
+            server = SSL.Connection(context, None)
+            # What clientConnectionForTLS reads of a TLSMemoryBIOProtocol (ALPN lookup).
+            tls_protocol = SimpleNamespace(factory=SimpleNamespace(wrappedFactory=Factory()))
+            client = client_context_factory("127.0.0.1", config).clientConnectionForTLS(tls_protocol)
+            result = _memory_handshake(server, client)
+            self.assertIsNotNone(result)
+            self.assertIn("no shared cipher", str(result))

@@ -253,6 +253,14 @@ class CSeq:
         return "%d %s" % (self.number, self.method)
 
 
+def _is_digits(text: str) -> bool:
+    """
+    Whether C{text} is C{1*DIGIT} (ASCII only: C{str.isdigit} also accepts
+    other scripts' digits, some of which C{int()} refuses).
+    """
+    return text.isascii() and text.isdigit()
+
+
 def parse_cseq(value: str) -> CSeq:
     """
     Parse C{CSeq: 1*DIGIT LWS Method}; the number must fit 32 bits (RFC 4475 s3.1.2.4).
@@ -260,12 +268,13 @@ def parse_cseq(value: str) -> CSeq:
     @raise SipParseError: if malformed.
     """
     parts = value.split()
-    if len(parts) != 2 or not parts[0].isdigit() or not abnf.METHOD_RE.match(parts[1]):
+    if len(parts) != 2 or not _is_digits(parts[0]) or not abnf.METHOD_RE.match(parts[1]):
         raise SipParseError(400, "Bad CSeq")
-    n = int(parts[0])
-    if n > UINT32_MAX:
+    # Length first: int() refuses more than 4300 digits (ValueError).
+    digits = parts[0].lstrip("0") or "0"
+    if len(digits) > 10 or int(digits) > UINT32_MAX:
         raise SipParseError(400, "CSeq out of range")
-    return CSeq(n, parts[1])
+    return CSeq(int(digits), parts[1])
 
 
 class _MessageBase:
@@ -595,7 +604,7 @@ def content_length(headers: Headers) -> int | None:
     lens = set()
     for v in values:
         v = v.strip()
-        if not v.isdigit() or len(v) > 10:
+        if not _is_digits(v) or len(v) > 10:
             raise SipParseError(400, "Bad Content-Length")
         lens.add(int(v))
     if len(lens) != 1 or len(values) != 1:
@@ -632,7 +641,10 @@ def parse(data: bytes, max_size: int = DEFAULT_MAX_SIZE, datagram: bool = True) 
     if start.upper().startswith("SIP/"):
         if len(data) > max_size:
             raise SipParseError(513, "Message Too Large", None, False)
-        return _parse_response(start, headers, rest, datagram)
+        try:
+            return _parse_response(start, headers, rest, datagram)
+        except ValueError:
+            raise SipParseError(400, "Malformed number", None, False) from None
     partial = _partial(start, items)
     try:
         if len(data) > max_size:
@@ -644,6 +656,10 @@ def parse(data: bytes, max_size: int = DEFAULT_MAX_SIZE, datagram: bool = True) 
         e.partial = partial
         e.is_request = True
         raise
+    except ValueError:
+        # An int() deeper down (a port of non-ASCII digits passes
+        # str.isdigit but not int()): the peer's error, answered 400.
+        raise SipParseError(400, "Malformed number", partial, True) from None
 
 
 def _body(headers: Headers, rest: bytes, datagram: bool) -> bytes:
@@ -688,7 +704,7 @@ def _parse_request(start: str, headers: Headers, rest: bytes, datagram: bool) ->
     mf = headers.get("Max-Forwards")
     if mf is not None:
         mf = mf.strip()
-        if not mf.isdigit() or int(mf) > 255:
+        if not _is_digits(mf) or len(mf.lstrip("0")) > 3 or int(mf.lstrip("0") or "0") > 255:
             raise SipParseError(400, "Bad Max-Forwards")
     parse_via_list(", ".join(headers.get_all("Via")))
     parse_name_addr(headers.get("From") or "")
@@ -719,6 +735,10 @@ def _parse_response(start: str, headers: Headers, rest: bytes, datagram: bool) -
                 raise SipParseError(400, "Multiple %s values" % (canonical_name(name),))
         parse_cseq(headers.get("CSeq") or "")
         parse_via_list(", ".join(headers.get_all("Via")))
+        # The UA keys dialogs on the From/To tags: a response it cannot
+        # read is discarded here (RFC 3261 s18.1.2), not deeper up.
+        parse_name_addr(headers.get("From") or "")
+        parse_name_addr(headers.get("To") or "")
         body = _body(headers, rest, datagram)
     except UriError as e:
         raise SipParseError(e.status_hint, e.reason, None, False)
@@ -739,11 +759,22 @@ class StreamFramer:
     C{datagram=False}) and the keep-alive marker L{KEEPALIVE} for a
     C{CRLFCRLF} ping (RFC 5626 s3.5.1). Unrecoverable framing raises
     L{FramingError}: the caller answers if it can, then closes.
+
+    Each message costs one pass: the search for the end of the header
+    section resumes where the previous read stopped, and the header is
+    parsed (for Content-Length) once, when it is complete; then only the
+    body's length is awaited. A header dripped byte by byte therefore costs
+    linear, not quadratic, time.
     """
 
     def __init__(self, max_size: int = DEFAULT_MAX_SIZE) -> None:
         self._buf = bytearray()
         self._max = max_size
+        # Octets of the current message already searched for its end of
+        # header (no separator ends before this offset).
+        self._scanned = 0
+        # The current message's total length once its header is complete.
+        self._total: int | None = None
 
     @property
     def buffered(self) -> int:
@@ -761,46 +792,76 @@ class StreamFramer:
         self._buf += data
         out: list[bytes] = []
         while True:
-            # Leading CRLFs: keep-alive pings (two CRLF) or stray line ends.
-            i = 0
-            n = len(self._buf)
-            while i < n and self._buf[i] in (13, 10):
-                i += 1
-            if i:
-                if bytes(self._buf[:i]).count(b"\r\n") >= 2 or bytes(self._buf[:i]).count(b"\n") >= 2:
-                    out.append(KEEPALIVE)
-                del self._buf[:i]
-            if not self._buf:
+            if self._total is None:
+                if self._scanned == 0 and not self._skip_line_ends(out):
+                    return out
+                if not self._find_header_end():
+                    return out
+            assert self._total is not None
+            if len(self._buf) < self._total:
                 return out
-            end = self._buf.find(b"\r\n\r\n")
-            sep = 4
-            if end < 0:
-                end = self._buf.find(b"\n\n")
-                sep = 2
-            if end < 0:
-                if len(self._buf) > self._max:
-                    raise FramingError(513, "Header section too large")
-                return out
-            head = bytes(self._buf[:end])
-            try:
-                start, items = _header_lines(head)
-            except _Bad as e:
-                start, items = e.start, e.headers
-            headers = Headers(items)
-            try:
-                clen = content_length(headers)
-            except SipParseError as e:
-                partial = _partial(start, items)
-                raise FramingError(e.status_hint, e.reason, partial, partial is not None)
-            clen = clen or 0
-            total = end + sep + clen
-            if total > self._max:
-                partial = _partial(start, items)
-                raise FramingError(513, "Message Too Large", partial, partial is not None)
-            if len(self._buf) < total:
-                return out
-            out.append(bytes(self._buf[:total]))
-            del self._buf[:total]
+            out.append(bytes(self._buf[: self._total]))
+            del self._buf[: self._total]
+            self._total = None
+            self._scanned = 0
+
+    def _skip_line_ends(self, out: list[bytes]) -> bool:
+        """
+        Drop line ends before a message: a CRLFCRLF is a keep-alive ping
+        (two CRLF), single ones are stray.
+
+        @return: whether octets of a message follow.
+        """
+        i = 0
+        n = len(self._buf)
+        while i < n and self._buf[i] in (13, 10):
+            i += 1
+        if i:
+            ends = bytes(self._buf[:i])
+            if ends.count(b"\r\n") >= 2 or ends.count(b"\n") >= 2:
+                out.append(KEEPALIVE)
+            del self._buf[:i]
+        return bool(self._buf)
+
+    def _find_header_end(self) -> bool:
+        """
+        Search the octets not searched yet for the empty line ending the
+        header; when found, parse the header once and set C{_total}.
+
+        @return: whether the header is complete.
+        @raise FramingError: as L{feed}.
+        """
+        # A separator may straddle the previous read: back up 3 octets.
+        start = max(0, self._scanned - 3)
+        crlf = self._buf.find(b"\r\n\r\n", start)
+        lf = self._buf.find(b"\n\n", start)
+        if crlf < 0 and lf < 0:
+            self._scanned = len(self._buf)
+            if len(self._buf) > self._max:
+                raise FramingError(513, "Header section too large")
+            return False
+        # The earliest separator, as L{parse} splits (bare-LF senders).
+        if crlf >= 0 and (lf < 0 or crlf < lf):
+            end, sep = crlf, 4
+        else:
+            end, sep = lf, 2
+        head = bytes(self._buf[:end])
+        try:
+            start_line, items = _header_lines(head)
+        except _Bad as e:
+            start_line, items = e.start, e.headers
+        headers = Headers(items)
+        try:
+            clen = content_length(headers)
+        except SipParseError as e:
+            partial = _partial(start_line, items)
+            raise FramingError(e.status_hint, e.reason, partial, partial is not None)
+        total = end + sep + (clen or 0)
+        if total > self._max:
+            partial = _partial(start_line, items)
+            raise FramingError(513, "Message Too Large", partial, partial is not None)
+        self._total = total
+        return True
 
 
 def make_response(

@@ -20,13 +20,14 @@ from twisted.internet.endpoints import (
     TCP6ClientEndpoint,
     wrapClientTLS,
 )
-from twisted.internet.error import ConnectionDone
+from twisted.internet.error import ConnectionDone, ConnectionLost, MessageLengthError
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from aiconnect.config import LimitsConfig
 from aiconnect.sip.message import (
     DEFAULT_MAX_SIZE,
     KEEPALIVE,
@@ -43,8 +44,9 @@ from aiconnect.sip.uri import UriError, Via, format_host, host_for_socket, parse
 
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 
-#: How long an idle TCP/TLS connection is kept (RFC 3261 s18 leaves it to us).
-IDLE_TIMEOUT = 300.0
+#: Seconds between two log lines of one kind of overload ("out of file
+#: descriptors", "max_connections reached"); the counters count every case.
+OVERLOAD_LOG_INTERVAL = 10.0
 
 
 class _SipDatagramProtocol(DatagramProtocol):
@@ -64,8 +66,18 @@ class SipStreamProtocol(Protocol):
     """
     One TCP or TLS connection, inbound or outbound, framed by Content-Length.
 
+    Three timers guard it (C{[limits]}, SPEC s12): C{idle_timeout} runs
+    from the last complete message received or sent (partial messages and
+    CRLF keep-alives do not reset it); C{header_timeout} runs from the
+    first octet of a message until the message is complete (slow-loris
+    protection); an inbound TLS connection must finish its handshake within
+    C{tls_handshake_timeout}. Each expiry closes the connection and is
+    counted in the transport's C{stats}.
+
     @ivar handshake: for TLS, fires when the handshake (with certificate
         verification) succeeded, fails if the connection closes first.
+    @ivar refused: whether the connection was closed on arrival because
+        C{max_connections} inbound connections were open.
     """
 
     log = Logger()
@@ -77,48 +89,96 @@ class SipStreamProtocol(Protocol):
         self.framer = StreamFramer(layer.max_size)
         self.peer: Peer | None = None
         self.connected_at: float | None = None
+        self.refused = False
+        self._lost = False
         self._idle: Any = None
+        self._message_timer: Any = None
+        self._handshake_timer: Any = None
         self.handshake: defer.Deferred[SipStreamProtocol] = defer.Deferred()
         if transport_name != "tls" or not outbound:
             # Only outbound TLS waits on the handshake (see SipTransport._connect).
             self.handshake.callback(self)
 
     def handshakeCompleted(self) -> None:
+        self._handshake_timer = _cancel(self._handshake_timer)
         if not self.handshake.called:
             self.handshake.callback(self)
 
     def connectionMade(self) -> None:
         addr = self.transport.getPeer()
         self.peer = Peer(self.transport_name, addr.host, addr.port, connection=self)
-        self._layer.connection_made(self)
+        if not self._layer.connection_made(self):
+            self.refused = True
+            self.transport.abortConnection()
+            return
+        limits = self._layer.limits
+        if self.transport_name == "tls" and not self.outbound:
+            self._handshake_timer = self._layer.reactor.callLater(
+                limits.tls_handshake_timeout, self._expired, "tls_handshake_timeouts", "TLS handshake"
+            )
         self._touch()
 
     def _touch(self) -> None:
-        reactor = self._layer.reactor
+        """
+        A complete message went in or out: restart the idle timer.
+        """
+        timeout = self._layer.limits.idle_timeout
         if self._idle is not None and self._idle.active():
-            self._idle.reset(IDLE_TIMEOUT)
+            self._idle.reset(timeout)
         else:
-            self._idle = reactor.callLater(IDLE_TIMEOUT, self._idle_timeout)
+            self._idle = self._layer.reactor.callLater(timeout, self._expired, "idle_timeouts", "idle")
 
-    def _idle_timeout(self) -> None:
-        self._idle = None
-        self.transport.loseConnection()
+    def _expired(self, counter: str, what: str) -> None:
+        """
+        A timer ran out: count it and close the connection.
+        """
+        self._idle = _cancel(self._idle)
+        self._message_timer = _cancel(self._message_timer)
+        self._handshake_timer = _cancel(self._handshake_timer)
+        self._layer.stats[counter] += 1
+        self.log.info(
+            "closing {transport} connection from {peer}: {what} timeout",
+            transport=self.transport_name,
+            peer=str(self.peer),
+            what=what,
+        )
+        self.transport.abortConnection()
 
     def dataReceived(self, data: bytes) -> None:
-        self._touch()
+        if self.refused:
+            return
         try:
             frames = self.framer.feed(data)
         except FramingError as e:
             self._layer.framing_error(self, e)
             self.transport.loseConnection()
             return
+        messages = False
         for frame in frames:
             if frame is KEEPALIVE or frame == KEEPALIVE:
                 # RFC 5626 s3.5.1: answer a CRLFCRLF ping with a CRLF pong.
                 self.transport.write(b"\r\n")
                 continue
+            messages = True
+            self._touch()
             assert self.peer is not None
             self._layer.data_received(frame, self.peer, datagram=False)
+        self._watch_message(restart=messages)
+
+    def _watch_message(self, restart: bool) -> None:
+        """
+        Run the C{header_timeout} deadline while a message is incomplete;
+        a new message (after a complete one) gets a new deadline.
+        """
+        if not self.framer.buffered:
+            self._message_timer = _cancel(self._message_timer)
+            return
+        if restart:
+            self._message_timer = _cancel(self._message_timer)
+        if self._message_timer is None and not self._lost:
+            self._message_timer = self._layer.reactor.callLater(
+                self._layer.limits.header_timeout, self._expired, "header_timeouts", "incomplete message"
+            )
 
     def write_message(self, data: bytes) -> None:
         """
@@ -128,12 +188,24 @@ class SipStreamProtocol(Protocol):
         self.transport.write(data)
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
-        if self._idle is not None and self._idle.active():
-            self._idle.cancel()
-        self._idle = None
+        self._lost = True
+        self._idle = _cancel(self._idle)
+        self._message_timer = _cancel(self._message_timer)
+        self._handshake_timer = _cancel(self._handshake_timer)
         if not self.handshake.called:
             self.handshake.errback(reason)
         self._layer.connection_lost(self)
+
+
+def _cancel(call: Any) -> None:
+    """
+    Cancel a delayed call if it is still pending.
+
+    @return: C{None}, to clear the attribute holding it.
+    """
+    if call is not None and call.active():
+        call.cancel()
+    return None
 
 
 class _StreamFactory(Factory):
@@ -151,7 +223,15 @@ class SipTransport:
     The transport layer: listeners, connections, parsing and routing.
 
     @ivar stats: counters (C{received}, C{sent}, C{parse_errors},
-        C{error_responses}, C{dropped_responses}, C{send_failures}).
+        C{error_responses}, C{dropped_responses}, C{send_failures},
+        C{responses_connection_gone}: responses not sent because the
+        TCP/TLS connection of their request had closed;
+        C{connections_refused}: inbound connections closed at once beyond
+        C{max_connections}; C{tls_handshake_timeouts}, C{header_timeouts},
+        C{idle_timeouts}: connections closed by those timers;
+        C{accept_fd_exhausted}: accepts that failed for lack of file
+        descriptors) and the gauge C{inbound_connections}.
+    @ivar limits: the C{[limits]} in force (connections and their timers).
     """
 
     log = Logger()
@@ -167,6 +247,7 @@ class SipTransport:
         tls_server_context: Any = None,
         tls_client_creator: Callable[[str], Any] | None = None,
         force_rport: bool = True,
+        limits: LimitsConfig | None = None,
     ) -> None:
         """
         @param reactor: provides IReactorUDP, IReactorTCP, IReactorSSL, IReactorTime.
@@ -180,7 +261,10 @@ class SipTransport:
             for outbound TLS (verifies the peer certificate against the name).
         @param force_rport: answer UDP requests at their source port, as if
             each carried C{rport} (RFC 3581); C{False} for strict RFC 3261
-            s18.2.2 (the Via sent-by port).
+            s18.2.2 (the Via sent-by port); the host is the request's
+            source address either way.
+        @param limits: C{max_connections}, C{tls_handshake_timeout},
+            C{header_timeout} and C{idle_timeout} (defaults when C{None}).
         """
         self.reactor = reactor
         self.receiver = receiver
@@ -191,6 +275,9 @@ class SipTransport:
         self._tls_server_context = tls_server_context
         self._tls_client_creator = tls_client_creator
         self.force_rport = force_rport
+        self.limits = limits if limits is not None else LimitsConfig()
+        self._inbound: set[SipStreamProtocol] = set()
+        self._logged_at: dict[str, float] = {}
         self._udp: _SipDatagramProtocol | None = None
         self._udp_port: Any = None
         self._ports: dict[str, Any] = {}
@@ -204,6 +291,13 @@ class SipTransport:
             "error_responses": 0,
             "dropped_responses": 0,
             "send_failures": 0,
+            "responses_connection_gone": 0,
+            "connections_refused": 0,
+            "inbound_connections": 0,
+            "tls_handshake_timeouts": 0,
+            "header_timeouts": 0,
+            "idle_timeouts": 0,
+            "accept_fd_exhausted": 0,
         }
 
     # -- listening -----------------------------------------------------
@@ -222,6 +316,7 @@ class SipTransport:
         Listen for TCP connections.
         """
         p = self.reactor.listenTCP(port, _StreamFactory(self, "tcp", False), interface=self.host)
+        self._watch_accept_errors(p, "tcp")
         self._ports["tcp"] = p
         return p
 
@@ -234,8 +329,68 @@ class SipTransport:
         p = self.reactor.listenSSL(
             port, _StreamFactory(self, "tls", False), self._tls_server_context, interface=self.host
         )
+        self._watch_accept_errors(p, "tls")
         self._ports["tls"] = p
         return p
+
+    def _watch_accept_errors(self, port: Any, transport: str) -> None:
+        """
+        See the accept errors of a listening port: Twisted's C{tcp.Port}
+        survives C{EMFILE} on C{accept()} (it closes the pending clients with
+        a reserved descriptor) but only says so at info level in its own
+        words. Its log events pass through L{accept_log_event} first, which
+        says what happened in ours.
+        """
+        logger = getattr(port, "_logger", None)
+        if logger is None:
+            return  # not a twisted tcp.Port (a test double)
+        forward = logger.observer
+
+        def observe(event: dict[str, Any]) -> None:
+            self.accept_log_event(event, transport)
+            forward(event)
+
+        port._logger = Logger(namespace=logger.namespace, source=port, observer=observe)
+
+    def accept_log_event(self, event: dict[str, Any], transport: str) -> None:
+        """
+        One log event of a listening port: when it reports that C{accept()}
+        failed for lack of file descriptors (C{EMFILE}, C{ENFILE}), count
+        it and log an error naming the cause and the fix (at most every
+        L{OVERLOAD_LOG_INTERVAL} seconds).
+        """
+        text = str(event.get("log_format") or "") + " " + str(event.get("acceptError") or "")
+        if "EMFILE" not in text and "ENFILE" not in text:
+            return
+        if "Re-reserving" in text or "EMFILE recovery:" in text:
+            return  # the follow-up lines of one EMFILE event
+        self.stats["accept_fd_exhausted"] += 1
+        if not self._may_log("emfile"):
+            return
+        self.log.error(
+            "out of file descriptors: a SIP {transport} connection could not be accepted "
+            "(EMFILE, {count} times so far, {open} inbound connections open); raise the "
+            "process's file-descriptor limit (LimitNOFILE in the systemd unit, ulimit -n) "
+            "or lower limits.max_connections ({max})",
+            transport=transport,
+            count=self.stats["accept_fd_exhausted"],
+            open=len(self._inbound),
+            max=self.limits.max_connections,
+        )
+
+    def _may_log(self, kind: str) -> bool:
+        """
+        Rate-limit the log lines of one kind of overload.
+
+        @return: whether a line of C{kind} may be logged now (then the
+            next one waits L{OVERLOAD_LOG_INTERVAL} seconds).
+        """
+        now = self.reactor.seconds()
+        last = self._logged_at.get(kind)
+        if last is not None and now - last < OVERLOAD_LOG_INTERVAL:
+            return False
+        self._logged_at[kind] = now
+        return True
 
     def port(self, transport: str) -> int | None:
         """
@@ -359,33 +514,38 @@ class SipTransport:
 
     def _stamp_via(self, request: Request, peer: Peer) -> None:
         """
-        RFC 3261 s18.2.1 (C{received}) and RFC 3581 s4 (C{rport}) on the top Via.
+        RFC 3261 s18.2.1 (C{received}) and RFC 3581 s4 (C{rport}) on the top
+        Via: C{received} is set to the source address on every request (RFC
+        3261 only requires it when the sent-by host differs; it is always
+        allowed), and an C{rport} gets the source port.
         """
         lines = request.headers.get_all("Via")
         first = parse_via_list(lines[0])
         top = first[0]
-        changed = False
-        if host_for_socket(top.host) != peer.host or top.has_param("rport"):
-            top = top.with_param("received", peer.host)
-            changed = True
-        if top.has_param("rport") and top.param("rport") == "":
+        # Always the packet's source: a C{received} (or C{rport} value)
+        # the client wrote is replaced, never trusted (it would aim our
+        # responses at a third party).
+        top = top.with_param("received", peer.host)
+        if top.has_param("rport"):
             top = top.with_param("rport", str(peer.port))
-            changed = True
-        if changed:
-            first[0] = top
-            new_first = ", ".join(str(v) for v in first)
-            rest = lines[1:]
-            request.headers.remove("Via")
-            for line in reversed([new_first] + rest):
-                request.headers.add_first("Via", line)
+        first[0] = top
+        new_first = ", ".join(str(v) for v in first)
+        rest = lines[1:]
+        request.headers.remove("Via")
+        for line in reversed([new_first] + rest):
+            request.headers.add_first("Via", line)
 
     def _reject(self, error: SipParseError, peer: Peer) -> None:
         """
         Answer a malformed request statelessly; drop anything else
         (RFC 3261 s16.3/s18.1.2 for responses; never answer an ACK).
         """
-        self.log.warn(
-            "malformed message from {peer}: {status} {reason}",
+        # A malformed response is only dropped: one info line (a stray or
+        # broken response is the peer's problem, not an incident of ours).
+        emit = self.log.info if error.is_request is False else self.log.warn
+        emit(
+            "malformed {kind} from {peer}: {status} {reason}",
+            kind="response" if error.is_request is False else "message",
             peer=str(peer),
             status=error.status_hint,
             reason=error.reason,
@@ -409,19 +569,40 @@ class SipTransport:
 
     # -- connections ---------------------------------------------------
 
-    def connection_made(self, conn: SipStreamProtocol) -> None:
+    def connection_made(self, conn: SipStreamProtocol) -> bool:
         """
-        Register a connection for reuse (RFC 3261 s18.1.1, s18.2.2).
+        Register a connection for reuse (RFC 3261 s18.1.1, s18.2.2), or
+        refuse an inbound one beyond C{limits.max_connections}.
+
+        @return: whether the connection may stay.
         """
         assert conn.peer is not None
+        if not conn.outbound:
+            if len(self._inbound) >= self.limits.max_connections:
+                self.stats["connections_refused"] += 1
+                if self._may_log("max_connections"):
+                    self.log.warn(
+                        "refused {transport} connection from {peer}: limits.max_connections ({max}) "
+                        "inbound connections open ({refused} refused so far)",
+                        transport=conn.transport_name,
+                        peer=str(conn.peer),
+                        max=self.limits.max_connections,
+                        refused=self.stats["connections_refused"],
+                    )
+                return False
+            self._inbound.add(conn)
+            self.stats["inbound_connections"] = len(self._inbound)
         self._all_connections.add(conn)
         self._connections.setdefault((conn.transport_name, conn.peer.host, conn.peer.port), conn)
+        return True
 
     def connection_lost(self, conn: SipStreamProtocol) -> None:
         """
         Forget a closed connection.
         """
         self._all_connections.discard(conn)
+        self._inbound.discard(conn)
+        self.stats["inbound_connections"] = len(self._inbound)
         if conn.peer is not None:
             key = (conn.transport_name, conn.peer.host, conn.peer.port)
             if self._connections.get(key) is conn:
@@ -480,9 +661,16 @@ class SipTransport:
         try:
             self._udp.transport.write(data, (host, port))
             self.stats["sent"] += 1
-        except OSError as e:
+        except (OSError, MessageLengthError) as e:
+            # MessageLengthError: EMSGSIZE, a message over 65,507 octets.
             self.stats["send_failures"] += 1
-            self.log.warn("UDP send to {host}:{port} failed: {error}", host=host, port=port, error=str(e))
+            self.log.warn(
+                "UDP send of {size} octets to {host}:{port} failed: {error}",
+                size=len(data),
+                host=host,
+                port=port,
+                error=str(e) or type(e).__name__,
+            )
 
     def send_request(self, request: Request, peer: Peer) -> defer.Deferred[None]:
         """
@@ -520,9 +708,16 @@ class SipTransport:
 
     def send_response(self, response: Response, source: Peer) -> defer.Deferred[None]:
         """
-        Send a response per RFC 3261 s18.2.2 (and RFC 3581 s4): on the
-        request's connection if it is open, else to C{received}:C{rport} /
-        sent-by port from the top Via.
+        Send a response per RFC 3261 s18.2.2 (and RFC 3581 s4), only ever to
+        where the request came from: over TCP/TLS on the request's
+        connection; over UDP to its source address.
+
+        When the request's connection has closed, the response is not sent
+        (counted in C{responses_connection_gone}, and the Deferred fails so
+        the transaction reports a transport error, RFC 3261 s17.2.4): we
+        never open a connection to an address the peer wrote in its Via (a
+        reflection/SSRF vector); a client wanting the answer retransmits on
+        a new connection.
         """
         data = response.to_bytes()
         self.log.debug(
@@ -537,25 +732,32 @@ class SipTransport:
                 conn.write_message(data)
                 self.stats["sent"] += 1
                 return defer.succeed(None)
-            target = self._response_target(response, source)
-            d = self._connect(target)
-            d.addCallback(lambda c: c.write_message(data))
-            return d
+            self.stats["responses_connection_gone"] += 1
+            self.log.info(
+                "response {status} call_id={call_id} not sent: the {transport} connection from {peer} closed",
+                status=response.status,
+                call_id=response.call_id,
+                transport=source.transport,
+                peer=str(source),
+            )
+            return defer.fail(ConnectionLost("the request's connection closed before its response"))
         target = self._response_target(response, source)
         self._send_udp(data, target.host, target.port)
         return defer.succeed(None)
 
     def _response_target(self, response: Response, source: Peer) -> Peer:
+        """
+        Where a UDP response goes: the request's source address, at its
+        source port with C{rport} (RFC 3581 s4) or C{force_rport}, else at
+        the Via sent-by port (RFC 3261 s18.2.2). The Via's C{received},
+        C{rport} value and host are never used: they are the peer's words.
+        """
         try:
             via = response.top_via
         except (SipParseError, UriError):
             return source
-        host = via.param("received") or host_for_socket(via.host)
-        host = host_for_socket(host)
-        if via.rport is not None:
-            port = via.rport
-        elif source.transport == "udp" and (via.has_param("rport") or self.force_rport):
+        if via.has_param("rport") or self.force_rport:
             port = source.port
         else:
             port = via.port or DEFAULT_PORTS.get(source.transport, 5060)
-        return Peer(source.transport, host, port)
+        return Peer(source.transport, source.host, port)
