@@ -343,6 +343,8 @@ def build_service(
     new_call = NewCallClient(reactor, http_client)
     srs = SrsService(reactor, cfg, registry, outbox, new_call, relay)
     sip = SipService(cfg, reactor, invite_handler=srs)
+    # Flood protection before any transaction (SPEC s12 invite_rate).
+    sip.txlayer.screen = srs.screen_invite
     sip.setServiceParent(top)
     from aiconnect.sip.resolver import Resolver
     from aiconnect.siprec.forward import Forwarder

@@ -88,6 +88,7 @@ STAT_NAMES = (
     "stray_responses",  # 2xx to INVITE matching no transaction, given to the TU
     "dropped_responses",  # other responses matching no transaction
     "acks_to_tu",  # ACKs given to the TU (for a 2xx)
+    "screened_out",  # new INVITEs the screen dropped before any transaction (flood)
     "cancels_matched",  # CANCELs answered 200
     "cancels_unmatched",  # CANCELs answered 481
     "cancels_sent",  # CANCELs we sent
@@ -240,15 +241,6 @@ class ServerTransaction(_Transaction):
             return
         layer._run(self, self._machine.send_response(response, layer._now()))
 
-    def abandon(self) -> None:
-        """
-        End this transaction without a final response: it is forgotten and
-        sends nothing more (the TU drops a flood's request, SPEC s12), and a
-        retransmission of its request starts a new transaction.
-        """
-        if self.final_status is None:
-            self._layer._forget(self)
-
     def _report_error(self, reason: str) -> None:
         self._layer.log.warn(
             "server transaction failed: {reason} ({method} call_id={call_id})",
@@ -388,6 +380,10 @@ class TransactionLayer:
         self._clients: dict[TxKey, ClientTransaction] = {}
         self._servers: dict[TxKey, ServerTransaction] = {}
         self.stats: dict[str, int] = {name: 0 for name in STAT_NAMES}
+        #: Asked about each new out-of-dialog INVITE before a server
+        #: transaction exists (so before 100 Trying): C{False} drops it
+        #: silently (flood protection, SPEC s12); L{None} = accept all.
+        self.screen: Callable[[Request, Peer], bool] | None = None
 
     @property
     def timers(self) -> TimerConfig:
@@ -516,6 +512,14 @@ class TransactionLayer:
                 # closed, RFC 3261 s18.2.2): answer where it came from.
                 tx._peer = source
             self._run(tx, tx._machine.receive_request(request, self._now()))
+            return
+        if (
+            self.screen is not None
+            and request.method == "INVITE"
+            and request.to_tag is None
+            and not self.screen(request, source)
+        ):
+            self.stats["screened_out"] += 1
             return
         tx = self._new_server(request, source)
         try:

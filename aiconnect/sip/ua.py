@@ -273,19 +273,6 @@ class ServerInvite:
         resp = make_response(self.request, status, reason, to_tag=self.local_tag, headers=self.ua._common_headers(headers))
         self.tx.respond(resp)
 
-    def drop(self) -> None:
-        """
-        Give no answer at all and forget the INVITE (flood protection,
-        SPEC s12: INVITEs over the source's rate and its 503 allowance):
-        its server transaction ends at once, so nothing more is sent for
-        it and a retransmission arrives as a new INVITE.
-        """
-        if self.answered:
-            return
-        self.answered = True
-        self.ua._pending_invites.pop(id(self.tx), None)
-        self.tx.abandon()
-
     def accept(
         self,
         body: bytes = b"",

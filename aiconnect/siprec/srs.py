@@ -634,6 +634,8 @@ class SrsService:
         self.latch = config.rtp.latch
         self.draining = False
         self.invite_limiter = InviteRateLimiter()
+        #: The last L{screen_invite} verdict, for the request it was about.
+        self._screened: tuple[Request, Admission] | None = None
         self.stats: dict[str, int] = {
             "invites": 0,
             "rejected": 0,
@@ -646,31 +648,57 @@ class SrsService:
             "forwards_refused_limit": 0,
         }
 
+    def screen_invite(self, request: Request, source: Any) -> bool:
+        """
+        The transaction layer's screen (L{TransactionLayer.screen}): asked
+        about each new out-of-dialog INVITE before a server transaction
+        exists, so before any costly work and before 100 Trying.
+
+        The source's INVITE rate (SPEC s12 C{invite_rate}, like Kamailio's
+        C{pike}): within it the INVITE goes on; over it, 503 with
+        C{Retry-After: 10} while C{invite_rate_answers} per second allow
+        (answered by L{invite_received}, by a server transaction that
+        absorbs the retransmissions); beyond that nothing at all is sent
+        (C{False}: no transaction, no 100 Trying, no reflection).
+
+        @return: whether the INVITE gets a server transaction.
+        """
+        limits = self.config.limits
+        verdict = self.invite_limiter.check(
+            source.host, self.reactor.seconds(), limits.invite_rate, limits.invite_rate_answers
+        )
+        if verdict is Admission.DROP:
+            # No log line per INVITE of a flood: the counters tell.
+            self.stats["invites"] += 1
+            self.stats["rate_limited_dropped"] += 1
+            return False
+        self._screened = (request, verdict)
+        return True
+
+    def _verdict(self, invite: ServerInvite) -> Admission:
+        """
+        The screen's verdict on C{invite}'s request; L{Admission.ACCEPT}
+        when no screen ran (the service wires it, L{aiconnect.tap}).
+        """
+        screened, self._screened = self._screened, None
+        if screened is not None and screened[0] is invite.request:
+            return screened[1]
+        return Admission.ACCEPT
+
     def invite_received(self, invite: ServerInvite) -> None:
         """
         A new INVITE: check, allocate, ask the application, answer.
 
-        First of all, before any costly work, the source's INVITE rate
-        (SPEC s12 C{invite_rate}, like Kamailio's C{pike}): over it, 503
-        with C{Retry-After: 10} while C{invite_rate_answers} per second
-        allow, else no answer at all. Only dialog-creating INVITEs come
-        here: retransmissions are absorbed by their server transaction,
-        and in-dialog re-INVITEs go to their session.
+        Over the source's INVITE rate (see L{screen_invite}) it is
+        answered 503 with C{Retry-After: 10}. Only dialog-creating INVITEs
+        come here: retransmissions are absorbed by their server
+        transaction, and in-dialog re-INVITEs go to their session.
         """
-        self.stats["invites"] += 1
         request = invite.request
-        limits = self.config.limits
-        verdict = self.invite_limiter.check(
-            invite.source.host, self.reactor.seconds(), limits.invite_rate, limits.invite_rate_answers
-        )
-        if verdict is not Admission.ACCEPT:
-            # No log line per INVITE of a flood: the counters tell.
-            if verdict is Admission.ANSWER:
-                self.stats["rate_limited_answered"] += 1
-                invite.reject(503, "Service Unavailable (INVITE rate)", headers=[("Retry-After", str(RATE_RETRY_AFTER))])
-            else:
-                self.stats["rate_limited_dropped"] += 1
-                invite.drop()
+        self.stats["invites"] += 1
+        if self._verdict(invite) is Admission.ANSWER:
+            self.stats["rate_limited_answered"] += 1
+            invite.reject(503, "Service Unavailable (INVITE rate)", headers=[("Retry-After", str(RATE_RETRY_AFTER))])
             return
         try:
             inbound = self._admit(invite)

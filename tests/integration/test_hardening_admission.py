@@ -117,14 +117,13 @@ class InviteRateTests(ScenarioCase):
         dropped = 20 - len(statuses)
         self.assertGreaterEqual(dropped, 1)
         self.assertEqual({_raw_header(m, "Retry-After") for m in refused}, {"10"})
-        # A dropped INVITE got no final answer (only the transaction
-        # layer's immediate 100 Trying, RFC 3261 s17.2.1), and left no
+        # A dropped INVITE got no answer at all (not even 100 Trying: it
+        # is screened out before a server transaction exists), and left no
         # server transaction behind.
         dropped_ids = {ids["call_id"] for _r, ids in invites} - set(answers)
         self.assertEqual(len(dropped_ids), dropped)
-        self.assertEqual(
-            {_status(m) for m in src.peer.received if _raw_header(m, "Call-ID") in dropped_ids}, {100}
-        )
+        self.assertEqual([m for m in src.peer.received if _raw_header(m, "Call-ID") in dropped_ids], [])
+        self.assertEqual(self.service.sip.txlayer.stats["screened_out"], dropped)
         live = {tx.request.call_id for tx in self.service.sip.txlayer.server_transactions.values()}
         self.assertEqual(live & dropped_ids, set())
         self.assertEqual(srs.stats["rate_limited_answered"], len(refused))

@@ -606,6 +606,40 @@ class ServerTests(LayerTestCase):
         self.assertEqual(self.transport.statuses(), [100])
         self.assertEqual(self.transport.responses[0][1], UAC_PEER)
 
+    def test_screen_drops_new_invite(self) -> None:
+        """
+        A screen that refuses a new INVITE leaves no transaction and sends
+        nothing, not even 100 Trying (flood protection, SPEC s12); an
+        accepted one goes on as usual, and the screen sees its source.
+        """
+        seen: list[tuple[str, Peer]] = []
+        verdicts = [False, True]
+
+        def screen(request: Request, source: Peer) -> bool:
+            seen.append((request.call_id, source))
+            return verdicts.pop(0)
+
+        self.layer.screen = screen
+        self.receive(INVITE_IN)
+        self.assertEqual((self.tu.requests, self.transport.responses), ([], []))
+        self.assertEqual(dict(self.layer.server_transactions), {})
+        self.assertEqual(self.layer.stats["screened_out"], 1)
+        self.receive(INVITE_IN)
+        self.assertEqual(len(self.tu.requests), 1)
+        self.assertEqual(self.transport.statuses(), [100])
+        self.assertEqual([source for _cid, source in seen], [UAC_PEER, UAC_PEER])
+
+    def test_screen_skips_in_dialog_and_other_methods(self) -> None:
+        """
+        The screen is asked only about out-of-dialog INVITEs: an in-dialog
+        re-INVITE (To tag) and other methods never reach it.
+        """
+        self.layer.screen = lambda request, source: self.fail("screened %s" % (request.method,))
+        to_line = [line for line in INVITE_IN.split(b"\r\n") if line.startswith(b"To:")][0]
+        self.receive(INVITE_IN.replace(to_line, to_line + b";tag=abc", 1))
+        self.receive(BYE_IN)
+        self.assertEqual([r.method for _tx, r in self.tu.requests], ["INVITE", "BYE"])
+
     def test_retransmitted_invite_absorbed(self) -> None:
         """
         A retransmitted INVITE does not reach the TU; the last provisional
