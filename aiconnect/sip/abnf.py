@@ -64,3 +64,14 @@ SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):")
 
 # RFC 3261 s25.1: LWS = [*WSP CRLF] 1*WSP ; after unfolding: 1*WSP
 LWS = r"[ \t]*"
+
+
+def is_digits(text: str, max_len: int = 20) -> bool:
+    """
+    Whether C{text} is C{1*DIGIT} of at most C{max_len} characters, so that
+    C{int(text)} can neither fail nor cost much: ASCII only (C{str.isdigit}
+    also accepts other scripts' digits and superscripts, some of which
+    C{int()} refuses), and bounded (C{int()} refuses more than 4,300 digits,
+    and a peer controls the length).
+    """
+    return 0 < len(text) <= max_len and text.isascii() and text.isdigit()

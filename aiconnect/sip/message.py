@@ -253,14 +253,6 @@ class CSeq:
         return "%d %s" % (self.number, self.method)
 
 
-def _is_digits(text: str) -> bool:
-    """
-    Whether C{text} is C{1*DIGIT} (ASCII only: C{str.isdigit} also accepts
-    other scripts' digits, some of which C{int()} refuses).
-    """
-    return text.isascii() and text.isdigit()
-
-
 def parse_cseq(value: str) -> CSeq:
     """
     Parse C{CSeq: 1*DIGIT LWS Method}; the number must fit 32 bits (RFC 4475 s3.1.2.4).
@@ -268,7 +260,7 @@ def parse_cseq(value: str) -> CSeq:
     @raise SipParseError: if malformed.
     """
     parts = value.split()
-    if len(parts) != 2 or not _is_digits(parts[0]) or not abnf.METHOD_RE.match(parts[1]):
+    if len(parts) != 2 or not abnf.is_digits(parts[0], 10) or not abnf.METHOD_RE.match(parts[1]):
         raise SipParseError(400, "Bad CSeq")
     # Length first: int() refuses more than 4300 digits (ValueError).
     digits = parts[0].lstrip("0") or "0"
@@ -604,7 +596,7 @@ def content_length(headers: Headers) -> int | None:
     lens = set()
     for v in values:
         v = v.strip()
-        if not _is_digits(v) or len(v) > 10:
+        if not abnf.is_digits(v, 10):
             raise SipParseError(400, "Bad Content-Length")
         lens.add(int(v))
     if len(lens) != 1 or len(values) != 1:
@@ -704,7 +696,7 @@ def _parse_request(start: str, headers: Headers, rest: bytes, datagram: bool) ->
     mf = headers.get("Max-Forwards")
     if mf is not None:
         mf = mf.strip()
-        if not _is_digits(mf) or len(mf.lstrip("0")) > 3 or int(mf.lstrip("0") or "0") > 255:
+        if not abnf.is_digits(mf, 20) or len(mf.lstrip("0")) > 3 or int(mf.lstrip("0") or "0") > 255:
             raise SipParseError(400, "Bad Max-Forwards")
     parse_via_list(", ".join(headers.get_all("Via")))
     parse_name_addr(headers.get("From") or "")

@@ -47,6 +47,7 @@ from dataclasses import dataclass, field, replace
 from typing import Iterable, NamedTuple, Sequence
 
 from aiconnect.errors import LocalSipError, RemoteSipError
+from aiconnect.sip import abnf
 
 __all__ = [
     "ACCEPTED_PROTOS",
@@ -623,7 +624,7 @@ class MediaDescription:
             return []
         out = []
         for f in self.formats:
-            if f.isdigit() and int(f) < 128:
+            if abnf.is_digits(f, 3) and int(f) < 128:
                 out.append(int(f))
         return out
 
@@ -657,7 +658,7 @@ class MediaDescription:
             if value is None:
                 continue
             pt, _, params = value.strip().partition(" ")
-            if pt.isdigit():
+            if abnf.is_digits(pt, 3):
                 out.setdefault(int(pt), params.strip())
         return out
 
@@ -707,7 +708,7 @@ class MediaDescription:
         if not value:
             return None
         port = value.split()[0]
-        return int(port) if port.isdigit() and int(port) < 65536 else None
+        return int(port) if abnf.is_digits(port, 5) and int(port) < 65536 else None
 
     @property
     def rtcp_address(self) -> str | None:
@@ -901,7 +902,7 @@ def _parse_origin(value: str) -> Origin:
     if len(words) != 6:
         raise SdpError("malformed o= line")
     username, sess_id, version, nettype, addrtype, address = words
-    if not version.isdigit():
+    if not abnf.is_digits(version):
         raise SdpError("malformed o= session version")
     return Origin(username, sess_id, int(version), nettype, addrtype, address)
 
@@ -915,7 +916,7 @@ def _parse_connection(value: str) -> Connection:
 
 def _parse_timing(value: str) -> Timing:
     words = value.split()
-    if len(words) != 2 or not all(w.isdigit() for w in words):
+    if len(words) != 2 or not all(abnf.is_digits(w) for w in words):
         raise SdpError("malformed t= line")
     return Timing(int(words[0]), int(words[1]))
 
@@ -934,7 +935,7 @@ def _parse_m(value: str) -> MediaDescription:
         raise SdpError("malformed m= line")
     media, port_text, proto = words[0], words[1], words[2]
     port_str, slash, count_str = port_text.partition("/")
-    if not port_str.isdigit() or int(port_str) > 65535 or (slash and not count_str.isdigit()):
+    if not abnf.is_digits(port_str, 5) or int(port_str) > 65535 or (slash and not abnf.is_digits(count_str, 5)):
         raise SdpError("malformed m= port")
     return MediaDescription(
         media=media,

@@ -112,7 +112,7 @@ def split_hostport(text: str) -> tuple[str, int | None]:
             port_text = None
     port: int | None = None
     if port_text is not None:
-        if not port_text.isdigit() or len(port_text) > 5 or int(port_text) > 65535:
+        if not abnf.is_digits(port_text, 5) or int(port_text) > 65535:
             raise UriError("bad port in %r" % (text,))
         port = int(port_text)
     return parse_host(host), port
@@ -671,7 +671,7 @@ class Via:
         The C{rport} value (RFC 3581) as an int when filled in, else C{None}.
         """
         r = self.param("rport")
-        return int(r) if r and r.isdigit() else None
+        return int(r) if abnf.is_digits(r, 5) else None
 
     def param(self, name: str) -> str | None:
         """

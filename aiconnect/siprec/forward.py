@@ -24,7 +24,7 @@ from twisted.python.failure import Failure
 from aiconnect import events
 from aiconnect.media.ports import PortsExhausted
 from aiconnect.media.srtp import SrtpParams
-from aiconnect.sip import sdp as sdp_mod
+from aiconnect.sip import abnf, sdp as sdp_mod
 from aiconnect.sip.message import Request
 from aiconnect.sip.multipart import Part, build_multipart, new_boundary
 from aiconnect.sip.peer import Peer
@@ -391,7 +391,7 @@ class ForwardLeg:
                 k, _, v = p.partition("=")
                 if k.strip().lower() == "refresher":
                     refresher = v.strip().lower()
-            if parts[0].isdigit() and refresher == "uac":
+            if abnf.is_digits(parts[0], 10) and refresher == "uac":
                 self._session_interval = int(parts[0])
                 self._arm("refresh", self._session_interval / 2.0, self._refresh)
 

@@ -30,7 +30,7 @@ from aiconnect.media.ports import FileDescriptorsExhausted, PortsExhausted
 from aiconnect.media.srtp import SrtpParams
 from aiconnect.ratelimit import Admission, InviteRateLimiter
 from aiconnect.text import clean_json, decode_wire
-from aiconnect.sip import sdp as sdp_mod
+from aiconnect.sip import abnf, sdp as sdp_mod
 from aiconnect.sip.message import Request, make_response
 from aiconnect.sip.multipart import MultipartError, parse_multipart
 from aiconnect.sip.uri import SipUri, host_for_socket, is_ip_address
@@ -421,7 +421,7 @@ class InboundSession:
             self._cancel_timer()
             return []
         parts = [p.strip() for p in value.split(";")]
-        if not parts[0].isdigit():
+        if not abnf.is_digits(parts[0], 10):
             raise RemoteSipError("Bad Session-Expires", 400)
         interval = int(parts[0])
         if interval < MIN_SE:

@@ -989,6 +989,24 @@ class SessionTimerTests(ScenarioCase):
         self.assertEqual(parse_response(resp).headers.get("Min-SE"), "90")
         self.assertEqual(self.app.new_calls, [])
 
+    async def test_hostile_interval(self) -> None:
+        """
+        A Session-Expires in superscript digits or of 5,000 digits is
+        answered 400 (not a 500 from C{int()}), and the service goes on.
+        """
+        self.start()
+        src = self.src()
+        _, pa = self.rtp_socket()
+        for value in ("\u00b2\u00b3", "9" * 5000):
+            resp = await src.invite(
+                sdp_offer([("96", pa, 8)]), extra_headers="Session-Expires: %s\nSupported: timer" % (value,)
+            )
+            self.assertEqual(_status(resp), 400, resp[:200])
+        self.assertEqual(self.app.new_calls, [])
+        ok, _ = await src.call(sdp_offer([("96", pa, 8)]))
+        self.assertEqual(_status(ok), 200)
+        await src.bye()
+
     async def test_expiry_without_refresh(self) -> None:
         """
         The SRC refreshes once (an UPDATE without body, answered 200 with

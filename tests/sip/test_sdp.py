@@ -94,6 +94,34 @@ class ParseTests(SynchronousTestCase):
         answer = build_srs_answer(offer, origin=_origin(), address="192.0.2.99", ports=[20000])
         self.assertEqual([(m.label, m.direction) for m in answer.media], [("1", "recvonly")])
 
+    def test_hostile_numbers(self) -> None:
+        """
+        Numbers a peer writes in other scripts' digits (which C{str.isdigit}
+        accepts and C{int()} may refuse) or with thousands of digits (past
+        C{int()}'s 4,300-digit limit) are malformed SDP, never a
+        C{ValueError}; non-numeric formats and C{a=rtcp} are ignored.
+        """
+        base = (
+            b"v=0\r\no=- 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\n"
+            b"t=0 0\r\nm=audio 4000 RTP/AVP 0\r\n"
+        )
+        huge = b"9" * 5000
+        for old, new in (
+            (b"o=- 1 1", b"o=- 1 \xc2\xb2"),
+            (b"o=- 1 1", b"o=- 1 " + huge),
+            (b"t=0 0", b"t=0 " + huge),
+            (b"m=audio 4000", b"m=audio \xc2\xb2"),
+            (b"m=audio 4000", b"m=audio 4000/" + huge),
+        ):
+            self.assertRaises(SdpError, parse_sdp, base.replace(old, new, 1))
+        odd = parse_sdp(
+            base.replace(b"RTP/AVP 0", b"RTP/AVP 0 \xc2\xb2 " + huge)
+            + b"a=rtcp:\xc2\xb2\r\na=fmtp:" + huge + b" x\r\n"
+        )
+        media = odd.media[0]
+        self.assertEqual(media.payload_types, [0])
+        self.assertIsNone(media.rtcp)
+
     def test_rfc_files_serialize_verbatim(self) -> None:
         """
         The RFC 7866 offer and answer, which are in canonical form with
