@@ -66,6 +66,11 @@ SCHEME_RE = re.compile(r"([A-Za-z][A-Za-z0-9+\-.]*):")
 LWS = r"[ \t]*"
 
 
+#: For L{is_digits} where leading zeros are allowed and the caller bounds
+#: the value after stripping them (the message size bounds the text).
+ANY_LENGTH = 1 << 30
+
+
 def is_digits(text: str, max_len: int = 20) -> bool:
     """
     Whether C{text} is C{1*DIGIT} of at most C{max_len} characters, so that

@@ -260,7 +260,7 @@ def parse_cseq(value: str) -> CSeq:
     @raise SipParseError: if malformed.
     """
     parts = value.split()
-    if len(parts) != 2 or not abnf.is_digits(parts[0], 10) or not abnf.METHOD_RE.match(parts[1]):
+    if len(parts) != 2 or not abnf.is_digits(parts[0], abnf.ANY_LENGTH) or not abnf.METHOD_RE.match(parts[1]):
         raise SipParseError(400, "Bad CSeq")
     # Length first: int() refuses more than 4300 digits (ValueError).
     digits = parts[0].lstrip("0") or "0"
@@ -696,7 +696,7 @@ def _parse_request(start: str, headers: Headers, rest: bytes, datagram: bool) ->
     mf = headers.get("Max-Forwards")
     if mf is not None:
         mf = mf.strip()
-        if not abnf.is_digits(mf, 20) or len(mf.lstrip("0")) > 3 or int(mf.lstrip("0") or "0") > 255:
+        if not abnf.is_digits(mf, abnf.ANY_LENGTH) or len(mf.lstrip("0")) > 3 or int(mf.lstrip("0") or "0") > 255:
             raise SipParseError(400, "Bad Max-Forwards")
     parse_via_list(", ".join(headers.get_all("Via")))
     parse_name_addr(headers.get("From") or "")

@@ -939,4 +939,5 @@ class ResolverHostsDnsServerTests(TestCase):
         self.assertEqual(server.questions, [])
         peers = yield resolver.resolve("other.invalid:5070", "udp")
         self.assertEqual(peers, [Peer("udp", "127.0.0.5", 5070)])
-        self.assertEqual(server.questions, [("other.invalid", "A"), ("other.invalid", "AAAA")])
+        # A and AAAA may be asked in either order (lookups run in threads).
+        self.assertEqual(sorted(server.questions), [("other.invalid", "A"), ("other.invalid", "AAAA")])
