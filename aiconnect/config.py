@@ -267,6 +267,9 @@ class LimitsConfig:
         at most C{invite_rate_answers} such answers per second per source,
         the rest dropped silently. 0 = no limit.
     @ivar invite_rate_answers: See C{invite_rate}.
+    @ivar max_unconfirmed_per_source: Sessions one source IP may hold that
+        are not confirmed yet (waiting for the application's answer or for
+        the ACK); beyond: 503 C{Retry-After: 10}. 0 = no limit.
     @ivar max_connections: Open inbound TCP + TLS connections; more are
         closed at once.
     @ivar tls_handshake_timeout: Seconds an inbound TLS connection has to
@@ -283,6 +286,7 @@ class LimitsConfig:
     max_sessions: int = 0
     invite_rate: float = 50.0
     invite_rate_answers: int = 10
+    max_unconfirmed_per_source: int = 250
     max_connections: int = 2000
     tls_handshake_timeout: float = 10.0
     header_timeout: float = 30.0
@@ -932,6 +936,7 @@ _LIMITS_KEYS = (
     "max_sessions",
     "invite_rate",
     "invite_rate_answers",
+    "max_unconfirmed_per_source",
     "max_connections",
     "tls_handshake_timeout",
     "header_timeout",
@@ -1123,6 +1128,9 @@ def _limits(table: _Table) -> LimitsConfig:
         max_sessions=table.integer("max_sessions", d.max_sessions, 0, 10_000_000),
         invite_rate=table.number("invite_rate", d.invite_rate, allow_zero=True),
         invite_rate_answers=table.integer("invite_rate_answers", d.invite_rate_answers, 0, 10_000),
+        max_unconfirmed_per_source=table.integer(
+            "max_unconfirmed_per_source", d.max_unconfirmed_per_source, 0, 10_000_000
+        ),
         max_connections=table.integer("max_connections", d.max_connections, 1, 10_000_000),
         tls_handshake_timeout=table.number("tls_handshake_timeout", d.tls_handshake_timeout),
         header_timeout=table.number("header_timeout", d.header_timeout),

@@ -147,3 +147,70 @@ class InviteRateLimiter:
             if now - oldest.stamp < idle and len(sources) < self._max:
                 break
             sources.popitem(last=False)
+
+
+class UnconfirmedTable:
+    """
+    Sessions each source holds that are not confirmed yet (SPEC s12
+    C{max_unconfirmed_per_source}): admitted, then waiting for the
+    application's answer or for the SRC's ACK. A legitimate SRC confirms
+    within a round trip (plus the application's answer time); a flood of
+    INVITEs that are never ACKed would otherwise keep RTP ports booked for
+    64*T1 each (RFC 3261 Timer H / RFC 6026 Timer L) at the full
+    C{invite_rate}, and starve every other source.
+
+    The table holds only sources with at least one unconfirmed session, so
+    it is bounded by the live sessions.
+    """
+
+    def __init__(self) -> None:
+        self._counts: dict[str, int] = {}
+
+    def count(self, source: str) -> int:
+        """
+        @return: the unconfirmed sessions of C{source}.
+        """
+        return self._counts.get(source, 0)
+
+    def full(self, source: str, limit: int) -> bool:
+        """
+        @param limit: the cap; 0 = no cap.
+        @return: whether C{source} may not open another session now.
+        """
+        return limit > 0 and self._counts.get(source, 0) >= limit
+
+    def open(self, source: str) -> "Unconfirmed":
+        """
+        Count a new session of C{source}.
+
+        @return: its handle; L{Unconfirmed.confirm} (idempotent) when it is
+            ACKed or ends.
+        """
+        self._counts[source] = self._counts.get(source, 0) + 1
+        return Unconfirmed(self, source)
+
+    def _close(self, source: str) -> None:
+        n = self._counts.get(source, 0) - 1
+        if n > 0:
+            self._counts[source] = n
+        else:
+            self._counts.pop(source, None)
+
+
+class Unconfirmed:
+    """
+    One session counted in an L{UnconfirmedTable}.
+    """
+
+    def __init__(self, table: UnconfirmedTable, source: str) -> None:
+        self._table: UnconfirmedTable | None = table
+        self._source = source
+
+    def confirm(self, *_ignored: object) -> None:
+        """
+        The session is confirmed (ACKed) or over: it no longer counts.
+        Idempotent; extra arguments are ignored (a callback).
+        """
+        if self._table is not None:
+            self._table._close(self._source)
+            self._table = None

@@ -384,6 +384,7 @@ max_outputs_per_call = 5
 max_sessions = 100
 invite_rate = 0
 invite_rate_answers = 3
+max_unconfirmed_per_source = 9
 max_connections = 64
 tls_handshake_timeout = 2.5
 header_timeout = 4
@@ -485,6 +486,7 @@ class LoadTests(SynchronousTestCase):
             (2, 3, 5),
         )
         self.assertEqual((limits.max_sessions, limits.invite_rate, limits.invite_rate_answers), (100, 0.0, 3))
+        self.assertEqual(limits.max_unconfirmed_per_source, 9)
         self.assertEqual(limits.max_connections, 64)
         self.assertEqual(
             (limits.tls_handshake_timeout, limits.header_timeout, limits.idle_timeout), (2.5, 4.0, 60.0)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from aiconnect.ratelimit import Admission, InviteRateLimiter, refill
+from aiconnect.ratelimit import Admission, InviteRateLimiter, UnconfirmedTable, refill
 
 A = Admission.ACCEPT
 R = Admission.ANSWER
@@ -157,3 +157,36 @@ class InviteRateLimiterTests(SynchronousTestCase):
         for i in range(100_000):
             limiter.check("10.%d.%d.%d" % (i >> 16, (i >> 8) & 255, i & 255), 100.0 + i / 100_000, 50.0, 10)
         self.assertEqual(len(limiter), 1000)
+
+
+class UnconfirmedTableTests(SynchronousTestCase):
+    """
+    Tests for L{UnconfirmedTable}.
+    """
+
+    def test_cap_per_source(self) -> None:
+        """
+        A source is full at the limit; confirming one session frees a
+        place; other sources are counted apart; 0 means no cap.
+        """
+        table = UnconfirmedTable()
+        a1 = table.open("192.0.2.1")
+        table.open("192.0.2.1")
+        self.assertTrue(table.full("192.0.2.1", 2))
+        self.assertFalse(table.full("192.0.2.2", 2))
+        self.assertFalse(table.full("192.0.2.1", 0))
+        a1.confirm()
+        self.assertEqual(table.count("192.0.2.1"), 1)
+        self.assertFalse(table.full("192.0.2.1", 2))
+
+    def test_confirm_idempotent_and_forgets(self) -> None:
+        """
+        Confirming twice (ACK, then the session's end) counts once, and a
+        source with no unconfirmed session is not kept.
+        """
+        table = UnconfirmedTable()
+        handle = table.open("192.0.2.1")
+        handle.confirm(object())
+        handle.confirm()
+        self.assertEqual(table.count("192.0.2.1"), 0)
+        self.assertEqual(table._counts, {})

@@ -28,7 +28,7 @@ from aiconnect.call import Call, OrderRefused, StreamInfo, describe_participants
 from aiconnect.errors import RemoteSipError
 from aiconnect.media.ports import FileDescriptorsExhausted, PortsExhausted
 from aiconnect.media.srtp import SrtpParams
-from aiconnect.ratelimit import Admission, InviteRateLimiter
+from aiconnect.ratelimit import Admission, InviteRateLimiter, Unconfirmed, UnconfirmedTable
 from aiconnect.text import clean_json, decode_wire
 from aiconnect.sip import abnf, sdp as sdp_mod
 from aiconnect.sip.message import Request, make_response
@@ -153,6 +153,8 @@ class InboundSession:
         self.interval: int | None = None
         self.refresher: str | None = None
         self.timer_headers: list[tuple[str, str]] = []
+        #: Counts this session as its source's unconfirmed one until ACK.
+        self.unconfirmed: Unconfirmed | None = None
         self._timer: Any = None
         self._media_paused = False
         self._media_timeout = 0.0
@@ -634,6 +636,7 @@ class SrsService:
         self.latch = config.rtp.latch
         self.draining = False
         self.invite_limiter = InviteRateLimiter()
+        self.unconfirmed = UnconfirmedTable()
         #: The last L{screen_invite} verdict, for the request it was about.
         self._screened: tuple[Request, Admission] | None = None
         self.stats: dict[str, int] = {
@@ -645,6 +648,7 @@ class SrsService:
             "rate_limited_answered": 0,
             "rate_limited_dropped": 0,
             "tenant_full": 0,
+            "unconfirmed_full": 0,
             "forwards_refused_limit": 0,
         }
 
@@ -729,6 +733,12 @@ class SrsService:
         if cap and self.registry.live_count(tenant.domain) >= cap:
             self.stats["tenant_full"] += 1
             raise service_unavailable("Service Unavailable (tenant session limit)", TENANT_FULL_RETRY_AFTER)
+        if self.unconfirmed.full(invite.source.host, self.config.limits.max_unconfirmed_per_source):
+            # Sessions answered but never ACKed (or still waiting for the
+            # application) would each hold RTP ports for 64*T1: a source
+            # may not pile them up.
+            self.stats["unconfirmed_full"] += 1
+            raise service_unavailable("Service Unavailable (unconfirmed sessions)", RATE_RETRY_AFTER)
         body = split_body(request)
         siprec = "siprec" in request.headers.tokens("Require") or any(c.has_param("+sip.src") for c in request.contacts)
         if not siprec and body.metadata is None and tenant.non_siprec == "reject":
@@ -771,13 +781,13 @@ class SrsService:
             raise
         self.registry.add(call)
         call.on_ended.append(lambda c: inbound.stop())
+        inbound.unconfirmed = self.unconfirmed.open(invite.source.host)
+        call.on_ended.append(inbound.unconfirmed.confirm)
         return inbound
 
     def _new_call_payload(self, call: Call) -> dict[str, Any]:
-        # SIP text is str decoded with surrogateescape: bytes that are not
-        # UTF-8 (a Latin-1 display name) are decoded here, at the boundary
-        # (imported here to keep this change inside the function).
-
+        # SIP text was decoded where the Call was made; clean_json is the
+        # last guard (metadata names and labels come from the wire too).
         participants = describe_participants(call.metadata)
         return clean_json({
             "sessionId": call.session_id,
@@ -863,6 +873,8 @@ class SrsService:
         session.handler = inbound
         call.answered(session)
         session.ack_deferred.addCallback(lambda _ack: call.acked())
+        if inbound.unconfirmed is not None:
+            session.ack_deferred.addCallback(inbound.unconfirmed.confirm)
         self.log.info(
             "answered session_id={session_id} call_id={call_id} streams={streams}",
             session_id=call.session_id,

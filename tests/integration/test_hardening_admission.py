@@ -13,7 +13,7 @@ peers.
     limit (stopped and failed forwards no longer count); newCall orders
     beyond it get C{SIPRECFORWARDFAILED} with reason C{limit}.
 
-RTP ranges: 27600-27999, used by no other module.
+RTP ranges: 27600-27999 and 25300-25399.
 """
 
 from __future__ import annotations
@@ -163,6 +163,49 @@ class InviteRateTests(ScenarioCase):
         self.assertEqual(self.service.srs.stats.get("rate_limited_answered", 0), 0)
         self.assertEqual(self.service.srs.stats.get("rate_limited_dropped", 0), 0)
         await src.bye()
+
+
+class UnconfirmedSessionsTests(ScenarioCase):
+    """
+    C{max_unconfirmed_per_source}: INVITEs answered and never ACKed cannot
+    pile up from one source.
+    """
+
+    rtp_base = 25300
+
+    async def test_unacked_sessions_capped_per_source(self) -> None:
+        """
+        max_unconfirmed_per_source = 2: two INVITEs answered 200 and not
+        ACKed; a third from the same address gets 503 with Retry-After: 10
+        and reaches no application; once one is ACKed, the next is
+        accepted again. Another source is not affected.
+        """
+        self.start(tenant="\n[limits]\nmax_unconfirmed_per_source = 2\n")
+        srs = self.service.srs
+        first, second, third = self.src(), self.src(), self.src()
+        for peer in (first, second):
+            resp = await peer.invite(OFFER)
+            self.assertEqual(_status(resp), 200, resp[:200])
+        resp = await third.invite(OFFER)
+        self.assertEqual(_status(resp), 503, resp[:200])
+        self.assertEqual(_raw_header(resp, "Retry-After"), "10")
+        self.assertEqual(srs.stats["unconfirmed_full"], 1)
+        self.assertEqual(len(self.app.new_calls), 2)
+        if _second_loopback_usable():
+            other = UdpPeer()
+            port = reactor.listenUDP(0, other, interface="127.0.0.2")
+            self.addCleanup(port.stopListening)
+            raw, ids = siprec_invite("udp", port.getHost().port, DOMAIN, OFFER, METADATA)
+            other.send(raw, self.sip_port)
+            ok = await other.next_final(call_id=ids["call_id"])
+            self.assertEqual(status_of(ok), 200, ok[:200])
+        first.ack(101)
+        await self.poll(lambda: srs.unconfirmed.count("127.0.0.1") == 1)
+        fourth = self.src()
+        await fourth.call(OFFER)
+        self.assertEqual(srs.stats["unconfirmed_full"], 1)
+        await first.bye()
+        await fourth.bye()
 
 
 class TenantSessionsTests(ScenarioCase):
