@@ -70,6 +70,10 @@ def independent_signature_ok(secret: str, headers: dict[str, str], body: bytes) 
     return expected in headers["webhook-signature"].split(" ")
 
 
+#: The tenant of L{tenant} with another signing secret.
+ROTATED = TenantConfig(domain=DOMAIN, callback_url="http://app.example", signing_secret="whsec_" + "A" * 32)
+
+
 @dataclass
 class Recorded:
     """
@@ -803,10 +807,10 @@ class DelivererTests(_Base):
         self.assertEqual(self.recorder.events()[2:], ["SESSIONSTARTED:s1", "SESSIONSTARTED:s2"])
         self.assertEqual(d.disabled(), {})
 
-    def test_disabled_survives_restart(self) -> None:
+    def disabled_by_410(self) -> EventDeliverer:
         """
-        A 410 is remembered across a restart while the C{callback_url} is
-        the same, and forgotten when it changed.
+        @return: a started deliverer whose endpoint a 410 to its first
+            event (C{s1}) disabled.
         """
         self.recorder.script.append((410, {}, b""))
         first = self.deliverer()
@@ -814,6 +818,14 @@ class DelivererTests(_Base):
         with capturedLogs():
             self.outbox.emit(DOMAIN, "s1", started())
             self.pump()
+        return first
+
+    def test_disabled_survives_restart(self) -> None:
+        """
+        A 410 is remembered across a restart while the C{callback_url} is
+        the same, and forgotten when it changed.
+        """
+        first = self.disabled_by_410()
         first.stop()
         second = self.deliverer()
         with capturedLogs():
@@ -833,12 +845,7 @@ class DelivererTests(_Base):
         it in C{stats["endpoints_disabled"]} and logs one line naming the
         tenant; the secret is stored only as a digest.
         """
-        self.recorder.script.append((410, {}, b""))
-        first = self.deliverer()
-        first.start()
-        with capturedLogs():
-            self.outbox.emit(DOMAIN, "s1", started())
-            self.pump()
+        first = self.disabled_by_410()
         self.assertEqual(first.stats["endpoints_disabled"], 1)
         first.stop()
         second = self.deliverer()
@@ -861,14 +868,9 @@ class DelivererTests(_Base):
         A restart with another C{signing_secret} (same C{callback_url})
         enables the endpoint again and delivers the held events.
         """
-        self.recorder.script.append((410, {}, b""))
-        first = self.deliverer()
-        first.start()
-        with capturedLogs():
-            self.outbox.emit(DOMAIN, "s1", started())
-            self.pump()
+        first = self.disabled_by_410()
         first.stop()
-        rotated = TenantConfig(domain=DOMAIN, callback_url="http://app.example", signing_secret="whsec_" + "A" * 32)
+        rotated = ROTATED
         second = self.deliverer(tenants={DOMAIN: rotated})
         with capturedLogs() as logged:
             second.start()
@@ -893,7 +895,7 @@ class DelivererTests(_Base):
             d.update_tenants({DOMAIN: tenant()})
             self.pump()
         self.assertEqual(d.stats["endpoints_disabled"], 1)
-        rotated = TenantConfig(domain=DOMAIN, callback_url="http://app.example", signing_secret="whsec_" + "A" * 32)
+        rotated = ROTATED
         with capturedLogs():
             d.update_tenants({DOMAIN: rotated})
             self.pump()

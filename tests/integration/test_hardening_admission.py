@@ -141,13 +141,7 @@ class InviteRateTests(ScenarioCase):
         self.assertEqual(srs.stats["rate_limited_answered"], len(refused))
 
         # Another source is served at once.
-        other = UdpPeer()
-        port = reactor.listenUDP(0, other, interface="127.0.0.2")
-        self.addCleanup(port.stopListening)
-        raw, ids = siprec_invite("udp", port.getHost().port, DOMAIN, OFFER, METADATA)
-        other.send(raw, self.sip_port)
-        ok = await other.next_final(call_id=ids["call_id"])
-        self.assertEqual(status_of(ok), 200, ok[:200])
+        await other_source_answered(self)
 
     async def test_reinvite_not_counted(self) -> None:
         """
@@ -163,6 +157,20 @@ class InviteRateTests(ScenarioCase):
         self.assertEqual(self.service.srs.stats.get("rate_limited_answered", 0), 0)
         self.assertEqual(self.service.srs.stats.get("rate_limited_dropped", 0), 0)
         await src.bye()
+
+
+async def other_source_answered(case: ScenarioCase) -> None:
+    """
+    A SIPRec INVITE from 127.0.0.2 is answered 200 (a limit on one source
+    does not touch another).
+    """
+    other = UdpPeer()
+    port = reactor.listenUDP(0, other, interface="127.0.0.2")
+    case.addCleanup(port.stopListening)
+    raw, ids = siprec_invite("udp", port.getHost().port, DOMAIN, OFFER, METADATA)
+    other.send(raw, case.sip_port)
+    ok = await other.next_final(call_id=ids["call_id"])
+    case.assertEqual(status_of(ok), 200, ok[:200])
 
 
 class UnconfirmedSessionsTests(ScenarioCase):
@@ -192,13 +200,7 @@ class UnconfirmedSessionsTests(ScenarioCase):
         self.assertEqual(srs.stats["unconfirmed_full"], 1)
         self.assertEqual(len(self.app.new_calls), 2)
         if _second_loopback_usable():
-            other = UdpPeer()
-            port = reactor.listenUDP(0, other, interface="127.0.0.2")
-            self.addCleanup(port.stopListening)
-            raw, ids = siprec_invite("udp", port.getHost().port, DOMAIN, OFFER, METADATA)
-            other.send(raw, self.sip_port)
-            ok = await other.next_final(call_id=ids["call_id"])
-            self.assertEqual(status_of(ok), 200, ok[:200])
+            await other_source_answered(self)
         first.ack(101)
         await self.poll(lambda: srs.unconfirmed.count("127.0.0.1") == 1)
         fourth = self.src()
