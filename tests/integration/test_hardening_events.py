@@ -26,6 +26,7 @@ from aiconnect.tap import build_service
 from tests.integration.helpers import Certificates, UdpPeer, free_port, status_of, write_config
 from tests.integration.siprec_peer import AppServer, in_dialog, sdp_offer, siprec_invite
 from tests.integration.test_forward import METADATA, ForwardTestBase
+from tests.test_api import nested
 
 DOMAIN = "customer.example.com"
 
@@ -89,16 +90,6 @@ class Latin1SipTextTests(ForwardTestBase):
         self.assertEqual(bye.status, 200)
         await self.app.wait_for("events", 2, timeout=5)
         self.assertEqual(self.app.event_names(), ["SESSIONSTARTED", "SESSIONCOMPLETED"])
-
-
-def nested(depth: int) -> dict[str, Any]:
-    """
-    @return: C{{"a": {"a": ... {}}}}, C{depth} objects deep.
-    """
-    value: dict[str, Any] = {}
-    for _ in range(depth - 1):
-        value = {"a": value}
-    return value
 
 
 FORWARD_URI = "sip:aiforward@customer.example.com"
