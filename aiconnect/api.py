@@ -61,6 +61,7 @@ from aiconnect.sip import abnf
 from aiconnect.siprec import orders
 from aiconnect.siprec.orders import OrderError, parse_forward_order
 from aiconnect.text import clean_json, json_problem, replace_surrogates
+from aiconnect.views import describe_session, summarize_session
 
 __all__ = [
     "API_VERSION",
@@ -533,7 +534,7 @@ class ApiServer:
         """
         tenant = self._authenticate(request, domain)
         calls = [] if self._registry is None else self._registry.active(tenant.domain)
-        return _json(request, 200, {"success": True, "sessions": [c.summary() for c in calls]})
+        return _json(request, 200, {"success": True, "sessions": [summarize_session(c) for c in calls]})
 
     @app.route("/<string:domain>/sessions/<string:session_id>", methods=["GET"])
     def get_session(self, request: IRequest, domain: str, session_id: str) -> bytes:
@@ -550,7 +551,7 @@ class ApiServer:
         """
         tenant = self._authenticate(request, domain)
         call = self._call(tenant, session_id)
-        return _json(request, 200, {"success": True, "session": call.describe()})
+        return _json(request, 200, {"success": True, "session": describe_session(call)})
 
     @app.route("/<string:domain>/startsiprecforward", methods=["POST"])
     def start_siprec_forward(self, request: IRequest, domain: str) -> bytes:

@@ -174,23 +174,6 @@ class StreamInfo:
     participants: list[str] = field(default_factory=list)
     relay_index: int | None = None
 
-    def describe(self) -> dict[str, Any]:
-        """
-        JSON for the REST API and callbacks.
-        """
-        return {
-            "index": self.index,
-            "label": self.label,
-            "streamId": self.stream_id,
-            "codec": self.codec,
-            "payloadType": self.payload_type,
-            "localPort": self.local_port,
-            "remote": None if self.remote is None else "%s:%d" % self.remote,
-            "direction": self.direction,
-            "srtp": self.srtp,
-            "participants": list(self.participants),
-        }
-
 
 @dataclass
 class ForwardInfo:
@@ -216,40 +199,6 @@ class ForwardInfo:
         (and accepted) and not yet stopped or failed (SPEC s12).
         """
         return self.error is None and self.state in _LIVE_FORWARD_STATES
-
-    def describe(self) -> dict[str, Any]:
-        """
-        JSON for the REST API.
-        """
-        out: dict[str, Any] = {"forwardId": self.forward_id, "state": self.state, "target": self.target}
-        if self.order is not None and hasattr(self.order, "describe"):
-            out.update(self.order.describe())
-        if self.leg is not None and hasattr(self.leg, "stats"):
-            out["stats"] = self.leg.stats()
-        return out
-
-
-def describe_participants(md: Any) -> list[dict[str, Any]]:
-    """
-    The metadata's participants as JSON (newCall, REST): id, name, AOR and
-    the labels of the streams each sends and receives.
-    """
-    if md is None:
-        return []
-    label_of = {s.stream_id: s.label for s in md.streams}
-    out = []
-    for p in md.participants:
-        assoc = md.stream_assoc(p.participant_id)
-        out.append(
-            {
-                "participantId": p.participant_id,
-                "name": p.name,
-                "aor": p.aor,
-                "send": [label_of.get(s, s) for s in (assoc.send if assoc else ())],
-                "recv": [label_of.get(s, s) for s in (assoc.recv if assoc else ())],
-            }
-        )
-    return out
 
 
 class Call:
@@ -714,40 +663,3 @@ class Call:
             return self.media.stats()
         except Exception:
             return None
-
-    def describe(self) -> dict[str, Any]:
-        """
-        JSON for C{GET /{domain}/sessions/{id}}.
-        """
-        md = self.metadata
-        return {
-            "sessionId": self.session_id,
-            "tenant": self.tenant.domain,
-            "callId": self.call_id,
-            "from": self.from_header,
-            "to": self.to_header,
-            "source": self.source,
-            "state": self.state.value,
-            "created": events.format_timestamp(self.created),
-            "started": None if self.started is None else events.format_timestamp(self.started),
-            "ended": None if self.ended is None else events.format_timestamp(self.ended),
-            "endReason": self.end_reason,
-            "streams": [s.describe() for s in self.streams],
-            "participants": describe_participants(md),
-            "metadataError": self.metadata_error,
-            "forwards": [f.describe() for f in self.forwards.values()],
-            "media": self.media_stats(),
-        }
-
-    def summary(self) -> dict[str, Any]:
-        """
-        Short JSON for C{GET /{domain}/sessions}.
-        """
-        return {
-            "sessionId": self.session_id,
-            "callId": self.call_id,
-            "state": self.state.value,
-            "created": events.format_timestamp(self.created),
-            "streams": len(self.streams),
-            "forwards": len(self.forwards),
-        }

@@ -84,21 +84,27 @@ class SipProtocolError(AiconnectError):
         s21), when answering is possible at all.
     @ivar reason: A short human-readable description, usable as the response
         reason phrase.
+    @ivar headers: Header fields the answer carries (empty by default).
     """
 
     default_status_hint: int = 500
 
-    def __init__(self, reason: str, status_hint: int | None = None) -> None:
+    def __init__(
+        self, reason: str, status_hint: int | None = None, headers: tuple[tuple[str, str], ...] | list[tuple[str, str]] = ()
+    ) -> None:
         """
         @param reason: A short description of the failure.
         @param status_hint: The SIP status to answer with; the class's
             C{default_status_hint} when omitted.
+        @param headers: Header fields the answer carries (C{Retry-After} of
+            a 503, C{Min-SE} of a 422, RFC 3261 s21 / RFC 4028 s6).
         """
         if status_hint is None:
             status_hint = self.default_status_hint
         super().__init__(reason, status_hint)
         self.reason = reason
         self.status_hint = status_hint
+        self.headers: list[tuple[str, str]] = list(headers)
 
     def __str__(self) -> str:
         """

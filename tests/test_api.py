@@ -27,6 +27,7 @@ from twisted.web.test.requesthelper import DummyRequest
 
 from aiconnect import __version__, events
 from aiconnect.api import JSON_CONTENT_TYPE, MAX_BODY, MAX_STATS_PER_PROVIDER, ApiRequestError, ApiServer
+from aiconnect.views import describe_session, summarize_session
 from aiconnect.call import Call, CallState, ForwardInfo, ListSink, StreamInfo
 from aiconnect.config import Config, load_string
 from aiconnect.errors import ConfigError
@@ -753,7 +754,7 @@ class SessionRouteTests(_TenantTestCase):
         """
         code, body, _ = self.client.call("GET", f"/{DOMAIN}/sessions")
         self.assertEqual(code, 200)
-        self.assertEqual(body, {"success": True, "sessions": [self.call.summary()]})
+        self.assertEqual(body, {"success": True, "sessions": [summarize_session(self.call)]})
         code, body, _ = self.client.call("GET", f"/{OTHER_DOMAIN}/sessions", token=OTHER_TOKEN)
         self.assertEqual([s["sessionId"] for s in body["sessions"]], ["ses_other"])
 
@@ -770,7 +771,7 @@ class SessionRouteTests(_TenantTestCase):
         """
         code, body, _ = self.client.call("GET", f"/{DOMAIN}/sessions/ses_test1")
         self.assertEqual(code, 200)
-        self.assertEqual(body, {"success": True, "session": json.loads(json.dumps(self.call.describe()))})
+        self.assertEqual(body, {"success": True, "session": json.loads(json.dumps(describe_session(self.call)))})
         self.assertEqual(body["session"]["state"], "active")
 
     def test_get_unknown(self) -> None:

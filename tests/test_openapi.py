@@ -27,7 +27,7 @@ from aiconnect.api import MAX_BODY, OPENAPI, ApiServer
 from aiconnect.call import CallState
 from aiconnect.registry import CallRegistry
 from aiconnect.siprec.metadata import parse_metadata
-from aiconnect.siprec.srs import SrsService
+from aiconnect.views import new_call_payload
 from aiconnect.webhooks import EventOutbox
 from tests.test_api import (
     BAD_ORDER_FIELDS,
@@ -480,9 +480,8 @@ class CallbackSchemaTests(SynchronousTestCase):
         call = make_call(config, acked=False)
         call.metadata = parse_metadata((DATA / "rfc7865-s8.1-complete-metadata.xml").read_bytes())
         call.x_headers = [("X-Correlation-Id", "a3b47c1e")]
-        # The payload builder of the SRS, the one place that shapes newCall.
-        srs = SrsService(Clock(), config, CallRegistry(), call.sink, None, None)
-        payload = json.loads(json.dumps(srs._new_call_payload(call)))
+        # The one place that shapes newCall (the SRS posts it).
+        payload = json.loads(json.dumps(new_call_payload(call)))
         self.assertTrue(payload["participants"])
         post = OPENAPI["webhooks"]["newCall"]["post"]
         schema = validator(post["requestBody"]["content"]["application/json"]["schema"])

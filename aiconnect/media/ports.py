@@ -14,10 +14,14 @@ would land in the new one).
 
 from __future__ import annotations
 
-__all__ = ["FileDescriptorsExhausted", "PortPool", "PortsExhausted"]
+from typing import Callable
+
+from aiconnect.errors import AiconnectError
+
+__all__ = ["FileDescriptorsExhausted", "PortPool", "PortsExhausted", "add_up_to"]
 
 
-class PortsExhausted(Exception):
+class PortsExhausted(AiconnectError):
     """
     Not enough free RTP/RTCP port pairs for a request.
 
@@ -151,3 +155,31 @@ class PortPool:
         free = self._free
         order = list(range(self._cursor, self._count)) + list(range(self._cursor))
         return sorted([i for i in order if free[i]][:n])
+
+
+def add_up_to(add: Callable[[int], object], n: int) -> int:
+    """
+    Add up to C{n} streams with C{add(count)}, as many as the port range
+    allows: all at once, else one by one (the earlier m-lines get the
+    ports that are left).  The one home of this retry, for the inbound
+    session's and the forwards' added streams.
+
+    @param add: books and binds C{count} streams, or raises
+        L{PortsExhausted} keeping none.
+    @param n: how many are wanted.
+    @return: how many were added.
+    """
+    try:
+        add(n)
+        return n
+    except PortsExhausted:
+        pass
+    added = 0
+    if n > 1:
+        while added < n:
+            try:
+                add(1)
+            except PortsExhausted:
+                break
+            added += 1
+    return added

@@ -1244,6 +1244,17 @@ class MediaSession:
         """
         self.media_timeout = seconds
 
+    def resume_media_timeout(self, seconds: float) -> None:
+        """
+        Turn the media timeout back on after a hold (L{set_media_timeout}
+        0), with the silence counted from now: the hold does not count.
+        """
+        now = self._seconds()
+        for stream in self.streams:
+            # Silence is measured from the last packet received.
+            stream.last_rx = max(stream.last_rx, now)
+        self.media_timeout = seconds
+
     def set_expect_media(self, index: int, expected: bool) -> None:
         """
         Say whether the SRC sends on one stream (its m-line is C{sendonly}

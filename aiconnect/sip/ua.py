@@ -19,7 +19,7 @@ from twisted.internet import defer
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from aiconnect.errors import RemoteSipError
+from aiconnect.errors import AiconnectError, RemoteSipError
 from aiconnect.sip.dialog import (
     Dialog,
     DialogId,
@@ -52,7 +52,7 @@ ACCEPT_HEADER = ", ".join(ACCEPTED_TYPES)
 DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 
 
-class InviteFailed(Exception):
+class InviteFailed(AiconnectError):
     """
     An INVITE we sent got a final non-2xx response, timed out, or could not
     be sent.

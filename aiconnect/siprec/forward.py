@@ -22,7 +22,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from aiconnect import events
-from aiconnect.media.ports import PortsExhausted
+from aiconnect.media.ports import PortsExhausted, add_up_to
 from aiconnect.media.srtp import SrtpParams
 from aiconnect.sip import abnf, sdp as sdp_mod
 from aiconnect.sip.message import Request
@@ -159,21 +159,11 @@ class ForwardLeg:
         @return: how many were added.
         """
         try:
-            self.media.add_streams(n)
-            return n
-        except PortsExhausted:
-            pass
+            added = add_up_to(self.media.add_streams, n)
         except ValueError:
-            return 0
-        added = 0
-        if n > 1:
-            # Some may still fit: the earlier added m-lines get them.
-            while added < n:
-                try:
-                    self.media.add_streams(1)
-                except PortsExhausted:
-                    break
-                added += 1
+            return 0  # the forward's media is closed
+        if added == n:
+            return n
         self.log.warn(
             "no RTP ports to forward {missing} added stream(s) forward_id={forward_id}",
             missing=n - added,

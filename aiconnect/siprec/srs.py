@@ -24,12 +24,13 @@ from typing import Any
 from twisted.logger import Logger
 
 from aiconnect import events
-from aiconnect.call import Call, OrderRefused, StreamInfo, describe_participants
+from aiconnect.call import Call, OrderRefused, StreamInfo
+from aiconnect.views import new_call_payload
 from aiconnect.errors import RemoteSipError
-from aiconnect.media.ports import FileDescriptorsExhausted, PortsExhausted
+from aiconnect.media.ports import FileDescriptorsExhausted, PortsExhausted, add_up_to
 from aiconnect.media.srtp import SrtpParams
 from aiconnect.ratelimit import Admission, InviteRateLimiter, Unconfirmed, UnconfirmedTable
-from aiconnect.text import clean_json, decode_wire
+from aiconnect.text import decode_wire
 from aiconnect.sip import abnf, sdp as sdp_mod
 from aiconnect.sip.message import Request, make_response
 from aiconnect.sip.multipart import MultipartError, parse_multipart
@@ -53,9 +54,7 @@ def service_unavailable(reason: str, retry_after: int) -> RemoteSipError:
     A 503 with C{Retry-After} (RFC 3261 s21.5.4, s20.33): the SRC may try
     again later, or its next recorder now.
     """
-    e = RemoteSipError(reason, 503)
-    e.headers = [("Retry-After", str(retry_after))]  # type: ignore[attr-defined]
-    return e
+    return RemoteSipError(reason, 503, headers=[("Retry-After", str(retry_after))])
 
 
 class InboundBody:
@@ -323,21 +322,9 @@ class InboundSession:
 
         @return: how many were added.
         """
-        media = self.call.media
-        try:
-            media.add_streams(n)
+        added = add_up_to(self.call.media.add_streams, n)
+        if added == n:
             return n
-        except PortsExhausted:
-            pass
-        added = 0
-        if n > 1:
-            # Some may still fit: the earlier added m-lines get them.
-            while added < n:
-                try:
-                    media.add_streams(1)
-                except PortsExhausted:
-                    break
-                added += 1
         self.log.warn(
             "no RTP ports for {missing} added stream(s) session_id={session_id}",
             missing=n - added,
@@ -364,11 +351,7 @@ class InboundSession:
             self._media_timeout = media.media_timeout
             media.set_media_timeout(0)
             return
-        now = self.srs.reactor.seconds()
-        for stream in media.streams:
-            # The relay measures silence from the last packet received.
-            stream.last_rx = max(stream.last_rx, now)
-        media.set_media_timeout(self._media_timeout)
+        media.resume_media_timeout(self._media_timeout)
 
     def bind_metadata(self) -> None:
         """
@@ -427,9 +410,7 @@ class InboundSession:
             raise RemoteSipError("Bad Session-Expires", 400)
         interval = int(parts[0])
         if interval < MIN_SE:
-            e = RemoteSipError("Session Interval Too Small", 422)
-            e.headers = [("Min-SE", str(MIN_SE))]  # type: ignore[attr-defined]
-            raise e
+            raise RemoteSipError("Session Interval Too Small", 422, headers=[("Min-SE", str(MIN_SE))])
         refresher = None
         for p in parts[1:]:
             k, _, v = p.partition("=")
@@ -507,7 +488,7 @@ class InboundSession:
         try:
             headers.extend(self.negotiate_timer(request))
         except RemoteSipError as e:
-            extra = getattr(e, "headers", [])
+            extra = e.headers
             tx.respond(make_response(request, e.status_hint, e.reason, headers=extra))
             return True
         answer_body = b""
@@ -714,7 +695,7 @@ class SrsService:
                 status=e.status_hint,
                 reason=e.reason,
             )
-            invite.reject(e.status_hint, e.reason, headers=getattr(e, "headers", []))
+            invite.reject(e.status_hint, e.reason, headers=e.headers)
             return
         self._ask_application(invite, inbound)
 
@@ -785,26 +766,9 @@ class SrsService:
         call.on_ended.append(inbound.unconfirmed.confirm)
         return inbound
 
-    def _new_call_payload(self, call: Call) -> dict[str, Any]:
-        # SIP text was decoded where the Call was made; clean_json is the
-        # last guard (metadata names and labels come from the wire too).
-        participants = describe_participants(call.metadata)
-        return clean_json({
-            "sessionId": call.session_id,
-            "tenant": call.tenant.domain,
-            "callId": call.call_id,
-            "from": call.from_header,
-            "to": call.to_header,
-            "source": call.source,
-            "participants": participants,
-            "streams": [s.describe() for s in call.streams],
-            "metadataError": call.metadata_error,
-            "xHeaders": {n: v for n, v in call.x_headers},
-        })
-
     def _ask_application(self, invite: ServerInvite, inbound: InboundSession) -> None:
         call = inbound.call
-        d = self.new_call.post_new_call(call.tenant, self._new_call_payload(call), call.tenant.callback_timeout)
+        d = self.new_call.post_new_call(call.tenant, new_call_payload(call), call.tenant.callback_timeout)
 
         def on_cancel() -> None:
             self.stats["cancelled"] += 1

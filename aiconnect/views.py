@@ -1,0 +1,153 @@
+# -*- test-case-name: tests.test_api,tests.integration.test_inbound -*-
+"""
+The JSON shapes of a recording session (SPEC s6 REST API, s1 C{newCall}),
+kept apart from the L{aiconnect.call.Call} state machine: the machine
+decides, these functions only read its public state and write JSON.
+
+This module imports nothing from Twisted.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiconnect import events
+from aiconnect.text import clean_json
+
+__all__ = [
+    "describe_forward",
+    "describe_participants",
+    "describe_session",
+    "describe_stream",
+    "new_call_payload",
+    "summarize_session",
+]
+
+
+def describe_stream(info: Any) -> dict[str, Any]:
+    """
+    One inbound stream (a L{aiconnect.call.StreamInfo}) as JSON for the REST
+    API and the C{newCall} callback.
+    """
+    return {
+        "index": info.index,
+        "label": info.label,
+        "streamId": info.stream_id,
+        "codec": info.codec,
+        "payloadType": info.payload_type,
+        "localPort": info.local_port,
+        "remote": None if info.remote is None else "%s:%d" % info.remote,
+        "direction": info.direction,
+        "srtp": info.srtp,
+        "participants": list(info.participants),
+    }
+
+
+def describe_forward(info: Any, stats: dict[str, Any] | None = None) -> dict[str, Any]:
+    """
+    One forward (a L{aiconnect.call.ForwardInfo}) as JSON for the REST API:
+    its id, state, target, the order's fields and the leg's counters.
+
+    @param stats: the forward leg's media counters, when it has a leg.
+    """
+    state = info.state
+    out: dict[str, Any] = {
+        "forwardId": info.forward_id,
+        "state": state.value if hasattr(state, "value") else state,
+        "target": info.target,
+    }
+    if info.order is not None:
+        out.update(info.order.describe())
+    if stats is not None:
+        out["stats"] = stats
+    return out
+
+
+def describe_participants(md: Any) -> list[dict[str, Any]]:
+    """
+    The metadata's participants as JSON (newCall, REST): id, name, AOR and
+    the labels of the streams each sends and receives.
+    """
+    if md is None:
+        return []
+    label_of = {s.stream_id: s.label for s in md.streams}
+    out = []
+    for p in md.participants:
+        assoc = md.stream_assoc(p.participant_id)
+        out.append(
+            {
+                "participantId": p.participant_id,
+                "name": p.name,
+                "aor": p.aor,
+                "send": [label_of.get(s, s) for s in (assoc.send if assoc else ())],
+                "recv": [label_of.get(s, s) for s in (assoc.recv if assoc else ())],
+            }
+        )
+    return out
+
+
+def _forward_stats(info: Any) -> dict[str, Any] | None:
+    leg = info.leg
+    if leg is None:
+        return None
+    return leg.stats() if hasattr(leg, "stats") else None
+
+
+def describe_session(call: Any) -> dict[str, Any]:
+    """
+    JSON for C{GET /{domain}/sessions/{id}}.
+    """
+    return {
+        "sessionId": call.session_id,
+        "tenant": call.tenant.domain,
+        "callId": call.call_id,
+        "from": call.from_header,
+        "to": call.to_header,
+        "source": call.source,
+        "state": call.state.value,
+        "created": events.format_timestamp(call.created),
+        "started": None if call.started is None else events.format_timestamp(call.started),
+        "ended": None if call.ended is None else events.format_timestamp(call.ended),
+        "endReason": call.end_reason,
+        "streams": [describe_stream(s) for s in call.streams],
+        "participants": describe_participants(call.metadata),
+        "metadataError": call.metadata_error,
+        "forwards": [describe_forward(f, _forward_stats(f)) for f in call.forwards.values()],
+        "media": call.media_stats(),
+    }
+
+
+def summarize_session(call: Any) -> dict[str, Any]:
+    """
+    Short JSON for C{GET /{domain}/sessions}.
+    """
+    return {
+        "sessionId": call.session_id,
+        "callId": call.call_id,
+        "state": call.state.value,
+        "created": events.format_timestamp(call.created),
+        "streams": len(call.streams),
+        "forwards": len(call.forwards),
+    }
+
+
+def new_call_payload(call: Any) -> dict[str, Any]:
+    """
+    The C{newCall} callback's body (SPEC s1).  SIP text was decoded where
+    the Call was made; C{clean_json} is the last guard (metadata names and
+    labels come from the wire too).
+    """
+    return clean_json(
+        {
+            "sessionId": call.session_id,
+            "tenant": call.tenant.domain,
+            "callId": call.call_id,
+            "from": call.from_header,
+            "to": call.to_header,
+            "source": call.source,
+            "participants": describe_participants(call.metadata),
+            "streams": [describe_stream(s) for s in call.streams],
+            "metadataError": call.metadata_error,
+            "xHeaders": {n: v for n, v in call.x_headers},
+        }
+    )
