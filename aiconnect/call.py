@@ -1,30 +1,85 @@
-# -*- test-case-name: tests.test_call_limits,tests.integration.test_inbound,tests.integration.test_hardening_admission -*-
+# -*- test-case-name: tests.test_call,tests.test_call_limits,tests.integration.test_inbound -*-
 """
-The L{Call} aggregate: one recording session, the only owner of call policy
-(STYLE s2 "The Call object").
+The L{Call}: one recording session as a pure state machine, the only owner
+of session policy (STYLE s2 "The Call object", s5).
 
-The SIP and media layers report facts (answered, ACKed, BYE, media timeout,
-forward answered/failed); the Call decides what follows and emits each event
-exactly once. A webhook failure never changes call state.
+The SIP and media layers report facts as I{inputs} (frozen dataclasses that
+carry the C{now} they happened at); L{Call.handle} looks the pair
+C{(state, type(input))} up in L{CALL_TABLE} (forward facts in
+L{FORWARD_TABLE}, by the forward's state), changes state and returns
+I{actions} (L{StartForward}, L{StopForward}, L{UpdateForward},
+L{ByeInbound}, L{CloseMedia}, L{Emit}, L{Finished}) that a thin adapter
+(L{aiconnect.runner.CallRunner}) carries out.  Each table row names the
+SPEC or RFC section it implements; a pair not in a table is an input the
+state machine does not expect there, answered by L{_absorb} (kept as a
+no-op, as a retransmission is) and listed in L{Call.absorbed}.
+
+Nothing here does I/O, reads a clock or imports Twisted: tests drive it
+with fixed C{now} values (C{tests/test_call.py}).
+
+Reading the tables answers "what happens when": e.g. the SRS sends BYE
+while the inbound is on hold (the hold is media-level; the Call is
+C{ACTIVE}): C{FORWARD_TABLE[(ACTIVE, ForwardBye)]} stops that forward
+alone (SIPRECFORWARDSTOPPED C{srsBye}), and the session goes on.
 """
 
 from __future__ import annotations
 
 import enum
 import secrets
-from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
-
-from twisted.logger import Logger
+from dataclasses import dataclass
+from typing import Any
 
 from aiconnect import events
-from aiconnect.config import LimitsConfig
 from aiconnect.errors import AiconnectError
+from aiconnect.legs import StreamInfo
+
+__all__ = [
+    "CALL_TABLE",
+    "FORWARD_TABLE",
+    "Action",
+    "ByeInbound",
+    "Call",
+    "CallLimits",
+    "CallState",
+    "CloseMedia",
+    "DrainExpired",
+    "Emit",
+    "Finished",
+    "ForwardAnswered",
+    "ForwardBye",
+    "ForwardClosed",
+    "ForwardFailed",
+    "ForwardInfo",
+    "ForwardLost",
+    "ForwardOrdered",
+    "ForwardRejected",
+    "ForwardState",
+    "ForwardStopped",
+    "InboundAcked",
+    "InboundAnswered",
+    "InboundEnded",
+    "InboundUpdated",
+    "Input",
+    "MediaClosed",
+    "MediaTimeout",
+    "OrderRefused",
+    "SessionTimerExpired",
+    "Shutdown",
+    "StartForward",
+    "StopForward",
+    "StopOrdered",
+    "StreamInfo",
+    "UpdateForward",
+    "new_forward_id",
+    "new_session_id",
+]
 
 
 class CallState(enum.Enum):
     """
-    NEGOTIATING -> ACTIVE -> TERMINATING -> ENDED (STYLE s2).
+    NEGOTIATING -> ACTIVE -> TERMINATING -> ENDED (STYLE s2).  The values
+    are the C{state} of the REST API's session objects.
     """
 
     NEGOTIATING = "negotiating"
@@ -33,62 +88,47 @@ class CallState(enum.Enum):
     ENDED = "ended"
 
 
-class EventSink(Protocol):
+class ForwardState(enum.Enum):
     """
-    Where events go: the durable outbox in production, a list in tests.
-    """
-
-    def emit(self, tenant: str, session_id: str, payload: Any) -> Any:
-        """
-        Store an event for delivery; return at once, never raise.
-        """
-
-
-class SessionJournal(Protocol):
-    """
-    Keeps what a restarted node needs to end the sessions its previous run
-    left open (SPEC s14): the confirmed dialogs of each live session.
-    Implemented by L{aiconnect.recovery.DialogJournal}; never raises.
+    One forward (SPEC s3-s4): ordered (C{PENDING}, until the session is
+    active), C{TRYING} (INVITE out), C{ACTIVE} (answered), C{STOPPING} (our
+    BYE unanswered), C{STOPPED}, C{FAILED}.  The values are the C{state} of
+    the REST API's forward objects.
     """
 
-    def session_started(self, call: Call) -> None:
-        """
-        The inbound dialog is confirmed (ACKed): store it.
-        """
-
-    def forward_started(self, call: Call, info: ForwardInfo) -> None:
-        """
-        A forward's dialog is confirmed (2xx, ACKed): store it.
-        """
-
-    def forward_ended(self, call: Call, forward_id: str) -> None:
-        """
-        A forward ended (SIPRECFORWARDSTOPPED emitted): forget its dialog.
-        """
-
-    def session_ended(self, call: Call) -> None:
-        """
-        The session completed (SESSIONCOMPLETED emitted): forget it.
-        """
+    PENDING = "pending"
+    TRYING = "trying"
+    ACTIVE = "active"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    FAILED = "failed"
 
 
-class ListSink:
-    """
-    An L{EventSink} that keeps events in a list (tests).
-    """
+#: Forward states that hold an output slot: ordered and not yet stopped or
+#: failed (SPEC s12).  C{STOPPING} already had its SIPRECFORWARDSTOPPED.
+LIVE_FORWARD_STATES = frozenset((ForwardState.PENDING, ForwardState.TRYING, ForwardState.ACTIVE))
+#: Forward states the session waits for before it completes (SPEC s2 order).
+_BUSY_FORWARD_STATES = frozenset((ForwardState.TRYING, ForwardState.ACTIVE, ForwardState.STOPPING))
 
-    def __init__(self) -> None:
-        self.events: list[dict[str, Any]] = []
+#: L{OrderRefused.reason} when the session is ending or ended.
+REFUSED_ENDED = "session ended"
+#: L{OrderRefused.reason} when a per-call limit is reached (SPEC s12); also
+#: the C{reason} of the C{SIPRECFORWARDFAILED} of a newCall order refused so.
+REFUSED_LIMIT = "limit"
 
-    def emit(self, tenant: str, session_id: str, payload: Any) -> str:
-        self.events.append(dict(payload))
-        return str(payload.get("eventId"))
+#: Output kind -> the L{CallLimits} field capping that kind alone; every
+#: kind also counts towards C{max_outputs_per_call}.
+_KIND_LIMITS = {"forward": "max_forwards_per_call"}
 
-    def names(self) -> list[str]:
-        """
-        The event names in order.
-        """
-        return [e["event"] for e in self.events]
+#: How the inbound dialog ended (L{InboundEnded.reason}) -> the
+#: SESSIONCOMPLETED reason.
+_INBOUND_END_REASONS = {
+    "bye": events.COMPLETED_INBOUND_BYE,
+    "cancel": events.COMPLETED_CANCEL,
+    "ack-timeout": events.COMPLETED_ERROR,
+    "remote-gone": events.COMPLETED_ERROR,
+    "local": events.COMPLETED_ERROR,
+}
 
 
 def new_session_id() -> str:
@@ -103,21 +143,6 @@ def new_forward_id() -> str:
     A fresh forward id.
     """
     return "fwd_" + secrets.token_hex(8)
-
-
-#: L{OrderRefused.reason} when the session is ending or ended.
-REFUSED_ENDED = "session ended"
-#: L{OrderRefused.reason} when a per-call limit is reached (SPEC s12); also
-#: the C{reason} of the C{SIPRECFORWARDFAILED} of a newCall order refused so.
-REFUSED_LIMIT = "limit"
-
-#: Forward states that hold an output slot: ordered and not yet stopped or
-#: failed (SPEC s12). C{stopping} already had its SIPRECFORWARDSTOPPED.
-_LIVE_FORWARD_STATES = frozenset(("pending", "trying", "active"))
-
-#: Output kind -> the C{[limits]} key capping that kind alone; every kind
-#: also counts towards C{max_outputs_per_call}.
-_KIND_LIMITS = {"forward": "max_forwards_per_call"}
 
 
 class OrderRefused(AiconnectError):
@@ -142,53 +167,35 @@ class OrderRefused(AiconnectError):
         return self.message
 
 
-@dataclass
-class StreamInfo:
+@dataclass(frozen=True, slots=True)
+class CallLimits:
     """
-    One inbound media stream as negotiated.
-
-    @ivar index: the m-line index in the offer.
-    @ivar label: the C{a=label} (RFC 4574), or C{None}.
-    @ivar stream_id: the metadata stream id bound to the label, or C{None}.
-    @ivar codec: the codec name the SRC sends (PCMU, PCMA), or C{None}.
-    @ivar payload_type: its payload type.
-    @ivar local_port: our RTP port, 0 for a rejected stream.
-    @ivar remote: the SRC's (address, port) from the SDP, or C{None}.
-    @ivar direction: the SRC's direction attribute.
-    @ivar srtp: whether the stream is SRTP.
-    @ivar participants: the metadata participants sending on this stream.
-    @ivar relay_index: the relay stream (L{MediaSession.streams} index)
-        carrying it, or C{None} when unknown (then its position among the
-        accepted streams is assumed).
+    The per-call caps the Call enforces (the C{[limits]} keys of the same
+    names, SPEC s12); built by the adapter from the configuration.
     """
 
-    index: int
-    label: str | None
-    codec: str | None
-    payload_type: int | None
-    local_port: int
-    remote: tuple[str, int] | None
-    direction: str
-    srtp: bool = False
-    stream_id: str | None = None
-    participants: list[str] = field(default_factory=list)
-    relay_index: int | None = None
+    max_forwards_per_call: int = 4
+    max_outputs_per_call: int = 8
 
 
 @dataclass
 class ForwardInfo:
     """
     What the Call knows of one forward.
+
+    @ivar order: the parsed order (L{aiconnect.siprec.orders.ForwardOrder}),
+        or L{None} for an invalid newCall order.
+    @ivar error: the SIPRECFORWARDFAILED reason of an order refused before
+        it started (invalid, or over a limit), reported once the session is
+        active.
+    @ivar raw: the order as the application wrote it (for an invalid one).
     """
 
     forward_id: str
     order: Any
-    state: str = "pending"  # pending, trying, active, stopping, stopped, failed
+    state: ForwardState = ForwardState.PENDING
     target: str | None = None
-    leg: Any = None
     stopped_by: str | None = None
-    #: the SIPRECFORWARDFAILED reason of an order refused before it started
-    #: (invalid, or over a limit), reported once the session is active.
     error: str | None = None
     raw: Any = None
 
@@ -198,145 +205,381 @@ class ForwardInfo:
         Whether this forward counts towards the per-call limits: ordered
         (and accepted) and not yet stopped or failed (SPEC s12).
         """
-        return self.error is None and self.state in _LIVE_FORWARD_STATES
+        return self.error is None and self.state in LIVE_FORWARD_STATES
+
+    @property
+    def uri(self) -> str:
+        """
+        The order's C{uri} (C{""} without an order).
+        """
+        return self.order.uri if self.order is not None else ""
+
+    @property
+    def reference_id(self) -> Any:
+        """
+        The order's C{sipRecForwardReferenceId}, or L{None}.
+        """
+        return self.order.reference_id if self.order is not None else None
+
+
+# -- inputs: facts, each with the moment it happened ---------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Input:
+    """
+    A fact reported to the Call.
+
+    @ivar now: when it happened (Unix seconds); events it causes carry it.
+    """
+
+    now: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundAnswered(Input):
+    """
+    We sent 200 OK to the SRC.
+    """
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundAcked(Input):
+    """
+    The SRC ACKed our 200 OK.
+    """
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundEnded(Input):
+    """
+    The inbound dialog ended without us: C{reason} C{bye} (the SRC's BYE),
+    C{cancel}, C{ack-timeout}, C{remote-gone}, C{local} (we could not
+    answer).
+    """
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class InboundUpdated(Input):
+    """
+    The SRC sent new media and/or metadata in the dialog (re-INVITE/UPDATE).
+    """
+
+    media_changed: bool
+    metadata_changed: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaTimeout(Input):
+    """
+    The relay saw no RTP on any inbound stream for C{[rtp] media_timeout}.
+    """
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionTimerExpired(Input):
+    """
+    The inbound session timer ran out, or our refresh failed (RFC 4028 s10).
+    """
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Shutdown(Input):
+    """
+    The node is draining (SPEC s7): end the session with BYE.
+    """
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DrainExpired(Input):
+    """
+    The drain's time is up: BYEs to SRSs still unanswered count as answered.
+    """
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MediaClosed(Input):
+    """
+    The adapter closed the relay session (after L{CloseMedia}).
+
+    @ivar stats: the relay's final counters, or L{None}.
+    """
+
+    stats: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardOrdered(Input):
+    """
+    The application ordered a forward (newCall answer or REST).
+
+    @ivar forward_id: the id to give it (L{new_forward_id} when empty).
+    """
+
+    order: Any
+    forward_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardRejected(Input):
+    """
+    The newCall answer held an order that will not start: invalid
+    (C{reason} C{"invalid order: ..."}), or refused by L{Call.order_refusal}
+    (C{reason} C{limit}); reported as SIPRECFORWARDFAILED once the session
+    is active.
+    """
+
+    reason: str
+    order: Any = None
+    raw: Any = None
+    forward_id: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StopOrdered(Input):
+    """
+    Stop one forward (C{forward_id}) or all (L{None}): REST
+    C{stopsiprecforward}.
+    """
+
+    forward_id: str | None
+    stopped_by: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardInput(Input):
+    """
+    A fact about one forward (looked up in L{FORWARD_TABLE}).
+    """
+
+    forward_id: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardAnswered(ForwardInput):
+    """
+    The SRS answered 200 and we ACKed.
+    """
+
+    target: str
+    codec: str
+    srtp: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardFailed(ForwardInput):
+    """
+    The forward could not be set up (every target failed, DNS, no ports...).
+    """
+
+    reason: str
+    status: int | None = None
+    target: str | None = None
+    targets_tried: tuple[str, ...] = ()
+    uri: str | None = None
+    reference_id: Any = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardBye(ForwardInput):
+    """
+    The SRS ended the forward's dialog (C{reason} C{bye}: its BYE; else the
+    dialog failed).
+    """
+
+    reason: str = "bye"
+    stats: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardLost(ForwardInput):
+    """
+    The SRS stopped answering in the dialog (keep-alive or session refresh
+    failed); the leg sent BYE.
+    """
+
+    stats: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardStopped(ForwardInput):
+    """
+    The leg carried out a L{StopForward}: CANCELled or never sent
+    (C{awaiting_bye} false), or BYE sent and not yet answered.
+    """
+
+    stopped_by: str
+    stats: dict[str, Any] | None = None
+    awaiting_bye: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardClosed(ForwardInput):
+    """
+    The SRS answered our BYE (or it timed out).
+    """
+
+
+# -- actions: what the adapter does -----------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """
+    Something the adapter carries out for the Call.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class StartForward(Action):
+    """
+    Create the forward's leg and send its INVITE (SPEC s4).
+    """
+
+    forward_id: str
+    order: Any
+
+
+@dataclass(frozen=True, slots=True)
+class StopForward(Action):
+    """
+    Stop the forward's leg: CANCEL before the answer, BYE after (SPEC s4).
+    """
+
+    forward_id: str
+    stopped_by: str
+
+
+@dataclass(frozen=True, slots=True)
+class UpdateForward(Action):
+    """
+    Re-INVITE the forward's SRS with the new media / metadata (SPEC s4).
+    """
+
+    forward_id: str
+    media_changed: bool
+    metadata_changed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class ByeInbound(Action):
+    """
+    Send BYE to the SRC (when its dialog is still up).
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class CloseMedia(Action):
+    """
+    Close the relay session and report L{MediaClosed} with its counters.
+    """
+
+
+@dataclass(frozen=True, slots=True)
+class Emit(Action):
+    """
+    Put an event in the sink (and the journal, for the events it tracks).
+    """
+
+    event: events.Event
+
+
+@dataclass(frozen=True, slots=True)
+class Finished(Action):
+    """
+    The session ended: release what the adapters hold for it.
+    """
 
 
 class Call:
     """
-    One recording session.
+    One recording session (see the module docstring).
 
     @ivar session_id: our id, used by the API and events.
-    @ivar tenant: the L{TenantConfig}.
-    @ivar call_id: the inbound Call-ID.
+    @ivar tenant: the L{aiconnect.config.TenantConfig} (its C{domain} is
+        read).
     @ivar state: the L{CallState}.
-    @ivar streams: the inbound L{StreamInfo}s.
-    @ivar metadata: the current RFC 7865 metadata (or C{None}).
-    @ivar media: the relay's session handle (or C{None}).
-    @ivar inbound: the inbound L{InviteSession}, once answered.
+    @ivar answered: whether we sent 200 OK to the SRC.
+    @ivar streams: the inbound L{StreamInfo}s (the SRS adapter keeps them
+        current).
+    @ivar metadata: the current RFC 7865 metadata (or L{None}).
     @ivar forwards: forward id -> L{ForwardInfo}.
-    @ivar journal: the L{SessionJournal}, or C{None} (nothing stored).
+    @ivar final_stats: the relay's counters once the media is closed.
+    @ivar counters: process-wide counters this call adds to
+        (C{forwards_refused_limit}).
+    @ivar absorbed: inputs that had no row for the state they came in
+        (kept for tests and debugging; bounded).
     """
-
-    log = Logger()
 
     def __init__(
         self,
-        reactor: Any,
         tenant: Any,
-        sink: EventSink,
         call_id: str,
         from_header: str,
         to_header: str,
         source: str,
+        now: float,
         session_id: str | None = None,
-        limits: LimitsConfig | None = None,
+        limits: CallLimits | None = None,
         counters: dict[str, int] | None = None,
     ) -> None:
-        """
-        @param limits: the per-call limits (C{[limits]}); the defaults when
-            L{None}.
-        @param counters: process-wide counters (the SRS's C{stats}, shown in
-            C{/metrics}) this call adds its limit breaches to:
-            C{forwards_refused_limit}.
-        """
-        self._reactor = reactor
-        self.limits = limits if limits is not None else LimitsConfig()
-        self._counters = counters if counters is not None else {}
         self.session_id = session_id or new_session_id()
         self.tenant = tenant
-        self.sink = sink
         self.call_id = call_id
         self.from_header = from_header
         self.to_header = to_header
         self.source = source
+        self.limits = limits if limits is not None else CallLimits()
+        self.counters = counters if counters is not None else {}
         self.state = CallState.NEGOTIATING
-        self.created = reactor.seconds()
+        self.answered = False
+        self.created = now
         self.started: float | None = None
         self.ended: float | None = None
         self.end_reason: str | None = None
         self.streams: list[StreamInfo] = []
         self.metadata: Any = None
         self.metadata_error: str | None = None
-        self.media: Any = None
-        self.inbound: Any = None
-        self.forwards: dict[str, ForwardInfo] = {}
         self.x_headers: list[tuple[str, str]] = []
         self.new_call_error: str | None = None
-        self.orders: dict[str, Any] = {}
-        self.forwarder: Callable[[Call, ForwardInfo], None] | None = None
-        self.on_ended: list[Callable[[Call], None]] = []
-        #: Called with (media_changed, metadata_changed) after an inbound
-        #: re-INVITE / UPDATE (forward legs re-INVITE their SRS).
-        self.on_inbound_update: list[Callable[[bool, bool], Any]] = []
-        self.journal: SessionJournal | None = None
-        self._final_stats: dict[str, Any] | None = None
+        self.forwards: dict[str, ForwardInfo] = {}
+        self.final_stats: dict[str, Any] | None = None
+        #: CloseMedia was asked for (once), MediaClosed is awaited.
+        self.media_closing = False
+        self.absorbed: list[tuple[str, str]] = []
 
-    # -- facts from the SIP and media layers -------------------------------
+    # -- the one entry point ---------------------------------------------------
 
-    def answered(self, inbound: Any) -> None:
+    def handle(self, fact: Input) -> list[Action]:
         """
-        We sent 200 OK to the SRC.
-        """
-        self.inbound = inbound
+        Take one input: change state and return the actions to carry out,
+        in order.
 
-    def acked(self) -> None:
+        @raise OrderRefused: for a L{ForwardOrdered} the session cannot take.
+        @raise KeyError: for a L{StopOrdered} naming an unknown forward, or
+            a forward fact about a forward this call never had.
         """
-        The SRC ACKed our 200 OK: the session is up; SESSIONSTARTED, then
-        the forwards ordered by the application start (SPEC s2 sequence).
-        """
-        if self.state is not CallState.NEGOTIATING:
-            return
-        self.state = CallState.ACTIVE
-        self.started = self._reactor.seconds()
-        self.log.info("session started session_id={session_id} call_id={call_id}", session_id=self.session_id, call_id=self.call_id)
-        self._emit(
-            events.session_started(
-                self.session_id,
-                tenant=self.tenant.domain,
-                call_id=self.call_id,
-                from_uri=self.from_header,
-                to_uri=self.to_header,
-                streams=[s.label or str(s.index) for s in self.streams],
-                new_call_error=self.new_call_error,
-            )
-        )
-        self._journal("session_started", self)
-        for info in list(self.forwards.values()):
-            if info.state == "pending":
-                self._launch(info)
+        if isinstance(fact, ForwardInput):
+            info = self.forwards.get(fact.forward_id)
+            if info is None:
+                raise KeyError(fact.forward_id)
+            row = FORWARD_TABLE.get((info.state, type(fact)))
+            if row is None:
+                return self._absorb(info.state, fact)
+            return row.handler(self, info, fact) + self._maybe_complete()
+        row = CALL_TABLE.get((self.state, type(fact)))
+        if row is None:
+            return self._absorb(self.state, fact)
+        return row.handler(self, fact)
 
-    def media_timeout(self) -> None:
-        """
-        The relay saw no RTP on any inbound stream for too long.
-        """
-        self.terminate(events.COMPLETED_MEDIA_TIMEOUT, send_bye=True)
+    def _absorb(self, state: enum.Enum, fact: Input) -> list[Action]:
+        if len(self.absorbed) < 64:
+            self.absorbed.append((state.name, type(fact).__name__))
+        return []
 
-    def inbound_ended(self, reason: str) -> None:
-        """
-        The inbound dialog ended (BYE from the SRC, CANCEL, ACK timeout...).
-        """
-        mapping = {
-            "bye": events.COMPLETED_INBOUND_BYE,
-            "cancel": events.COMPLETED_CANCEL,
-            "ack-timeout": events.COMPLETED_ERROR,
-            "remote-gone": events.COMPLETED_ERROR,
-            "local": events.COMPLETED_ERROR,
-        }
-        self.terminate(mapping.get(reason, reason), send_bye=False)
-
-    def inbound_updated(self, media_changed: bool, metadata_changed: bool) -> None:
-        """
-        The SRC sent new media and/or metadata in the dialog.
-        """
-        if self.state is not CallState.ACTIVE:
-            return
-        for cb in list(self.on_inbound_update):
-            try:
-                cb(media_changed, metadata_changed)
-            except Exception:
-                self.log.failure("inbound update hook failed")
-
-    # -- orders from the application ---------------------------------------
+    # -- queries ---------------------------------------------------------------
 
     def live_outputs(self) -> dict[str, int]:
         """
@@ -368,298 +611,295 @@ class Call:
                 return OrderRefused(REFUSED_LIMIT, "%s (%d) reached: no new %s" % (key, cap, kind), key)
         return None
 
-    def order_forward(self, order: Any) -> str:
-        """
-        The application ordered a forward (newCall answer or REST); it starts
-        once the session is ACTIVE.
+    # -- the session -------------------------------------------------------------
 
-        @return: the forward id.
-        @raise OrderRefused: the session is ending or ended, or a per-call
-            limit is reached (L{order_refusal}); nothing was ordered.
+    def _answered(self, fact: InboundAnswered) -> list[Action]:
+        self.answered = True
+        return []
+
+    def _acked(self, fact: InboundAcked) -> list[Action]:
+        self.state = CallState.ACTIVE
+        self.started = fact.now
+        actions: list[Action] = [
+            Emit(
+                events.SessionStarted(
+                    session_id=self.session_id,
+                    tenant=self.tenant.domain,
+                    now=fact.now,
+                    call_id=self.call_id,
+                    from_uri=self.from_header,
+                    to_uri=self.to_header,
+                    streams=tuple(s.label or str(s.index) for s in self.streams),
+                    new_call_error=self.new_call_error,
+                )
+            )
+        ]
+        for info in list(self.forwards.values()):
+            if info.state is ForwardState.PENDING:
+                actions += self._launch(info, fact.now)
+        return actions
+
+    def _inbound_ended(self, fact: InboundEnded) -> list[Action]:
+        return self._terminate(_INBOUND_END_REASONS.get(fact.reason, fact.reason), fact.now, bye=False)
+
+    def _media_timeout(self, fact: MediaTimeout) -> list[Action]:
+        return self._terminate(events.COMPLETED_MEDIA_TIMEOUT, fact.now, bye=True)
+
+    def _session_timer(self, fact: SessionTimerExpired) -> list[Action]:
+        return self._terminate(events.COMPLETED_SESSION_TIMER, fact.now, bye=True)
+
+    def _shutdown(self, fact: Shutdown) -> list[Action]:
+        return self._terminate(events.COMPLETED_SHUTDOWN, fact.now, bye=True)
+
+    def _updated(self, fact: InboundUpdated) -> list[Action]:
+        return [
+            UpdateForward(info.forward_id, fact.media_changed, fact.metadata_changed)
+            for info in self.forwards.values()
+            if info.state is ForwardState.ACTIVE
+        ]
+
+    def _terminate(self, reason: str, now: float, bye: bool) -> list[Action]:
         """
+        End the session: BYE the SRC if asked, stop every forward (their
+        BYEs and events first), then close the media and SESSIONCOMPLETED
+        once every forward has stopped (SPEC s2 order).
+        """
+        self.state = CallState.TERMINATING
+        self.end_reason = reason
+        actions: list[Action] = [ByeInbound()] if bye and self.answered else []
+        if reason == events.COMPLETED_INBOUND_BYE:
+            stopped_by = events.STOPPED_BY_INBOUND_BYE
+        elif reason == events.COMPLETED_SHUTDOWN:
+            stopped_by = events.STOPPED_BY_SHUTDOWN
+        else:
+            stopped_by = events.STOPPED_BY_ERROR
+        for info in list(self.forwards.values()):
+            if info.state in LIVE_FORWARD_STATES:
+                actions += self._stop(info, stopped_by, now)
+        return actions + self._maybe_complete()
+
+    def _maybe_complete(self) -> list[Action]:
+        if self.state is not CallState.TERMINATING or self.media_closing:
+            return []
+        if any(info.state in _BUSY_FORWARD_STATES for info in self.forwards.values()):
+            return []
+        self.media_closing = True
+        return [CloseMedia()]
+
+    def _media_closed(self, fact: MediaClosed) -> list[Action]:
+        self.state = CallState.ENDED
+        self.ended = fact.now
+        self.final_stats = fact.stats
+        return [
+            Emit(
+                events.SessionCompleted(
+                    session_id=self.session_id,
+                    tenant=self.tenant.domain,
+                    now=fact.now,
+                    reason=self.end_reason or events.COMPLETED_ERROR,
+                    duration=round(fact.now - (self.started or self.created), 3),
+                    stats=fact.stats,
+                )
+            ),
+            Finished(),
+        ]
+
+    def _drain_expired(self, fact: DrainExpired) -> list[Action]:
+        for info in self.forwards.values():
+            if info.state is ForwardState.STOPPING:
+                info.state = ForwardState.STOPPED
+        return self._maybe_complete()
+
+    # -- orders ------------------------------------------------------------------
+
+    def _ordered(self, fact: ForwardOrdered) -> list[Action]:
         refusal = self.order_refusal("forward")
         if refusal is not None:
             if refusal.reason == REFUSED_LIMIT:
-                self._counters["forwards_refused_limit"] = self._counters.get("forwards_refused_limit", 0) + 1
+                self.counters["forwards_refused_limit"] = self.counters.get("forwards_refused_limit", 0) + 1
             raise refusal
-        info = ForwardInfo(new_forward_id(), order)
+        info = ForwardInfo(fact.forward_id or new_forward_id(), fact.order)
         self.forwards[info.forward_id] = info
         if self.state is CallState.ACTIVE:
-            self._launch(info)
-        return info.forward_id
+            return self._launch(info, fact.now)
+        return []
 
-    def order_invalid(self, reason: str, raw: Any) -> str:
-        """
-        The application's newCall answer held an invalid order: it is
-        reported as SIPRECFORWARDFAILED once the session has started, and
-        never reaches the wire.
+    def _refused_when_ending(self, fact: ForwardOrdered) -> list[Action]:
+        refusal = self.order_refusal("forward")
+        assert refusal is not None
+        raise refusal
 
-        @return: the forward id given to it.
-        """
-        return self._order_failed(ForwardInfo(new_forward_id(), None, error="invalid order: " + reason, raw=raw))
-
-    def order_refused(self, order: Any, refusal: OrderRefused) -> str:
-        """
-        The application's newCall answer held an order the Call refused
-        (L{order_refusal}): it is reported as SIPRECFORWARDFAILED with the
-        refusal's reason (C{limit}) once the session has started, and no
-        forward starts.
-
-        @return: the forward id given to it.
-        """
-        self.log.warn(
-            "forward refused session_id={session_id}: {message}", session_id=self.session_id, message=refusal.message
-        )
-        return self._order_failed(ForwardInfo(new_forward_id(), order, error=refusal.reason))
-
-    def _order_failed(self, info: ForwardInfo) -> str:
-        # Reported once the session is active (L{acked} launches it), never
+    def _rejected(self, fact: ForwardRejected) -> list[Action]:
+        # Reported once the session is active (_acked launches it), never
         # outside SESSIONSTARTED ... SESSIONCOMPLETED.
+        info = ForwardInfo(fact.forward_id or new_forward_id(), fact.order, error=fact.reason, raw=fact.raw)
         self.forwards[info.forward_id] = info
         if self.state is CallState.ACTIVE:
-            self._launch(info)
-        return info.forward_id
+            return self._launch(info, fact.now)
+        return []
 
-    def _launch(self, info: ForwardInfo) -> None:
-        if info.error is not None:
-            raw = info.raw if isinstance(info.raw, dict) else {}
-            uri = raw.get("uri") if isinstance(raw.get("uri"), str) else ""
-            ref = raw.get("sipRecForwardReferenceId") if isinstance(raw.get("sipRecForwardReferenceId"), dict) else None
-            self.forward_failed(info.forward_id, info.error, uri=uri, reference_id=ref)
-            return
-        info.state = "trying"
-        if self.forwarder is None:
-            self.forward_failed(info.forward_id, "not implemented")
-            return
-        try:
-            self.forwarder(self, info)
-        except Exception as e:
-            self.log.failure("forward start failed session_id={session_id}", session_id=self.session_id)
-            self.forward_failed(info.forward_id, "internal error: %s" % (type(e).__name__,))
+    def _launch(self, info: ForwardInfo, now: float) -> list[Action]:
+        if info.error is None:
+            info.state = ForwardState.TRYING
+            return [StartForward(info.forward_id, info.order)]
+        raw = info.raw if isinstance(info.raw, dict) else {}
+        uri = raw.get("uri") if isinstance(raw.get("uri"), str) else ""
+        ref = raw.get("sipRecForwardReferenceId") if isinstance(raw.get("sipRecForwardReferenceId"), dict) else None
+        return self._failed(info, ForwardFailed(now=now, forward_id=info.forward_id, reason=info.error, uri=uri, reference_id=ref))
 
-    def stop_forwards(self, forward_id: str | None, stopped_by: str) -> list[str]:
-        """
-        Stop one forward or all (REST C{stopsiprecforward}).
-
-        @return: the ids being stopped.
-        @raise KeyError: for an unknown forward id.
-        """
-        if forward_id is not None:
-            targets = [self.forwards[forward_id]]
+    def _stop_ordered(self, fact: StopOrdered) -> list[Action]:
+        if fact.forward_id is not None:
+            targets = [self.forwards[fact.forward_id]]
         else:
             targets = list(self.forwards.values())
-        stopped = []
+        actions: list[Action] = []
         for info in targets:
-            if info.state in ("pending", "trying", "active"):
-                stopped.append(info.forward_id)
-                self._stop_forward(info, stopped_by)
-        return stopped
+            if info.state in LIVE_FORWARD_STATES:
+                actions += self._stop(info, fact.stopped_by, fact.now)
+        return actions + self._maybe_complete()
 
-    def _stop_forward(self, info: ForwardInfo, stopped_by: str) -> None:
-        if info.leg is not None and hasattr(info.leg, "stop"):
-            info.leg.stop(stopped_by)
-            return
-        was_active = info.state == "active"
-        info.state = "stopped"
-        info.stopped_by = stopped_by
-        if was_active:
-            self.forward_stopped(info.forward_id, stopped_by)
+    def _stop(self, info: ForwardInfo, stopped_by: str, now: float) -> list[Action]:
+        if info.state is ForwardState.PENDING:
+            # Never started: nothing on the wire, nothing to report.
+            info.state = ForwardState.STOPPED
+            info.stopped_by = stopped_by
+            return []
+        return [StopForward(info.forward_id, stopped_by)]
 
-    # -- facts from forward legs -------------------------------------------
+    # -- forwards (FORWARD_TABLE handlers: info, fact) ------------------------------
 
-    def forward_started(self, forward_id: str, target: str, codec: str, srtp: bool) -> None:
-        """
-        The SRS answered 200 and we ACKed: SIPRECFORWARDSTARTED.
-        """
-        info = self.forwards[forward_id]
-        info.state = "active"
-        info.target = target
-        self._emit(
-            events.siprec_forward_started(
-                self.session_id,
-                tenant=self.tenant.domain,
-                forward_id=forward_id,
-                uri=getattr(info.order, "uri", ""),
-                target=target,
-                codec=codec,
-                srtp=srtp,
-                reference_id=getattr(info.order, "reference_id", None),
+    def _fwd_answered(self, info: ForwardInfo, fact: ForwardAnswered) -> list[Action]:
+        info.state = ForwardState.ACTIVE
+        info.target = fact.target
+        return [
+            Emit(
+                events.SiprecForwardStarted(
+                    session_id=self.session_id,
+                    tenant=self.tenant.domain,
+                    now=fact.now,
+                    forward_id=info.forward_id,
+                    uri=info.uri,
+                    target=fact.target,
+                    codec=fact.codec,
+                    srtp=fact.srtp,
+                    reference_id=info.reference_id,
+                )
             )
-        )
-        self._journal("forward_started", self, info)
+        ]
 
-    def forward_failed(
-        self,
-        forward_id: str,
-        reason: str,
-        status: int | None = None,
-        target: str | None = None,
-        targets_tried: tuple[str, ...] | list[str] = (),
-        uri: str | None = None,
-        reference_id: Any = None,
-    ) -> None:
-        """
-        A forward could not be set up: SIPRECFORWARDFAILED. The session and
-        the other forwards go on.
-        """
-        info = self.forwards.get(forward_id)
-        if info is not None:
-            if info.state in ("failed", "stopped"):
-                return
-            info.state = "failed"
-            uri = uri or getattr(info.order, "uri", "")
-            reference_id = reference_id if reference_id is not None else getattr(info.order, "reference_id", None)
-        self._emit(
-            events.siprec_forward_failed(
-                self.session_id,
-                tenant=self.tenant.domain,
-                forward_id=forward_id,
-                uri=uri or "",
-                reason=reason,
-                status=status,
-                target=target,
-                targets_tried=tuple(targets_tried),
-                reference_id=reference_id,
+    def _failed(self, info: ForwardInfo, fact: ForwardFailed) -> list[Action]:
+        info.state = ForwardState.FAILED
+        return [
+            Emit(
+                events.SiprecForwardFailed(
+                    session_id=self.session_id,
+                    tenant=self.tenant.domain,
+                    now=fact.now,
+                    forward_id=info.forward_id,
+                    uri=fact.uri or info.uri,
+                    reason=fact.reason,
+                    status=fact.status,
+                    target=fact.target,
+                    targets_tried=tuple(fact.targets_tried),
+                    reference_id=fact.reference_id if fact.reference_id is not None else info.reference_id,
+                )
             )
-        )
+        ]
 
-    def forward_stopped(
-        self, forward_id: str, stopped_by: str, stats: dict[str, Any] | None = None, awaiting_bye: bool = False
-    ) -> None:
-        """
-        An active forward ended: SIPRECFORWARDSTOPPED. With C{awaiting_bye}
-        our BYE to the SRS is still unanswered: the session completes only
-        after L{forward_closed} (SPEC s2: ... BYE to SRS ->
-        SIPRECFORWARDSTOPPED -> SRS 200 OK -> SESSIONCOMPLETED).
-        """
-        info = self.forwards[forward_id]
-        info.state = "stopping" if awaiting_bye else "stopped"
+    def _stopped_event(self, info: ForwardInfo, stopped_by: str, stats: dict[str, Any] | None, now: float) -> Emit:
         info.stopped_by = stopped_by
-        self._emit(
-            events.siprec_forward_stopped(
-                self.session_id,
+        return Emit(
+            events.SiprecForwardStopped(
+                session_id=self.session_id,
                 tenant=self.tenant.domain,
-                forward_id=forward_id,
-                uri=getattr(info.order, "uri", ""),
+                now=now,
+                forward_id=info.forward_id,
+                uri=info.uri,
                 target=info.target or "",
                 stopped_by=stopped_by,
                 reason=stopped_by,
                 stats=stats,
-                reference_id=getattr(info.order, "reference_id", None),
+                reference_id=info.reference_id,
             )
         )
-        self._journal("forward_ended", self, forward_id)
-        self._maybe_complete()
 
-    def forward_closed(self, forward_id: str) -> None:
-        """
-        The SRS answered our BYE (or it timed out).
-        """
-        info = self.forwards.get(forward_id)
-        if info is not None and info.state == "stopping":
-            info.state = "stopped"
-        self._maybe_complete()
+    def _fwd_bye(self, info: ForwardInfo, fact: ForwardBye) -> list[Action]:
+        info.state = ForwardState.STOPPED
+        stopped_by = events.STOPPED_BY_SRS_BYE if fact.reason == "bye" else events.STOPPED_BY_ERROR
+        return [self._stopped_event(info, stopped_by, fact.stats, fact.now)]
 
-    # -- ending --------------------------------------------------------------
+    def _fwd_lost(self, info: ForwardInfo, fact: ForwardLost) -> list[Action]:
+        info.state = ForwardState.STOPPED
+        return [self._stopped_event(info, events.STOPPED_BY_ERROR, fact.stats, fact.now)]
 
-    def terminate(self, reason: str, send_bye: bool = True) -> None:
-        """
-        End the session (idempotent): BYE the SRC if asked, stop every
-        forward (their BYEs and events first), free the ports, then
-        SESSIONCOMPLETED once every forward has stopped (SPEC s2 order).
-        """
-        if self.state in (CallState.TERMINATING, CallState.ENDED):
-            return
-        self.state = CallState.TERMINATING
-        self.end_reason = reason
-        self.log.info(
-            "session ending session_id={session_id} call_id={call_id} reason={reason}",
-            session_id=self.session_id,
-            call_id=self.call_id,
-            reason=reason,
-        )
-        if send_bye and self.inbound is not None and not getattr(self.inbound, "terminated", True):
-            try:
-                d = self.inbound.bye()
-            except Exception:
-                self.log.failure("BYE to SRC failed")
-            else:
-                # The SRC may be gone (that is often why we end the call): a
-                # BYE that times out is expected, not an unhandled error in
-                # a Deferred nobody holds.
-                if d is not None and hasattr(d, "addErrback"):
-                    d.addErrback(self._bye_unanswered)
-        stopped_by = events.STOPPED_BY_INBOUND_BYE if reason == events.COMPLETED_INBOUND_BYE else (
-            events.STOPPED_BY_SHUTDOWN if reason == events.COMPLETED_SHUTDOWN else events.STOPPED_BY_ERROR
-        )
-        for info in list(self.forwards.values()):
-            if info.state in ("pending", "trying", "active"):
-                self._stop_forward(info, stopped_by)
-        self._maybe_complete()
+    def _fwd_stopped(self, info: ForwardInfo, fact: ForwardStopped) -> list[Action]:
+        info.state = ForwardState.STOPPING if fact.awaiting_bye else ForwardState.STOPPED
+        return [self._stopped_event(info, fact.stopped_by, fact.stats, fact.now)]
 
-    def _bye_unanswered(self, failure: Any) -> None:
-        self.log.warn(
-            "BYE to SRC unanswered session_id={session_id}: {reason}",
-            session_id=self.session_id,
-            reason=failure.getErrorMessage(),
-        )
+    def _fwd_closed(self, info: ForwardInfo, fact: ForwardClosed) -> list[Action]:
+        info.state = ForwardState.STOPPED
+        return []
 
-    def _maybe_complete(self) -> None:
-        if self.state is not CallState.TERMINATING:
-            return
-        if any(info.state in ("trying", "active", "stopping") for info in self.forwards.values()):
-            return
-        self.state = CallState.ENDED
-        self.ended = self._reactor.seconds()
-        if self.media is not None:
-            try:
-                self._final_stats = self.media.stats()
-                self.media.close()
-            except Exception:
-                self.log.failure("closing media failed")
-        self._emit(
-            events.session_completed(
-                self.session_id,
-                tenant=self.tenant.domain,
-                reason=self.end_reason or events.COMPLETED_ERROR,
-                duration=round(self.ended - (self.started or self.created), 3),
-                stats=self._final_stats,
-            )
-        )
-        self._journal("session_ended", self)
-        for cb in self.on_ended:
-            try:
-                cb(self)
-            except Exception:
-                self.log.failure("on_ended callback failed")
+    def _fwd_ignore(self, info: ForwardInfo, fact: ForwardInput) -> list[Action]:
+        return []
 
-    def _journal(self, hook: str, *args: Any) -> None:
-        # After the event it matches is emitted: a node killed in between
-        # sends that event again on restart (at-least-once), never none.
-        if self.journal is None:
-            return
-        try:
-            getattr(self.journal, hook)(*args)
-        except Exception:
-            self.log.failure("session journal failed session_id={session_id}", session_id=self.session_id)
 
-    def _emit(self, payload: dict[str, Any]) -> None:
-        try:
-            self.sink.emit(self.tenant.domain, self.session_id, payload)
-        except Exception:
-            self.log.failure("event sink failed session_id={session_id}", session_id=self.session_id)
+@dataclass(frozen=True, slots=True)
+class Row:
+    """
+    One transition: what the handler does, the usual next state, and the
+    reference it implements.
+    """
 
-    # -- views -----------------------------------------------------------------
+    handler: Any
+    next_state: enum.Enum | None
+    ref: str
 
-    def media_stats(self) -> dict[str, Any] | None:
-        """
-        The relay's counters (live, or final once ended).
-        """
-        if self._final_stats is not None:
-            return self._final_stats
-        if self.media is None:
-            return None
-        try:
-            return self.media.stats()
-        except Exception:
-            return None
+
+_N, _A, _T, _E = CallState.NEGOTIATING, CallState.ACTIVE, CallState.TERMINATING, CallState.ENDED
+_LIVE_CALL = (_N, _A)
+
+#: (CallState, input type) -> L{Row}.  Pairs not listed are absorbed (a
+#: late or repeated fact: ACK retransmitted, BYE after the end ...).
+CALL_TABLE: dict[tuple[CallState, type[Input]], Row] = {
+    (_N, InboundAnswered): Row(Call._answered, _N, "RFC 3261 s13.3.1.4: 200 OK sent, the SRC's ACK awaited"),
+    (_N, InboundAcked): Row(Call._acked, _A, "SPEC s2: SESSIONSTARTED, then the ordered forwards start (SPEC s4)"),
+    **{
+        (s, InboundEnded): Row(Call._inbound_ended, _T, "RFC 3261 s15.1.2 BYE / s9.2 CANCEL / s13.3.1.4 no ACK: forwards stop, SESSIONCOMPLETED (SPEC s2)")
+        for s in _LIVE_CALL
+    },
+    (_A, InboundUpdated): Row(Call._updated, _A, "RFC 7866 s7.1.1.1, SPEC s4: each answered forward re-INVITEs its SRS"),
+    **{
+        (s, MediaTimeout): Row(Call._media_timeout, _T, "SPEC s5 [rtp] media_timeout: BYE the SRC, reason mediaTimeout")
+        for s in _LIVE_CALL
+    },
+    **{
+        (s, SessionTimerExpired): Row(Call._session_timer, _T, "RFC 4028 s10: BYE before the session interval ends")
+        for s in _LIVE_CALL
+    },
+    **{(s, Shutdown): Row(Call._shutdown, _T, "SPEC s7 drain: BYE every dialog, reason shutdown") for s in _LIVE_CALL},
+    **{(s, ForwardOrdered): Row(Call._ordered, None, "SPEC s3, s12: ordered; starts once ACTIVE; 409 over a limit") for s in _LIVE_CALL},
+    **{(s, ForwardOrdered): Row(Call._refused_when_ending, None, "SPEC s6: 409, the session is ending or ended") for s in (_T, _E)},
+    **{(s, ForwardRejected): Row(Call._rejected, None, "SPEC s3, s12: SIPRECFORWARDFAILED once the session is active") for s in _LIVE_CALL},
+    **{(s, StopOrdered): Row(Call._stop_ordered, None, "SPEC s6 stopsiprecforward: CANCEL or BYE (SPEC s4)") for s in CallState},
+    (_T, MediaClosed): Row(Call._media_closed, _E, "SPEC s2: SESSIONCOMPLETED is the last event"),
+    (_T, DrainExpired): Row(Call._drain_expired, None, "SPEC s7: drain_timeout is up, unanswered BYEs count as answered"),
+}
+
+_P, _TR, _AC = ForwardState.PENDING, ForwardState.TRYING, ForwardState.ACTIVE
+_SG, _SD, _F = ForwardState.STOPPING, ForwardState.STOPPED, ForwardState.FAILED
+
+#: (ForwardState, input type) -> L{Row}; handlers take (call, forward, fact).
+#: After each, the session completes if it was waiting for this forward.
+FORWARD_TABLE: dict[tuple[ForwardState, type[ForwardInput]], Row] = {
+    (_TR, ForwardAnswered): Row(Call._fwd_answered, _AC, "SPEC s4: 200 and ACK, SIPRECFORWARDSTARTED"),
+    (_TR, ForwardFailed): Row(Call._failed, _F, "SPEC s4, RFC 3263 s4.3: every target failed, SIPRECFORWARDFAILED"),
+    (_AC, ForwardFailed): Row(Call._failed, _F, "SPEC s4: the answer was not usable"),
+    (_AC, ForwardBye): Row(Call._fwd_bye, _SD, "SPEC s4: the SRS's BYE ends this forward only, stoppedBy srsBye"),
+    (_AC, ForwardLost): Row(Call._fwd_lost, _SD, "RFC 4028 s10, SPEC s4 keepalive: the SRS is gone, stoppedBy error"),
+    (_TR, ForwardStopped): Row(Call._fwd_stopped, _SD, "RFC 3261 s9.1: CANCELled (or BYE to a late 200)"),
+    (_AC, ForwardStopped): Row(Call._fwd_stopped, _SG, "SPEC s2: BYE sent, SIPRECFORWARDSTOPPED before the SRS's 200"),
+    (_SG, ForwardClosed): Row(Call._fwd_closed, _SD, "SPEC s2: the SRS answered BYE (or it timed out)"),
+    (_SG, ForwardBye): Row(Call._fwd_ignore, _SG, "RFC 3261 s15: BYEs crossed; ours ends it"),
+    **{(s, ForwardClosed): Row(Call._fwd_ignore, None, "late answer to a BYE: nothing left to do") for s in (_SD, _F)},
+}

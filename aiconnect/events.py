@@ -4,7 +4,7 @@ The lifecycle events AI Connect reports to the application (SPEC section 2).
 
 Each event is a JSON object POSTed to C{{callback_url}/events}.  The builders
 here return that object as a plain C{dict}, ready for
-L{EventSink.emit} (in production the durable
+L{aiconnect.legs.EventSink.emit} (in production the durable
 L{aiconnect.webhooks.EventOutbox}); the reference for receivers, with an
 example of every event, is C{docs/events.md}.
 
@@ -35,7 +35,8 @@ import os
 import time
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from aiconnect.text import clean_json, json_problem
 
@@ -46,7 +47,12 @@ __all__ = [
     "SIPRECFORWARDFAILED",
     "SIPRECFORWARDSTARTED",
     "SIPRECFORWARDSTOPPED",
-    "EventSink",
+    "Event",
+    "SessionCompleted",
+    "SessionStarted",
+    "SiprecForwardFailed",
+    "SiprecForwardStarted",
+    "SiprecForwardStopped",
     "build_event",
     "format_timestamp",
     "new_id",
@@ -96,25 +102,6 @@ MAX_REFERENCE_BYTES = 4096
 
 # Crockford's base32, as in ULIDs: sortable, no I/L/O/U.
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-class EventSink(Protocol):
-    """
-    Where the session code puts events: L{aiconnect.webhooks.EventOutbox} in
-    production, a small recording fake in tests.
-    """
-
-    def emit(self, tenant: str, session_id: str, payload: Mapping[str, Any]) -> str | None:
-        """
-        Store an event for delivery and return at once; never raise.
-
-        @param tenant: The tenant's domain (selects C{callback_url}).
-        @param session_id: The session; events of one session are delivered
-            in emission order.
-        @param payload: The event object, from one of this module's builders.
-        @return: The C{eventId}, or L{None} if the event could not be taken
-            at all (logged and counted).
-        """
 
 
 def new_id(prefix: str = "evt_", now: float | None = None) -> str:
@@ -207,235 +194,253 @@ def build_event(
     return payload
 
 
-def session_started(
-    session_id: str,
-    *,
-    tenant: str,
-    call_id: str,
-    from_uri: str,
-    to_uri: str,
-    streams: Sequence[str] = (),
-    new_call_error: str | None = None,
-    now: float | None = None,
-    event_id: str | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """
+    The envelope every event shares: the session, the tenant and the moment
+    it happened (the C{now} of the L{aiconnect.call.Call} input that caused
+    it; nothing here reads a clock).  Subclasses add their fields and name.
+
+    @cvar NAME: the C{event} value, one of L{EVENT_NAMES}.
+    """
+
+    NAME: ClassVar[str] = ""
+
+    session_id: str
+    tenant: str
+    now: float
+
+    def fields(self) -> dict[str, Any]:
+        """
+        The event-specific keys of the JSON object.
+        """
+        raise NotImplementedError
+
+    def to_json(self, event_id: str | None = None) -> dict[str, Any]:
+        """
+        The JSON object posted to C{{callback_url}/events} (L{build_event}).
+
+        @param event_id: The id; a fresh L{new_id} when L{None}.
+        """
+        return build_event(self.NAME, self.session_id, self.tenant, self.fields(), now=self.now, event_id=event_id)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionStarted(Event):
     """
     C{SESSIONSTARTED}: the inbound session is answered and ACKed.
 
-    @param session_id: The session id.
-    @param tenant: The tenant's domain.
-    @param call_id: The inbound Call-ID.
-    @param from_uri: The inbound From URI.
-    @param to_uri: The inbound To URI.
-    @param streams: The labels of the answered streams, in SDP order.
-    @param new_call_error: Why the C{newCall} callback gave no usable answer
+    @ivar call_id: The inbound Call-ID.
+    @ivar from_uri: The inbound From URI.
+    @ivar to_uri: The inbound To URI.
+    @ivar streams: The labels of the answered streams, in SDP order.
+    @ivar new_call_error: Why the C{newCall} callback gave no usable answer
         (the call was answered anyway), or L{None} if it answered.
-    @param now: When (Unix seconds); now when L{None}.
-    @param event_id: The id; fresh when L{None}.
-    @return: The event object.
     """
-    return build_event(
-        SESSIONSTARTED,
-        session_id,
-        tenant,
-        {
-            "callId": call_id,
-            "from": from_uri,
-            "to": to_uri,
-            "streams": list(streams),
-            "newCallError": new_call_error,
-        },
-        now=now,
-        event_id=event_id,
-    )
+
+    NAME: ClassVar[str] = SESSIONSTARTED
+
+    call_id: str
+    from_uri: str
+    to_uri: str
+    streams: tuple[str, ...] = ()
+    new_call_error: str | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "callId": self.call_id,
+            "from": self.from_uri,
+            "to": self.to_uri,
+            "streams": list(self.streams),
+            "newCallError": self.new_call_error,
+        }
 
 
-def siprec_forward_started(
-    session_id: str,
-    *,
-    tenant: str,
-    forward_id: str,
-    uri: str,
-    target: str,
-    codec: str,
-    srtp: bool,
-    reference_id: Any = None,
-    now: float | None = None,
-    event_id: str | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiprecForwardStarted(Event):
     """
     C{SIPRECFORWARDSTARTED}: the SRS answered 200 and was ACKed.
 
-    @param session_id: The session id.
-    @param tenant: The tenant's domain.
-    @param forward_id: The forward's id (as answered by the API).
-    @param uri: The C{startSIPRecForward.uri} as given.
-    @param target: The target actually used, C{sip:host:port;transport=x}.
-    @param codec: C{PCMA} or C{PCMU}.
-    @param srtp: Whether media towards the SRS is SRTP.
-    @param reference_id: C{sipRecForwardReferenceId} as given (echoed
+    @ivar forward_id: The forward's id (as answered by the API).
+    @ivar uri: The C{startSIPRecForward.uri} as given.
+    @ivar target: The target actually used, C{sip:host:port;transport=x}.
+    @ivar codec: C{PCMA} or C{PCMU}.
+    @ivar srtp: Whether media towards the SRS is SRTP.
+    @ivar reference_id: C{sipRecForwardReferenceId} as given (echoed
         unchanged; L{None}, or one L{reportable_reference} refuses, becomes
         C{null}).
-    @param now: When (Unix seconds); now when L{None}.
-    @param event_id: The id; fresh when L{None}.
-    @return: The event object.
     """
-    return build_event(
-        SIPRECFORWARDSTARTED,
-        session_id,
-        tenant,
-        {
-            "forwardId": forward_id,
-            "uri": uri,
-            "target": target,
-            "codec": codec,
-            "srtp": bool(srtp),
-            "sipRecForwardReferenceId": reportable_reference(reference_id),
-        },
-        now=now,
-        event_id=event_id,
-    )
+
+    NAME: ClassVar[str] = SIPRECFORWARDSTARTED
+
+    forward_id: str
+    uri: str
+    target: str
+    codec: str
+    srtp: bool
+    reference_id: Any = None
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "forwardId": self.forward_id,
+            "uri": self.uri,
+            "target": self.target,
+            "codec": self.codec,
+            "srtp": bool(self.srtp),
+            "sipRecForwardReferenceId": reportable_reference(self.reference_id),
+        }
 
 
-def siprec_forward_failed(
-    session_id: str,
-    *,
-    tenant: str,
-    forward_id: str,
-    uri: str,
-    reason: str,
-    status: int | None = None,
-    target: str | None = None,
-    targets_tried: Sequence[str] = (),
-    reference_id: Any = None,
-    now: float | None = None,
-    event_id: str | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiprecForwardFailed(Event):
     """
     C{SIPRECFORWARDFAILED}: the forward could not be established.
 
-    @param session_id: The session id.
-    @param tenant: The tenant's domain.
-    @param forward_id: The forward's id.
-    @param uri: The C{startSIPRecForward.uri} as given.
-    @param reason: Human-readable cause: the SIP reason phrase, or the
+    @ivar forward_id: The forward's id.
+    @ivar uri: The C{startSIPRecForward.uri} as given.
+    @ivar reason: Human-readable cause: the SIP reason phrase, or the
         transport / DNS / TLS failure (C{"DNS: no SRV or A record"},
-        C{"TLS: certificate verify failed"}, C{"timeout"},
-        C{"not implemented"} ...).
-    @param status: The final SIP status of the last target, or L{None} if
+        C{"TLS: certificate verify failed"}, C{"timeout"}, C{"limit"} ...).
+    @ivar status: The final SIP status of the last target, or L{None} if
         no SIP response was received.
-    @param target: The last target tried, or L{None} if none was reached.
-    @param targets_tried: Every target tried, in order.
-    @param reference_id: C{sipRecForwardReferenceId}, echoed unchanged
+    @ivar target: The last target tried, or L{None} if none was reached.
+    @ivar targets_tried: Every target tried, in order.
+    @ivar reference_id: C{sipRecForwardReferenceId}, echoed unchanged
         (see L{reportable_reference}).
-    @param now: When (Unix seconds); now when L{None}.
-    @param event_id: The id; fresh when L{None}.
-    @return: The event object.
     """
-    return build_event(
-        SIPRECFORWARDFAILED,
-        session_id,
-        tenant,
-        {
-            "forwardId": forward_id,
-            "uri": uri,
-            "reason": reason,
-            "status": status,
-            "target": target,
-            "targetsTried": list(targets_tried),
-            "sipRecForwardReferenceId": reportable_reference(reference_id),
-        },
-        now=now,
-        event_id=event_id,
-    )
+
+    NAME: ClassVar[str] = SIPRECFORWARDFAILED
+
+    forward_id: str
+    uri: str
+    reason: str
+    status: int | None = None
+    target: str | None = None
+    targets_tried: tuple[str, ...] = ()
+    reference_id: Any = None
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "forwardId": self.forward_id,
+            "uri": self.uri,
+            "reason": self.reason,
+            "status": self.status,
+            "target": self.target,
+            "targetsTried": list(self.targets_tried),
+            "sipRecForwardReferenceId": reportable_reference(self.reference_id),
+        }
 
 
-def siprec_forward_stopped(
-    session_id: str,
-    *,
-    tenant: str,
-    forward_id: str,
-    uri: str,
-    target: str | None,
-    stopped_by: str,
-    reason: str | None = None,
-    stats: Mapping[str, Any] | None = None,
-    reference_id: Any = None,
-    now: float | None = None,
-    event_id: str | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiprecForwardStopped(Event):
     """
     C{SIPRECFORWARDSTOPPED}: an established forward ended.
 
-    @param session_id: The session id.
-    @param tenant: The tenant's domain.
-    @param forward_id: The forward's id.
-    @param uri: The C{startSIPRecForward.uri} as given.
-    @param target: The target that was used.
-    @param stopped_by: Who stopped it: C{STOPPED_BY_API},
+    @ivar forward_id: The forward's id.
+    @ivar uri: The C{startSIPRecForward.uri} as given.
+    @ivar target: The target that was used.
+    @ivar stopped_by: Who stopped it: C{STOPPED_BY_API},
         C{STOPPED_BY_INBOUND_BYE}, C{STOPPED_BY_SRS_BYE},
         C{STOPPED_BY_ERROR}, C{STOPPED_BY_SHUTDOWN} or C{STOPPED_BY_RESTART}
         (the node restarted and ended the sessions its previous run left).
-    @param reason: Details (the error for C{ERROR}), or L{None}.
-    @param stats: Counters of the forward (packets, bytes, duration ...).
-    @param reference_id: C{sipRecForwardReferenceId}, echoed unchanged
+    @ivar reason: Details (the error for C{ERROR}), or L{None}.
+    @ivar stats: Counters of the forward (packets, bytes, duration ...).
+    @ivar reference_id: C{sipRecForwardReferenceId}, echoed unchanged
         (see L{reportable_reference}).
-    @param now: When (Unix seconds); now when L{None}.
-    @param event_id: The id; fresh when L{None}.
-    @return: The event object.
     """
-    return build_event(
-        SIPRECFORWARDSTOPPED,
-        session_id,
-        tenant,
-        {
-            "forwardId": forward_id,
-            "uri": uri,
-            "target": target,
-            "stoppedBy": stopped_by,
-            "reason": reason,
-            "stats": dict(stats or {}),
-            "sipRecForwardReferenceId": reportable_reference(reference_id),
-        },
-        now=now,
-        event_id=event_id,
-    )
+
+    NAME: ClassVar[str] = SIPRECFORWARDSTOPPED
+
+    forward_id: str
+    uri: str
+    target: str | None
+    stopped_by: str
+    reason: str | None = None
+    stats: Mapping[str, Any] | None = None
+    reference_id: Any = None
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "forwardId": self.forward_id,
+            "uri": self.uri,
+            "target": self.target,
+            "stoppedBy": self.stopped_by,
+            "reason": self.reason,
+            "stats": dict(self.stats or {}),
+            "sipRecForwardReferenceId": reportable_reference(self.reference_id),
+        }
 
 
-def session_completed(
-    session_id: str,
-    *,
-    tenant: str,
-    reason: str,
-    duration: float,
-    stats: Mapping[str, Any] | None = None,
-    now: float | None = None,
-    event_id: str | None = None,
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionCompleted(Event):
     """
     C{SESSIONCOMPLETED}: the inbound session and all its forwards ended; the
     last event of a session.
 
-    @param session_id: The session id.
-    @param tenant: The tenant's domain.
-    @param reason: Why: C{COMPLETED_INBOUND_BYE}, C{COMPLETED_CANCEL},
+    @ivar reason: Why: C{COMPLETED_INBOUND_BYE}, C{COMPLETED_CANCEL},
         C{COMPLETED_MEDIA_TIMEOUT}, C{COMPLETED_SESSION_TIMER},
         C{COMPLETED_SHUTDOWN}, C{COMPLETED_RESTART} or C{COMPLETED_ERROR}.
-    @param duration: Seconds from the answer to the end.
-    @param stats: Counters of the session (packets per stream, drops ...).
-    @param now: When (Unix seconds); now when L{None}.
-    @param event_id: The id; fresh when L{None}.
-    @return: The event object.
+    @ivar duration: Seconds from the answer to the end.
+    @ivar stats: Counters of the session (packets per stream, drops ...).
     """
-    return build_event(
-        SESSIONCOMPLETED,
-        session_id,
-        tenant,
-        {
-            "reason": reason,
-            "duration": round(float(duration), 3),
-            "stats": dict(stats or {}),
-        },
-        now=now,
-        event_id=event_id,
-    )
+
+    NAME: ClassVar[str] = SESSIONCOMPLETED
+
+    reason: str
+    duration: float
+    stats: Mapping[str, Any] | None = None
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "reason": self.reason,
+            "duration": round(float(self.duration), 3),
+            "stats": dict(self.stats or {}),
+        }
+
+
+# -- builders: one event object as JSON, for tools and tests -----------------
+
+
+def _json(event_class: type[Event], session_id: str, now: float | None, event_id: str | None, **fields: Any) -> dict[str, Any]:
+    moment = time.time() if now is None else now
+    return event_class(session_id=session_id, now=moment, **fields).to_json(event_id)
+
+
+def session_started(session_id: str, *, now: float | None = None, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
+    """
+    L{SessionStarted} as JSON (keyword fields as there; C{now} defaults to
+    the current time: for tools and tests, the Call stamps its own).
+    """
+    if "streams" in fields:
+        fields["streams"] = tuple(fields["streams"])
+    return _json(SessionStarted, session_id, now, event_id, **fields)
+
+
+def siprec_forward_started(session_id: str, *, now: float | None = None, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
+    """
+    L{SiprecForwardStarted} as JSON (see L{session_started}).
+    """
+    return _json(SiprecForwardStarted, session_id, now, event_id, **fields)
+
+
+def siprec_forward_failed(session_id: str, *, now: float | None = None, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
+    """
+    L{SiprecForwardFailed} as JSON (see L{session_started}).
+    """
+    if "targets_tried" in fields:
+        fields["targets_tried"] = tuple(fields["targets_tried"])
+    return _json(SiprecForwardFailed, session_id, now, event_id, **fields)
+
+
+def siprec_forward_stopped(session_id: str, *, now: float | None = None, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
+    """
+    L{SiprecForwardStopped} as JSON (see L{session_started}).
+    """
+    return _json(SiprecForwardStopped, session_id, now, event_id, **fields)
+
+
+def session_completed(session_id: str, *, now: float | None = None, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
+    """
+    L{SessionCompleted} as JSON (see L{session_started}).
+    """
+    return _json(SessionCompleted, session_id, now, event_id, **fields)

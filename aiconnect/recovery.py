@@ -12,8 +12,8 @@ Pieces:
       (C{[events] database}) holding every confirmed dialog of every live
       session: the inbound dialog (leg C{""}) and one row per answered
       forward (leg = the forward id).
-    - L{DialogJournal}: the L{aiconnect.call.SessionJournal} of every
-      L{aiconnect.call.Call}: a row is written when a dialog is confirmed
+    - L{DialogJournal}: the L{aiconnect.legs.SessionJournal} of every
+      L{aiconnect.runner.CallRunner}: a row is written when a dialog is confirmed
       (inbound: on ACK; forward: on 2xx), rewritten when its CSeq or remote
       target changes, and deleted when the matching event is emitted
       (SIPRECFORWARDSTOPPED, SESSIONCOMPLETED). It never raises into the
@@ -224,7 +224,7 @@ def session_record(session: Any) -> dict[str, Any]:
 
 class DialogJournal:
     """
-    The L{aiconnect.call.SessionJournal} backed by a L{DialogStore}.
+    The L{aiconnect.legs.SessionJournal} backed by a L{DialogStore}.
 
     @ivar stats: counters: C{stored} (rows written on confirmation),
         C{updated} (rewritten on a CSeq or target change), C{removed}
@@ -235,8 +235,9 @@ class DialogJournal:
 
     def __init__(self, store: DialogStore) -> None:
         self.store = store
-        #: session id -> the legs stored for it.
-        self._live: dict[str, set[str]] = {}
+        #: session id -> leg (C{inbound} or a forward id) -> its dialog
+        #: (an C{InviteSession}), for the legs stored.
+        self._live: dict[str, dict[str, Any]] = {}
         self.stats: dict[str, int] = {"stored": 0, "updated": 0, "removed": 0, "errors": 0}
 
     def _write(self, what: str, fn: Callable[..., None], *args: Any) -> bool:
@@ -254,11 +255,11 @@ class DialogJournal:
         return True
 
     def _is_live(self, session_id: str, leg: str) -> bool:
-        return leg in self._live.get(session_id, ())
+        return leg in self._live.get(session_id, {})
 
-    def _track(self, call: Any, leg: str, session: Any, extra: dict[str, Any]) -> None:
-        session_id = call.session_id
-        tenant = call.tenant.domain
+    def _track(self, runner: Any, leg: str, session: Any, extra: dict[str, Any]) -> None:
+        session_id = runner.session_id
+        tenant = runner.tenant.domain
 
         def save(counter: str) -> None:
             if not self._is_live(session_id, leg):
@@ -267,66 +268,72 @@ class DialogJournal:
             if self._write("write", self.store.put, session_id, leg, tenant, record):
                 self.stats[counter] += 1
 
-        self._live.setdefault(session_id, set()).add(leg)
+        self._live.setdefault(session_id, {})[leg] = session
         save("stored")
         session.on_dialog_change = lambda _s: save("updated")
 
-    def _untrack(self, session_id: str, leg: str, session: Any) -> None:
+    def _untrack(self, session_id: str, leg: str) -> None:
         legs = self._live.get(session_id)
-        if legs is not None:
-            legs.discard(leg)
-            if not legs:
-                del self._live[session_id]
-        if session is not None and getattr(session, "on_dialog_change", None) is not None:
+        if legs is None:
+            return
+        session = legs.pop(leg, None)
+        if not legs:
+            del self._live[session_id]
+        if session is not None:
             session.on_dialog_change = None
 
-    def session_started(self, call: Any) -> None:
+    def session_started(self, runner: Any) -> None:
         """
         Store the inbound dialog (the SRC ACKed our 200).
         """
-        if call.inbound is None or getattr(call.inbound, "dialog", None) is None:
+        inbound = runner.inbound
+        if inbound is None or inbound.dialog is None:
             return
+        call = runner.call
         extra = {"started": call.started, "call_id": call.call_id}
-        self._track(call, INBOUND, call.inbound, extra)
+        self._track(runner, INBOUND, inbound, extra)
 
-    def forward_started(self, call: Any, info: Any) -> None:
+    def forward_started(self, runner: Any, forward_id: str) -> None:
         """
         Store an answered forward's dialog.
         """
-        session = getattr(info.leg, "session", None)
+        leg = runner.legs.get(forward_id)
+        session = None if leg is None else leg.dialog()
         if session is None:
             return
+        call = runner.call
+        info = call.forwards[forward_id]
         extra = {
             "started": call.started,
-            "forward_id": info.forward_id,
-            "uri": getattr(info.order, "uri", ""),
+            "forward_id": forward_id,
+            "uri": info.uri,
             "target": info.target,
-            "reference_id": getattr(info.order, "reference_id", None),
+            "reference_id": info.reference_id,
         }
-        self._track(call, info.forward_id, session, extra)
+        self._track(runner, forward_id, session, extra)
 
-    def forward_ended(self, call: Any, forward_id: str) -> None:
+    def forward_ended(self, runner: Any, forward_id: str) -> None:
         """
         Forget a forward's dialog (its SIPRECFORWARDSTOPPED is emitted).
         """
-        if not self._is_live(call.session_id, forward_id):
+        session_id = runner.session_id
+        if not self._is_live(session_id, forward_id):
             return
-        info = call.forwards.get(forward_id)
-        self._untrack(call.session_id, forward_id, getattr(getattr(info, "leg", None), "session", None))
-        if self._write("delete", self.store.delete, call.session_id, forward_id):
+        self._untrack(session_id, forward_id)
+        if self._write("delete", self.store.delete, session_id, forward_id):
             self.stats["removed"] += 1
 
-    def session_ended(self, call: Any) -> None:
+    def session_ended(self, runner: Any) -> None:
         """
         Forget every dialog of the session (its SESSIONCOMPLETED is emitted).
         """
-        legs = sorted(self._live.get(call.session_id, ()))
+        session_id = runner.session_id
+        legs = sorted(self._live.get(session_id, {}))
         if not legs:
             return
         for leg in legs:
-            session = call.inbound if leg == INBOUND else getattr(getattr(call.forwards.get(leg), "leg", None), "session", None)
-            self._untrack(call.session_id, leg, session)
-        if self._write("delete", self.store.delete, call.session_id, None):
+            self._untrack(session_id, leg)
+        if self._write("delete", self.store.delete, session_id, None):
             self.stats["removed"] += len(legs)
 
 

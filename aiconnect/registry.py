@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.test_api,tests.integration.test_hardening_admission -*-
 """
-The L{CallRegistry}: session id -> L{Call}, per tenant; ended calls are kept
+The L{CallRegistry}: session id -> L{CallRunner}, per tenant; ended calls are kept
 a while so the application can still read their final state.
 """
 
@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections import OrderedDict
 from typing import Any, Iterator
 
-from aiconnect.call import Call, CallState
+from aiconnect.call import CallState
+from aiconnect.runner import CallRunner
 
 #: Ended calls kept for GET /{domain}/sessions/{id}.
 KEEP_ENDED = 1000
@@ -21,24 +22,28 @@ class CallRegistry:
     """
 
     def __init__(self, keep_ended: int = KEEP_ENDED) -> None:
-        self._calls: dict[str, Call] = {}
+        self._calls: dict[str, CallRunner] = {}
         #: Lower-case tenant domain -> its live calls (SPEC s12 max_sessions).
         self._live: dict[str, int] = {}
-        self._ended: OrderedDict[str, Call] = OrderedDict()
+        self._ended: OrderedDict[str, CallRunner] = OrderedDict()
         self._keep = keep_ended
 
-    def add(self, call: Call) -> None:
+    def add(self, call: CallRunner) -> None:
         """
-        Register a new call; it moves to the ended list when it ends.
+        Register a new call; it moves to the ended list when it ends
+        (L{session_finished}).
         """
         if call.session_id in self._calls:
             return
         self._calls[call.session_id] = call
         tenant = call.tenant.domain.lower()
         self._live[tenant] = self._live.get(tenant, 0) + 1
-        call.on_ended.append(self._call_ended)
+        call.finishers.append(self)
 
-    def _call_ended(self, call: Call) -> None:
+    def session_finished(self, call: CallRunner) -> None:
+        """
+        A call ended: it moves to the ended list.
+        """
         if self._calls.pop(call.session_id, None) is None:
             return
         tenant = call.tenant.domain.lower()
@@ -51,7 +56,7 @@ class CallRegistry:
         while len(self._ended) > self._keep:
             self._ended.popitem(last=False)
 
-    def get(self, tenant_domain: str, session_id: str) -> Call:
+    def get(self, tenant_domain: str, session_id: str) -> CallRunner:
         """
         A call of a tenant (live or recently ended).
 
@@ -62,7 +67,7 @@ class CallRegistry:
             raise KeyError(session_id)
         return call
 
-    def active(self, tenant_domain: str | None = None) -> list[Call]:
+    def active(self, tenant_domain: str | None = None) -> list[CallRunner]:
         """
         The live calls (of one tenant when given).
         """
@@ -82,7 +87,7 @@ class CallRegistry:
         """
         return self._live.get(tenant_domain.lower(), 0)
 
-    def __iter__(self) -> Iterator[Call]:
+    def __iter__(self) -> Iterator[CallRunner]:
         return iter(list(self._calls.values()))
 
     def __len__(self) -> int:

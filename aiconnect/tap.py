@@ -231,14 +231,14 @@ class AiconnectService(service.MultiService):
     def stopService(self) -> Any:
         from twisted.internet import defer, task
 
-        from aiconnect import events
+        from aiconnect.call import DrainExpired, Shutdown
 
         self.running = 0
         self._restore_sighup()
         self.srs.draining = True
         self.sip.ua.reject_pending(503, "Shutting down", [("Retry-After", "30")])
-        for call in list(self.registry):
-            call.terminate(events.COMPLETED_SHUTDOWN, send_bye=True)
+        for runner in list(self.registry):
+            runner.feed(Shutdown(now=self._reactor.seconds()))
         for session in self.sip.ua.sessions:
             # Dialogs no call owns (anything left): BYE them now, while
             # their BYEs can still be retransmitted.
@@ -255,11 +255,10 @@ class AiconnectService(service.MultiService):
             deadline = self._reactor.seconds() + self.drain_timeout
             while (len(self.registry) or self._sip_busy()) and self._reactor.seconds() < deadline:
                 await task.deferLater(self._reactor, 0.05, lambda: None)
-            for call in list(self.registry):
-                # An SRS that did not answer our BYE in time.
-                for forward_id, info in list(call.forwards.items()):
-                    if info.state == "stopping":
-                        call.forward_closed(forward_id)
+            for runner in list(self.registry):
+                # SRSs that did not answer our BYE in time: the Call
+                # counts them as answered and completes.
+                runner.feed(DrainExpired(now=self._reactor.seconds()))
             for name in ("sip", "webhooks", "rtp", "api"):
                 child = self.namedServices.get(name)
                 if child is not None and child.running:

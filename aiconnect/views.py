@@ -50,10 +50,9 @@ def describe_forward(info: Any, stats: dict[str, Any] | None = None) -> dict[str
 
     @param stats: the forward leg's media counters, when it has a leg.
     """
-    state = info.state
     out: dict[str, Any] = {
         "forwardId": info.forward_id,
-        "state": state.value if hasattr(state, "value") else state,
+        "state": info.state.value,
         "target": info.target,
     }
     if info.order is not None:
@@ -86,17 +85,14 @@ def describe_participants(md: Any) -> list[dict[str, Any]]:
     return out
 
 
-def _forward_stats(info: Any) -> dict[str, Any] | None:
-    leg = info.leg
-    if leg is None:
-        return None
-    return leg.stats() if hasattr(leg, "stats") else None
-
-
-def describe_session(call: Any) -> dict[str, Any]:
+def describe_session(session: Any) -> dict[str, Any]:
     """
     JSON for C{GET /{domain}/sessions/{id}}.
+
+    @param session: the L{aiconnect.runner.CallRunner} (its C{call}, and
+        the live counters of its media and forward legs).
     """
+    call = session.call
     return {
         "sessionId": call.session_id,
         "tenant": call.tenant.domain,
@@ -112,15 +108,16 @@ def describe_session(call: Any) -> dict[str, Any]:
         "streams": [describe_stream(s) for s in call.streams],
         "participants": describe_participants(call.metadata),
         "metadataError": call.metadata_error,
-        "forwards": [describe_forward(f, _forward_stats(f)) for f in call.forwards.values()],
-        "media": call.media_stats(),
+        "forwards": [describe_forward(f, session.forward_stats(f.forward_id)) for f in call.forwards.values()],
+        "media": session.media_stats(),
     }
 
 
-def summarize_session(call: Any) -> dict[str, Any]:
+def summarize_session(session: Any) -> dict[str, Any]:
     """
     Short JSON for C{GET /{domain}/sessions}.
     """
+    call = session.call
     return {
         "sessionId": call.session_id,
         "callId": call.call_id,
@@ -136,6 +133,8 @@ def new_call_payload(call: Any) -> dict[str, Any]:
     The C{newCall} callback's body (SPEC s1).  SIP text was decoded where
     the Call was made; C{clean_json} is the last guard (metadata names and
     labels come from the wire too).
+
+    @param call: the L{aiconnect.call.Call}.
     """
     return clean_json(
         {

@@ -22,15 +22,18 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from aiconnect import events
+from aiconnect.call import ForwardAnswered, ForwardBye, ForwardClosed, ForwardFailed, ForwardLost, ForwardStopped, Input
 from aiconnect.media.ports import PortsExhausted, add_up_to
 from aiconnect.media.srtp import SrtpParams
-from aiconnect.sip import abnf, sdp as sdp_mod
+from aiconnect.sip import sdp as sdp_mod
 from aiconnect.sip.message import Request
 from aiconnect.sip.multipart import Part, build_multipart, new_boundary
 from aiconnect.sip.peer import Peer
+from aiconnect.sip.session_timer import SessionTimer, format_session_expires, parse_session_expires
 from aiconnect.sip.ua import InviteFailed, InviteSession
 from aiconnect.sip.uri import format_host, host_for_socket, is_ip_address
 from aiconnect.siprec import metadata as md_mod
+from aiconnect.siprec.body import split_body
 
 SRTP_SUITE = "AES_CM_128_HMAC_SHA1_80"
 #: Statuses after which the next target is tried (SPEC s4, RFC 3263 s4.3).
@@ -43,7 +46,8 @@ def _peer_text(peer: Peer) -> str:
 
 class Forwarder:
     """
-    Starts L{ForwardLeg}s for calls (installed as C{Call.forwarder}).
+    Makes the L{ForwardLeg}s of calls: the L{aiconnect.legs.LegFactory}
+    of every L{aiconnect.runner.CallRunner}.
     """
 
     log = Logger()
@@ -61,12 +65,13 @@ class Forwarder:
         self.config = config
         self.stats: dict[str, int] = {"started": 0, "answered": 0, "failed": 0, "failovers": 0, "auth_retries": 0}
 
-    def __call__(self, call: Any, info: Any) -> None:
+    def __call__(self, runner: Any, forward_id: str, order: Any) -> ForwardLeg:
+        """
+        A new leg for one forward of C{runner}'s session; the runner starts
+        it.
+        """
         self.stats["started"] += 1
-        leg = ForwardLeg(self, call, info)
-        info.leg = leg
-        call.on_inbound_update.append(leg.inbound_updated)
-        leg.start()
+        return ForwardLeg(self, runner, forward_id, order)
 
 
 class ForwardLeg:
@@ -76,12 +81,17 @@ class ForwardLeg:
 
     log = Logger()
 
-    def __init__(self, forwarder: Forwarder, call: Any, info: Any) -> None:
+    def __init__(self, forwarder: Forwarder, runner: Any, forward_id: str, order: Any) -> None:
+        """
+        @param runner: the L{aiconnect.runner.CallRunner} this leg reports
+            its facts to; its C{call} is read (streams, metadata, ids) and
+            its C{media} gives this leg its ports.
+        """
         self.fw = forwarder
-        self.call = call
-        self.info = info
-        self.order = info.order
-        self.forward_id = info.forward_id
+        self.runner = runner
+        self.call = runner.call
+        self.order = order
+        self.forward_id = forward_id
         self.media: Any = None
         self.session: InviteSession | None = None
         self.invite: Any = None
@@ -101,6 +111,7 @@ class ForwardLeg:
         self.final_stats: dict[str, Any] | None = None
         self._auth_tried = False
         self._timers: dict[str, Any] = {}
+        self._session_timer: SessionTimer | None = None
 
     # -- set-up ------------------------------------------------------------------
 
@@ -118,7 +129,7 @@ class ForwardLeg:
             self._fail("no inbound stream to forward")
             return
         try:
-            self.media = self.call.media.add_forward(self.forward_id, len(accepted))
+            self.media = self.runner.media.add_forward(self.forward_id, len(accepted))
         except PortsExhausted:
             self._fail("no RTP ports left")
             return
@@ -270,7 +281,7 @@ class ForwardLeg:
         headers = [("Require", "siprec"), ("Accept", "application/sdp, application/rs-metadata+xml")]
         if self.order.trunk.session_expires:
             # RFC 4028 s7.1: we ask for a session timer and refresh it.
-            headers.append(("Session-Expires", "%d;refresher=uac" % (self.order.trunk.session_expires,)))
+            headers.append(("Session-Expires", format_session_expires(self.order.trunk.session_expires, "uac")))
         headers.extend(self.order.x_headers)
         if auth is not None:
             headers.append(auth)
@@ -363,7 +374,7 @@ class ForwardLeg:
             self._fail("answer not usable: %s" % (e,))
             return
         assert self.peer is not None
-        self.call.forward_started(self.forward_id, _peer_text(self.peer), self.order.codec, self.order.srtp)
+        self._report(ForwardAnswered, target=_peer_text(self.peer), codec=self.order.codec, srtp=self.order.srtp)
         self._start_timers(session)
 
     # -- keep-alive and session timer (SPEC s4, RFC 4028) -------------------------
@@ -374,16 +385,16 @@ class ForwardLeg:
             self._arm("keepalive", trunk.keepalive, self._keepalive)
         response = session.answer_response
         value = response.headers.get("Session-Expires") if response is not None else None
-        if value:
-            parts = [p.strip() for p in value.split(";")]
-            refresher = "uac"
-            for p in parts[1:]:
-                k, _, v = p.partition("=")
-                if k.strip().lower() == "refresher":
-                    refresher = v.strip().lower()
-            if abnf.is_digits(parts[0], 10) and refresher == "uac":
-                self._session_interval = int(parts[0])
-                self._arm("refresh", self._session_interval / 2.0, self._refresh)
+        if not value:
+            return
+        try:
+            agreed = parse_session_expires(value)
+        except Exception:
+            return  # a malformed answer: no session timer, as before
+        if agreed.refresher in (None, "uac"):
+            # RFC 4028 s7.2: we (the UAC) refresh at half the interval.
+            self._session_timer = SessionTimer(agreed.interval, we_refresh=True)
+            self._arm("refresh", self._session_timer.delay, self._refresh)
 
     def _arm(self, name: str, delay: float, fn: Any) -> None:
         old = self._timers.pop(name, None)
@@ -417,8 +428,11 @@ class ForwardLeg:
         self._in_dialog_probe("keepalive", "OPTIONS", [], self.order.trunk.keepalive)
 
     def _refresh(self) -> None:
-        interval = getattr(self, "_session_interval", self.order.trunk.session_expires)
-        self._in_dialog_probe("refresh", "UPDATE", [("Session-Expires", "%d;refresher=uac" % interval)], interval / 2.0)
+        timer = self._session_timer
+        assert timer is not None
+        self._in_dialog_probe(
+            "refresh", "UPDATE", [("Session-Expires", format_session_expires(timer.interval, "uac"))], timer.delay
+        )
 
     def _lost(self, reason: str) -> None:
         """
@@ -433,7 +447,7 @@ class ForwardLeg:
         stats = self._release_media()
         if self.session is not None and not self.session.terminated:
             self.session.bye()
-        self.call.forward_stopped(self.forward_id, events.STOPPED_BY_ERROR, stats)
+        self._report(ForwardLost, stats=stats)
 
     def _connect_media(self, session: InviteSession) -> None:
         response_body = _sdp_of(session.answer_response) if session.answer_response is not None else None
@@ -485,7 +499,7 @@ class ForwardLeg:
         self._stop_timers()
         if self.final_stats is None and self.media is not None:
             try:
-                self.final_stats = self.call.media.remove_forward(self.forward_id)
+                self.final_stats = self.runner.media.remove_forward(self.forward_id)
             except Exception:
                 self.final_stats = None
         return self.final_stats
@@ -495,15 +509,15 @@ class ForwardLeg:
         stats = self._release_media()
         self.done = True
         d = self.session.bye(headers=())
-        self.call.forward_stopped(self.forward_id, stopped_by, stats, awaiting_bye=True)
-        d.addBoth(lambda _: self.call.forward_closed(self.forward_id))
+        self._report(ForwardStopped, stopped_by=stopped_by, stats=stats, awaiting_bye=True)
+        d.addBoth(lambda _: self._report(ForwardClosed))
 
     def _stopped_before_answer(self) -> None:
         if self.done:
             return
         self.done = True
         self._release_media()
-        self.call.forward_stopped(self.forward_id, self.stopping or events.STOPPED_BY_API, self.final_stats)
+        self._report(ForwardStopped, stopped_by=self.stopping or events.STOPPED_BY_API, stats=self.final_stats)
 
     def _fail(self, reason: str, status: int | None = None) -> None:
         if self.done:
@@ -517,13 +531,34 @@ class ForwardLeg:
             session_id=self.call.session_id,
             reason=reason,
         )
-        self.call.forward_failed(
-            self.forward_id,
-            reason,
+        self._report(
+            ForwardFailed,
+            reason=reason,
             status=status,
             target=self.tried[-1] if self.tried else None,
-            targets_tried=list(self.tried),
+            targets_tried=tuple(self.tried),
         )
+
+    def _report(self, fact: type[Input], **fields: Any) -> None:
+        """
+        Tell the runner a fact about this forward (the Call decides).
+        """
+        self.runner.feed(fact(now=self.fw.reactor.seconds(), forward_id=self.forward_id, **fields))
+
+    def stats(self) -> dict[str, Any] | None:
+        """
+        This forward's media counters: live while its ports are bound, the
+        final ones after.
+        """
+        if self.final_stats is not None or self.media is None:
+            return self.final_stats
+        return self.media.stats()
+
+    def dialog(self) -> InviteSession | None:
+        """
+        The dialog with the SRS, once answered.
+        """
+        return self.session
 
     def _bug(self, failure: Failure) -> None:
         self.log.failure("forward leg bug forward_id={forward_id}", failure, forward_id=self.forward_id)
@@ -560,8 +595,7 @@ class ForwardLeg:
             return
         self.done = True
         stats = self._release_media()
-        stopped_by = events.STOPPED_BY_SRS_BYE if reason == "bye" else events.STOPPED_BY_ERROR
-        self.call.forward_stopped(self.forward_id, stopped_by, stats)
+        self._report(ForwardBye, reason=reason, stats=stats)
 
     # -- inbound changes ------------------------------------------------------------
 
@@ -614,6 +648,4 @@ def _sdp_of(response: Any) -> bytes | None:
     """
     The SDP in a response body (bare or in multipart/mixed).
     """
-    from aiconnect.siprec.srs import split_body
-
     return split_body(response).sdp

@@ -23,24 +23,35 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from aiconnect import events
-from aiconnect.call import Call, OrderRefused, StreamInfo
+from aiconnect.call import (
+    Call,
+    CallLimits,
+    CallState,
+    InboundAcked,
+    InboundAnswered,
+    InboundEnded,
+    InboundUpdated,
+    MediaTimeout,
+    OrderRefused,
+    SessionTimerExpired,
+    StreamInfo,
+)
 from aiconnect.views import new_call_payload
 from aiconnect.errors import RemoteSipError
 from aiconnect.media.ports import FileDescriptorsExhausted, PortsExhausted, add_up_to
 from aiconnect.media.srtp import SrtpParams
 from aiconnect.ratelimit import Admission, InviteRateLimiter, Unconfirmed, UnconfirmedTable
 from aiconnect.text import decode_wire
-from aiconnect.sip import abnf, sdp as sdp_mod
+from aiconnect.runner import CallRunner
+from aiconnect.sip import sdp as sdp_mod
+from aiconnect.sip.session_timer import MIN_SE, SessionTimer, format_session_expires, negotiate_uas
 from aiconnect.sip.message import Request, make_response
-from aiconnect.sip.multipart import MultipartError, parse_multipart
 from aiconnect.sip.uri import SipUri, host_for_socket, is_ip_address
 from aiconnect.sip.ua import InviteSession, ServerInvite
 from aiconnect.siprec import metadata as md_mod
+from aiconnect.siprec.body import split_body
 from aiconnect.siprec.orders import OrderError, forward_orders_from_answer, parse_forward_order
 
-#: RFC 4028 s5: our minimum session interval.
-MIN_SE = 90
 #: Codecs we record.
 CODECS = ("PCMU", "PCMA")
 #: Retry-After (s) of the 503 to an INVITE over the source's rate (SPEC s12).
@@ -55,51 +66,6 @@ def service_unavailable(reason: str, retry_after: int) -> RemoteSipError:
     again later, or its next recorder now.
     """
     return RemoteSipError(reason, 503, headers=[("Retry-After", str(retry_after))])
-
-
-class InboundBody:
-    """
-    The parts of an INVITE/UPDATE body that matter to an SRS.
-
-    @ivar sdp: the C{application/sdp} part, or C{None}.
-    @ivar metadata: the recording metadata part, or C{None}.
-    """
-
-    def __init__(self, sdp: bytes | None, metadata: bytes | None) -> None:
-        self.sdp = sdp
-        self.metadata = metadata
-
-
-def split_body(request: Request) -> InboundBody:
-    """
-    Find the SDP and the metadata in a request body (RFC 7866 s9: a
-    C{multipart/mixed} body, or a lone SDP or metadata part).
-
-    @raise RemoteSipError: 400 for a multipart body that cannot be split.
-    """
-    ctype = request.content_type
-    if not request.body or ctype is None:
-        return InboundBody(None, None)
-    if ctype == "application/sdp":
-        return InboundBody(request.body, None)
-    if md_mod.is_metadata_content_type(ctype):
-        return InboundBody(None, request.body)
-    if ctype != "multipart/mixed":
-        return InboundBody(None, None)
-    boundary = request.content_type_param("boundary")
-    if not boundary:
-        raise RemoteSipError("multipart body without boundary", 400)
-    try:
-        parts = parse_multipart(request.body, boundary)
-    except MultipartError as e:
-        raise RemoteSipError(e.reason, 400)
-    sdp = meta = None
-    for part in parts:
-        if part.content_type == "application/sdp" and sdp is None:
-            sdp = part.body
-        elif (md_mod.is_metadata_content_type(part.content_type) or part.disposition == "recording-session") and meta is None:
-            meta = part.body
-    return InboundBody(sdp, meta)
 
 
 def _payload_map(media: sdp_mod.MediaDescription) -> dict[int, str]:
@@ -139,9 +105,16 @@ class InboundSession:
 
     log = Logger()
 
-    def __init__(self, srs: SrsService, call: Call, offer: sdp_mod.SessionDescription) -> None:
+    def __init__(self, srs: SrsService, call: Call, media: Any, offer: sdp_mod.SessionDescription) -> None:
+        """
+        @param call: the session's L{Call}; the L{CallRunner} is bound by
+            L{bind} once the session is admitted.
+        @param media: the relay's L{MediaSession} of the call.
+        """
         self.srs = srs
         self.call = call
+        self.media = media
+        self.runner: CallRunner | None = None
         self.offer = offer
         self.answer: sdp_mod.SessionDescription | None = None
         self.origin = sdp_mod.Origin.new(srs.sdp_address)
@@ -149,14 +122,34 @@ class InboundSession:
         self.ports: list[int] = []
         self.crypto: list[sdp_mod.Crypto | None] = []
         self.session: InviteSession | None = None
-        self.interval: int | None = None
-        self.refresher: str | None = None
+        self.timer: SessionTimer | None = None
         self.timer_headers: list[tuple[str, str]] = []
         #: Counts this session as its source's unconfirmed one until ACK.
         self.unconfirmed: Unconfirmed | None = None
         self._timer: Any = None
         self._media_paused = False
         self._media_timeout = 0.0
+
+    def bind(self, runner: CallRunner) -> None:
+        """
+        The session was admitted: facts go to C{runner} from now on, and
+        this session lets go of its timers and its unconfirmed slot when
+        the runner says the session ended.
+        """
+        self.runner = runner
+        runner.finishers.append(self)
+
+    def session_finished(self, runner: CallRunner) -> None:
+        """
+        The session ended: stop the timers, free the unconfirmed slot.
+        """
+        self.stop()
+        if self.unconfirmed is not None:
+            self.unconfirmed.confirm()
+
+    def _feed(self, fact: Any) -> None:
+        if self.runner is not None:
+            self.runner.feed(fact)
 
     # -- media -------------------------------------------------------------
 
@@ -176,7 +169,7 @@ class InboundSession:
         timed out alone (silent for C{[rtp] media_timeout}, its ports
         released) gets fresh ports when an offer names it again.
         """
-        relay_session = self.call.media
+        relay_session = self.media
         n_alloc = len(relay_session.streams) if relay_session is not None else 0
         ports: list[int] = []
         crypto: list[sdp_mod.Crypto | None] = []
@@ -287,7 +280,7 @@ class InboundSession:
 
         @return: C{False} when that failed (the m-line gets port 0).
         """
-        media = self.call.media
+        media = self.media
         if not media.streams[relay_index].ended:
             return True
         try:
@@ -322,7 +315,7 @@ class InboundSession:
 
         @return: how many were added.
         """
-        added = add_up_to(self.call.media.add_streams, n)
+        added = add_up_to(self.media.add_streams, n)
         if added == n:
             return n
         self.log.warn(
@@ -343,7 +336,7 @@ class InboundSession:
         recording with BYE ("mediaTimeout"), and on resuming after a long
         hold the silence of the hold counted at the next relay tick.
         """
-        media = self.call.media
+        media = self.media
         if media is None or paused == self._media_paused:
             return
         self._media_paused = paused
@@ -396,38 +389,23 @@ class InboundSession:
 
     def negotiate_timer(self, request: Request) -> list[tuple[str, str]]:
         """
-        Headers of our 2xx for the session timer the SRC asked for.
+        Headers of our 2xx for the session timer the SRC asked for (RFC
+        4028 s9, L{negotiate_uas}); (re-)arms ours.
 
-        @raise RemoteSipError: 422 when the interval is below our Min-SE.
+        @raise RemoteSipError: 400 for a bad C{Session-Expires}, 422 when
+            the interval is below our Min-SE.
         """
-        value = request.headers.get("Session-Expires")
-        if value is None:
-            self.interval = None
+        uac_supports = "timer" in request.headers.tokens("Supported") or "timer" in request.headers.tokens("Require")
+        agreed = negotiate_uas(request.headers.get("Session-Expires"), uac_supports)
+        if agreed is None:
+            self.timer = None
             self._cancel_timer()
             return []
-        parts = [p.strip() for p in value.split(";")]
-        if not abnf.is_digits(parts[0], 10):
-            raise RemoteSipError("Bad Session-Expires", 400)
-        interval = int(parts[0])
-        if interval < MIN_SE:
-            raise RemoteSipError("Session Interval Too Small", 422, headers=[("Min-SE", str(MIN_SE))])
-        refresher = None
-        for p in parts[1:]:
-            k, _, v = p.partition("=")
-            if k.strip().lower() == "refresher":
-                refresher = v.strip().lower()
-        uac_supports = "timer" in request.headers.tokens("Supported") or "timer" in request.headers.tokens("Require")
-        if refresher not in ("uac", "uas"):
-            refresher = "uac" if uac_supports else "uas"
-        if refresher == "uac" and not uac_supports:
-            refresher = "uas"
-        self.interval = interval
-        self.refresher = refresher
+        # RFC 4028 s10: as refresher (uas) we refresh at half the interval
+        # with UPDATE; else we BYE before the interval ends.
+        self.timer = SessionTimer(agreed.interval, we_refresh=agreed.refresher == "uas")
         self._arm_timer()
-        headers = [("Session-Expires", "%d;refresher=%s" % (interval, refresher))]
-        if uac_supports:
-            headers.append(("Require", "timer"))
-        return headers
+        return list(agreed.headers)
 
     def _cancel_timer(self) -> None:
         if self._timer is not None and self._timer.active():
@@ -436,36 +414,34 @@ class InboundSession:
 
     def _arm_timer(self) -> None:
         self._cancel_timer()
-        if self.interval is None:
+        if self.timer is None:
             return
-        reactor = self.srs.reactor
-        if self.refresher == "uas":
-            # We refresh at half the interval (RFC 4028 s10) with UPDATE.
-            self._timer = reactor.callLater(self.interval / 2.0, self._refresh)
-        else:
-            # RFC 4028 s10: without a refresh, BYE before the interval ends.
-            grace = min(32.0, self.interval / 3.0)
-            self._timer = reactor.callLater(self.interval - grace, self._expired)
+        self._timer = self.srs.reactor.callLater(self.timer.delay, self._timer_fired)
 
-    def _refresh(self) -> None:
+    def _timer_fired(self) -> None:
         self._timer = None
+        timer = self.timer
+        if timer is None:
+            return
+        if not timer.we_refresh:
+            self.log.warn("session timer expired session_id={session_id}", session_id=self.call.session_id)
+            self._feed(SessionTimerExpired(now=self.srs.reactor.seconds()))
+            return
         session = self.session
         if session is None or session.terminated:
             return
-        d = session.request("UPDATE", headers=[("Session-Expires", "%d;refresher=uas" % (self.interval or MIN_SE,)), ("Supported", "timer")])
+        d = session.request(
+            "UPDATE",
+            headers=[("Session-Expires", format_session_expires(timer.interval, "uas")), ("Supported", "timer")],
+        )
 
         def done(response: Any) -> None:
             if 200 <= response.status < 300:
                 self._arm_timer()
             else:
-                self.call.terminate(events.COMPLETED_SESSION_TIMER, send_bye=True)
+                self._feed(SessionTimerExpired(now=self.srs.reactor.seconds()))
 
-        d.addCallbacks(done, lambda f: self.call.terminate(events.COMPLETED_SESSION_TIMER, send_bye=True))
-
-    def _expired(self) -> None:
-        self._timer = None
-        self.log.warn("session timer expired session_id={session_id}", session_id=self.call.session_id)
-        self.call.terminate(events.COMPLETED_SESSION_TIMER, send_bye=True)
+        d.addCallbacks(done, lambda f: self._feed(SessionTimerExpired(now=self.srs.reactor.seconds())))
 
     def stop(self) -> None:
         """
@@ -505,7 +481,13 @@ class InboundSession:
             headers.append(("Content-Type", "application/sdp"))
         tx.respond(make_response(request, 200, headers=headers + [("Supported", "siprec, timer")], body=answer_body))
         if body.sdp is not None or body.metadata is not None:
-            self.call.inbound_updated(body.sdp is not None, body.metadata is not None)
+            self._feed(
+                InboundUpdated(
+                    now=self.srs.reactor.seconds(),
+                    media_changed=body.sdp is not None,
+                    metadata_changed=body.metadata is not None,
+                )
+            )
         self.log.info(
             "session updated session_id={session_id} method={method} media={media} metadata={metadata}",
             session_id=self.call.session_id,
@@ -520,7 +502,7 @@ class InboundSession:
         The inbound dialog ended.
         """
         self.stop()
-        self.call.inbound_ended(reason)
+        self._feed(InboundEnded(now=self.srs.reactor.seconds(), reason=reason))
 
 
 def assign_relay_streams(
@@ -732,48 +714,51 @@ class SrsService:
         n_accept = sum(1 for m in offer.media if sdp_mod.rejection_reason(m, CODECS) is None)
         if n_accept == 0:
             raise RemoteSipError("Not Acceptable Here (no acceptable audio stream)", 488)
+        limits = self.config.limits
         call = Call(
-            self.reactor,
             tenant,
-            self.sink,
             request.call_id,
             decode_wire(request.headers.get("From") or ""),
             decode_wire(request.headers.get("To") or ""),
             invite.source.host,
-            limits=self.config.limits,
+            now=self.reactor.seconds(),
+            limits=CallLimits(limits.max_forwards_per_call, limits.max_outputs_per_call),
             counters=self.stats,
         )
         call.x_headers = [(n, decode_wire(v)) for n, v in request.headers if n.lower().startswith("x-")]
-        call.forwarder = self.forwarder
-        call.journal = self.journal
+        runner = CallRunner(call, self.reactor, self.sink, leg_factory=self.forwarder, journal=self.journal)
         try:
-            n_alloc = min(n_accept, self.config.limits.max_streams_per_call)
-            call.media = self.relay.allocate_session(n_alloc, on_timeout=lambda _s: call.media_timeout())
+            n_alloc = min(n_accept, limits.max_streams_per_call)
+            media = self.relay.allocate_session(
+                n_alloc, on_timeout=lambda _s: runner.feed(MediaTimeout(now=self.reactor.seconds()))
+            )
         except PortsExhausted as exc:
             raise no_media_error(exc) from None
-        inbound = InboundSession(self, call, offer)
+        runner.media = media
+        inbound = InboundSession(self, call, media, offer)
         try:
             inbound.apply_metadata(body.metadata, initial=True)
             inbound.apply_offer(offer, initial=True)
             inbound.timer_headers = inbound.negotiate_timer(request)
         except Exception:
             inbound.stop()
-            call.media.close()
+            media.close()
             raise
-        self.registry.add(call)
-        call.on_ended.append(lambda c: inbound.stop())
+        self.registry.add(runner)
         inbound.unconfirmed = self.unconfirmed.open(invite.source.host)
-        call.on_ended.append(inbound.unconfirmed.confirm)
+        inbound.bind(runner)
         return inbound
 
     def _ask_application(self, invite: ServerInvite, inbound: InboundSession) -> None:
         call = inbound.call
+        runner = inbound.runner
+        assert runner is not None
         d = self.new_call.post_new_call(call.tenant, new_call_payload(call), call.tenant.callback_timeout)
 
         def on_cancel() -> None:
             self.stats["cancelled"] += 1
             d.cancel()
-            call.terminate(events.COMPLETED_CANCEL, send_bye=False)
+            runner.feed(InboundEnded(now=self.reactor.seconds(), reason="cancel"))
 
         invite.on_cancel = on_cancel
 
@@ -789,25 +774,32 @@ class SrsService:
                     error=result.error,
                 )
             else:
-                self._take_orders(call, result.answer)
+                self._take_orders(runner, result.answer)
             self._answer(invite, inbound)
 
         d.addCallback(answered)
         d.addErrback(lambda f: self.log.failure("newCall handling failed", f))
 
-    def _take_orders(self, call: Call, answer: dict[str, Any]) -> None:
+    def _take_orders(self, runner: CallRunner, answer: dict[str, Any]) -> None:
+        call = runner.call
         for field, raw in forward_orders_from_answer(answer.get("startSIPRecForward")):
             try:
                 order = parse_forward_order(raw, call.tenant, prefix=field)
             except OrderError as e:
-                call.order_invalid(str(e), raw)
+                # Never reaches the wire: SIPRECFORWARDFAILED once started.
+                runner.reject_order("invalid order: " + str(e), raw=raw)
                 continue
             try:
-                call.order_forward(order)
+                runner.order_forward(order)
             except OrderRefused as refusal:
                 # Beyond max_forwards_per_call / max_outputs_per_call:
                 # SIPRECFORWARDFAILED reason "limit", no forward (SPEC s12).
-                call.order_refused(order, refusal)
+                self.log.warn(
+                    "forward refused session_id={session_id}: {message}",
+                    session_id=call.session_id,
+                    message=refusal.message,
+                )
+                runner.reject_order(refusal.reason, order=order)
         for key in ("startStream", "startRecording"):
             if answer.get(key) is not None:
                 self.log.warn(
@@ -818,7 +810,9 @@ class SrsService:
 
     def _answer(self, invite: ServerInvite, inbound: InboundSession) -> None:
         call = inbound.call
-        if call.state.value != "negotiating":
+        runner = inbound.runner
+        assert runner is not None
+        if call.state is not CallState.NEGOTIATING:
             return
         assert inbound.answer is not None
         try:
@@ -830,13 +824,14 @@ class SrsService:
             )
         except RemoteSipError as e:
             invite.reject(e.status_hint, e.reason)
-            call.terminate(events.COMPLETED_ERROR, send_bye=False)
+            runner.feed(InboundEnded(now=self.reactor.seconds(), reason="local"))
             return
         self.stats["answered"] += 1
         inbound.session = session
         session.handler = inbound
-        call.answered(session)
-        session.ack_deferred.addCallback(lambda _ack: call.acked())
+        runner.inbound = session
+        runner.feed(InboundAnswered(now=self.reactor.seconds()))
+        session.ack_deferred.addCallback(lambda _ack: runner.feed(InboundAcked(now=self.reactor.seconds())))
         if inbound.unconfirmed is not None:
             session.ack_deferred.addCallback(inbound.unconfirmed.confirm)
         self.log.info(

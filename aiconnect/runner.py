@@ -1,0 +1,331 @@
+# -*- test-case-name: tests.test_runner,tests.test_call,tests.integration.test_inbound -*-
+"""
+The L{CallRunner}: the thin adapter around one L{aiconnect.call.Call}.
+
+Facts from the SIP and media layers come in through L{CallRunner.feed}
+(stamped with the injected clock's C{now}); the Call decides and returns
+actions; the runner carries each out on its collaborators (the seams of
+L{aiconnect.legs}): the inbound dialog, the forward legs, the relay
+session, the event sink and the journal.  It decides nothing itself.
+
+A leg may report a fact while an action is being carried out (a forward
+whose DNS lookup fails at once, a stop that needs no BYE): the runner feeds
+it at once, depth-first, as the Call already changed state for the action
+before returning it.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from twisted.logger import Logger
+
+from aiconnect import events
+from aiconnect.call import (
+    LIVE_FORWARD_STATES,
+    Action,
+    ByeInbound,
+    Call,
+    CallState,
+    CloseMedia,
+    Emit,
+    Finished,
+    ForwardFailed,
+    ForwardOrdered,
+    ForwardRejected,
+    ForwardStopped,
+    Input,
+    MediaClosed,
+    StartForward,
+    StopForward,
+    StopOrdered,
+    UpdateForward,
+)
+from aiconnect.legs import EventSink, ForwardLeg, InboundLeg, LegFactory, MediaSession, SessionJournal
+
+__all__ = ["CallRunner"]
+
+
+class Clock(Protocol):
+    """
+    What the runner needs of the reactor: the time (C{IReactorTime.seconds}).
+    """
+
+    def seconds(self) -> float:
+        """
+        Now, in Unix seconds.
+        """
+
+
+class Finisher(Protocol):
+    """
+    Something that holds a session until it ends: the registry, the SRS's
+    inbound session (its timers, its unconfirmed slot).
+    """
+
+    def session_finished(self, runner: CallRunner) -> None:
+        """
+        The session ended (SESSIONCOMPLETED emitted): let go of it.
+        """
+
+
+class CallRunner:
+    """
+    One recording session at run time: the L{Call} and its collaborators.
+
+    @ivar call: the L{Call} (its state is read by the API views).
+    @ivar inbound: the SRC's dialog, once answered.
+    @ivar media: the relay session, or L{None}.
+    @ivar legs: forward id -> L{ForwardLeg}.
+    @ivar finishers: told once, in order, when the session ended.
+    """
+
+    log = Logger()
+
+    def __init__(
+        self,
+        call: Call,
+        clock: Clock,
+        sink: EventSink,
+        media: MediaSession | None = None,
+        leg_factory: LegFactory | None = None,
+        journal: SessionJournal | None = None,
+    ) -> None:
+        self.call = call
+        self.clock = clock
+        self.sink = sink
+        self.media = media
+        self.leg_factory = leg_factory
+        self.journal = journal
+        self.inbound: InboundLeg | None = None
+        self.legs: dict[str, ForwardLeg] = {}
+        self.finishers: list[Finisher] = []
+
+    # -- what the registry and the API read -------------------------------------
+
+    @property
+    def session_id(self) -> str:
+        """
+        The session id.
+        """
+        return self.call.session_id
+
+    @property
+    def tenant(self) -> Any:
+        """
+        The tenant's configuration.
+        """
+        return self.call.tenant
+
+    @property
+    def state(self) -> CallState:
+        """
+        The Call's state.
+        """
+        return self.call.state
+
+    def media_stats(self) -> dict[str, Any] | None:
+        """
+        The relay's counters: live, or the final ones once closed.
+        """
+        if self.call.final_stats is not None:
+            return self.call.final_stats
+        if self.media is None or self.call.media_closing:
+            return None
+        try:
+            return self.media.stats()
+        except Exception:
+            return None
+
+    def forward_stats(self, forward_id: str) -> dict[str, Any] | None:
+        """
+        A forward's media counters, or L{None} when it has no leg.
+        """
+        leg = self.legs.get(forward_id)
+        return None if leg is None else leg.stats()
+
+    # -- input ---------------------------------------------------------------------
+
+    def now(self) -> float:
+        """
+        The clock's time, for the facts adapters build.
+        """
+        return self.clock.seconds()
+
+    def feed(self, fact: Input) -> None:
+        """
+        Give the Call one fact and carry out what it decides.
+
+        @raise OrderRefused: see L{Call.handle}.
+        @raise KeyError: see L{Call.handle}.
+        """
+        before = self.call.state
+        actions = self.call.handle(fact)
+        if before is not self.call.state and self.call.state is CallState.TERMINATING:
+            self.log.info(
+                "session ending session_id={session_id} call_id={call_id} reason={reason}",
+                session_id=self.call.session_id,
+                call_id=self.call.call_id,
+                reason=self.call.end_reason,
+            )
+        self.perform(actions)
+
+    def order_forward(self, order: Any) -> str:
+        """
+        The application ordered a forward (REST or newCall).
+
+        @return: the forward id.
+        @raise OrderRefused: the Call refused it (ending, or over a limit).
+        """
+        fact = ForwardOrdered(now=self.now(), order=order)
+        before = set(self.call.forwards)
+        self.feed(fact)
+        (forward_id,) = set(self.call.forwards) - before
+        return forward_id
+
+    def reject_order(self, reason: str, order: Any = None, raw: Any = None) -> str:
+        """
+        A newCall order that will not start (invalid, or refused): reported
+        as SIPRECFORWARDFAILED once the session is active.
+
+        @return: the forward id given to it.
+        """
+        before = set(self.call.forwards)
+        self.feed(ForwardRejected(now=self.now(), reason=reason, order=order, raw=raw))
+        (forward_id,) = set(self.call.forwards) - before
+        return forward_id
+
+    def stop_forwards(self, forward_id: str | None, stopped_by: str) -> list[str]:
+        """
+        Stop one forward or all (REST C{stopsiprecforward}).
+
+        @return: the ids being stopped (live ones only: stopping is
+            idempotent).
+        @raise KeyError: for an unknown forward id.
+        """
+        if forward_id is not None and forward_id not in self.call.forwards:
+            raise KeyError(forward_id)
+        targets = [forward_id] if forward_id is not None else list(self.call.forwards)
+        live = [f for f in targets if self.call.forwards[f].state in LIVE_FORWARD_STATES]
+        self.feed(StopOrdered(now=self.now(), forward_id=forward_id, stopped_by=stopped_by))
+        return live
+
+    # -- output ----------------------------------------------------------------------
+
+    def perform(self, actions: list[Action]) -> None:
+        """
+        Carry out the Call's actions in order.
+        """
+        for action in actions:
+            if isinstance(action, Emit):
+                self._emit(action.event)
+            elif isinstance(action, StartForward):
+                self._start_forward(action)
+            elif isinstance(action, StopForward):
+                self._stop_forward(action)
+            elif isinstance(action, UpdateForward):
+                self._update_forward(action)
+            elif isinstance(action, ByeInbound):
+                self._bye_inbound()
+            elif isinstance(action, CloseMedia):
+                self._close_media()
+            elif isinstance(action, Finished):
+                self._finished()
+            else:  # pragma: no cover - a new action without a branch here
+                raise TypeError("unknown action %r" % (action,))
+
+    def _emit(self, event: events.Event) -> None:
+        try:
+            self.sink.emit(event.tenant, event.session_id, event.to_json())
+        except Exception:
+            self.log.failure("event sink failed session_id={session_id}", session_id=self.call.session_id)
+        if isinstance(event, events.SessionStarted):
+            self.log.info(
+                "session started session_id={session_id} call_id={call_id}",
+                session_id=self.call.session_id,
+                call_id=self.call.call_id,
+            )
+        journal = self.journal
+        if journal is None:
+            return
+        # After the event it matches is emitted: a node killed in between
+        # sends that event again on restart (at-least-once), never none.
+        try:
+            if isinstance(event, events.SessionStarted):
+                journal.session_started(self)
+            elif isinstance(event, events.SiprecForwardStarted):
+                journal.forward_started(self, event.forward_id)
+            elif isinstance(event, events.SiprecForwardStopped):
+                journal.forward_ended(self, event.forward_id)
+            elif isinstance(event, events.SessionCompleted):
+                journal.session_ended(self)
+        except Exception:
+            self.log.failure("session journal failed session_id={session_id}", session_id=self.call.session_id)
+
+    def _start_forward(self, action: StartForward) -> None:
+        if self.leg_factory is None:
+            self.feed(ForwardFailed(now=self.now(), forward_id=action.forward_id, reason="not implemented"))
+            return
+        try:
+            leg = self.leg_factory(self, action.forward_id, action.order)
+            self.legs[action.forward_id] = leg
+            leg.start()
+        except Exception as e:
+            self.log.failure("forward start failed session_id={session_id}", session_id=self.call.session_id)
+            self.feed(ForwardFailed(now=self.now(), forward_id=action.forward_id, reason="internal error: %s" % (type(e).__name__,)))
+
+    def _stop_forward(self, action: StopForward) -> None:
+        leg = self.legs.get(action.forward_id)
+        if leg is None:
+            # No leg was made (cannot happen for a TRYING forward): stopped.
+            self.feed(ForwardStopped(now=self.now(), forward_id=action.forward_id, stopped_by=action.stopped_by))
+            return
+        leg.stop(action.stopped_by)
+
+    def _update_forward(self, action: UpdateForward) -> None:
+        leg = self.legs.get(action.forward_id)
+        if leg is None:
+            return
+        try:
+            leg.inbound_updated(action.media_changed, action.metadata_changed)
+        except Exception:
+            self.log.failure("forward update failed forward_id={forward_id}", forward_id=action.forward_id)
+
+    def _bye_inbound(self) -> None:
+        inbound = self.inbound
+        if inbound is None or inbound.terminated:
+            return
+        try:
+            d = inbound.bye()
+        except Exception:
+            self.log.failure("BYE to SRC failed")
+            return
+        # The SRC may be gone (that is often why we end the call): a BYE
+        # that times out is expected, not an unhandled error in a Deferred
+        # nobody holds.
+        if d is not None:
+            d.addErrback(self._bye_unanswered)
+
+    def _bye_unanswered(self, failure: Any) -> None:
+        self.log.warn(
+            "BYE to SRC unanswered session_id={session_id}: {reason}",
+            session_id=self.call.session_id,
+            reason=failure.getErrorMessage(),
+        )
+
+    def _close_media(self) -> None:
+        stats = None
+        if self.media is not None:
+            try:
+                stats = self.media.stats()
+                self.media.close()
+            except Exception:
+                self.log.failure("closing media failed")
+        self.feed(MediaClosed(now=self.now(), stats=stats))
+
+    def _finished(self) -> None:
+        for finisher in self.finishers:
+            try:
+                finisher.session_finished(self)
+            except Exception:
+                self.log.failure("session end hook failed session_id={session_id}", session_id=self.call.session_id)
