@@ -30,7 +30,7 @@ from twisted.web.server import Request, Site
 from aiconnect import events
 from aiconnect.config import TenantConfig
 from aiconnect.webhooks import EventDeliverer, EventOutbox
-from tests.test_webhooks import SECRET, independent_signature_ok
+from tests.webhooks.helpers import SECRET, independent_signature_ok
 
 ROOT = Path(__file__).parent.parent.parent
 DOMAIN = "customer.example.com"
