@@ -148,7 +148,7 @@ class WebhooksHttpTests(TestCase):
         """
         child = textwrap.dedent(
             """
-            import json, sys, time
+            import json, signal, sys
             from aiconnect import events
             from aiconnect.webhooks import EventOutbox
             outbox = EventOutbox(sys.argv[1])
@@ -161,7 +161,7 @@ class WebhooksHttpTests(TestCase):
                     "k1", tenant="%(domain)s", reason="INBOUND_BYE", duration=2.0)),
             ]
             print(json.dumps(ids), flush=True)
-            time.sleep(60)
+            signal.pause()
             """
             % {"domain": DOMAIN}
         )
