@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_webhooks -*-
+# -*- test-case-name: tests.webhooks.test_events,tests.webhooks.test_outbox -*-
 """
 The lifecycle events AI Connect reports to the application (SPEC section 2).
 

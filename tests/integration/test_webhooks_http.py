@@ -30,7 +30,7 @@ from twisted.web.server import Request, Site
 from aiconnect import events
 from aiconnect.config import TenantConfig
 from aiconnect.webhooks import EventDeliverer, EventOutbox
-from tests.test_webhooks import SECRET, independent_signature_ok
+from tests.webhooks.helpers import SECRET, independent_signature_ok
 
 ROOT = Path(__file__).parent.parent.parent
 DOMAIN = "customer.example.com"
@@ -148,7 +148,7 @@ class WebhooksHttpTests(TestCase):
         """
         child = textwrap.dedent(
             """
-            import json, sys, time
+            import json, signal, sys
             from aiconnect import events
             from aiconnect.webhooks import EventOutbox
             outbox = EventOutbox(sys.argv[1])
@@ -161,7 +161,7 @@ class WebhooksHttpTests(TestCase):
                     "k1", tenant="%(domain)s", reason="INBOUND_BYE", duration=2.0)),
             ]
             print(json.dumps(ids), flush=True)
-            time.sleep(60)
+            signal.pause()
             """
             % {"domain": DOMAIN}
         )

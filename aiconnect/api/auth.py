@@ -1,0 +1,168 @@
+# -*- test-case-name: tests.test_api -*-
+"""
+Bearer credentials of the tenant routes (RFC 6750): one of the tenant's
+C{api_tokens}, or an RS256 JWT verified with its C{jwt_public_key}.
+"""
+
+from __future__ import annotations
+
+import hmac
+import re
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
+from cryptography.hazmat.primitives.serialization import load_pem_public_key
+from twisted.logger import Logger
+from twisted.web.iweb import IRequest
+
+from aiconnect.api.jsonio import ApiRequestError
+from aiconnect.config import Config, TenantConfig, normalize_domain
+from aiconnect.errors import ConfigError
+
+#: Longest bearer credential looked at (JWTs included).
+MAX_CREDENTIAL = 8192
+
+#: Seconds of clock skew allowed on a JWT's C{exp}, C{nbf} and C{iat}.
+JWT_LEEWAY = 30
+
+# RFC 6750 s2.1 asks for a b64token, but configured api_tokens may hold any
+# character but whitespace and controls (config.py): accept those.
+_CREDENTIAL = re.compile(rb"[^\x00-\x20\x7f]+\Z")
+_REALM = 'Bearer realm="aiconnect"'
+
+
+class BearerAuthenticator:
+    """
+    Checks the credential of a tenant route against the configuration.
+    """
+
+    log = Logger()
+
+    def __init__(self, config: Config) -> None:
+        """
+        @param config: The configuration (tenants: domains, API tokens, JWT
+            public keys).
+        @raise ConfigError: If a tenant's C{jwt_public_key} is not a
+            readable PEM RSA public key.
+        """
+        self._config = config
+        self._jwt_keys = load_jwt_keys(config)
+
+    def authenticate(self, request: IRequest, domain: str) -> TenantConfig:
+        """
+        Check the bearer credential of a tenant route (RFC 6750): one of the
+        tenant's C{api_tokens} (constant-time comparison), or an RS256 JWT
+        its C{jwt_public_key} verifies (C{exp}, C{nbf}, C{iat} honoured when
+        present, L{JWT_LEEWAY} seconds of skew; an C{aud} claim, when
+        present, must name the tenant's domain).  An unknown domain is
+        refused like a wrong credential, so the answer never tells which
+        domains exist.  The credential is never logged.
+
+        @param request: The request.
+        @param domain: The domain of the path.
+        @return: The tenant.
+        @raise ApiRequestError: 401 with C{WWW-Authenticate: Bearer}.
+        """
+        header = request.getHeader(b"authorization")
+        tenant = self._config.tenant_for_domain(domain)
+        peer = _peer(request)
+        if header is None:
+            self.log.debug("API: no credential for {domain} from {peer}", domain=domain, peer=peer)
+            raise ApiRequestError(401, "missing bearer credential", headers={"WWW-Authenticate": _REALM})
+        scheme, _, credential = header.strip().partition(b" ")
+        credential = credential.strip()
+        why: str | None = None
+        if scheme.lower() != b"bearer" or not credential:
+            why = "not a Bearer credential"
+        elif len(credential) > MAX_CREDENTIAL or not _CREDENTIAL.match(credential):
+            why = "malformed credential"
+        elif tenant is None:
+            why = "unknown domain"
+        elif not self._credential_valid(tenant, credential):
+            why = "credential refused"
+        if why is not None or tenant is None:
+            self.log.info(
+                "API: authentication failed for {domain} from {peer}: {reason}",
+                domain=domain,
+                peer=peer,
+                reason=why,
+            )
+            raise ApiRequestError(
+                401,
+                "invalid bearer credential",
+                headers={"WWW-Authenticate": _REALM + ', error="invalid_token"'},
+            )
+        return tenant
+
+    def _credential_valid(self, tenant: TenantConfig, credential: bytes) -> bool:
+        """
+        @param tenant: The tenant of the path.
+        @param credential: The bearer credential (no whitespace or controls).
+        @return: Whether it is one of the tenant's tokens or a JWT its key
+            verifies.
+        """
+        matched = False
+        for token in tenant.api_tokens:
+            # Compare against every token: the time taken says nothing.
+            matched |= hmac.compare_digest(credential, token.encode("utf-8"))
+        if matched:
+            return True
+        key = self._jwt_keys.get(tenant.domain)
+        if key is None or credential.count(b".") != 2:
+            return False
+        try:
+            claims = jwt.decode(
+                credential.decode("ascii"),
+                key,
+                algorithms=["RS256"],
+                leeway=JWT_LEEWAY,
+                options={"verify_aud": False},
+            )
+        except (jwt.PyJWTError, ValueError, TypeError) as e:
+            self.log.debug("API: JWT refused for {domain}: {reason}", domain=tenant.domain, reason=str(e))
+            return False
+        audience = claims.get("aud")
+        if audience is None:
+            return True
+        names = [audience] if isinstance(audience, str) else audience
+        if not isinstance(names, list):
+            return False
+        return any(isinstance(n, str) and normalize_domain(n) == tenant.domain for n in names)
+
+
+def _peer(request: IRequest) -> str:
+    """
+    @return: The client's address, for logs.
+    """
+    address = request.getClientAddress()
+    host = getattr(address, "host", None)
+    return str(host) if host is not None else str(address)
+
+
+def load_jwt_keys(config: Config) -> dict[str, RSAPublicKey]:
+    """
+    Load every tenant's C{jwt_public_key}.
+
+    @param config: The configuration.
+    @return: Tenant domain -> RSA public key.
+    @raise ConfigError: Naming C{tenant[i].jwt_public_key} if a file cannot
+        be read or holds no RSA public key.
+    """
+    keys: dict[str, RSAPublicKey] = {}
+    for i, tenant in enumerate(config.tenants):
+        if not tenant.jwt_public_key:
+            continue
+        where = f"tenant[{i}].jwt_public_key"
+        try:
+            with open(tenant.jwt_public_key, "rb") as f:
+                pem = f.read()
+        except OSError as e:
+            raise ConfigError(where, f"cannot read {tenant.jwt_public_key}: {e.strerror}") from None
+        try:
+            key = load_pem_public_key(pem)
+        except (ValueError, TypeError) as e:
+            raise ConfigError(where, f"{tenant.jwt_public_key} is not a PEM public key: {e}") from None
+        if not isinstance(key, RSAPublicKey):
+            raise ConfigError(where, f"{tenant.jwt_public_key} is not an RSA key (RS256 needs one)")
+        keys[tenant.domain] = key
+    return keys

@@ -1,0 +1,359 @@
+# -*- test-case-name: tests.test_api,tests.test_openapi -*-
+"""
+L{ApiServer}: the routes of the REST API (SPEC section 6) on a class-level
+Klein app, and the mapping of errors to JSON answers.  Bodies are read and
+answers written by L{aiconnect.api.jsonio}, credentials checked by
+L{aiconnect.api.auth}, sessions shaped by L{aiconnect.views}; the routes
+are those of the OpenAPI document (L{aiconnect.api.openapi}), which a test
+checks both ways.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from klein import Klein
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from werkzeug.exceptions import HTTPException
+
+from aiconnect import __version__, events
+from aiconnect.api.auth import BearerAuthenticator
+from aiconnect.api.jsonio import ApiRequestError, error_answer, json_answer, read_json_object, read_session_id
+from aiconnect.api.metrics import StatsCollector, StatsProvider, register_build_info
+from aiconnect.api.openapi import OPENAPI
+from aiconnect.call import OrderRefused
+from aiconnect.config import Config, TenantConfig
+from aiconnect.siprec.orders import OrderError, parse_forward_order
+from aiconnect.views import describe_session, summarize_session
+
+_STREAM_ROUTES = ("startstream", "stopstream", "startrecording", "stoprecording")
+
+
+class ApiServer:
+    """
+    The REST API: C{ApiServer(config, ...).app.resource()}.
+
+    @cvar app: The class-level Klein app; each instance sees its own routes
+        bound to itself.
+    @ivar metrics_registry: The Prometheus registry served on C{/metrics};
+        other components register their counters on it, or publish through
+        L{add_stats_provider}.
+    """
+
+    app = Klein()
+    log = Logger()
+
+    def __init__(
+        self,
+        config: Config,
+        registry: Any = None,
+        metrics_registry: CollectorRegistry | None = None,
+        reactor: IReactorTime | None = None,
+        stats_providers: Mapping[str, StatsProvider] | None = None,
+    ) -> None:
+        """
+        @param config: The configuration (tenants: domains, API tokens, JWT
+            public keys, trunks).
+        @param registry: The L{aiconnect.registry.CallRegistry} the tenant
+            routes read sessions from; L{None} = no sessions at all.
+        @param metrics_registry: The Prometheus registry to serve; a fresh
+            private one if omitted (never the process-global default, so
+            instances and tests stay isolated).
+        @param reactor: The reactor, for time-dependent handlers (injected,
+            never imported: C{tap.makeService} passes the global one).
+        @param stats_providers: Name -> zero-argument callable returning a
+            (possibly nested) mapping of numbers, published on C{/metrics};
+            see L{add_stats_provider}.
+        @raise ConfigError: If a tenant's C{jwt_public_key} is not a
+            readable PEM RSA public key.
+        @raise ValueError: If a stats provider name is invalid.
+        """
+        self._config = config
+        self._registry = registry
+        self._reactor = reactor
+        self._auth = BearerAuthenticator(config)
+        if metrics_registry is None:
+            metrics_registry = CollectorRegistry(auto_describe=True)
+        self.metrics_registry = metrics_registry
+        register_build_info(metrics_registry)
+        self._stats = StatsCollector()
+        metrics_registry.register(self._stats)
+        for name, provider in (stats_providers or {}).items():
+            self.add_stats_provider(name, provider)
+
+    # --- stats providers ---------------------------------------------------
+
+    def add_stats_provider(self, name: str, provider: StatsProvider) -> None:
+        """
+        Publish a component's counters on C{/metrics} without this module
+        knowing them.  At each scrape C{provider()} is called; every number
+        in what it returns (booleans as 0/1, nested mappings flattened,
+        other values skipped) becomes a gauge
+        C{aiconnect_<name>_<key>[_<subkey>...]}, keys in snake_case
+        (C{packetsSent} -> C{packets_sent}).  Keys must be a fixed set
+        (never session or forward ids: each key is a metric name); lists are
+        skipped, and at most
+        L{MAX_STATS_PER_PROVIDER<aiconnect.api.metrics.MAX_STATS_PER_PROVIDER>}
+        gauges are served per provider.  A provider that raises is logged and reported as
+        C{aiconnect_stats_provider_up{provider=name} 0}; the others are
+        still served.  When two keys map to the same metric name, the first
+        wins.
+
+        @param name: The provider's name: C{[a-z][a-z0-9_]*}
+            (C{"transport"}, C{"relay"}, C{"outbox"} ...).
+        @param provider: The zero-argument callable; it runs on the reactor
+            thread and must be quick.
+        @raise ValueError: If the name is invalid or already taken, or the
+            provider is not callable.
+        """
+        self._stats.add(name, provider)
+
+    def remove_stats_provider(self, name: str) -> None:
+        """
+        Stop publishing a provider (no error if it is not there).
+
+        @param name: The name given to L{add_stats_provider}.
+        """
+        self._stats.providers.pop(name, None)
+
+    @property
+    def stats_providers(self) -> dict[str, StatsProvider]:
+        """
+        A copy of the registered providers, name -> callable.
+        """
+        return dict(self._stats.providers)
+
+    # --- operations ---------------------------------------------------------
+
+    @app.route("/health", methods=["GET"])
+    def health(self, request: IRequest) -> bytes:
+        """
+        C{GET /health}: liveness.
+
+        @param request: The request.
+        @return: 200 C{{"status": "ok", "version": <version>}}.
+        """
+        return json_answer(request, 200, {"status": "ok", "version": __version__})
+
+    @app.route("/metrics", methods=["GET"])
+    def metrics(self, request: IRequest) -> bytes:
+        """
+        C{GET /metrics}: the Prometheus exposition of L{metrics_registry},
+        text format 0.0.4 or OpenMetrics as the C{Accept} header asks.
+
+        @param request: The request.
+        @return: The exposition.
+        """
+        accept = request.getHeader(b"accept")
+        encoder, content_type = choose_encoder(accept.decode("latin-1") if accept else "")
+        request.setResponseCode(200)
+        request.setHeader(b"content-type", content_type.encode("latin-1"))
+        request.setHeader(b"cache-control", b"no-store")
+        return bytes(encoder(self.metrics_registry))
+
+    @app.route("/openapi.json", methods=["GET"])
+    def openapi(self, request: IRequest) -> bytes:
+        """
+        C{GET /openapi.json}: the OpenAPI 3.1 document, L{OPENAPI}.
+
+        @param request: The request.
+        @return: The document.
+        """
+        return json_answer(request, 200, OPENAPI)
+
+    # --- tenant routes (SPEC s6) ---------------------------------------------
+
+    @app.route("/<string:domain>/sessions", methods=["GET"])
+    def list_sessions(self, request: IRequest, domain: str) -> bytes:
+        """
+        C{GET /{domain}/sessions}: the tenant's live sessions.
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @return: 200 C{{"success": true, "sessions": [<summary>, ...]}}.
+        """
+        tenant = self._auth.authenticate(request, domain)
+        calls = [] if self._registry is None else self._registry.active(tenant.domain)
+        return json_answer(request, 200, {"success": True, "sessions": [summarize_session(c) for c in calls]})
+
+    @app.route("/<string:domain>/sessions/<string:session_id>", methods=["GET"])
+    def get_session(self, request: IRequest, domain: str, session_id: str) -> bytes:
+        """
+        C{GET /{domain}/sessions/{sessionId}}: one session of the tenant,
+        live or recently ended.
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @param session_id: The session id.
+        @return: 200 C{{"success": true, "session": <description>}}.
+        @raise ApiRequestError: 404 for an unknown session or another
+            tenant's.
+        """
+        tenant = self._auth.authenticate(request, domain)
+        call = self._call(tenant, session_id)
+        return json_answer(request, 200, {"success": True, "session": describe_session(call)})
+
+    @app.route("/<string:domain>/startsiprecforward", methods=["POST"])
+    def start_siprec_forward(self, request: IRequest, domain: str) -> bytes:
+        """
+        C{POST /{domain}/startsiprecforward}: order a forward of a live
+        session (SPEC s3 object plus C{sessionId}).  Answered at once; the
+        outcome follows as C{SIPRECFORWARDSTARTED} or C{SIPRECFORWARDFAILED}.
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @return: 200 C{{"success": true, "forwardId": <id>}}.
+        @raise ApiRequestError: 400 naming the field at fault, 404 for an
+            unknown session, 409 for a session that is ending or ended or
+            that has reached C{max_forwards_per_call} /
+            C{max_outputs_per_call} (the error names the limit).
+        """
+        tenant = self._auth.authenticate(request, domain)
+        body = read_json_object(request)
+        session_id = read_session_id(body)
+        fields = {k: v for k, v in body.items() if k != "sessionId"}
+        try:
+            order = parse_forward_order(fields, tenant)
+        except OrderError as e:
+            raise ApiRequestError(400, e.message, e.field or "body") from None
+        call = self._call(tenant, session_id)
+        try:
+            forward_id = call.order_forward(order)
+        except OrderRefused as e:
+            # The Call decides (ending/ended, or a [limits] cap reached).
+            raise ApiRequestError(409, e.message, None if e.limit else "sessionId") from None
+        self.log.info(
+            "API: forward {forward_id} to {uri} ordered for session {session_id}",
+            tenant=tenant.domain,
+            session_id=session_id,
+            forward_id=forward_id,
+            uri=order.uri,
+        )
+        return json_answer(request, 200, {"success": True, "forwardId": forward_id})
+
+    @app.route("/<string:domain>/stopsiprecforward", methods=["POST"])
+    def stop_siprec_forward(self, request: IRequest, domain: str) -> bytes:
+        """
+        C{POST /{domain}/stopsiprecforward}: stop one forward of a session
+        (C{forwardId}) or all of them (no C{forwardId}).  Stopping is
+        idempotent: forwards already stopped or failed are not listed.
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @return: 200 C{{"success": true, "stopped": [<forwardId>, ...]}}.
+        @raise ApiRequestError: 400 naming the field at fault, 404 for an
+            unknown session or forward.
+        """
+        tenant = self._auth.authenticate(request, domain)
+        body = read_json_object(request)
+        session_id = read_session_id(body)
+        for key in sorted(body):
+            if key not in ("sessionId", "forwardId"):
+                raise ApiRequestError(400, "unknown field", key)
+        forward_id = body.get("forwardId")
+        if forward_id is not None and (not isinstance(forward_id, str) or not forward_id):
+            raise ApiRequestError(400, "must be a non-empty string (or absent: all forwards)", "forwardId")
+        call = self._call(tenant, session_id)
+        try:
+            stopped = call.stop_forwards(forward_id, events.STOPPED_BY_API)
+        except KeyError:
+            raise ApiRequestError(404, "unknown forward of this session", "forwardId") from None
+        self.log.info(
+            "API: forwards {stopped} of session {session_id} stopped",
+            tenant=tenant.domain,
+            session_id=session_id,
+            stopped=stopped,
+        )
+        return json_answer(request, 200, {"success": True, "stopped": stopped})
+
+    @app.route("/<string:domain>/<any(" + ",".join(_STREAM_ROUTES) + "):action>", methods=["POST"])
+    def stream_or_recording(self, request: IRequest, domain: str, action: str) -> bytes:
+        """
+        C{POST /{domain}/startstream}, C{/stopstream}, C{/startrecording},
+        C{/stoprecording}: authenticated and checked for C{sessionId}, then
+        501 until WebSocket streaming and recording exist.
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @param action: Which of the four.
+        @return: 501 C{{"success": false, "error": "not implemented yet"}}.
+        @raise ApiRequestError: 400 for a missing C{sessionId}, 404 for an
+            unknown session.
+        """
+        tenant = self._auth.authenticate(request, domain)
+        body = read_json_object(request)
+        self._call(tenant, read_session_id(body))
+        return error_answer(request, 501, "not implemented yet")
+
+    # --- helpers --------------------------------------------------------------
+
+    def _call(self, tenant: TenantConfig, session_id: str) -> Any:
+        """
+        @param tenant: The authenticated tenant.
+        @param session_id: The session id.
+        @return: The tenant's L{aiconnect.call.Call} (live or recently
+            ended).
+        @raise ApiRequestError: 404 (field C{sessionId}) for an unknown
+            session or another tenant's.
+        """
+        if self._registry is not None:
+            try:
+                return self._registry.get(tenant.domain, session_id)
+            except KeyError:
+                pass
+        raise ApiRequestError(404, "unknown session", "sessionId")
+
+    # --- error mapping -------------------------------------------------------
+
+    @app.handle_errors(ApiRequestError)
+    def _request_error(self, request: IRequest, failure: Failure) -> bytes:
+        """
+        Answer an L{ApiRequestError} with its status, headers and a JSON
+        error.
+        """
+        error = failure.value
+        assert isinstance(error, ApiRequestError)
+        for name, value in error.headers.items():
+            request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
+        return error_answer(request, error.status, error.message, error.field)
+
+    @app.handle_errors(KeyError)
+    def _not_found(self, request: IRequest, failure: Failure) -> bytes:
+        """
+        Answer a C{KeyError} (unknown tenant, session, forward ...) with 404.
+        """
+        return error_answer(request, 404, "not found")
+
+    @app.handle_errors(HTTPException)
+    def _http_error(self, request: IRequest, failure: Failure) -> bytes:
+        """
+        Answer routing errors (unknown path 404, wrong method 405 ...) in
+        JSON, keeping their headers (C{Allow}).
+        """
+        error = failure.value
+        assert isinstance(error, HTTPException)
+        status = error.code or 500
+        response = error.get_response({})
+        for name, value in response.headers:
+            if name.lower() not in ("content-type", "content-length"):
+                request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
+        return error_answer(request, status, error.name.lower() if error.name else "error")
+
+    @app.handle_errors(Exception)
+    def _internal_error(self, request: IRequest, failure: Failure) -> bytes:
+        """
+        Log an unexpected exception (our bug) and answer 500.
+        """
+        self.log.failure(
+            "Unhandled error in API request {method} {uri}",
+            failure,
+            method=request.method,
+            uri=request.uri,
+        )
+        return error_answer(request, 500, "internal error")
