@@ -170,6 +170,13 @@ class CallRunner:
             )
         self.perform(actions)
 
+    def report(self, fact: type[Input], **fields: Any) -> None:
+        """
+        Feed a fact stamped now: C{report(ForwardFailed, forward_id=...,
+        reason=...)}.
+        """
+        self.feed(fact(now=self.now(), **fields))
+
     def order_forward(self, order: Any) -> str:
         """
         The application ordered a forward (REST or newCall).

@@ -28,7 +28,9 @@ from twisted.web.test.requesthelper import DummyRequest
 from aiconnect import __version__, events
 from aiconnect.api import JSON_CONTENT_TYPE, MAX_BODY, MAX_STATS_PER_PROVIDER, ApiRequestError, ApiServer
 from aiconnect.views import describe_session, summarize_session
-from aiconnect.call import Call, CallState, ForwardInfo, ListSink, StreamInfo
+from aiconnect.call import CallState, ForwardAnswered, InboundAcked, InboundAnswered, InboundEnded, StreamInfo
+from aiconnect.runner import CallRunner
+from tests.fakes import FakeLeg, ListSink, RecordingLegFactory, make_runner
 from aiconnect.config import Config, load_string
 from aiconnect.errors import ConfigError
 from aiconnect.registry import CallRegistry
@@ -225,7 +227,7 @@ def make_config(test: SynchronousTestCase, with_jwt: bool = True) -> Config:
     )
 
 
-def make_call(config: Config, domain: str = DOMAIN, session_id: str = "ses_test1", acked: bool = True) -> Call:
+def make_call(config: Config, domain: str = DOMAIN, session_id: str = "ses_test1", acked: bool = True) -> CallRunner:
     """
     A session of a tenant, with two streams, events into a L{ListSink}.
 
@@ -233,12 +235,10 @@ def make_call(config: Config, domain: str = DOMAIN, session_id: str = "ses_test1
     @param domain: The tenant's domain.
     @param session_id: The session id.
     @param acked: Whether the session is active (else negotiating).
-    @return: The call.
+    @return: The session (a L{CallRunner}).
     """
-    tenant = config.tenant_for_domain(domain)
-    call = Call(
-        Clock(),
-        tenant,
+    call = make_runner(
+        config.tenant_for_domain(domain),
         ListSink(),
         call_id="f81d4fae-7dec@192.0.2.10",
         from_header="<sip:src@pbx.example.com>;tag=1",
@@ -246,34 +246,28 @@ def make_call(config: Config, domain: str = DOMAIN, session_id: str = "ses_test1
         source="192.0.2.10:5060",
         session_id=session_id,
     )
-    call.streams = [
+    call.call.streams = [
         StreamInfo(0, "1", "PCMU", 0, 20000, ("192.0.2.10", 40000), "sendonly", stream_id="s1"),
         StreamInfo(1, "2", "PCMU", 0, 20002, ("192.0.2.10", 40002), "sendonly", stream_id="s2"),
     ]
     if acked:
-        call.acked()
+        call.report(InboundAnswered)
+        call.report(InboundAcked)
     return call
 
 
-class RecordingForwarder:
+class RecordingForwarder(RecordingLegFactory):
     """
-    A C{Call.forwarder} that records the forwards it was asked to start and
-    leaves them trying.
-
-    @ivar started: The forward infos, in order.
+    A leg factory whose legs stay trying: records the forwards it was asked
+    to start.
     """
 
-    def __init__(self) -> None:
+    @property
+    def started(self) -> list[FakeLeg]:  # type: ignore[override]
         """
-        Start empty.
+        The legs started, in order (each has C{forward_id} and C{order}).
         """
-        self.started: list[ForwardInfo] = []
-
-    def __call__(self, call: Call, info: ForwardInfo) -> None:
-        """
-        Record a forward to start.
-        """
-        self.started.append(info)
+        return [leg for leg in self.legs if leg.started]
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -793,7 +787,7 @@ class SessionRouteTests(_TenantTestCase):
         """
         An ended session is no longer listed but can still be read.
         """
-        self.call.terminate(events.COMPLETED_INBOUND_BYE, send_bye=False)
+        self.call.report(InboundEnded, reason="bye")
         self.assertEqual(self.client.call("GET", f"/{DOMAIN}/sessions")[1]["sessions"], [])
         code, body, _ = self.client.call("GET", f"/{DOMAIN}/sessions/ses_test1")
         self.assertEqual((code, body["session"]["state"]), (200, "ended"))
@@ -818,7 +812,7 @@ class StartForwardTests(_TenantTestCase):
         A valid order answers 200 with a forward id, and the session starts that forward.
         """
         forwarder = RecordingForwarder()
-        self.call.forwarder = forwarder
+        self.call.leg_factory = forwarder
         code, body, _ = self.start(uri=self.URI, codec="PCMU", sipRecForwardReferenceId={"ticketId": 1})
         self.assertEqual(code, 200)
         self.assertEqual(set(body), {"success", "forwardId"})
@@ -832,7 +826,7 @@ class StartForwardTests(_TenantTestCase):
         The SPEC s3 example (on the TLS trunk) is accepted with every field.
         """
         forwarder = RecordingForwarder()
-        self.call.forwarder = forwarder
+        self.call.leg_factory = forwarder
         code, body, _ = self.start(
             uri=f"sip:secure@{DOMAIN}",
             codec="PCMU",
@@ -856,15 +850,15 @@ class StartForwardTests(_TenantTestCase):
         """
         call = make_call(self.config, session_id="ses_early", acked=False)
         forwarder = RecordingForwarder()
-        call.forwarder = forwarder
+        call.leg_factory = forwarder
         self.registry.add(call)
         code, body, _ = self.client.call(
             "POST", f"/{DOMAIN}/startsiprecforward", body={"sessionId": "ses_early", "uri": self.URI}
         )
         self.assertEqual(code, 200)
         self.assertEqual(forwarder.started, [])
-        self.assertEqual(call.forwards[body["forwardId"]].state, "pending")
-        call.acked()
+        self.assertEqual(call.call.forwards[body["forwardId"]].state.value, "pending")
+        call.report(InboundAcked)
         self.assertEqual([i.forward_id for i in forwarder.started], [body["forwardId"]])
 
     def test_without_forwarding(self) -> None:
@@ -886,7 +880,7 @@ class StartForwardTests(_TenantTestCase):
         for why, fields, field in BAD_ORDER_FIELDS:
             with self.subTest(why):
                 self.assertError(self.start(**fields), 400, field)
-        self.assertEqual(self.call.forwards, {})
+        self.assertEqual(self.call.call.forwards, {})
 
     def test_unreportable_orders(self) -> None:
         """
@@ -897,7 +891,7 @@ class StartForwardTests(_TenantTestCase):
         for why, fields, field in UNREPORTABLE_ORDER_FIELDS:
             with self.subTest(why):
                 self.assertError(self.start(**fields), 400, field)
-        self.assertEqual(self.call.forwards, {})
+        self.assertEqual(self.call.call.forwards, {})
 
     def test_bad_session_id(self) -> None:
         """
@@ -948,7 +942,7 @@ class StartForwardTests(_TenantTestCase):
         """
         data = json.dumps({"sessionId": "ses_test1", "uri": self.URI, "pad": "x" * MAX_BODY}).encode()
         self.assertError(self.client.call("POST", f"/{DOMAIN}/startsiprecforward", data=data), 413, "body")
-        self.assertEqual(self.call.forwards, {})
+        self.assertEqual(self.call.call.forwards, {})
 
     def test_at_limit(self) -> None:
         """
@@ -973,22 +967,22 @@ class StartForwardTests(_TenantTestCase):
         """
         body = {"sessionId": "ses_other", "uri": self.URI}
         self.assertError(self.client.call("POST", f"/{DOMAIN}/startsiprecforward", body=body), 404, "sessionId")
-        self.assertEqual(self.other_call.forwards, {})
+        self.assertEqual(self.other_call.call.forwards, {})
 
     def test_ended_session(self) -> None:
         """
         A session that has ended answers 409 and gets no forward.
         """
-        self.call.terminate(events.COMPLETED_INBOUND_BYE, send_bye=False)
+        self.call.report(InboundEnded, reason="bye")
         self.assertIs(self.call.state, CallState.ENDED)
         self.assertError(self.start(uri=self.URI), 409, "sessionId")
-        self.assertEqual(self.call.forwards, {})
+        self.assertEqual(self.call.call.forwards, {})
 
     def test_terminating_session(self) -> None:
         """
         A session that is ending (waiting for forwards to close) answers 409.
         """
-        self.call.state = CallState.TERMINATING
+        self.call.call.state = CallState.TERMINATING
         self.assertError(self.start(uri=self.URI), 409, "sessionId")
 
 
@@ -1005,7 +999,7 @@ class StopForwardTests(_TenantTestCase):
         """
         super().setUp()
         self.forwarder = RecordingForwarder()
-        self.call.forwarder = self.forwarder
+        self.call.leg_factory = self.forwarder
 
     def start(self) -> str:
         """
@@ -1031,7 +1025,7 @@ class StopForwardTests(_TenantTestCase):
         Stopping an established forward by id returns its id and emits SIPRECFORWARDSTOPPED by the API.
         """
         first, second = self.start(), self.start()
-        self.call.forward_started(first, "sip:127.0.0.1:5070;transport=udp", "PCMA", False)
+        self.call.report(ForwardAnswered, forward_id=first, target="sip:127.0.0.1:5070;transport=udp", codec="PCMA", srtp=False)
         code, body, _ = self.stop(forwardId=first)
         self.assertEqual((code, body), (200, {"success": True, "stopped": [first]}))
         stopped = self.call.sink.events[-1]
@@ -1039,7 +1033,7 @@ class StopForwardTests(_TenantTestCase):
             (stopped["event"], stopped["forwardId"], stopped["stoppedBy"]),
             (events.SIPRECFORWARDSTOPPED, first, events.STOPPED_BY_API),
         )
-        self.assertEqual(self.call.forwards[second].state, "trying")
+        self.assertEqual(self.call.call.forwards[second].state.value, "trying")
 
     def test_stop_all(self) -> None:
         """
@@ -1062,7 +1056,7 @@ class StopForwardTests(_TenantTestCase):
         A forward of another session of the same tenant is unknown to this one.
         """
         call = make_call(self.config, session_id="ses_two")
-        call.forwarder = RecordingForwarder()
+        call.leg_factory = RecordingForwarder()
         self.registry.add(call)
         code, body, _ = self.client.call(
             "POST", f"/{DOMAIN}/startsiprecforward", body={"sessionId": "ses_two", "uri": self.URI}

@@ -6,34 +6,12 @@ L{Call.order_refusal}, for the REST API and the newCall answer.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
-
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from aiconnect.call import REFUSED_ENDED, REFUSED_LIMIT, Call, ForwardInfo, ListSink, OrderRefused
-from aiconnect.config import LimitsConfig
+from aiconnect.call import REFUSED_ENDED, REFUSED_LIMIT, CallLimits, ForwardAnswered, ForwardFailed, InboundAcked, InboundEnded, OrderRefused
 from aiconnect.registry import CallRegistry
-
-
-@dataclass
-class FakeTenant:
-    """
-    The part of a L{TenantConfig} a L{Call} reads.
-    """
-
-    domain: str = "customer.example.com"
-
-
-@dataclass
-class FakeOrder:
-    """
-    The part of a forward order a L{Call} reads.
-    """
-
-    uri: str = "sip:aiforward@customer.example.com"
-    reference_id: Any = None
+from aiconnect.runner import CallRunner
+from tests.fakes import FakeOrder, FakeTenant, ListSink, RecordingLegFactory, make_runner
 
 
 class CallLimitsTests(SynchronousTestCase):
@@ -41,24 +19,23 @@ class CallLimitsTests(SynchronousTestCase):
     Orders beyond the per-call limits are refused by the L{Call}.
     """
 
-    def make_call(self, forwards: int = 2, outputs: int = 8, acked: bool = True) -> Call:
+    def make_call(self, forwards: int = 2, outputs: int = 8, acked: bool = True) -> CallRunner:
         """
-        An active call with the given limits whose forwarder records the
+        An active call with the given limits whose leg factory records the
         forwards it is asked to start.
         """
         self.sink = ListSink()
         self.counters: dict[str, int] = {}
-        self.started: list[str] = []
-        limits = LimitsConfig(max_forwards_per_call=forwards, max_outputs_per_call=outputs)
-        call = Call(Clock(), FakeTenant(), self.sink, "cid", "<sip:a@x>;tag=1", "<sip:b@y>", "127.0.0.1", limits=limits, counters=self.counters)
+        self.legs = RecordingLegFactory()
+        limits = CallLimits(max_forwards_per_call=forwards, max_outputs_per_call=outputs)
+        return make_runner(sink=self.sink, leg_factory=self.legs, limits=limits, counters=self.counters, acked=acked)
 
-        def forwarder(c: Call, info: ForwardInfo) -> None:
-            self.started.append(info.forward_id)
-
-        call.forwarder = forwarder
-        if acked:
-            call.acked()
-        return call
+    @property
+    def started(self) -> list[str]:
+        """
+        The forwards whose legs were started.
+        """
+        return self.legs.started
 
     def test_forward_limit(self) -> None:
         """
@@ -73,9 +50,9 @@ class CallLimitsTests(SynchronousTestCase):
         self.assertEqual((caught.exception.reason, caught.exception.limit), (REFUSED_LIMIT, "max_forwards_per_call"))
         self.assertIn("max_forwards_per_call (2)", caught.exception.message)
         self.assertEqual(len(self.started), 2)
-        self.assertEqual(len(call.forwards), 2)
+        self.assertEqual(len(call.call.forwards), 2)
         self.assertEqual(self.counters, {"forwards_refused_limit": 1})
-        self.assertEqual(call.live_outputs(), {"forward": 2})
+        self.assertEqual(call.call.live_outputs(), {"forward": 2})
 
     def test_output_limit(self) -> None:
         """
@@ -83,7 +60,7 @@ class CallLimitsTests(SynchronousTestCase):
         """
         call = self.make_call(forwards=4, outputs=1)
         call.order_forward(FakeOrder())
-        refusal = call.order_refusal("forward")
+        refusal = call.call.order_refusal("forward")
         assert refusal is not None
         self.assertEqual(refusal.limit, "max_outputs_per_call")
 
@@ -94,16 +71,16 @@ class CallLimitsTests(SynchronousTestCase):
         call = self.make_call(forwards=2)
         first = call.order_forward(FakeOrder())
         second = call.order_forward(FakeOrder())
-        self.assertIsNotNone(call.order_refusal("forward"))
-        call.forward_failed(first, "Service Unavailable", status=503)
-        self.assertIsNone(call.order_refusal("forward"))
+        self.assertIsNotNone(call.call.order_refusal("forward"))
+        call.report(ForwardFailed, forward_id=first, reason="Service Unavailable", status=503)
+        self.assertIsNone(call.call.order_refusal("forward"))
         third = call.order_forward(FakeOrder())
-        call.forward_started(second, "127.0.0.1:5070;transport=udp", "PCMU", False)
+        call.report(ForwardAnswered, forward_id=second, target="127.0.0.1:5070;transport=udp", codec="PCMU", srtp=False)
         call.stop_forwards(second, "api")
-        self.assertEqual(call.live_outputs(), {"forward": 1})
-        call.forward_started(third, "127.0.0.1:5070;transport=udp", "PCMU", False)
+        self.assertEqual(call.call.live_outputs(), {"forward": 1})
+        call.report(ForwardAnswered, forward_id=third, target="127.0.0.1:5070;transport=udp", codec="PCMU", srtp=False)
         call.order_forward(FakeOrder())
-        self.assertIsNotNone(call.order_refusal("forward"))
+        self.assertIsNotNone(call.call.order_refusal("forward"))
 
     def test_ended_session(self) -> None:
         """
@@ -111,7 +88,7 @@ class CallLimitsTests(SynchronousTestCase):
         not counted as a limit breach).
         """
         call = self.make_call()
-        call.terminate("inboundBye", send_bye=False)
+        call.report(InboundEnded, reason="bye")
         with self.assertRaises(OrderRefused) as caught:
             call.order_forward(FakeOrder())
         self.assertEqual((caught.exception.reason, caught.exception.limit), (REFUSED_ENDED, None))
@@ -129,11 +106,11 @@ class CallLimitsTests(SynchronousTestCase):
             try:
                 call.order_forward(order)
             except OrderRefused as refusal:
-                call.order_refused(order, refusal)
-        call.order_invalid("uri: missing", {"uri": 5})
-        self.assertEqual(call.live_outputs(), {"forward": 2})
+                call.reject_order(refusal.reason, order=order)
+        call.reject_order("invalid order: uri: missing", raw={"uri": 5})
+        self.assertEqual(call.call.live_outputs(), {"forward": 2})
         self.assertEqual(self.sink.names(), [])
-        call.acked()
+        call.report(InboundAcked)
         self.assertEqual(self.sink.names(), ["SESSIONSTARTED", "SIPRECFORWARDFAILED", "SIPRECFORWARDFAILED"])
         limit, invalid = self.sink.events[1], self.sink.events[2]
         self.assertEqual((limit["reason"], limit["sipRecForwardReferenceId"], limit["uri"]), ("limit", {"n": 2}, FakeOrder.uri))
@@ -154,14 +131,14 @@ class RegistryLiveCountTests(SynchronousTestCase):
         """
         registry = CallRegistry()
         sink = ListSink()
-        calls = [Call(Clock(), FakeTenant(domain), sink, "c%d" % i, "", "", "127.0.0.1") for i, domain in enumerate(("a.example", "A.example", "b.example"))]
+        calls = [make_runner(FakeTenant(domain), sink, call_id="c%d" % i) for i, domain in enumerate(("a.example", "A.example", "b.example"))]
         for call in calls:
             registry.add(call)
         registry.add(calls[0])
         self.assertEqual((registry.live_count("a.EXAMPLE"), registry.live_count("b.example")), (2, 1))
-        calls[0].terminate("inboundBye", send_bye=False)
-        calls[0].terminate("inboundBye", send_bye=False)
+        calls[0].report(InboundEnded, reason="bye")
+        calls[0].report(InboundEnded, reason="bye")
         self.assertEqual(registry.live_count("a.example"), 1)
-        calls[1].terminate("inboundBye", send_bye=False)
+        calls[1].report(InboundEnded, reason="bye")
         self.assertEqual(registry.live_count("a.example"), 0)
         self.assertEqual(len(registry), 1)

@@ -31,7 +31,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from aiconnect import events
 from aiconnect.api import JWT_LEEWAY, MAX_BODY, MAX_SESSION_ID, OPENAPI, ApiServer
 from aiconnect.api.openapi import DOCUMENT_NAME, render
-from aiconnect.call import CallState
+from aiconnect.call import CallState, ForwardAnswered, InboundEnded
 from aiconnect.registry import KEEP_ENDED, CallRegistry
 from aiconnect.sip import abnf
 from aiconnect.siprec import orders
@@ -449,11 +449,11 @@ class ResponseConformanceTests(SynchronousTestCase):
         self.config = make_config(self)
         self.registry = CallRegistry()
         self.call = make_call(self.config)
-        self.call.forwarder = RecordingForwarder()
+        self.call.leg_factory = RecordingForwarder()
         ended = make_call(self.config, session_id="ses_ended")
         for call in (self.call, ended, make_call(self.config, OTHER_DOMAIN, "ses_other")):
             self.registry.add(call)
-        ended.terminate(events.COMPLETED_INBOUND_BYE, send_bye=False)
+        ended.report(InboundEnded, reason="bye")
         self.assertIs(ended.state, CallState.ENDED)
         server = ApiServer(self.config, self.registry, reactor=Clock(), stats_providers={"registry": self.registry.counts})
         self.treq = StubTreq(server.app.resource())
@@ -544,7 +544,7 @@ class ResponseConformanceTests(SynchronousTestCase):
             "usePrivateIp": False,
         }
         second = self.exchange("post", start, 200, full)["forwardId"]
-        self.call.forward_started(first, "sip:127.0.0.1:5070;transport=udp", "PCMA", False)
+        self.call.report(ForwardAnswered, forward_id=first, target="sip:127.0.0.1:5070;transport=udp", codec="PCMA", srtp=False)
         self.exchange("post", start, 400, {**ok_order, "codec": "G729"})
         self.exchange("post", start, 400, data=b"{")
         self.exchange("post", start, 401, ok_order, token=None)
@@ -696,7 +696,7 @@ class CallbackSchemaTests(SynchronousTestCase):
         The newCall request the SRS builds (with RFC 7865 metadata and X- headers) matches the documented schema.
         """
         config = make_config(self, with_jwt=False)
-        call = make_call(config, acked=False)
+        call = make_call(config, acked=False).call
         call.metadata = parse_metadata((DATA / "rfc7865-s8.1-complete-metadata.xml").read_bytes())
         call.x_headers = [("X-Correlation-Id", "a3b47c1e")]
         # The one place that shapes newCall (the SRS posts it).

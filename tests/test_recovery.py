@@ -16,7 +16,7 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect import events
-from aiconnect.call import Call, ListSink
+from aiconnect.call import ForwardAnswered, InboundAcked, InboundAnswered, InboundEnded
 from aiconnect.recovery import CSEQ_MARGIN, DialogJournal, DialogStore, SessionRecovery, session_record
 from aiconnect.sip.dialog import Dialog
 from aiconnect.sip.message import Request, parse
@@ -24,6 +24,7 @@ from aiconnect.sip.peer import Peer
 from aiconnect.sip.transaction import TimerConfig
 from aiconnect.sip.txlayer import TransactionLayer
 from aiconnect.sip.ua import UserAgent
+from tests.fakes import FakeLeg, ListSink, make_runner
 from tests.sip.test_txlayer import FakeTransport
 
 TIMERS = TimerConfig(t1=0.5, t2=4.0, t4=5.0)
@@ -52,20 +53,6 @@ class Tenant:
 class Order:
     uri = "sip:aiforward@customer.example.com"
     reference_id = {"ticketId": 98765}
-
-
-class Leg:
-    """
-    A forward leg as the Call sees it: its session, and stop().
-    """
-
-    def __init__(self, call: Call, forward_id: str, session: Any) -> None:
-        self.call = call
-        self.forward_id = forward_id
-        self.session = session
-
-    def stop(self, stopped_by: str) -> None:
-        self.call.forward_stopped(self.forward_id, stopped_by)
 
 
 class Stack:
@@ -183,25 +170,28 @@ class JournalTests(SynchronousTestCase):
         self.store = _store(self, self.stack.clock)
         self.journal = DialogJournal(self.store)
         self.sink = ListSink()
-        self.call = Call(self.stack.clock, Tenant(), self.sink, "in-1", "<sip:2000@example.com>;tag=bbb", "<sip:r@x>", "192.0.2.10")
+        self.call = make_runner(Tenant(), self.sink, self.stack.clock, call_id="in-1", from_header="<sip:2000@example.com>;tag=bbb", to_header="<sip:r@x>", source="192.0.2.10")
         self.call.journal = self.journal
         self.inbound = self.stack.ua.restore_session(_dialog("in-1", "aaa", "bbb", 7, "sip:2000@192.0.2.10"), SRC, "uas", "<sip:127.0.0.1:5060>")
         self.out = self.stack.ua.restore_session(
             _dialog("out-1", "ccc", "ddd", 300, "sip:srs@198.51.100.7:5080"), SRS, "uac", "<sip:127.0.0.1:5060>;+sip.src", [("X-Tenant", "acme")]
         )
 
-        def forwarder(call: Call, info: Any) -> None:
-            info.leg = Leg(call, info.forward_id, self.out)
+        def forwarder(runner: Any, forward_id: str, order: Any) -> FakeLeg:
+            leg = FakeLeg(runner, forward_id, order)
+            leg.session = self.out
+            return leg
 
-        self.call.forwarder = forwarder
+        self.call.leg_factory = forwarder
         self.forward_id = self.call.order_forward(Order())
 
     def test_nothing_before_ack(self) -> None:
         """
         A session that never started (no ACK) stores nothing.
         """
-        self.call.answered(self.inbound)
-        self.call.terminate(events.COMPLETED_CANCEL, send_bye=False)
+        self.call.inbound = self.inbound
+        self.call.report(InboundAnswered)
+        self.call.report(InboundEnded, reason="cancel")
         self.assertEqual(self.store.count(), 0)
 
     def test_lifecycle(self) -> None:
@@ -212,10 +202,11 @@ class JournalTests(SynchronousTestCase):
         and SESSIONCOMPLETED the session; a change after that stores
         nothing again.
         """
-        self.call.answered(self.inbound)
+        self.call.inbound = self.inbound
+        self.call.report(InboundAnswered)
         self.stack.clock.advance(3)
-        self.call.acked()
-        self.call.forward_started(self.forward_id, "198.51.100.7:5080;transport=udp", "PCMU", False)
+        self.call.report(InboundAcked)
+        self.call.report(ForwardAnswered, forward_id=self.forward_id, target="198.51.100.7:5080;transport=udp", codec="PCMU", srtp=False)
         [stored] = self.store.load()
         assert stored.inbound is not None
         self.assertEqual(stored.inbound.record["dialog"]["call_id"], "in-1")
@@ -234,7 +225,7 @@ class JournalTests(SynchronousTestCase):
         self.call.stop_forwards(self.forward_id, events.STOPPED_BY_API)
         [stored] = self.store.load()
         self.assertEqual(stored.forwards, [])
-        self.call.terminate(events.COMPLETED_INBOUND_BYE, send_bye=False)
+        self.call.report(InboundEnded, reason="bye")
         self.assertEqual(self.store.count(), 0)
         self.inbound.request("INFO")
         self.out.request("OPTIONS")
@@ -247,9 +238,10 @@ class JournalTests(SynchronousTestCase):
         emits its events.
         """
         self.store.close()
-        self.call.answered(self.inbound)
-        self.call.acked()
-        self.call.terminate(events.COMPLETED_INBOUND_BYE, send_bye=False)
+        self.call.inbound = self.inbound
+        self.call.report(InboundAnswered)
+        self.call.report(InboundAcked)
+        self.call.report(InboundEnded, reason="bye")
         self.assertEqual(self.sink.names(), ["SESSIONSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"])
         self.assertEqual(self.journal.stats["errors"], 2)
         self.flushLoggedErrors()

@@ -543,7 +543,7 @@ class ForwardLeg:
         """
         Tell the runner a fact about this forward (the Call decides).
         """
-        self.runner.feed(fact(now=self.fw.reactor.seconds(), forward_id=self.forward_id, **fields))
+        self.runner.report(fact, forward_id=self.forward_id, **fields)
 
     def stats(self) -> dict[str, Any] | None:
         """

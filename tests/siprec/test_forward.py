@@ -12,7 +12,7 @@ from twisted.internet import defer
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from aiconnect.call import Call, ListSink, StreamInfo
+from aiconnect.call import InboundAcked, InboundEnded, InboundUpdated, StreamInfo
 from aiconnect.config import load_string
 from aiconnect.media.ports import PortsExhausted
 from aiconnect.sip.sdp import parse_sdp
@@ -23,6 +23,7 @@ from aiconnect.sip.txlayer import TransactionLayer
 from aiconnect.sip.ua import UaConfig, UserAgent
 from aiconnect.siprec.forward import Forwarder
 from aiconnect.siprec.orders import parse_forward_order
+from tests.fakes import ListSink, make_runner
 
 CONFIG = """
 [[tenant]]
@@ -140,12 +141,11 @@ class ForwardClockTests(SynchronousTestCase):
         self.forwarder = Forwarder(self.clock, self.ua, TwoTargets(), self.cfg)
         tenant = self.cfg.tenants[0]
         self.sink = ListSink()
-        self.call = Call(self.clock, tenant, self.sink, "cid", "<sip:a@x>;tag=1", "<sip:b@y>", "127.0.0.1")
+        self.call = make_runner(tenant, self.sink, self.clock, leg_factory=self.forwarder)
         self.call.media = FakeMediaSession()
-        self.call.streams = [StreamInfo(0, "1", "PCMA", 8, 20000, None, "sendonly"), StreamInfo(1, "2", "PCMA", 8, 20002, None, "sendonly")]
-        self.call.forwarder = self.forwarder
+        self.call.call.streams = [StreamInfo(0, "1", "PCMA", 8, 20000, None, "sendonly"), StreamInfo(1, "2", "PCMA", 8, 20002, None, "sendonly")]
         self.order = parse_forward_order({"uri": "sip:aiforward@customer.example.com", "xHeaders": {"X-A": "1"}}, tenant)
-        self.call.acked()
+        self.call.report(InboundAcked)
 
     def test_timeout_then_failover(self) -> None:
         """
@@ -192,7 +192,7 @@ class ForwardClockTests(SynchronousTestCase):
         self.call.order_forward(self.order)
         invite = self.transport.invites()[0][0]
         self.tx.message_received(parse(_ok(invite)), Peer("udp", "127.0.0.1", 5071))
-        self.call.inbound_ended("bye")
+        self.call.report(InboundEnded, reason="bye")
         byes = [m for m, _ in self.transport.sent if isinstance(m, Request) and m.method == "BYE"]
         self.assertEqual(len(byes), 1)
         self.assertEqual(self.sink.names(), ["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED"])
@@ -237,7 +237,7 @@ class AddedStreamTests(SynchronousTestCase):
         return list(out.values())
 
     def _offer(self, request: Request) -> Any:
-        from aiconnect.siprec.srs import split_body
+        from aiconnect.siprec.body import split_body
 
         return parse_sdp(split_body(request).sdp)
 
@@ -253,10 +253,10 @@ class AddedStreamTests(SynchronousTestCase):
         self.tx.message_received(parse(_ok(invite)), Peer("udp", "127.0.0.1", 5071))
         media = self.call.media.forwards[fid]
         self.assertEqual(len(media.connected), 2)
-        self.call.streams = self.call.streams + [StreamInfo(2, "7", "PCMA", 8, 20004, None, "sendonly", relay_index=2)]
+        self.call.call.streams = self.call.call.streams + [StreamInfo(2, "7", "PCMA", 8, 20004, None, "sendonly", relay_index=2)]
 
         media.exhausted = True
-        self.call.inbound_updated(True, False)
+        self.call.report(InboundUpdated, media_changed=True, metadata_changed=False)
         first = self._reinvites()
         self.assertEqual(len(first), 1)
         self.assertEqual([m.label for m in self._offer(first[0]).media], ["1", "2"])
@@ -265,7 +265,7 @@ class AddedStreamTests(SynchronousTestCase):
         self.assertEqual([c["index"] for c in media.connected[2:]], [0, 1])
 
         media.exhausted = False
-        self.call.inbound_updated(True, False)
+        self.call.report(InboundUpdated, media_changed=True, metadata_changed=False)
         second = self._reinvites()
         self.assertEqual(len(second), 2)
         offer = self._offer(second[1])
@@ -310,13 +310,13 @@ class RemovedStreamTests(SynchronousTestCase):
         ok = ok.replace(b"Content-Length: %d" % (len(_ok(invite).split(b"\r\n\r\n", 1)[1]),), b"Content-Length: %d" % (len(ok.split(b"\r\n\r\n", 1)[1]),))
         self.tx.message_received(parse(ok), Peer("tls", "127.0.0.1", 5071))
         self.assertEqual(self.sink.names(), ["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
-        self.call.streams = [self.call.streams[0], StreamInfo(1, "2", None, None, 0, None, "sendonly")]
-        self.call.inbound_updated(True, False)
+        self.call.call.streams = [self.call.call.streams[0], StreamInfo(1, "2", None, None, 0, None, "sendonly")]
+        self.call.report(InboundUpdated, media_changed=True, metadata_changed=False)
         offer = self._offer(self._reinvites()[0])
         self.assertEqual([m.direction for m in offer.media], ["sendonly", "inactive"])
         self.assertEqual([m.label for m in offer.media], ["1", "2"])
         self.assertEqual([m.crypto[0].key for m in offer.media], first_keys)
-        self.assertIn(fid, self.call.forwards)
+        self.assertIn(fid, self.call.call.forwards)
 
 
 class KeepaliveTests(ForwardClockTests):
