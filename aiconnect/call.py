@@ -901,5 +901,5 @@ FORWARD_TABLE: dict[tuple[ForwardState, type[ForwardInput]], Row] = {
     (_AC, ForwardStopped): Row(Call._fwd_stopped, _SG, "SPEC s2: BYE sent, SIPRECFORWARDSTOPPED before the SRS's 200"),
     (_SG, ForwardClosed): Row(Call._fwd_closed, _SD, "SPEC s2: the SRS answered BYE (or it timed out)"),
     (_SG, ForwardBye): Row(Call._fwd_ignore, _SG, "RFC 3261 s15: BYEs crossed; ours ends it"),
-    **{(s, ForwardClosed): Row(Call._fwd_ignore, None, "late answer to a BYE: nothing left to do") for s in (_SD, _F)},
+    **{(s, ForwardClosed): Row(Call._fwd_ignore, None, "RFC 3261 s15.1.1: a late answer to our BYE, nothing left to do") for s in (_SD, _F)},
 }

@@ -396,7 +396,7 @@ class InboundSession:
             the interval is below our Min-SE.
         """
         uac_supports = "timer" in request.headers.tokens("Supported") or "timer" in request.headers.tokens("Require")
-        agreed = negotiate_uas(request.headers.get("Session-Expires"), uac_supports)
+        agreed = negotiate_uas(request.headers.get("Session-Expires"), uac_supports, self.srs.min_se)
         if agreed is None:
             self.timer = None
             self._cancel_timer()
@@ -595,6 +595,8 @@ class SrsService:
         #: The L{aiconnect.call.SessionJournal} given to each call (restart
         #: recovery), or C{None}.
         self.journal: Any = None
+        #: Our Min-SE (RFC 4028 s5): the shortest session interval taken.
+        self.min_se = MIN_SE
         self.sdp_address = config.sip.public_address
         self.latch = config.rtp.latch
         self.draining = False

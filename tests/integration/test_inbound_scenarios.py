@@ -26,7 +26,6 @@ What the service emits where the RFCs leave it open (and these tests pin):
 
 from __future__ import annotations
 
-import gc
 import json
 import re
 import tempfile
@@ -956,9 +955,8 @@ class SessionTimerTests(ScenarioCase):
     """
     Session timers (RFC 4028) when the SRC asks for them.
 
-    The expiry tests lower the module's C{MIN_SE} (the RFC's 90 s floor)
-    with C{TestCase.patch}, so the real service runs the real timers on a
-    1-2 s interval instead of waiting 60 s.
+    The timers' expiry and refresh are tested with a Clock in
+    C{tests.siprec.test_srs_timers} (no real waits).
     """
 
     rtp_base = 24500
@@ -1006,71 +1004,6 @@ class SessionTimerTests(ScenarioCase):
         ok, _ = await src.call(sdp_offer([("96", pa, 8)]))
         self.assertEqual(_status(ok), 200)
         await src.bye()
-
-    async def test_expiry_without_refresh(self) -> None:
-        """
-        The SRC refreshes once (an UPDATE without body, answered 200 with
-        Session-Expires) and then stops: the service sends BYE before the
-        interval ends and reports SESSIONCOMPLETED "sessionTimer".
-        """
-        self.patch(srs_mod, "MIN_SE", 1)
-        self.start()
-        src = self.src()
-        _, pa = self.rtp_socket()
-        ok, session_id = await src.call(sdp_offer([("96", pa, 8)]), extra_headers="Session-Expires: 2;refresher=uac\nSupported: timer")
-        self.assertEqual(parse_response(ok).headers.get("Session-Expires"), "2;refresher=uac")
-        await task.deferLater(reactor, 1.0, lambda: None)
-        resp = await src.in_dialog("UPDATE", extra="Session-Expires: 2;refresher=uac\r\nSupported: timer")
-        self.assertEqual(_status(resp), 200)
-        self.assertEqual(parse_response(resp).headers.get("Session-Expires"), "2;refresher=uac")
-        # The first interval would have ended 2 s after the INVITE.
-        await task.deferLater(reactor, 1.0, lambda: None)
-        self.assertEqual(src.all(request("BYE")), [])
-        bye = await src.wait(request("BYE"), timeout=3)
-        src.answer(bye)
-        events = await self.events_for(session_id, 2)
-        self.assertEqual([e["event"] for e in events], ["SESSIONSTARTED", "SESSIONCOMPLETED"])
-        self.assertEqual(events[1]["reason"], "sessionTimer")
-
-    async def test_expiry_src_gone(self) -> None:
-        """
-        When the SRC answers neither refreshes nor the BYE, the session still
-        completes with "sessionTimer" and the unanswered BYE is no error.
-        """
-        self.patch(srs_mod, "MIN_SE", 1)
-        self.start()
-        src = self.src()
-        _, pa = self.rtp_socket()
-        _, session_id = await src.call(sdp_offer([("96", pa, 8)]), extra_headers="Session-Expires: 1;refresher=uac\nSupported: timer")
-        await src.wait(request("BYE"), timeout=3)
-        events = await self.events_for(session_id, 2)
-        self.assertEqual(events[1]["reason"], "sessionTimer")
-        # The BYE client transaction times out after 64*T1 = 3.2 s.
-        await task.deferLater(reactor, 3.5, lambda: None)
-        gc.collect()
-        self.assertGreaterEqual(len(src.all(request("BYE"))), 2)
-
-    async def test_uas_refresher(self) -> None:
-        """
-        With C{refresher=uas} the service refreshes with UPDATE at half the
-        interval; when the SRC stops answering, it ends the session with BYE
-        and SESSIONCOMPLETED "sessionTimer".
-        """
-        self.patch(srs_mod, "MIN_SE", 1)
-        self.start()
-        src = self.src()
-        _, pa = self.rtp_socket()
-        ok, session_id = await src.call(sdp_offer([("96", pa, 8)]), extra_headers="Session-Expires: 2;refresher=uas\nSupported: timer")
-        self.assertEqual(parse_response(ok).headers.get("Session-Expires"), "2;refresher=uas")
-        update = await src.wait(request("UPDATE"), timeout=3)
-        self.assertEqual(_raw_header(update, "Session-Expires"), "2;refresher=uas")
-        src.answer(update)
-        await src.wait(request("UPDATE"), timeout=3)  # the next refresh: left unanswered
-        bye = await src.wait(request("BYE"), timeout=6)
-        src.answer(bye)
-        events = await self.events_for(session_id, 2)
-        self.assertEqual([e["event"] for e in events], ["SESSIONSTARTED", "SESSIONCOMPLETED"])
-        self.assertEqual(events[1]["reason"], "sessionTimer")
 
 
 class QuirkTests(ScenarioCase):
