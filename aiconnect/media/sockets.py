@@ -389,7 +389,7 @@ class PortBinder:
             else:
                 listening = self._reactor.listenUDP(port, endpoint, interface=self.host, maxPacketSize=RECV_SIZE)
         except CannotListenError as e:
-            if getattr(e.socketError, "errno", None) in (errno.EMFILE, errno.ENFILE):
+            if isinstance(e.socketError, OSError) and e.socketError.errno in (errno.EMFILE, errno.ENFILE):
                 raise FileDescriptorsExhausted(f"no socket for RTP port {port}: {e.socketError}") from None
             raise PortBindError(port, str(e)) from None
         endpoint.attach(listening)
