@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aiconnect.media.ports import PortsExhausted
 from aiconnect.media.sockets import Address, normalize_address
@@ -28,6 +28,26 @@ if TYPE_CHECKING:
     from aiconnect.media.relay import MediaRelay
 
 __all__ = ["ForwardMedia", "MediaSession"]
+
+_Stream = TypeVar("_Stream", InboundStream, OutboundStream)
+
+
+def _append_streams(
+    relay: MediaRelay,
+    streams: tuple[_Stream, ...],
+    n: int,
+    make: Callable[[int, int], _Stream],
+) -> list[_Stream]:
+    # Book and bind n streams to follow `streams` (indices and ports after
+    # the last one's); make(index, rtp_port) builds one.
+    if n < 1:
+        raise ValueError("add at least one stream")
+    base = len(streams)
+
+    def build(ports: list[int]) -> list[_Stream]:
+        return [make(base + i, port) for i, port in enumerate(ports)]
+
+    return relay.bind_pairs(n, build, after=streams[-1].rtp_port)
 
 
 class ForwardMedia:
@@ -151,14 +171,7 @@ class ForwardMedia:
         """
         if self.closed:
             raise ValueError("forward is closed")
-        if n < 1:
-            raise ValueError("add at least one stream")
-        base = len(self.streams)
-
-        def build(ports: list[int]) -> list[OutboundStream]:
-            return [OutboundStream(self, base + i, port) for i, port in enumerate(ports)]
-
-        added = self.relay.bind_pairs(n, build, after=self.streams[-1].rtp_port)
+        added = _append_streams(self.relay, self.streams, n, lambda i, port: OutboundStream(self, i, port))
         self.streams = self.streams + tuple(added)
         self._fresh_ssrcs(added)
         return added
@@ -274,14 +287,7 @@ class MediaSession:
         """
         if self.closed:
             raise ValueError("session is closed")
-        if n < 1:
-            raise ValueError("add at least one stream")
-        base = len(self.streams)
-
-        def build(ports: list[int]) -> list[InboundStream]:
-            return [InboundStream(base + i, port, self.seconds) for i, port in enumerate(ports)]
-
-        added = self.relay.bind_pairs(n, build, after=self.streams[-1].rtp_port)
+        added = _append_streams(self.relay, self.streams, n, lambda i, port: InboundStream(i, port, self.seconds))
         self.streams = self.streams + tuple(added)
         return added
 

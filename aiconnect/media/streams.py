@@ -375,22 +375,57 @@ class InboundStream(Endpoint):
         }
 
 
-class _InboundRtcp(Endpoint):
+class _RtcpPort(Endpoint):
+    """
+    A stream's RTCP port: what both directions share.  A subclass checks
+    the source in C{datagramReceived}, then calls L{_sized}; its C{handle}
+    (also called for RTCP multiplexed on the RTP port) unprotects and calls
+    L{_parse}.
+    """
+
+    def __init__(self, rtcp_port: int) -> None:
+        super().__init__()
+        self.port = rtcp_port
+        self.packets_in = 0
+        self.foreign = 0
+        self.malformed = 0
+
+    def _sized(self, data: bytes) -> None:
+        # From the expected source: drop it whole if too long, else handle.
+        if len(data) > MAX_DATAGRAM:
+            self.oversize += 1
+            return
+        self.handle(data)
+
+    def handle(self, data: bytes) -> None:
+        """
+        Process one (S)RTCP packet from the peer.
+        """
+        raise NotImplementedError
+
+    def _parse(self, data: bytes) -> list[Any] | None:
+        # The compound packet, counted; None (counted as malformed) if bad.
+        try:
+            packets = parse_rtcp(data)
+        except ValueError:
+            self.malformed += 1
+            return None
+        self.packets_in += 1
+        return packets
+
+
+class _InboundRtcp(_RtcpPort):
     """
     The inbound stream's RTCP port: source check, unprotect, parse, keep
     the SRC's last sender report.  Nothing is forwarded.
     """
 
     def __init__(self, stream: InboundStream) -> None:
-        super().__init__()
+        super().__init__(stream.rtcp_port)
         self.stream = stream
-        self.port = stream.rtcp_port
         self.remote: Address | None = None
         self.latch_host: str | None = None
         self.latched = 0
-        self.packets_in = 0
-        self.foreign = 0
-        self.malformed = 0
         self.last_sr: dict[str, int] | None = None
 
     def configure(
@@ -411,10 +446,7 @@ class _InboundRtcp(Endpoint):
             else:
                 self.foreign += 1
                 return
-        if len(data) > MAX_DATAGRAM:
-            self.oversize += 1
-            return
-        self.handle(data)
+        self._sized(data)
 
     def handle(self, data: bytes) -> None:
         """
@@ -425,12 +457,9 @@ class _InboundRtcp(Endpoint):
             data = srtp.unprotect_rtcp(data)
             if data is None:
                 return
-        try:
-            packets = parse_rtcp(data)
-        except ValueError:
-            self.malformed += 1
+        packets = self._parse(data)
+        if packets is None:
             return
-        self.packets_in += 1
         for p in packets:
             if isinstance(p, RtcpSenderReport):
                 self.last_sr = {
@@ -742,29 +771,22 @@ class OutboundStream(Endpoint):
         }
 
 
-class _OutboundRtcp(Endpoint):
+class _OutboundRtcp(_RtcpPort):
     """
     A forward stream's RTCP port: sends our SRs, parses the SRS's RRs.
     """
 
     def __init__(self, stream: OutboundStream, seconds: Callable[[], float]) -> None:
-        super().__init__()
+        super().__init__(stream.rtcp_port)
         self.stream = stream
         self._seconds = seconds
-        self.port = stream.rtcp_port
-        self.packets_in = 0
-        self.foreign = 0
-        self.malformed = 0
 
     def datagramReceived(self, data: bytes, addr: Address) -> None:
         remote = self.stream.remote
         if remote is None or addr[0] != remote[0]:
             self.foreign += 1
             return
-        if len(data) > MAX_DATAGRAM:
-            self.oversize += 1
-            return
-        self.handle(data)
+        self._sized(data)
 
     def handle(self, data: bytes) -> None:
         """
@@ -778,12 +800,9 @@ class _OutboundRtcp(Endpoint):
             data = stream.srtp_rx.unprotect_rtcp(data)
             if data is None:
                 return
-        try:
-            packets = parse_rtcp(data)
-        except ValueError:
-            self.malformed += 1
+        packets = self._parse(data)
+        if packets is None:
             return
-        self.packets_in += 1
         now = self._seconds()
         for p in packets:
             if isinstance(p, (RtcpReceiverReport, RtcpSenderReport)):
