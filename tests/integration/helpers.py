@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_sip_service -*-
+# -*- test-case-name: tests.integration.test_sip_service,tests.integration.test_inbound,tests.test_tap -*-
 """
 Shared pieces of the integration tests: free loopback ports, generated TLS
 certificates and configuration files, and an OPTIONS as an SBC sends it.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_inbound -*-
+# -*- test-case-name: tests.integration.test_inbound,tests.integration.test_forward -*-
 """
 Test peers for inbound SIPRec: an SRC that builds its INVITE from the
 RFC 7866 figure 12 template with RFC 8068 metadata, and an application

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_hardening_media -*-
 """
 Media protection limits end to end (SPEC s12): the real service, a raw UDP
 SIPRec SRC (the helpers of L{tests.integration.test_inbound_scenarios}),

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_hardening_sip -*-
 """
 The SIP transport's protections over real sockets on 127.0.0.1, against the
 service started in-process with small C{[limits]}: no reflection through a

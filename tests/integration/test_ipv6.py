@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_ipv6 -*-
 """
 IPv6 on loopback (RFC 5118): SIP over UDP on [::1], SDP with IN IP6, Via
 and Contact with IPv6 references, RTP over IPv6 counted.

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_media_service -*-
 """
 The media plane through the running service (issue 4): inbound SRTP from
 the SRC decrypted and relayed, both streams transcoded into the forward's

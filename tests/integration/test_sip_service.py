@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_sip_service -*-
 """
 The real service (the plugin's service tree on a generated configuration)
 over real UDP, TCP and TLS sockets on 127.0.0.1: OPTIONS, the RFC 4475
@@ -113,6 +114,22 @@ class SipServiceTests(TestCase):
             return await connect_stream(self, self.udp)
         return await connect_stream(self, self.tls, ca_pem=self.certs.ca_pem)
 
+    async def _answered(self, waiting: defer.Deferred[bytes], expected: int | None, name: str) -> None:
+        """
+        C{waiting} (a final response) fires with status C{expected}, or
+        times out when C{expected} is C{None} (silence).
+        """
+        try:
+            got: bytes | None = await waiting
+        except defer.TimeoutError:
+            got = None
+        if expected is None:
+            self.assertIsNone(got, name)
+        else:
+            self.assertIsNotNone(got, name)
+            assert got is not None
+            self.assertEqual(status_of(got), expected, name)
+
     async def test_options_over_udp_tcp_tls(self) -> None:
         """
         OPTIONS gets 200 with Allow, Accept and Supported listing siprec over
@@ -141,15 +158,7 @@ class SipServiceTests(TestCase):
             call_id = raw_call_id(data)
             waiting = defer.ensureDeferred(self.peer.next_final(0.6 if expected is None else 3.0, call_id))
             self.peer.send(data, self.udp)
-            try:
-                got = await waiting
-            except defer.TimeoutError:
-                got = None
-            if expected is None:
-                self.assertIsNone(got, name)
-            else:
-                self.assertIsNotNone(got, name)
-                self.assertEqual(status_of(got), expected, name)
+            await self._answered(waiting, expected, name)
             # Non-2xx INVITE answers are retransmitted until ACKed; the
             # Call-ID filter above ignores them.
             await self._udp_options_ok("after" + name.replace("-", ""))
@@ -165,15 +174,7 @@ class SipServiceTests(TestCase):
                 peer = await self._connect(transport)
                 waiting = defer.ensureDeferred(peer.next_final(0.6 if expected is None else 3.0))
                 peer.send((DATA / (name + ".sip")).read_bytes())
-                try:
-                    got = await waiting
-                except defer.TimeoutError:
-                    got = None
-                if expected is None:
-                    self.assertIsNone(got, name)
-                else:
-                    self.assertIsNotNone(got, "%s over %s" % (name, transport))
-                    self.assertEqual(status_of(got), expected, name)
+                await self._answered(waiting, expected, "%s over %s" % (name, transport))
                 if name in ("ncl", "mcl01"):
                     await peer.closed  # framing lost: the server closes
                 peer.transport.loseConnection()

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_restart -*-
+# -*- test-case-name: tests.integration.test_restart,tests.integration.test_drain,tests.test_tap -*-
 """
 The server as operators run it: C{twistd -n aiconnect --config FILE} in a
 subprocess (the aiconnect-epoll reactor), its output in a file, probed
