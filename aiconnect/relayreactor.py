@@ -5,7 +5,7 @@ The C{aiconnect-epoll} reactor for twistd::
     twistd --reactor=aiconnect-epoll -n aiconnect --config etc/aiconnect.toml
 
 Twisted's epoll reactor with the RTP relay's sockets dispatched directly
-(L{aiconnect.media.relay.RelayEPollReactor}): about 500 forwarded calls with
+(L{aiconnect.media.sockets.RelayEPollReactor}): about 500 forwarded calls with
 transcoding and SRTP on one core instead of 350 (docs/media.md). Where epoll
 is missing it installs Twisted's default reactor instead.
 """
@@ -17,7 +17,7 @@ def install() -> None:
     """
     Install the relay reactor (twistd's C{--reactor} hook).
     """
-    from aiconnect.media.relay import RelayEPollReactor
+    from aiconnect.media.sockets import RelayEPollReactor
 
     if RelayEPollReactor is None:
         from twisted.internet import default

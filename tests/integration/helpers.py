@@ -1,7 +1,10 @@
+# -*- test-case-name: tests.integration.test_sip_service,tests.integration.test_inbound,tests.test_tap -*-
 """
 Shared pieces of the integration tests: free loopback ports, generated TLS
-certificates and configuration files, and small SIP test peers that speak
-raw bytes over real sockets.
+certificates and configuration files, and an OPTIONS as an SBC sends it.
+
+The raw SIP peers (L{UdpPeer}, L{StreamPeer}, ...) live in L{tests.fakes}
+and are re-exported here for the modules that import them from here.
 """
 
 from __future__ import annotations
@@ -9,14 +12,9 @@ from __future__ import annotations
 import socket
 import tempfile
 from pathlib import Path
-from typing import Any
-
-from twisted.internet import defer, reactor
-from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 
 from aiconnect import tlsutil
-from aiconnect.sip.message import StreamFramer
-
+from tests.fakes import StreamPeer, StreamPeerFactory, UdpPeer, raw_call_id, status_of
 
 #: Port numbers the integration tests use for RTP ranges: below Linux's
 #: ephemeral range (32768-60999), so that no socket a test binds to port 0
@@ -135,119 +133,6 @@ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
     return path
 
 
-class _Inbox:
-    """
-    Messages received, read in order through a cursor.
-    """
-
-    def _init_inbox(self) -> None:
-        self.received: list[bytes] = []
-        self.cursor = 0
-        self._waiter: defer.Deferred[bytes] | None = None
-
-    def _arrived(self, data: bytes) -> None:
-        self.received.append(data)
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and self.cursor < len(self.received):
-            d, self._waiter = self._waiter, None
-            data = self.received[self.cursor]
-            self.cursor += 1
-            d.callback(data)
-
-    def next_message(self, timeout: float = 5.0) -> defer.Deferred[bytes]:
-        """
-        Fire with the next unread message, now or when it comes.
-        """
-        d: defer.Deferred[bytes] = defer.Deferred(lambda _: setattr(self, "_waiter", None))
-        self._waiter = d
-        self._wake()
-        d.addTimeout(timeout, reactor)
-        return d
-
-    def skip_all(self) -> None:
-        """
-        Mark everything received so far as read.
-        """
-        self.cursor = len(self.received)
-
-    async def next_final(self, timeout: float = 5.0, call_id: str | None = None) -> bytes:
-        """
-        The next final response (1xx skipped), for C{call_id} if given.
-        """
-        while True:
-            data = await self.next_message(timeout)
-            if data.startswith(b"SIP/2.0 1"):
-                continue
-            if call_id is not None and raw_call_id(data) != call_id:
-                continue
-            return data
-
-
-class UdpPeer(DatagramProtocol, _Inbox):
-    """
-    A raw UDP SIP peer collecting every datagram it receives.
-    """
-
-    def __init__(self) -> None:
-        self._init_inbox()
-
-    def datagramReceived(self, data: bytes, addr: Any) -> None:
-        self._arrived(data)
-
-    def send(self, data: bytes, port: int) -> None:
-        self.transport.write(data, ("127.0.0.1", port))
-
-
-class StreamPeer(Protocol, _Inbox):
-    """
-    A raw TCP/TLS SIP peer framing what it receives by Content-Length.
-    """
-
-    def __init__(self) -> None:
-        self._init_inbox()
-        self.framer = StreamFramer()
-        self.closed: defer.Deferred[None] = defer.Deferred()
-
-    def dataReceived(self, data: bytes) -> None:
-        for frame in self.framer.feed(data):
-            if frame.strip():
-                self._arrived(frame)
-
-    def connectionLost(self, reason: Any = None) -> None:
-        if not self.closed.called:
-            self.closed.callback(None)
-
-    def send(self, data: bytes) -> None:
-        self.transport.write(data)
-
-
-class StreamPeerFactory(Factory):
-    protocol = StreamPeer
-
-
-def status_of(data: bytes) -> int:
-    """
-    The status code of a response in raw bytes (read from the status line
-    only: an error response may echo a malformed header of the request).
-    """
-    version, code, _ = data.split(b"\r\n", 1)[0].split(b" ", 2)
-    assert version == b"SIP/2.0", data[:40]
-    return int(code)
-
-
-def raw_call_id(data: bytes) -> str | None:
-    """
-    The Call-ID of a message in raw bytes (long or compact form).
-    """
-    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
-        name, _, value = line.partition(b":")
-        if name.strip().lower() in (b"call-id", b"i"):
-            return value.strip().decode("utf-8", "surrogateescape")
-    return None
-
-
 def options_request(transport: str, port: int, call_id: str, branch: str) -> bytes:
     """
     An OPTIONS keep-alive as an SBC sends it (RFC 3261 s11.1 shape).
@@ -263,3 +148,17 @@ def options_request(transport: str, port: int, call_id: str, branch: str) -> byt
         f"Accept: application/sdp\r\n"
         f"Content-Length: 0\r\n\r\n"
     ).encode()
+
+
+__all__ = [
+    "RESERVED_RTP",
+    "Certificates",
+    "StreamPeer",
+    "StreamPeerFactory",
+    "UdpPeer",
+    "free_port",
+    "options_request",
+    "raw_call_id",
+    "status_of",
+    "write_config",
+]

@@ -1,8 +1,11 @@
+# -*- test-case-name: tests.integration.test_inbound,tests.integration.test_forward -*-
 """
 Test peers for inbound SIPRec: an SRC that builds its INVITE from the
 RFC 7866 figure 12 template with RFC 8068 metadata, and an application
 server (real HTTP on 127.0.0.1) that answers newCall and receives events,
 checking every signature with its own Standard Webhooks verifier.
+
+L{rtp_packet} lives in L{tests.fakes}; it is re-exported here.
 """
 
 from __future__ import annotations
@@ -12,12 +15,13 @@ import hashlib
 import hmac
 import json
 import secrets
-import struct
 from pathlib import Path
 from typing import Any
 
 from twisted.internet import defer, reactor
 from twisted.web import resource, server
+
+from tests.fakes import rtp_packet, wait_until
 
 DATA = Path(__file__).parent.parent / "data" / "siprec"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -51,7 +55,6 @@ class AppServer(resource.Resource):
         self.new_calls: list[dict[str, Any]] = []
         self.events: list[dict[str, Any]] = []
         self.bad_signatures = 0
-        self._waiters: list[tuple[str, int, defer.Deferred[None]]] = []
         self.port: Any = None
 
     def render_POST(self, request: Any) -> bytes:
@@ -65,33 +68,39 @@ class AppServer(resource.Resource):
         if request.path == b"/newCall":
             self.new_calls.append(data)
             request.setHeader(b"content-type", b"application/json")
-            self._wake()
             return json.dumps(self.answer).encode()
         if request.path == b"/events":
             self.events.append(data)
-            self._wake()
             return b""
         request.setResponseCode(404)
         return b""
 
-    def _wake(self) -> None:
-        for kind, n, d in list(self._waiters):
-            have = len(self.new_calls) if kind == "newCall" else len(self.events)
-            if have >= n:
-                self._waiters.remove((kind, n, d))
-                d.callback(None)
+    def count(self, kind: str) -> int:
+        """
+        How many C{"newCall"} requests or C{"events"} have arrived.
+        """
+        return len(self.new_calls) if kind == "newCall" else len(self.events)
 
     def wait_for(self, kind: str, n: int, timeout: float = 10.0) -> defer.Deferred[None]:
         """
-        Fire when C{n} newCall requests or events have arrived.
+        Fire when C{n} newCall requests or events (C{kind}) have arrived.
+
+        @raise tests.fakes.WaitTimeout: (in the Deferred) not within
+            C{timeout} seconds; the message shows what did arrive.
         """
-        d: defer.Deferred[None] = defer.Deferred()
-        self._waiters.append((kind, n, d))
-        self._wake()
-        d.addTimeout(timeout, reactor)
-        return d
+
+        def got() -> str:
+            return "%d %s at the application; got %r" % (n, kind, self.new_calls if kind == "newCall" else self.event_names())
+
+        async def arrived() -> None:
+            await wait_until(lambda: self.count(kind) >= n, timeout, what=got)
+
+        return defer.ensureDeferred(arrived())
 
     def event_names(self) -> list[str]:
+        """
+        The C{event} field of each event, in arrival order.
+        """
         return [e["event"] for e in self.events]
 
     def listen(self, port: int = 0) -> int:
@@ -159,13 +168,6 @@ def siprec_invite(
     return head.replace("\n", "\r\n").encode() + b"\r\n\r\n" + body, ids
 
 
-def rtp_packet(seq: int, ts: int, ssrc: int, pt: int, payload: bytes) -> bytes:
-    """
-    An RTP packet per RFC 3550 s5.1, built by hand.
-    """
-    return struct.pack("!BBHII", 0x80, pt, seq & 0xFFFF, ts & 0xFFFFFFFF, ssrc) + payload
-
-
 def in_dialog(
     method: str,
     transport: str,
@@ -202,3 +204,15 @@ def in_dialog(
         lines.append("Content-Type: %s" % content_type)
     lines.append("Content-Length: %d" % len(body))
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+__all__ = [
+    "DATA",
+    "SECRET",
+    "AppServer",
+    "in_dialog",
+    "rtp_packet",
+    "sdp_offer",
+    "siprec_invite",
+    "verify_signature",
+]

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_forward -*-
 """
 A scripted external SRS for the forwarding tests: it speaks raw SIP bytes
 over UDP or TLS on 127.0.0.1, answers an INVITE the way it is told (503,
@@ -19,7 +20,7 @@ from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
 from aiconnect.sip.message import Request, StreamFramer, parse
 from aiconnect.sip.multipart import parse_multipart
 from aiconnect.sip.sdp import parse_sdp
-from tests.integration.helpers import UdpPeer
+from tests.fakes import UdpPeer, wait_until
 
 REALM = "srs.test"
 NONCE = "dcd98b7102dd2f0e8b11d0f600bfb0c093"
@@ -66,7 +67,6 @@ class SrsPeer:
         self.auth_ok = False
         self.responses: list[Any] = []
         self._cseq = 1
-        self._waiters: list[tuple[str, int, defer.Deferred[None]]] = []
         self.port: Any = None
         self._send: Any = None
         self._stream: Any = None
@@ -112,22 +112,30 @@ class SrsPeer:
     # -- waiting ---------------------------------------------------------------
 
     def count(self, method: str) -> int:
+        """
+        How many requests of C{method} arrived, or responses of status
+        C{method} when it is digits (C{"200"}).
+        """
         if method.isdigit():
             return sum(1 for r in self.responses if r.status == int(method))
         return sum(1 for r in self.requests if r.method == method)
 
     def wait_for(self, method: str, n: int = 1, timeout: float = 10.0) -> defer.Deferred[None]:
-        d: defer.Deferred[None] = defer.Deferred()
-        self._waiters.append((method, n, d))
-        self._wake()
-        d.addTimeout(timeout, reactor)
-        return d
+        """
+        Fire when C{n} requests of C{method} (or responses of that status,
+        see L{count}) have arrived.
 
-    def _wake(self) -> None:
-        for method, n, d in list(self._waiters):
-            if self.count(method) >= n:
-                self._waiters.remove((method, n, d))
-                d.callback(None)
+        @raise tests.fakes.WaitTimeout: (in the Deferred) not within
+            C{timeout} seconds; the message lists what did arrive.
+        """
+
+        def got() -> str:
+            return "%d %s at the SRS; got %r" % (n, method, [r.method for r in self.requests] + [r.status for r in self.responses])
+
+        async def arrived() -> None:
+            await wait_until(lambda: self.count(method) >= n, timeout, what=got)
+
+        return defer.ensureDeferred(arrived())
 
     # -- behaviour ---------------------------------------------------------------
 
@@ -135,15 +143,11 @@ class SrsPeer:
         msg = parse(data, datagram=self.transport_name == "udp")
         if not isinstance(msg, Request):
             self.responses.append(msg)
-            self._wake()
             return
         if msg.method == "INVITE" and msg.to_tag is None:
             self.raw_invites.append(data)
         self.requests.append(msg)
-        try:
-            self._answer(msg)
-        finally:
-            self._wake()
+        self._answer(msg)
 
     def _answer(self, req: Request) -> None:
         if req.method == "INVITE" and req.to_tag is None:

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_hardening_media -*-
 """
 Media protection limits end to end (SPEC s12): the real service, a raw UDP
 SIPRec SRC (the helpers of L{tests.integration.test_inbound_scenarios}),
@@ -33,8 +34,9 @@ from twisted.internet import protocol as protocol_mod
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from aiconnect.siprec import srs as srs_mod
+from tests.fakes import rtp_packet, wait_until
 from tests.integration.helpers import Certificates, write_config
-from tests.integration.siprec_peer import rtp_packet, sdp_offer
+from tests.integration.siprec_peer import sdp_offer
 from tests.integration.test_inbound_scenarios import (
     ScenarioCase,
     Src,
@@ -271,11 +273,15 @@ class OutOfDescriptorsTests(TestCase):
     timeout = 30
 
     async def wait_output(self, child: _Child, marker: bytes, timeout: float = 10.0) -> None:
-        for _ in range(int(timeout / 0.05)):
-            if marker in child.output:
-                return
-            await task.deferLater(reactor, 0.05, lambda: None)
-        self.fail("no %r from the service; output:\n%s" % (marker, child.output.decode(errors="replace")))
+        """
+        Wait until the child printed C{marker}; fail with its output if it
+        does not within C{timeout} seconds.
+        """
+
+        def seen() -> str:
+            return "%r from the service; output:\n%s" % (marker, child.output.decode(errors="replace"))
+
+        await wait_until(lambda: marker in child.output, timeout, interval=0.05, what=seen)
 
     async def test_rlimit_nofile(self) -> None:
         """

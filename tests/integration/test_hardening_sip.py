@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_hardening_sip -*-
 """
 The SIP transport's protections over real sockets on 127.0.0.1, against the
 service started in-process with small C{[limits]}: no reflection through a
@@ -17,26 +18,17 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from twisted.internet import defer, reactor
-from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
-from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from aiconnect import config as config_mod
 from aiconnect.tap import build_service
-from tests.integration.helpers import (
-    Certificates,
-    StreamPeer,
-    UdpPeer,
-    free_port,
-    options_request,
-    status_of,
-    write_config,
-)
+from tests.fakes import StreamPeer, connect_stream, listen_udp, pause, status_of, wait_until
+from tests.integration.helpers import Certificates, free_port, options_request, write_config
 from tests.integration.siprec_peer import sdp_offer, siprec_invite
 
 LIMITS = """
@@ -182,34 +174,7 @@ class HardeningTests(TestCase):
         self.service.startService()
         self.addCleanup(self.service.stopService)
         self.stats = self.service.getServiceNamed("sip").transport.stats
-        self.peer, self.peer_port = self.udp_peer()
-
-    def udp_peer(self, host: str = "127.0.0.1", port: int = 0) -> tuple[UdpPeer, int]:
-        """
-        @return: A UDP peer listening on C{host}, and its port.
-        """
-        peer = UdpPeer()
-        p = reactor.listenUDP(port, peer, interface=host)
-        self.addCleanup(p.stopListening)
-        return peer, p.getHost().port
-
-    async def wait_until(self, check: Callable[[], bool], timeout: float = 5.0) -> None:
-        """
-        Poll C{check} every 20 ms until true; fail after C{timeout}.
-        """
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                self.fail("condition not met in %s s" % (timeout,))
-            await defer.Deferred(lambda d: None).addTimeout(0.02, reactor).addErrback(lambda f: None)
-
-    async def quiet(self, seconds: float) -> None:
-        """
-        Let the reactor run for C{seconds}.
-        """
-        d: defer.Deferred[None] = defer.Deferred()
-        reactor.callLater(seconds, d.callback, None)
-        await d
+        self.peer, self.peer_port = listen_udp(self)
 
     async def options_ok(self) -> None:
         """
@@ -219,14 +184,6 @@ class HardeningTests(TestCase):
         waiting = defer.ensureDeferred(self.peer.next_final(3.0, call_id))
         self.peer.send(options_request("UDP", self.peer_port, call_id, secrets.token_hex(4)), self.sip)
         self.assertEqual(status_of(await waiting), 200)
-
-    async def connect(self, port: int | None = None) -> StreamPeer:
-        """
-        @return: A raw TCP peer connected to the SIP port (or C{port}).
-        """
-        peer = await connectProtocol(TCP4ClientEndpoint(reactor, "127.0.0.1", port or self.sip), StreamPeer())
-        self.addCleanup(lambda: peer.transport.abortConnection() if peer.transport.connected else None)
-        return peer
 
     async def closed_within(self, peer: StreamPeer, seconds: float) -> float:
         """
@@ -251,12 +208,12 @@ class HardeningTests(TestCase):
         A client-written C{received=127.0.0.9} is not where the answer goes:
         the sender gets it, a listener at 127.0.0.9 gets nothing.
         """
-        victim, _ = self.udp_peer("127.0.0.9", self.peer_port)
+        victim, _ = listen_udp(self, "127.0.0.9", self.peer_port)
         data = options_request("UDP", self.peer_port, "refl1", "r1").replace(b";rport", b";received=127.0.0.9")
         waiting = defer.ensureDeferred(self.peer.next_final(3.0, "refl1"))
         self.peer.send(data, self.sip)
         self.assertEqual(status_of(await waiting), 200)
-        await self.quiet(0.3)
+        await pause(0.3)
         self.assertEqual(victim.received, [])
 
     async def test_udp_rport_value_not_followed(self) -> None:
@@ -265,13 +222,13 @@ class HardeningTests(TestCase):
         C{rport=}) is answered, with all its retransmissions, to the
         sender's port only.
         """
-        victim, victim_port = self.udp_peer()
+        victim, victim_port = listen_udp(self)
         data, ids = siprec_invite("udp", victim_port, "unknown.example.org", sdp_offer([("1", 20000, 0)]), None)
         data = data.replace(b";rport", b";received=127.0.0.1;rport=%d" % (victim_port,))
         waiting = defer.ensureDeferred(self.peer.next_final(3.0, ids["call_id"]))
         self.peer.send(data, self.sip)
         self.assertGreaterEqual(status_of(await waiting), 400)
-        await self.quiet(0.5)  # T1 = 0.05: several retransmissions
+        await pause(0.5)  # T1 = 0.05: several retransmissions
         self.assertGreater(len(self.peer.received), 1)
         self.assertEqual(victim.received, [])
 
@@ -287,11 +244,11 @@ class HardeningTests(TestCase):
         victim_port = listener.getHost().port
         data, _ = siprec_invite("tcp", victim_port, "customer.example.com", sdp_offer([("1", 20000, 0)]), None)
         data = data.replace(b";rport", b"")
-        peer = await self.connect()
+        peer = await connect_stream(self, self.sip)
         peer.send(data)
         peer.transport.loseConnection()
-        await self.wait_until(lambda: self.stats.get("responses_connection_gone", 0) >= 1 or victim.connections > 0)
-        await self.quiet(0.3)
+        await wait_until(lambda: self.stats.get("responses_connection_gone", 0) >= 1 or victim.connections > 0)
+        await pause(0.3)
         self.assertEqual(victim.connections, 0)
         self.assertEqual(self.stats["responses_connection_gone"], 1)
 
@@ -302,8 +259,8 @@ class HardeningTests(TestCase):
         With C{max_connections = 3} the 4th TCP connection is closed by the
         server; the first three still work.
         """
-        peers = [await self.connect() for _ in range(3)]
-        fourth = await self.connect()
+        peers = [await connect_stream(self, self.sip) for _ in range(3)]
+        fourth = await connect_stream(self, self.sip)
         await self.closed_within(fourth, 2.0)
         self.assertEqual(self.stats["connections_refused"], 1)
         for i, peer in enumerate(peers):
@@ -317,7 +274,7 @@ class HardeningTests(TestCase):
         A TCP connection to the TLS port that never sends a ClientHello is
         closed after C{tls_handshake_timeout} (0.3 s).
         """
-        peer = await self.connect(self.tls)
+        peer = await connect_stream(self, self.tls)
         took = await self.closed_within(peer, 3.0)
         self.assertGreaterEqual(took, 0.25)
         self.assertEqual(self.stats["tls_handshake_timeouts"], 1)
@@ -327,10 +284,8 @@ class HardeningTests(TestCase):
         A TLS connection that completed its handshake is not closed by that
         timer: it answers OPTIONS after twice C{tls_handshake_timeout}.
         """
-        options = optionsForClientTLS("127.0.0.1", Certificate.loadPEM(self.certs.ca_pem))
-        peer = await connectProtocol(SSL4ClientEndpoint(reactor, "127.0.0.1", self.tls, options), StreamPeer())
-        self.addCleanup(lambda: peer.transport.abortConnection() if not peer.closed.called else None)
-        await self.quiet(0.6)
+        peer = await connect_stream(self, self.tls, ca_pem=self.certs.ca_pem)
+        await pause(0.6)
         waiting = peer.next_message(2.0)
         peer.send(options_request("TLS", 5061, "tls-ok", "tlsok"))
         self.assertEqual(status_of(await waiting), 200)
@@ -341,14 +296,14 @@ class HardeningTests(TestCase):
         A header dripped one octet every 0.1 s that never completes is
         closed after C{header_timeout} (0.5 s), before C{idle_timeout}.
         """
-        peer = await self.connect()
+        peer = await connect_stream(self, self.sip)
         data = options_request("TCP", 5060, "drip", "drip")
         start = time.monotonic()
         for i in range(40):
             if peer.closed.called:
                 break
             peer.send(data[i : i + 1])
-            await self.quiet(0.1)
+            await pause(0.1)
         self.assertTrue(peer.closed.called)
         self.assertLess(time.monotonic() - start, 1.0)
         self.assertEqual(self.stats["header_timeouts"], 1)
@@ -358,11 +313,11 @@ class HardeningTests(TestCase):
         A connection sending only CRLFCRLF pings (every 0.2 s) is still
         closed after C{idle_timeout} (1 s).
         """
-        peer = await self.connect()
+        peer = await connect_stream(self, self.sip)
         start = time.monotonic()
         while not peer.closed.called and time.monotonic() - start < 4.0:
             peer.send(b"\r\n\r\n")
-            await self.quiet(0.2)
+            await pause(0.2)
         self.assertTrue(peer.closed.called)
         self.assertEqual(self.stats["idle_timeouts"], 1)
 
@@ -396,7 +351,7 @@ class HardeningTests(TestCase):
         self.assertLess(len(data), 65507)
         self.assertGreater(len(data) + 2 * count, 65507)  # "v:" -> "Via:"
         self.peer.send(data, self.sip)
-        await self.wait_until(lambda: self.stats["send_failures"] >= 1)
+        await wait_until(lambda: self.stats["send_failures"] >= 1)
         await self.options_ok()
         self.no_critical()
 
@@ -413,6 +368,6 @@ class HardeningTests(TestCase):
         ).encode()
         dropped = self.stats["dropped_responses"]
         self.peer.send(data, self.sip)
-        await self.wait_until(lambda: self.stats["dropped_responses"] > dropped)
+        await wait_until(lambda: self.stats["dropped_responses"] > dropped)
         await self.options_ok()
         self.no_critical()

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_ipv6 -*-
 """
 IPv6 on loopback (RFC 5118): SIP over UDP on [::1], SDP with IN IP6, Via
 and Contact with IPv6 references, RTP over IPv6 counted.
@@ -11,15 +12,16 @@ import tempfile
 from pathlib import Path
 
 import treq
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.trial.unittest import SkipTest, TestCase
 
 from aiconnect import config as config_mod
 from aiconnect.sip.message import parse
 from aiconnect.sip.sdp import parse_sdp
 from aiconnect.tap import build_service
-from tests.integration.helpers import Certificates, UdpPeer, free_port, write_config
-from tests.integration.siprec_peer import DATA, AppServer, in_dialog, rtp_packet, sdp_offer, siprec_invite
+from tests.fakes import listen_udp, rtp_packet, wait_until
+from tests.integration.helpers import Certificates, free_port, write_config
+from tests.integration.siprec_peer import DATA, AppServer, in_dialog, sdp_offer, siprec_invite
 
 DOMAIN = "customer.example.com"
 
@@ -65,19 +67,14 @@ class Ipv6Tests(TestCase):
         service.startService()
         self.addCleanup(service.stopService)
 
-        sig = UdpPeer()
-        p = reactor.listenUDP(0, sig, interface="::1")
-        self.addCleanup(p.stopListening)
-        rtp = UdpPeer()
-        rp = reactor.listenUDP(0, rtp, interface="::1")
-        self.addCleanup(rp.stopListening)
-        local, rtp_port = p.getHost().port, rp.getHost().port
+        sig, local = listen_udp(self, "::1")
+        rtp, rtp_port = listen_udp(self, "::1")
         offer = sdp_offer([("96", rtp_port, 8), ("98", rtp_port + 2, 0)]).replace(b"IN IP4 127.0.0.1", b"IN IP6 ::1")
         invite, ids = siprec_invite("udp", local, DOMAIN, offer, (DATA / "rfc8068-s3.2.1-1-metadata.xml").read_bytes())
         invite = invite.replace(b"127.0.0.1:%d" % local, b"[::1]:%d" % local)
 
         def send(data: bytes) -> None:
-            sig.transport.write(data, ("::1", sip_port))
+            sig.send(data, sip_port, "::1")
 
         send(invite)
         ok_raw = await sig.next_final(call_id=ids["call_id"])
@@ -93,19 +90,17 @@ class Ipv6Tests(TestCase):
         await app.wait_for("events", 1)
         session_id = app.events[0]["sessionId"]
         for i in range(3):
-            rtp.transport.write(rtp_packet(i, 160 * i, 0x66, 8, b"\xd5" * 160), ("::1", ports[0]))
-        counted = None
-        for _ in range(40):
+            rtp.send(rtp_packet(i, 160 * i, 0x66, 8, b"\xd5" * 160), ports[0], "::1")
+
+        async def counted() -> bool:
             resp = await treq.get(
                 "http://127.0.0.1:%d/%s/sessions/%s" % (api_port, DOMAIN, session_id),
                 headers={"Authorization": "Bearer t0ken"},
                 persistent=False,
             )
-            counted = json.loads(await resp.content())["session"]["media"]["streams"][0]["packets_in"]
-            if counted == 3:
-                break
-            await task.deferLater(reactor, 0.05, lambda: None)
-        self.assertEqual(counted, 3)
+            return json.loads(await resp.content())["session"]["media"]["streams"][0]["packets_in"] == 3
+
+        await wait_until(counted, 3.0, interval=0.05, what="3 RTP packets counted on stream 0")
         bye = in_dialog("BYE", "udp", local, ok_raw, ids, 102, DOMAIN).replace(b"127.0.0.1:%d" % local, b"[::1]:%d" % local)
         send(bye)
         bye_ok = parse(await sig.next_final(call_id=ids["call_id"]))

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_media_service -*-
 """
 The media plane through the running service (issue 4): inbound SRTP from
 the SRC decrypted and relayed, both streams transcoded into the forward's
@@ -13,13 +14,13 @@ import secrets
 
 import pylibsrtp
 import treq
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 
 from aiconnect.media import g711
 from aiconnect.sip.message import parse
 from aiconnect.sip.sdp import parse_sdp
-from tests.integration.helpers import UdpPeer, status_of
-from tests.integration.siprec_peer import in_dialog, rtp_packet, siprec_invite
+from tests.fakes import listen_udp, rtp_packet, status_of, wait_until
+from tests.integration.siprec_peer import in_dialog, siprec_invite
 from tests.integration.test_forward import DOMAIN, METADATA, ORDER, UDP_TRUNK, ForwardTestBase
 
 
@@ -61,19 +62,15 @@ class MediaThroughServiceTests(ForwardTestBase):
         srs = self.srs("200")
         trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
         self.setup_service(trunk, {"startSIPRecForward": dict(ORDER, codec="PCMU")}, None, 25000)
-        sig = UdpPeer()
-        p = reactor.listenUDP(0, sig, interface="127.0.0.1")
-        self.addCleanup(p.stopListening)
+        sig, local = listen_udp(self)
         rtp, ports, keys = [], [], []
         for _ in range(2):
-            sink = UdpPeer()
-            rp = reactor.listenUDP(0, sink, interface="127.0.0.1")
-            self.addCleanup(rp.stopListening)
+            sink, port = listen_udp(self)
             rtp.append(sink)
-            ports.append(rp.getHost().port)
+            ports.append(port)
             keys.append(secrets.token_bytes(30))
         offer = _srtp_offer([("96", ports[0], 8, keys[0]), ("98", ports[1], 0, keys[1])])
-        invite, ids = siprec_invite("udp", p.getHost().port, DOMAIN, offer, METADATA)
+        invite, ids = siprec_invite("udp", local, DOMAIN, offer, METADATA)
         sig.send(invite, self.sip_port)
         ok_raw = await sig.next_final(call_id=ids["call_id"])
         self.assertEqual(status_of(ok_raw), 200)
@@ -81,7 +78,7 @@ class MediaThroughServiceTests(ForwardTestBase):
         self.assertEqual([m.proto for m in answer.media], ["RTP/SAVP", "RTP/SAVP"])
         self.assertEqual([m.crypto[0].tag for m in answer.media], [1, 1])
         our_ports = [m.port for m in answer.media]
-        sig.send(in_dialog("ACK", "udp", p.getHost().port, ok_raw, ids, 101, DOMAIN), self.sip_port)
+        sig.send(in_dialog("ACK", "udp", local, ok_raw, ids, 101, DOMAIN), self.sip_port)
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
         session_id = self.app.events[0]["sessionId"]
 
@@ -95,7 +92,7 @@ class MediaThroughServiceTests(ForwardTestBase):
             for i, payload in enumerate(payloads):
                 packet = senders[stream].protect(rtp_packet(100 + i, 160 * i, 0x77 + stream, pt, payload))
                 sent[stream].append(packet)
-                rtp[stream].transport.write(packet, ("127.0.0.1", our_ports[stream]))
+                rtp[stream].send(packet, our_ports[stream])
         got = {s: [await srs.rtp[s].next_message() for _ in range(3)] for s in (0, 1)}
         self.assertEqual([g[12:] for g in got[0]], [pl.translate(g711.ALAW_TO_ULAW) for pl in payloads])
         self.assertEqual([g[12:] for g in got[1]], payloads)  # PCMU in, PCMU out
@@ -108,17 +105,15 @@ class MediaThroughServiceTests(ForwardTestBase):
 
         # Garbage, a bad tag, a replay, and a foreign source.
         good = senders[0].protect(rtp_packet(103, 480, 0x77, 8, payloads[1]))
-        rtp[0].transport.write(b"\x00garbage", ("127.0.0.1", our_ports[0]))
+        rtp[0].send(b"\x00garbage", our_ports[0])
         bad_tag = bytearray(senders[0].protect(rtp_packet(104, 640, 0x77, 8, payloads[0])))
         bad_tag[-1] ^= 0xFF
-        rtp[0].transport.write(bytes(bad_tag), ("127.0.0.1", our_ports[0]))
-        rtp[0].transport.write(sent[0][0], ("127.0.0.1", our_ports[0]))  # replay
-        stranger = UdpPeer()
-        sp = reactor.listenUDP(0, stranger, interface="127.0.0.1")
-        self.addCleanup(sp.stopListening)
-        stranger.transport.write(senders[0].protect(rtp_packet(105, 800, 0x77, 8, payloads[0])), ("127.0.0.1", our_ports[0]))
+        rtp[0].send(bytes(bad_tag), our_ports[0])
+        rtp[0].send(sent[0][0], our_ports[0])  # replay
+        stranger, _ = listen_udp(self)
+        stranger.send(senders[0].protect(rtp_packet(105, 800, 0x77, 8, payloads[0])), our_ports[0])
         # The call goes on: a good packet still gets through.
-        rtp[0].transport.write(good, ("127.0.0.1", our_ports[0]))
+        rtp[0].send(good, our_ports[0])
         late = await srs.rtp[0].next_message()
         self.assertEqual(late[12:], payloads[1].translate(g711.ALAW_TO_ULAW))
         stats = await self._stats(session_id)
@@ -129,7 +124,7 @@ class MediaThroughServiceTests(ForwardTestBase):
         self.assertGreaterEqual(drops.get("srtp_auth", 0) + drops.get("srtp_error", 0), 1, drops)
         self.assertGreaterEqual(drops.get("srtp_replay", 0), 1, drops)
 
-        sig.send(in_dialog("BYE", "udp", p.getHost().port, ok_raw, ids, 102, DOMAIN), self.sip_port)
+        sig.send(in_dialog("BYE", "udp", local, ok_raw, ids, 102, DOMAIN), self.sip_port)
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"])
         stopped = self.app.events[2]
         self.assertGreaterEqual(stopped["stats"]["packets_out"], 7)
@@ -155,14 +150,7 @@ class MediaThroughServiceTests(ForwardTestBase):
         self.service.startService()
         self.addCleanup(self.service.stopService)
         call = await self.start_call()
-        bye = None
-        for _ in range(40):
-            msgs = [m for m in call["sig"].received if m.startswith(b"BYE ")]
-            if msgs:
-                bye = msgs[0]
-                break
-            await task.deferLater(reactor, 0.1, lambda: None)
-        self.assertIsNotNone(bye)
+        await wait_until(lambda: call["sig"].matching(lambda m: m.startswith(b"BYE ")), 4.0, interval=0.1)
         await self.events(["SESSIONSTARTED", "SESSIONCOMPLETED"])
         self.assertEqual(self.app.events[1]["reason"], "mediaTimeout")
         del text

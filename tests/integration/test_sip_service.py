@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_sip_service -*-
 """
 The real service (the plugin's service tree on a generated configuration)
 over real UDP, TCP and TLS sockets on 127.0.0.1: OPTIONS, the RFC 4475
@@ -10,22 +11,12 @@ import tempfile
 from pathlib import Path
 
 from twisted.internet import defer, reactor
-from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint, connectProtocol
-from twisted.internet.ssl import Certificate, optionsForClientTLS
 from twisted.trial.unittest import TestCase
 
 from aiconnect import config as config_mod
 from aiconnect.tap import build_service
-from tests.integration.helpers import (
-    Certificates,
-    StreamPeer,
-    UdpPeer,
-    free_port,
-    options_request,
-    raw_call_id,
-    status_of,
-    write_config,
-)
+from tests.fakes import StreamPeer, connect_stream, listen_udp, raw_call_id, status_of
+from tests.integration.helpers import Certificates, free_port, options_request, write_config
 
 DATA = Path(__file__).parent.parent / "data" / "rfc4475"
 
@@ -110,30 +101,34 @@ class SipServiceTests(TestCase):
         self.service = build_service(self.cfg, reactor)
         self.service.startService()
         self.addCleanup(self.service.stopService)
-        self.peer = UdpPeer()
-        port = reactor.listenUDP(0, self.peer, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-
-    async def _udp_exchange(self, data: bytes) -> bytes:
-        waiting = self.peer.next_message(timeout=3.0)
-        self.peer.send(data, self.udp)
-        return await waiting
+        self.peer, self.peer_port = listen_udp(self)
 
     async def _udp_options_ok(self, tag: str) -> None:
-        data = options_request("UDP", self.peer.transport.getHost().port, "opt-%s@test" % tag, tag)
+        data = options_request("UDP", self.peer_port, "opt-%s@test" % tag, tag)
         waiting = defer.ensureDeferred(self.peer.next_final(3.0, "opt-%s@test" % tag))
         self.peer.send(data, self.udp)
         self.assertEqual(status_of(await waiting), 200)
 
     async def _connect(self, transport: str) -> StreamPeer:
         if transport == "tcp":
-            ep = TCP4ClientEndpoint(reactor, "127.0.0.1", self.udp)
+            return await connect_stream(self, self.udp)
+        return await connect_stream(self, self.tls, ca_pem=self.certs.ca_pem)
+
+    async def _answered(self, waiting: defer.Deferred[bytes], expected: int | None, name: str) -> None:
+        """
+        C{waiting} (a final response) fires with status C{expected}, or
+        times out when C{expected} is C{None} (silence).
+        """
+        try:
+            got: bytes | None = await waiting
+        except defer.TimeoutError:
+            got = None
+        if expected is None:
+            self.assertIsNone(got, name)
         else:
-            opts = optionsForClientTLS("127.0.0.1", Certificate.loadPEM(self.certs.ca_pem))
-            ep = SSL4ClientEndpoint(reactor, "127.0.0.1", self.tls, opts)
-        peer = await connectProtocol(ep, StreamPeer())
-        self.addCleanup(peer.transport.loseConnection)
-        return peer
+            self.assertIsNotNone(got, name)
+            assert got is not None
+            self.assertEqual(status_of(got), expected, name)
 
     async def test_options_over_udp_tcp_tls(self) -> None:
         """
@@ -163,15 +158,7 @@ class SipServiceTests(TestCase):
             call_id = raw_call_id(data)
             waiting = defer.ensureDeferred(self.peer.next_final(0.6 if expected is None else 3.0, call_id))
             self.peer.send(data, self.udp)
-            try:
-                got = await waiting
-            except defer.TimeoutError:
-                got = None
-            if expected is None:
-                self.assertIsNone(got, name)
-            else:
-                self.assertIsNotNone(got, name)
-                self.assertEqual(status_of(got), expected, name)
+            await self._answered(waiting, expected, name)
             # Non-2xx INVITE answers are retransmitted until ACKed; the
             # Call-ID filter above ignores them.
             await self._udp_options_ok("after" + name.replace("-", ""))
@@ -187,15 +174,7 @@ class SipServiceTests(TestCase):
                 peer = await self._connect(transport)
                 waiting = defer.ensureDeferred(peer.next_final(0.6 if expected is None else 3.0))
                 peer.send((DATA / (name + ".sip")).read_bytes())
-                try:
-                    got = await waiting
-                except defer.TimeoutError:
-                    got = None
-                if expected is None:
-                    self.assertIsNone(got, name)
-                else:
-                    self.assertIsNotNone(got, "%s over %s" % (name, transport))
-                    self.assertEqual(status_of(got), expected, name)
+                await self._answered(waiting, expected, "%s over %s" % (name, transport))
                 if name in ("ncl", "mcl01"):
                     await peer.closed  # framing lost: the server closes
                 peer.transport.loseConnection()
@@ -216,7 +195,7 @@ class SipServiceTests(TestCase):
         peer.send(big)
         self.assertEqual(parse(await waiting, datagram=False).status, 513)
         await peer.closed
-        fine = options_request("UDP", self.peer.transport.getHost().port, "fine@test", "fine")
+        fine = options_request("UDP", self.peer_port, "fine@test", "fine")
         fine = fine.replace(b"Content-Length: 0\r\n", b"X-Pad: " + b"a" * 60000 + b"\r\nContent-Length: 0\r\n")
         waiting = defer.ensureDeferred(self.peer.next_final(3.0, "fine@test"))
         self.peer.send(fine, self.udp)

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_restart,tests.integration.test_drain,tests.test_tap -*-
 """
 The server as operators run it: C{twistd -n aiconnect --config FILE} in a
 subprocess (the aiconnect-epoll reactor), its output in a file, probed
@@ -19,10 +20,11 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from tests.integration.helpers import UdpPeer, options_request, status_of
+from tests.fakes import UdpPeer, WaitTimeout, pause, status_of, wait_until
+from tests.integration.helpers import options_request
 
 ROOT = Path(__file__).parent.parent.parent
 
@@ -39,11 +41,8 @@ TWISTD = [
 ]
 
 
-async def sleep(seconds: float) -> None:
-    """
-    Let the test's reactor run for C{seconds}.
-    """
-    await task.deferLater(reactor, seconds, lambda: None)
+#: Let the test's reactor run for C{seconds} (L{tests.fakes.pause}).
+sleep = pause
 
 
 class Twistd:
@@ -109,13 +108,13 @@ class Twistd:
         The exit status once the process ended, or C{None} after
         C{timeout} seconds.
         """
-        assert self.proc is not None
-        for _ in range(int(timeout / 0.05)):
-            rc = self.proc.poll()
-            if rc is not None:
-                return rc
-            await sleep(0.05)
-        return self.proc.poll()
+        proc = self.proc
+        assert proc is not None
+        try:
+            await wait_until(lambda: proc.poll() is not None, timeout, interval=0.05)
+        except WaitTimeout:
+            pass
+        return proc.poll()
 
     async def stop(self, timeout: float = 20.0) -> int | None:
         """
@@ -133,11 +132,10 @@ class Twistd:
         """
         Whether C{text} appears in the output within C{timeout} seconds.
         """
-        for _ in range(int(timeout / 0.05)):
-            if text in self.output():
-                return True
-            await sleep(0.05)
-        return text in self.output()
+        try:
+            return await wait_until(lambda: text in self.output(), timeout, interval=0.05)
+        except WaitTimeout:
+            return False
 
 
 async def options(sip_port: int, timeout: float = 0.5) -> int | None:
@@ -162,12 +160,13 @@ async def wait_ready(test: TestCase, server: Twistd, sip_port: int, timeout: flo
     Wait until the server answers OPTIONS with 200; fail the test with its
     output if it exits or does not answer in time.
     """
-    for _ in range(int(timeout / 0.5)):
+
+    async def answered() -> bool:
         if not server.alive():
             test.fail("twistd exited:\n" + server.output())
-        if await options(sip_port) == 200:
-            return
-    test.fail("twistd does not answer OPTIONS:\n" + server.output())
+        return await options(sip_port) == 200
+
+    await wait_until(answered, timeout, interval=0.05, what=lambda: "twistd answering OPTIONS; its output:\n" + server.output())
 
 
 def start_twistd(test: TestCase, config: Path, cwd: Path | None = None) -> Twistd:

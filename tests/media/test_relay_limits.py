@@ -20,6 +20,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from zope.interface import implementer
 
 from aiconnect.media import relay as relay_mod
+from aiconnect.media.sockets import RelayPort
 from aiconnect.media.ports import FileDescriptorsExhausted, PortsExhausted
 from aiconnect.media.relay import InboundStream, MediaRelay, MediaSession, RelayEPollReactor
 from aiconnect.media.rtp import RtpPacket
@@ -321,7 +322,7 @@ class OutOfDescriptorsTests(SynchronousTestCase):
             self.attempts += 1
             raise OSError(code, "Too many open files")
 
-        self.patch(relay_mod._RelayPort, "createInternetSocket", create)
+        self.patch(RelayPort, "createInternetSocket", create)
 
     def test_emfile(self) -> None:
         """

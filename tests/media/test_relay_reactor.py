@@ -77,6 +77,6 @@ class RelayEPollReactorTests(SynchronousTestCase):
         self.assertEqual(len(self.pump(sink, 4)), 4)
         for _ in range(3):
             self.reactor.doIteration(0.01)
-        port = session.forwards["gone"].streams[0]._listening
+        port = session.forwards["gone"].streams[0].listening
         self.assertIn(port.fileno(), self.reactor._selectables)
         self.assertIn(port, self.reactor.getReaders())

@@ -255,7 +255,7 @@ class RelayOverUdpTests(TestCase):
             srcs[0].send(RtpPacket(8, k, 160 * k, 5, PAYLOAD).serialize(), session.streams[0].rtp_port)
         yield back.done
         self.assertEqual(RtpPacket.parse(back.packets[0]).payload, PAYLOAD)
-        self.assertIsNotNone(session.forwards["dead"].streams[0]._listening)
+        self.assertIsNotNone(session.forwards["dead"].streams[0].listening)
 
     @defer.inlineCallbacks
     def test_added_stream(self) -> Any:
