@@ -36,6 +36,7 @@ import struct
 from typing import Any, Awaitable, Callable, TypeVar
 
 from twisted.internet import defer, task
+from twisted.internet.task import Clock
 from twisted.internet.endpoints import SSL4ClientEndpoint, TCP4ClientEndpoint, connectProtocol
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.protocol import DatagramProtocol, Factory, Protocol
