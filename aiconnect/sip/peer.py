@@ -36,14 +36,14 @@ class ConnectionLimits:
     keys (SPEC s12) and builds one of these; the defaults are those of the
     configuration file.
 
-    @ivar max_connections: open inbound TCP + TLS connections; more are
-        closed at once.
-    @ivar tls_handshake_timeout: seconds an inbound TLS connection has to
-        finish its handshake.
-    @ivar header_timeout: seconds a stream connection has to complete a
-        message it started (header and body).
-    @ivar idle_timeout: seconds a TCP/TLS connection is kept without a
-        complete message in either direction.
+    @ivar max_connections: the most inbound TCP and TLS connections open at
+        once; a new one beyond it is closed.
+    @ivar tls_handshake_timeout: the seconds from accept to a finished TLS
+        handshake.
+    @ivar header_timeout: the seconds from the first octet of a stream
+        message to its last one.
+    @ivar idle_timeout: the seconds a connection may carry no complete
+        message, either way.
     """
 
     max_connections: int = 2000

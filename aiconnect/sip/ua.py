@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_uac_uas,tests.integration.test_sip_service,tests.siprec.test_forward -*-
+# -*- test-case-name: tests.sip.test_ua,tests.integration.test_uac_uas,tests.integration.test_sip_service,tests.siprec.test_forward -*-
 """
 The UA core (RFC 3261 s8, s12-s15): the transaction user above the
 transaction layer.
