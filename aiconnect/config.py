@@ -25,10 +25,11 @@ Rules:
       C{repr()}.
 
 This module imports the standard library and the pure SIP cores only: the
-values a SIP adapter takes are defined next to it (L{TimerConfig} in
-L{aiconnect.sip.transaction}, the connection limits in
-L{aiconnect.sip.peer}, the host syntax in L{aiconnect.sip.uri}) and
-re-exported here, so the SIP layer never imports the configuration.
+values a SIP adapter takes are defined in the SIP layer and built or
+re-exported here (L{TimerConfig} from L{aiconnect.sip.transaction},
+L{LimitsConfig.connections} as an L{aiconnect.sip.peer.ConnectionLimits},
+L{split_host_port} and the host checks from L{aiconnect.sip.uri}), so the
+SIP layer never imports the configuration.
 """
 
 from __future__ import annotations
