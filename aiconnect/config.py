@@ -24,7 +24,12 @@ Rules:
     - Secrets (trunk passwords, API tokens, signing secrets) never appear in
       C{repr()}.
 
-This module imports nothing but the standard library.
+This module imports the standard library and the pure SIP cores only: the
+values a SIP adapter takes are defined in the SIP layer and built or
+re-exported here (L{TimerConfig} from L{aiconnect.sip.transaction},
+L{LimitsConfig.connections} as an L{aiconnect.sip.peer.ConnectionLimits},
+L{split_host_port} and the host checks from L{aiconnect.sip.uri}), so the
+SIP layer never imports the configuration.
 """
 
 from __future__ import annotations
@@ -42,6 +47,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from aiconnect.errors import ConfigError
+from aiconnect.sip.peer import TRANSPORTS, ConnectionLimits
+from aiconnect.sip.transaction import TimerConfig
+from aiconnect.sip.uri import is_hostname as _is_hostname
+from aiconnect.sip.uri import is_ip_literal as _is_ip
+from aiconnect.sip.uri import split_host_port
 
 __all__ = [
     "ApiConfig",
@@ -63,16 +73,12 @@ __all__ = [
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-TRANSPORTS = ("udp", "tcp", "tls")
 TLS_VERSIONS = ("1.2", "1.3")
 LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 MISSING_METADATA_POLICIES = ("accept", "reject")
 NON_SIPREC_POLICIES = ("reject", "accept")
 MEMORY_DATABASE = ":memory:"
-
-# RFC 1123 host name label; a whole name is at most 253 characters.
-_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
 
 # RFC 3261 s25.1: user = 1*( unreserved / escaped / user-unreserved )
 _SIP_USER = re.compile(r"^(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+$")
@@ -84,23 +90,6 @@ _PEM_PUBLIC_KEY_MARKERS = (
 
 
 # --- value objects -----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class TimerConfig:
-    """
-    SIP transaction timers, C{[sip.timers]} (RFC 3261 s17.1.1.1, table 4).
-
-    @ivar t1: RTT estimate in seconds (RFC default 0.5).
-    @ivar t2: Maximum retransmit interval for non-INVITE requests and INVITE
-        responses, in seconds (RFC default 4.0); at least C{t1}.
-    @ivar t4: Maximum duration a message remains in the network, in seconds
-        (RFC default 5.0).
-    """
-
-    t1: float = 0.5
-    t2: float = 4.0
-    t4: float = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -246,6 +235,10 @@ class LogConfig:
     level: str = "info"
 
 
+#: The connection limits' defaults are the SIP transport's.
+_CONNECTIONS = ConnectionLimits()
+
+
 @dataclass(frozen=True, slots=True)
 class LimitsConfig:
     """
@@ -287,10 +280,22 @@ class LimitsConfig:
     invite_rate: float = 50.0
     invite_rate_answers: int = 10
     max_unconfirmed_per_source: int = 250
-    max_connections: int = 2000
-    tls_handshake_timeout: float = 10.0
-    header_timeout: float = 30.0
-    idle_timeout: float = 300.0
+    max_connections: int = _CONNECTIONS.max_connections
+    tls_handshake_timeout: float = _CONNECTIONS.tls_handshake_timeout
+    header_timeout: float = _CONNECTIONS.header_timeout
+    idle_timeout: float = _CONNECTIONS.idle_timeout
+
+    @property
+    def connections(self) -> ConnectionLimits:
+        """
+        The four connection keys, as the SIP transport takes them.
+        """
+        return ConnectionLimits(
+            max_connections=self.max_connections,
+            tls_handshake_timeout=self.tls_handshake_timeout,
+            header_timeout=self.header_timeout,
+            idle_timeout=self.idle_timeout,
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -486,50 +491,6 @@ def normalize_domain(domain: str) -> str:
     except ValueError:
         pass
     return text.rstrip(".").lower()
-
-
-def split_host_port(target: str) -> tuple[str, int | None]:
-    """
-    Split C{host}, C{host:port}, C{[v6]}, C{[v6]:port} or a bare IPv6
-    literal.
-
-    @param target: The text to split.
-    @return: The host (IPv6 without brackets) and the port or L{None}.
-    @raise ValueError: If the text is not of that form, the host is neither
-        an IP literal nor a valid host name, or the port is not 1..65535.
-    """
-    port_text: str | None = None
-    if target.startswith("["):
-        end = target.find("]")
-        if end < 0:
-            raise ValueError("unbalanced '[' in IPv6 literal")
-        host, rest = target[1:end], target[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError("expected ':port' after ']'")
-            port_text = rest[1:]
-        if not _is_ipv6(host):
-            raise ValueError(f"{host!r} is not an IPv6 address")
-    elif target.count(":") > 1:
-        host = target
-        if not _is_ipv6(host):
-            raise ValueError(
-                f"{host!r} is not an IPv6 address (write [addr]:port "
-                "for an IPv6 address with a port)"
-            )
-    else:
-        host, sep, port_text_ = target.partition(":")
-        port_text = port_text_ if sep else None
-        if not (_is_ip(host) or _is_hostname(host)):
-            raise ValueError(f"{host!r} is neither an IP address nor a host name")
-    port: int | None = None
-    if port_text is not None:
-        if not port_text.isascii() or not port_text.isdigit():
-            raise ValueError(f"port {port_text!r} is not a number")
-        port = int(port_text)
-        if not 1 <= port <= 65535:
-            raise ValueError(f"port {port} is not in 1..65535")
-    return host, port
 
 
 # --- loading -----------------------------------------------------------------
@@ -759,42 +720,6 @@ def _describe(value: object) -> str:
 
 
 # --- validators --------------------------------------------------------------
-
-
-def _is_ip(text: str) -> bool:
-    """
-    @return: Whether C{text} is an IPv4 or IPv6 address literal.
-    """
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_ipv6(text: str) -> bool:
-    """
-    @return: Whether C{text} is an IPv6 address literal (no brackets).
-    """
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _is_hostname(text: str) -> bool:
-    """
-    @return: Whether C{text} is an RFC 1123 host name (trailing dot allowed).
-    """
-    name = text[:-1] if text.endswith(".") else text
-    if not name or len(name) > 253:
-        return False
-    labels = name.split(".")
-    if all(label.isdigit() for label in labels):
-        # Looks like a (bad) IPv4 address, e.g. 256.1.1.1.
-        return False
-    return all(_LABEL.match(label) for label in labels)
 
 
 def _bind_address(table: _Table, name: str, default: str) -> str:

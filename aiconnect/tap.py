@@ -20,7 +20,6 @@ from twisted.web.server import Site
 
 from aiconnect import __version__, config as config_mod
 from aiconnect.errors import ConfigError
-from aiconnect.sip.transaction import TimerConfig
 from aiconnect.sip.transport import SipTransport
 from aiconnect.sip.txlayer import TransactionLayer
 from aiconnect.sip.ua import InviteHandler, UaConfig, UserAgent
@@ -76,9 +75,9 @@ class SipService(service.Service):
             tls_server_context=server_ctx,
             tls_client_creator=client_creator,
             force_rport=sip.force_rport,
-            limits=cfg.limits,
+            limits=cfg.limits.connections,
         )
-        timers = TimerConfig(t1=sip.timers.t1, t2=sip.timers.t2, t4=sip.timers.t4)
+        timers = sip.timers
         self.ua = UserAgent(
             reactor,
             self.transport,

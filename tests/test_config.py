@@ -20,7 +20,6 @@ from aiconnect.config import (
     load,
     load_string,
     normalize_domain,
-    split_host_port,
 )
 from aiconnect.errors import (
     AiconnectError,
@@ -722,7 +721,7 @@ class BadInputTests(SynchronousTestCase):
 
 class HelperTests(SynchronousTestCase):
     """
-    Tests for L{normalize_domain} and L{split_host_port}.
+    Tests for L{normalize_domain} and the names re-exported from the SIP layer.
     """
 
     def test_normalize_domain(self) -> None:
@@ -733,23 +732,27 @@ class HelperTests(SynchronousTestCase):
         self.assertEqual(normalize_domain("[2001:DB8:0::1]"), "2001:db8::1")
         self.assertEqual(normalize_domain("192.0.2.1"), "192.0.2.1")
 
-    def test_split_host_port(self) -> None:
+    def test_sip_values_reexported(self) -> None:
         """
-        Host names, IPv4 and IPv6 literals split into host and optional port.
+        The values the SIP layer takes are defined there, once, and the
+        configuration re-exports them: C{TimerConfig}, C{split_host_port}.
         """
-        self.assertEqual(split_host_port("srs.example.net"), ("srs.example.net", None))
-        self.assertEqual(split_host_port("srs.example.net:5061"), ("srs.example.net", 5061))
-        self.assertEqual(split_host_port("192.0.2.9:5060"), ("192.0.2.9", 5060))
-        self.assertEqual(split_host_port("[2001:db8::1]:5061"), ("2001:db8::1", 5061))
-        self.assertEqual(split_host_port("[2001:db8::1]"), ("2001:db8::1", None))
-        self.assertEqual(split_host_port("2001:db8::1"), ("2001:db8::1", None))
+        from aiconnect.sip import transaction, uri
 
-    def test_split_host_port_invalid(self) -> None:
+        self.assertIs(config.TimerConfig, transaction.TimerConfig)
+        self.assertIs(config.split_host_port, uri.split_host_port)
+        self.assertEqual(load_string("").sip.timers, transaction.TimerConfig())
+
+    def test_connection_limits(self) -> None:
         """
-        Malformed targets raise L{ValueError}.
+        C{[limits]} hands the SIP transport its four connection keys, and
+        their defaults are the transport's own.
         """
-        for bad in ("", "host:", "host:70000", "[::1]x", "[nope]:5", "a b", "::g"):
-            self.assertRaises(ValueError, split_host_port, bad)
+        from aiconnect.sip.peer import ConnectionLimits
+
+        self.assertEqual(config.LimitsConfig().connections, ConnectionLimits())
+        limits = config.LimitsConfig(max_connections=7, tls_handshake_timeout=1.5, header_timeout=2.5, idle_timeout=3.5)
+        self.assertEqual(limits.connections, ConnectionLimits(7, 1.5, 2.5, 3.5))
 
     def test_module_all(self) -> None:
         """

@@ -7,8 +7,10 @@ Two parts:
   - L{SrtpParams}: one crypto suite and its master key || master salt, as
     carried in an C{a=crypto} line's C{inline:} key parameter.  Fresh keys
     come from the CSPRNG (L{secrets}); L{parse_crypto} and L{format_crypto}
-    read and write the attribute value.  A key never appears in a C{repr},
-    a log line or an exception message.
+    read and write the attribute value.  The grammar (and its tolerance of
+    a stripped base64 padding) is the SDP model's, L{aiconnect.sip.sdp.Crypto}
+    and L{aiconnect.sip.sdp.KeyParam}: one parser for both.  A key never
+    appears in a C{repr}, a log line or an exception message.
   - L{SrtpContext}: one direction of one stream.  C{protect*} and
     C{unprotect*} never raise: a packet that fails (bad tag, replay, bad
     framing) returns C{None} and is counted in L{SrtpContext.failures} by
@@ -23,15 +25,14 @@ one must be answered with another crypto line or refused.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 import secrets
 from dataclasses import dataclass, field
 from collections.abc import Callable
 from typing import Any
 
 import pylibsrtp
+
+from aiconnect.sip.sdp import Crypto, KeyParam, SdpError
 
 __all__ = [
     "CryptoAttribute",
@@ -68,42 +69,31 @@ SUITES: dict[str, SuiteInfo] = {
     "AEAD_AES_256_GCM": SuiteInfo(32, 12, pylibsrtp.Policy.SRTP_PROFILE_AEAD_AES_256_GCM),
 }
 
-# RFC 4568 s9.1: key-param = key-method ":" key-info; inline key-info =
-# key-salt ["|" lifetime] ["|" mki ":" mki-length].
-_INLINE = re.compile(
-    r"inline:(?P<key>[A-Za-z0-9+/]+={0,2})"
-    r"(?:\|(?P<lifetime>(?:2\^)?[0-9]+))?"
-    r"(?:\|(?P<mki>[0-9]{1,128}):(?P<mki_length>[0-9]{1,3}))?\Z"
-)
-# RFC 4568 s9.1: "a=crypto:" tag 1*WSP crypto-suite 1*WSP key-params
-# *(1*WSP session-param).
-_CRYPTO = re.compile(r"(?:a=crypto:)?(?P<tag>[0-9]{1,9})[ \t]+(?P<suite>[A-Za-z0-9_]+)[ \t]+(?P<rest>.+)\Z")
-
-
 def decode_key_param(
     key_param: str,
 ) -> tuple[bytes, str | None, int | None, int | None]:
     """
-    Decode one C{inline:} key parameter of any suite (RFC 4568 s6.1, s9.1).
+    Decode one C{inline:} key parameter of any suite (RFC 4568 s6.1, s9.1),
+    with L{KeyParam.parse}.
 
     @return: C{(key_and_salt, lifetime, mki, mki_length)}; the optional
         parts are C{None} when absent.
     @raise ValueError: on bad syntax or bad base64; the message never quotes
         the key.
     """
-    m = _INLINE.match(key_param.strip())
-    if m is None:
-        raise ValueError("malformed inline key parameter")
+    key = _key_param(key_param)
+    return key.key_salt, key.lifetime, key.mki, key.mki_length
+
+
+def _key_param(text: str) -> KeyParam:
+    """
+    @return: C{text} parsed by L{KeyParam.parse}.
+    @raise ValueError: instead of its L{SdpError} (same reason, no key).
+    """
     try:
-        key = base64.b64decode(m["key"], validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("inline key is not valid base64") from None
-    return (
-        key,
-        m["lifetime"],
-        int(m["mki"]) if m["mki"] is not None else None,
-        int(m["mki_length"]) if m["mki_length"] is not None else None,
-    )
+        return KeyParam.parse(text)
+    except SdpError as e:
+        raise ValueError(e.reason) from None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +153,17 @@ class SrtpParams:
         @raise ValueError: on bad syntax, bad base64, a key of the wrong
             length or an unsupported suite; the message never quotes the key.
         """
-        key, lifetime, mki, mki_length = decode_key_param(key_param)
-        return cls(suite, key, lifetime=lifetime, mki=mki, mki_length=mki_length)
+        return cls.from_key(suite, _key_param(key_param))
+
+    @classmethod
+    def from_key(cls, suite: str, key: KeyParam) -> SrtpParams:
+        """
+        The parameters of one parsed key parameter of an C{a=crypto} line.
+
+        @raise ValueError: on a key of the wrong length or an unsupported
+            suite; the message never quotes the key.
+        """
+        return cls(suite, key.key_salt, lifetime=key.lifetime, mki=key.mki, mki_length=key.mki_length)
 
     @property
     def master_key(self) -> bytes:
@@ -184,12 +183,7 @@ class SrtpParams:
         """
         The C{inline:} key parameter for an C{a=crypto} line (RFC 4568 s6.1).
         """
-        text = "inline:" + base64.b64encode(self.key).decode("ascii")
-        if self.lifetime is not None:
-            text += "|" + self.lifetime
-        if self.mki is not None:
-            text += f"|{self.mki}:{self.mki_length}"
-        return text
+        return KeyParam(self.key, self.lifetime, self.mki, self.mki_length).text()
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,7 +195,7 @@ class CryptoAttribute:
     @ivar suite: the crypto-suite name, as written.
     @ivar keys: the key parameters, parsed when the suite is one of
         L{SUITES} (otherwise empty, and L{supported} is false; the key
-        parameters are still checked with L{decode_key_param}).
+        parameters are still checked, by L{Crypto.parse}).
     @ivar session_params: the session parameters, as written.
     """
 
@@ -227,26 +221,21 @@ class CryptoAttribute:
 def parse_crypto(value: str) -> CryptoAttribute:
     """
     Parse an C{a=crypto} attribute value (with or without the C{a=crypto:}
-    prefix): C{1 AES_CM_128_HMAC_SHA1_80 inline:...|2^20|1:32}.
+    prefix): C{1 AES_CM_128_HMAC_SHA1_80 inline:...|2^20|1:32}, with
+    L{Crypto.parse}.
 
     Several keys are separated by C{;} (RFC 4568 s9.1).
 
     @raise ValueError: on bad syntax, or a bad key for a known suite.
     """
-    m = _CRYPTO.match(value.strip())
-    if m is None:
-        raise ValueError("malformed a=crypto attribute")
-    words = m["rest"].split()
-    key_params, session_params = words[0], tuple(words[1:])
+    try:
+        crypto = Crypto.parse(value)
+    except SdpError as e:
+        raise ValueError(e.reason) from None
     keys: tuple[SrtpParams, ...] = ()
-    if m["suite"] in SUITES:
-        keys = tuple(
-            SrtpParams.from_key_param(m["suite"], kp) for kp in key_params.split(";")
-        )
-    else:
-        for kp in key_params.split(";"):
-            decode_key_param(kp)
-    return CryptoAttribute(int(m["tag"]), m["suite"], keys, session_params)
+    if crypto.suite in SUITES:
+        keys = tuple(SrtpParams.from_key(crypto.suite, key) for key in crypto.keys)
+    return CryptoAttribute(crypto.tag, crypto.suite, keys, crypto.session_params)
 
 
 def format_crypto(tag: int, params: SrtpParams) -> str:

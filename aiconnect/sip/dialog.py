@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.sip.test_dialog -*-
+# -*- test-case-name: tests.integration.test_uac_uas,tests.test_recovery,tests.siprec.test_forward -*-
 """
 SIP dialogs (RFC 3261 s12): identifiers, tags, CSeq, route set, remote
 target, and in-dialog request construction.

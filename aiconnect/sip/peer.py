@@ -1,7 +1,10 @@
-# -*- test-case-name: tests.sip.test_transport -*-
+# -*- test-case-name: tests.sip.test_transport_limits,tests.sip.test_resolver,tests.test_config -*-
 """
 Where a SIP message came from or goes to, and the seams between the
-transport layer, the transaction layer and the transaction user.
+transport layer, the transaction layer and the transaction user: L{Peer},
+the default port of each transport, the limits of stream connections
+(L{ConnectionLimits}) and the L{SipTransportLike} / L{MessageReceiver}
+protocols.
 
 Pure module: no Twisted imports beyond typing, no sockets, no clock.
 """
@@ -19,6 +22,34 @@ if TYPE_CHECKING:
 #: Transports we speak; C{reliable} ones have no retransmission timers
 #: (RFC 3261 s17.1.1.2).
 TRANSPORTS = ("udp", "tcp", "tls")
+
+#: The port used when neither a URI, a Via nor an SRV record gives one
+#: (RFC 3261 s19.1.2, s18.2.2).
+DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
+
+
+@dataclass(frozen=True, slots=True)
+class ConnectionLimits:
+    """
+    How many inbound TCP/TLS connections the transport keeps, and how long
+    each may stay quiet.  The configuration's C{[limits]} carries the same
+    keys (SPEC s12) and builds one of these; the defaults are those of the
+    configuration file.
+
+    @ivar max_connections: the most inbound TCP and TLS connections open at
+        once; a new one beyond it is closed.
+    @ivar tls_handshake_timeout: the seconds from accept to a finished TLS
+        handshake.
+    @ivar header_timeout: the seconds from the first octet of a stream
+        message to its last one.
+    @ivar idle_timeout: the seconds a connection may carry no complete
+        message, either way.
+    """
+
+    max_connections: int = 2000
+    tls_handshake_timeout: float = 10.0
+    header_timeout: float = 30.0
+    idle_timeout: float = 300.0
 
 
 @dataclass(frozen=True, slots=True)

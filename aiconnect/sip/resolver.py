@@ -73,9 +73,9 @@ from twisted.internet.defer import Deferred, gatherResults, inlineCallbacks, suc
 from twisted.internet.threads import deferToThreadPool
 from twisted.logger import Logger
 
-from aiconnect.config import split_host_port
 from aiconnect.errors import AiconnectError
-from aiconnect.sip.peer import Peer
+from aiconnect.sip.peer import DEFAULT_PORTS, Peer
+from aiconnect.sip.uri import is_ip_literal, split_host_port
 
 if TYPE_CHECKING:
     from twisted.python.threadpool import ThreadPool
@@ -101,10 +101,6 @@ __all__ = [
     "service_unavailable",
     "srv_name",
 ]
-
-#: The port used when neither the target nor an SRV record gives one
-#: (RFC 3261 s19.1.2).
-DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 
 #: NAPTR service field per trunk transport (RFC 3263 s4.1, RFC 3263 s9).
 NAPTR_SERVICES = {"udp": "SIP+D2U", "tcp": "SIP+D2T", "tls": "SIPS+D2T"}
@@ -306,14 +302,6 @@ def order_srv(records: Iterable[SrvRecord], rng: Callable[[], float] = random.ra
     return ordered
 
 
-def _ip_literal(host: str) -> bool:
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    return True
-
-
 def _address_queries(hosts: Sequence[str]) -> list[Query]:
     queries = []
     for host in hosts:
@@ -488,7 +476,7 @@ def resolve_steps(
         host, port = split_host_port(target.strip())
     except ValueError as e:
         raise ResolveError("DNS: invalid target %r: %s" % (target, e)) from None
-    if _ip_literal(host):
+    if is_ip_literal(host):
         return [Peer(transport, host, port or DEFAULT_PORTS[transport], server_name=host)]
     host = host.rstrip(".")
     if hosts is not None:
@@ -501,7 +489,7 @@ def resolve_steps(
         failures: list[str] = []
         seen: set[tuple[str, int]] = set()
         for name, p in hosts_ports:
-            if _ip_literal(name):
+            if is_ip_literal(name):
                 addresses, mine = [name], []
             else:
                 addresses, mine = _addresses(name, batch, answers)
@@ -536,7 +524,7 @@ def resolve_steps(
             targets: list[str] = []
             for r in ordered:
                 t = r.target.rstrip(".")
-                if not _ip_literal(t) and t not in targets:
+                if not is_ip_literal(t) and t not in targets:
                     targets.append(t)
             batch = _address_queries(targets)
             answers = yield batch

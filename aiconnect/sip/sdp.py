@@ -347,10 +347,18 @@ class KeyParam:
     @classmethod
     def parse(cls, text: str) -> KeyParam:
         """
-        Parse one key parameter.
+        Parse one key parameter: the one SDES key parser (the SRTP module
+        reads keys through it).
 
-        @raise SdpError: for another key method than C{inline}, bad base64
-            or a bad lifetime or MKI; the message never quotes the key.
+        The key method is case-insensitive (RFC 5234 s2.3).  The base64
+        padding is optional: a key written without any C{=} is padded
+        before decoding (some SRCs strip it); a key that carries padding
+        must carry the right amount, and only the base64 alphabet is
+        accepted (no white space).
+
+        @raise SdpError: for another key method than C{inline}, bad base64,
+            an empty key or a bad lifetime or MKI; the message never quotes
+            the key.
         """
         method, sep, info = text.strip().partition(":")
         if not sep or method.lower() != "inline":

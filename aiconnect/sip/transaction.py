@@ -90,7 +90,9 @@ TIMER_SLACK = 1e-6
 @dataclass(frozen=True, slots=True)
 class TimerConfig:
     """
-    The base SIP timer values (RFC 3261 s17.1.1.1, Table 4), in seconds.
+    The base SIP timer values (RFC 3261 s17.1.1.1, Table 4), in seconds:
+    C{[sip.timers]} in the configuration file, which checks them (and
+    C{t2 >= t1}) and re-exports this class as C{aiconnect.config.TimerConfig}.
 
     @ivar t1: the RTT estimate; A, E and G start at it, B/F/H/J/L/M are 64*T1.
     @ivar t2: the cap of the E and G back-off (and of non-INVITE retransmits).

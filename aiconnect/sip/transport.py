@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.sip.test_transport,tests.integration.test_sip_service -*-
+# -*- test-case-name: tests.sip.test_transport_limits,tests.integration.test_sip_service,tests.integration.test_uac_uas -*-
 """
 SIP transports (RFC 3261 s18): UDP, TCP and TLS listeners, stream framing by
 Content-Length, C{received}/C{rport} (RFC 3581), response routing (s18.2.2),
@@ -27,7 +27,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from aiconnect.config import LimitsConfig
 from aiconnect.sip.message import (
     DEFAULT_MAX_SIZE,
     KEEPALIVE,
@@ -39,10 +38,8 @@ from aiconnect.sip.message import (
     make_response,
     parse,
 )
-from aiconnect.sip.peer import MessageReceiver, Peer
+from aiconnect.sip.peer import DEFAULT_PORTS, ConnectionLimits, MessageReceiver, Peer
 from aiconnect.sip.uri import UriError, Via, format_host, host_for_socket, parse_via_list
-
-DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 
 #: Seconds between two log lines of one kind of overload ("out of file
 #: descriptors", "max_connections reached"); the counters count every case.
@@ -231,7 +228,8 @@ class SipTransport:
         C{idle_timeouts}: connections closed by those timers;
         C{accept_fd_exhausted}: accepts that failed for lack of file
         descriptors) and the gauge C{inbound_connections}.
-    @ivar limits: the C{[limits]} in force (connections and their timers).
+    @ivar limits: the L{ConnectionLimits} in force (connections and their
+        timers; C{[limits]} in the configuration).
     """
 
     log = Logger()
@@ -247,7 +245,7 @@ class SipTransport:
         tls_server_context: Any = None,
         tls_client_creator: Callable[[str], Any] | None = None,
         force_rport: bool = True,
-        limits: LimitsConfig | None = None,
+        limits: ConnectionLimits | None = None,
     ) -> None:
         """
         @param reactor: provides IReactorUDP, IReactorTCP, IReactorSSL, IReactorTime.
@@ -275,7 +273,7 @@ class SipTransport:
         self._tls_server_context = tls_server_context
         self._tls_client_creator = tls_client_creator
         self.force_rport = force_rport
-        self.limits = limits if limits is not None else LimitsConfig()
+        self.limits = limits if limits is not None else ConnectionLimits()
         self._inbound: set[SipStreamProtocol] = set()
         self._logged_at: dict[str, float] = {}
         self._udp: _SipDatagramProtocol | None = None

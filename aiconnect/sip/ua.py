@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.sip.test_ua,tests.integration.test_sip_service -*-
+# -*- test-case-name: tests.sip.test_ua,tests.integration.test_uac_uas,tests.integration.test_sip_service,tests.siprec.test_forward -*-
 """
 The UA core (RFC 3261 s8, s12-s15): the transaction user above the
 transaction layer.
@@ -31,7 +31,7 @@ from aiconnect.sip.dialog import (
     new_tag,
 )
 from aiconnect.sip.message import KNOWN_METHODS, Headers, Request, Response, make_response
-from aiconnect.sip.peer import Peer
+from aiconnect.sip.peer import DEFAULT_PORTS, Peer
 from aiconnect.sip.uri import SipUri, UriError, format_host, host_for_socket, is_ip_address, parse_uri
 
 #: Methods we implement as a UA.
@@ -49,7 +49,6 @@ SUPPORTED = ("siprec", "timer")
 SUPPORTED_HEADER = ", ".join(SUPPORTED)
 ALLOW_HEADER = ", ".join(ALLOWED)
 ACCEPT_HEADER = ", ".join(ACCEPTED_TYPES)
-DEFAULT_PORTS = {"udp": 5060, "tcp": 5060, "tls": 5061}
 
 
 class InviteFailed(AiconnectError):
@@ -269,7 +268,7 @@ class ServerInvite:
         if self.answered:
             return
         self.answered = True
-        self.ua._pending_invites.pop(id(self.tx), None)
+        self.ua.invite_answered(self)
         resp = make_response(self.request, status, reason, to_tag=self.local_tag, headers=self.ua._common_headers(headers))
         self.tx.respond(resp)
 
@@ -302,7 +301,7 @@ class ServerInvite:
             extra.append(("Content-Type", content_type))
         resp = make_response(self.request, 200, to_tag=self.local_tag, headers=self.ua._common_headers(extra), body=body)
         self.answered = True
-        self.ua._pending_invites.pop(id(self.tx), None)
+        self.ua.invite_answered(self)
         session = InviteSession(self.ua, dialog, source, "uas", contact)
         self.session = session
         self.ua._register(session)
@@ -497,6 +496,16 @@ class UserAgent:
         for invite in pending:
             invite.reject(status, reason, headers)
         return len(pending)
+
+    def invite_answered(self, invite: ServerInvite) -> None:
+        """
+        A pending INVITE got its final answer: it no longer waits for one
+        (neither a CANCEL nor L{reject_pending} touches it again).
+
+        @param invite: the INVITE, answered by L{ServerInvite.accept} or
+            L{ServerInvite.reject}.
+        """
+        self._pending_invites.pop(id(invite.tx), None)
 
     def _forget(self, session: InviteSession) -> None:
         self._sessions.pop(session.dialog.id, None)

@@ -26,6 +26,7 @@ from aiconnect.media.srtp import (
     format_crypto,
     parse_crypto,
 )
+from aiconnect.sip.sdp import Crypto, KeyParam, SdpError
 
 DATA = os.path.join(os.path.dirname(__file__), os.pardir, "data", "srtp")
 with open(os.path.join(DATA, "srtp-test-vectors.json")) as f:
@@ -298,3 +299,102 @@ class SdesTests(SynchronousTestCase):
             self.assertNotIn(good[7:20], str(cm.exception))
         self.assertRaises(ValueError, SrtpParams, "AES_CM_128_HMAC_SHA1_80", bytes(29))
         self.assertRaises(ValueError, SrtpParams, "NULL", bytes(30))
+
+
+#: Key parameters and whether the one SDES parser takes them.  A 28-octet
+#: key (AEAD_AES_128_GCM) is written with "==" padding, a 44-octet one
+#: (AEAD_AES_256_GCM) with "=".
+_KEY_28 = base64.b64encode(bytes(range(28))).decode()
+_KEY_44 = base64.b64encode(bytes(range(44))).decode()
+_SUITES_BY_LENGTH = {28: "AEAD_AES_128_GCM", 44: "AEAD_AES_256_GCM"}
+KEY_PARAMS = (
+    ("inline:" + _KEY_28, True),
+    ("inline:" + _KEY_44, True),
+    ("inline:" + _KEY_28.rstrip("="), True),  # padding stripped: tolerated
+    ("inline:" + _KEY_44.rstrip("="), True),
+    ("inline:" + _KEY_28[:-1], False),  # half the padding: wrong
+    ("inline:" + _KEY_44 + "=", False),  # too much padding
+    ("inline:" + _KEY_28 + "|2^20", True),
+    ("inline:" + _KEY_28 + "|1048576|1:4", True),
+    ("inline:" + _KEY_28 + "|1:4", True),
+    ("  inline:" + _KEY_28 + "  ", True),
+    ("INLINE:" + _KEY_28, True),  # RFC 5234 literals are case-insensitive
+    ("inline:" + _KEY_28 + "|1:4|2^20", False),  # MKI before lifetime
+    ("inline:" + _KEY_28 + "|2^20|2^20", False),
+    ("inline:" + _KEY_28 + "|1:4|2:4", False),
+    ("inline:" + _KEY_28 + "|2^20|1:4|x", False),
+    ("inline:" + _KEY_28 + "|x", False),
+    ("inline: " + _KEY_28, False),
+    ("inline:" + _KEY_28[:10] + " " + _KEY_28[10:], False),
+    ("inline:", False),
+    ("inline:====", False),
+    ("inline:A", False),
+    ("inline:!!!!", False),
+    ("uri:http://example.com/key", False),
+    (_KEY_28, False),
+)
+
+
+class OneSdesParserTests(SynchronousTestCase):
+    """
+    The SDP model and the SRTP module read SDES keys with one parser: they
+    take and refuse the same key parameters and a=crypto values.
+    """
+
+    def _sdp(self, text: str) -> tuple[bytes, str | None, int | None, int | None] | None:
+        try:
+            key = KeyParam.parse(text)
+        except SdpError:
+            return None
+        return key.key_salt, key.lifetime, key.mki, key.mki_length
+
+    def _srtp(self, text: str) -> tuple[bytes, str | None, int | None, int | None] | None:
+        try:
+            return decode_key_param(text)
+        except ValueError:
+            return None
+
+    def test_key_params(self) -> None:
+        """
+        L{KeyParam.parse} (the SDP side) and L{decode_key_param} /
+        L{SrtpParams.from_key_param} (the SRTP side) accept the same key
+        parameters, with the same key, lifetime and MKI, and refuse the same
+        ones: a stripped base64 padding is tolerated, a wrong one is not.
+        """
+        for text, accepted in KEY_PARAMS:
+            sdp, srtp = self._sdp(text), self._srtp(text)
+            self.assertEqual(sdp, srtp, text)
+            self.assertEqual(sdp is not None, accepted, text)
+            if sdp is not None:
+                params = SrtpParams.from_key_param(_SUITES_BY_LENGTH[len(sdp[0])], text)
+                self.assertEqual((params.key, params.lifetime, params.mki, params.mki_length), sdp)
+            else:
+                self.assertRaises(ValueError, SrtpParams.from_key_param, "AEAD_AES_128_GCM", text)
+
+    def test_crypto_values(self) -> None:
+        """
+        L{Crypto.parse} and L{parse_crypto} accept and refuse the same
+        a=crypto values, and agree on what they read (for a suite we know,
+        L{parse_crypto} checks the key length too).
+        """
+        for key_param, accepted in KEY_PARAMS:
+            values = ["a=crypto:2 F8_128_HMAC_SHA1_80 " + key_param.strip() + " UNENCRYPTED_SRTP"]
+            decoded = self._sdp(key_param)
+            if accepted and decoded is not None:
+                values.append(f"1 {_SUITES_BY_LENGTH[len(decoded[0])]} " + key_param.strip())
+            for value in values:
+                try:
+                    crypto: Crypto | None = Crypto.parse(value)
+                except SdpError:
+                    crypto = None
+                try:
+                    attr: CryptoAttribute | None = parse_crypto(value)
+                except ValueError:
+                    attr = None
+                self.assertEqual(crypto is None, attr is None, value)
+                if crypto is not None and attr is not None:
+                    self.assertEqual(
+                        (attr.tag, attr.suite, attr.session_params), (crypto.tag, crypto.suite, crypto.session_params)
+                    )
+                    if crypto.suite in SUITES:
+                        self.assertEqual([k.key for k in attr.keys], [k.key_salt for k in crypto.keys])

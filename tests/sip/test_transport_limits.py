@@ -17,10 +17,9 @@ from twisted.internet.testing import FakeDatagramTransport, MemoryReactorClock, 
 from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
-from aiconnect.config import LimitsConfig
 from aiconnect.sip import message
 from aiconnect.sip.message import Message, Request, SipParseError, StreamFramer, make_response, parse, parse_cseq
-from aiconnect.sip.peer import Peer
+from aiconnect.sip.peer import ConnectionLimits, Peer
 from aiconnect.sip.transport import SipStreamProtocol, SipTransport, _SipDatagramProtocol
 
 OPTIONS = (
@@ -225,7 +224,7 @@ class _Layer(SynchronousTestCase):
             "idle_timeout": 10.0,
         }
         values.update(limits)
-        return SipTransport(self.reactor, self.receiver, limits=LimitsConfig(**values))
+        return SipTransport(self.reactor, self.receiver, limits=ConnectionLimits(**values))
 
     def connect(
         self, transport_name: str = "tcp", port: int = 40000, outbound: bool = False, layer: SipTransport | None = None

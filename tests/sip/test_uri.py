@@ -10,9 +10,14 @@ from aiconnect.sip.uri import (
     AbsoluteUri,
     SipUri,
     UriError,
+    is_hostname,
+    is_ip_address,
+    is_ip_literal,
+    is_ipv6_literal,
     parse_name_addr,
     parse_uri,
     parse_via,
+    split_host_port,
 )
 
 
@@ -121,3 +126,50 @@ class ViaTests(SynchronousTestCase):
         via = parse_via("SIP  /   2.0 /UDP 192.0.2.2;branch=390skdjuw")
         self.assertEqual(via.transport, "UDP")
         self.assertEqual(via.host, "192.0.2.2")
+
+
+class HostSyntaxTests(SynchronousTestCase):
+    """
+    The host checks and L{split_host_port} for configured targets.
+    """
+
+    def test_split_host_port(self) -> None:
+        """
+        Host names, IPv4 and IPv6 literals split into host and optional port.
+        """
+        self.assertEqual(split_host_port("srs.example.net"), ("srs.example.net", None))
+        self.assertEqual(split_host_port("srs.example.net:5061"), ("srs.example.net", 5061))
+        self.assertEqual(split_host_port("192.0.2.9:5060"), ("192.0.2.9", 5060))
+        self.assertEqual(split_host_port("[2001:db8::1]:5061"), ("2001:db8::1", 5061))
+        self.assertEqual(split_host_port("[2001:db8::1]"), ("2001:db8::1", None))
+        self.assertEqual(split_host_port("2001:db8::1"), ("2001:db8::1", None))
+
+    def test_split_host_port_invalid(self) -> None:
+        """
+        Malformed targets raise L{ValueError}.
+        """
+        for bad in ("", "host:", "host:70000", "[::1]x", "[nope]:5", "a b", "::g"):
+            self.assertRaises(ValueError, split_host_port, bad)
+
+    def test_ip_literals(self) -> None:
+        """
+        L{is_ip_literal} takes IPv6 without brackets only; L{is_ip_address}
+        (a URI host) takes it with them too.
+        """
+        self.assertTrue(is_ip_literal("192.0.2.1"))
+        self.assertTrue(is_ip_literal("2001:db8::1"))
+        self.assertFalse(is_ip_literal("[2001:db8::1]"))
+        self.assertTrue(is_ip_address("[2001:db8::1]"))
+        self.assertFalse(is_ip_literal("example.com"))
+        self.assertTrue(is_ipv6_literal("::1"))
+        self.assertFalse(is_ipv6_literal("127.0.0.1"))
+
+    def test_hostname(self) -> None:
+        """
+        RFC 1123 host names, with an optional trailing dot; all-numeric
+        names (bad IPv4 addresses) and bad labels are not host names.
+        """
+        self.assertTrue(is_hostname("srs.example.net"))
+        self.assertTrue(is_hostname("srs.example.net."))
+        for bad in ("", ".", "256.1.1.1", "-a.example", "a_b.example", "a" * 64 + ".example", "a." * 127 + "a"):
+            self.assertFalse(is_hostname(bad), bad)
