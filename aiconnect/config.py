@@ -34,8 +34,6 @@ SIP layer never imports the configuration.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import ipaddress
 import math
 import os
@@ -52,6 +50,8 @@ from aiconnect.sip.transaction import TimerConfig
 from aiconnect.sip.uri import is_hostname as _is_hostname
 from aiconnect.sip.uri import is_ip_literal as _is_ip
 from aiconnect.sip.uri import split_host_port
+from aiconnect.webhooks.outbox import MEMORY_DATABASE
+from aiconnect.webhooks.signing import decode_signing_secret
 
 __all__ = [
     "ApiConfig",
@@ -78,7 +78,6 @@ LOG_FORMATS = ("text", "json")
 LOG_LEVELS = ("debug", "info", "warn", "error", "critical")
 MISSING_METADATA_POLICIES = ("accept", "reject")
 NON_SIPREC_POLICIES = ("reject", "accept")
-MEMORY_DATABASE = ":memory:"
 
 # RFC 3261 s25.1: user = 1*( unreserved / escaped / user-unreserved )
 _SIP_USER = re.compile(r"^(?:[A-Za-z0-9\-_.!~*'()&=+$,;?/]|%[0-9A-Fa-f]{2})+$")
@@ -759,29 +758,6 @@ def _path(table: _Table, name: str, default: str, must_exist: bool) -> str:
     if must_exist and not os.path.isfile(resolved):
         raise ConfigError(table.key(name), f"file {resolved} does not exist")
     return resolved
-
-
-def decode_signing_secret(secret: str) -> bytes:
-    """
-    The HMAC key of a Standard Webhooks secret (C{whsec_} + base64,
-    padding optional); the one implementation, used by the config check
-    and by the webhook signer.
-
-    @return: The key of a C{whsec_<base64>} secret.
-    @raise ValueError: If it is not of that form (never quoting the secret).
-    """
-    prefix = "whsec_"
-    if not secret.startswith(prefix):
-        raise ValueError("must be of the form whsec_<base64>")
-    encoded = secret[len(prefix) :]
-    encoded += "=" * (-len(encoded) % 4)
-    try:
-        key = base64.b64decode(encoded, validate=True)
-    except (binascii.Error, ValueError):
-        raise ValueError("the part after whsec_ is not valid base64") from None
-    if not key:
-        raise ValueError("the key after whsec_ is empty")
-    return key
 
 
 def _callback_url(table: _Table, name: str) -> str:

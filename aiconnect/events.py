@@ -32,7 +32,6 @@ This module imports nothing but the standard library and L{aiconnect.text}.
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from dataclasses import dataclass
@@ -104,7 +103,7 @@ MAX_REFERENCE_BYTES = 4096
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
-def new_id(prefix: str = "evt_", now: float | None = None) -> str:
+def new_id(prefix: str, now: float) -> str:
     """
     A unique id that sorts by creation time: C{prefix} and 26 characters of
     Crockford base32 holding 48 bits of Unix milliseconds and 80 random bits
@@ -112,10 +111,11 @@ def new_id(prefix: str = "evt_", now: float | None = None) -> str:
 
     @param prefix: Text before the id (C{"evt_"} for events, C{"msg_"} for
         other signed requests).
-    @param now: Unix time in seconds; the current time when L{None}.
+    @param now: Unix time in seconds (the caller's clock: nothing here
+        reads one).
     @return: The id, e.g. C{evt_01HXYZ...}.
     """
-    ms = int((time.time() if now is None else now) * 1000) & ((1 << 48) - 1)
+    ms = int(now * 1000) & ((1 << 48) - 1)
     value = (ms << 80) | int.from_bytes(os.urandom(10), "big")
     chars = []
     for _ in range(26):
@@ -161,7 +161,7 @@ def build_event(
     tenant: str,
     fields: Mapping[str, Any] | None = None,
     *,
-    now: float | None = None,
+    now: float,
     event_id: str | None = None,
 ) -> dict[str, Any]:
     """
@@ -172,14 +172,14 @@ def build_event(
     @param tenant: The tenant's domain.
     @param fields: The event-specific keys (JSON values; copied, every
         string made valid Unicode by L{aiconnect.text.decode_wire}).
-    @param now: When the event happened (Unix seconds); now when L{None}.
+    @param now: When the event happened (Unix seconds).
     @param event_id: The id; a fresh L{new_id} when L{None}.
     @return: The event object.
     @raise ValueError: If C{name} is not a known event (a programming error).
     """
     if name not in EVENT_NAMES:
         raise ValueError("unknown event name %r" % (name,))
-    moment = time.time() if now is None else now
+    moment = now
     payload: dict[str, Any] = {
         "event": name,
         "eventId": event_id if event_id is not None else new_id("evt_", moment),
@@ -401,29 +401,28 @@ class SessionCompleted(Event):
 # -- builders: one event object as JSON, for tools and tests -----------------
 
 
-def _json(event_class: type[Event], session_id: str, now: float | None, event_id: str | None, **fields: Any) -> dict[str, Any]:
-    moment = time.time() if now is None else now
-    return event_class(session_id=session_id, now=moment, **fields).to_json(event_id)
+def _json(event_class: type[Event], session_id: str, now: float, event_id: str | None, **fields: Any) -> dict[str, Any]:
+    return event_class(session_id=session_id, now=now, **fields).to_json(event_id)
 
 
-def session_started(session_id: str, *, now: float | None = None, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
+def session_started(session_id: str, *, now: float, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
     """
-    L{SessionStarted} as JSON (keyword fields as there; C{now} defaults to
-    the current time: for tools and tests, the Call stamps its own).
+    L{SessionStarted} as JSON (keyword fields as there), for tools and
+    tests; the Call emits the dataclasses.
     """
     if "streams" in fields:
         fields["streams"] = tuple(fields["streams"])
     return _json(SessionStarted, session_id, now, event_id, **fields)
 
 
-def siprec_forward_started(session_id: str, *, now: float | None = None, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
+def siprec_forward_started(session_id: str, *, now: float, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
     """
     L{SiprecForwardStarted} as JSON (see L{session_started}).
     """
     return _json(SiprecForwardStarted, session_id, now, event_id, **fields)
 
 
-def siprec_forward_failed(session_id: str, *, now: float | None = None, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
+def siprec_forward_failed(session_id: str, *, now: float, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
     """
     L{SiprecForwardFailed} as JSON (see L{session_started}).
     """
@@ -432,14 +431,14 @@ def siprec_forward_failed(session_id: str, *, now: float | None = None, event_id
     return _json(SiprecForwardFailed, session_id, now, event_id, **fields)
 
 
-def siprec_forward_stopped(session_id: str, *, now: float | None = None, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
+def siprec_forward_stopped(session_id: str, *, now: float, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
     """
     L{SiprecForwardStopped} as JSON (see L{session_started}).
     """
     return _json(SiprecForwardStopped, session_id, now, event_id, **fields)
 
 
-def session_completed(session_id: str, *, now: float | None = None, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
+def session_completed(session_id: str, *, now: float, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
     """
     L{SessionCompleted} as JSON (see L{session_started}).
     """

@@ -45,6 +45,7 @@ from twisted.logger import Logger
 from aiconnect import events
 from aiconnect.sip.dialog import Dialog
 from aiconnect.sip.peer import Peer
+from aiconnect.webhooks.outbox import MEMORY_DATABASE
 
 #: Added to a stored local CSeq before a recovered dialog sends BYE: a
 #: request whose stored update was lost (the process died in between)
@@ -54,7 +55,6 @@ CSEQ_MARGIN = 100
 INBOUND = ""
 #: The format of the stored JSON.
 RECORD_VERSION = 1
-MEMORY_DATABASE = ":memory:"
 
 _SCHEMA = (
     """

@@ -65,7 +65,7 @@ def run(n_sessions: int) -> tuple[float, float, int, float]:
         t0 = time.perf_counter()
         for s in range(n_sessions):
             for _ in range(4):
-                outbox.emit("bench.example", "ses_%d" % s, events.session_completed("ses_%d" % s, tenant="bench.example", reason="inboundBye", duration=1.0))
+                outbox.emit("bench.example", "ses_%d" % s, events.session_completed("ses_%d" % s, tenant="bench.example", reason="inboundBye", duration=1.0, now=1700000000.0))
         emit_us = 1e6 * (time.perf_counter() - t0) / total
         pool = HTTPConnectionPool(reactor, persistent=True)
         pool.maxPersistentPerHost = 32

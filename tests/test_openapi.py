@@ -657,7 +657,7 @@ class CallbackSchemaTests(SynchronousTestCase):
         built = [
             events.session_started(
                 "ses_1", tenant=DOMAIN, call_id="c@h", from_uri="sip:a@h", to_uri="sip:b@h", streams=["1", "2"]
-            ),
+            , now=1700000000.0),
             events.siprec_forward_started(
                 "ses_1",
                 tenant=DOMAIN,
@@ -667,10 +667,10 @@ class CallbackSchemaTests(SynchronousTestCase):
                 codec="PCMU",
                 srtp=False,
                 reference_id={"ticketId": 1},
-            ),
+            now=1700000000.0,),
             events.siprec_forward_failed(
                 "ses_1", tenant=DOMAIN, forward_id="fwd_2", uri=FORWARD_URI, reason="not implemented"
-            ),
+            , now=1700000000.0),
             events.siprec_forward_stopped(
                 "ses_1",
                 tenant=DOMAIN,
@@ -679,8 +679,8 @@ class CallbackSchemaTests(SynchronousTestCase):
                 target="sip:127.0.0.1:5070;transport=udp",
                 stopped_by=events.STOPPED_BY_API,
                 stats={"packetsSent": 10},
-            ),
-            events.session_completed("ses_1", tenant=DOMAIN, reason=events.COMPLETED_INBOUND_BYE, duration=3.5),
+            now=1700000000.0,),
+            events.session_completed("ses_1", tenant=DOMAIN, reason=events.COMPLETED_INBOUND_BYE, duration=3.5, now=1700000000.0),
         ]
         for payload in built:
             outbox.emit(DOMAIN, "ses_1", payload)
@@ -725,7 +725,7 @@ class CallbackSchemaTests(SynchronousTestCase):
         An event missing a field of its kind, or of an unknown kind, fails the schema.
         """
         schema = self.event_schema()
-        event = events.session_completed("ses_1", tenant=DOMAIN, reason="inboundBye", duration=1.0)
+        event = events.session_completed("ses_1", tenant=DOMAIN, reason="inboundBye", duration=1.0, now=1700000000.0)
         event["sequence"] = 1
         self.assertTrue(schema.is_valid(event))
         self.assertFalse(schema.is_valid({k: v for k, v in event.items() if k != "reason"}))

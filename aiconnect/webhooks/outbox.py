@@ -25,7 +25,6 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from aiconnect.config import MEMORY_DATABASE
 from aiconnect.events import new_id
 from aiconnect.webhooks.signing import encode_body
 
@@ -111,6 +110,10 @@ class OutboxEvent:
         The ordering key: C{(tenant, session_id)}.
         """
         return (self.tenant, self.session_id)
+
+#: The C{[events] database} / dialog store value that keeps the database in
+#: memory (tests).
+MEMORY_DATABASE = ":memory:"
 
 
 class EventOutbox:

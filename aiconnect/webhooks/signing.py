@@ -19,6 +19,7 @@ Pure module: standard library and L{aiconnect} value helpers only.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import json
@@ -26,7 +27,6 @@ from collections.abc import Mapping
 from typing import Any
 
 from aiconnect import __version__
-from aiconnect.config import decode_signing_secret
 from aiconnect.text import replace_surrogates
 
 __all__ = [
@@ -34,6 +34,7 @@ __all__ = [
     "SECRET_PREFIX",
     "USER_AGENT",
     "decode_secret",
+    "decode_signing_secret",
     "encode_body",
     "secret_digest",
     "sign",
@@ -44,6 +45,30 @@ __all__ = [
 SECRET_PREFIX = "whsec_"
 JSON_CONTENT_TYPE = "application/json"
 USER_AGENT = "aiconnect/" + __version__
+
+
+def decode_signing_secret(secret: str) -> bytes:
+    """
+    The HMAC key of a Standard Webhooks secret (C{whsec_} + base64,
+    padding optional); the one implementation, used by the config check
+    and by the webhook signer.
+
+    @return: The key of a C{whsec_<base64>} secret.
+    @raise ValueError: If it is not of that form (never quoting the secret).
+    """
+    prefix = SECRET_PREFIX
+    if not secret.startswith(prefix):
+        raise ValueError("must be of the form whsec_<base64>")
+    encoded = secret[len(prefix) :]
+    encoded += "=" * (-len(encoded) % 4)
+    try:
+        key = base64.b64decode(encoded, validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError("the part after whsec_ is not valid base64") from None
+    if not key:
+        raise ValueError("the key after whsec_ is empty")
+    return key
+
 
 
 def decode_secret(secret: str) -> bytes:

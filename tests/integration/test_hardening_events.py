@@ -260,7 +260,7 @@ class Http10ReceiverTests(TestCase):
         self.addCleanup(deliverer.stop)
         for i in range(20):
             outbox.emit(DOMAIN, "ses_http10", events.session_completed(
-                "ses_http10", tenant=DOMAIN, reason=events.COMPLETED_INBOUND_BYE, duration=float(i)))
+                "ses_http10", tenant=DOMAIN, reason=events.COMPLETED_INBOUND_BYE, duration=float(i), now=1700000000.0))
         deadline = reactor.seconds() + 10
         while (
             deliverer.stats["delivered"] < 20
@@ -352,7 +352,7 @@ class DisabledEndpointRestartTests(TestCase):
         service = await self.run_service(gone_port)
         for session in ("ses_a", "ses_b"):
             service.outbox.emit(DOMAIN, session, events.session_completed(
-                session, tenant=DOMAIN, reason=events.COMPLETED_INBOUND_BYE, duration=1.0))
+                session, tenant=DOMAIN, reason=events.COMPLETED_INBOUND_BYE, duration=1.0, now=1700000000.0))
         await self.until(lambda: len(gone.events) == 2)
         self.assertEqual(await self.metric(gauge), 1.0)
         await service.stopService()

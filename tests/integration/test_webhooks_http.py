@@ -121,13 +121,13 @@ class WebhooksHttpTests(TestCase):
         deliverer.start()
         ids = [
             outbox.emit(DOMAIN, "s1", events.session_started(
-                "s1", tenant=DOMAIN, call_id="c1", from_uri="sip:a@x", to_uri="sip:b@y")),
+                "s1", tenant=DOMAIN, call_id="c1", from_uri="sip:a@x", to_uri="sip:b@y", now=1700000000.0)),
             outbox.emit(DOMAIN, "s2", events.session_started(
-                "s2", tenant=DOMAIN, call_id="c2", from_uri="sip:a@x", to_uri="sip:b@y")),
+                "s2", tenant=DOMAIN, call_id="c2", from_uri="sip:a@x", to_uri="sip:b@y", now=1700000000.0)),
             outbox.emit(DOMAIN, "s1", events.siprec_forward_failed(
-                "s1", tenant=DOMAIN, forward_id="f1", uri="sip:aiforward@" + DOMAIN, reason="not implemented")),
+                "s1", tenant=DOMAIN, forward_id="f1", uri="sip:aiforward@" + DOMAIN, reason="not implemented", now=1700000000.0)),
             outbox.emit(DOMAIN, "s1", events.session_completed(
-                "s1", tenant=DOMAIN, reason=events.COMPLETED_INBOUND_BYE, duration=1.0)),
+                "s1", tenant=DOMAIN, reason=events.COMPLETED_INBOUND_BYE, duration=1.0, now=1700000000.0)),
         ]
         await self.wait_for(lambda: deliverer.stats["retried"] >= 4)
         self.assertEqual(self.app.received, [])
@@ -154,11 +154,11 @@ class WebhooksHttpTests(TestCase):
             outbox = EventOutbox(sys.argv[1])
             ids = [
                 outbox.emit("%(domain)s", "k1", events.session_started(
-                    "k1", tenant="%(domain)s", call_id="c", from_uri="sip:a@x", to_uri="sip:b@y")),
+                    "k1", tenant="%(domain)s", call_id="c", from_uri="sip:a@x", to_uri="sip:b@y", now=1.0)),
                 outbox.emit("%(domain)s", "k1", events.siprec_forward_failed(
-                    "k1", tenant="%(domain)s", forward_id="f", uri="sip:x@y", reason="not implemented")),
+                    "k1", tenant="%(domain)s", forward_id="f", uri="sip:x@y", reason="not implemented", now=2.0)),
                 outbox.emit("%(domain)s", "k1", events.session_completed(
-                    "k1", tenant="%(domain)s", reason="INBOUND_BYE", duration=2.0)),
+                    "k1", tenant="%(domain)s", reason="INBOUND_BYE", duration=2.0, now=3.0)),
             ]
             print(json.dumps(ids), flush=True)
             signal.pause()

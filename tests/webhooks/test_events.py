@@ -44,9 +44,9 @@ class EventsTests(SynchronousTestCase):
         """
         Ids made later sort after earlier ones (millisecond resolution).
         """
-        ids = [events.new_id(now=START + i / 1000) for i in range(0, 50)]
+        ids = [events.new_id("evt_", now=START + i / 1000) for i in range(0, 50)]
         self.assertEqual(ids, sorted(ids))
-        self.assertTrue(events.new_id("msg_").startswith("msg_"))
+        self.assertTrue(events.new_id("msg_", now=1700000000.0).startswith("msg_"))
 
     def test_timestamp_rounding(self) -> None:
         """
@@ -60,8 +60,8 @@ class EventsTests(SynchronousTestCase):
         An unknown event name or a field shadowing a common key is a
         programming error.
         """
-        self.assertRaises(ValueError, events.build_event, "SESSIONPAUSED", "s1", DOMAIN)
-        self.assertRaises(ValueError, events.build_event, events.SESSIONSTARTED, "s1", DOMAIN, {"eventId": "x"})
+        self.assertRaises(ValueError, events.build_event, "SESSIONPAUSED", "s1", DOMAIN, now=1700000000.0)
+        self.assertRaises(ValueError, events.build_event, events.SESSIONSTARTED, "s1", DOMAIN, {"eventId": "x"}, now=1700000000.0)
 
     def test_reference_echoed_unchanged(self) -> None:
         """
@@ -78,7 +78,7 @@ class EventsTests(SynchronousTestCase):
             codec="PCMU",
             srtp=True,
             reference_id=reference,
-        )
+        now=1700000000.0,)
         self.assertEqual(payload["sipRecForwardReferenceId"], {"ticketId": 98765, "tags": ["a", {"b": None}]})
         reference["tags"].append("c")
         self.assertEqual(payload["sipRecForwardReferenceId"]["tags"], ["a", {"b": None}])
@@ -113,7 +113,7 @@ class EventsTests(SynchronousTestCase):
         for reference in ({"n": "\ud800"}, deep, {"t": "x" * 5000}):
             event = events.siprec_forward_failed(
                 "s1", tenant=DOMAIN, forward_id="f1", uri="sip:x@y", reason="invalid order", reference_id=reference
-            )
+            , now=1700000000.0)
             self.assertIsNone(event["sipRecForwardReferenceId"])
 
     def test_forward_failed_fields(self) -> None:
@@ -130,7 +130,7 @@ class EventsTests(SynchronousTestCase):
             status=503,
             target="sip:192.0.2.8:5061;transport=tls",
             targets_tried=["sip:192.0.2.7:5061;transport=tls", "sip:192.0.2.8:5061;transport=tls"],
-        )
+        now=1700000000.0,)
         self.assertEqual(payload["status"], 503)
         self.assertEqual(len(payload["targetsTried"]), 2)
         self.assertIsNone(payload["sipRecForwardReferenceId"])
@@ -144,13 +144,13 @@ class EventsTests(SynchronousTestCase):
             events.SESSIONSTARTED: started(),
             events.SIPRECFORWARDSTARTED: events.siprec_forward_started(
                 "s1", tenant=DOMAIN, forward_id="f", uri="u", target="t", codec="PCMA", srtp=False
-            ),
+            , now=1700000000.0),
             events.SIPRECFORWARDFAILED: events.siprec_forward_failed(
                 "s1", tenant=DOMAIN, forward_id="f", uri="u", reason="r"
-            ),
+            , now=1700000000.0),
             events.SIPRECFORWARDSTOPPED: events.siprec_forward_stopped(
                 "s1", tenant=DOMAIN, forward_id="f", uri="u", target="t", stopped_by=events.STOPPED_BY_API
-            ),
+            , now=1700000000.0),
             events.SESSIONCOMPLETED: completed(),
         }
         examples: dict[str, dict[str, Any]] = {}
