@@ -117,13 +117,7 @@ KNOWN_VIOLATIONS: frozenset[tuple[str, str]] = frozenset()
 #: test-case-name entries of files this branch does not own that name no
 #: test module, each (file, name); the lead fixes the headers and empties
 #: this (L{HeaderTests.test_known_missing_are_current} fails on a stale one).
-KNOWN_MISSING_TESTS = frozenset(
-    {
-        # There is no tests/siprec/test_orders.py; the orders are tested
-        # through tests.test_api and tests.siprec.test_forward.
-        ("aiconnect/siprec/orders.py", "tests.siprec.test_orders"),
-    }
-)
+KNOWN_MISSING_TESTS: frozenset[tuple[str, str]] = frozenset()
 
 _TEST_CASE_NAME = re.compile(r"test-case-name:\s*(.*?)\s*-\*-")
 

@@ -465,7 +465,7 @@ class ForwardLeg:
                 offered = sdp_mod.select_crypto(media)
                 if offered is None:
                     raise ValueError("SRS answered RTP/AVP to an SRTP offer")
-                srtp_rx = SrtpParams.from_key_param(offered.suite, offered.keys[0].text())
+                srtp_rx = SrtpParams.from_key(offered.suite, offered.keys[0])
             self.media.connect(
                 i,
                 remote=(host_for_socket(media.address), media.port),

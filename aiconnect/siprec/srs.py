@@ -213,7 +213,7 @@ class InboundSession:
             if media.is_secure:
                 offered = sdp_mod.select_crypto(media)
                 assert offered is not None  # rejection_reason checked it
-                srtp_in = SrtpParams.from_key_param(offered.suite, offered.keys[0].text())
+                srtp_in = SrtpParams.from_key(offered.suite, offered.keys[0])
                 if index < len(self.crypto) and self.crypto[index] is not None and self.crypto[index].suite == offered.suite and self.crypto[index].tag == offered.tag:
                     our_crypto = self.crypto[index]
                 else:
