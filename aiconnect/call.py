@@ -116,10 +116,6 @@ REFUSED_ENDED = "session ended"
 #: the C{reason} of the C{SIPRECFORWARDFAILED} of a newCall order refused so.
 REFUSED_LIMIT = "limit"
 
-#: Output kind -> the L{CallLimits} field capping that kind alone; every
-#: kind also counts towards C{max_outputs_per_call}.
-_KIND_LIMITS = {"forward": "max_forwards_per_call"}
-
 #: How the inbound dialog ended (L{InboundEnded.reason}) -> the
 #: SESSIONCOMPLETED reason.
 _INBOUND_END_REASONS = {
@@ -509,7 +505,9 @@ class Call:
     @ivar final_stats: the relay's counters once the media is closed.
     @ivar counters: process-wide counters this call adds to
         (C{forwards_refused_limit}).
-    @ivar absorbed: inputs that had no row for the state they came in
+    @ivar absorbed_total: how many inputs had no row for their state (the
+        runner logs each at debug level).
+    @ivar absorbed: the first of them, as (state, input) names
         (kept for tests and debugging; bounded).
     """
 
@@ -549,6 +547,7 @@ class Call:
         #: CloseMedia was asked for (once), MediaClosed is awaited.
         self.media_closing = False
         self.absorbed: list[tuple[str, str]] = []
+        self.absorbed_total = 0
 
     # -- the one entry point ---------------------------------------------------
 
@@ -575,6 +574,7 @@ class Call:
         return row.handler(self, fact)
 
     def _absorb(self, state: enum.Enum, fact: Input) -> list[Action]:
+        self.absorbed_total += 1
         if len(self.absorbed) < 64:
             self.absorbed.append((state.name, type(fact).__name__))
         return []
@@ -601,12 +601,10 @@ class Call:
         if self.state in (CallState.TERMINATING, CallState.ENDED):
             return OrderRefused(REFUSED_ENDED, "session is %s: no new %s" % (self.state.value, kind))
         live = self.live_outputs()
-        checks = [("max_outputs_per_call", sum(live.values()))]
-        kind_key = _KIND_LIMITS.get(kind)
-        if kind_key is not None:
-            checks.insert(0, (kind_key, live.get(kind, 0)))
-        for key, count in checks:
-            cap = getattr(self.limits, key)
+        checks = [("max_outputs_per_call", sum(live.values()), self.limits.max_outputs_per_call)]
+        if kind == "forward":
+            checks.insert(0, ("max_forwards_per_call", live["forward"], self.limits.max_forwards_per_call))
+        for key, count, cap in checks:
             if count >= cap:
                 return OrderRefused(REFUSED_LIMIT, "%s (%d) reached: no new %s" % (key, cap, kind), key)
         return None

@@ -160,7 +160,15 @@ class CallRunner:
         @raise KeyError: see L{Call.handle}.
         """
         before = self.call.state
+        absorbed = self.call.absorbed_total
         actions = self.call.handle(fact)
+        if self.call.absorbed_total > absorbed:
+            self.log.debug(
+                "{fact} absorbed in state {state} session_id={session_id}",
+                fact=type(fact).__name__,
+                state=before.name,
+                session_id=self.call.session_id,
+            )
         if before is not self.call.state and self.call.state is CallState.TERMINATING:
             self.log.info(
                 "session ending session_id={session_id} call_id={call_id} reason={reason}",

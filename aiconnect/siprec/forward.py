@@ -29,6 +29,7 @@ from aiconnect.sip import sdp as sdp_mod
 from aiconnect.sip.message import Request
 from aiconnect.sip.multipart import Part, build_multipart, new_boundary
 from aiconnect.sip.peer import Peer
+from aiconnect.sip.resolver import ResolveError
 from aiconnect.sip.session_timer import SessionTimer, format_session_expires, parse_session_expires
 from aiconnect.sip.ua import InviteFailed, InviteSession
 from aiconnect.sip.uri import format_host, host_for_socket, is_ip_address
@@ -156,7 +157,7 @@ class ForwardLeg:
         streams = [s for s in self.call.streams if s.local_port]
         out = []
         for rank, s in enumerate(streams):
-            relay = getattr(s, "relay_index", None)
+            relay = s.relay_index
             if relay is None:
                 relay = self.call.streams.index(s)
             out.append((relay, s.label or str(rank + 1)))
@@ -247,7 +248,8 @@ class ForwardLeg:
         self.metadata = fwd_md.metadata
 
     def _resolve_failed(self, failure: Failure) -> None:
-        reason = getattr(failure.value, "reason", None) or str(failure.value)
+        error = failure.value
+        reason = error.reason if isinstance(error, ResolveError) else str(error)
         self._fail("DNS: %s" % (reason,) if not str(reason).startswith("DNS") else str(reason))
 
     def _resolved(self, targets: list[Peer]) -> None:
