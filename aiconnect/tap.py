@@ -172,6 +172,16 @@ class AiconnectService(service.MultiService):
         self.handle_signals = handle_signals
         self.recovery: Any = None
         self.dialog_store: Any = None
+        #: Set by L{build_service}.
+        self.sip: Any = None
+        self.srs: Any = None
+        self.registry: Any = None
+        self.relay: Any = None
+        self.outbox: Any = None
+        self.deliverer: Any = None
+        self.api: Any = None
+        #: Our HTTP connection pool, closed on stop, or C{None}.
+        self.pool: Any = None
         self._previous_sighup: Any = None
 
     def startService(self) -> None:
@@ -264,7 +274,7 @@ class AiconnectService(service.MultiService):
                     await defer.maybeDeferred(child.stopService)
             if self.dialog_store is not None:
                 self.dialog_store.close()
-            if getattr(self, "pool", None) is not None:
+            if self.pool is not None:
                 await self.pool.closeCachedConnections()
 
         return defer.ensureDeferred(drain())
@@ -380,14 +390,14 @@ def build_service(
     if cfg.api.port:
         api_service = TcpListenerService("api", reactor, cfg.api.port, site, cfg.api.host)
         api_service.setServiceParent(top)
-    top.sip = sip  # type: ignore[attr-defined]
-    top.srs = srs  # type: ignore[attr-defined]
-    top.registry = registry  # type: ignore[attr-defined]
-    top.relay = relay  # type: ignore[attr-defined]
-    top.outbox = outbox  # type: ignore[attr-defined]
-    top.deliverer = deliverer  # type: ignore[attr-defined]
-    top.api = api  # type: ignore[attr-defined]
-    top.pool = pool  # type: ignore[attr-defined]
+    top.sip = sip
+    top.srs = srs
+    top.registry = registry
+    top.relay = relay
+    top.outbox = outbox
+    top.deliverer = deliverer
+    top.api = api
+    top.pool = pool
     return top
 
 
