@@ -27,7 +27,7 @@ Rules:
 The package, bottom to top:
 
     - L{aiconnect.config.records}: the frozen dataclasses and their defaults.
-    - L{aiconnect.config.reader}: L{Table}, one TOML table read with typed
+    - L{aiconnect.config.reader}: C{Table}, one TOML table read with typed
       getters that name the dotted key.
     - L{aiconnect.config.values}: what one value means (addresses, paths,
       URLs, key files).

@@ -1,8 +1,8 @@
 # -*- test-case-name: tests.test_config -*-
 """
-Reading one TOML table: L{Table}, typed getters that name the dotted key
-(with array indices: C{tenant[0].trunk[1].transport}) in every
-L{ConfigError}, and reject keys the table does not know.
+Reading one TOML table: L{Table} rejects the keys the table does not know
+and has typed getters that name the dotted key (with array indices:
+C{tenant[0].trunk[1].transport}) in every L{ConfigError}.
 
 It knows TOML's types and nothing of what the keys mean; the meaning of a
 value is L{aiconnect.config.values}, the keys of each section

@@ -2,7 +2,7 @@
 """
 What a single value means, wherever it stands: a bind address, an
 advertised address, a file path (resolved against the working directory),
-a callback URL, a PEM public key file.  Each reader takes the L{Table} and
+a callback URL, a PEM public key file.  Each function takes the L{Table} and
 the key, so that its L{ConfigError} names the dotted key.
 """
 
