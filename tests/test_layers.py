@@ -73,7 +73,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     # builds the values they take (TimerConfig, ConnectionLimits ...), which
     # are defined in the pure SIP cores; only the orchestration and the
     # composition root read it.
-    ("configuration", ("aiconnect.config",)),
+    ("configuration", ("aiconnect.config", "aiconnect.config.*")),
     (
         "orchestration",
         (
