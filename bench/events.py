@@ -20,7 +20,9 @@ import textwrap
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from common import use_repository
+
+use_repository()
 
 RECEIVER = textwrap.dedent(
     """

@@ -62,8 +62,6 @@ from __future__ import annotations
 import argparse
 import multiprocessing as mp
 import os
-import platform
-import resource
 import select
 import socket
 import struct
@@ -72,10 +70,9 @@ import time
 from datetime import datetime, timezone
 from multiprocessing.connection import Connection
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(HERE)
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+from common import SO_TIMESTAMPNS, cpu_ticks, machine, percentile, raise_nofile, rss_kib, use_repository
+
+use_repository()
 
 RELAY_CPU = 0
 LOAD_CPU = 1
@@ -87,7 +84,6 @@ MODES = ("plain", "transcode", "srtp")
 MAX_LOSS = 0.001
 MAX_P99_MS = 5.0
 LAG_LIMIT_MS = 20.0
-SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 
 
 def _pin(cpu: int) -> None:
@@ -118,26 +114,6 @@ def _prioritize() -> str:
         return "normal"
 
 
-def _raise_nofile() -> None:
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    if soft < hard:
-        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-
-
-def _rss_kib(pid: int | str = "self") -> int:
-    with open(f"/proc/{pid}/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
-
-
-def _cpu_ticks(pid: int) -> tuple[int, int]:
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return int(fields[11]), int(fields[12])  # utime, stime
-
-
 def _codecs() -> tuple[bytes, bytes, bytes]:
     # The send time travels as 16 hex digits, each mapped to a PCMU code
     # whose PCMA image maps back exactly (G.711 direct tables), so the sink
@@ -163,7 +139,7 @@ def _codecs() -> tuple[bytes, bytes, bytes]:
 def relay_main(conn: Connection, mode: str, n: int, sinks: list, keys: list, reactor_name: str,
                lifetime: float) -> None:  # fmt: skip
     _pin(RELAY_CPU)
-    _raise_nofile()
+    raise_nofile()
     _prioritize()
     if reactor_name == "relay":
         from aiconnect.media.relay import RelayEPollReactor
@@ -179,7 +155,7 @@ def relay_main(conn: Connection, mode: str, n: int, sinks: list, keys: list, rea
     from aiconnect.media.relay import MediaRelay
     from aiconnect.media.srtp import SrtpParams
 
-    rss0 = _rss_kib()
+    rss0 = rss_kib()
     relay = MediaRelay(reactor, "127.0.0.1", 20000, 59999, media_timeout=0, rtcp_interval=5.0)
     codec, pt = ("PCMU", 0) if mode == "plain" else ("PCMA", 8)
     inbound, forward = [], []
@@ -257,7 +233,7 @@ def relay_main(conn: Connection, mode: str, n: int, sinks: list, keys: list, rea
 
 def generator_main(conn: Connection, targets: list[int], t0_ns: int, t_end_ns: int) -> None:
     _pin(LOAD_CPU)
-    _raise_nofile()
+    raise_nofile()
     _prioritize()
     encode, _, _ = _codecs()
     socks = []
@@ -308,7 +284,7 @@ def generator_main(conn: Connection, targets: list[int], t0_ns: int, t_end_ns: i
 
 def sink_main(conn: Connection, mode: str, spin: bool) -> None:
     _pin(LOAD_CPU)
-    _raise_nofile()
+    raise_nofile()
     from aiconnect.media.srtp import SrtpContext, SrtpParams
 
     _, dec_u, dec_a = _codecs()
@@ -395,7 +371,7 @@ def sink_main(conn: Connection, mode: str, spin: bool) -> None:
     n = len(latencies)
 
     def pct(q: float) -> float:
-        return latencies[min(n - 1, int(q * n))] / 1e6 if n else float("nan")
+        return percentile(latencies, q) / 1e6
 
     conn.send({"received": received, "samples": n, "bad": bad,
                "p50": pct(0.50), "p99": pct(0.99), "max": pct(1.0)})  # fmt: skip
@@ -447,10 +423,10 @@ def trial(mode: str, n: int, warmup: float, measure: float, reactor_name: str,
         pids = (info["pid"], gen_pid, sink.pid)
         # CPU over the measurement window, from /proc.
         time.sleep(max(0.0, (w0 - time.monotonic_ns()) / 1e9))
-        ticks0, c0 = [_cpu_ticks(p) for p in pids], time.monotonic()
+        ticks0, c0 = [cpu_ticks(p) for p in pids], time.monotonic()
         time.sleep(max(0.0, (w1 - time.monotonic_ns()) / 1e9))
-        ticks1, c1 = [_cpu_ticks(p) for p in pids], time.monotonic()
-        rss1 = _rss_kib(info["pid"])
+        ticks1, c1 = [cpu_ticks(p) for p in pids], time.monotonic()
+        rss1 = rss_kib(info["pid"])
         if not gen_parent.poll(30):
             raise RuntimeError("generator did not finish")
         g = gen_parent.recv()
@@ -541,19 +517,6 @@ def search(mode: str, args: argparse.Namespace, deadline: float) -> dict | None:
     return best
 
 
-def machine() -> str:
-    model = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return f"{os.cpu_count()} CPUs ({model}), {platform.system()} {platform.release()}, Python {platform.python_version()}"
-
-
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: plain,transcode,srtp")
@@ -579,7 +542,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown mode {m!r}")
     started = time.monotonic()
     deadline = started + args.budget
-    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine()}")
+    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine(with_model=True)}")
     print(f"# relay pinned to CPU {RELAY_CPU}, load to CPU {LOAD_CPU}; "
           f"reactor: {args.reactor}, sink: {args.sink}, priority: {args.priority}")  # fmt: skip
     results = {}
