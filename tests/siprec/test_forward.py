@@ -16,14 +16,14 @@ from aiconnect.call import InboundAcked, InboundEnded, InboundUpdated, StreamInf
 from aiconnect.config import load_string
 from aiconnect.media.ports import PortsExhausted
 from aiconnect.sip.sdp import parse_sdp
-from aiconnect.sip.message import Request, Response, parse
+from aiconnect.sip.message import Request, parse
 from aiconnect.sip.peer import Peer
 from aiconnect.sip.transaction import TimerConfig
 from aiconnect.sip.txlayer import TransactionLayer
 from aiconnect.sip.ua import UaConfig, UserAgent
 from aiconnect.siprec.forward import Forwarder
 from aiconnect.siprec.orders import parse_forward_order
-from tests.fakes import ListSink, make_runner
+from tests.fakes import FakeSipTransport, ListSink, make_runner
 
 CONFIG = """
 [[tenant]]
@@ -35,32 +35,6 @@ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
   target = "srs.test"
   transport = "udp"
 """
-
-
-class FakeTransport:
-    """
-    Records what the stack sends.
-    """
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[Any, Peer]] = []
-
-    def send_request(self, request: Request, peer: Peer) -> defer.Deferred[None]:
-        self.sent.append((request, peer))
-        return defer.succeed(None)
-
-    def send_response(self, response: Response, source: Peer) -> defer.Deferred[None]:
-        self.sent.append((response, source))
-        return defer.succeed(None)
-
-    def local_via(self, peer: Peer) -> tuple[str, str]:
-        return peer.via_transport, "127.0.0.1:5060"
-
-    def advertised(self, transport: str, private: bool = False) -> str:
-        return "127.0.0.1:5060"
-
-    def invites(self) -> list[tuple[Request, Peer]]:
-        return [(m, p) for m, p in self.sent if isinstance(m, Request) and m.method == "INVITE"]
 
 
 class FakeForwardMedia:
@@ -134,7 +108,7 @@ class ForwardClockTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.cfg = load_string(CONFIG)
-        self.transport = FakeTransport()
+        self.transport = FakeSipTransport("127.0.0.1:5060")
         self.ua = UserAgent(self.clock, self.transport, config=UaConfig())
         self.tx = TransactionLayer(self.clock, self.transport, self.ua, TimerConfig())
         self.ua.txlayer = self.tx
