@@ -3,7 +3,8 @@
 What the tests of L{aiconnect.sip.txlayer} share: literal messages (RFC
 3261 s24.2), builders for what a TU hands the layer and for the answers
 to what it sent, a recording transaction user, and L{LayerTestCase} (a
-layer on a L{task.Clock} with a L{FakeSipTransport} and a L{RecordingTU}).
+layer on a L{task.Clock} with a L{FakeSipTransport} and a L{RecordingTU});
+L{parse_request} comes from L{tests.sip.transaction_helpers}.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from aiconnect.sip.message import Request, Response, parse
 from aiconnect.sip.peer import Peer
 from aiconnect.sip.txlayer import ClientTransaction, ServerTransaction, TransactionLayer
 from tests.fakes import FakeSipTransport
+from tests.sip.transaction_helpers import parse_request
 
 UAS_PEER = Peer("udp", "192.0.2.2", 5060)
 UAC_PEER = Peer("udp", "192.0.2.1", 5060)
@@ -118,15 +120,6 @@ OPTIONS_OUT = (
     b"Content-Length: 0\r\n"
     b"\r\n"
 )
-
-
-def parse_request(data: bytes) -> Request:
-    """
-    Parse literal request text.
-    """
-    message = parse(data)
-    assert isinstance(message, Request)
-    return message
 
 
 def outgoing(data: bytes) -> Request:
