@@ -41,6 +41,17 @@ def pcmu(seq: int, size: int = 172) -> bytes:
     return rtp_packet(seq, 160 * seq, 7, 0, b"\x11" * (size - 12))
 
 
+def feed_second_stream(session: MediaSession, clock: MemoryReactorClock, seconds: int, first: int = 0) -> None:
+    """
+    Keep C{session}'s second stream alive for C{seconds}: each second, one
+    packet from L{SRC2} (sequence numbers from C{first}), then the clock
+    moves one second.
+    """
+    for k in range(seconds):
+        session.streams[1].datagramReceived(pcmu(first + k), SRC2)
+        clock.advance(1)
+
+
 def port_is_free(port: int) -> bool:
     """
     Whether a loopback UDP port can be bound (nobody holds it).
@@ -83,9 +94,7 @@ class PerStreamTimeoutTests(SynchronousTestCase):
         session.set_inbound(1, remote=SRC2)
         silent = session.streams[0]
         port = silent.rtp_port
-        for k in range(12):
-            session.streams[1].datagramReceived(pcmu(k), SRC2)
-            clock.advance(1)
+        feed_second_stream(session, clock, 12)
         self.assertEqual(ended, [silent])
         self.assertEqual(timeouts, [])
         self.assertTrue(port_is_free(port) and port_is_free(port + 1))
@@ -108,18 +117,12 @@ class PerStreamTimeoutTests(SynchronousTestCase):
         session.set_inbound(0, remote=SRC)
         session.set_inbound(1, remote=SRC2)
         session.set_expect_media(0, False)
-        for k in range(30):
-            session.streams[1].datagramReceived(pcmu(k), SRC2)
-            clock.advance(1)
+        feed_second_stream(session, clock, 30)
         self.assertFalse(session.streams[0].ended)
         session.set_expect_media(0, True)
-        for k in range(9):
-            session.streams[1].datagramReceived(pcmu(30 + k), SRC2)
-            clock.advance(1)
+        feed_second_stream(session, clock, 9, first=30)
         self.assertFalse(session.streams[0].ended)
-        for k in range(2):
-            session.streams[1].datagramReceived(pcmu(40 + k), SRC2)
-            clock.advance(1)
+        feed_second_stream(session, clock, 2, first=40)
         self.assertTrue(session.streams[0].ended)
 
     def test_released_port_not_released_twice(self) -> None:
@@ -130,9 +133,7 @@ class PerStreamTimeoutTests(SynchronousTestCase):
         relay, clock = self.make_relay(PORTS[0], PORTS[0] + 5)  # 3 pairs
         first = relay.allocate_session(2)
         first.set_inbound(1, remote=SRC2)
-        for k in range(11):
-            first.streams[1].datagramReceived(pcmu(k), SRC2)
-            clock.advance(1)
+        feed_second_stream(first, clock, 11)
         freed = first.streams[0].rtp_port
         self.assertTrue(first.streams[0].ended)
         second = relay.allocate_session(2)
@@ -149,9 +150,7 @@ class PerStreamTimeoutTests(SynchronousTestCase):
         relay, clock = self.make_relay(PORTS[0], PORTS[0] + 3)  # 2 pairs
         session = relay.allocate_session(2)
         session.set_inbound(1, remote=SRC2)
-        for k in range(11):
-            session.streams[1].datagramReceived(pcmu(k), SRC2)
-            clock.advance(1)
+        feed_second_stream(session, clock, 11)
         stream = session.streams[0]
         port = stream.rtp_port
         other = relay.allocate_session(1)
@@ -172,9 +171,7 @@ class PerStreamTimeoutTests(SynchronousTestCase):
         session.set_inbound(1, remote=SRC2)
         sink = UdpSocket(self)
         session.add_forward("f", 2).connect(0, sink.address, codec="PCMU", payload_type=0)
-        for k in range(11):
-            session.streams[1].datagramReceived(pcmu(k), SRC2)
-            clock.advance(1)
+        feed_second_stream(session, clock, 11)
         stream = session.streams[0]
         self.assertTrue(stream.ended)
         self.assertIs(session.reopen_stream(1), session.streams[1])
