@@ -19,7 +19,7 @@ from aiconnect.sip.message import Request, Response, parse
 from aiconnect.sip.peer import Peer
 from aiconnect.sip.txlayer import ClientTransaction, ServerTransaction, TransactionLayer
 from tests.fakes import FakeSipTransport
-from tests.sip.transaction_helpers import parse_request
+from tests.sip.transaction_helpers import CANCEL, parse_request
 
 UAS_PEER = Peer("udp", "192.0.2.2", 5060)
 UAC_PEER = Peer("udp", "192.0.2.1", 5060)
@@ -51,31 +51,16 @@ RESPONSE_TEMPLATE = (
     "\r\n"
 )
 
-# An INVITE arriving at our UAS (RFC 3261 s24.2 F1 with a fixed branch).
-INVITE_IN = (
-    b"INVITE sip:bob@192.0.2.2 SIP/2.0\r\n"
-    b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK74bf9;rport\r\n"
-    b"Max-Forwards: 70\r\n"
-    b"To: Bob <sip:bob@biloxi.example.com>\r\n"
-    b"From: Alice <sip:alice@atlanta.example.com>;tag=9fxced76sl\r\n"
-    b"Call-ID: 3848276298220188511@atlanta.example.com\r\n"
-    b"CSeq: 1 INVITE\r\n"
-    b"Contact: <sip:alice@192.0.2.1>\r\n"
-    b"Content-Length: 0\r\n"
-    b"\r\n"
+# An INVITE arriving at our UAS: L{INVITE_NO_VIA} to our address, with the
+# Via the UAC added (a fixed branch).
+INVITE_IN = INVITE_NO_VIA.replace(b"sip:bob@biloxi.example.com SIP/2.0", b"sip:bob@192.0.2.2 SIP/2.0").replace(
+    b"placeholder.invalid;branch=z9hG4bKplaceholder", b"192.0.2.1:5060;branch=z9hG4bK74bf9;rport"
 )
 
-# Its CANCEL (RFC 3261 s9.1: same branch, To without tag).
-CANCEL_IN = (
-    b"CANCEL sip:bob@192.0.2.2 SIP/2.0\r\n"
-    b"Via: SIP/2.0/UDP 192.0.2.1:5060;branch=z9hG4bK74bf9;rport\r\n"
-    b"Max-Forwards: 70\r\n"
-    b"To: Bob <sip:bob@biloxi.example.com>\r\n"
-    b"From: Alice <sip:alice@atlanta.example.com>;tag=9fxced76sl\r\n"
-    b"Call-ID: 3848276298220188511@atlanta.example.com\r\n"
-    b"CSeq: 1 CANCEL\r\n"
-    b"Content-Length: 0\r\n"
-    b"\r\n"
+# Its CANCEL (RFC 3261 s9.1: same branch, To without tag): L{CANCEL} of the
+# transaction tests, sent to our address over that Via.
+CANCEL_IN = CANCEL.replace(b"sip:bob@biloxi.example.com SIP/2.0", b"sip:bob@192.0.2.2 SIP/2.0").replace(
+    b"pc33.atlanta.example.com;branch=z9hG4bKnashds8", b"192.0.2.1:5060;branch=z9hG4bK74bf9;rport"
 )
 
 # The ACK of a non-2xx final (same branch as the INVITE).
