@@ -38,7 +38,7 @@ from aiconnect.siprec import orders
 from aiconnect.siprec.metadata import parse_metadata
 from aiconnect.views import new_call_payload
 from aiconnect.webhooks import EventOutbox
-from tests.test_api import (
+from tests.api.helpers import (
     BAD_ORDER_FIELDS,
     DOMAIN,
     FORWARD_URI,

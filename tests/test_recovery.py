@@ -24,8 +24,7 @@ from aiconnect.sip.peer import Peer
 from aiconnect.sip.transaction import TimerConfig
 from aiconnect.sip.txlayer import TransactionLayer
 from aiconnect.sip.ua import UserAgent
-from tests.fakes import FakeLeg, ListSink, make_runner
-from tests.sip.test_txlayer import FakeTransport
+from tests.fakes import FakeLeg, FakeSipTransport, ListSink, make_runner
 
 TIMERS = TimerConfig(t1=0.5, t2=4.0, t4=5.0)
 SRC = Peer("udp", "192.0.2.10", 5060)
@@ -62,7 +61,7 @@ class Stack:
 
     def __init__(self) -> None:
         self.clock = Clock()
-        self.transport = FakeTransport()
+        self.transport = FakeSipTransport()
         self.ua = UserAgent(self.clock, self.transport)
         self.txlayer = TransactionLayer(self.clock, self.transport, self.ua, TIMERS)
         self.ua.txlayer = self.txlayer

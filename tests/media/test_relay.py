@@ -31,35 +31,19 @@ from aiconnect.media.rtp import (
     parse_rtcp,
 )
 from aiconnect.media.srtp import SrtpContext, SrtpParams
+from tests.fakes import FRAME, UdpSocket, rtp_packet
 
 SRC = ("127.0.0.1", 40000)
 SRC2 = ("127.0.0.1", 40002)
 PORTS = (62000, 62999)  # above the ephemeral range (32768-60999)
 
 
-def rtp(pt: int, seq: int, ts: int, ssrc: int, payload: bytes = bytes(range(160)), marker: bool = False) -> bytes:
-    return RtpPacket(pt, seq, ts, ssrc, payload, marker).serialize()
-
-
-class Sink:
+def rtp(pt: int, seq: int, ts: int, ssrc: int, payload: bytes = FRAME, marker: bool = False) -> bytes:
     """
-    A plain UDP socket standing in for an SRS port.
+    L{rtp_packet} with the payload type first, as L{tests.media.test_streams}
+    still imports it from here.
     """
-
-    def __init__(self, case: SynchronousTestCase) -> None:
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.setblocking(False)
-        case.addCleanup(self.sock.close)
-        self.address = self.sock.getsockname()
-
-    def read(self) -> list[bytes]:
-        out = []
-        while True:
-            try:
-                out.append(self.sock.recv(4096))
-            except BlockingIOError:
-                return out
+    return rtp_packet(seq, ts, ssrc, pt, payload, marker)
 
 
 class RelayTestMixin:
@@ -73,7 +57,7 @@ class RelayTestMixin:
         self.addCleanup(relay.close)  # type: ignore[attr-defined]
         return relay, clock
 
-    def call(self, relay: MediaRelay, codec: str = "PCMA", **connect: Any) -> tuple[MediaSession, list[Sink]]:
+    def call(self, relay: MediaRelay, codec: str = "PCMA", **connect: Any) -> tuple[MediaSession, list[UdpSocket]]:
         """
         A 2-stream session from SRC/SRC2 (PCMU, PCMA, telephone-event 101)
         with one forward to two sinks.
@@ -83,7 +67,7 @@ class RelayTestMixin:
         session.set_inbound(0, remote=SRC, payload_map=pmap)
         session.set_inbound(1, remote=SRC2, payload_map=pmap)
         forward = session.add_forward("f1", 2)
-        sinks = [Sink(self), Sink(self)]  # type: ignore[arg-type]
+        sinks = [UdpSocket(self), UdpSocket(self)]  # type: ignore[arg-type]
         for i in range(2):
             forward.connect(i, sinks[i].address, codec=codec, payload_type=8 if codec == "PCMA" else 0, **connect)
         return session, sinks
@@ -168,12 +152,12 @@ class AddStreamsTests(RelayTestMixin, SynchronousTestCase):
         src3 = ("127.0.0.1", 40004)
         session.set_inbound(1, remote=src3, payload_map={8: "PCMA"})
         forward = session.add_forward("f", 1)
-        sink = Sink(self)
+        sink = UdpSocket(self)
         forward.connect(0, sink.address, codec="PCMA", payload_type=8, source=1)
         for i in range(3):
             clock.advance(6)
-            added.datagramReceived(rtp(8, 10 + i, 160 * i, 0x33), src3)
-        added.datagramReceived(rtp(8, 20, 0, 0x44), SRC)  # foreign source
+            added.datagramReceived(rtp_packet(10 + i, 160 * i, 0x33, 8), src3)
+        added.datagramReceived(rtp_packet(20, 0, 0x44, 8), SRC)  # foreign source
         self.assertEqual(calls, [])
         stats = session.stats()["streams"]
         self.assertEqual([s["packets_in"] for s in stats], [0, 3])
@@ -266,13 +250,13 @@ class ForwardAddStreamsTests(RelayTestMixin, SynchronousTestCase):
         src3 = ("127.0.0.1", 40004)
         session.set_inbound(2, remote=src3, payload_map={0: "PCMU"})
         (added,) = forward.add_streams(1)
-        sink3 = Sink(self)
+        sink3 = UdpSocket(self)
         forward.connect(2, sink3.address, codec="PCMA", payload_type=8)
         self.assertIs(added.source, inbound)
         payload = bytes(range(160))
         for k in range(3):
-            inbound.datagramReceived(rtp(0, 10 + k, 160 * k, 0x33, payload), src3)
-        session.streams[0].datagramReceived(rtp(8, 1, 0, 0x11, payload), SRC)
+            inbound.datagramReceived(rtp_packet(10 + k, 160 * k, 0x33, 0, payload), src3)
+        session.streams[0].datagramReceived(rtp_packet(1, 0, 0x11, 8, payload), SRC)
         out = [RtpPacket.parse(d) for d in sink3.read()]
         self.assertEqual([p.payload for p in out], [payload.translate(ULAW_TO_ALAW)] * 3)
         self.assertEqual({p.ssrc for p in out}, {added.ssrc})
@@ -332,12 +316,12 @@ class SessionLifecycleTests(RelayTestMixin, SynchronousTestCase):
         """
         relay, _ = self.make_relay()
         session, sinks = self.call(relay)
-        session.streams[0].datagramReceived(rtp(8, 1, 160, 7), SRC)
+        session.streams[0].datagramReceived(rtp_packet(1, 160, 7, 8), SRC)
         free = relay.pool.available
         stats = session.remove_forward("f1")
         self.assertEqual(stats["packets_out"], 1)
         self.assertEqual(relay.pool.available, free + 2)
-        session.streams[0].datagramReceived(rtp(8, 2, 320, 7), SRC)
+        session.streams[0].datagramReceived(rtp_packet(2, 320, 7, 8), SRC)
         self.assertEqual(len(sinks[0].read()), 1)
         self.assertRaises(KeyError, session.remove_forward, "f1")
         self.assertEqual(session.stats()["forwards"]["f1"], stats)
@@ -406,8 +390,8 @@ class FanOutTests(RelayTestMixin, SynchronousTestCase):
         session, sinks = self.call(relay, codec="PCMA")
         payload = bytes(range(256))[:160]
         for k in range(5):
-            session.streams[0].datagramReceived(rtp(0, 65533 + k, 4294967000 + 160 * k, 0xAAAA, payload), SRC)
-            session.streams[1].datagramReceived(rtp(8, 100 + k, 1000 + 160 * k, 0xBBBB, payload), SRC2)
+            session.streams[0].datagramReceived(rtp_packet(65533 + k, 4294967000 + 160 * k, 0xAAAA, 0, payload), SRC)
+            session.streams[1].datagramReceived(rtp_packet(100 + k, 1000 + 160 * k, 0xBBBB, 8, payload), SRC2)
         out = [[RtpPacket.parse(d) for d in sink.read()] for sink in sinks]
         self.assertEqual([p.payload for p in out[0]], [payload.translate(ULAW_TO_ALAW)] * 5)
         self.assertEqual([p.payload for p in out[1]], [payload] * 5)
@@ -431,8 +415,8 @@ class FanOutTests(RelayTestMixin, SynchronousTestCase):
         relay, _ = self.make_relay()
         session, sinks = self.call(relay, codec="PCMU")
         payload = bytes(range(96, 256))
-        session.streams[0].datagramReceived(rtp(0, 1, 1, 1, payload), SRC)
-        session.streams[1].datagramReceived(rtp(8, 1, 1, 1, payload), SRC2)
+        session.streams[0].datagramReceived(rtp_packet(1, 1, 1, 0, payload), SRC)
+        session.streams[1].datagramReceived(rtp_packet(1, 1, 1, 8, payload), SRC2)
         (a,), (b,) = [[RtpPacket.parse(d) for d in s.read()] for s in sinks]
         self.assertEqual((a.payload_type, a.payload), (0, payload))
         self.assertEqual((b.payload_type, b.payload), (0, payload.translate(ALAW_TO_ULAW)))
@@ -447,12 +431,12 @@ class FanOutTests(RelayTestMixin, SynchronousTestCase):
         session, sinks = self.call(relay)
         stream = session.streams[0]
         for k in range(3):
-            stream.datagramReceived(rtp(8, 500 + k, 9000 + 160 * k, 0x1111), SRC)
+            stream.datagramReceived(rtp_packet(500 + k, 9000 + 160 * k, 0x1111, 8), SRC)
             clock.advance(0.02)
         clock.advance(0.96)  # 0.98 s after the last packet
         session.set_inbound(0, remote=SRC, payload_map={8: "PCMA"})
         for k in range(3):
-            stream.datagramReceived(rtp(8, 40000 + k, 123 + 160 * k, 0x2222), SRC)
+            stream.datagramReceived(rtp_packet(40000 + k, 123 + 160 * k, 0x2222, 8), SRC)
         packets = [RtpPacket.parse(d) for d in sinks[0].read()]
         seqs = [p.sequence_number for p in packets]
         self.assertEqual(seqs, [(seqs[0] + k) & 0xFFFF for k in range(6)])
@@ -471,7 +455,7 @@ class FanOutTests(RelayTestMixin, SynchronousTestCase):
         session, sinks = self.call(relay)
         stream = session.streams[0]
         for seq in (10, 11, 20000, 20001, 12):  # 12 is a jump back too
-            stream.datagramReceived(rtp(8, seq, seq * 160, 5), SRC)
+            stream.datagramReceived(rtp_packet(seq, seq * 160, 5, 8), SRC)
         seqs = [RtpPacket.parse(d).sequence_number for d in sinks[0].read()]
         self.assertEqual(seqs, [(seqs[0] + k) & 0xFFFF for k in range(5)])
 
@@ -483,7 +467,7 @@ class FanOutTests(RelayTestMixin, SynchronousTestCase):
         relay, _ = self.make_relay()
         session, sinks = self.call(relay)
         for seq in (1, 2, 5, 4, 6):
-            session.streams[0].datagramReceived(rtp(8, seq, seq * 160, 5), SRC)
+            session.streams[0].datagramReceived(rtp_packet(seq, seq * 160, 5, 8), SRC)
         seqs = [RtpPacket.parse(d).sequence_number for d in sinks[0].read()]
         self.assertEqual([(s - seqs[0]) & 0xFFFF for s in seqs], [0, 1, 4, 3, 5])
 
@@ -496,12 +480,12 @@ class FanOutTests(RelayTestMixin, SynchronousTestCase):
         session, sinks = self.call(relay)
         stream = session.streams[0]
         for k in range(3):
-            stream.datagramReceived(rtp(8, k, 160 * k, 5), SRC)
+            stream.datagramReceived(rtp_packet(k, 160 * k, 5, 8), SRC)
         late = session.add_forward("f2", 2)
-        late_sink = Sink(self)
+        late_sink = UdpSocket(self)
         late.connect(0, late_sink.address, codec="PCMU", payload_type=0)
         for k in range(3, 6):
-            stream.datagramReceived(rtp(8, k, 160 * k, 5), SRC)
+            stream.datagramReceived(rtp_packet(k, 160 * k, 5, 8), SRC)
         first = [RtpPacket.parse(d) for d in sinks[0].read()]
         second = [RtpPacket.parse(d) for d in late_sink.read()]
         self.assertEqual(len(first), 6)
@@ -520,13 +504,13 @@ class FanOutTests(RelayTestMixin, SynchronousTestCase):
         relay, _ = self.make_relay()
         session, sinks = self.call(relay, dtmf_payload_type=96)
         event = bytes((5, 0x8A, 0x03, 0x20))
-        session.streams[0].datagramReceived(rtp(101, 1, 160, 5, event, marker=True), SRC)
-        session.streams[0].datagramReceived(rtp(13, 2, 320, 5, b"\x40"), SRC)
+        session.streams[0].datagramReceived(rtp_packet(1, 160, 5, 101, event, marker=True), SRC)
+        session.streams[0].datagramReceived(rtp_packet(2, 320, 5, 13, b"\x40"), SRC)
         dtmf, cn = [RtpPacket.parse(d) for d in sinks[0].read()]
         self.assertEqual((dtmf.payload_type, dtmf.payload, dtmf.marker), (96, event, True))
         self.assertEqual((cn.payload_type, cn.payload), (13, b"\x40"))
         session.forwards["f1"].connect(0, sinks[0].address, codec="PCMA", payload_type=8, dtmf_payload_type=None)
-        session.streams[0].datagramReceived(rtp(101, 3, 480, 5, event), SRC)
+        session.streams[0].datagramReceived(rtp_packet(3, 480, 5, 101, event), SRC)
         self.assertEqual(sinks[0].read(), [])
         self.assertEqual(session.stats()["forwards"]["f1"]["drops"]["unsupported_payload"], 1)
 
@@ -537,9 +521,9 @@ class FanOutTests(RelayTestMixin, SynchronousTestCase):
         """
         relay, _ = self.make_relay()
         session, sinks = self.call(relay)
-        session.streams[0].datagramReceived(rtp(0, 1, 160, 5), SRC)
+        session.streams[0].datagramReceived(rtp_packet(1, 160, 5, 0), SRC)
         session.forwards["f1"].connect(0, sinks[0].address, codec="PCMU", payload_type=0)
-        session.streams[0].datagramReceived(rtp(0, 2, 320, 5), SRC)
+        session.streams[0].datagramReceived(rtp_packet(2, 320, 5, 0), SRC)
         a, b = [RtpPacket.parse(d) for d in sinks[0].read()]
         self.assertEqual((a.payload_type, b.payload_type), (8, 0))
         self.assertEqual(a.ssrc, b.ssrc)
@@ -573,14 +557,14 @@ class DropTests(RelayTestMixin, SynchronousTestCase):
         relay, _ = self.make_relay()
         session, sinks = self.call(relay)
         stream = session.streams[0]
-        stream.datagramReceived(rtp(8, 1, 160, 5), ("127.0.0.1", 40004))
-        stream.datagramReceived(rtp(8, 1, 160, 5), ("10.0.0.1", 40000))
+        stream.datagramReceived(rtp_packet(1, 160, 5, 8), ("127.0.0.1", 40004))
+        stream.datagramReceived(rtp_packet(1, 160, 5, 8), ("10.0.0.1", 40000))
         stream.datagramReceived(b"garbage", SRC)
         stream.datagramReceived(b"\x80\x08\x00", SRC)
-        stream.datagramReceived(b"\x40" + rtp(8, 1, 160, 5)[1:], SRC)
-        stream.datagramReceived(b"\x90" + rtp(8, 1, 160, 5)[1:13], SRC)  # extension truncated
-        stream.datagramReceived(rtp(96, 1, 160, 5), SRC)
-        stream.datagramReceived(rtp(8, 2, 320, 5), SRC)
+        stream.datagramReceived(b"\x40" + rtp_packet(1, 160, 5, 8)[1:], SRC)
+        stream.datagramReceived(b"\x90" + rtp_packet(1, 160, 5, 8)[1:13], SRC)  # extension truncated
+        stream.datagramReceived(rtp_packet(1, 160, 5, 96), SRC)
+        stream.datagramReceived(rtp_packet(2, 320, 5, 8), SRC)
         self.assertEqual(len(sinks[0].read()), 1)
         drops = session.stats()["streams"][0]["drops"]
         self.assertEqual(drops["foreign_source"], 2)
@@ -597,10 +581,10 @@ class DropTests(RelayTestMixin, SynchronousTestCase):
         session, sinks = self.call(relay)
         session.set_inbound(0, remote=("192.0.2.1", 5000), latch_host="127.0.0.1", payload_map={8: "PCMA"})
         stream = session.streams[0]
-        stream.datagramReceived(rtp(8, 1, 160, 5), ("10.1.1.1", 6000))
-        stream.datagramReceived(rtp(8, 2, 320, 5), ("127.0.0.1", 6000))
-        stream.datagramReceived(rtp(8, 3, 480, 5), ("127.0.0.1", 6002))
-        stream.datagramReceived(rtp(8, 4, 640, 5), ("127.0.0.1", 6000))
+        stream.datagramReceived(rtp_packet(1, 160, 5, 8), ("10.1.1.1", 6000))
+        stream.datagramReceived(rtp_packet(2, 320, 5, 8), ("127.0.0.1", 6000))
+        stream.datagramReceived(rtp_packet(3, 480, 5, 8), ("127.0.0.1", 6002))
+        stream.datagramReceived(rtp_packet(4, 640, 5, 8), ("127.0.0.1", 6000))
         self.assertEqual(len(sinks[0].read()), 2)
         stats = session.stats()["streams"][0]
         self.assertEqual(stats["remote"], "127.0.0.1:6000")
@@ -613,7 +597,7 @@ class DropTests(RelayTestMixin, SynchronousTestCase):
         """
         relay, _ = self.make_relay()
         session = relay.allocate_session(1)
-        session.streams[0].datagramReceived(rtp(0, 1, 1, 1), SRC)
+        session.streams[0].datagramReceived(rtp_packet(1, 1, 1, 0), SRC)
         self.assertEqual(session.stats()["streams"][0]["drops"]["foreign_source"], 1)
 
     def test_inbound_srtp_failures(self) -> None:
@@ -627,14 +611,14 @@ class DropTests(RelayTestMixin, SynchronousTestCase):
         key = SrtpParams.generate()
         session.set_inbound(0, remote=SRC, payload_map={8: "PCMA"}, srtp=key)
         src = SrtpContext(key, outbound=True)
-        first = src.protect(rtp(8, 1, 160, 5))
-        second = src.protect(rtp(8, 2, 320, 5))
+        first = src.protect(rtp_packet(1, 160, 5, 8))
+        second = src.protect(rtp_packet(2, 320, 5, 8))
         assert first is not None and second is not None
         stream = session.streams[0]
         stream.datagramReceived(first, SRC)
         stream.datagramReceived(first, SRC)  # replay
         stream.datagramReceived(second[:-1] + bytes([second[-1] ^ 0xFF]), SRC)  # bad tag
-        stream.datagramReceived(rtp(8, 3, 480, 5), SRC)  # plain RTP: no tag
+        stream.datagramReceived(rtp_packet(3, 480, 5, 8), SRC)  # plain RTP: no tag
         session.set_inbound(0, remote=SRC, payload_map={8: "PCMA"}, srtp=SrtpParams(key.suite, key.key))
         stream.datagramReceived(first, SRC)  # still a replay
         stream.datagramReceived(second, SRC)
@@ -662,7 +646,7 @@ class TimerTests(RelayTestMixin, SynchronousTestCase):
         session.set_inbound(0, remote=SRC)
         session.set_inbound(1, remote=SRC2)
         clock.advance(6)
-        session.streams[1].datagramReceived(rtp(0, 1, 1, 1), SRC2)
+        session.streams[1].datagramReceived(rtp_packet(1, 1, 1, 0), SRC2)
         clock.advance(9)
         self.assertEqual(calls, [])
         session.streams[0].datagramReceived(b"junk", SRC)  # not RTP: no activity
@@ -728,14 +712,14 @@ class TimerTests(RelayTestMixin, SynchronousTestCase):
         session.close()
         self.assertEqual(clock.getDelayedCalls(), [])
 
-    def _report(self, relay: MediaRelay, clock: MemoryReactorClock, srtp: SrtpParams | None) -> tuple[MediaSession, Sink, list[Any]]:
+    def _report(self, relay: MediaRelay, clock: MemoryReactorClock, srtp: SrtpParams | None) -> tuple[MediaSession, UdpSocket, list[Any]]:
         session = relay.allocate_session(1)
         session.set_inbound(0, remote=SRC)
         forward = session.add_forward("f", 1)
-        rtp_sink, rtcp_sink = Sink(self), Sink(self)
+        rtp_sink, rtcp_sink = UdpSocket(self), UdpSocket(self)
         forward.connect(0, rtp_sink.address, codec="PCMU", payload_type=0, srtp_tx=srtp, rtcp_remote=rtcp_sink.address)
         for k in range(10):
-            session.streams[0].datagramReceived(rtp(0, k, 160 * k, 5), SRC)
+            session.streams[0].datagramReceived(rtp_packet(k, 160 * k, 5, 0), SRC)
         clock.advance(0.5)
         self.assertEqual(rtcp_sink.read(), [])
         for _ in range(8):
@@ -833,8 +817,8 @@ class StatsTests(RelayTestMixin, SynchronousTestCase):
         relay, _ = self.make_relay()
         session, sinks = self.call(relay)
         for k in range(4):
-            session.streams[0].datagramReceived(rtp(8, k, 160 * k, 5), SRC)
-        session.streams[1].datagramReceived(rtp(0, 1, 160, 6), SRC2)
+            session.streams[0].datagramReceived(rtp_packet(k, 160 * k, 5, 8), SRC)
+        session.streams[1].datagramReceived(rtp_packet(1, 160, 6, 0), SRC2)
         stats = session.stats()
         json.dumps(stats)
         forward = stats["forwards"]["f1"]
@@ -857,7 +841,7 @@ class StatsTests(RelayTestMixin, SynchronousTestCase):
         """
         relay, _ = self.make_relay()
         session, _ = self.call(relay, srtp_tx=SrtpParams.generate("AES_CM_128_HMAC_SHA1_32"))
-        session.streams[0].datagramReceived(rtp(8, 1, 160, 5), SRC)
+        session.streams[0].datagramReceived(rtp_packet(1, 160, 5, 8), SRC)
         self.assertEqual(session.stats()["forwards"]["f1"]["bytes_out"], 172 + 4)
 
 
@@ -883,6 +867,6 @@ class Ipv6Tests(SynchronousTestCase):
         session = relay.allocate_session(1)
         session.set_inbound(0, remote=("0:0::1", 5000))
         session.add_forward("f", 1).connect(0, probe.getsockname()[:2], codec="PCMU", payload_type=0)
-        session.streams[0].datagramReceived(rtp(0, 1, 160, 1), ("::1", 5000))
+        session.streams[0].datagramReceived(rtp_packet(1, 160, 1, 0), ("::1", 5000))
         self.assertEqual(RtpPacket.parse(probe.recv(2048)).payload, bytes(range(160)))
         self.assertEqual(session.stats()["streams"][0]["remote"], "[::1]:5000")

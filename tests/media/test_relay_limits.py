@@ -23,8 +23,8 @@ from aiconnect.media import relay as relay_mod
 from aiconnect.media.sockets import RelayPort
 from aiconnect.media.ports import FileDescriptorsExhausted, PortsExhausted
 from aiconnect.media.relay import InboundStream, MediaRelay, MediaSession, RelayEPollReactor
-from aiconnect.media.rtp import RtpPacket
 from aiconnect.siprec.srs import no_media_error
+from tests.fakes import UdpSocket, rtp_packet
 
 SRC = ("127.0.0.1", 40000)
 SRC2 = ("127.0.0.1", 40002)
@@ -34,31 +34,22 @@ PORTS = (64200, 64299)
 OVERSIZE_PORTS = (64300, 64399)
 
 
-def rtp(seq: int, size: int = 172) -> bytes:
+def pcmu(seq: int, size: int = 172) -> bytes:
     """
     A PCMU packet of C{size} octets in all.
     """
-    return RtpPacket(0, seq, 160 * seq, 7, b"\x11" * (size - 12)).serialize()
+    return rtp_packet(seq, 160 * seq, 7, 0, b"\x11" * (size - 12))
 
 
-def udp_socket(case: SynchronousTestCase) -> socket.socket:
+def feed_second_stream(session: MediaSession, clock: MemoryReactorClock, seconds: int, first: int = 0) -> None:
     """
-    A non-blocking loopback UDP socket, closed after the test.
+    Keep C{session}'s second stream alive for C{seconds}: each second, one
+    packet from L{SRC2} (sequence numbers from C{first}), then the clock
+    moves one second.
     """
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("127.0.0.1", 0))
-    s.setblocking(False)
-    case.addCleanup(s.close)
-    return s
-
-
-def drain(s: socket.socket) -> list[bytes]:
-    out = []
-    while True:
-        try:
-            out.append(s.recv(65536))
-        except BlockingIOError:
-            return out
+    for k in range(seconds):
+        session.streams[1].datagramReceived(pcmu(first + k), SRC2)
+        clock.advance(1)
 
 
 def port_is_free(port: int) -> bool:
@@ -103,9 +94,7 @@ class PerStreamTimeoutTests(SynchronousTestCase):
         session.set_inbound(1, remote=SRC2)
         silent = session.streams[0]
         port = silent.rtp_port
-        for k in range(12):
-            session.streams[1].datagramReceived(rtp(k), SRC2)
-            clock.advance(1)
+        feed_second_stream(session, clock, 12)
         self.assertEqual(ended, [silent])
         self.assertEqual(timeouts, [])
         self.assertTrue(port_is_free(port) and port_is_free(port + 1))
@@ -128,18 +117,12 @@ class PerStreamTimeoutTests(SynchronousTestCase):
         session.set_inbound(0, remote=SRC)
         session.set_inbound(1, remote=SRC2)
         session.set_expect_media(0, False)
-        for k in range(30):
-            session.streams[1].datagramReceived(rtp(k), SRC2)
-            clock.advance(1)
+        feed_second_stream(session, clock, 30)
         self.assertFalse(session.streams[0].ended)
         session.set_expect_media(0, True)
-        for k in range(9):
-            session.streams[1].datagramReceived(rtp(30 + k), SRC2)
-            clock.advance(1)
+        feed_second_stream(session, clock, 9, first=30)
         self.assertFalse(session.streams[0].ended)
-        for k in range(2):
-            session.streams[1].datagramReceived(rtp(40 + k), SRC2)
-            clock.advance(1)
+        feed_second_stream(session, clock, 2, first=40)
         self.assertTrue(session.streams[0].ended)
 
     def test_released_port_not_released_twice(self) -> None:
@@ -150,9 +133,7 @@ class PerStreamTimeoutTests(SynchronousTestCase):
         relay, clock = self.make_relay(PORTS[0], PORTS[0] + 5)  # 3 pairs
         first = relay.allocate_session(2)
         first.set_inbound(1, remote=SRC2)
-        for k in range(11):
-            first.streams[1].datagramReceived(rtp(k), SRC2)
-            clock.advance(1)
+        feed_second_stream(first, clock, 11)
         freed = first.streams[0].rtp_port
         self.assertTrue(first.streams[0].ended)
         second = relay.allocate_session(2)
@@ -169,9 +150,7 @@ class PerStreamTimeoutTests(SynchronousTestCase):
         relay, clock = self.make_relay(PORTS[0], PORTS[0] + 3)  # 2 pairs
         session = relay.allocate_session(2)
         session.set_inbound(1, remote=SRC2)
-        for k in range(11):
-            session.streams[1].datagramReceived(rtp(k), SRC2)
-            clock.advance(1)
+        feed_second_stream(session, clock, 11)
         stream = session.streams[0]
         port = stream.rtp_port
         other = relay.allocate_session(1)
@@ -190,11 +169,9 @@ class PerStreamTimeoutTests(SynchronousTestCase):
         session = relay.allocate_session(2)
         session.set_inbound(0, remote=SRC)
         session.set_inbound(1, remote=SRC2)
-        sink = udp_socket(self)
-        session.add_forward("f", 2).connect(0, sink.getsockname(), codec="PCMU", payload_type=0)
-        for k in range(11):
-            session.streams[1].datagramReceived(rtp(k), SRC2)
-            clock.advance(1)
+        sink = UdpSocket(self)
+        session.add_forward("f", 2).connect(0, sink.address, codec="PCMU", payload_type=0)
+        feed_second_stream(session, clock, 11)
         stream = session.streams[0]
         self.assertTrue(stream.ended)
         self.assertIs(session.reopen_stream(1), session.streams[1])
@@ -202,8 +179,8 @@ class PerStreamTimeoutTests(SynchronousTestCase):
         self.assertFalse(stream.ended)
         self.assertFalse(port_is_free(stream.rtp_port))
         self.assertFalse(port_is_free(stream.rtcp_port))
-        stream.datagramReceived(rtp(1), SRC)
-        self.assertEqual(len(drain(sink)), 1)
+        stream.datagramReceived(pcmu(1), SRC)
+        self.assertEqual(len(sink.read()), 1)
         in_use = relay.pool.in_use()
         self.assertEqual(len(in_use), 4)  # 2 inbound, 2 forward
         self.assertTrue({s.rtp_port for s in session.streams} <= set(in_use))
@@ -250,15 +227,15 @@ class OversizeTests(SynchronousTestCase):
 
     def check(self, relay: MediaRelay, pump: Any) -> None:
         self.addCleanup(relay.close)
-        src, sink = udp_socket(self), udp_socket(self)
+        src, sink = UdpSocket(self), UdpSocket(self)
         session = relay.allocate_session(1)
-        session.set_inbound(0, remote=src.getsockname(), rtcp_remote=src.getsockname())
-        session.add_forward("f", 1).connect(0, sink.getsockname(), codec="PCMU", payload_type=0)
+        session.set_inbound(0, remote=src.address, rtcp_remote=src.address)
+        session.add_forward("f", 1).connect(0, sink.address, codec="PCMU", payload_type=0)
         stream = session.streams[0]
-        src.sendto(rtp(1, size=3000), ("127.0.0.1", stream.rtp_port))
-        src.sendto(rtp(2, size=2049), ("127.0.0.1", stream.rtp_port))
-        src.sendto(b"\x81\xc8" + bytes(2998), ("127.0.0.1", stream.rtcp_port))
-        src.sendto(rtp(3, size=2048), ("127.0.0.1", stream.rtp_port))
+        src.send(pcmu(1, size=3000), ("127.0.0.1", stream.rtp_port))
+        src.send(pcmu(2, size=2049), ("127.0.0.1", stream.rtp_port))
+        src.send(b"\x81\xc8" + bytes(2998), ("127.0.0.1", stream.rtcp_port))
+        src.send(pcmu(3, size=2048), ("127.0.0.1", stream.rtp_port))
         got = pump(sink)
         self.assertEqual([len(d) for d in got], [2048])  # only the last one
         stats = session.stats()["streams"][0]
@@ -267,11 +244,11 @@ class OversizeTests(SynchronousTestCase):
         self.assertEqual(stats["packets_in"], 1)
         self.assertEqual(relay.stats()["drops"]["oversize"], 3)
 
-    def _pump(self, sink: socket.socket) -> list[bytes]:
+    def _pump(self, sink: UdpSocket) -> list[bytes]:
         got: list[bytes] = []
         for _ in range(20):
             self.reactor.doIteration(0.02)
-            got += drain(sink)
+            got += sink.read()
         return got
 
     def test_direct_dispatch(self) -> None:
@@ -293,12 +270,12 @@ class OversizeTests(SynchronousTestCase):
         """
         relay = MediaRelay(self.reactor, "127.0.0.1", *OVERSIZE_PORTS)
         self.addCleanup(relay.close)
-        srs = udp_socket(self)
+        srs = UdpSocket(self)
         session = relay.allocate_session(1)
         forward = session.add_forward("f", 1)
-        forward.connect(0, srs.getsockname(), codec="PCMU", payload_type=0)
-        srs.sendto(bytes(3000), ("127.0.0.1", forward.streams[0].rtp_port))
-        srs.sendto(bytes(100), ("127.0.0.1", forward.streams[0].rtp_port))
+        forward.connect(0, srs.address, codec="PCMU", payload_type=0)
+        srs.send(bytes(3000), ("127.0.0.1", forward.streams[0].rtp_port))
+        srs.send(bytes(100), ("127.0.0.1", forward.streams[0].rtp_port))
         self._pump(srs)
         stats = session.stats()["forwards"]["f"]["streams"][0]
         self.assertEqual((stats["drops"]["oversize"], stats["packets_from_srs"]), (1, 1))

@@ -5,12 +5,12 @@ at a time (the reactor is built, never installed or run).
 
 from __future__ import annotations
 
-import socket
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect.media.relay import MediaRelay, RelayEPollReactor
 from aiconnect.media.rtp import RtpPacket
+from tests.fakes import UdpSocket, rtp_packet
 
 
 class RelayEPollReactorTests(SynchronousTestCase):
@@ -26,22 +26,11 @@ class RelayEPollReactorTests(SynchronousTestCase):
         self.relay = MediaRelay(self.reactor, "127.0.0.1", 64000, 64099)
         self.addCleanup(self.relay.close)
 
-    def sock(self) -> socket.socket:
-        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-        s.bind(("127.0.0.1", 0))
-        s.setblocking(False)
-        self.addCleanup(s.close)
-        return s
-
-    def pump(self, sink: socket.socket, want: int) -> list[bytes]:
+    def pump(self, sink: UdpSocket, want: int) -> list[bytes]:
         got: list[bytes] = []
         for _ in range(100):
             self.reactor.doIteration(0.05)
-            while True:
-                try:
-                    got.append(sink.recv(4096))
-                except BlockingIOError:
-                    break
+            got += sink.read()
             if len(got) >= want:
                 break
         return got
@@ -50,12 +39,12 @@ class RelayEPollReactorTests(SynchronousTestCase):
         """
         A datagram on a relay port is read and relayed by doIteration.
         """
-        src, sink = self.sock(), self.sock()
+        src, sink = UdpSocket(self), UdpSocket(self)
         session = self.relay.allocate_session(1)
-        session.set_inbound(0, remote=src.getsockname())
-        session.add_forward("f", 1).connect(0, sink.getsockname(), codec="PCMU", payload_type=0)
+        session.set_inbound(0, remote=src.address)
+        session.add_forward("f", 1).connect(0, sink.address, codec="PCMU", payload_type=0)
         for k in range(3):
-            src.sendto(RtpPacket(0, k, 160 * k, 1, b"\x11" * 160).serialize(), ("127.0.0.1", session.streams[0].rtp_port))
+            src.send(rtp_packet(k, 160 * k, 1, 0, b"\x11" * 160), ("127.0.0.1", session.streams[0].rtp_port))
         got = self.pump(sink, 3)
         self.assertEqual([RtpPacket.parse(d).payload for d in got], [b"\x11" * 160] * 3)
 
@@ -64,16 +53,16 @@ class RelayEPollReactorTests(SynchronousTestCase):
         An ICMP error on a forward's connected socket is collected by a read
         and the port stays registered.
         """
-        src, sink = self.sock(), self.sock()
-        gone = self.sock()
-        gone_address = gone.getsockname()
-        gone.close()
+        src, sink = UdpSocket(self), UdpSocket(self)
+        gone = UdpSocket(self)
+        gone_address = gone.address
+        gone.sock.close()
         session = self.relay.allocate_session(1)
-        session.set_inbound(0, remote=src.getsockname())
+        session.set_inbound(0, remote=src.address)
         session.add_forward("gone", 1).connect(0, gone_address, codec="PCMU", payload_type=0)
-        session.add_forward("live", 1).connect(0, sink.getsockname(), codec="PCMU", payload_type=0)
+        session.add_forward("live", 1).connect(0, sink.address, codec="PCMU", payload_type=0)
         for k in range(4):
-            src.sendto(RtpPacket(0, k, 160 * k, 1, b"\x22" * 160).serialize(), ("127.0.0.1", session.streams[0].rtp_port))
+            src.send(rtp_packet(k, 160 * k, 1, 0, b"\x22" * 160), ("127.0.0.1", session.streams[0].rtp_port))
         self.assertEqual(len(self.pump(sink, 4)), 4)
         for _ in range(3):
             self.reactor.doIteration(0.01)

@@ -27,6 +27,7 @@ from aiconnect.media.srtp import (
     parse_crypto,
 )
 from aiconnect.sip.sdp import Crypto, KeyParam, SdpError
+from tests.fakes import rtp_packet
 
 DATA = os.path.join(os.path.dirname(__file__), os.pardir, "data", "srtp")
 with open(os.path.join(DATA, "srtp-test-vectors.json")) as f:
@@ -142,7 +143,7 @@ class SrtpContextTests(SynchronousTestCase):
             params = SrtpParams.generate(suite)
             tx = SrtpContext(params, outbound=True)
             for seq in (1, 2, 3, 1000):
-                packet = struct.pack("!BBHII", 0x80, 8, seq, seq * 160, 0x1234ABCD) + os.urandom(160)
+                packet = rtp_packet(seq, seq * 160, 0x1234ABCD, 8, os.urandom(160))
                 expected = _srtp_reference(params.master_key, params.master_salt, packet, tag)
                 self.assertEqual(tx.protect(packet), expected, (suite, seq))
 
@@ -150,7 +151,7 @@ class SrtpContextTests(SynchronousTestCase):
         """
         Every suite, GCM included, round-trips RTP and RTCP.
         """
-        rtp = struct.pack("!BBHII", 0x80, 0, 7, 1120, 99) + bytes(range(160))
+        rtp = rtp_packet(7, 1120, 99, 0, bytes(range(160)))
         rtcp = bytes.fromhex("80c9000100000063")
         for suite in SUITES:
             params = SrtpParams.generate(suite)
@@ -169,7 +170,7 @@ class SrtpContextTests(SynchronousTestCase):
         for direct in (True, False):
             params = SrtpParams.generate()
             tx, rx = SrtpContext(params, True, direct=direct), SrtpContext(params, False, direct=direct)
-            packet = tx.protect(struct.pack("!BBHII", 0x80, 0, 1, 160, 5) + bytes(160))
+            packet = tx.protect(rtp_packet(1, 160, 5, 0, bytes(160)))
             assert packet is not None
             tampered = packet[:-1] + bytes([packet[-1] ^ 1])
             self.assertIsNone(rx.unprotect(tampered))
@@ -188,7 +189,7 @@ class SrtpContextTests(SynchronousTestCase):
         """
         tx = SrtpContext(SrtpParams.generate(), True)
         rx = SrtpContext(SrtpParams.generate(), False)
-        self.assertIsNone(rx.unprotect(tx.protect(struct.pack("!BBHII", 0x80, 0, 1, 1, 1)) or b""))
+        self.assertIsNone(rx.unprotect(tx.protect(rtp_packet(1, 1, 1, 0, b"")) or b""))
         self.assertEqual(rx.failures, {"srtp_auth": 1})
 
     def test_mki_refused(self) -> None:

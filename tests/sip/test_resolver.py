@@ -1,94 +1,33 @@
 """
-Tests for L{aiconnect.sip.resolver}: the pure RFC 3263 / RFC 2782 half, the
-hosts file, and the dnspython adapter with a fake thread pool and a fake
-dnspython resolver (no sockets, no threads, no real time); plus one class
-checking the hosts file against a real DNS server on 127.0.0.1.
+Tests for L{aiconnect.sip.resolver}: the pure RFC 3263 / RFC 2782 half,
+and the dnspython adapter with a fake thread pool and a fake dnspython
+resolver (no sockets, no threads, no real time). The hosts file is tested
+in L{tests.sip.test_resolver_hosts}.
 """
 
 from __future__ import annotations
 
-import os
 import random
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import dns.exception
-import dns.rdatatype
 import dns.resolver
-import dns.rrset
-from twisted.internet import defer, reactor
-from twisted.internet.task import Clock
-from twisted.logger import capturedLogs
-from twisted.python.failure import Failure
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.internet import reactor
+from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect.sip.peer import Peer
 from aiconnect.sip.resolver import (
     Answer,
-    HostsFile,
-    NaptrRecord,
     Query,
     Resolver,
     ResolveError,
-    SrvRecord,
     order_srv,
-    parse_hosts,
     resolve_steps,
     resolve_with,
     select_naptr,
     srv_name,
 )
-from tests.integration.dnsserver import a, start_dns_server
-
-
-def fixed(*values: float) -> Callable[[], float]:
-    """
-    An rng returning C{values} in turn (then the last one forever).
-    """
-    it: Iterator[float] = iter(values)
-    last = [values[-1]]
-
-    def rng() -> float:
-        try:
-            last[0] = next(it)
-        except StopIteration:
-            pass
-        return last[0]
-
-    return rng
-
-
-def srv_(priority: int, weight: int, port: int, target: str) -> SrvRecord:
-    return SrvRecord(priority, weight, port, target)
-
-
-def naptr_(order: int, pref: int, service: str, replacement: str, flags: str = "S") -> NaptrRecord:
-    return NaptrRecord(order, pref, flags, service, "", replacement)
-
-
-class Table:
-    """
-    A zone as a dict of (name, type) -> records; a name absent under every
-    type is NXDOMAIN; C{errors} maps (name, type) to a failure reason.
-    """
-
-    def __init__(self, records: dict[tuple[str, str], Sequence[Any]], errors: dict[tuple[str, str], str] | None = None) -> None:
-        self.records = records
-        self.errors = errors or {}
-        self.asked: list[tuple[str, str]] = []
-
-    def __call__(self, query: Query) -> Answer:
-        key = (query.name, query.rdtype)
-        self.asked.append(key)
-        if key in self.errors:
-            return Answer(error=self.errors[key])
-        if key in self.records:
-            return Answer(records=tuple(self.records[key]))
-        if any(name == query.name for name, _ in self.records):
-            return Answer()
-        return Answer(nxdomain=True)
+from tests.sip.resolver_helpers import FakeDns, FakeReactor, SyncPool, Table, fixed, naptr_, srv_
 
 
 class OrderSrvTests(SynchronousTestCase):
@@ -482,70 +421,6 @@ class ResolveStepsTests(SynchronousTestCase):
         self.assertEqual(table.asked, [])
 
 
-class SyncPool:
-    """
-    A thread pool running its work at once, on the calling thread, and
-    counting the calls.
-    """
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def callInThreadWithCallback(self, on_result: Any, f: Any, *args: Any, **kwargs: Any) -> None:
-        self.calls += 1
-        try:
-            result = f(*args, **kwargs)
-        except BaseException:
-            on_result(False, Failure())
-        else:
-            on_result(True, result)
-
-
-class FakeReactor(Clock):
-    """
-    A Clock that also runs C{callFromThread} at once.
-    """
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pool = SyncPool()
-
-    def callFromThread(self, f: Any, *args: Any, **kwargs: Any) -> None:
-        f(*args, **kwargs)
-
-    def getThreadPool(self) -> SyncPool:
-        return self.pool
-
-
-class FakeAnswer:
-    def __init__(self, rrset: Any) -> None:
-        self.rrset = rrset
-
-
-class FakeDns:
-    """
-    A stand-in for C{dns.resolver.Resolver}: answers from text records or
-    raises the exception configured for a name.
-    """
-
-    def __init__(self, records: dict[tuple[str, str], list[str]], raises: dict[str, Exception] | None = None, ttl: int = 60) -> None:
-        self.records = records
-        self.raises = raises or {}
-        self.ttl = ttl
-        self.asked: list[tuple[str, str]] = []
-
-    def resolve(self, name: Any, rdtype: Any, search: bool, raise_on_no_answer: bool, lifetime: float) -> FakeAnswer:
-        text = name.to_text(omit_final_dot=True)
-        kind = dns.rdatatype.to_text(rdtype)
-        self.asked.append((text, kind))
-        assert name.is_absolute() and search is False and raise_on_no_answer is False
-        if text in self.raises:
-            raise self.raises[text]
-        if (text, kind) in self.records:
-            return FakeAnswer(dns.rrset.from_text_list(text + ".", self.ttl, "IN", kind, self.records[(text, kind)]))
-        return FakeAnswer(None)
-
-
 class ResolverAdapterTests(SynchronousTestCase):
     """
     The dnspython adapter: thread pool use, record conversion, error mapping
@@ -684,260 +559,3 @@ class ResolverAdapterTests(SynchronousTestCase):
         self.assertEqual([str(ns) for ns in dns_resolver.nameservers], ["127.0.0.1"])
         self.assertEqual(dns_resolver.port, 5353)
         self.assertEqual((dns_resolver.timeout, dns_resolver.lifetime), (0.5, 0.5))
-
-
-def temp_path(test: SynchronousTestCase) -> str:
-    """
-    A path in a fresh temporary directory removed after the test.
-    """
-    directory = tempfile.mkdtemp(prefix="aiconnect-hosts-")
-    test.addCleanup(shutil.rmtree, directory, True)
-    return os.path.join(directory, "hosts")
-
-
-def write_hosts(test: SynchronousTestCase, text: str, path: str | None = None) -> str:
-    """
-    Write a hosts file (in a fresh temporary directory unless C{path} is
-    given).
-
-    @return: Its path.
-    """
-    path = path or temp_path(test)
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(text)
-    return path
-
-
-class ParseHostsTests(SynchronousTestCase):
-    """
-    L{parse_hosts}: the hosts(5) format.
-    """
-
-    def test_format(self) -> None:
-        """
-        Comments, blank lines, aliases, case, trailing dots and IPv6 are
-        understood; lines with a bad address or no name are skipped; each
-        name's addresses come IPv4 first, in file order, without duplicates.
-        """
-        names = parse_hosts(
-            "# a comment\n"
-            "\n"
-            "::1\tlocalhost ip6-localhost  # loopback\n"
-            "127.0.0.1 localhost\n"
-            "192.0.2.1 SRS.Test.Invalid. srs-alias\n"
-            "not-an-address broken.invalid\n"
-            "192.0.2.9\n"
-            "192.0.2.2 srs.test.invalid\n"
-            "192.0.2.1 srs.test.invalid\n"
-            "   # 192.0.2.3 commented.invalid\n"
-        )
-        self.assertEqual(
-            names,
-            {
-                "localhost": ("127.0.0.1", "::1"),
-                "ip6-localhost": ("::1",),
-                "srs.test.invalid": ("192.0.2.1", "192.0.2.2"),
-                "srs-alias": ("192.0.2.1",),
-            },
-        )
-
-
-class HostsFileTests(SynchronousTestCase):
-    """
-    L{HostsFile}: lookup, re-reading on change, the size bound and missing
-    or unreadable files.
-    """
-
-    def test_lookup(self) -> None:
-        """
-        A name is found whatever its case and trailing dot; an unknown name
-        has no addresses.
-        """
-        hosts = HostsFile(write_hosts(self, "127.0.0.1 srs.test.invalid\n"))
-        self.assertEqual(hosts.lookup("SRS.test.invalid."), ("127.0.0.1",))
-        self.assertEqual(hosts.lookup("other.invalid"), ())
-
-    def test_reread_when_changed(self) -> None:
-        """
-        The file is read again only when its modification time (or size)
-        changes: a same-size rewrite with the old mtime put back is not seen,
-        a new mtime is.
-        """
-        path = write_hosts(self, "127.0.0.1 srs.test.invalid\n")
-        before = os.stat(path)
-        hosts = HostsFile(path)
-        self.assertEqual(hosts.lookup("srs.test.invalid"), ("127.0.0.1",))
-        write_hosts(self, "127.0.0.2 srs.test.invalid\n", path)
-        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
-        self.assertEqual(hosts.lookup("srs.test.invalid"), ("127.0.0.1",))
-        os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns + 1_000_000_000))
-        self.assertEqual(hosts.lookup("srs.test.invalid"), ("127.0.0.2",))
-        write_hosts(self, "127.0.0.3 other.invalid\n127.0.0.4 srs.test.invalid\n", path)
-        self.assertEqual(hosts.lookup("srs.test.invalid"), ("127.0.0.4",))
-
-    def test_missing_file(self) -> None:
-        """
-        A missing file has no names and logs nothing; once created it is
-        read.
-        """
-        path = temp_path(self)
-        hosts = HostsFile(path)
-        with capturedLogs() as events:
-            self.assertEqual(hosts.lookup("srs.test.invalid"), ())
-        self.assertEqual(list(events), [])
-        write_hosts(self, "127.0.0.1 srs.test.invalid\n", path)
-        self.assertEqual(hosts.lookup("srs.test.invalid"), ("127.0.0.1",))
-        os.remove(path)
-        self.assertEqual(hosts.lookup("srs.test.invalid"), ())
-
-    def test_unreadable_file(self) -> None:
-        """
-        An unreadable hosts file (here a directory) has no names and is
-        reported once, not on every lookup.
-        """
-        path = temp_path(self)
-        os.mkdir(path)
-        hosts = HostsFile(path)
-        with capturedLogs() as events:
-            self.assertEqual(hosts.lookup("srs.test.invalid"), ())
-            self.assertEqual(hosts.lookup("srs.test.invalid"), ())
-        warnings = [e for e in events if "cannot read hosts file" in e["log_format"]]
-        self.assertEqual(len(warnings), 1)
-
-    def test_size_bound(self) -> None:
-        """
-        At most C{max_bytes} are read; the line cut by the bound and the
-        rest are ignored, with a warning.
-        """
-        first = "127.0.0.1 a.invalid\n"
-        path = write_hosts(self, first + "127.0.0.2 b.invalid\n127.0.0.3 c.invalid\n")
-        hosts = HostsFile(path, max_bytes=len(first) + 5)
-        with capturedLogs() as events:
-            self.assertEqual(hosts.lookup("a.invalid"), ("127.0.0.1",))
-            self.assertEqual(hosts.lookup("b.invalid"), ())
-            self.assertEqual(hosts.lookup("c.invalid"), ())
-        warnings = [e for e in events if "larger than" in e["log_format"]]
-        self.assertEqual(len(warnings), 1)
-
-
-class ResolveStepsHostsTests(SynchronousTestCase):
-    """
-    L{resolve_steps} with a hosts file: a name found there is an A/AAAA
-    result with the RFC 3263 default port, and no DNS query is asked.
-    """
-
-    def hosts(self, name: str) -> Sequence[str]:
-        return {"srs.test.invalid": ("127.0.0.1", "::1")}.get(name, ())
-
-    def test_default_port(self) -> None:
-        """
-        Without a port the transport's default port is used (5060, 5061 for
-        TLS), IPv4 first; the TLS server name is the trunk's host name.
-        """
-        for transport, port in (("udp", 5060), ("tcp", 5060), ("tls", 5061)):
-            table = Table({})
-            peers = resolve_with("srs.test.invalid", transport, table, hosts=self.hosts)
-            self.assertEqual(peers, [Peer(transport, "127.0.0.1", port), Peer(transport, "::1", port)])
-            self.assertEqual([p.server_name for p in peers], ["srs.test.invalid"] * 2)
-            self.assertEqual(table.asked, [])
-
-    def test_explicit_port(self) -> None:
-        """
-        An explicit port is kept.
-        """
-        table = Table({})
-        peers = resolve_with("srs.test.invalid.:5099", "udp", table, hosts=self.hosts)
-        self.assertEqual(peers, [Peer("udp", "127.0.0.1", 5099), Peer("udp", "::1", 5099)])
-        self.assertEqual(table.asked, [])
-
-    def test_not_in_hosts_uses_dns(self) -> None:
-        """
-        A name absent from the hosts file is resolved through DNS as before.
-        """
-        table = Table({("srs.test", "A"): ["192.0.2.1"]})
-        self.assertEqual(resolve_with("srs.test:5060", "udp", table, hosts=self.hosts), [Peer("udp", "192.0.2.1", 5060)])
-        self.assertEqual(table.asked, [("srs.test", "A"), ("srs.test", "AAAA")])
-
-
-def system_hosts_has_localhost() -> bool:
-    """
-    Whether /etc/hosts maps C{localhost} (read here independently of the
-    code under test).
-    """
-    try:
-        with open("/etc/hosts", encoding="utf-8", errors="replace") as f:
-            lines = f.read().splitlines()
-    except OSError:
-        return False
-    return any("localhost" in line.split("#", 1)[0].split()[1:] for line in lines)
-
-
-class ResolverHostsTests(SynchronousTestCase):
-    """
-    The adapter consults the hosts file before dnspython.
-    """
-
-    def nxdomain(self, *names: str) -> FakeDns:
-        return FakeDns({}, raises={name: dns.resolver.NXDOMAIN() for name in names})
-
-    def test_hosts_file_before_dns(self) -> None:
-        """
-        A trunk host named in the hosts file resolves to its address with
-        the default port, without any DNS query (DNS would say NXDOMAIN).
-        """
-        fake = self.nxdomain("srs.test.invalid")
-        reactor = FakeReactor()
-        path = write_hosts(self, "127.0.0.1 srs.test.invalid\n")
-        resolver = Resolver(reactor, dns_resolver=fake, hosts_file=path)
-        peers = self.successResultOf(resolver.resolve("srs.test.invalid", "udp"))
-        self.assertEqual(peers, [Peer("udp", "127.0.0.1", 5060)])
-        self.assertEqual((fake.asked, reactor.pool.calls), ([], 0))
-
-    def test_localhost_from_system_hosts_file(self) -> None:
-        """
-        By default the system hosts file is read: a C{localhost} trunk
-        resolves to 127.0.0.1 although DNS knows no such name.
-        """
-        if not system_hosts_has_localhost():
-            raise self.skipTest("/etc/hosts has no localhost entry")
-        fake = self.nxdomain("localhost")
-        resolver = Resolver(FakeReactor(), dns_resolver=fake)
-        peers = self.successResultOf(resolver.resolve("localhost", "tcp"))
-        self.assertIn(Peer("tcp", "127.0.0.1", 5060), peers)
-        self.assertEqual(fake.asked, [])
-
-    def test_no_hosts_file(self) -> None:
-        """
-        With C{hosts_file=None} only DNS is asked.
-        """
-        fake = self.nxdomain("localhost")
-        resolver = Resolver(FakeReactor(), dns_resolver=fake, hosts_file=None)
-        failure = self.failureResultOf(resolver.resolve("localhost", "udp"), ResolveError)
-        self.assertEqual(failure.value.reason, "DNS: NXDOMAIN for localhost")
-
-
-class ResolverHostsDnsServerTests(TestCase):
-    """
-    The hosts file against a real DNS server on 127.0.0.1
-    (L{tests.integration.dnsserver}).
-    """
-
-    timeout = 20
-
-    @defer.inlineCallbacks
-    def test_hosts_file_wins_over_dns(self) -> Any:
-        """
-        A name in the hosts file is not asked to the DNS server (which has
-        another address for it); a name that is not still is.
-        """
-        server = start_dns_server({"srs.test.invalid": [a("192.0.2.9")], "other.invalid": [a("127.0.0.5")]}, origin="invalid")
-        self.addCleanup(server.stop)
-        path = write_hosts(self, "127.0.0.1 srs.test.invalid\n")
-        resolver = Resolver(reactor, nameservers=("127.0.0.1",), port=server.port, timeout=2.0, cache=False, hosts_file=path)
-        peers = yield resolver.resolve("srs.test.invalid", "udp")
-        self.assertEqual(peers, [Peer("udp", "127.0.0.1", 5060)])
-        self.assertEqual(server.questions, [])
-        peers = yield resolver.resolve("other.invalid:5070", "udp")
-        self.assertEqual(peers, [Peer("udp", "127.0.0.5", 5070)])
-        # A and AAAA may be asked in either order (lookups run in threads).
-        self.assertEqual(sorted(server.questions), [("other.invalid", "A"), ("other.invalid", "AAAA")])

@@ -16,14 +16,14 @@ from aiconnect.call import InboundAcked, InboundEnded, InboundUpdated, StreamInf
 from aiconnect.config import load_string
 from aiconnect.media.ports import PortsExhausted
 from aiconnect.sip.sdp import parse_sdp
-from aiconnect.sip.message import Request, Response, parse
+from aiconnect.sip.message import Request, parse
 from aiconnect.sip.peer import Peer
 from aiconnect.sip.transaction import TimerConfig
 from aiconnect.sip.txlayer import TransactionLayer
 from aiconnect.sip.ua import UaConfig, UserAgent
 from aiconnect.siprec.forward import Forwarder
 from aiconnect.siprec.orders import parse_forward_order
-from tests.fakes import ListSink, make_runner
+from tests.fakes import FakeSipTransport, ListSink, make_runner
 
 CONFIG = """
 [[tenant]]
@@ -35,32 +35,6 @@ signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
   target = "srs.test"
   transport = "udp"
 """
-
-
-class FakeTransport:
-    """
-    Records what the stack sends.
-    """
-
-    def __init__(self) -> None:
-        self.sent: list[tuple[Any, Peer]] = []
-
-    def send_request(self, request: Request, peer: Peer) -> defer.Deferred[None]:
-        self.sent.append((request, peer))
-        return defer.succeed(None)
-
-    def send_response(self, response: Response, source: Peer) -> defer.Deferred[None]:
-        self.sent.append((response, source))
-        return defer.succeed(None)
-
-    def local_via(self, peer: Peer) -> tuple[str, str]:
-        return peer.via_transport, "127.0.0.1:5060"
-
-    def advertised(self, transport: str, private: bool = False) -> str:
-        return "127.0.0.1:5060"
-
-    def invites(self) -> list[tuple[Request, Peer]]:
-        return [(m, p) for m, p in self.sent if isinstance(m, Request) and m.method == "INVITE"]
 
 
 class FakeForwardMedia:
@@ -112,18 +86,11 @@ class TwoTargets:
 
 
 def _ok(invite: Request) -> bytes:
-    sdp = (
-        b"v=0\r\no=SRS 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-        b"m=audio 31000 RTP/AVP 8\r\na=recvonly\r\na=label:1\r\n"
-        b"m=audio 31002 RTP/AVP 8\r\na=recvonly\r\na=label:2\r\n"
-    )
-    head = "SIP/2.0 200 OK\r\n"
-    for v in invite.headers.get_all("Via"):
-        head += "Via: %s\r\n" % v
-    head += "From: %s\r\nTo: %s;tag=srs1\r\nCall-ID: %s\r\nCSeq: %s\r\n" % (
-        invite.headers.get("From"), invite.headers.get("To"), invite.call_id, invite.headers.get("CSeq"))
-    head += "Contact: <sip:srs@127.0.0.1:5072>;+sip.srs\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n" % len(sdp)
-    return head.encode() + sdp
+    """
+    The SRS's 200 OK to the first INVITE: two labelled recvonly PCMA
+    streams on 31000 and 31002.
+    """
+    return _ok_sdp(invite, [31000, 31002], sdp_version=1, labelled=True, to_tag="srs1", contact_port=5072)
 
 
 class ForwardClockTests(SynchronousTestCase):
@@ -134,7 +101,7 @@ class ForwardClockTests(SynchronousTestCase):
     def setUp(self) -> None:
         self.clock = Clock()
         self.cfg = load_string(CONFIG)
-        self.transport = FakeTransport()
+        self.transport = FakeSipTransport("127.0.0.1:5060")
         self.ua = UserAgent(self.clock, self.transport, config=UaConfig())
         self.tx = TransactionLayer(self.clock, self.transport, self.ua, TimerConfig())
         self.ua.txlayer = self.tx
@@ -207,16 +174,35 @@ class ForwardClockTests(SynchronousTestCase):
 KEEPALIVE_CONFIG = CONFIG.replace('  transport = "udp"\n', '  transport = "udp"\n  keepalive = 10\n  session_expires = 90\n')
 
 
-def _ok_sdp(request: Request, ports: list[int]) -> bytes:
-    sdp = b"v=0\r\no=SRS 1 2 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n"
-    for port in ports:
+def _ok_sdp(
+    request: Request,
+    ports: list[int],
+    sdp_version: int = 2,
+    labelled: bool = False,
+    to_tag: str | None = None,
+    contact_port: int = 5071,
+) -> bytes:
+    """
+    The SRS's 200 OK to C{request} (a re-INVITE by default): one recvonly
+    PCMA stream on each of C{ports}, labelled 1, 2, ... when C{labelled}.
+
+    @param sdp_version: The answer's o= session version.
+    @param to_tag: A tag to add to the request's To (for a first INVITE).
+    @param contact_port: The port of the SRS's Contact.
+    """
+    sdp = b"v=0\r\no=SRS 1 %d IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n" % sdp_version
+    for label, port in enumerate(ports, 1):
         sdp += b"m=audio %d RTP/AVP 8\r\na=recvonly\r\n" % port
+        if labelled:
+            sdp += b"a=label:%d\r\n" % label
     head = "SIP/2.0 200 OK\r\n"
     for v in request.headers.get_all("Via"):
         head += "Via: %s\r\n" % v
+    to = request.headers.get("To") + ("" if to_tag is None else ";tag=" + to_tag)
     head += "From: %s\r\nTo: %s\r\nCall-ID: %s\r\nCSeq: %s\r\n" % (
-        request.headers.get("From"), request.headers.get("To"), request.call_id, request.headers.get("CSeq"))
-    head += "Contact: <sip:srs@127.0.0.1:5071>;+sip.srs\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n" % len(sdp)
+        request.headers.get("From"), to, request.call_id, request.headers.get("CSeq"))
+    head += "Contact: <sip:srs@127.0.0.1:%d>;+sip.srs\r\nContent-Type: application/sdp\r\nContent-Length: %d\r\n\r\n" % (
+        contact_port, len(sdp))
     return head.encode() + sdp
 
 

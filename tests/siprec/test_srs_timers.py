@@ -22,9 +22,9 @@ from aiconnect.sip.txlayer import TransactionLayer
 from aiconnect.sip.ua import UaConfig, UserAgent
 from aiconnect.siprec.srs import SrsService
 from aiconnect.webhooks import NewCallResult
-from tests.fakes import ListSink
+from tests.fakes import FakeSipTransport, ListSink
 from tests.integration.siprec_peer import sdp_offer, siprec_invite
-from tests.siprec.test_forward import CONFIG, FakeTransport
+from tests.siprec.test_forward import CONFIG
 
 SRC = Peer("udp", "127.0.0.1", 5070)
 
@@ -119,7 +119,7 @@ class SessionTimerClockTests(SynchronousTestCase):
         self.clock = Clock()
         self.clock.advance(1000)
         self.cfg = load_string(CONFIG)
-        self.transport = FakeTransport()
+        self.transport = FakeSipTransport("127.0.0.1:5060")
         self.sink = ListSink()
         self.registry = CallRegistry()
         self.srs = SrsService(self.clock, self.cfg, self.registry, self.sink, AnsweringApp(), FakeRelay())

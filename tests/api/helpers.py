@@ -1,0 +1,384 @@
+# -*- test-case-name: tests.api.test_routes,tests.api.test_auth,tests.api.test_metrics,tests.api.test_forwards,tests.test_openapi -*-
+"""
+What the tests of L{aiconnect.api} share: a two-tenant configuration with
+static tokens and an RS256 key, JWT builders (good and hostile), a session
+with two streams, a recording forwarder, invalid startSIPRecForward
+orders, L{ApiClient} (drives an L{ApiServer} through L{StubTreq}) and
+L{TenantTestCase} (a server over two tenants with one session each).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import os
+import shutil
+import tempfile
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from treq.testing import StubTreq
+from twisted.internet.task import Clock
+from twisted.trial.unittest import SynchronousTestCase
+
+from aiconnect.api import JSON_CONTENT_TYPE, ApiServer
+from aiconnect.call import InboundAcked, InboundAnswered, StreamInfo
+from aiconnect.runner import CallRunner
+from aiconnect.config import Config, load_string
+from aiconnect.registry import CallRegistry
+from tests.fakes import FakeLeg, ListSink, RecordingLegFactory, make_runner
+
+DOMAIN = "customer.example.com"
+OTHER_DOMAIN = "other.example.com"
+TOKEN = "tok-customer-0123456789"
+OTHER_TOKEN = "tok-other-9876543210"
+SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+CONFIG_TEMPLATE = """
+[[tenant]]
+domain = "customer.example.com"
+callback_url = "http://127.0.0.1:9000"
+signing_secret = "{secret}"
+api_tokens = ["{token}"]
+jwt_public_key = "{jwt_key}"
+
+  [[tenant.trunk]]
+  match = "aiforward"
+  target = "127.0.0.1:5070"
+  transport = "udp"
+
+  [[tenant.trunk]]
+  match = "secure"
+  target = "srs.example.net"
+  transport = "tls"
+
+[[tenant]]
+domain = "other.example.com"
+callback_url = "http://127.0.0.1:9001"
+signing_secret = "{secret}"
+api_tokens = ["{other_token}"]
+
+  [[tenant.trunk]]
+  match = "aiforward"
+  target = "127.0.0.1:5080"
+"""
+
+
+FORWARD_URI = f"sip:aiforward@{DOMAIN}"
+
+def nested(depth: int) -> dict[str, Any]:
+    """
+    @return: C{{"a": {"a": ... {}}}}, C{depth} objects deep.
+    """
+    value: dict[str, Any] = {}
+    for _ in range(depth - 1):
+        value = {"a": value}
+    return value
+
+
+#: Invalid startSIPRecForward fields: (why, fields, the field the 400 names).
+BAD_ORDER_FIELDS: list[tuple[str, dict[str, Any], str]] = [
+    ("uri missing", {}, "uri"),
+    ("uri not a string", {"uri": 5}, "uri"),
+    ("bad uri", {"uri": "not a uri"}, "uri"),
+    ("not a sip uri", {"uri": "tel:+4612345"}, "uri"),
+    ("wrong domain", {"uri": "sip:aiforward@other.example.com"}, "uri"),
+    ("unknown trunk", {"uri": f"sip:nobody@{DOMAIN}"}, "uri"),
+    ("codec", {"uri": FORWARD_URI, "codec": "G729"}, "codec"),
+    ("codec not a string", {"uri": FORWARD_URI, "codec": 8}, "codec"),
+    ("srtp not a boolean", {"uri": FORWARD_URI, "srtp": "yes"}, "srtp"),
+    ("srtp on a non-TLS trunk", {"uri": FORWARD_URI, "srtp": True}, "srtp"),
+    ("caller not an object", {"uri": FORWARD_URI, "caller": "alice"}, "caller"),
+    (
+        "caller/callingParty conflict",
+        {"uri": FORWARD_URI, "caller": {"name": "A"}, "callingParty": {"name": "B"}},
+        "callingParty",
+    ),
+    (
+        "calledParty/callee conflict",
+        {"uri": FORWARD_URI, "calledParty": {"name": "A"}, "callee": {"name": "B"}},
+        "callee",
+    ),
+    ("label", {"uri": FORWARD_URI, "caller": {"label": "bad label!"}}, "caller.label"),
+    ("alias label", {"uri": FORWARD_URI, "callee": {"label": ""}}, "callee.label"),
+    ("name with control", {"uri": FORWARD_URI, "callingParty": {"name": "a\nb"}}, "callingParty.name"),
+    ("user", {"uri": FORWARD_URI, "calledParty": {"user": "a b"}}, "calledParty.user"),
+    ("party unknown field", {"uri": FORWARD_URI, "caller": {"nick": "x"}}, "caller.nick"),
+    ("xHeaders not an object", {"uri": FORWARD_URI, "xHeaders": ["X-A"]}, "xHeaders"),
+    ("xHeaders name", {"uri": FORWARD_URI, "xHeaders": {"Foo": "x"}}, "xHeaders.Foo"),
+    ("xHeaders name not a token", {"uri": FORWARD_URI, "xHeaders": {"X-A B": "x"}}, "xHeaders.X-A B"),
+    ("xHeaders value CRLF", {"uri": FORWARD_URI, "xHeaders": {"X-A": "a\r\nVia: evil"}}, "xHeaders.X-A"),
+    ("xHeaders value control", {"uri": FORWARD_URI, "xHeaders": {"X-A": "a\x00"}}, "xHeaders.X-A"),
+    ("xHeaders value not a string", {"uri": FORWARD_URI, "xHeaders": {"X-A": 1}}, "xHeaders.X-A"),
+    (
+        "xHeaders count",
+        {"uri": FORWARD_URI, "xHeaders": {f"X-H{i}": "v" for i in range(21)}},
+        "xHeaders",
+    ),
+    ("xHeaders size", {"uri": FORWARD_URI, "xHeaders": {"X-A": "x" * 1025}}, "xHeaders.X-A"),
+    ("xHeaders size in bytes", {"uri": FORWARD_URI, "xHeaders": {"X-A": "\u00e9" * 513}}, "xHeaders.X-A"),
+    ("reference id not an object", {"uri": FORWARD_URI, "sipRecForwardReferenceId": [1]}, "sipRecForwardReferenceId"),
+    ("reference id a string", {"uri": FORWARD_URI, "sipRecForwardReferenceId": "t-1"}, "sipRecForwardReferenceId"),
+    ("usePrivateIp not bool", {"uri": FORWARD_URI, "usePrivateIp": "false"}, "usePrivateIp"),
+    ("usePrivateIp a number", {"uri": FORWARD_URI, "usePrivateIp": 0}, "usePrivateIp"),
+    ("unknown field", {"uri": FORWARD_URI, "priority": 1}, "priority"),
+]
+
+#: Orders that were accepted but could never be reported back as JSON
+#: (lone surrogates, deep or large reference ids) or failed later (equal
+#: labels): (why, fields, the field the 400 names).  Not expressible in the
+#: OpenAPI schema, hence not in L{BAD_ORDER_FIELDS}.
+UNREPORTABLE_ORDER_FIELDS: list[tuple[str, dict[str, Any], str]] = [
+    (
+        "reference id with a lone surrogate",
+        {"uri": FORWARD_URI, "sipRecForwardReferenceId": {"note": "\ud800"}},
+        "sipRecForwardReferenceId.note",
+    ),
+    (
+        "reference id key with a lone surrogate",
+        {"uri": FORWARD_URI, "sipRecForwardReferenceId": {"\udce9": 1}},
+        "sipRecForwardReferenceId.\ufffd",
+    ),
+    (
+        "reference id nested 600 deep",
+        {"uri": FORWARD_URI, "sipRecForwardReferenceId": nested(600)},
+        "sipRecForwardReferenceId" + ".a" * 32,
+    ),
+    (
+        "reference id over 4 KiB",
+        {"uri": FORWARD_URI, "sipRecForwardReferenceId": {"t": "x" * 4096}},
+        "sipRecForwardReferenceId",
+    ),
+    ("xHeaders value with a lone surrogate", {"uri": FORWARD_URI, "xHeaders": {"X-A": "M\udcfcller"}}, "xHeaders.X-A"),
+    ("party name with a lone surrogate", {"uri": FORWARD_URI, "caller": {"name": "Jos\udce9"}}, "caller.name"),
+    ("unknown field with a lone surrogate", {"uri": FORWARD_URI, "\ud800": 1}, "\ufffd"),
+    (
+        "duplicate labels",
+        {"uri": FORWARD_URI, "caller": {"label": "L1"}, "calledParty": {"label": "L1"}},
+        "calledParty.label",
+    ),
+    (
+        "duplicate labels (aliases)",
+        {"uri": FORWARD_URI, "callingParty": {"label": "L1"}, "callee": {"label": "L1"}},
+        "callee.label",
+    ),
+]
+
+
+_RSA_KEYS: dict[int, rsa.RSAPrivateKey] = {}
+
+
+def rsa_key(which: int = 0) -> rsa.RSAPrivateKey:
+    """
+    An RSA key made for the tests (one per C{which}, made once).
+
+    @param which: Which key.
+    @return: The private key.
+    """
+    if which not in _RSA_KEYS:
+        _RSA_KEYS[which] = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return _RSA_KEYS[which]
+
+
+def public_pem(key: Any) -> bytes:
+    """
+    @return: The PEM (SubjectPublicKeyInfo) of C{key}'s public half.
+    """
+    return bytes(
+        key.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+
+
+def temporary_directory(test: SynchronousTestCase) -> str:
+    """
+    @return: A new directory, removed when C{test} ends.
+    """
+    path = tempfile.mkdtemp(prefix="aiconnect-api-")
+    test.addCleanup(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def make_config(test: SynchronousTestCase, with_jwt: bool = True) -> Config:
+    """
+    Two tenants: C{customer.example.com} (static token, RS256 key, a UDP and
+    a TLS trunk) and C{other.example.com} (another static token).
+
+    @param test: The test (for a temporary key file).
+    @param with_jwt: Whether the first tenant has a C{jwt_public_key}.
+    @return: The configuration.
+    """
+    jwt_key = ""
+    if with_jwt:
+        jwt_key = os.path.join(temporary_directory(test), "jwt.pem")
+        with open(jwt_key, "wb") as f:
+            f.write(public_pem(rsa_key()))
+    return load_string(
+        CONFIG_TEMPLATE.format(secret=SECRET, token=TOKEN, other_token=OTHER_TOKEN, jwt_key=jwt_key)
+    )
+
+
+def make_call(config: Config, domain: str = DOMAIN, session_id: str = "ses_test1", acked: bool = True) -> CallRunner:
+    """
+    A session of a tenant, with two streams, events into a L{ListSink}.
+
+    @param config: The configuration.
+    @param domain: The tenant's domain.
+    @param session_id: The session id.
+    @param acked: Whether the session is active (else negotiating).
+    @return: The session (a L{CallRunner}).
+    """
+    call = make_runner(
+        config.tenant_for_domain(domain),
+        ListSink(),
+        call_id="f81d4fae-7dec@192.0.2.10",
+        from_header="<sip:src@pbx.example.com>;tag=1",
+        to_header="<sip:srs@customer.example.com>",
+        source="192.0.2.10:5060",
+        session_id=session_id,
+    )
+    call.call.streams = [
+        StreamInfo(0, "1", "PCMU", 0, 20000, ("192.0.2.10", 40000), "sendonly", stream_id="s1"),
+        StreamInfo(1, "2", "PCMU", 0, 20002, ("192.0.2.10", 40002), "sendonly", stream_id="s2"),
+    ]
+    if acked:
+        call.report(InboundAnswered)
+        call.report(InboundAcked)
+    return call
+
+
+class RecordingForwarder(RecordingLegFactory):
+    """
+    A leg factory whose legs stay trying: records the forwards it was asked
+    to start.
+    """
+
+    @property
+    def started(self) -> list[FakeLeg]:  # type: ignore[override]
+        """
+        The legs started, in order (each has C{forward_id} and C{order}).
+        """
+        return [leg for leg in self.legs if leg.started]
+
+
+def bearer(token: str) -> dict[str, str]:
+    """
+    @return: An C{Authorization} header.
+    """
+    return {"Authorization": "Bearer " + token}
+
+
+def rs256(claims: dict[str, Any], which: int = 0) -> str:
+    """
+    @return: An RS256 JWT signed with test key C{which}.
+    """
+    return jwt.encode(claims, rsa_key(which), algorithm="RS256")
+
+
+def _b64url(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def hs256_with_public_key(claims: dict[str, Any]) -> str:
+    """
+    The algorithm-confusion attack: an HS256 JWT whose HMAC key is the RSA
+    public key PEM (built by hand: PyJWT refuses to make it).
+    """
+    header = _b64url(json.dumps({"alg": "HS256", "typ": "JWT"}).encode())
+    payload = _b64url(json.dumps(claims).encode())
+    signing_input = f"{header}.{payload}".encode()
+    signature = hmac.new(public_pem(rsa_key()), signing_input, hashlib.sha256).digest()
+    return f"{header}.{payload}.{_b64url(signature)}"
+
+
+def unsigned(claims: dict[str, Any]) -> str:
+    """
+    @return: An C{alg: none} JWT.
+    """
+    return jwt.encode(claims, None, algorithm="none")
+
+
+class ApiClient:
+    """
+    Drive an L{ApiServer} through L{StubTreq} synchronously.
+    """
+
+    def __init__(self, test: SynchronousTestCase, server: ApiServer) -> None:
+        """
+        @param test: The test whose C{successResultOf} is used.
+        @param server: The server to drive.
+        """
+        self._test = test
+        self._treq = StubTreq(server.app.resource())
+
+    def request(self, method: str, path: str, **kwargs: Any) -> tuple[Any, bytes]:
+        """
+        @return: The response and its body.
+        """
+        response = self._test.successResultOf(
+            self._treq.request(method, "http://api.example" + path, **kwargs)
+        )
+        body = self._test.successResultOf(self._treq.content(response))
+        return response, body
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        token: str | None = TOKEN,
+        body: Any = None,
+        data: bytes | None = None,
+    ) -> tuple[int, Any, Any]:
+        """
+        Make a request with a bearer credential and a JSON (or raw) body.
+
+        @param method: The method.
+        @param path: The path.
+        @param token: The bearer credential, or L{None} for none.
+        @param body: A JSON value to send, if any.
+        @param data: Raw body bytes to send instead.
+        @return: The status, the decoded JSON answer and the response.
+        """
+        headers = bearer(token) if token is not None else {}
+        if body is not None:
+            data = json.dumps(body).encode("utf-8")
+        if data is not None:
+            headers["Content-Type"] = "application/json"
+        response, raw = self.request(method, path, headers=headers, data=data)
+        return response.code, json.loads(raw), response
+
+
+class TenantTestCase(SynchronousTestCase):
+    """
+    A server over two tenants, with one active session of the first
+    (C{ses_test1}) and one of the second (C{ses_other}).
+    """
+
+    def setUp(self) -> None:
+        """
+        Build the configuration, the registry, the calls and the client.
+        """
+        self.config = make_config(self)
+        self.registry = CallRegistry()
+        self.call = make_call(self.config)
+        self.other_call = make_call(self.config, OTHER_DOMAIN, "ses_other")
+        self.registry.add(self.call)
+        self.registry.add(self.other_call)
+        self.server = ApiServer(self.config, self.registry, reactor=Clock())
+        self.client = ApiClient(self, self.server)
+
+    def assertError(self, result: tuple[int, Any, Any], status: int, field: str | None = None) -> None:
+        """
+        Assert a JSON error answer with C{status}, naming C{field} (or no
+        field when L{None}).
+        """
+        code, body, response = result
+        self.assertEqual((code, body.get("field")), (status, field), body)
+        self.assertIs(body["success"], False)
+        self.assertIsInstance(body["error"], str)
+        self.assertEqual(response.headers.getRawHeaders(b"content-type"), [JSON_CONTENT_TYPE])
