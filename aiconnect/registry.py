@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api,tests.integration.test_hardening_admission -*-
+# -*- test-case-name: tests.api.test_routes,tests.test_call_limits,tests.integration.test_hardening_admission -*-
 """
 The L{CallRegistry}: session id -> L{CallRunner}, per tenant; ended calls are kept
 a while so the application can still read their final state.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api,tests.integration.test_inbound -*-
+# -*- test-case-name: tests.api.test_routes,tests.test_openapi,tests.integration.test_inbound -*-
 """
 The JSON shapes of a recording session (SPEC s6 REST API, s1 C{newCall}),
 kept apart from the L{aiconnect.call.Call} state machine: the machine

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api,tests.test_openapi -*-
+# -*- test-case-name: tests.api.test_routes,tests.test_openapi -*-
 """
 The REST API (SPEC section 6) on a class-bound Klein app.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api -*-
+# -*- test-case-name: tests.api.test_auth -*-
 """
 Bearer credentials of the tenant routes (RFC 6750): one of the tenant's
 C{api_tokens}, or an RS256 JWT verified with its C{jwt_public_key}.

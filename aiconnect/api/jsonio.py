@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api,tests.test_openapi -*-
+# -*- test-case-name: tests.api.test_forwards,tests.api.test_routes,tests.test_openapi -*-
 """
 JSON in and out of the REST API: request bodies read as one JSON object
 (size-limited, strict about duplicate keys, C{NaN} and lone surrogates),

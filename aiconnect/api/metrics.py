@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_api -*-
+# -*- test-case-name: tests.api.test_metrics -*-
 """
 Stats providers as Prometheus gauges: a component hands L{StatsCollector}
 a zero-argument callable, and every number it returns at a scrape is served

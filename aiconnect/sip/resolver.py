@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.sip.test_resolver,tests.integration.test_dns -*-
+# -*- test-case-name: tests.sip.test_resolver,tests.integration.test_dns,tests.sip.test_resolver_hosts -*-
 """
 RFC 3263 target selection for an outbound trunk: NAPTR -> SRV -> A/AAAA.
 

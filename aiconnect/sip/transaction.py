@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.sip.test_transaction -*-
+# -*- test-case-name: tests.sip.test_transaction,tests.sip.test_transaction_client,tests.sip.test_transaction_server -*-
 """
 SIP transactions (RFC 3261 s17, updated by RFC 6026) as pure state machines.
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.sip.test_txlayer -*-
+# -*- test-case-name: tests.sip.test_txlayer,tests.sip.test_txlayer_server,tests.sip.test_txlayer_wire -*-
 """
 The SIP transaction layer (RFC 3261 s17): the Twisted adapter around the
 pure machines of L{aiconnect.sip.transaction}.

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.siprec.test_forward,tests.integration.test_forward -*-
+# -*- test-case-name: tests.api.test_forwards,tests.siprec.test_forward -*-
 """
 The application's orders: C{startSIPRecForward} (SPEC s3), shared by the
 newCall answer and C{POST /{domain}/startsiprecforward}.

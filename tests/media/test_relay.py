@@ -38,14 +38,6 @@ SRC2 = ("127.0.0.1", 40002)
 PORTS = (62000, 62999)  # above the ephemeral range (32768-60999)
 
 
-def rtp(pt: int, seq: int, ts: int, ssrc: int, payload: bytes = FRAME, marker: bool = False) -> bytes:
-    """
-    L{rtp_packet} with the payload type first, as L{tests.media.test_streams}
-    still imports it from here.
-    """
-    return rtp_packet(seq, ts, ssrc, pt, payload, marker)
-
-
 class RelayTestMixin:
     """
     A relay on a fake clock, closed after each test.

@@ -13,7 +13,8 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect.media.rtp import RtpPacket
 from aiconnect.media.srtp import SrtpContext, SrtpParams
-from tests.media.test_relay import SRC, SRC2, RelayTestMixin, rtp
+from tests.fakes import rtp_packet
+from tests.media.test_relay import SRC, SRC2, RelayTestMixin
 
 
 class SourceSwitchTests(RelayTestMixin, SynchronousTestCase):
@@ -31,14 +32,14 @@ class SourceSwitchTests(RelayTestMixin, SynchronousTestCase):
         relay, _ = self.make_relay()
         session, sinks = self.call(relay)
         inbound = session.streams
-        inbound[0].datagramReceived(rtp(8, 1, 160, 5), SRC)
-        inbound[0].datagramReceived(rtp(8, 2, 320, 5), SRC)
+        inbound[0].datagramReceived(rtp_packet(1, 160, 5, 8), SRC)
+        inbound[0].datagramReceived(rtp_packet(2, 320, 5, 8), SRC)
         session.forwards["f1"].connect(0, sinks[0].address, codec="PCMA", payload_type=8, source=1)
         outbound = session.forwards["f1"].streams[0]
         self.assertNotIn(outbound, inbound[0].targets)
         self.assertIn(outbound, inbound[1].targets)
-        inbound[0].datagramReceived(rtp(8, 3, 480, 5), SRC)  # not relayed on sink 0 any more
-        inbound[1].datagramReceived(rtp(8, 700, 90000, 0x99), SRC2)
+        inbound[0].datagramReceived(rtp_packet(3, 480, 5, 8), SRC)  # not relayed on sink 0 any more
+        inbound[1].datagramReceived(rtp_packet(700, 90000, 0x99, 8), SRC2)
         a, b, c = [RtpPacket.parse(d) for d in sinks[0].read()]
         self.assertEqual({a.ssrc, b.ssrc, c.ssrc}, {outbound.ssrc})
         self.assertEqual((c.sequence_number - b.sequence_number) & 0xFFFF, 1)
@@ -61,7 +62,7 @@ class InboundKeyChangeTests(RelayTestMixin, SynchronousTestCase):
         session, _ = self.call(relay)
         old, new = SrtpParams.generate(), SrtpParams.generate()
         session.set_inbound(0, remote=SRC, payload_map={8: "PCMA"}, srtp=old)
-        packet = SrtpContext(old, outbound=True).protect(rtp(8, 1, 160, 5))
+        packet = SrtpContext(old, outbound=True).protect(rtp_packet(1, 160, 5, 8))
         assert packet is not None
         forged = packet[:-1] + bytes([packet[-1] ^ 0xFF])
         stream = session.streams[0]
