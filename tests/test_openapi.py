@@ -31,7 +31,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from aiconnect import events
 from aiconnect.api import JWT_LEEWAY, MAX_BODY, MAX_SESSION_ID, OPENAPI, ApiServer
 from aiconnect.api.openapi import DOCUMENT_NAME, render
-from aiconnect.call import CallState, ForwardAnswered, InboundEnded
+from aiconnect.call import CallState, ForwardAnswered, ForwardState, InboundEnded
 from aiconnect.registry import KEEP_ENDED, CallRegistry
 from aiconnect.sip import abnf
 from aiconnect.siprec import orders
@@ -88,12 +88,9 @@ REASONS: tuple[tuple[Where, str], ...] = (
     (SCHEMAS + ("SessionCompleted", "allOf", 1, "properties", "reason", "enum"), "COMPLETED_"),
 )
 
-#: Values the code sends that the document does not list (yet): a killed
-#: predecessor's forwards and sessions are ended with C{restart}
-#: (C{STOPPED_BY_RESTART}, C{COMPLETED_RESTART}, sent by
-#: L{aiconnect.recovery}; docs/events.md documents it).  Empty this set when
-#: the document lists them.
-UNDOCUMENTED_REASONS = {events.STOPPED_BY_RESTART}
+#: Values the code sends that the document does not list: none (the
+#: C{restart} of L{aiconnect.recovery} was missing until issue 9).
+UNDOCUMENTED_REASONS: set[str] = set()
 
 
 def anchored(regex: re.Pattern[str]) -> str:
@@ -126,6 +123,7 @@ def code_values() -> list[tuple[Where, Any]]:
         (SCHEMAS + ("Forward", "properties", "codec", "enum"), codecs),
         (SCHEMAS + ("SipRecForwardStarted", "allOf", 1, "properties", "codec", "enum"), codecs),
         (SCHEMAS + ("SessionState", "enum"), [state.value for state in CallState]),
+        (SCHEMAS + ("Forward", "properties", "state", "enum"), [state.value for state in ForwardState]),
         (SCHEMAS + ("EventCommon", "properties", "event", "enum"), list(events.EVENT_NAMES)),
         (SCHEMAS + ("Event", "oneOf"), [{"$ref": "#/components/schemas/" + name} for name, _ in EVENT_SCHEMAS]),
         (
