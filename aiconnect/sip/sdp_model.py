@@ -57,6 +57,18 @@ _MEDIA_RANK_BEFORE_C = 2
 _LINE = re.compile(r"([A-Za-z])=(.*)\Z", re.S)
 
 
+def _last_direction(attributes: tuple[Attribute, ...]) -> str | None:
+    """
+    The last direction attribute (RFC 3264 s5.1) among C{attributes}, or
+    C{None}.
+    """
+    found = None
+    for a in attributes:
+        if a.value is None and a.name.lower() in DIRECTIONS:
+            found = a.name.lower()
+    return found
+
+
 @dataclass(frozen=True, slots=True)
 class MediaDescription:
     """
@@ -142,11 +154,7 @@ class MediaDescription:
         """
         The last direction attribute of this section, or C{None}.
         """
-        found = None
-        for a in self.attributes:
-            if a.value is None and a.name.lower() in DIRECTIONS:
-                found = a.name.lower()
-        return found
+        return _last_direction(self.attributes)
 
     @property
     def direction(self) -> str:
@@ -395,11 +403,7 @@ class SessionDescription:
         """
         The session-level direction attribute, or C{None}.
         """
-        found = None
-        for a in self.attributes:
-            if a.value is None and a.name.lower() in DIRECTIONS:
-                found = a.name.lower()
-        return found
+        return _last_direction(self.attributes)
 
     @property
     def direction(self) -> str:

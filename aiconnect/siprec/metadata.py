@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.siprec.test_metadata -*-
+# -*- test-case-name: tests.siprec.test_metadata,tests.siprec.test_metadata_forward -*-
 """
 SIPRec recording metadata (RFC 7865, used as RFC 7866 s9 and RFC 8068
 describe): safe parsing, the model, partial updates, building, and the

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.siprec.test_metadata -*-
+# -*- test-case-name: tests.siprec.test_metadata_forward -*-
 """
 Who is who in RFC 7865 metadata, and the metadata we send downstream.
 
