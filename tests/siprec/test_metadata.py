@@ -1,5 +1,8 @@
 """
-Tests for L{aiconnect.siprec.metadata}.
+Tests for L{aiconnect.siprec.metadata_parser},
+L{aiconnect.siprec.metadata_model} and L{aiconnect.siprec.metadata_writer}
+(through the public face L{aiconnect.siprec.metadata}): the RFC 7865
+corpus, safe parsing, building and partial updates.
 """
 
 from __future__ import annotations
@@ -14,9 +17,8 @@ from typing import Callable
 import xmlschema
 from twisted.trial.unittest import SynchronousTestCase
 
-from aiconnect.errors import LocalSipError, RemoteSipError
+from aiconnect.errors import RemoteSipError
 from aiconnect.siprec.metadata import (
-    ANONYMOUS_AOR,
     COMPLETE,
     CONTENT_TYPES,
     DEFAULT_MAX_SIZE,
@@ -28,7 +30,6 @@ from aiconnect.siprec.metadata import (
     Participant,
     ParticipantSessionAssoc,
     ParticipantStreamAssoc,
-    PartyOverride,
     Reason,
     RecordingMetadata,
     RequestSnapshot,
@@ -36,14 +37,9 @@ from aiconnect.siprec.metadata import (
     SessionRecordingAssoc,
     Stream,
     apply_update,
-    caller_and_called,
-    forward_metadata,
     is_metadata_content_type,
-    metadata_from_labels,
-    new_id,
     parse_document,
     parse_metadata,
-    replace_aor_user,
 )
 
 SIPREC = Path(__file__).parent.parent / "data" / "siprec"
@@ -95,11 +91,11 @@ def schema() -> xmlschema.XMLSchema10:
     return _schema
 
 
-def _read(name: str) -> bytes:
+def read_sample(name: str) -> bytes:
     return (SIPREC / name).read_bytes()
 
 
-def _ids() -> Callable[[], str]:
+def counting_ids() -> Callable[[], str]:
     """
     A deterministic id factory: base64 of 16 repeated octets 1, 2, 3 ...
     """
@@ -168,7 +164,7 @@ class CorpusTests(ValidatingMixin, SynchronousTestCase):
             assert xml is not None, path.name
             stem = re.sub(r"-(invite|bye)\.snippet\.txt$", "", path.name)
             self.assertEqual(
-                parse_metadata(xml.group(0)), parse_metadata(_read(stem + "-metadata.xml")), path.name
+                parse_metadata(xml.group(0)), parse_metadata(read_sample(stem + "-metadata.xml")), path.name
             )
 
     def test_rfc7865_complete_model(self) -> None:
@@ -177,7 +173,7 @@ class CorpusTests(ValidatingMixin, SynchronousTestCase):
         group, session (folded Session-ID joined), participants with
         names and languages, labelled streams and all associations.
         """
-        md = parse_metadata(_read(RFC7865_COMPLETE))
+        md = parse_metadata(read_sample(RFC7865_COMPLETE))
         self.assertEqual(md.datamode, COMPLETE)
         self.assertFalse(md.is_partial)
         self.assertEqual([g.group_id for g in md.groups], ["7+OTCyoxTmqmqyA/1weDAg=="])
@@ -218,20 +214,22 @@ class CorpusTests(ValidatingMixin, SynchronousTestCase):
         A requestsnapshot parses with its reason and language, builds back,
         and is refused by L{parse_metadata}.
         """
-        doc = parse_document(_read("rfc7866-fig13-requestsnapshot.xml"))
+        doc = parse_document(read_sample("rfc7866-fig13-requestsnapshot.xml"))
         self.assertEqual(doc, RequestSnapshot("SRS internal error", "it"))
         self.assert_valid(RequestSnapshot().to_bytes())
         self.assert_valid(RequestSnapshot("a < b", "en").to_bytes())
-        self.assertRaises(MetadataError, parse_metadata, _read("rfc7866-fig13-requestsnapshot.xml"))
+        self.assertRaises(MetadataError, parse_metadata, read_sample("rfc7866-fig13-requestsnapshot.xml"))
 
     def test_missing_namespace(self) -> None:
         """
         A document without the RFC 7865 namespace (as some SRCs send) is
         read like a namespaced one.
         """
-        plain = re.sub(rb"xmlns='urn:ietf:params:xml:ns:recording:1'", b"", _read("rfc8068-s3.3.1-1-metadata.xml"))
+        plain = re.sub(
+            rb"xmlns='urn:ietf:params:xml:ns:recording:1'", b"", read_sample("rfc8068-s3.3.1-1-metadata.xml")
+        )
         self.assertNotIn(NAMESPACE.encode(), plain)
-        self.assertEqual(parse_metadata(plain), parse_metadata(_read("rfc8068-s3.3.1-1-metadata.xml")))
+        self.assertEqual(parse_metadata(plain), parse_metadata(read_sample("rfc8068-s3.3.1-1-metadata.xml")))
 
     def test_tolerated_content(self) -> None:
         """
@@ -324,7 +322,7 @@ class SafetyTests(SynchronousTestCase):
         self.assertEqual(DEFAULT_MAX_SIZE, 65536)
         big = b"<recording>" + b" " * DEFAULT_MAX_SIZE + b"</recording>"
         self.assert_refused(big, "larger than 65536 octets")
-        small = _read(RFC7865_COMPLETE)
+        small = read_sample(RFC7865_COMPLETE)
         self.assert_refused(small, "larger than 100 octets", max_size=100)
         parse_metadata(small, max_size=len(small))
 
@@ -462,8 +460,8 @@ class PartialUpdateTests(ValidatingMixin, SynchronousTestCase):
         The RFC 7865 s8.2 update sets Bob's disassociate-time and keeps his
         associate-time and everything else.
         """
-        snapshot = parse_metadata(_read(RFC7865_COMPLETE))
-        update = parse_metadata(_read("rfc7865-s8.2-partial-update.xml"))
+        snapshot = parse_metadata(read_sample(RFC7865_COMPLETE))
+        update = parse_metadata(read_sample("rfc7865-s8.2-partial-update.xml"))
         self.assertTrue(update.is_partial)
         merged = apply_update(snapshot, update)
         self.assertEqual(merged.datamode, COMPLETE)
@@ -482,11 +480,11 @@ class PartialUpdateTests(ValidatingMixin, SynchronousTestCase):
         again, and the snapshot equals the original (up to the order the
         update lists the streams in).
         """
-        start = parse_metadata(_read("rfc8068-s3.2.1-1-metadata.xml"))
-        held = start.apply(parse_metadata(_read("rfc8068-s3.2.2-1-metadata.xml")))
+        start = parse_metadata(read_sample("rfc8068-s3.2.1-1-metadata.xml"))
+        held = start.apply(parse_metadata(read_sample("rfc8068-s3.2.2-1-metadata.xml")))
         alice = held.stream_assoc("srfBElmCRp2QB23b7Mpk0w==")
         self.assertEqual((alice.send, alice.recv), ((), ("8zc6e0lYTlWIINA6GR+3ag==", "EiXGlc+4TruqqoDaNE76ag==")))
-        resumed = held.apply(parse_metadata(_read("rfc8068-s3.2.2-2-metadata.xml")))
+        resumed = held.apply(parse_metadata(read_sample("rfc8068-s3.2.2-2-metadata.xml")))
         self.assertEqual(replace(resumed, participant_stream_assocs=()), replace(start, participant_stream_assocs=()))
         self.assertEqual(
             [(a.participant_id, set(a.send), set(a.recv)) for a in resumed.participant_stream_assocs],
@@ -499,8 +497,8 @@ class PartialUpdateTests(ValidatingMixin, SynchronousTestCase):
         Session-ID is replaced, Alice leaves; then s3.2.3-2 stops the
         session.  The result validates.
         """
-        start = parse_metadata(_read("rfc8068-s3.2.1-1-metadata.xml"))
-        after = start.apply(parse_metadata(_read("rfc8068-s3.2.3-1-metadata.xml")))
+        start = parse_metadata(read_sample("rfc8068-s3.2.1-1-metadata.xml"))
+        after = start.apply(parse_metadata(read_sample("rfc8068-s3.2.3-1-metadata.xml")))
         self.assertEqual([p.name for p in after.participants], ["Alice", "Bob", "Carol"])
         self.assertEqual(
             after.sessions[0].sip_session_ids,
@@ -509,7 +507,7 @@ class PartialUpdateTests(ValidatingMixin, SynchronousTestCase):
         self.assertEqual(after.sessions[0].group_ref, start.sessions[0].group_ref)
         carol = after.stream_assoc("Atnm1ZRnOC6Pm5MApkrDzQ==")
         self.assertEqual(carol.associate_time, "2013-12-16T23:42:07Z")
-        stopped = after.apply(parse_metadata(_read("rfc8068-s3.2.3-2-metadata.xml")))
+        stopped = after.apply(parse_metadata(read_sample("rfc8068-s3.2.3-2-metadata.xml")))
         self.assertEqual(stopped.sessions[0].stop_time, "2010-12-16T23:41:07Z")
         self.assertEqual(stopped.sessions[0].sip_session_ids, after.sessions[0].sip_session_ids)
         self.assert_valid(stopped.to_bytes())
@@ -519,11 +517,11 @@ class PartialUpdateTests(ValidatingMixin, SynchronousTestCase):
         RFC 8068 s3.3.3: a partial session's sipSessionID list replaces the
         old one (a third party joins, then one leaves).
         """
-        start = parse_metadata(_read("rfc8068-s3.3.1-1-metadata.xml"))
-        joined = start.apply(parse_metadata(_read("rfc8068-s3.3.3-1-metadata.xml")))
+        start = parse_metadata(read_sample("rfc8068-s3.3.1-1-metadata.xml"))
+        joined = start.apply(parse_metadata(read_sample("rfc8068-s3.3.3-1-metadata.xml")))
         self.assertEqual(len(joined.sessions[0].sip_session_ids), 3)
         self.assertEqual(joined.sessions[0].start_time, "2010-12-16T23:41:07Z")
-        left = joined.apply(parse_metadata(_read("rfc8068-s3.3.3-2-metadata.xml")))
+        left = joined.apply(parse_metadata(read_sample("rfc8068-s3.3.3-2-metadata.xml")))
         self.assertEqual(len(left.sessions[0].sip_session_ids), 2)
         self.assertEqual(len(left.participants), 3)
 
@@ -532,235 +530,10 @@ class PartialUpdateTests(ValidatingMixin, SynchronousTestCase):
         A complete update replaces the snapshot; a partial one without a
         snapshot is applied onto an empty document.
         """
-        a = parse_metadata(_read(RFC7865_COMPLETE))
-        b = parse_metadata(_read("rfc8068-s3.5-1-metadata.xml"))
+        a = parse_metadata(read_sample(RFC7865_COMPLETE))
+        b = parse_metadata(read_sample("rfc8068-s3.5-1-metadata.xml"))
         self.assertEqual(apply_update(a, b), b)
-        partial = parse_metadata(_read("rfc7865-s8.2-partial-update.xml"))
+        partial = parse_metadata(read_sample("rfc7865-s8.2-partial-update.xml"))
         alone = apply_update(None, partial)
         self.assertEqual(alone.datamode, COMPLETE)
         self.assertEqual(alone.participants, partial.participants)
-
-
-class CallerCalledTests(SynchronousTestCase):
-    """
-    Telling the caller from the called party.
-    """
-
-    def test_first_stream_sender(self) -> None:
-        """
-        The caller is the only sender of the first stream and the called
-        party the sender of the next stream the caller does not send on.
-        """
-        md = parse_metadata(_read(RFC7865_COMPLETE))
-        caller, called = caller_and_called(md)
-        self.assertEqual((caller.name, called.name), ("Bob", "Paul"))
-
-    def test_sdp_label_order(self) -> None:
-        """
-        With the SDP's labels, the first m-line's stream decides.
-        """
-        md = parse_metadata(_read(RFC7865_COMPLETE))
-        caller, called = caller_and_called(md, ["98", "96", "97", "99"])
-        self.assertEqual((caller.name, called.name), ("Paul", "Bob"))
-
-    def test_mixed_stream(self) -> None:
-        """
-        When everybody sends on the first stream (a mixed stream), document
-        order decides.
-        """
-        md = parse_metadata(_read("rfc8068-s3.3.1-1-metadata.xml"))
-        caller, called = caller_and_called(md)
-        self.assertEqual((caller.name, called.name), ("Alice", "Bob"))
-
-    def test_no_association(self) -> None:
-        """
-        Without stream associations, document order decides; with fewer
-        than two participants the missing ones are C{None}.
-        """
-        md = RecordingMetadata(
-            participants=(Participant("AQ==", (NameID("sip:a@x"),)), Participant("Ag==", (NameID("sip:b@x"),)))
-        )
-        caller, called = caller_and_called(md)
-        self.assertEqual((caller.participant_id, called.participant_id), ("AQ==", "Ag=="))
-        self.assertEqual(caller_and_called(replace(md, participants=md.participants[:1]))[1], None)
-        self.assertEqual(caller_and_called(RecordingMetadata()), (None, None))
-
-
-class ForwardTests(ValidatingMixin, SynchronousTestCase):
-    """
-    Metadata for a forwarded recording session.
-    """
-
-    def test_overrides(self) -> None:
-        """
-        The order's name, user and label replace the caller's and the called
-        party's; the session gets a new id everywhere; participants and
-        streams keep theirs; the result validates.
-        """
-        inbound = parse_metadata(_read(RFC7865_COMPLETE))
-        out = forward_metadata(
-            inbound,
-            caller=PartyOverride(name="Alice Andersson", user="alice", label="labelA"),
-            called=PartyOverride(name="Support IVR", user="support", label="labelB"),
-            id_factory=_ids(),
-        )
-        md = out.metadata
-        self.assert_valid(md.to_bytes())
-        new_session = base64.b64encode(b"\x01" * 16).decode()
-        self.assertEqual([s.session_id for s in md.sessions], [new_session])
-        self.assertEqual({s.session_id for s in md.streams}, {new_session})
-        self.assertEqual({a.session_id for a in md.participant_session_assocs}, {new_session})
-        self.assertEqual(md.session_recording_assocs[0].session_id, new_session)
-        self.assertNotIn(SESSION.encode(), md.to_bytes())
-        self.assertEqual((out.caller_id, out.called_id), (BOB, PAUL))
-        bob, paul = md.participant(BOB), md.participant(PAUL)
-        self.assertEqual(bob.name_ids, (NameID("sip:alice@biloxi.com", "Alice Andersson"),))
-        self.assertEqual(paul.name_ids, (NameID("sip:support@biloxi.com", "Support IVR"),))
-        self.assertEqual([s.label for s in md.streams], ["labelA", "97", "labelB", "99"])
-        self.assertEqual(out.labels, {"96": "labelA", "97": "97", "98": "labelB", "99": "99"})
-        self.assertEqual([s.stream_id for s in md.streams], [s.stream_id for s in inbound.streams])
-        self.assertEqual(md.participant_stream_assocs, inbound.participant_stream_assocs)
-
-    def test_no_overrides(self) -> None:
-        """
-        Without overrides only the session ids change.
-        """
-        inbound = parse_metadata(_read("rfc8068-s3.5-1-metadata.xml"))
-        out = forward_metadata(inbound, id_factory=_ids())
-        self.assert_valid(out.metadata.to_bytes())
-        self.assertEqual(out.metadata.participants, inbound.participants)
-        self.assertEqual(out.labels, {"96": "96"})
-        self.assertEqual(len({s.session_id for s in out.metadata.sessions}), 2)
-        self.assertFalse({s.session_id for s in out.metadata.sessions} & {s.session_id for s in inbound.sessions})
-        self.assertEqual(out.metadata.groups, inbound.groups)
-
-    def test_partial_overrides(self) -> None:
-        """
-        Only the given fields change; a called-party label on a mixed single
-        stream already taken by the caller is not applied.
-        """
-        inbound = parse_metadata(_read("rfc8068-s3.3.1-1-metadata.xml"))
-        out = forward_metadata(
-            inbound,
-            caller=PartyOverride(label="mix"),
-            called=PartyOverride(user="bobby", label="ignored"),
-            id_factory=_ids(),
-        )
-        self.assertEqual([s.label for s in out.metadata.streams], ["mix"])
-        self.assertEqual(out.metadata.participants[0], inbound.participants[0])
-        self.assertEqual(out.metadata.participants[1].name_ids, (NameID("sip:bobby@biloxy.com", "Bob", "it"),))
-
-    def test_label_fallback_by_position(self) -> None:
-        """
-        Without stream associations the caller's stream is the first and
-        the called party's the second, in SDP label order when given.
-        """
-        md = metadata_from_labels(["1", "2"], caller_aor="sip:a@x", called_aor="sip:b@x", id_factory=_ids())
-        md = replace(md, participant_stream_assocs=())
-        out = forward_metadata(
-            md, caller=PartyOverride(label="A"), called=PartyOverride(label="B"), labels=["2", "1"], id_factory=_ids()
-        )
-        self.assertEqual(out.labels, {"1": "B", "2": "A"})
-
-    def test_label_conflict(self) -> None:
-        """
-        An overridden label that another stream keeps is refused.
-        """
-        inbound = parse_metadata(_read(RFC7865_COMPLETE))
-        self.assertRaises(LocalSipError, forward_metadata, inbound, caller=PartyOverride(label="97"))
-
-    def test_sanitized(self) -> None:
-        """
-        Ids that are not base64 get fresh ones (references follow), bad
-        times are dropped, a participant without AOR gets the anonymous
-        one, so the output validates.
-        """
-        inbound = RecordingMetadata(
-            sessions=(Session("not base64!", start_time="yesterday"),),
-            participants=(Participant("p-1"), Participant("p-2", (NameID("sip:b@x"),))),
-            streams=(Stream("s 1", "not base64!", "1"),),
-            participant_session_assocs=(ParticipantSessionAssoc("p-1", "not base64!", "2024-13-01T00:00:00Z"),),
-            participant_stream_assocs=(ParticipantStreamAssoc("p-1", send=("s 1",)),),
-        )
-        out = forward_metadata(inbound, caller=PartyOverride(user="alice"), id_factory=_ids())
-        md = out.metadata
-        self.assert_valid(md.to_bytes())
-        pid = md.participants[0].participant_id
-        self.assertEqual(md.participant_stream_assocs[0], ParticipantStreamAssoc(pid, send=(md.streams[0].stream_id,)))
-        self.assertEqual(md.participant_session_assocs[0].participant_id, pid)
-        self.assertIsNone(md.participant_session_assocs[0].associate_time)
-        self.assertIsNone(md.sessions[0].start_time)
-        self.assertEqual(md.participants[0].aors, ("sip:alice@anonymous.invalid",))
-        self.assertEqual(out.caller_id, pid)
-        self.assertEqual(ANONYMOUS_AOR, "sip:anonymous@anonymous.invalid")
-
-    def test_new_id(self) -> None:
-        """
-        Fresh ids are distinct base64 encodings of 16 octets.
-        """
-        a, b = new_id(), new_id()
-        self.assertNotEqual(a, b)
-        self.assertEqual(len(base64.b64decode(a, validate=True)), 16)
-
-
-class AorTests(SynchronousTestCase):
-    """
-    Replacing the user part of an AOR.
-    """
-
-    def test_replace(self) -> None:
-        """
-        The user part is replaced (added when absent, escaped when needed),
-        a password dropped, and a tel: number replaced.
-        """
-        cases = [
-            ("sip:bob@biloxi.com", "alice", "sip:alice@biloxi.com"),
-            ("sips:bob:secret@biloxi.com;transport=tls", "alice", "sips:alice@biloxi.com;transport=tls"),
-            ("sip:biloxi.com", "alice", "sip:alice@biloxi.com"),
-            ("sip:biloxi.com?x=a@b", "alice", "sip:alice@biloxi.com?x=a@b"),
-            ("tel:+15551234;phone-context=example.com", "+15559999", "tel:+15559999;phone-context=example.com"),
-            ("sip:bob@x", "a b@c", "sip:a%20b%40c@x"),
-            ("biloxi.com", "alice", "sip:alice@biloxi.com"),
-        ]
-        for aor, user, expected in cases:
-            self.assertEqual(replace_aor_user(aor, user), expected, aor)
-
-
-class FromLabelsTests(ValidatingMixin, SynchronousTestCase):
-    """
-    Metadata made up for a session whose SRC sent none.
-    """
-
-    def test_two_streams(self) -> None:
-        """
-        The caller sends on the first stream and the called party on the
-        second; the result validates and the rule finds them again.
-        """
-        md = metadata_from_labels(
-            ["1", "2"],
-            caller_aor="sip:alice@example.com",
-            called_aor="sip:bob@example.com",
-            caller_name="Alice",
-            sip_session_ids=["abc;remote=def"],
-            start_time="2024-01-01T10:00:00Z",
-            id_factory=_ids(),
-        )
-        self.assert_valid(md.to_bytes())
-        caller, called = caller_and_called(md)
-        self.assertEqual((caller.name, called.aor), ("Alice", "sip:bob@example.com"))
-        self.assertEqual([s.label for s in md.streams], ["1", "2"])
-        self.assertEqual(md.sessions[0].start_time, "2024-01-01T10:00:00Z")
-
-    def test_one_and_three_streams(self) -> None:
-        """
-        One stream is mixed (both send on it); a third stream has no
-        association; no stream at all still validates.
-        """
-        one = metadata_from_labels(["m"], caller_aor="sip:a@x", called_aor="sip:b@x")
-        self.assertEqual([a.send for a in one.participant_stream_assocs], [(one.streams[0].stream_id,)] * 2)
-        three = metadata_from_labels(["a", "b", "c"], caller_aor="sip:a@x", called_aor="", id_factory=_ids())
-        self.assertEqual(len(three.streams), 3)
-        self.assertEqual(three.participants[1].aor, ANONYMOUS_AOR)
-        none = metadata_from_labels([], caller_aor="sip:a@x", called_aor="sip:b@x")
-        for md in (one, three, none):
-            self.assert_valid(md.to_bytes())
