@@ -579,6 +579,12 @@ class Call:
             self.absorbed.append((state.name, type(fact).__name__))
         return []
 
+    def _envelope(self, now: float) -> dict[str, Any]:
+        """
+        The fields every event of this session shares (L{events.Event}).
+        """
+        return {"session_id": self.session_id, "tenant": self.tenant.domain, "now": now}
+
     # -- queries ---------------------------------------------------------------
 
     def live_outputs(self) -> dict[str, int]:
@@ -621,9 +627,7 @@ class Call:
         actions: list[Action] = [
             Emit(
                 events.SessionStarted(
-                    session_id=self.session_id,
-                    tenant=self.tenant.domain,
-                    now=fact.now,
+                    **self._envelope(fact.now),
                     call_id=self.call_id,
                     from_uri=self.from_header,
                     to_uri=self.to_header,
@@ -691,9 +695,7 @@ class Call:
         return [
             Emit(
                 events.SessionCompleted(
-                    session_id=self.session_id,
-                    tenant=self.tenant.domain,
-                    now=fact.now,
+                    **self._envelope(fact.now),
                     reason=self.end_reason or events.COMPLETED_ERROR,
                     duration=round(fact.now - (self.started or self.created), 3),
                     stats=fact.stats,
@@ -772,9 +774,7 @@ class Call:
         return [
             Emit(
                 events.SiprecForwardStarted(
-                    session_id=self.session_id,
-                    tenant=self.tenant.domain,
-                    now=fact.now,
+                    **self._envelope(fact.now),
                     forward_id=info.forward_id,
                     uri=info.uri,
                     target=fact.target,
@@ -790,9 +790,7 @@ class Call:
         return [
             Emit(
                 events.SiprecForwardFailed(
-                    session_id=self.session_id,
-                    tenant=self.tenant.domain,
-                    now=fact.now,
+                    **self._envelope(fact.now),
                     forward_id=info.forward_id,
                     uri=fact.uri or info.uri,
                     reason=fact.reason,
@@ -808,9 +806,7 @@ class Call:
         info.stopped_by = stopped_by
         return Emit(
             events.SiprecForwardStopped(
-                session_id=self.session_id,
-                tenant=self.tenant.domain,
-                now=now,
+                **self._envelope(now),
                 forward_id=info.forward_id,
                 uri=info.uri,
                 target=info.target or "",

@@ -32,10 +32,11 @@ This module imports nothing but the standard library and L{aiconnect.text}.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, Callable, ClassVar
 
 from aiconnect.text import clean_json, json_problem
 
@@ -401,45 +402,28 @@ class SessionCompleted(Event):
 # -- builders: one event object as JSON, for tools and tests -----------------
 
 
-def _json(event_class: type[Event], session_id: str, now: float, event_id: str | None, **fields: Any) -> dict[str, Any]:
-    return event_class(session_id=session_id, now=now, **fields).to_json(event_id)
+def _builder(event_class: type[Event]) -> Callable[..., dict[str, Any]]:
+    """
+    A function building C{event_class} as JSON from keyword fields (the
+    dataclass's), for tools and tests: the Call emits the dataclasses.
+    """
+
+    def build(session_id: str, *, now: float, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
+        for name in ("streams", "targets_tried"):
+            if name in fields:
+                fields[name] = tuple(fields[name])
+        return event_class(session_id=session_id, now=now, **fields).to_json(event_id)
+
+    build.__name__ = build.__qualname__ = re.sub(r"(?<!^)([A-Z])", r"_\1", event_class.__name__).lower()
+    build.__doc__ = "L{%s} as JSON: C{%s(session_id, *, now, event_id=None, **fields)}." % (
+        event_class.__name__,
+        build.__name__,
+    )
+    return build
 
 
-def session_started(session_id: str, *, now: float, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
-    """
-    L{SessionStarted} as JSON (keyword fields as there), for tools and
-    tests; the Call emits the dataclasses.
-    """
-    if "streams" in fields:
-        fields["streams"] = tuple(fields["streams"])
-    return _json(SessionStarted, session_id, now, event_id, **fields)
-
-
-def siprec_forward_started(session_id: str, *, now: float, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
-    """
-    L{SiprecForwardStarted} as JSON (see L{session_started}).
-    """
-    return _json(SiprecForwardStarted, session_id, now, event_id, **fields)
-
-
-def siprec_forward_failed(session_id: str, *, now: float, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
-    """
-    L{SiprecForwardFailed} as JSON (see L{session_started}).
-    """
-    if "targets_tried" in fields:
-        fields["targets_tried"] = tuple(fields["targets_tried"])
-    return _json(SiprecForwardFailed, session_id, now, event_id, **fields)
-
-
-def siprec_forward_stopped(session_id: str, *, now: float, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
-    """
-    L{SiprecForwardStopped} as JSON (see L{session_started}).
-    """
-    return _json(SiprecForwardStopped, session_id, now, event_id, **fields)
-
-
-def session_completed(session_id: str, *, now: float, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
-    """
-    L{SessionCompleted} as JSON (see L{session_started}).
-    """
-    return _json(SessionCompleted, session_id, now, event_id, **fields)
+session_started = _builder(SessionStarted)
+siprec_forward_started = _builder(SiprecForwardStarted)
+siprec_forward_failed = _builder(SiprecForwardFailed)
+siprec_forward_stopped = _builder(SiprecForwardStopped)
+session_completed = _builder(SessionCompleted)
