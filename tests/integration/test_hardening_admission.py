@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_hardening_admission -*-
 """
 Admission limits end to end (SPEC s12), on real loopback sockets: the real
 service, raw UDP SIPRec SRCs, a real HTTP application and scripted SRS
@@ -22,12 +23,11 @@ import json
 import socket
 
 import treq
-from twisted.internet import reactor, task
-
-from tests.integration.helpers import UdpPeer, status_of
+from tests.fakes import listen_udp, pause, wait_until
+from tests.integration.helpers import status_of
 from tests.integration.siprec_peer import siprec_invite
 from tests.integration.test_forward import ORDER, UDP_TRUNK, ForwardTestBase
-from tests.integration.test_inbound_scenarios import (
+from tests.integration.scenario import (
     DOMAIN,
     METADATA,
     ScenarioCase,
@@ -96,13 +96,13 @@ class InviteRateTests(ScenarioCase):
             # Call-ID -> first final answer (200 and 503 are retransmitted
             # until ACKed: count each INVITE once).
             out: dict[str, tuple[int, bytes]] = {}
-            for m in src.all(final("INVITE")):
+            for m in src.matching(final("INVITE")):
                 out.setdefault(str(_raw_header(m, "Call-ID")), (_status(m) or 0, m))
             return out
 
         # 5 served + 10 refused; then give any late answer time to come.
-        await self.poll(lambda: len(first_finals()) >= 15)
-        await task.deferLater(reactor, 0.5, lambda: None)
+        await wait_until(lambda: len(first_finals()) >= 15)
+        await pause(0.5)
         answers = first_finals()
         statuses = [status for status, _m in answers.values()]
         refused = [m for status, m in answers.values() if status == 503]
@@ -136,7 +136,7 @@ class InviteRateTests(ScenarioCase):
         # its transaction, not counted as a new INVITE.
         refused_call_id = _raw_header(refused[0], "Call-ID")
         src.send(next(r for r, ids in invites if ids["call_id"] == refused_call_id))
-        await task.deferLater(reactor, 0.3, lambda: None)
+        await pause(0.3)
         self.assertEqual(srs.stats["invites"], 20)
         self.assertEqual(srs.stats["rate_limited_answered"], len(refused))
 
@@ -164,10 +164,8 @@ async def other_source_answered(case: ScenarioCase) -> None:
     A SIPRec INVITE from 127.0.0.2 is answered 200 (a limit on one source
     does not touch another).
     """
-    other = UdpPeer()
-    port = reactor.listenUDP(0, other, interface="127.0.0.2")
-    case.addCleanup(port.stopListening)
-    raw, ids = siprec_invite("udp", port.getHost().port, DOMAIN, OFFER, METADATA)
+    other, port = listen_udp(case, host="127.0.0.2")
+    raw, ids = siprec_invite("udp", port, DOMAIN, OFFER, METADATA)
     other.send(raw, case.sip_port)
     ok = await other.next_final(call_id=ids["call_id"])
     case.assertEqual(status_of(ok), 200, ok[:200])
@@ -202,7 +200,7 @@ class UnconfirmedSessionsTests(ScenarioCase):
         if _second_loopback_usable():
             await other_source_answered(self)
         first.ack(101)
-        await self.poll(lambda: srs.unconfirmed.count("127.0.0.1") == 1)
+        await wait_until(lambda: srs.unconfirmed.count("127.0.0.1") == 1)
         fourth = self.src()
         await fourth.call(OFFER)
         self.assertEqual(srs.stats["unconfirmed_full"], 1)
@@ -300,7 +298,7 @@ class ForwardLimitTests(ForwardTestBase):
         self.setup_service(trunk + LIMITS, {"startSIPRecForward": orders}, None, 27900)
         call = await self.start_call()
         await self.app.wait_for("events", 4, timeout=15)
-        await task.deferLater(reactor, 0.2, lambda: None)
+        await pause(0.2)
         names = self.app.event_names()
         self.assertEqual(names[0], "SESSIONSTARTED")
         self.assertEqual(sorted(names[1:]), ["SIPRECFORWARDFAILED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTARTED"])
