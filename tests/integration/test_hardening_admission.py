@@ -258,7 +258,7 @@ class ForwardLimitTests(ForwardTestBase):
         ).replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % bad.port.getHost().port)
         self.setup_service(trunks + LIMITS, {}, None, 27800)
         call = await self.start_call()
-        await self.events(["SESSIONSTARTED"])
+        await self.events(["SESSIONSTARTED"], settle=False)
         path = "/%s/startsiprecforward" % DOMAIN
         order = dict(ORDER, sessionId=call["session_id"])
         ids = []
@@ -266,7 +266,7 @@ class ForwardLimitTests(ForwardTestBase):
             code, body = await self.api_post(path, order)
             self.assertEqual(code, 200, body)
             ids.append(body["forwardId"])
-        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTARTED"])
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTARTED"], settle=False)
         code, body = await self.api_post(path, order)
         self.assertEqual(code, 409, body)
         self.assertIn("max_forwards_per_call", body["error"])
@@ -275,7 +275,7 @@ class ForwardLimitTests(ForwardTestBase):
         # A stopped forward frees its slot ...
         code, body = await self.api_post("/%s/stopsiprecforward" % DOMAIN, {"sessionId": call["session_id"], "forwardId": ids[1]})
         self.assertEqual(code, 200, body)
-        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED"])
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED"], settle=False)
         # ... and so does a failed one.
         code, body = await self.api_post(path, dict(order, uri="sip:failing@customer.example.com"))
         self.assertEqual(code, 200, body)
