@@ -15,7 +15,7 @@ from typing import Any
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
-from aiconnect.sip.message import Message, Request, Response, parse
+from aiconnect.sip.message import Response, parse
 from aiconnect.webhooks import NewCallResult
 from tests.integration.siprec_peer import sdp_offer, siprec_invite
 from tests.siprec import test_srs_timers
@@ -98,17 +98,3 @@ class SrsClockCase(SynchronousTestCase):
         included.
         """
         return [m for m, _ in self.transport.sent if isinstance(m, Response) and m.status == status and m.cseq.method == method]
-
-    def messages(self) -> list[Message]:
-        """
-        Everything we sent, in order.
-        """
-        return [m for m, _ in self.transport.sent]
-
-    def request_sent(self, method: str) -> Request:
-        """
-        The one request of C{method} we sent (retransmissions aside).
-        """
-        [first, *rest] = self.sent(method)
-        self.assertTrue(all(r is first or r.cseq == first.cseq for r in rest))
-        return first
