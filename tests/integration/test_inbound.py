@@ -155,13 +155,17 @@ class InboundTests(_Base):
 
 class _Silent(resource.Resource):
     """
-    An application that accepts the connection and never answers.
+    An application that accepts the connection and never answers newCall
+    (events are taken, so that stopping the service does not wait for
+    their delivery).
     """
 
     isLeaf = True
 
     def render_POST(self, request: Any) -> Any:
-        return server.NOT_DONE_YET
+        if request.path == b"/newCall":
+            return server.NOT_DONE_YET
+        return b""
 
 
 class ApplicationFailureTests(_Base):
