@@ -23,19 +23,22 @@ import json
 import socket
 
 import treq
+
 from tests.fakes import listen_udp, pause, wait_until
 from tests.integration.helpers import status_of
-from tests.integration.siprec_peer import siprec_invite
-from tests.integration.test_forward import ORDER, UDP_TRUNK, ForwardTestBase
 from tests.integration.scenario import (
     DOMAIN,
     METADATA,
     ScenarioCase,
     _raw_header,
     _status,
+    ack_of_failure,
     final,
+    response,
     sdp_offer,
 )
+from tests.integration.siprec_peer import in_dialog, siprec_invite
+from tests.integration.test_forward import ORDER, UDP_TRUNK, ForwardTestBase
 
 #: A two-stream offer; the SRC never sends RTP in these tests.
 OFFER = sdp_offer([("96", 40000, 0), ("98", 40002, 0)])
@@ -143,6 +146,18 @@ class InviteRateTests(ScenarioCase):
         # Another source is served at once.
         await other_source_answered(self)
 
+        # Nothing left for stopping the service to wait for: each answer
+        # ACKed, each call ended.
+        sent = {ids["call_id"]: (raw, ids) for raw, ids in invites}
+        for call_id, (status, m) in answers.items():
+            raw, ids = sent[call_id]
+            if status == 200:
+                src.send(in_dialog("ACK", "udp", src.port, m, ids, 101, DOMAIN))
+                src.send(in_dialog("BYE", "udp", src.port, m, ids, 102, DOMAIN))
+            else:
+                src.send(ack_of_failure(raw, str(_raw_header(m, "To"))))
+        await wait_until(lambda: len(src.matching(response(200, "BYE"))) == served)
+
     async def test_reinvite_not_counted(self) -> None:
         """
         In-dialog re-INVITEs do not count towards the rate: with
@@ -169,6 +184,10 @@ async def other_source_answered(case: ScenarioCase) -> None:
     other.send(raw, case.sip_port)
     ok = await other.next_final(call_id=ids["call_id"])
     case.assertEqual(status_of(ok), 200, ok[:200])
+    # Ended, so that stopping the service need not wait for it.
+    other.send(in_dialog("ACK", "udp", port, ok, ids, 101, DOMAIN), case.sip_port)
+    other.send(in_dialog("BYE", "udp", port, ok, ids, 102, DOMAIN), case.sip_port)
+    case.assertEqual(status_of(await other.take(final("BYE"))), 200)
 
 
 class UnconfirmedSessionsTests(ScenarioCase):
@@ -206,6 +225,13 @@ class UnconfirmedSessionsTests(ScenarioCase):
         self.assertEqual(srs.stats["unconfirmed_full"], 1)
         await first.bye()
         await fourth.bye()
+        # Nothing left for the drain to wait for: the 503 ACKed, the
+        # second call ACKed and ended.
+        to = _raw_header(resp, "To")
+        assert to is not None
+        third.send(ack_of_failure(third.invite_raw, to))
+        second.ack(101)
+        await second.bye()
 
 
 class TenantSessionsTests(ScenarioCase):
