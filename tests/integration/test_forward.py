@@ -28,6 +28,7 @@ from tests.fakes import listen_udp, pause, wait_until
 from tests.integration.helpers import Certificates, free_port, status_of, write_config
 from tests.integration.siprec_peer import DATA, AppServer, in_dialog, rtp_packet, sdp_offer, siprec_invite
 from tests.integration.srs_peer import SrsPeer
+from tests.integration.test_restart import answer
 
 DOMAIN = "customer.example.com"
 METADATA = (DATA / "rfc8068-s3.2.1-1-metadata.xml").read_bytes()
@@ -434,7 +435,12 @@ class ShutdownTests(ForwardTestBase):
         self.setup_service(trunk, {"startSIPRecForward": ORDER}, None, 23900)
         call = await self.start_call()
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
-        await self.service.stopService()
+        stopping = self.service.stopService()
+        # The SRC answers our BYE (the drain waits for an unanswered one:
+        # tests.integration.test_drain).
+        bye = await call["sig"].take(lambda m: m.startswith(b"BYE "))
+        call["sig"].send(answer(bye), self.sip_port)
+        await stopping
         self.assertEqual(
             self.app.event_names(), ["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"]
         )
