@@ -165,6 +165,16 @@ def relabel(metadata: bytes, labels: dict[str, str]) -> bytes:
     return metadata
 
 
+def set_t1(path: Path, t1: float) -> None:
+    """
+    Set T1 (RFC 3261 s17.1.1.1) to C{t1} seconds in a configuration file
+    L{write_config} wrote (with its T1 of 0.05 s).
+    """
+    text = path.read_text()
+    assert "\nt1 = 0.05\n" in text
+    path.write_text(text.replace("\nt1 = 0.05\n", "\nt1 = %s\n" % (t1,)))
+
+
 def cancel_of(invite: bytes) -> bytes:
     """
     The CANCEL of C{invite}: RFC 3261 s9.1, the same Request-URI, Via
@@ -355,7 +365,7 @@ class ScenarioCase(TestCase):
             extra=extra, app_port=app_port, rtp=(self.rtp_base, self.rtp_base + 2 * rtp_pairs - 1), rtp_extra=rtp,
         )
         if t1 is not None:
-            path.write_text(path.read_text().replace("\nt1 = 0.05\n", "\nt1 = %s\n" % (t1,)))
+            set_t1(path, t1)
         self.cfg = config_mod.load(path)
         self.service = build_service(self.cfg, reactor)
         self.service.startService()

@@ -26,6 +26,7 @@ from aiconnect.tap import build_service
 from tests.integration.dnsserver import start_dns_server, two_srs_zone
 from tests.fakes import listen_udp, pause, wait_until
 from tests.integration.helpers import Certificates, free_port, status_of, write_config
+from tests.integration.scenario import set_t1
 from tests.integration.siprec_peer import DATA, AppServer, in_dialog, rtp_packet, sdp_offer, siprec_invite
 from tests.integration.srs_peer import SrsPeer
 from tests.integration.test_restart import answer
@@ -73,7 +74,21 @@ class ForwardTestBase(TestCase):
     def setUp(self) -> None:
         self.certs = Certificates()
 
-    def setup_service(self, trunks: str, answer: dict[str, Any] | None, dns_zone: dict[str, Any] | None, rtp_base: int, srs_tls: bool = False) -> AppServer:
+    def setup_service(
+        self,
+        trunks: str,
+        answer: dict[str, Any] | None,
+        dns_zone: dict[str, Any] | None,
+        rtp_base: int,
+        srs_tls: bool = False,
+        t1: float | None = None,
+    ) -> AppServer:
+        """
+        Start the application (answering newCall with C{answer}), a DNS
+        server for C{dns_zone} when given, and the service with C{trunks}.
+
+        @param t1: The service's T1 in seconds, when not 0.05.
+        """
         self.dir = Path(tempfile.mkdtemp(prefix="aiconnect-fwd-"))
         self.sip_port = free_port()
         self.tls_port = free_port()
@@ -91,6 +106,8 @@ class ForwardTestBase(TestCase):
             self.dir, self.certs, self.sip_port, self.sip_port, self.tls_port, self.api_port,
             extra=extra, app_port=app_port, rtp=(rtp_base, rtp_base + 99),
         )
+        if t1 is not None:
+            set_t1(path, t1)
         self.cfg = config_mod.load(path)
         self.service = build_service(self.cfg, reactor)
         self.service.startService()
@@ -235,13 +252,13 @@ class ForwardFailoverTests(ForwardTestBase):
 
     async def test_srs_never_answers(self) -> None:
         """
-        An SRS that never answers: Timer B ends the INVITE and the next
-        target answers.
+        An SRS that never answers: Timer B ends the INVITE (after 64*T1,
+        T1 = 0.01 s here) and the next target answers.
         """
         srs1 = self.srs("silent")
         srs2 = self.srs("200")
         zone = two_srs_zone(srs1.port.getHost().port, srs2.port.getHost().port, services=("_sip._udp",), with_naptr=False)
-        self.setup_service(UDP_TRUNK, {"startSIPRecForward": dict(ORDER, codec="PCMA")}, zone, 23100)
+        self.setup_service(UDP_TRUNK, {"startSIPRecForward": dict(ORDER, codec="PCMA")}, zone, 23100, t1=0.01)
         call = await self.start_call()
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"], timeout=20, settle=False)
         self.assertGreater(srs1.count("INVITE"), 1)  # retransmitted, never answered
