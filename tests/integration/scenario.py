@@ -175,6 +175,23 @@ def set_t1(path: Path, t1: float) -> None:
     path.write_text(text.replace("\nt1 = 0.05\n", "\nt1 = %s\n" % (t1,)))
 
 
+def start_service(case: TestCase, path: Path, t1: float | None = None) -> tuple[config_mod.Config, Any]:
+    """
+    Load the configuration at C{path}, build the service and start it;
+    stopped after C{case}.
+
+    @param t1: When given, T1 in seconds instead of the file's (L{set_t1}).
+    @return: The configuration and the service.
+    """
+    if t1 is not None:
+        set_t1(path, t1)
+    cfg = config_mod.load(path)
+    service = build_service(cfg, reactor)
+    service.startService()
+    case.addCleanup(service.stopService)
+    return cfg, service
+
+
 def cancel_of(invite: bytes) -> bytes:
     """
     The CANCEL of C{invite}: RFC 3261 s9.1, the same Request-URI, Via
@@ -364,12 +381,7 @@ class ScenarioCase(TestCase):
             directory, certs, self.sip_port, self.sip_port, tls_port, self.api_port,
             extra=extra, app_port=app_port, rtp=(self.rtp_base, self.rtp_base + 2 * rtp_pairs - 1), rtp_extra=rtp,
         )
-        if t1 is not None:
-            set_t1(path, t1)
-        self.cfg = config_mod.load(path)
-        self.service = build_service(self.cfg, reactor)
-        self.service.startService()
-        self.addCleanup(self.service.stopService)
+        self.cfg, self.service = start_service(self, path, t1)
         return self.app
 
     def src(self) -> Src:

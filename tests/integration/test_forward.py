@@ -14,19 +14,16 @@ from typing import Any
 
 import treq
 import xmlschema
-from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
-from aiconnect import config as config_mod
 from aiconnect import tlsutil
 from aiconnect.config import TlsConfig
 from aiconnect.media import g711
 from aiconnect.sip.message import parse
-from aiconnect.tap import build_service
-from tests.integration.dnsserver import start_dns_server, two_srs_zone
 from tests.fakes import listen_udp, pause, wait_until
+from tests.integration.dnsserver import start_dns_server, two_srs_zone
 from tests.integration.helpers import Certificates, free_port, status_of, write_config
-from tests.integration.scenario import set_t1
+from tests.integration.scenario import start_service
 from tests.integration.siprec_peer import DATA, AppServer, in_dialog, rtp_packet, sdp_offer, siprec_invite
 from tests.integration.srs_peer import SrsPeer
 from tests.integration.test_restart import answer
@@ -106,12 +103,7 @@ class ForwardTestBase(TestCase):
             self.dir, self.certs, self.sip_port, self.sip_port, self.tls_port, self.api_port,
             extra=extra, app_port=app_port, rtp=(rtp_base, rtp_base + 99),
         )
-        if t1 is not None:
-            set_t1(path, t1)
-        self.cfg = config_mod.load(path)
-        self.service = build_service(self.cfg, reactor)
-        self.service.startService()
-        self.addCleanup(self.service.stopService)
+        self.cfg, self.service = start_service(self, path, t1)
         return app
 
     def srs(self, mode: str, transport: str = "udp", names: tuple[str, ...] = ("srs1.srs.test", "srs2.srs.test", "srs.test")) -> SrsPeer:

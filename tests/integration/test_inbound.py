@@ -18,12 +18,11 @@ from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 from twisted.web import resource, server
 
-from aiconnect import config as config_mod
 from aiconnect.sip.message import parse
 from aiconnect.sip.sdp import parse_sdp
-from aiconnect.tap import build_service
 from tests.fakes import connect_stream, listen_udp, wait_until
 from tests.integration.helpers import Certificates, free_port, status_of, write_config
+from tests.integration.scenario import start_service
 from tests.integration.siprec_peer import DATA, AppServer, in_dialog, rtp_packet, sdp_offer, siprec_invite
 
 DOMAIN = "customer.example.com"
@@ -52,10 +51,7 @@ callback_timeout = {callback_timeout}
             self.dir, self.certs, self.sip_port, self.sip_port, self.tls_port, self.api_port,
             extra=extra, app_port=app_port, rtp=(rtp_base, rtp_base + 99),
         )
-        self.cfg = config_mod.load(path)
-        self.service = build_service(self.cfg, reactor)
-        self.service.startService()
-        self.addCleanup(self.service.stopService)
+        self.cfg, self.service = start_service(self, path)
 
     async def signalling(self, transport: str) -> tuple[Any, int, Any]:
         """
