@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_inbound_admission,tests.integration.test_inbound_cancel,tests.integration.test_inbound_reinvite,tests.integration.test_inbound_update,tests.integration.test_inbound_quirks,tests.integration.test_hardening_admission,tests.integration.test_hardening_media -*-
+# -*- test-case-name: tests.integration.test_inbound_admission,tests.integration.test_inbound_cancel,tests.integration.test_inbound_reinvite,tests.integration.test_inbound_update,tests.integration.test_inbound_quirks,tests.integration.test_hardening_admission,tests.integration.test_hardening_media,tests.integration.test_inbound,tests.integration.test_forward -*-
 """
 The harness of the inbound scenario tests (issue 3, deliverable 3): the
 real service built from a generated configuration, a real HTTP application
