@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_drain -*-
 """
 The SIGTERM drain in-process (SPEC s7, README): the SIP listeners and the
 transaction layer stay up while the sessions end, so an unanswered BYE to
@@ -20,9 +21,9 @@ from twisted.web.server import NOT_DONE_YET, Site
 from aiconnect import config as config_mod
 from aiconnect.sip.message import parse
 from aiconnect.tap import build_service
-from tests.integration.helpers import Certificates, UdpPeer, free_port, status_of, write_config
+from tests.fakes import UdpPeer, listen_udp, pause, wait_until
+from tests.integration.helpers import Certificates, free_port, status_of, write_config
 from tests.integration.siprec_peer import DATA, AppServer, in_dialog, sdp_offer, siprec_invite
-from tests.integration.twistd import sleep
 
 DOMAIN = "customer.example.com"
 METADATA = (DATA / "rfc8068-s3.2.1-1-metadata.xml").read_bytes()
@@ -59,17 +60,11 @@ class DrainTests(TestCase):
         if self.service.running:
             await self.service.stopService()
 
-    def peer(self) -> tuple[UdpPeer, int]:
-        peer = UdpPeer()
-        port = reactor.listenUDP(0, peer, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        return peer, port.getHost().port
-
     async def call(self) -> tuple[UdpPeer, int]:
         """
         An answered and ACKed call from an SRC that then swallows requests.
         """
-        src, local = self.peer()
+        src, local = listen_udp(self)
         invite, ids = siprec_invite("udp", local, DOMAIN, sdp_offer([("96", local + 2, 8)]), METADATA)
         src.send(invite, self.sip)
         ok = await src.next_final(timeout=10, call_id=ids["call_id"])
@@ -101,8 +96,8 @@ class DrainTests(TestCase):
         """
         await self.call()
         stopping = self.service.stopService()
-        await sleep(0.1)
-        late, local = self.peer()
+        await pause(0.1)
+        late, local = listen_udp(self)
         invite, ids = siprec_invite("udp", local, DOMAIN, sdp_offer([("96", local + 2, 8)]), METADATA)
         late.send(invite, self.sip)
         final: Any = await late.next_final(timeout=5, call_id=ids["call_id"])
@@ -115,12 +110,22 @@ class DrainTests(TestCase):
 class HangingApp(Resource):
     """
     An application that never answers newCall (events are taken).
+
+    @ivar held: The newCall requests received.
+    @ivar gone: How many of them their client gave up.
     """
 
     isLeaf = True
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.held: list[Any] = []
+        self.gone = 0
+
     def render_POST(self, request: Any) -> Any:
         if request.path == b"/newCall":
+            self.held.append(request)
+            request.notifyFinish().addBoth(lambda _: setattr(self, "gone", self.gone + 1))
             return NOT_DONE_YET
         return b""
 
@@ -137,7 +142,8 @@ class DrainPendingInviteTests(TestCase):
         The SRC gets 503 with Retry-After at once (it can try another
         recorder), not silence until its own timeout.
         """
-        app = reactor.listenTCP(0, Site(HangingApp()), interface="127.0.0.1")
+        hanging = HangingApp()
+        app = reactor.listenTCP(0, Site(hanging), interface="127.0.0.1")
         self.addCleanup(app.stopListening)
         directory = Path(tempfile.mkdtemp(prefix="aiconnect-drain-"))
         sip = free_port()
@@ -148,19 +154,16 @@ class DrainPendingInviteTests(TestCase):
         service = build_service(config_mod.load(path), reactor)
         service.drain_timeout = 1.0
         service.startService()
-        src = UdpPeer()
-        port = reactor.listenUDP(0, src, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        local = port.getHost().port
+        src, local = listen_udp(self)
         invite, ids = siprec_invite("udp", local, DOMAIN, sdp_offer([("96", local + 2, 8)]), METADATA)
         src.send(invite, sip)
         trying = await src.next_message(5)
         self.assertEqual(status_of(trying), 100)
-        await sleep(0.1)
+        await wait_until(lambda: hanging.held)
         stopping = service.stopService()
         final = parse(await src.next_final(timeout=5, call_id=ids["call_id"]))
         self.assertEqual(final.status, 503)
         self.assertTrue(final.headers.get("Retry-After"))
         await stopping
         # The abandoned newCall request times out on its own.
-        await sleep(0.6)
+        await wait_until(lambda: hanging.gone == 1)

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_forward -*-
 """
 SIPRec forwarding end to end on 127.0.0.1 (issue 5): the real service, a
 test SRC, a real HTTP application, scripted SRS peers found through a real
@@ -13,19 +14,19 @@ from typing import Any
 
 import treq
 import xmlschema
-from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 
-from aiconnect import config as config_mod
 from aiconnect import tlsutil
 from aiconnect.config import TlsConfig
 from aiconnect.media import g711
 from aiconnect.sip.message import parse
-from aiconnect.tap import build_service
+from tests.fakes import listen_udp, pause, wait_until
 from tests.integration.dnsserver import start_dns_server, two_srs_zone
-from tests.integration.helpers import Certificates, UdpPeer, free_port, status_of, write_config
+from tests.integration.helpers import Certificates, free_port, status_of, write_config
+from tests.integration.scenario import start_service
 from tests.integration.siprec_peer import DATA, AppServer, in_dialog, rtp_packet, sdp_offer, siprec_invite
 from tests.integration.srs_peer import SrsPeer
+from tests.integration.test_restart import answer
 
 DOMAIN = "customer.example.com"
 METADATA = (DATA / "rfc8068-s3.2.1-1-metadata.xml").read_bytes()
@@ -60,12 +61,31 @@ def _schema() -> xmlschema.XMLSchema10:
 
 
 class ForwardTestBase(TestCase):
+    """
+    Starts the real service, its application, SRS peers and a DNS server
+    for one forwarding test.
+    """
+
     timeout = 60
 
     def setUp(self) -> None:
         self.certs = Certificates()
 
-    def setup_service(self, trunks: str, answer: dict[str, Any] | None, dns_zone: dict[str, Any] | None, rtp_base: int, srs_tls: bool = False) -> AppServer:
+    def setup_service(
+        self,
+        trunks: str,
+        answer: dict[str, Any] | None,
+        dns_zone: dict[str, Any] | None,
+        rtp_base: int,
+        srs_tls: bool = False,
+        t1: float | None = None,
+    ) -> AppServer:
+        """
+        Start the application (answering newCall with C{answer}), a DNS
+        server for C{dns_zone} when given, and the service with C{trunks}.
+
+        @param t1: The service's T1 in seconds, when not 0.05.
+        """
         self.dir = Path(tempfile.mkdtemp(prefix="aiconnect-fwd-"))
         self.sip_port = free_port()
         self.tls_port = free_port()
@@ -83,10 +103,7 @@ class ForwardTestBase(TestCase):
             self.dir, self.certs, self.sip_port, self.sip_port, self.tls_port, self.api_port,
             extra=extra, app_port=app_port, rtp=(rtp_base, rtp_base + 99),
         )
-        self.cfg = config_mod.load(path)
-        self.service = build_service(self.cfg, reactor)
-        self.service.startService()
-        self.addCleanup(self.service.stopService)
+        self.cfg, self.service = start_service(self, path, t1)
         return app
 
     def srs(self, mode: str, transport: str = "udp", names: tuple[str, ...] = ("srs1.srs.test", "srs2.srs.test", "srs.test")) -> SrsPeer:
@@ -107,18 +124,13 @@ class ForwardTestBase(TestCase):
         """
         Run the SRC side up to ACK; return what later steps need.
         """
-        sig = UdpPeer()
-        p = reactor.listenUDP(0, sig, interface="127.0.0.1")
-        self.addCleanup(p.stopListening)
-        local = p.getHost().port
+        sig, local = listen_udp(self)
         rtp = []
         ports = []
         for _ in range(2):
-            sink = UdpPeer()
-            rp = reactor.listenUDP(0, sink, interface="127.0.0.1")
-            self.addCleanup(rp.stopListening)
+            sink, port = listen_udp(self)
             rtp.append(sink)
-            ports.append(rp.getHost().port)
+            ports.append(port)
         offer = sdp_offer([("96", ports[0], codecs[0]), ("98", ports[1], codecs[1])])
         invite, ids = siprec_invite("udp", local, DOMAIN, offer, METADATA)
         sig.send(invite, self.sip_port)
@@ -146,10 +158,22 @@ class ForwardTestBase(TestCase):
         )
         return resp.code, json.loads(await resp.content())
 
-    async def events(self, names: list[str], timeout: float = 15.0) -> None:
-        await self.app.wait_for("events", len(names), timeout=timeout)
-        await task.deferLater(reactor, 0.2, lambda: None)
-        self.assertEqual(self.app.event_names(), names)
+    async def events(self, names: list[str], timeout: float = 15.0, settle: bool = True) -> None:
+        """
+        Wait until the application got exactly the events C{names}, signed.
+
+        @param settle: Then check that no other event follows within 0.2 s.
+            A check followed by another in the same test needs no settling:
+            an extra event shows in the later check's list.
+        """
+
+        def got() -> str:
+            return "events %r; got %r" % (names, self.app.event_names())
+
+        await wait_until(lambda: self.app.event_names() == names, timeout, what=got)
+        if settle:
+            await pause(0.2)
+            self.assertEqual(self.app.event_names(), names)
         self.assertEqual(self.app.bad_signatures, 0)
 
 
@@ -180,7 +204,7 @@ class ForwardFailoverTests(ForwardTestBase):
         zone = two_srs_zone(srs1.port.getHost().port, srs2.port.getHost().port, services=("_sip._udp",))
         self.setup_service(UDP_TRUNK, {"startSIPRecForward": ORDER}, zone, 23000)
         call = await self.start_call()
-        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"], settle=False)
         started = self.app.events[1]
         self.assertEqual(started["target"], "127.0.0.1:%d;transport=udp" % srs2.port.getHost().port)
         self.assertEqual(started["sipRecForwardReferenceId"], {"ticketId": 98765})
@@ -220,15 +244,15 @@ class ForwardFailoverTests(ForwardTestBase):
 
     async def test_srs_never_answers(self) -> None:
         """
-        An SRS that never answers: Timer B ends the INVITE and the next
-        target answers.
+        An SRS that never answers: Timer B ends the INVITE (after 64*T1,
+        T1 = 0.01 s here) and the next target answers.
         """
         srs1 = self.srs("silent")
         srs2 = self.srs("200")
         zone = two_srs_zone(srs1.port.getHost().port, srs2.port.getHost().port, services=("_sip._udp",), with_naptr=False)
-        self.setup_service(UDP_TRUNK, {"startSIPRecForward": dict(ORDER, codec="PCMA")}, zone, 23100)
+        self.setup_service(UDP_TRUNK, {"startSIPRecForward": dict(ORDER, codec="PCMA")}, zone, 23100, t1=0.01)
         call = await self.start_call()
-        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"], timeout=20)
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"], timeout=20, settle=False)
         self.assertGreater(srs1.count("INVITE"), 1)  # retransmitted, never answered
         self.assertEqual(self.app.events[1]["target"], "127.0.0.1:%d;transport=udp" % srs2.port.getHost().port)
         await self.bye(call)
@@ -244,7 +268,7 @@ class ForwardFailoverTests(ForwardTestBase):
         zone = two_srs_zone(srs1.port.getHost().port, srs2.port.getHost().port, services=("_sip._udp",))
         self.setup_service(UDP_TRUNK, {"startSIPRecForward": ORDER}, zone, 23200)
         call = await self.start_call()
-        await self.events(["SESSIONSTARTED", "SIPRECFORWARDFAILED"])
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDFAILED"], settle=False)
         failed = self.app.events[1]
         self.assertEqual(failed["status"], 503)
         self.assertEqual(len(failed["targetsTried"]), 2)
@@ -282,16 +306,16 @@ class ForwardVariantsTests(ForwardTestBase):
         trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
         self.setup_service(trunk, {}, None, 23400)
         call = await self.start_call()
-        await self.events(["SESSIONSTARTED"])
+        await self.events(["SESSIONSTARTED"], settle=False)
         code, body = await self.api_post("/%s/startsiprecforward" % DOMAIN, dict(ORDER, sessionId=call["session_id"]))
         self.assertEqual(code, 200, body)
         forward_id = body["forwardId"]
-        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"], settle=False)
         self.assertEqual(self.app.events[1]["forwardId"], forward_id)
         code, body = await self.api_post("/%s/stopsiprecforward" % DOMAIN, {"sessionId": call["session_id"], "forwardId": forward_id})
         self.assertEqual((code, body["stopped"]), (200, [forward_id]))
         await srs.wait_for("BYE")
-        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED"])
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED"], settle=False)
         self.assertEqual(self.app.events[2]["stoppedBy"], "api")
         self.assertEqual(srs.requests[-1].headers.get("X-Correlation-Id"), "a3b47c1e")
         await self.bye(call)
@@ -311,13 +335,13 @@ class ForwardVariantsTests(ForwardTestBase):
         orders = [dict(ORDER, codec="PCMA"), dict(ORDER, uri="sip:second@customer.example.com", codec="PCMU", xHeaders={"X-Leg": "2"})]
         self.setup_service(trunks, {"startSIPRecForward": orders}, None, 23500)
         call = await self.start_call()
-        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTARTED"])
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTARTED"], settle=False)
         ids = {e["forwardId"] for e in self.app.events[1:]}
         self.assertEqual(len(ids), 2)
         self.assertEqual(srs1.offer_of(srs1.requests[0]).media[0].payload_types[0], 8)
         self.assertEqual(srs2.offer_of(srs2.requests[0]).media[0].payload_types[0], 0)
         srs1.send_bye()
-        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED"])
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED"], settle=False)
         self.assertEqual(self.app.events[3]["stoppedBy"], "srsBye")
         # The inbound session and the other forward go on.
         payload = b"\xd5" * 160
@@ -370,7 +394,7 @@ class ForwardTlsTests(ForwardTestBase):
         zone = two_srs_zone(srs1.port.getHost().port, srs2.port.getHost().port, services=("_sips._tcp",))
         self.setup_service(TLS_TRUNK, {"startSIPRecForward": dict(ORDER, srtp=True)}, zone, 23700)
         call = await self.start_call()
-        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"], settle=False)
         self.assertTrue(self.app.events[1]["srtp"])
         offer = srs1.offer_of(srs1.requests[0])
         self.assertEqual([m.proto for m in offer.media], ["RTP/SAVP", "RTP/SAVP"])
@@ -420,7 +444,12 @@ class ShutdownTests(ForwardTestBase):
         self.setup_service(trunk, {"startSIPRecForward": ORDER}, None, 23900)
         call = await self.start_call()
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
-        await self.service.stopService()
+        stopping = self.service.stopService()
+        # The SRC answers our BYE (the drain waits for an unanswered one:
+        # tests.integration.test_drain).
+        bye = await call["sig"].take(lambda m: m.startswith(b"BYE "))
+        call["sig"].send(answer(bye), self.sip_port)
+        await stopping
         self.assertEqual(
             self.app.event_names(), ["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"]
         )
@@ -444,7 +473,7 @@ class ReofferTests(ForwardTestBase):
         trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
         self.setup_service(trunk, {"startSIPRecForward": ORDER}, None, 24900)
         call = await self.start_call()
-        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"], settle=False)
         from tests.integration.siprec_peer import sdp_offer
 
         new_md = METADATA.replace(b"ab30317f1a784dc48ff824d0d3715d86", b"0123456789abcdef0123456789abcdef")
@@ -484,17 +513,15 @@ class ReofferTests(ForwardTestBase):
         trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
         self.setup_service(trunk, {"startSIPRecForward": ORDER}, None, 27200)
         call = await self.start_call()
-        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"], settle=False)
         first = srs.offer_of([r for r in srs.requests if r.method == "INVITE"][0])
         from aiconnect.sip.sdp import parse_sdp
         from tests.integration.siprec_peer import sdp_offer
 
         src_ports = [sink.transport.getHost().port for sink in call["rtp"]]
-        third = UdpPeer()
-        tp = reactor.listenUDP(0, third, interface="127.0.0.1")
-        self.addCleanup(tp.stopListening)
+        third, third_port = listen_udp(self)
         offer = sdp_offer(
-            [("96", src_ports[0], 8), ("98", src_ports[1], 8), ("99", tp.getHost().port, 8)], version=2890844527
+            [("96", src_ports[0], 8), ("98", src_ports[1], 8), ("99", third_port, 8)], version=2890844527
         )
         body = (
             b"--foobar\r\nContent-Type: application/sdp\r\n\r\n" + offer + b"\r\n"
@@ -550,19 +577,19 @@ class ReofferTests(ForwardTestBase):
         trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
         self.setup_service(trunk, {}, None, 24800)
         call = await self.start_call()
-        await self.events(["SESSIONSTARTED"])
+        await self.events(["SESSIONSTARTED"], settle=False)
         # The silent SRS never answers; make it send 100 so CANCEL may go.
         srs.mode = "ringing"
         code, body = await self.api_post("/%s/startsiprecforward" % DOMAIN, dict(ORDER, sessionId=call["session_id"]))
         self.assertEqual(code, 200)
         await srs.wait_for("INVITE")
-        await task.deferLater(reactor, 0.2, lambda: None)
+        await pause(0.2)  # the SRS's 100 reaches the forward leg: CANCEL may go
         code, _ = await self.api_post("/%s/stopsiprecforward" % DOMAIN, {"sessionId": call["session_id"]})
         self.assertEqual(code, 200)
         await srs.wait_for("CANCEL")
         cancel = [r for r in srs.requests if r.method == "CANCEL"][0]
         self.assertEqual(cancel.headers.get("X-Tenant"), "acme-cc")
-        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTOPPED"])
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTOPPED"], settle=False)
         self.assertEqual(self.app.events[1]["stoppedBy"], "api")
         await self.bye(call)
         await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"])
@@ -583,7 +610,7 @@ class SrsRequestsTests(ForwardTestBase):
         trunk = UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
         self.setup_service(trunk, {"startSIPRecForward": ORDER}, None, 27000)
         call = await self.start_call()
-        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED"], settle=False)
         for n, method in enumerate(("OPTIONS", "INFO", "UPDATE"), start=1):
             srs.send_in_dialog(method, extra=["Session-Expires: 1800;refresher=uas"] if method == "UPDATE" else None)
             await srs.wait_for("200", n)

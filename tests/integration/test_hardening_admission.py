@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_hardening_admission -*-
 """
 Admission limits end to end (SPEC s12), on real loopback sockets: the real
 service, raw UDP SIPRec SRCs, a real HTTP application and scripted SRS
@@ -22,20 +23,22 @@ import json
 import socket
 
 import treq
-from twisted.internet import reactor, task
 
-from tests.integration.helpers import UdpPeer, status_of
-from tests.integration.siprec_peer import siprec_invite
-from tests.integration.test_forward import ORDER, UDP_TRUNK, ForwardTestBase
-from tests.integration.test_inbound_scenarios import (
+from tests.fakes import listen_udp, pause, wait_until
+from tests.integration.helpers import status_of
+from tests.integration.scenario import (
     DOMAIN,
     METADATA,
     ScenarioCase,
     _raw_header,
     _status,
+    ack_of_failure,
     final,
+    response,
     sdp_offer,
 )
+from tests.integration.siprec_peer import in_dialog, siprec_invite
+from tests.integration.test_forward import ORDER, UDP_TRUNK, ForwardTestBase
 
 #: A two-stream offer; the SRC never sends RTP in these tests.
 OFFER = sdp_offer([("96", 40000, 0), ("98", 40002, 0)])
@@ -96,13 +99,13 @@ class InviteRateTests(ScenarioCase):
             # Call-ID -> first final answer (200 and 503 are retransmitted
             # until ACKed: count each INVITE once).
             out: dict[str, tuple[int, bytes]] = {}
-            for m in src.all(final("INVITE")):
+            for m in src.matching(final("INVITE")):
                 out.setdefault(str(_raw_header(m, "Call-ID")), (_status(m) or 0, m))
             return out
 
         # 5 served + 10 refused; then give any late answer time to come.
-        await self.poll(lambda: len(first_finals()) >= 15)
-        await task.deferLater(reactor, 0.5, lambda: None)
+        await wait_until(lambda: len(first_finals()) >= 15)
+        await pause(0.5)
         answers = first_finals()
         statuses = [status for status, _m in answers.values()]
         refused = [m for status, m in answers.values() if status == 503]
@@ -136,12 +139,24 @@ class InviteRateTests(ScenarioCase):
         # its transaction, not counted as a new INVITE.
         refused_call_id = _raw_header(refused[0], "Call-ID")
         src.send(next(r for r, ids in invites if ids["call_id"] == refused_call_id))
-        await task.deferLater(reactor, 0.3, lambda: None)
+        await pause(0.3)
         self.assertEqual(srs.stats["invites"], 20)
         self.assertEqual(srs.stats["rate_limited_answered"], len(refused))
 
         # Another source is served at once.
         await other_source_answered(self)
+
+        # Nothing left for stopping the service to wait for: each answer
+        # ACKed, each call ended.
+        sent = {ids["call_id"]: (raw, ids) for raw, ids in invites}
+        for call_id, (status, m) in answers.items():
+            raw, ids = sent[call_id]
+            if status == 200:
+                src.send(in_dialog("ACK", "udp", src.port, m, ids, 101, DOMAIN))
+                src.send(in_dialog("BYE", "udp", src.port, m, ids, 102, DOMAIN))
+            else:
+                src.send(ack_of_failure(raw, str(_raw_header(m, "To"))))
+        await wait_until(lambda: len(src.matching(response(200, "BYE"))) == served)
 
     async def test_reinvite_not_counted(self) -> None:
         """
@@ -164,13 +179,15 @@ async def other_source_answered(case: ScenarioCase) -> None:
     A SIPRec INVITE from 127.0.0.2 is answered 200 (a limit on one source
     does not touch another).
     """
-    other = UdpPeer()
-    port = reactor.listenUDP(0, other, interface="127.0.0.2")
-    case.addCleanup(port.stopListening)
-    raw, ids = siprec_invite("udp", port.getHost().port, DOMAIN, OFFER, METADATA)
+    other, port = listen_udp(case, host="127.0.0.2")
+    raw, ids = siprec_invite("udp", port, DOMAIN, OFFER, METADATA)
     other.send(raw, case.sip_port)
     ok = await other.next_final(call_id=ids["call_id"])
     case.assertEqual(status_of(ok), 200, ok[:200])
+    # Ended, so that stopping the service need not wait for it.
+    other.send(in_dialog("ACK", "udp", port, ok, ids, 101, DOMAIN), case.sip_port)
+    other.send(in_dialog("BYE", "udp", port, ok, ids, 102, DOMAIN), case.sip_port)
+    case.assertEqual(status_of(await other.take(final("BYE"))), 200)
 
 
 class UnconfirmedSessionsTests(ScenarioCase):
@@ -202,12 +219,19 @@ class UnconfirmedSessionsTests(ScenarioCase):
         if _second_loopback_usable():
             await other_source_answered(self)
         first.ack(101)
-        await self.poll(lambda: srs.unconfirmed.count("127.0.0.1") == 1)
+        await wait_until(lambda: srs.unconfirmed.count("127.0.0.1") == 1)
         fourth = self.src()
         await fourth.call(OFFER)
         self.assertEqual(srs.stats["unconfirmed_full"], 1)
         await first.bye()
         await fourth.bye()
+        # Nothing left for the drain to wait for: the 503 ACKed, the
+        # second call ACKed and ended.
+        to = _raw_header(resp, "To")
+        assert to is not None
+        third.send(ack_of_failure(third.invite_raw, to))
+        second.ack(101)
+        await second.bye()
 
 
 class TenantSessionsTests(ScenarioCase):
@@ -260,7 +284,7 @@ class ForwardLimitTests(ForwardTestBase):
         ).replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % bad.port.getHost().port)
         self.setup_service(trunks + LIMITS, {}, None, 27800)
         call = await self.start_call()
-        await self.events(["SESSIONSTARTED"])
+        await self.events(["SESSIONSTARTED"], settle=False)
         path = "/%s/startsiprecforward" % DOMAIN
         order = dict(ORDER, sessionId=call["session_id"])
         ids = []
@@ -268,7 +292,7 @@ class ForwardLimitTests(ForwardTestBase):
             code, body = await self.api_post(path, order)
             self.assertEqual(code, 200, body)
             ids.append(body["forwardId"])
-        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTARTED"])
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTARTED"], settle=False)
         code, body = await self.api_post(path, order)
         self.assertEqual(code, 409, body)
         self.assertIn("max_forwards_per_call", body["error"])
@@ -277,7 +301,7 @@ class ForwardLimitTests(ForwardTestBase):
         # A stopped forward frees its slot ...
         code, body = await self.api_post("/%s/stopsiprecforward" % DOMAIN, {"sessionId": call["session_id"], "forwardId": ids[1]})
         self.assertEqual(code, 200, body)
-        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED"])
+        await self.events(["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED"], settle=False)
         # ... and so does a failed one.
         code, body = await self.api_post(path, dict(order, uri="sip:failing@customer.example.com"))
         self.assertEqual(code, 200, body)
@@ -300,7 +324,7 @@ class ForwardLimitTests(ForwardTestBase):
         self.setup_service(trunk + LIMITS, {"startSIPRecForward": orders}, None, 27900)
         call = await self.start_call()
         await self.app.wait_for("events", 4, timeout=15)
-        await task.deferLater(reactor, 0.2, lambda: None)
+        await pause(0.2)
         names = self.app.event_names()
         self.assertEqual(names[0], "SESSIONSTARTED")
         self.assertEqual(sorted(names[1:]), ["SIPRECFORWARDFAILED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTARTED"])

@@ -17,13 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import treq
-from twisted.internet import reactor, task
+from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from aiconnect import config as config_mod
 from aiconnect.sip.message import parse
 from aiconnect.tap import build_service
-from tests.integration.helpers import Certificates, UdpPeer, free_port, status_of, write_config
+from tests.fakes import listen_udp, pause, wait_until
+from tests.integration.helpers import Certificates, free_port, status_of, write_config
 from tests.integration.siprec_peer import AppServer, in_dialog, sdp_offer, siprec_invite
 from tests.integration.test_forward import METADATA, ForwardTestBase
 from tests.test_api import nested
@@ -55,10 +56,7 @@ class Latin1SipTextTests(ForwardTestBase):
         C{Müller}.
         """
         self.setup_service(QUIET_TRUNK % free_port(), {}, None, RTP_BASE)
-        sig = UdpPeer()
-        port = reactor.listenUDP(0, sig, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        local = port.getHost().port
+        sig, local = listen_udp(self)
         offer = sdp_offer([("96", free_port(), 8), ("98", free_port(), 8)])
         invite, ids = siprec_invite("udp", local, DOMAIN, offer, METADATA)
         invite = invite.replace(
@@ -261,13 +259,11 @@ class Http10ReceiverTests(TestCase):
         for i in range(20):
             outbox.emit(DOMAIN, "ses_http10", events.session_completed(
                 "ses_http10", tenant=DOMAIN, reason=events.COMPLETED_INBOUND_BYE, duration=float(i), now=1700000000.0))
-        deadline = reactor.seconds() + 10
-        while (
-            deliverer.stats["delivered"] < 20
-            and deliverer.stats["retried"] == deliverer.stats["dead"] == 0
-            and reactor.seconds() < deadline
-        ):
-            await task.deferLater(reactor, 0.05, lambda: None)
+        await wait_until(
+            lambda: deliverer.stats["delivered"] >= 20 or deliverer.stats["retried"] or deliverer.stats["dead"],
+            10,
+            interval=0.05,
+        )
         stats = dict(deliverer.stats)
         self.assertEqual((stats["delivered"], stats["retried"], stats["dead"]), (20, 0, 0), stats)
         self.assertEqual(stats["attempts"], 20, stats)
@@ -328,13 +324,6 @@ class DisabledEndpointRestartTests(TestCase):
                 return float(line.split()[1])
         self.fail("%s not in /metrics" % (name,))
 
-    async def until(self, predicate: Any, timeout: float = 5.0) -> None:
-        deadline = reactor.seconds() + timeout
-        while not predicate():
-            if reactor.seconds() > deadline:
-                self.fail("condition not reached within %g s" % (timeout,))
-            await task.deferLater(reactor, 0.02, lambda: None)
-
     async def test_disabled_across_restarts(self) -> None:
         """
         An endpoint answering 410 is disabled; after a restart with the same
@@ -353,13 +342,13 @@ class DisabledEndpointRestartTests(TestCase):
         for session in ("ses_a", "ses_b"):
             service.outbox.emit(DOMAIN, session, events.session_completed(
                 session, tenant=DOMAIN, reason=events.COMPLETED_INBOUND_BYE, duration=1.0, now=1700000000.0))
-        await self.until(lambda: len(gone.events) == 2)
+        await wait_until(lambda: len(gone.events) == 2)
         self.assertEqual(await self.metric(gauge), 1.0)
         await service.stopService()
 
         service = await self.run_service(gone_port)
         self.assertEqual(await self.metric(gauge), 1.0)
-        await task.deferLater(reactor, 0.5, lambda: None)
+        await pause(0.5)  # nothing is sent meanwhile
         self.assertEqual(len(gone.events), 2)
         await service.stopService()
 

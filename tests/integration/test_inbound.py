@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_inbound -*-
 """
 Inbound SIPRec end to end on 127.0.0.1 (issue 3): the real service, a real
 HTTP application, an SRC built from the RFC 7866 template with RFC 8068
@@ -13,17 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import treq
-from twisted.internet import reactor, task
-from twisted.internet.endpoints import SSL4ClientEndpoint, connectProtocol
-from twisted.internet.ssl import Certificate, optionsForClientTLS
+from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 from twisted.web import resource, server
 
-from aiconnect import config as config_mod
 from aiconnect.sip.message import parse
 from aiconnect.sip.sdp import parse_sdp
-from aiconnect.tap import build_service
-from tests.integration.helpers import Certificates, StreamPeer, UdpPeer, free_port, status_of, write_config
+from tests.fakes import connect_stream, listen_udp, wait_until
+from tests.integration.helpers import Certificates, free_port, status_of, write_config
+from tests.integration.scenario import start_service
 from tests.integration.siprec_peer import DATA, AppServer, in_dialog, rtp_packet, sdp_offer, siprec_invite
 
 DOMAIN = "customer.example.com"
@@ -33,6 +32,10 @@ LABELS = ("96", "98")
 
 
 class _Base(TestCase):
+    """
+    Starts the real service for one test.
+    """
+
     timeout = 60
 
     def start(self, app_port: int, callback_timeout: float = 3.0, rtp_base: int = 21000) -> None:
@@ -48,29 +51,17 @@ callback_timeout = {callback_timeout}
             self.dir, self.certs, self.sip_port, self.sip_port, self.tls_port, self.api_port,
             extra=extra, app_port=app_port, rtp=(rtp_base, rtp_base + 99),
         )
-        self.cfg = config_mod.load(path)
-        self.service = build_service(self.cfg, reactor)
-        self.service.startService()
-        self.addCleanup(self.service.stopService)
-
-    def rtp_socket(self) -> tuple[UdpPeer, int]:
-        peer = UdpPeer()
-        port = reactor.listenUDP(0, peer, interface="127.0.0.1")
-        self.addCleanup(port.stopListening)
-        return peer, port.getHost().port
+        self.cfg, self.service = start_service(self, path)
 
     async def signalling(self, transport: str) -> tuple[Any, int, Any]:
         """
-        A signalling peer: (peer, its local port, send function).
+        A signalling peer (L{listen_udp} or L{connect_stream} over TLS):
+        (peer, its local port, send function).
         """
         if transport == "udp":
-            peer = UdpPeer()
-            port = reactor.listenUDP(0, peer, interface="127.0.0.1")
-            self.addCleanup(port.stopListening)
-            return peer, port.getHost().port, lambda data: peer.send(data, self.sip_port)
-        opts = optionsForClientTLS("127.0.0.1", Certificate.loadPEM(self.certs.ca_pem))
-        peer = await connectProtocol(SSL4ClientEndpoint(reactor, "127.0.0.1", self.tls_port, opts), StreamPeer())
-        self.addCleanup(peer.transport.loseConnection)
+            udp, port = listen_udp(self)
+            return udp, port, lambda data: udp.send(data, self.sip_port)
+        peer = await connect_stream(self, self.tls_port, ca_pem=self.certs.ca_pem)
         return peer, peer.transport.getHost().port, peer.send
 
     async def api_get(self, path: str, token: str = "t0ken") -> tuple[int, Any]:
@@ -91,8 +82,8 @@ class InboundTests(_Base):
         self.addCleanup(app.port.stopListening)
         self.start(app_port)
         peer, local_port, send = await self.signalling(transport)
-        rtp_a, port_a = self.rtp_socket()
-        rtp_b, port_b = self.rtp_socket()
+        rtp_a, port_a = listen_udp(self)
+        rtp_b, port_b = listen_udp(self)
         offer = sdp_offer([(LABELS[0], port_a, 8), (LABELS[1], port_b, 0)])
         invite, ids = siprec_invite(transport, local_port, DOMAIN, offer, METADATA, extra_headers="X-Correlation: abc-123")
         send(invite)
@@ -129,16 +120,13 @@ class InboundTests(_Base):
             rtp_a.transport.write(rtp_packet(1000 + i, 160 * i, 0x1111, 8, b"\xd5" * 160), ("127.0.0.1", ports[0]))
         for i in range(3):
             rtp_b.transport.write(rtp_packet(2000 + i, 160 * i, 0x2222, 0, b"\xff" * 160), ("127.0.0.1", ports[1]))
-        counted = None
-        for _ in range(40):
+
+        async def all_counted() -> bool:
             code, body = await self.api_get("/%s/sessions/%s" % (DOMAIN, session_id))
             self.assertEqual(code, 200)
-            streams = body["session"]["media"]["streams"]
-            counted = [s["packets_in"] for s in streams]
-            if counted == [5, 3]:
-                break
-            await task.deferLater(reactor, 0.05, lambda: None)
-        self.assertEqual(counted, [5, 3])
+            return [s["packets_in"] for s in body["session"]["media"]["streams"]] == [5, 3]
+
+        await wait_until(all_counted, interval=0.05)
 
         send(in_dialog("BYE", transport, local_port, ok_raw, ids, 102, DOMAIN))
         bye_ok = parse(await peer.next_final(call_id=ids["call_id"]), datagram=False)
@@ -163,13 +151,17 @@ class InboundTests(_Base):
 
 class _Silent(resource.Resource):
     """
-    An application that accepts the connection and never answers.
+    An application that accepts the connection and never answers newCall
+    (events are taken, so that stopping the service does not wait for
+    their delivery).
     """
 
     isLeaf = True
 
     def render_POST(self, request: Any) -> Any:
-        return server.NOT_DONE_YET
+        if request.path == b"/newCall":
+            return server.NOT_DONE_YET
+        return b""
 
 
 class ApplicationFailureTests(_Base):
@@ -179,8 +171,8 @@ class ApplicationFailureTests(_Base):
 
     async def _setup_call(self, ids_holder: list[Any]) -> tuple[Any, int, Any, bytes, dict[str, str]]:
         peer, local_port, send = await self.signalling("udp")
-        _, port_a = self.rtp_socket()
-        _, port_b = self.rtp_socket()
+        _, port_a = listen_udp(self)
+        _, port_b = listen_udp(self)
         invite, ids = siprec_invite("udp", local_port, DOMAIN, sdp_offer([(LABELS[0], port_a, 8), (LABELS[1], port_b, 8)]), METADATA)
         send(invite)
         return peer, local_port, send, invite, ids
@@ -201,7 +193,8 @@ class ApplicationFailureTests(_Base):
         self.assertEqual(len(body["sessions"]), 1)
         send(in_dialog("BYE", "udp", local_port, ok_raw, ids, 102, DOMAIN))
         self.assertEqual(status_of(await peer.next_final(call_id=ids["call_id"])), 200)
-        await task.deferLater(reactor, 1.0, lambda: None)
+        # Deliveries failed meanwhile, and are retried.
+        await wait_until(lambda: self.service.deliverer.stats["retried"] >= 2)
         app = AppServer()
         app.listen(app_port)
         self.addCleanup(app.port.stopListening)

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.integration.test_restart -*-
 """
 kill -9 and restart (SPEC s14 last bullet: "A node that restarts does the
 same for its own sessions (reason restart): no session is left open at a
@@ -18,14 +19,14 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
 from aiconnect.sip.message import Request, Response, parse
-from tests.integration.helpers import Certificates, UdpPeer, free_port, status_of, write_config
+from tests.fakes import listen_udp, wait_until
+from tests.integration.helpers import Certificates, free_port, status_of, write_config
 from tests.integration.siprec_peer import DATA, AppServer, in_dialog, sdp_offer, siprec_invite
 from tests.integration.srs_peer import SrsPeer
-from tests.integration.twistd import sleep, start_twistd, wait_ready
+from tests.integration.twistd import start_twistd, wait_ready
 
 DOMAIN = "customer.example.com"
 METADATA = (DATA / "rfc8068-s3.2.1-1-metadata.xml").read_bytes()
@@ -60,12 +61,6 @@ class RestartTests(TestCase):
 
     timeout = 90
 
-    async def next_request(self, peer: UdpPeer, method: str, timeout: float = 15.0) -> bytes:
-        while True:
-            data = await peer.next_message(timeout)
-            if data.startswith(method.encode() + b" "):
-                return data
-
     async def test_kill_9_then_restart(self) -> None:
         """
         After kill -9 and a restart on the same database: the SRC and the
@@ -92,10 +87,7 @@ class RestartTests(TestCase):
 
         # The call: SRC INVITE, newCall orders the forward, 200, ACK; the
         # SRS answers; both events delivered.
-        src = UdpPeer()
-        src_port = reactor.listenUDP(0, src, interface="127.0.0.1")
-        self.addCleanup(src_port.stopListening)
-        local = src_port.getHost().port
+        src, local = listen_udp(self)
         invite, ids = siprec_invite("udp", local, DOMAIN, sdp_offer([("96", local + 2, 8), ("98", local + 4, 8)]), METADATA)
         src.send(invite, sip)
         ok = await src.next_final(timeout=10, call_id=ids["call_id"])
@@ -110,12 +102,11 @@ class RestartTests(TestCase):
 
         server.kill()
         self.assertEqual(srs.count("BYE"), 0)
-        src.skip_all()
         server.start()
 
         # The SRC: our BYE in its dialog; its own BYE crossing ours is
         # answered 200; then it answers ours.
-        bye_raw = await self.next_request(src, "BYE")
+        bye_raw = await src.take(lambda m: m.startswith(b"BYE "), 15)
         bye = parse(bye_raw)
         ok_response = parse(ok)
         assert isinstance(bye, Request) and isinstance(ok_response, Response)
@@ -123,10 +114,7 @@ class RestartTests(TestCase):
         self.assertEqual(bye.from_tag, ok_response.to_tag)
         self.assertEqual(bye.to_tag, ids["from_tag"])
         src.send(in_dialog("BYE", "udp", local, ok, ids, 102, DOMAIN), sip)
-        while True:
-            data = await src.next_message(10)
-            if data.startswith(b"SIP/2.0") and parse(data).cseq.method == "BYE":
-                break
+        data = await src.take(lambda m: m.startswith(b"SIP/2.0") and parse(m).cseq.method == "BYE", 10)
         self.assertEqual(status_of(data), 200, data)
         src.send(answer(bye_raw), sip)
 
@@ -141,10 +129,7 @@ class RestartTests(TestCase):
         # The application: both events, reason restart, in sequence. An
         # event the killed run sent but had not marked delivered comes
         # again (at-least-once, same eventId): receivers de-duplicate.
-        for _ in range(400):
-            if "SESSIONCOMPLETED" in app.event_names():
-                break
-            await sleep(0.05)
+        await wait_until(lambda: "SESSIONCOMPLETED" in app.event_names(), 20, interval=0.05)
         events = list({e["eventId"]: e for e in app.events}.values())
         self.assertEqual(
             [e["event"] for e in events], ["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"]

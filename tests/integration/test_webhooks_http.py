@@ -15,13 +15,11 @@ import subprocess
 import sys
 import tempfile
 import textwrap
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from treq.client import HTTPClient
 from twisted.internet import reactor
-from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 from twisted.web.client import Agent, HTTPConnectionPool
 from twisted.web.resource import Resource
@@ -30,6 +28,7 @@ from twisted.web.server import Request, Site
 from aiconnect import events
 from aiconnect.config import TenantConfig
 from aiconnect.webhooks import EventDeliverer, EventOutbox
+from tests.fakes import wait_until
 from tests.webhooks.helpers import SECRET, independent_signature_ok
 
 ROOT = Path(__file__).parent.parent.parent
@@ -97,13 +96,6 @@ class WebhooksHttpTests(TestCase):
         self.addCleanup(deliverer.stop)
         return outbox, deliverer
 
-    async def wait_for(self, predicate: Callable[[], bool], timeout: float = 8.0) -> None:
-        deadline = reactor.seconds() + timeout
-        while not predicate():
-            if reactor.seconds() > deadline:
-                self.fail("condition not reached within %g s" % (timeout,))
-            await deferLater(reactor, 0.02, lambda: None)
-
     def check_signed(self) -> None:
         for headers, body in self.app.received:
             self.assertTrue(independent_signature_ok(SECRET, headers, body))
@@ -129,15 +121,15 @@ class WebhooksHttpTests(TestCase):
             outbox.emit(DOMAIN, "s1", events.session_completed(
                 "s1", tenant=DOMAIN, reason=events.COMPLETED_INBOUND_BYE, duration=1.0, now=1700000000.0)),
         ]
-        await self.wait_for(lambda: deliverer.stats["retried"] >= 4)
+        await wait_until(lambda: deliverer.stats["retried"] >= 4, 8.0)
         self.assertEqual(self.app.received, [])
         self.listen(port)
-        await self.wait_for(lambda: len(self.app.received) >= 4)
+        await wait_until(lambda: len(self.app.received) >= 4, 8.0)
         s1 = [b for b in self.app.bodies() if b["sessionId"] == "s1"]
         self.assertEqual([b["eventId"] for b in s1], [ids[0], ids[2], ids[3]])
         self.assertEqual([b["sequence"] for b in s1], [1, 2, 3])
         self.check_signed()
-        await self.wait_for(lambda: outbox.counts()["delivered"] == 4)
+        await wait_until(lambda: outbox.counts()["delivered"] == 4, 8.0)
         self.assertEqual(deliverer.stats["dead"], 0)
 
     async def test_kill_9_durability(self) -> None:
@@ -183,11 +175,11 @@ class WebhooksHttpTests(TestCase):
         port = self.listen()
         outbox, deliverer = self.deliverer(port)
         deliverer.start()
-        await self.wait_for(lambda: len(self.app.received) >= 3)
+        await wait_until(lambda: len(self.app.received) >= 3, 8.0)
         self.assertEqual([b["eventId"] for b in self.app.bodies()], ids)
         self.assertEqual(
             [b["event"] for b in self.app.bodies()],
             ["SESSIONSTARTED", "SIPRECFORWARDFAILED", "SESSIONCOMPLETED"],
         )
         self.check_signed()
-        await self.wait_for(lambda: outbox.counts() == {"pending": 0, "delivered": 3, "dead": 0})
+        await wait_until(lambda: outbox.counts() == {"pending": 0, "delivered": 3, "dead": 0}, 8.0)
