@@ -51,9 +51,9 @@ from aiconnect import config as config_mod
 from aiconnect.sip.message import Response, parse
 from aiconnect.sip.sdp import SessionDescription, parse_sdp
 from aiconnect.tap import build_service
-from tests.fakes import UdpPeer, listen_udp, wait_until
+from tests.fakes import listen_udp, wait_until
 from tests.integration.helpers import Certificates, free_port, write_config
-from tests.integration.siprec_peer import DATA, AppServer, in_dialog, sdp_offer, siprec_invite
+from tests.integration.siprec_peer import DATA, AppServer, in_dialog, siprec_invite
 
 DOMAIN = "customer.example.com"
 TOKEN = "t0ken"
@@ -256,10 +256,6 @@ class Src:
         """
         return self.peer.take(predicate, timeout)
 
-    #: The names L{tests.integration.test_hardening_media} still uses.
-    all = matching
-    wait = take
-
     async def invite(
         self,
         offer: bytes,
@@ -390,13 +386,6 @@ class ScenarioCase(TestCase):
         """
         return Src(self)
 
-    def rtp_socket(self) -> tuple[UdpPeer, int]:
-        """
-        An RTP peer (L{listen_udp}); the name
-        L{tests.integration.test_hardening_media} still uses.
-        """
-        return listen_udp(self)
-
     async def session_for(self, call_id: str) -> str:
         """
         The session id the application was given in newCall for C{call_id}.
@@ -435,13 +424,6 @@ class ScenarioCase(TestCase):
         body = await resp.content()
         self.assertEqual(resp.code, 200, body)
         return list(json.loads(body)["sessions"])
-
-    async def poll(self, check: Callable[[], Any], timeout: float = 5.0) -> None:
-        """
-        L{wait_until} C{check()} (possibly async) is true; the name
-        L{tests.integration.test_hardening_media} still uses.
-        """
-        await wait_until(check, timeout, interval=0.05)
 
     def events_of(self, session_id: str) -> list[dict[str, Any]]:
         """

@@ -35,9 +35,8 @@ from tests.integration.scenario import (
     ack_of_failure,
     final,
     response,
-    sdp_offer,
 )
-from tests.integration.siprec_peer import in_dialog, siprec_invite
+from tests.integration.siprec_peer import in_dialog, sdp_offer, siprec_invite
 from tests.integration.test_forward import ORDER, UDP_TRUNK, ForwardTestBase
 
 #: A two-stream offer; the SRC never sends RTP in these tests.

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.integration.test_hardening_media -*-
 """
 Media protection limits end to end (SPEC s12): the real service, a raw UDP
-SIPRec SRC (the helpers of L{tests.integration.test_inbound_scenarios}),
+SIPRec SRC (the helpers of L{tests.integration.scenario}),
 real RTP sockets on 127.0.0.1.
 
   - C{[limits] max_streams_per_call} (default 4): an INVITE offering more
@@ -34,10 +34,10 @@ from twisted.internet import protocol as protocol_mod
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from aiconnect.siprec import srs as srs_mod
-from tests.fakes import rtp_packet, wait_until
+from tests.fakes import listen_udp, rtp_packet, wait_until
 from tests.integration.helpers import Certificates, write_config
 from tests.integration.siprec_peer import sdp_offer
-from tests.integration.test_inbound_scenarios import (
+from tests.integration.scenario import (
     ScenarioCase,
     Src,
     _free_ports,
@@ -176,8 +176,8 @@ class PerStreamTimeoutTests(ScenarioCase):
         """
         self.start(rtp="media_timeout = 1.0\n")
         src = self.src()
-        rtp_a, pa = self.rtp_socket()
-        rtp_b, pb = self.rtp_socket()
+        rtp_a, pa = listen_udp(self)
+        rtp_b, pb = listen_udp(self)
         offer = sdp_offer([("96", pa, 8), ("98", pb, 8)])
         ok, session_id = await src.call(offer)
         port_a, port_b = [m.port for m in answer_of(ok).media]
@@ -192,12 +192,12 @@ class PerStreamTimeoutTests(ScenarioCase):
         self.addCleanup(lambda: sender.running and sender.stop())
         relay = self.service.relay
 
-        await self.poll(lambda: relay.pool.in_use() == [port_a], timeout=5)
+        await wait_until(lambda: relay.pool.in_use() == [port_a], 5, interval=0.05)
         streams = (await self.session(session_id))["media"]["streams"]
         self.assertEqual([s["timed_out"] for s in streams], [False, True])
         self.assertEqual(relay.stats()["streams_timed_out"], 1)
         self.assertEqual((await self.session(session_id))["state"], "active")
-        self.assertEqual(src.all(request("BYE")), [])
+        self.assertEqual(src.matching(request("BYE")), [])
 
         again = offer.replace(b"2890844526 2890844526", b"2890844526 2890844527")
         resp = await src.in_dialog("INVITE", again, "application/sdp")
@@ -212,9 +212,9 @@ class PerStreamTimeoutTests(ScenarioCase):
         async def b_counted() -> bool:
             return (await self.session(session_id))["media"]["streams"][1]["packets_in"] == 3
 
-        await self.poll(b_counted)
+        await wait_until(b_counted, interval=0.05)
         sender.stop()
-        bye = await src.wait(request("BYE"), timeout=5)
+        bye = await src.take(request("BYE"), timeout=5)
         src.answer(bye)
         events = await self.events_for(session_id, 2)
         self.assertEqual(events[1]["reason"], "mediaTimeout")

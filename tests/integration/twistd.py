@@ -18,7 +18,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import Any
 
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase

@@ -31,7 +31,7 @@ from aiconnect.media.rtp import (
     parse_rtcp,
 )
 from aiconnect.media.srtp import SrtpContext, SrtpParams
-from tests.fakes import FRAME, UdpSocket, rtp_packet
+from tests.fakes import UdpSocket, rtp_packet
 
 SRC = ("127.0.0.1", 40000)
 SRC2 = ("127.0.0.1", 40002)

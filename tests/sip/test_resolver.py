@@ -12,7 +12,6 @@ from typing import Any
 
 import dns.exception
 import dns.resolver
-from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect.sip.peer import Peer
