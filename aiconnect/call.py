@@ -311,11 +311,11 @@ class ForwardOrdered(Input):
     """
     The application ordered a forward (newCall answer or REST).
 
-    @ivar forward_id: the id to give it (L{new_forward_id} when empty).
+    @ivar forward_id: the id to give it (L{new_forward_id}).
     """
 
     order: Any
-    forward_id: str = ""
+    forward_id: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -327,10 +327,10 @@ class ForwardRejected(Input):
     is active.
     """
 
+    forward_id: str
     reason: str
     order: Any = None
     raw: Any = None
-    forward_id: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -718,7 +718,7 @@ class Call:
             if refusal.reason == REFUSED_LIMIT:
                 self.counters["forwards_refused_limit"] = self.counters.get("forwards_refused_limit", 0) + 1
             raise refusal
-        info = ForwardInfo(fact.forward_id or new_forward_id(), fact.order)
+        info = ForwardInfo(fact.forward_id, fact.order)
         self.forwards[info.forward_id] = info
         if self.state is CallState.ACTIVE:
             return self._launch(info, fact.now)
@@ -732,7 +732,7 @@ class Call:
     def _rejected(self, fact: ForwardRejected) -> list[Action]:
         # Reported once the session is active (_acked launches it), never
         # outside SESSIONSTARTED ... SESSIONCOMPLETED.
-        info = ForwardInfo(fact.forward_id or new_forward_id(), fact.order, error=fact.reason, raw=fact.raw)
+        info = ForwardInfo(fact.forward_id, fact.order, error=fact.reason, raw=fact.raw)
         self.forwards[info.forward_id] = info
         if self.state is CallState.ACTIVE:
             return self._launch(info, fact.now)

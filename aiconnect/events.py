@@ -32,7 +32,6 @@ This module imports nothing but the standard library and L{aiconnect.text}.
 from __future__ import annotations
 
 import os
-import re
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from dataclasses import dataclass
@@ -402,7 +401,7 @@ class SessionCompleted(Event):
 # -- builders: one event object as JSON, for tools and tests -----------------
 
 
-def _builder(event_class: type[Event]) -> Callable[..., dict[str, Any]]:
+def _builder(event_class: type[Event], name: str) -> Callable[..., dict[str, Any]]:
     """
     A function building C{event_class} as JSON from keyword fields (the
     dataclass's), for tools and tests: the Call emits the dataclasses.
@@ -414,16 +413,13 @@ def _builder(event_class: type[Event]) -> Callable[..., dict[str, Any]]:
                 fields[name] = tuple(fields[name])
         return event_class(session_id=session_id, now=now, **fields).to_json(event_id)
 
-    build.__name__ = build.__qualname__ = re.sub(r"(?<!^)([A-Z])", r"_\1", event_class.__name__).lower()
-    build.__doc__ = "L{%s} as JSON: C{%s(session_id, *, now, event_id=None, **fields)}." % (
-        event_class.__name__,
-        build.__name__,
-    )
+    build.__name__ = build.__qualname__ = name
+    build.__doc__ = "L{%s} as JSON: C{%s(session_id, *, now, event_id=None, **fields)}." % (event_class.__name__, name)
     return build
 
 
-session_started = _builder(SessionStarted)
-siprec_forward_started = _builder(SiprecForwardStarted)
-siprec_forward_failed = _builder(SiprecForwardFailed)
-siprec_forward_stopped = _builder(SiprecForwardStopped)
-session_completed = _builder(SessionCompleted)
+session_started = _builder(SessionStarted, "session_started")
+siprec_forward_started = _builder(SiprecForwardStarted, "siprec_forward_started")
+siprec_forward_failed = _builder(SiprecForwardFailed, "siprec_forward_failed")
+siprec_forward_stopped = _builder(SiprecForwardStopped, "siprec_forward_stopped")
+session_completed = _builder(SessionCompleted, "session_completed")

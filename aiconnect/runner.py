@@ -40,6 +40,7 @@ from aiconnect.call import (
     StopForward,
     StopOrdered,
     UpdateForward,
+    new_forward_id,
 )
 from aiconnect.legs import EventSink, ForwardLeg, InboundLeg, LegFactory, MediaSession, SessionJournal
 
@@ -192,10 +193,8 @@ class CallRunner:
         @return: the forward id.
         @raise OrderRefused: the Call refused it (ending, or over a limit).
         """
-        fact = ForwardOrdered(now=self.now(), order=order)
-        before = set(self.call.forwards)
-        self.feed(fact)
-        (forward_id,) = set(self.call.forwards) - before
+        forward_id = new_forward_id()
+        self.feed(ForwardOrdered(now=self.now(), order=order, forward_id=forward_id))
         return forward_id
 
     def reject_order(self, reason: str, order: Any = None, raw: Any = None) -> str:
@@ -205,9 +204,8 @@ class CallRunner:
 
         @return: the forward id given to it.
         """
-        before = set(self.call.forwards)
-        self.feed(ForwardRejected(now=self.now(), reason=reason, order=order, raw=raw))
-        (forward_id,) = set(self.call.forwards) - before
+        forward_id = new_forward_id()
+        self.feed(ForwardRejected(now=self.now(), forward_id=forward_id, reason=reason, order=order, raw=raw))
         return forward_id
 
     def stop_forwards(self, forward_id: str | None, stopped_by: str) -> list[str]:

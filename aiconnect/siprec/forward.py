@@ -23,6 +23,7 @@ from twisted.python.failure import Failure
 
 from aiconnect import events
 from aiconnect.call import ForwardAnswered, ForwardBye, ForwardClosed, ForwardFailed, ForwardLost, ForwardStopped, Input
+from aiconnect.errors import RemoteSipError
 from aiconnect.media.ports import PortsExhausted, add_up_to
 from aiconnect.media.srtp import SrtpParams
 from aiconnect.sip import sdp as sdp_mod
@@ -391,7 +392,7 @@ class ForwardLeg:
             return
         try:
             agreed = parse_session_expires(value)
-        except Exception:
+        except RemoteSipError:
             return  # a malformed answer: no session timer, as before
         if agreed.refresher in (None, "uac"):
             # RFC 4028 s7.2: we (the UAC) refresh at half the interval.

@@ -44,7 +44,7 @@ from aiconnect.ratelimit import Admission, InviteRateLimiter, Unconfirmed, Uncon
 from aiconnect.text import decode_wire
 from aiconnect.runner import CallRunner
 from aiconnect.sip import sdp as sdp_mod
-from aiconnect.sip.session_timer import MIN_SE, SessionTimer, format_session_expires, negotiate_uas
+from aiconnect.sip.session_timer import MIN_SE, SessionTimer, TimerAction, format_session_expires, negotiate_uas
 from aiconnect.sip.message import Request, make_response
 from aiconnect.sip.uri import SipUri, host_for_socket, is_ip_address
 from aiconnect.sip.ua import InviteSession, ServerInvite
@@ -423,7 +423,7 @@ class InboundSession:
         timer = self.timer
         if timer is None:
             return
-        if not timer.we_refresh:
+        if timer.action is TimerAction.EXPIRE:
             self.log.warn("session timer expired session_id={session_id}", session_id=self.call.session_id)
             self._feed(SessionTimerExpired(now=self.srs.reactor.seconds()))
             return
