@@ -26,6 +26,9 @@ __all__ = [
     "InboundLeg",
     "LegFactory",
     "MediaSession",
+    "OutputFactory",
+    "OutputLeg",
+    "OutputObserver",
     "SessionJournal",
     "StreamInfo",
 ]
@@ -140,6 +143,90 @@ class LegFactory(Protocol):
         """
 
 
+class OutputObserver(Protocol):
+    """
+    What a stream or recording output reports to (the runner: each call
+    becomes a fact for the Call).  Called on the reactor thread, at most
+    once each in this order: started or failed; stopped; uploaded (a
+    recording with an C{uploadUrl}).
+    """
+
+    def output_started(self, output_id: str, detail: Mapping[str, Any]) -> None:
+        """
+        The output runs: a stream's WebSocket handshake is done, a
+        recording's file is open.
+
+        @param detail: event fields: C{{"url": ...}} for a stream (without
+            query string or credentials), C{{"file": ...}} for a recording.
+        """
+
+    def output_failed(self, output_id: str, reason: str) -> None:
+        """
+        It could not start (C{STREAMFAILED}: C{HTTP 403}, C{TLS: ...},
+        C{connect: ...}, C{timeout}) or, for a recording, it failed while
+        running (C{RECORDINGFAILED}: C{disk full} ...): it holds nothing
+        any more.
+        """
+
+    def output_stopped(self, output_id: str, stopped_by: str, detail: Mapping[str, Any]) -> None:
+        """
+        It stopped after L{OutputLeg.stop}, or on its own after it started
+        (a stream whose reconnection gave up: C{stopped_by="error"}).
+
+        @param detail: event fields: C{{"stats": {...}}} for a stream; for
+            a recording C{file}, C{duration}, C{bytes}, C{sha256},
+            C{channels}, C{encoding}, C{pauses}.
+        """
+
+    def output_uploaded(self, output_id: str, url: str, status: int | str) -> None:
+        """
+        A recording's upload ended: C{url} without its query string, the
+        HTTP status of the last attempt (or a reason string).
+        """
+
+
+class OutputLeg(Protocol):
+    """
+    One stream (L{aiconnect.outputs.stream}) or recording
+    (L{aiconnect.outputs.recording}) of a session.
+    """
+
+    def start(self) -> None:
+        """
+        Connect / open the file, attach to the session's PCM tap; report
+        C{output_started} or C{output_failed} (possibly at once).
+        """
+
+    def stop(self, stopped_by: str) -> None:
+        """
+        Detach, finish (stop message and close 1000 / final header and
+        sha256) and report C{output_stopped}, possibly later.  Idempotent.
+        """
+
+    def set_paused(self, paused: bool) -> None:
+        """
+        SPEC s10: while paused, silence instead of the session's audio
+        (a recording lists the interval in C{pauses}).
+        """
+
+    def stats(self) -> dict[str, Any]:
+        """
+        Counters for the REST API (frames, bytes, dropped ...).
+        """
+
+
+class OutputFactory(Protocol):
+    """
+    Makes the L{OutputLeg} of an order.
+    """
+
+    def __call__(self, runner: Any, kind: str, output_id: str, order: Any) -> OutputLeg:
+        """
+        A new, unstarted output of C{kind} (C{"stream"} or C{"recording"})
+        reporting to C{runner} (an L{OutputObserver}).
+        """
+
+
 class MediaSession(Protocol):
     """
     The relay's session of a call (L{aiconnect.media.relay.MediaSession}).
@@ -153,6 +240,17 @@ class MediaSession(Protocol):
     def close(self) -> None:
         """
         Release every port.
+        """
+
+    def attach_pcm(self, sink: Any) -> None:
+        """
+        Start giving C{sink} (an L{aiconnect.media.pcm.PcmSink}) one frame
+        per 20 ms of wall-clock time, from the next tick on.
+        """
+
+    def detach_pcm(self, sink: Any) -> None:
+        """
+        Stop giving C{sink} frames (no error if it was not attached).
         """
 
 

@@ -50,11 +50,14 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiconnect.siprec.metadata_forward",
             "aiconnect.siprec.body",
             "aiconnect.ratelimit",
+            # Tracks and sample formats of the PCM outputs.
+            "aiconnect.outputs",
+            "aiconnect.outputs.audio",
         ),
     ),
     (
         "domain",
-        ("aiconnect.events", "aiconnect.legs", "aiconnect.call", "aiconnect.views"),
+        ("aiconnect.events", "aiconnect.legs", "aiconnect.call", "aiconnect.call_outputs", "aiconnect.views"),
     ),
     (
         "adapters",
@@ -71,6 +74,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiconnect.webhooks.*",
             # Carries out the Call's actions on the legs (aiconnect.legs).
             "aiconnect.runner",
+            # The WAV file writer.
+            "aiconnect.outputs.wav",
         ),
     ),
     # The configuration file's shape: it sits above the adapters because it
@@ -89,6 +94,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiconnect.api",
             "aiconnect.api.*",
             "aiconnect.tlsutil",
+            # Streams (WebSocket), recordings, uploads, their orders.
+            "aiconnect.outputs.*",
         ),
     ),
     ("composition root", ("aiconnect.tap", "aiconnect.logsetup", "aiconnect.relayreactor")),
@@ -97,7 +104,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
 #: The layers whose modules are pure (no Twisted, sockets or clock), and
 #: pure modules of higher layers.
 PURE_LAYERS = ("base", "pure cores", "domain")
-PURE_MODULES = ("aiconnect.siprec.orders",)
+PURE_MODULES = ("aiconnect.siprec.orders", "aiconnect.outputs.orders")
 
 #: Import roots a pure module must not import at run time (imports under
 #: C{if TYPE_CHECKING:} are types only and allowed).

@@ -19,7 +19,7 @@ from aiconnect.config.records import Config, normalize_domain
 from aiconnect.errors import ConfigError
 
 #: The top-level keys: the sections of the file.
-TOP_KEYS = ("sip", "tls", "rtp", "api", "dns", "events", "log", "limits", "tenant")
+TOP_KEYS = ("sip", "tls", "rtp", "api", "dns", "events", "log", "limits", "streams", "recording", "tenant")
 
 def load(path: str | os.PathLike[str]) -> Config:
     """
@@ -111,5 +111,7 @@ def _build(document: Mapping[str, Any]) -> Config:
         events=sections.read_events(top.table("events", sections.EVENTS_KEYS)),
         log=sections.read_log(top.table("log", sections.LOG_KEYS)),
         limits=sections.read_limits(top.table("limits", sections.LIMITS_KEYS)),
+        streams=sections.read_streams(top.table("streams", sections.STREAMS_KEYS)),
+        recording=sections.read_recording(top.table("recording", sections.RECORDING_KEYS)),
         tenants=tuple(tenants),
     )

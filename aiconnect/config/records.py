@@ -169,6 +169,44 @@ class LogConfig:
     level: str = "info"
 
 
+@dataclass(frozen=True, slots=True)
+class StreamsConfig:
+    """
+    WebSocket audio streams, C{[streams]} (SPEC s8).
+
+    @ivar max_buffer: Seconds of audio held for a consumer that does not
+        keep up (or while reconnecting); older frames beyond it are dropped
+        and counted.
+    @ivar reconnect_for: Seconds a dropped connection is retried (back-off
+        from 0.5 s, doubling, at most 4 s) before the stream stops with
+        C{stoppedBy: error}.
+    @ivar connect_timeout: Seconds the TCP connect, the TLS handshake and
+        the WebSocket handshake together may take (C{STREAMFAILED} reason
+        C{timeout}).
+    """
+
+    max_buffer: float = 2.0
+    reconnect_for: float = 10.0
+    connect_timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingConfig:
+    """
+    WAV recordings, C{[recording]} (SPEC s9).
+
+    @ivar directory: Absolute path under which recordings are written as
+        C{{tenant}/{YYYY-MM-DD}/{recordingId}.wav} (created when missing).
+    @ivar keep_after_upload: Whether the local file stays after a
+        successful C{uploadUrl} PUT.
+    @ivar upload_timeout: Seconds one PUT attempt may take.
+    """
+
+    directory: str = "var/recordings"
+    keep_after_upload: bool = True
+    upload_timeout: float = 60.0
+
+
 #: The connection limits' defaults are the SIP transport's.
 _CONNECTIONS = ConnectionLimits()
 
@@ -370,6 +408,8 @@ class Config:
     @ivar events: C{[events]}.
     @ivar log: C{[log]}.
     @ivar limits: C{[limits]}.
+    @ivar streams: C{[streams]}.
+    @ivar recording: C{[recording]}.
     @ivar tenants: The C{[[tenant]]} entries, in file order.
     """
 
@@ -381,6 +421,8 @@ class Config:
     events: EventsConfig = field(default_factory=EventsConfig)
     log: LogConfig = field(default_factory=LogConfig)
     limits: LimitsConfig = field(default_factory=LimitsConfig)
+    streams: StreamsConfig = field(default_factory=StreamsConfig)
+    recording: RecordingConfig = field(default_factory=RecordingConfig)
     tenants: tuple[TenantConfig, ...] = ()
 
     def max_sessions_for(self, tenant: TenantConfig) -> int:

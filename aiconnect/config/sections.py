@@ -24,6 +24,8 @@ from aiconnect.config.records import (
     EventsConfig,
     IPNetwork,
     LimitsConfig,
+    RecordingConfig,
+    StreamsConfig,
     LogConfig,
     RtpConfig,
     SipConfig,
@@ -70,6 +72,8 @@ API_KEYS = ("host", "port")
 DNS_KEYS = ("nameservers", "port")
 EVENTS_KEYS = ("database", "retry_for", "retry_initial", "retry_max")
 LOG_KEYS = ("format", "level")
+STREAMS_KEYS = ("max_buffer", "reconnect_for", "connect_timeout")
+RECORDING_KEYS = ("directory", "keep_after_upload", "upload_timeout")
 LIMITS_KEYS = (
     "max_streams_per_call",
     "max_forwards_per_call",
@@ -252,6 +256,38 @@ def read_log(table: Table) -> LogConfig:
     return LogConfig(
         format=table.choice("format", LOG_FORMATS, d.format),
         level=table.choice("level", LOG_LEVELS, d.level),
+    )
+
+
+def read_streams(table: Table) -> StreamsConfig:
+    """
+    @return: C{[streams]}.
+    """
+    d = StreamsConfig()
+    max_buffer = table.number("max_buffer", d.max_buffer)
+    if max_buffer > 60:
+        raise ConfigError(table.key("max_buffer"), "must be at most 60 seconds")
+    return StreamsConfig(
+        max_buffer=max_buffer,
+        reconnect_for=table.number("reconnect_for", d.reconnect_for, allow_zero=True),
+        connect_timeout=table.number("connect_timeout", d.connect_timeout),
+    )
+
+
+def read_recording(table: Table) -> RecordingConfig:
+    """
+    @return: C{[recording]}.
+    """
+    d = RecordingConfig()
+    directory = table.string("directory", d.directory)
+    if not directory:
+        raise ConfigError(table.key("directory"), "must not be empty")
+    if "\x00" in directory:
+        raise ConfigError(table.key("directory"), "path contains a NUL character")
+    return RecordingConfig(
+        directory=os.path.abspath(directory),
+        keep_after_upload=table.boolean("keep_after_upload", d.keep_after_upload),
+        upload_timeout=table.number("upload_timeout", d.upload_timeout),
     )
 
 

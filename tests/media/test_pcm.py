@@ -1,0 +1,4 @@
+# -*- test-case-name: tests.media.test_pcm -*-
+"""
+Tests for L{aiconnect.media.pcm}.
+"""

@@ -1,0 +1,4 @@
+# -*- test-case-name: tests.outputs.test_orders -*-
+"""
+Tests for L{aiconnect.outputs.orders}.
+"""
