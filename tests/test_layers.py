@@ -53,6 +53,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             # Tracks and sample formats of the PCM outputs.
             "aiconnect.outputs",
             "aiconnect.outputs.audio",
+            "aiconnect.outputs.context",
         ),
     ),
     (
