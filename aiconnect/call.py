@@ -30,9 +30,11 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from aiconnect import call_outputs as outputs
 from aiconnect import events
 from aiconnect.errors import AiconnectError
 from aiconnect.legs import StreamInfo
+from aiconnect.machine import Action, Emit, Input, Row
 
 __all__ = [
     "CALL_TABLE",
@@ -194,6 +196,7 @@ class ForwardInfo:
     stopped_by: str | None = None
     error: str | None = None
     raw: Any = None
+    paused: bool = False
 
     @property
     def holds_slot(self) -> bool:
@@ -219,17 +222,6 @@ class ForwardInfo:
 
 
 # -- inputs: facts, each with the moment it happened ---------------------------
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Input:
-    """
-    A fact reported to the Call.
-
-    @ivar now: when it happened (Unix seconds); events it causes carry it.
-    """
-
-    now: float
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -422,20 +414,15 @@ class ForwardClosed(ForwardInput):
 
 
 @dataclass(frozen=True, slots=True)
-class Action:
-    """
-    Something the adapter carries out for the Call.
-    """
-
-
-@dataclass(frozen=True, slots=True)
 class StartForward(Action):
     """
-    Create the forward's leg and send its INVITE (SPEC s4).
+    Create the forward's leg and send its INVITE (SPEC s4), with
+    C{a=inactive} streams when the session is paused (SPEC s10).
     """
 
     forward_id: str
     order: Any
+    paused: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -471,15 +458,6 @@ class CloseMedia(Action):
     """
     Close the relay session and report L{MediaClosed} with its counters.
     """
-
-
-@dataclass(frozen=True, slots=True)
-class Emit(Action):
-    """
-    Put an event in the sink (and the journal, for the events it tracks).
-    """
-
-    event: events.Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -543,6 +521,10 @@ class Call:
         self.x_headers: list[tuple[str, str]] = []
         self.new_call_error: str | None = None
         self.forwards: dict[str, ForwardInfo] = {}
+        #: Streams and recordings (L{aiconnect.call_outputs}), by id.
+        self.outputs: dict[str, outputs.OutputInfo] = {}
+        #: The whole session is paused (SPEC s10): new outputs start paused.
+        self.paused = False
         self.final_stats: dict[str, Any] | None = None
         #: CloseMedia was asked for (once), MediaClosed is awaited.
         self.media_closing = False
@@ -568,6 +550,14 @@ class Call:
             if row is None:
                 return self._absorb(info.state, fact)
             return row.handler(self, info, fact) + self._maybe_complete()
+        if isinstance(fact, outputs.OutputInput):
+            output = self.outputs.get(fact.output_id)
+            if output is None:
+                raise KeyError(fact.output_id)
+            row = outputs.OUTPUT_TABLE.get((output.state, type(fact)))
+            if row is None:
+                return self._absorb(output.state, fact)
+            return row.handler(self, output, fact) + self._maybe_complete()
         row = CALL_TABLE.get((self.state, type(fact)))
         if row is None:
             return self._absorb(self.state, fact)
@@ -587,21 +577,30 @@ class Call:
 
     # -- queries ---------------------------------------------------------------
 
+    @property
+    def is_active(self) -> bool:
+        """
+        Whether the session is answered and ACKed (outputs start now).
+        """
+        return self.state is CallState.ACTIVE
+
     def live_outputs(self) -> dict[str, int]:
         """
         The outputs of this session that are ordered and not yet stopped or
         failed, by kind: the one count behind C{max_forwards_per_call} and
-        C{max_outputs_per_call} (SPEC s12). Streams and recordings add
-        their kinds here.
+        C{max_outputs_per_call} (SPEC s12).
         """
-        return {"forward": sum(1 for info in self.forwards.values() if info.holds_slot)}
+        live = {"forward": sum(1 for info in self.forwards.values() if info.holds_slot)}
+        for kind in outputs.KINDS:
+            live[kind] = sum(1 for info in self.outputs.values() if info.kind == kind and info.holds_slot)
+        return live
 
     def order_refusal(self, kind: str) -> OrderRefused | None:
         """
         Whether a new output of C{kind} may be ordered now: the one place
         deciding it, for the REST API and the newCall answer alike.
 
-        @param kind: C{"forward"} (later C{"stream"}, C{"recording"}).
+        @param kind: C{"forward"}, C{"stream"} or C{"recording"}.
         @return: L{None} when allowed, else the L{OrderRefused} to report.
         """
         if self.state in (CallState.TERMINATING, CallState.ENDED):
@@ -639,6 +638,9 @@ class Call:
         for info in list(self.forwards.values()):
             if info.state is ForwardState.PENDING:
                 actions += self._launch(info, fact.now)
+        for output in list(self.outputs.values()):
+            if output.state is outputs.OutputState.PENDING:
+                actions += outputs.launch(self, output, fact.now)
         return actions
 
     def _inbound_ended(self, fact: InboundEnded) -> list[Action]:
@@ -678,12 +680,15 @@ class Call:
         for info in list(self.forwards.values()):
             if info.state in LIVE_FORWARD_STATES:
                 actions += self._stop(info, stopped_by, now)
+        actions += outputs.stop_all(self, stopped_by)
         return actions + self._maybe_complete()
 
     def _maybe_complete(self) -> list[Action]:
         if self.state is not CallState.TERMINATING or self.media_closing:
             return []
         if any(info.state in _BUSY_FORWARD_STATES for info in self.forwards.values()):
+            return []
+        if any(output.state in outputs.BUSY_OUTPUT_STATES for output in self.outputs.values()):
             return []
         self.media_closing = True
         return [CloseMedia()]
@@ -741,7 +746,8 @@ class Call:
     def _launch(self, info: ForwardInfo, now: float) -> list[Action]:
         if info.error is None:
             info.state = ForwardState.TRYING
-            return [StartForward(info.forward_id, info.order)]
+            info.paused = self.paused
+            return [StartForward(info.forward_id, info.order, info.paused)]
         raw = info.raw if isinstance(info.raw, dict) else {}
         uri = raw.get("uri") if isinstance(raw.get("uri"), str) else ""
         ref = raw.get("sipRecForwardReferenceId") if isinstance(raw.get("sipRecForwardReferenceId"), dict) else None
@@ -838,18 +844,6 @@ class Call:
         return []
 
 
-@dataclass(frozen=True, slots=True)
-class Row:
-    """
-    One transition: what the handler does, the usual next state, and the
-    reference it implements.
-    """
-
-    handler: Any
-    next_state: enum.Enum | None
-    ref: str
-
-
 _N, _A, _T, _E = CallState.NEGOTIATING, CallState.ACTIVE, CallState.TERMINATING, CallState.ENDED
 _LIVE_CALL = (_N, _A)
 
@@ -876,6 +870,17 @@ CALL_TABLE: dict[tuple[CallState, type[Input]], Row] = {
     **{(s, ForwardOrdered): Row(Call._refused_when_ending, None, "SPEC s6: 409, the session is ending or ended") for s in (_T, _E)},
     **{(s, ForwardRejected): Row(Call._rejected, None, "SPEC s3, s12: SIPRECFORWARDFAILED once the session is active") for s in _LIVE_CALL},
     **{(s, StopOrdered): Row(Call._stop_ordered, None, "SPEC s6 stopsiprecforward: CANCEL or BYE (SPEC s4)") for s in CallState},
+    **{(s, outputs.OutputOrdered): Row(outputs.ordered, None, "SPEC s8, s9, s12: ordered; starts once ACTIVE; 409 over a limit") for s in _LIVE_CALL},
+    **{(s, outputs.OutputOrdered): Row(outputs.ordered, None, "SPEC s6: 409, the session is ending or ended") for s in (_T, _E)},
+    **{(s, outputs.OutputRejected): Row(outputs.rejected, None, "SPEC s8, s9, s12: STREAMFAILED / RECORDINGFAILED once active") for s in _LIVE_CALL},
+    **{(s, outputs.OutputStopOrdered): Row(outputs.stop_ordered, None, "SPEC s8 stopstream / s9 stoprecording") for s in CallState},
+    **{(s, outputs.PauseOrdered): Row(outputs.pause, None, "SPEC s10: no audio leaves while paused, SESSIONPAUSED") for s in _LIVE_CALL},
+    **{(s, outputs.ResumeOrdered): Row(outputs.resume, None, "SPEC s10: audio again, SESSIONRESUMED") for s in _LIVE_CALL},
+    **{
+        (s, fact): Row(outputs.refuse_pause, None, "SPEC s6, s10: 409, the session is ending or ended")
+        for s in (_T, _E)
+        for fact in (outputs.PauseOrdered, outputs.ResumeOrdered)
+    },
     (_T, MediaClosed): Row(Call._media_closed, _E, "SPEC s2: SESSIONCOMPLETED is the last event"),
     (_T, DrainExpired): Row(Call._drain_expired, None, "SPEC s7: drain_timeout is up, unanswered BYEs count as answered"),
 }

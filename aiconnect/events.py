@@ -43,6 +43,27 @@ __all__ = [
     "EVENT_NAMES",
     "SESSIONCOMPLETED",
     "SESSIONSTARTED",
+    "RECORDINGFAILED",
+    "RECORDINGSTARTED",
+    "RECORDINGSTOPPED",
+    "RECORDINGUPLOADED",
+    "SESSIONPAUSED",
+    "SESSIONRESUMED",
+    "STREAMFAILED",
+    "STREAMSTARTED",
+    "STREAMSTOPPED",
+    "PauseEvent",
+    "RecordingEvent",
+    "RecordingFailed",
+    "RecordingStarted",
+    "RecordingStopped",
+    "RecordingUploaded",
+    "SessionPaused",
+    "SessionResumed",
+    "StreamEvent",
+    "StreamFailed",
+    "StreamStarted",
+    "StreamStopped",
     "SIPRECFORWARDFAILED",
     "SIPRECFORWARDSTARTED",
     "SIPRECFORWARDSTOPPED",
@@ -68,6 +89,15 @@ SIPRECFORWARDSTARTED = "SIPRECFORWARDSTARTED"
 SIPRECFORWARDFAILED = "SIPRECFORWARDFAILED"
 SIPRECFORWARDSTOPPED = "SIPRECFORWARDSTOPPED"
 SESSIONCOMPLETED = "SESSIONCOMPLETED"
+STREAMSTARTED = "STREAMSTARTED"
+STREAMFAILED = "STREAMFAILED"
+STREAMSTOPPED = "STREAMSTOPPED"
+RECORDINGSTARTED = "RECORDINGSTARTED"
+RECORDINGSTOPPED = "RECORDINGSTOPPED"
+RECORDINGFAILED = "RECORDINGFAILED"
+RECORDINGUPLOADED = "RECORDINGUPLOADED"
+SESSIONPAUSED = "SESSIONPAUSED"
+SESSIONRESUMED = "SESSIONRESUMED"
 
 EVENT_NAMES = (
     SESSIONSTARTED,
@@ -75,6 +105,15 @@ EVENT_NAMES = (
     SIPRECFORWARDFAILED,
     SIPRECFORWARDSTOPPED,
     SESSIONCOMPLETED,
+    STREAMSTARTED,
+    STREAMFAILED,
+    STREAMSTOPPED,
+    RECORDINGSTARTED,
+    RECORDINGSTOPPED,
+    RECORDINGFAILED,
+    RECORDINGUPLOADED,
+    SESSIONPAUSED,
+    SESSIONRESUMED,
 )
 
 # Who stopped a forward: SIPRECFORWARDSTOPPED.stoppedBy (SPEC section 2).
@@ -398,6 +437,189 @@ class SessionCompleted(Event):
         }
 
 
+# -- streams, recordings, pause (SPEC s8-s10) ----------------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamEvent(Event):
+    """
+    The fields every stream event shares.
+
+    @ivar stream_id: the stream's id.
+    @ivar url: the WebSocket URL without its query string or credentials.
+    @ivar reference_id: C{streamReferenceId}, echoed unchanged (see
+        L{reportable_reference}).
+    """
+
+    stream_id: str
+    url: str
+    reference_id: Any = None
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "streamId": self.stream_id,
+            "url": self.url,
+            **self.more(),
+            "streamReferenceId": reportable_reference(self.reference_id),
+        }
+
+    def more(self) -> dict[str, Any]:
+        """
+        The fields of this event beyond the shared ones.
+        """
+        return {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamStarted(StreamEvent):
+    """
+    C{STREAMSTARTED}: the WebSocket handshake is done, audio flows.
+    """
+
+    NAME: ClassVar[str] = STREAMSTARTED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamFailed(StreamEvent):
+    """
+    C{STREAMFAILED}: the stream could not start.
+
+    @ivar reason: C{HTTP 403}, C{TLS: ...}, C{connect: ...}, C{timeout},
+        C{limit}, C{invalid order: ...}.
+    """
+
+    NAME: ClassVar[str] = STREAMFAILED
+
+    reason: str = ""
+
+    def more(self) -> dict[str, Any]:
+        return {"reason": self.reason}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StreamStopped(StreamEvent):
+    """
+    C{STREAMSTOPPED}: a started stream ended.
+
+    @ivar stopped_by: C{api}, C{inboundBye}, C{error}, C{shutdown}.
+    @ivar stats: frames, bytes, dropped, reconnects.
+    """
+
+    NAME: ClassVar[str] = STREAMSTOPPED
+
+    stopped_by: str = STOPPED_BY_ERROR
+    stats: Mapping[str, Any] | None = None
+
+    def more(self) -> dict[str, Any]:
+        return {"stoppedBy": self.stopped_by, "stats": dict(self.stats or {})}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingEvent(Event):
+    """
+    The fields every recording event shares.
+
+    @ivar recording_id: the recording's id.
+    @ivar details: the event's own fields (JSON keys), in order.
+    @ivar reference_id: C{recordingReferenceId}, echoed unchanged.
+    """
+
+    recording_id: str
+    details: Mapping[str, Any] | None = None
+    reference_id: Any = None
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "recordingId": self.recording_id,
+            **dict(self.details or {}),
+            "recordingReferenceId": reportable_reference(self.reference_id),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingStarted(RecordingEvent):
+    """
+    C{RECORDINGSTARTED}: the file is open (C{file}, C{tracks}, C{encoding}).
+    """
+
+    NAME: ClassVar[str] = RECORDINGSTARTED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingStopped(RecordingEvent):
+    """
+    C{RECORDINGSTOPPED}: the file is complete (C{stoppedBy}, C{file},
+    C{duration}, C{bytes}, C{sha256}, C{channels}, C{encoding}, C{pauses}).
+    """
+
+    NAME: ClassVar[str] = RECORDINGSTOPPED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingFailed(RecordingEvent):
+    """
+    C{RECORDINGFAILED}: the recording could not start or stopped writing
+    (C{reason}: C{disk full} ...); the call and its other outputs go on.
+    """
+
+    NAME: ClassVar[str] = RECORDINGFAILED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordingUploaded(RecordingEvent):
+    """
+    C{RECORDINGUPLOADED}: the upload ended (C{url} without its query
+    string, C{status}: the last HTTP status, or a reason).  It may come
+    after C{SESSIONCOMPLETED}: uploads start when the recording ends.
+    """
+
+    NAME: ClassVar[str] = RECORDINGUPLOADED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PauseEvent(Event):
+    """
+    C{SESSIONPAUSED} / C{SESSIONRESUMED} (SPEC s10): which outputs.
+
+    @ivar forward_ids: the forwards paused (resumed).
+    @ivar stream_ids: the streams.
+    @ivar recording_ids: the recordings.
+    @ivar session: whether the whole session is paused (new outputs start
+        paused) after this.
+    """
+
+    forward_ids: tuple[str, ...] = ()
+    stream_ids: tuple[str, ...] = ()
+    recording_ids: tuple[str, ...] = ()
+    session: bool = False
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "forwardIds": list(self.forward_ids),
+            "streamIds": list(self.stream_ids),
+            "recordingIds": list(self.recording_ids),
+            "sessionPaused": self.session,
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionPaused(PauseEvent):
+    """
+    C{SESSIONPAUSED}.
+    """
+
+    NAME: ClassVar[str] = SESSIONPAUSED
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SessionResumed(PauseEvent):
+    """
+    C{SESSIONRESUMED}.
+    """
+
+    NAME: ClassVar[str] = SESSIONRESUMED
+
+
 # -- builders: one event object as JSON, for tools and tests -----------------
 
 
@@ -408,7 +630,7 @@ def _builder(event_class: type[Event], name: str) -> Callable[..., dict[str, Any
     """
 
     def build(session_id: str, *, now: float, event_id: str | None = None, **fields: Any) -> dict[str, Any]:
-        for name in ("streams", "targets_tried"):
+        for name in ("streams", "targets_tried", "forward_ids", "stream_ids", "recording_ids"):
             if name in fields:
                 fields[name] = tuple(fields[name])
         return event_class(session_id=session_id, now=now, **fields).to_json(event_id)

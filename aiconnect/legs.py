@@ -126,6 +126,13 @@ class ForwardLeg(Protocol):
         The forward's media counters, or L{None}.
         """
 
+    def set_paused(self, paused: bool) -> None:
+        """
+        SPEC s10: hold (C{True}) or release the forward's RTP, and re-INVITE
+        the SRS with C{a=inactive} / C{a=sendonly} streams (before the
+        answer: the INVITE offers them so).
+        """
+
     def dialog(self) -> Any:
         """
         The forward's confirmed dialog (an C{InviteSession}), or L{None}.

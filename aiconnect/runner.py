@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from twisted.logger import Logger
 
+from aiconnect import call_outputs as outputs
 from aiconnect import events
 from aiconnect.call import (
     LIVE_FORWARD_STATES,
@@ -42,7 +43,16 @@ from aiconnect.call import (
     UpdateForward,
     new_forward_id,
 )
-from aiconnect.legs import EventSink, ForwardLeg, InboundLeg, LegFactory, MediaSession, SessionJournal
+from aiconnect.legs import (
+    EventSink,
+    ForwardLeg,
+    InboundLeg,
+    LegFactory,
+    MediaSession,
+    OutputFactory,
+    OutputLeg,
+    SessionJournal,
+)
 
 __all__ = ["CallRunner"]
 
@@ -78,6 +88,7 @@ class CallRunner:
     @ivar inbound: the SRC's dialog, once answered.
     @ivar media: the relay session, or L{None}.
     @ivar legs: forward id -> L{ForwardLeg}.
+    @ivar output_legs: stream / recording id -> L{OutputLeg}.
     @ivar finishers: told once, in order, when the session ended.
     """
 
@@ -91,6 +102,7 @@ class CallRunner:
         media: MediaSession | None = None,
         leg_factory: LegFactory | None = None,
         journal: SessionJournal | None = None,
+        output_factory: OutputFactory | None = None,
     ) -> None:
         self.call = call
         self.clock = clock
@@ -100,6 +112,8 @@ class CallRunner:
         self.journal = journal
         self.inbound: InboundLeg | None = None
         self.legs: dict[str, ForwardLeg] = {}
+        self.output_factory = output_factory
+        self.output_legs: dict[str, OutputLeg] = {}
         self.finishers: list[Finisher] = []
 
     # -- what the registry and the API read -------------------------------------
@@ -223,6 +237,118 @@ class CallRunner:
         self.feed(StopOrdered(now=self.now(), forward_id=forward_id, stopped_by=stopped_by))
         return live
 
+    def order_output(self, kind: str, order: Any) -> str:
+        """
+        The application ordered a stream or recording (REST or newCall).
+
+        @param kind: C{"stream"} or C{"recording"}.
+        @return: its id.
+        @raise OrderRefused: the Call refused it (ending, or over a limit).
+        """
+        output_id = outputs.new_output_id(kind, self.now())
+        self.feed(outputs.OutputOrdered(now=self.now(), kind=kind, output_id=output_id, order=order))
+        return output_id
+
+    def reject_output(self, kind: str, reason: str, order: Any = None, raw: Any = None) -> str:
+        """
+        A newCall stream or recording order that will not start: its FAILED
+        event once the session is active.
+
+        @return: the id given to it.
+        """
+        output_id = outputs.new_output_id(kind, self.now())
+        self.feed(outputs.OutputRejected(now=self.now(), kind=kind, output_id=output_id, reason=reason, order=order, raw=raw))
+        return output_id
+
+    def stop_outputs(self, kind: str, output_id: str | None, stopped_by: str) -> list[str]:
+        """
+        Stop one stream or recording, or all of a kind (REST).
+
+        @return: the ids being stopped (idempotent: stopped ones are not
+            listed).
+        @raise KeyError: for an id this session has no output of C{kind}
+            for.
+        """
+        mine = {k: v for k, v in self.call.outputs.items() if v.kind == kind}
+        if output_id is not None and output_id not in mine:
+            raise KeyError(output_id)
+        targets = [output_id] if output_id is not None else list(mine)
+        live = [o for o in targets if mine[o].holds_slot]
+        self.feed(outputs.OutputStopOrdered(now=self.now(), kind=kind, output_id=output_id, stopped_by=stopped_by))
+        return live
+
+    def pause(self, targets: dict[str, list[str]] | None) -> dict[str, list[str]]:
+        """
+        SPEC s10: pause the session (C{targets} L{None}) or the outputs
+        named (kind -> ids, kinds C{forward}, C{stream}, C{recording}).
+
+        @return: kind -> the ids that were paused by this call.
+        @raise KeyError: C{(kind, id)} for an id the session does not have.
+        @raise OrderRefused: the session is ending or ended.
+        """
+        return self._pause_or_resume(outputs.PauseOrdered, targets)
+
+    def resume(self, targets: dict[str, list[str]] | None) -> dict[str, list[str]]:
+        """
+        SPEC s10: resume; see L{pause}.
+
+        @return: kind -> the ids that were resumed by this call.
+        """
+        return self._pause_or_resume(outputs.ResumeOrdered, targets)
+
+    def _pause_or_resume(self, fact: type[Input], targets: dict[str, list[str]] | None) -> dict[str, list[str]]:
+        def flags() -> dict[tuple[str, str], bool]:
+            found = {("forward", k): v.paused for k, v in self.call.forwards.items()}
+            found.update({(v.kind, k): v.paused for k, v in self.call.outputs.items()})
+            return found
+
+        before = flags()
+        frozen = None if targets is None else {k: tuple(v) for k, v in targets.items()}
+        self.feed(fact(now=self.now(), targets=frozen))
+        changed: dict[str, list[str]] = {kind: [] for kind in outputs.PAUSE_KINDS}
+        for (kind, output_id), paused in flags().items():
+            if before.get((kind, output_id)) is not None and before[(kind, output_id)] != paused:
+                changed[kind].append(output_id)
+        return changed
+
+    def output_stats(self, output_id: str) -> dict[str, Any] | None:
+        """
+        A stream's or recording's counters, or L{None} without a leg.
+        """
+        leg = self.output_legs.get(output_id)
+        if leg is None:
+            return None
+        try:
+            return leg.stats()
+        except Exception:
+            return None
+
+    # -- what output legs report (aiconnect.legs.OutputObserver) ---------------------
+
+    def output_started(self, output_id: str, detail: Any) -> None:
+        """
+        See L{aiconnect.legs.OutputObserver.output_started}.
+        """
+        self.report(outputs.OutputStarted, output_id=output_id, detail=dict(detail))
+
+    def output_failed(self, output_id: str, reason: str) -> None:
+        """
+        See L{aiconnect.legs.OutputObserver.output_failed}.
+        """
+        self.report(outputs.OutputFailed, output_id=output_id, reason=reason)
+
+    def output_stopped(self, output_id: str, stopped_by: str, detail: Any) -> None:
+        """
+        See L{aiconnect.legs.OutputObserver.output_stopped}.
+        """
+        self.report(outputs.OutputStopped, output_id=output_id, stopped_by=stopped_by, detail=dict(detail))
+
+    def output_uploaded(self, output_id: str, url: str, status: Any) -> None:
+        """
+        See L{aiconnect.legs.OutputObserver.output_uploaded}.
+        """
+        self.report(outputs.OutputUploaded, output_id=output_id, url=url, status=status)
+
     # -- output ----------------------------------------------------------------------
 
     def perform(self, actions: list[Action]) -> None:
@@ -244,6 +370,12 @@ class CallRunner:
                 self._close_media()
             elif isinstance(action, Finished):
                 self._finished()
+            elif isinstance(action, outputs.StartOutput):
+                self._start_output(action)
+            elif isinstance(action, outputs.StopOutput):
+                self._stop_output(action)
+            elif isinstance(action, outputs.PauseOutput):
+                self._pause_output(action)
             else:  # pragma: no cover - a new action without a branch here
                 raise TypeError("unknown action %r" % (action,))
 
@@ -282,10 +414,46 @@ class CallRunner:
         try:
             leg = self.leg_factory(self, action.forward_id, action.order)
             self.legs[action.forward_id] = leg
+            if action.paused:
+                leg.set_paused(True)
             leg.start()
         except Exception as e:
             self.log.failure("forward start failed session_id={session_id}", session_id=self.call.session_id)
             self.feed(ForwardFailed(now=self.now(), forward_id=action.forward_id, reason="internal error: %s" % (type(e).__name__,)))
+
+    def _start_output(self, action: outputs.StartOutput) -> None:
+        if self.output_factory is None:
+            self.feed(outputs.OutputFailed(now=self.now(), output_id=action.output_id, reason="not implemented"))
+            return
+        try:
+            leg = self.output_factory(self, action.kind, action.output_id, action.order)
+            self.output_legs[action.output_id] = leg
+            if action.paused:
+                leg.set_paused(True)
+            leg.start()
+        except Exception as e:
+            self.log.failure("{kind} start failed session_id={session_id}", kind=action.kind, session_id=self.call.session_id)
+            self.feed(outputs.OutputFailed(now=self.now(), output_id=action.output_id, reason="internal error: %s" % (type(e).__name__,)))
+
+    def _stop_output(self, action: outputs.StopOutput) -> None:
+        leg = self.output_legs.get(action.output_id)
+        if leg is None:
+            self.feed(outputs.OutputStopped(now=self.now(), output_id=action.output_id, stopped_by=action.stopped_by))
+            return
+        try:
+            leg.stop(action.stopped_by)
+        except Exception:
+            self.log.failure("{kind} stop failed session_id={session_id}", kind=action.kind, session_id=self.call.session_id)
+            self.feed(outputs.OutputStopped(now=self.now(), output_id=action.output_id, stopped_by=action.stopped_by))
+
+    def _pause_output(self, action: outputs.PauseOutput) -> None:
+        leg: Any = self.legs.get(action.output_id) if action.kind == outputs.FORWARD else self.output_legs.get(action.output_id)
+        if leg is None:
+            return
+        try:
+            leg.set_paused(action.paused)
+        except Exception:
+            self.log.failure("pause failed {kind} {output_id}", kind=action.kind, output_id=action.output_id)
 
     def _stop_forward(self, action: StopForward) -> None:
         leg = self.legs.get(action.forward_id)

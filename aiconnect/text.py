@@ -33,8 +33,9 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
-__all__ = ["REPLACEMENT", "clean_json", "decode_wire", "json_problem", "replace_surrogates"]
+__all__ = ["REPLACEMENT", "clean_json", "decode_wire", "json_problem", "public_url", "replace_surrogates"]
 
 #: U+FFFD REPLACEMENT CHARACTER.
 REPLACEMENT = "\ufffd"
@@ -145,3 +146,24 @@ def json_problem(value: Any, *, max_depth: int | None = None, max_bytes: int | N
         if size > max_bytes:
             return "", "larger than %d bytes as JSON" % (max_bytes,)
     return None
+
+
+def public_url(url: str) -> str:
+    """
+    A URL as it may be logged or reported: without credentials, query
+    string or fragment (pre-signed upload URLs and stream URLs carry tokens
+    there).
+
+    @param url: any URL.
+    @return: C{scheme://host[:port]/path}; C{""} for text that is not a URL.
+    """
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = parts.port
+    except ValueError:
+        return ""
+    if ":" in host:
+        host = "[%s]" % (host,)
+    netloc = host if port is None else "%s:%d" % (host, port)
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))

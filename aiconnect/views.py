@@ -16,6 +16,7 @@ from aiconnect.text import clean_json
 
 __all__ = [
     "describe_forward",
+    "describe_output",
     "describe_participants",
     "describe_session",
     "describe_stream",
@@ -57,6 +58,37 @@ def describe_forward(info: Any, stats: dict[str, Any] | None = None) -> dict[str
     }
     if info.order is not None:
         out.update(info.order.describe())
+    if stats is not None:
+        out["stats"] = stats
+    return out
+
+
+def describe_output(info: Any, stats: dict[str, Any] | None = None) -> dict[str, Any]:
+    """
+    One stream or recording (an L{aiconnect.call_outputs.OutputInfo}) as
+    JSON for the REST API.
+
+    @param stats: the leg's counters, when it has a leg.
+    """
+    key = "streamId" if info.kind == "stream" else "recordingId"
+    out: dict[str, Any] = {key: info.output_id, "state": info.state.value, "paused": info.paused}
+    order = info.order
+    if info.kind == "stream":
+        out["url"] = info.url
+        if order is not None:
+            out.update(tracks=order.tracks, format=order.format, sampleRate=order.sample_rate, protocol=order.protocol)
+    else:
+        out["file"] = info.detail.get("file")
+        if order is not None:
+            out.update(tracks=order.tracks, encoding=order.encoding)
+        if info.result:
+            out["result"] = dict(info.result)
+        if info.upload is not None:
+            out["upload"] = dict(info.upload)
+    if info.error is not None or info.reason is not None:
+        out["reason"] = info.reason or info.error
+    if info.stopped_by is not None:
+        out["stoppedBy"] = info.stopped_by
     if stats is not None:
         out["stats"] = stats
     return out
@@ -109,6 +141,13 @@ def describe_session(session: Any) -> dict[str, Any]:
         "participants": describe_participants(call.metadata),
         "metadataError": call.metadata_error,
         "forwards": [describe_forward(f, session.forward_stats(f.forward_id)) for f in call.forwards.values()],
+        "streamOutputs": [
+            describe_output(o, session.output_stats(o.output_id)) for o in call.outputs.values() if o.kind == "stream"
+        ],
+        "recordings": [
+            describe_output(o, session.output_stats(o.output_id)) for o in call.outputs.values() if o.kind == "recording"
+        ],
+        "paused": call.paused,
         "media": session.media_stats(),
     }
 
@@ -125,6 +164,7 @@ def summarize_session(session: Any) -> dict[str, Any]:
         "created": events.format_timestamp(call.created),
         "streams": len(call.streams),
         "forwards": len(call.forwards),
+        "outputs": len(call.outputs),
     }
 
 

@@ -582,9 +582,13 @@ class FakeLeg:
         self.stopped_by: str | None = None
         self.updates: list[tuple[bool, bool]] = []
         self.session: Any = None
+        self.paused: list[bool] = []
 
     def start(self) -> None:
         self.started = True
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused.append(paused)
 
     def stop(self, stopped_by: str) -> None:
         self.stopped_by = stopped_by
@@ -623,6 +627,56 @@ class RecordingLegFactory:
         return [leg.forward_id for leg in self.legs if leg.started]
 
 
+class FakeOutputLeg:
+    """
+    An L{aiconnect.legs.OutputLeg} that records what it is asked.  It stays
+    starting until the test reports for it (C{runner.output_started} ...);
+    asked to stop, it reports C{output_stopped} at once unless C{hold_stop}
+    (then the test reports it).
+    """
+
+    hold_stop = False
+
+    def __init__(self, runner: CallRunner, kind: str, output_id: str, order: Any) -> None:
+        self.runner = runner
+        self.kind = kind
+        self.output_id = output_id
+        self.order = order
+        self.started = False
+        self.stopped_by: str | None = None
+        self.paused: list[bool] = []
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self, stopped_by: str) -> None:
+        self.stopped_by = stopped_by
+        if not self.hold_stop:
+            self.runner.output_stopped(self.output_id, stopped_by, {"stats": {"frames": 0}})
+
+    def set_paused(self, paused: bool) -> None:
+        self.paused.append(paused)
+
+    def stats(self) -> dict[str, Any]:
+        return {"paused": bool(self.paused and self.paused[-1])}
+
+
+class RecordingOutputFactory:
+    """
+    An L{aiconnect.legs.OutputFactory} making L{FakeOutputLeg}s.
+
+    @ivar legs: the legs made, in order.
+    """
+
+    def __init__(self) -> None:
+        self.legs: list[FakeOutputLeg] = []
+
+    def __call__(self, runner: CallRunner, kind: str, output_id: str, order: Any) -> FakeOutputLeg:
+        leg = FakeOutputLeg(runner, kind, output_id, order)
+        self.legs.append(leg)
+        return leg
+
+
 def make_runner(
     tenant: Any = None,
     sink: Any = None,
@@ -636,6 +690,7 @@ def make_runner(
     to_header: str = "<sip:b@y>",
     source: str = "127.0.0.1",
     session_id: str | None = None,
+    output_factory: Any = None,
 ) -> CallRunner:
     """
     A L{CallRunner} around a new L{Call}, events into a L{ListSink} unless
@@ -653,7 +708,9 @@ def make_runner(
         limits=limits,
         counters=counters,
     )
-    runner = CallRunner(call, clock, sink if sink is not None else ListSink(), leg_factory=leg_factory)
+    runner = CallRunner(
+        call, clock, sink if sink is not None else ListSink(), leg_factory=leg_factory, output_factory=output_factory
+    )
     if acked:
         runner.report(InboundAnswered)
         runner.report(InboundAcked)

@@ -52,7 +52,7 @@ class CallLimitsTests(SynchronousTestCase):
         self.assertEqual(len(self.started), 2)
         self.assertEqual(len(call.call.forwards), 2)
         self.assertEqual(self.counters, {"forwards_refused_limit": 1})
-        self.assertEqual(call.call.live_outputs(), {"forward": 2})
+        self.assertEqual(call.call.live_outputs(), {"forward": 2, "stream": 0, "recording": 0})
 
     def test_output_limit(self) -> None:
         """
@@ -77,7 +77,7 @@ class CallLimitsTests(SynchronousTestCase):
         third = call.order_forward(FakeOrder())
         call.report(ForwardAnswered, forward_id=second, target="127.0.0.1:5070;transport=udp", codec="PCMU", srtp=False)
         call.stop_forwards(second, "api")
-        self.assertEqual(call.call.live_outputs(), {"forward": 1})
+        self.assertEqual(call.call.live_outputs(), {"forward": 1, "stream": 0, "recording": 0})
         call.report(ForwardAnswered, forward_id=third, target="127.0.0.1:5070;transport=udp", codec="PCMU", srtp=False)
         call.order_forward(FakeOrder())
         self.assertIsNotNone(call.call.order_refusal("forward"))
@@ -108,7 +108,7 @@ class CallLimitsTests(SynchronousTestCase):
             except OrderRefused as refusal:
                 call.reject_order(refusal.reason, order=order)
         call.reject_order("invalid order: uri: missing", raw={"uri": 5})
-        self.assertEqual(call.call.live_outputs(), {"forward": 2})
+        self.assertEqual(call.call.live_outputs(), {"forward": 2, "stream": 0, "recording": 0})
         self.assertEqual(self.sink.names(), [])
         call.report(InboundAcked)
         self.assertEqual(self.sink.names(), ["SESSIONSTARTED", "SIPRECFORWARDFAILED", "SIPRECFORWARDFAILED"])

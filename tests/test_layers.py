@@ -58,7 +58,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "domain",
-        ("aiconnect.events", "aiconnect.legs", "aiconnect.call", "aiconnect.call_outputs", "aiconnect.views"),
+        ("aiconnect.events", "aiconnect.legs", "aiconnect.machine", "aiconnect.call", "aiconnect.call_outputs", "aiconnect.views"),
     ),
     (
         "adapters",

@@ -114,6 +114,10 @@ class ForwardLeg:
         self._auth_tried = False
         self._timers: dict[str, Any] = {}
         self._session_timer: SessionTimer | None = None
+        #: SPEC s10: the session (or this forward) is paused.
+        self.paused = False
+        #: Whether the offer the SRS last got said so (a=inactive).
+        self.offered_paused = False
 
     # -- set-up ------------------------------------------------------------------
 
@@ -215,6 +219,7 @@ class ForwardLeg:
         streams = []
         old_keys = list(self.keys)
         self.keys = []
+        self.offered_paused = self.paused
         for i, (label, port) in enumerate(zip(self.labels, self.media.local_ports)):
             crypto: tuple[sdp_mod.Crypto, ...] = ()
             key = None
@@ -222,7 +227,8 @@ class ForwardLeg:
                 key = old_keys[i] if i < len(old_keys) and old_keys[i] is not None else SrtpParams.generate(SRTP_SUITE)
                 crypto = (sdp_mod.Crypto.from_key(1, SRTP_SUITE, key.key),)
             self.keys.append(key)
-            direction = "sendonly" if active is None or i >= len(active) or active[i] else "inactive"
+            sending = not self.paused and (active is None or i >= len(active) or active[i])
+            direction = "sendonly" if sending else "inactive"
             streams.append(sdp_mod.OfferStream(label, port, crypto, direction))
         if self.origin is None:
             self.origin = sdp_mod.Origin.new(self.address)
@@ -377,8 +383,13 @@ class ForwardLeg:
             self._fail("answer not usable: %s" % (e,))
             return
         assert self.peer is not None
+        if self.paused:
+            self.media.pause(self.fw.reactor.seconds())
         self._report(ForwardAnswered, target=_peer_text(self.peer), codec=self.order.codec, srtp=self.order.srtp)
         self._start_timers(session)
+        if self.paused != self.offered_paused:
+            # Paused or resumed while the INVITE was in flight.
+            self._reoffer()
 
     # -- keep-alive and session timer (SPEC s4, RFC 4028) -------------------------
 
@@ -602,10 +613,34 @@ class ForwardLeg:
 
     # -- inbound changes ------------------------------------------------------------
 
+    def set_paused(self, paused: bool) -> None:
+        """
+        SPEC s10: no RTP while paused, and the SRS re-INVITEd with
+        C{a=inactive} streams (C{a=sendonly} again on resume).  Before the
+        answer the offer says so (or a re-INVITE follows the answer).
+        """
+        if paused == self.paused:
+            return
+        self.paused = paused
+        if self.done or self.session is None or self.stopping is not None:
+            return
+        now = self.fw.reactor.seconds()
+        if paused:
+            self.media.pause(now)
+        else:
+            self.media.resume(now)
+        self._reoffer()
+
     def inbound_updated(self, media_changed: bool, metadata_changed: bool) -> defer.Deferred[Any] | None:
         """
         The inbound session got new metadata or media: re-INVITE the SRS
         with a new offer and the new metadata (SPEC s4).
+        """
+        return self._reoffer()
+
+    def _reoffer(self) -> defer.Deferred[Any] | None:
+        """
+        Re-INVITE the SRS with the current streams, metadata and pause.
         """
         if self.done or self.session is None or self.stopping is not None:
             return None

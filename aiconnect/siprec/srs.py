@@ -50,6 +50,7 @@ from aiconnect.sip.uri import SipUri, host_for_socket, is_ip_address
 from aiconnect.sip.ua import InviteSession, ServerInvite
 from aiconnect.siprec import metadata as md_mod
 from aiconnect.siprec.body import split_body
+from aiconnect.outputs.orders import orders_from_answer, parse_recording_order, parse_stream_order
 from aiconnect.siprec.orders import OrderError, forward_orders_from_answer, parse_forward_order
 
 #: Codecs we record.
@@ -592,6 +593,9 @@ class SrsService:
         self.new_call = new_call
         self.relay = relay
         self.forwarder = forwarder
+        #: Makes the legs of streams and recordings
+        #: (L{aiconnect.outputs.factory.OutputMaker}), or C{None}.
+        self.output_factory: Any = None
         #: The L{aiconnect.call.SessionJournal} given to each call (restart
         #: recovery), or C{None}.
         self.journal: Any = None
@@ -728,7 +732,14 @@ class SrsService:
             counters=self.stats,
         )
         call.x_headers = [(n, decode_wire(v)) for n, v in request.headers if n.lower().startswith("x-")]
-        runner = CallRunner(call, self.reactor, self.sink, leg_factory=self.forwarder, journal=self.journal)
+        runner = CallRunner(
+            call,
+            self.reactor,
+            self.sink,
+            leg_factory=self.forwarder,
+            journal=self.journal,
+            output_factory=self.output_factory,
+        )
         try:
             n_alloc = min(n_accept, limits.max_streams_per_call)
             media = self.relay.allocate_session(
@@ -802,13 +813,26 @@ class SrsService:
                     message=refusal.message,
                 )
                 runner.reject_order(refusal.reason, order=order)
-        for key in ("startStream", "startRecording"):
-            if answer.get(key) is not None:
-                self.log.warn(
-                    "{key} ordered for session_id={session_id}: not implemented yet",
-                    key=key,
-                    session_id=call.session_id,
-                )
+        for key, kind, parse in (
+            ("startStream", "stream", parse_stream_order),
+            ("startRecording", "recording", parse_recording_order),
+        ):
+            for field, raw in orders_from_answer(answer.get(key), key):
+                try:
+                    output_order = parse(raw, prefix=field)
+                except OrderError as e:
+                    runner.reject_output(kind, "invalid order: " + str(e), raw=raw)
+                    continue
+                try:
+                    runner.order_output(kind, output_order)
+                except OrderRefused as refusal:
+                    self.log.warn(
+                        "{kind} refused session_id={session_id}: {message}",
+                        kind=kind,
+                        session_id=call.session_id,
+                        message=refusal.message,
+                    )
+                    runner.reject_output(kind, refusal.reason, order=output_order)
 
     def _answer(self, invite: ServerInvite, inbound: InboundSession) -> None:
         call = inbound.call
