@@ -163,6 +163,13 @@ BAD_INPUTS: list[tuple[str, str, str]] = [
     ("non_siprec value", _tenant(extra='non_siprec = "drop"'), "tenant[0].non_siprec"),
     ("tenant max_sessions", _tenant(extra="max_sessions = -1"), "tenant[0].max_sessions"),
     ("zero streams", "[limits]\nmax_streams_per_call = 0\n", "limits.max_streams_per_call"),
+    ("stream buffer too long", "[streams]\nmax_buffer = 61\n", "streams.max_buffer"),
+    ("zero stream buffer", "[streams]\nmax_buffer = 0\n", "streams.max_buffer"),
+    ("negative reconnect", "[streams]\nreconnect_for = -1\n", "streams.reconnect_for"),
+    ("unknown streams key", "[streams]\nbuffer = 1\n", "streams.buffer"),
+    ("empty recording directory", '[recording]\ndirectory = ""\n', "recording.directory"),
+    ("keep not a boolean", '[recording]\nkeep_after_upload = "no"\n', "recording.keep_after_upload"),
+    ("zero upload timeout", "[recording]\nupload_timeout = 0\n", "recording.upload_timeout"),
     ("zero connections", "[limits]\nmax_connections = 0\n", "limits.max_connections"),
     ("zero handshake", "[limits]\ntls_handshake_timeout = 0\n", "limits.tls_handshake_timeout"),
     ("unknown limit", "[limits]\nmax_calls = 3\n", "limits.max_calls"),
@@ -376,6 +383,16 @@ retry_for = 60
 format = "json"
 level = "debug"
 
+[streams]
+max_buffer = 1.5
+reconnect_for = 0
+connect_timeout = 3
+
+[recording]
+directory = "rec"
+keep_after_upload = false
+upload_timeout = 5
+
 [limits]
 max_streams_per_call = 2
 max_forwards_per_call = 3
@@ -492,6 +509,16 @@ class LoadTests(SynchronousTestCase):
         )
         self.assertEqual(self.cfg.max_sessions_for(self.cfg.tenants[0]), 7)
         self.assertEqual(self.cfg.max_sessions_for(self.cfg.tenants[1]), 100)
+
+    def test_streams_and_recording(self) -> None:
+        """
+        C{[streams]} and C{[recording]} are read with their types; the
+        directory resolves against the working directory.
+        """
+        streams, recording = self.cfg.streams, self.cfg.recording
+        self.assertEqual((streams.max_buffer, streams.reconnect_for, streams.connect_timeout), (1.5, 0.0, 3.0))
+        self.assertEqual((recording.keep_after_upload, recording.upload_timeout), (False, 5.0))
+        self.assertEqual(recording.directory, os.path.abspath("rec"))
 
     def test_tenant(self) -> None:
         """
