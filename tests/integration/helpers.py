@@ -82,8 +82,9 @@ def write_config(
     """
     Write a loopback configuration using the given ports: the tenant's
     callback goes to C{app_port}, RTP uses the range C{rtp}, C{extra} is
-    appended inside the C{[[tenant]]} table (trunks may follow), and events
-    are retried quickly (0.2 s doubling to 0.5 s).
+    appended inside the C{[[tenant]]} table (trunks may follow), events
+    are retried quickly (0.2 s doubling to 0.5 s), recordings are written
+    under C{directory/recordings}, streams give up within seconds.
     """
     path = directory / "aiconnect.toml"
     path.write_text(
@@ -121,6 +122,13 @@ port = {api}
 database = "{directory / 'events.sqlite3'}"
 retry_initial = 0.2
 retry_max = 0.5
+
+[streams]
+connect_timeout = 3.0
+reconnect_for = 2.0
+
+[recording]
+directory = "{directory / 'recordings'}"
 
 [[tenant]]
 domain = "customer.example.com"

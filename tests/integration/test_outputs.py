@@ -10,7 +10,6 @@ RTP ranges: 25500-25999 (one class per 100 ports).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import struct
 import wave
@@ -22,7 +21,7 @@ import treq
 
 from aiconnect.media import g711
 from aiconnect.sip.sdp import parse_sdp
-from tests.fakes import pause, wait_until
+from tests.fakes import pause
 from tests.integration.siprec_peer import rtp_packet
 from tests.integration.test_forward import ORDER, UDP_TRUNK, ForwardTestBase
 
@@ -138,3 +137,80 @@ class PauseTests(OutputsTestBase):
         await self.events(
             ["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SESSIONPAUSED", "SESSIONRESUMED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"]
         )
+
+
+class KillTests(OutputsTestBase):
+    """
+    SPEC s9: a C{kill -9} mid-recording leaves a playable WAV missing at
+    most the last second.
+    """
+
+    timeout = 90
+
+    async def test_kill_9_leaves_a_playable_wav(self) -> None:
+        """
+        The server runs as twistd in a subprocess; the application orders a
+        mono PCMU-in L16 recording of the caller; the SRC sends 3 s of
+        tones; SIGKILL; the file opens with C{wave} and holds at least the
+        audio up to one second before the kill, sample for sample.
+        """
+        import tempfile
+
+        from tests.fakes import listen_udp
+        from tests.integration.helpers import Certificates, free_port, status_of, write_config
+        from tests.integration.siprec_peer import AppServer, in_dialog, sdp_offer, siprec_invite
+        from tests.integration.test_forward import METADATA
+        from tests.integration.twistd import start_twistd, wait_ready
+
+        directory = Path(tempfile.mkdtemp(prefix="aiconnect-kill-rec-"))
+        app = AppServer({"startRecording": {"tracks": "caller", "encoding": "L16"}})
+        app_port = app.listen()
+        self.addCleanup(app.port.stopListening)
+        sip, api = free_port(), free_port()
+        path = write_config(directory, Certificates(), sip, sip, 0, api, extra="callback_timeout = 3.0\n", app_port=app_port, rtp=(25900, 25999))
+        server = start_twistd(self, path)
+        await wait_ready(self, server, sip)
+        src, local = listen_udp(self)
+        rtp, rtp_port = listen_udp(self)
+        invite, ids = siprec_invite("udp", local, "customer.example.com", sdp_offer([("96", rtp_port, 0), ("98", rtp_port + 2, 8)]), METADATA)
+        src.send(invite, sip)
+        ok = await src.next_final(timeout=10, call_id=ids["call_id"])
+        self.assertEqual(status_of(ok), 200, ok)
+        src.send(in_dialog("ACK", "udp", local, ok, ids, 101, "customer.example.com"), sip)
+        await app.wait_for("events", 2, timeout=20)
+        self.assertEqual(app.event_names(), ["SESSIONSTARTED", "RECORDINGSTARTED"], server.output())
+        wav_path = Path(app.events[1]["file"])
+        ours = parse_sdp(_sdp_of(ok)).media[0].port
+        from twisted.internet import reactor
+
+        t0 = reactor.seconds()
+        for i in range(150):  # 3 s, paced on the clock like a real SRC
+            rtp.transport.write(rtp_packet(1000 + i, 160 * i, 0x1111, 0, CALLER_CODES[i % 50]), ("127.0.0.1", ours))
+            await pause(max(0.0, t0 + 0.02 * (i + 1) - reactor.seconds()))
+        await pause(0.1)
+        server.kill()
+        with wave.open(str(wav_path), "rb") as w:
+            self.assertEqual((w.getnchannels(), w.getsampwidth(), w.getframerate()), (1, 2, 8000))
+            frames = w.readframes(w.getnframes())
+        n = len(frames) // 2
+        self.assertGreaterEqual(n, 8000 * 2 - 160 * 10, "more than a second missing: %d samples" % n)
+        samples = array("h", frames)
+        if struct.pack("=h", 1) != struct.pack("<h", 1):
+            samples.byteswap()
+        # The recording starts on a frame boundary of the wall clock: find
+        # the first frame of the tone and compare every whole frame after it.
+        first = CALLER_CODES[0]
+        expected = [g711.ULAW_TO_LINEAR[c] for c in first]
+        start = next(i for i in range(0, n - 160) if list(samples[i : i + 160]) == expected)
+        whole = (n - start) // 160
+        self.assertGreater(whole, 50)
+        for k in range(whole):
+            got = list(samples[start + 160 * k : start + 160 * (k + 1)])
+            self.assertEqual(got, caller_samples(k), "frame %d" % k)
+
+
+def _sdp_of(raw: bytes) -> bytes:
+    """
+    The SDP of a 200 OK (bare SDP).
+    """
+    return raw.split(b"\r\n\r\n", 1)[1]
