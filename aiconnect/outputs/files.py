@@ -36,7 +36,7 @@ __all__ = [
     "recording_resource",
 ]
 
-_ID = re.compile(r"rec_(\d{4})(\d{2})(\d{2})_[0-9a-f]{16}")
+_ID = re.compile(r"rec_([0-9]{4})([0-9]{2})([0-9]{2})_[0-9a-f]{16}")
 # Lower-case host names and IP literals (IPv6 compressed, no brackets).
 _TENANT = re.compile(r"[a-z0-9][a-z0-9.:-]{0,252}")
 

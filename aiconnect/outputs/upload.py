@@ -24,6 +24,7 @@ import treq
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import FileBodyProducer
@@ -88,7 +89,7 @@ class _Upload:
             self._finish("cannot read file: %s" % (e.strerror,))
             return
         headers = {"Content-Type": "audio/wav"}
-        producer = FileBodyProducer(body)
+        producer = FileBodyProducer(body, cooperator=up.cooperator)
         d = defer.maybeDeferred(up.http.put, self._url, data=producer, headers=headers, allow_redirects=False)
         d.addCallback(self._drain)
         d.addTimeout(up.timeout, up.reactor)
@@ -176,6 +177,7 @@ class Uploader:
     @ivar reactor: For timers and timeouts.
     @ivar http: The treq-shaped client (C{put(url, data=, headers=,
         allow_redirects=)}).
+    @ivar cooperator: Reads the files being sent, on C{reactor}.
     """
 
     def __init__(
@@ -203,6 +205,8 @@ class Uploader:
         self.retry_max = retry_max
         self.retry_for = retry_for
         self.timeout = timeout
+        # Streams files in 64 KiB steps, one per turn of this reactor.
+        self.cooperator = Cooperator(scheduler=lambda step: reactor.callLater(0, step))
 
     def upload(self, path: str, url: str) -> Deferred[int | str]:
         """
