@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Callable
 from typing import Any, BinaryIO
 
 from twisted.internet.defer import Deferred
@@ -41,7 +42,7 @@ from aiconnect.outputs.audio import SILENCE, channel_count, encode, select
 from aiconnect.outputs.context import OutputContext
 from aiconnect.outputs.orders import RecordingOrder
 from aiconnect.outputs.upload import Uploader, public_url
-from aiconnect.outputs.wav import WavWriteError, WavWriter
+from aiconnect.outputs.wav import WavWriteError, WavWriter, create_file
 
 __all__ = ["HASH_CHUNK", "RecordingLeg", "hash_file"]
 
@@ -106,6 +107,7 @@ class RecordingLeg:
         config: RecordingConfig,
         uploader: Uploader | None,
         refresh: float = 0.5,
+        opener: Callable[[str], BinaryIO] = create_file,
     ) -> None:
         """
         @param reactor: For hashing and uploads.
@@ -117,6 +119,7 @@ class RecordingLeg:
         @param config: C{[recording]}.
         @param uploader: PUTs the file to C{order.upload_url}, if any.
         @param refresh: Seconds of audio between two header refreshes.
+        @param opener: Creates the file (tests inject failing disks).
         """
         self._reactor = reactor
         self._observer = observer
@@ -127,6 +130,7 @@ class RecordingLeg:
         self._config = config
         self._uploader = uploader
         self._refresh = refresh
+        self._opener = opener
         self._channels = channel_count(order.tracks)
         self._silence = encode([SILENCE] * self._channels, order.encoding)
         self.path = files.recording_path(config.directory, context.tenant, recording_id)
@@ -150,7 +154,7 @@ class RecordingLeg:
             self._observer.output_failed(self._id, "bad recording id or tenant")
             return
         try:
-            self._writer = WavWriter(self.path, self._channels, self._order.encoding, self._refresh)
+            self._writer = WavWriter(self.path, self._channels, self._order.encoding, self._refresh, self._opener)
         except WavWriteError as e:
             self._state = "failed"
             self.log.warn(

@@ -317,6 +317,7 @@ def full_disk_opener(room: int) -> Any:
     """
 
     def opener(path: str) -> BinaryIO:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         return io.BufferedWriter(_FullDisk(path, room))  # type: ignore[return-value]
 
     return opener
