@@ -238,17 +238,16 @@ class RecordingLeg:
                 data = encode(select(frame, self._context.parties, self._order.tracks), self._order.encoding)
             writer.write(data)
         except WavWriteError as e:
-            self._state = "failed"
-            self._media.detach_pcm(self)
-            self._failed(e.reason)
-            return
+            reason = e.reason
         except Exception:
             self.log.failure("Recording {recording_id}: bug while writing a frame", recording_id=self._id)
-            self._state = "failed"
-            self._media.detach_pcm(self)
-            self._failed("write error: internal error")
+            reason = "write error: internal error"
+        else:
+            self._frames += 1
             return
-        self._frames += 1
+        self._state = "failed"
+        self._media.detach_pcm(self)
+        self._failed(reason)
 
     # -- internals --
 

@@ -22,7 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from aiconnect.config.records import RecordingConfig
 from aiconnect.media.pcm import FRAME_SAMPLES, PcmFrame
 from aiconnect.outputs import files
-from aiconnect.outputs.audio import Parties, encode
+from aiconnect.outputs.audio import Parties
 from aiconnect.outputs.context import OutputContext
 from aiconnect.outputs.orders import RecordingOrder
 from aiconnect.outputs.recording import RecordingLeg, hash_file

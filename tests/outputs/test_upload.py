@@ -216,7 +216,7 @@ class RetryTests(SynchronousTestCase):
         """
         clock = Clock()
         bucket = _Bucket([(503, "3"), (503, "3600")], clock)
-        path, data = _file(100)
+        path, _ = _file(100)
         uploader = Uploader(clock, _StubClient(bucket), retry_initial=1.0, retry_max=4.0, retry_for=60.0)
         d = uploader.upload(path, "http://bucket.example.com/r.wav")
         clock.advance(0)
