@@ -41,7 +41,8 @@ from aiconnect.outputs import files
 from aiconnect.outputs.audio import SILENCE, channel_count, encode, select
 from aiconnect.outputs.context import OutputContext
 from aiconnect.outputs.orders import RecordingOrder
-from aiconnect.outputs.upload import Uploader, public_url
+from aiconnect.outputs.upload import Uploader
+from aiconnect.text import public_url
 from aiconnect.outputs.wav import WavWriteError, WavWriter, create_file
 
 __all__ = ["HASH_CHUNK", "RecordingLeg", "hash_file"]

@@ -29,35 +29,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import FileBodyProducer
 
-from aiconnect.webhooks.http import describe_failure, parse_retry_after
+from aiconnect.text import public_url
+from aiconnect.webhooks.http import backoff, describe_failure, parse_retry_after
 
-__all__ = ["Uploader", "backoff", "public_url"]
-
-
-def public_url(url: str) -> str:
-    """
-    C{url} without its query string, fragment and user credentials: what
-    events and logs may show.
-    """
-    try:
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        port = parts.port
-    except ValueError:
-        return "(invalid URL)"
-    if ":" in host:
-        host = "[%s]" % (host,)
-    netloc = host if port is None else "%s:%d" % (host, port)
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
-
-def backoff(attempts: int, initial: float, maximum: float) -> float:
-    """
-    The delay after failed attempt number C{attempts} (1, 2, ...):
-    C{initial} doubling each time, at most C{maximum}.
-    """
-    exponent = min(max(attempts - 1, 0), 60)
-    return min(maximum, initial * (2.0**exponent))
+__all__ = ["Uploader"]
 
 
 class _Upload:

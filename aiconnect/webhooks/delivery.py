@@ -36,7 +36,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from aiconnect.webhooks.http import Reply, WebhookTarget, describe_failure, parse_retry_after, post
+from aiconnect.webhooks.http import Reply, WebhookTarget, backoff, describe_failure, parse_retry_after, post
 from aiconnect.webhooks.outbox import EventOutbox, OutboxEvent
 from aiconnect.webhooks.signing import secret_digest, signed_headers
 
@@ -470,8 +470,7 @@ class EventDeliverer:
         self._failed(key, lane, self._reactor.seconds(), describe_failure(failure, self._request_timeout), None, None)
 
     def _backoff(self, attempts: int) -> float:
-        exponent = min(max(attempts - 1, 0), 60)
-        delay = min(self._backoff_max, self._backoff_base * (2.0**exponent))
+        delay = backoff(attempts, self._backoff_base, self._backoff_max)
         return delay * (1.0 - self._backoff_jitter * self._random())
 
     def _failed(

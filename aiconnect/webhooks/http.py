@@ -37,6 +37,7 @@ from twisted.web.client import (
 
 __all__ = [
     "Reply",
+    "backoff",
     "WebhookTarget",
     "describe_failure",
     "parse_retry_after",
@@ -282,3 +283,13 @@ def describe_failure(failure: Failure, timeout: float | None = None) -> str:
     if failure.check(ConnectError):
         return "connection failed: " + failure.getErrorMessage()
     return "%s: %s" % (failure.type.__name__, failure.getErrorMessage())
+
+
+def backoff(attempts: int, initial: float, maximum: float) -> float:
+    """
+    The delay after failed attempt number C{attempts} (1, 2, ...):
+    C{initial} doubling each time, at most C{maximum} (events and
+    recording uploads retry alike).
+    """
+    exponent = min(max(attempts - 1, 0), 60)
+    return min(maximum, initial * (2.0**exponent))

@@ -60,7 +60,7 @@ class EventsTests(SynchronousTestCase):
         An unknown event name or a field shadowing a common key is a
         programming error.
         """
-        self.assertRaises(ValueError, events.build_event, "SESSIONPAUSED", "s1", DOMAIN, now=1700000000.0)
+        self.assertRaises(ValueError, events.build_event, "SESSIONEXPLODED", "s1", DOMAIN, now=1700000000.0)
         self.assertRaises(ValueError, events.build_event, events.SESSIONSTARTED, "s1", DOMAIN, {"eventId": "x"}, now=1700000000.0)
 
     def test_reference_echoed_unchanged(self) -> None:
