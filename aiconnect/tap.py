@@ -360,6 +360,20 @@ def build_service(
     resolver = Resolver(reactor, nameservers=cfg.dns.nameservers, port=cfg.dns.port)
     forwarder = Forwarder(reactor, sip.ua, resolver, cfg)
     srs.forwarder = forwarder
+    from aiconnect import tlsutil
+    from aiconnect.outputs.factory import OutputMaker
+    from aiconnect.outputs.upload import Uploader
+
+    uploader = Uploader(
+        reactor,
+        http_client,
+        retry_initial=cfg.events.retry_initial,
+        retry_max=cfg.events.retry_max,
+        retry_for=cfg.events.retry_for,
+        timeout=cfg.recording.upload_timeout,
+    )
+    outputs = OutputMaker(reactor, cfg, lambda host: tlsutil.client_context_factory(host, cfg.tls), uploader)
+    srs.output_factory = outputs
     from aiconnect.recovery import DialogJournal, DialogStore, SessionRecovery
 
     # The dialogs of live sessions, in the outbox's database: a restarted
@@ -378,6 +392,7 @@ def build_service(
         "sip_ua": lambda: sip.ua.stats,
         "srs": lambda: srs.stats,
         "forward": lambda: forwarder.stats,
+        "outputs": lambda: outputs.stats,
         "sessions": registry.counts,
         "rtp": relay.stats,
         "events": lambda: {"outbox": outbox.stats, "delivery": deliverer.stats},

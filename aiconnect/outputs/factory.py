@@ -94,6 +94,9 @@ class OutputMaker:
         self.config = config
         self.tls_creator = tls_creator
         self.uploader = uploader
+        #: Legs made, by kind (published on C{/metrics} as
+        #: C{aiconnect_outputs_streams} / C{_recordings}).
+        self.stats: dict[str, int] = {"streams": 0, "recordings": 0}
 
     def __call__(self, runner: Any, kind: str, output_id: str, order: Any) -> OutputLeg:
         """
@@ -106,12 +109,14 @@ class OutputMaker:
         if kind == "stream":
             from aiconnect.outputs.stream import StreamLeg
 
+            self.stats["streams"] += 1
             return StreamLeg(
                 self.reactor, runner, output_id, order, context, media, self.config.streams, self.tls_creator
             )
         if kind == "recording":
             from aiconnect.outputs.recording import RecordingLeg
 
+            self.stats["recordings"] += 1
             return RecordingLeg(
                 self.reactor, runner, output_id, order, context, media, self.config.recording, self.uploader
             )
