@@ -169,6 +169,77 @@ UNREPORTABLE_ORDER_FIELDS: list[tuple[str, dict[str, Any], str]] = [
 ]
 
 
+STREAM_URL = "wss://ai.example.com/audio?lang=sv"
+
+#: Invalid startStream fields: (why, fields, the field the error names).
+BAD_STREAM_FIELDS: list[tuple[str, dict[str, Any], str]] = [
+    ("url missing", {}, "url"),
+    ("url not a string", {"url": 5}, "url"),
+    ("url empty", {"url": ""}, "url"),
+    ("url http", {"url": "https://ai.example.com/audio"}, "url"),
+    ("url without host", {"url": "wss:///audio"}, "url"),
+    ("url bad host", {"url": "wss://ai_example!/audio"}, "url"),
+    ("url bad port", {"url": "wss://ai.example.com:99999/audio"}, "url"),
+    ("url port 0", {"url": "wss://ai.example.com:0/audio"}, "url"),
+    ("url credentials", {"url": "wss://user:pw@ai.example.com/audio"}, "url"),
+    ("url fragment", {"url": "wss://ai.example.com/audio#x"}, "url"),
+    ("url white space", {"url": "wss://ai.example.com/a b"}, "url"),
+    ("url control", {"url": "wss://ai.example.com/a\r\nX: y"}, "url"),
+    ("url too long", {"url": "wss://ai.example.com/" + "a" * 2028}, "url"),
+    ("tracks", {"url": STREAM_URL, "tracks": "left"}, "tracks"),
+    ("tracks not a string", {"url": STREAM_URL, "tracks": 2}, "tracks"),
+    ("format", {"url": STREAM_URL, "format": "G722"}, "format"),
+    ("format not a string", {"url": STREAM_URL, "format": 16}, "format"),
+    ("sampleRate", {"url": STREAM_URL, "sampleRate": 44100}, "sampleRate"),
+    ("sampleRate a string", {"url": STREAM_URL, "sampleRate": "8000"}, "sampleRate"),
+    ("sampleRate a float", {"url": STREAM_URL, "sampleRate": 8000.5}, "sampleRate"),
+    ("sampleRate 16000 with PCMU", {"url": STREAM_URL, "format": "PCMU", "sampleRate": 16000}, "sampleRate"),
+    ("protocol", {"url": STREAM_URL, "protocol": "mqtt"}, "protocol"),
+    ("twilio with L16", {"url": STREAM_URL, "protocol": "twilio", "format": "L16"}, "format"),
+    ("twilio with PCMA", {"url": STREAM_URL, "protocol": "twilio", "format": "PCMA"}, "format"),
+    ("twilio at 16000", {"url": STREAM_URL, "protocol": "twilio", "sampleRate": 16000}, "sampleRate"),
+    ("headers not an object", {"url": STREAM_URL, "headers": ["Authorization"]}, "headers"),
+    ("headers name", {"url": STREAM_URL, "headers": {"Bad Name": "x"}}, "headers.Bad Name"),
+    ("headers name empty", {"url": STREAM_URL, "headers": {"": "x"}}, "headers."),
+    ("headers Host", {"url": STREAM_URL, "headers": {"Host": "evil.example"}}, "headers.Host"),
+    ("headers upgrade", {"url": STREAM_URL, "headers": {"upgrade": "h2c"}}, "headers.upgrade"),
+    ("headers Connection", {"url": STREAM_URL, "headers": {"Connection": "close"}}, "headers.Connection"),
+    ("headers Sec-WebSocket-Key", {"url": STREAM_URL, "headers": {"Sec-WebSocket-Key": "x"}}, "headers.Sec-WebSocket-Key"),
+    ("headers Content-Length", {"url": STREAM_URL, "headers": {"Content-Length": "1"}}, "headers.Content-Length"),
+    ("headers Transfer-Encoding", {"url": STREAM_URL, "headers": {"Transfer-Encoding": "x"}}, "headers.Transfer-Encoding"),
+    ("headers value CRLF", {"url": STREAM_URL, "headers": {"X-A": "a\r\nHost: evil"}}, "headers.X-A"),
+    ("headers value control", {"url": STREAM_URL, "headers": {"X-A": "a\x00"}}, "headers.X-A"),
+    ("headers value not a string", {"url": STREAM_URL, "headers": {"X-A": 1}}, "headers.X-A"),
+    ("headers count", {"url": STREAM_URL, "headers": {f"X-H{i}": "v" for i in range(17)}}, "headers"),
+    ("headers value size", {"url": STREAM_URL, "headers": {"X-A": "x" * 1025}}, "headers.X-A"),
+    ("metadata not an object", {"url": STREAM_URL, "metadata": ["agent"]}, "metadata"),
+    ("metadata a string", {"url": STREAM_URL, "metadata": "4711"}, "metadata"),
+    ("streamReferenceId not an object", {"url": STREAM_URL, "streamReferenceId": 7}, "streamReferenceId"),
+    ("unknown field", {"url": STREAM_URL, "codec": "PCMU"}, "codec"),
+]
+
+UPLOAD_URL = "https://bucket.s3.example.com/rec.wav?X-Amz-Signature=abc"
+
+#: Invalid startRecording fields: (why, fields, the field the error names).
+BAD_RECORDING_FIELDS: list[tuple[str, dict[str, Any], str]] = [
+    ("tracks", {"tracks": "stereo"}, "tracks"),
+    ("format", {"format": "mp3"}, "format"),
+    ("format upper case", {"format": "WAV"}, "format"),
+    ("format not a string", {"format": 1}, "format"),
+    ("encoding", {"encoding": "G729"}, "encoding"),
+    ("encoding not a string", {"encoding": ["L16"]}, "encoding"),
+    ("uploadUrl not a string", {"uploadUrl": 5}, "uploadUrl"),
+    ("uploadUrl empty", {"uploadUrl": ""}, "uploadUrl"),
+    ("uploadUrl ftp", {"uploadUrl": "ftp://bucket.example.com/x"}, "uploadUrl"),
+    ("uploadUrl ws", {"uploadUrl": "wss://bucket.example.com/x"}, "uploadUrl"),
+    ("uploadUrl without host", {"uploadUrl": "https:///x"}, "uploadUrl"),
+    ("uploadUrl credentials", {"uploadUrl": "https://u:p@bucket.example.com/x"}, "uploadUrl"),
+    ("uploadUrl too long", {"uploadUrl": "https://bucket.example.com/" + "a" * 4070}, "uploadUrl"),
+    ("recordingReferenceId a list", {"recordingReferenceId": [17]}, "recordingReferenceId"),
+    ("unknown field", {"sampleRate": 8000}, "sampleRate"),
+]
+
+
 _RSA_KEYS: dict[int, rsa.RSAPrivateKey] = {}
 
 
