@@ -21,17 +21,22 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
+import treq
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
 from treq.testing import StubTreq
+from twisted.internet import reactor
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.web.server import Site
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from aiconnect import events
 from aiconnect.api import JWT_LEEWAY, MAX_BODY, MAX_SESSION_ID, OPENAPI, ApiServer
 from aiconnect.api.openapi import DOCUMENT_NAME, render
-from aiconnect.call import CallState, ForwardAnswered, ForwardState, InboundEnded
+from aiconnect.api.outputs import MAX_OUTPUT_ID, MAX_TARGET_IDS
+from aiconnect.outputs import orders as output_orders
+from aiconnect.call import CallState, ForwardAnswered, ForwardState, InboundEnded, OrderRefused
 from aiconnect.registry import KEEP_ENDED, CallRegistry
 from aiconnect.sip import abnf
 from aiconnect.siprec import orders
@@ -40,10 +45,16 @@ from aiconnect.views import new_call_payload
 from aiconnect.webhooks import EventOutbox
 from tests.api.helpers import (
     BAD_ORDER_FIELDS,
+    BAD_RECORDING_FIELDS,
+    BAD_STREAM_FIELDS,
     DOMAIN,
     FORWARD_URI,
     OTHER_DOMAIN,
+    STREAM_URL,
     TOKEN,
+    FakeOutputRunner,
+    FakeRecordingFiles,
+    FakeRunnerRegistry,
     RecordingForwarder,
     bearer,
     make_call,
@@ -67,6 +78,31 @@ SEMANTIC_ONLY = {
     "xHeaders size in bytes",
 }
 
+#: BAD_STREAM_FIELDS and BAD_RECORDING_FIELDS the server refuses but the
+#: schema cannot: host names, port numbers and byte counts.
+SEMANTIC_ONLY_OUTPUTS = {"url bad host", "url bad port", "url port 0", "headers value size"}
+
+#: The events of streams, recordings and pauses (issue 10): documented,
+#: and named by L{aiconnect.events} once its builders exist.
+OUTPUT_EVENT_SCHEMAS = (
+    ("StreamStarted", "STREAMSTARTED"),
+    ("StreamFailed", "STREAMFAILED"),
+    ("StreamStopped", "STREAMSTOPPED"),
+    ("RecordingStarted", "RECORDINGSTARTED"),
+    ("RecordingStopped", "RECORDINGSTOPPED"),
+    ("RecordingFailed", "RECORDINGFAILED"),
+    ("RecordingUploaded", "RECORDINGUPLOADED"),
+    ("SessionPaused", "SESSIONPAUSED"),
+    ("SessionResumed", "SESSIONRESUMED"),
+)
+
+#: Responses that only a running reactor produces (the file resource writes
+#: through a producer): checked over a real socket by
+#: L{RecordingFileResponseTests}.
+SOCKET_RESPONSES = {("/{domain}/recordings/{recordingId}", "get", "200"), ("/{domain}/recordings/{recordingId}", "get", "206")}
+
+REC_ID = "rec_20261202_0123456789abcdef"
+
 #: A path in the document: its keys, and indexes of lists.
 Where = tuple[str | int, ...]
 
@@ -79,13 +115,26 @@ EVENT_SCHEMAS = (
     ("SipRecForwardFailed", events.SIPRECFORWARDFAILED),
     ("SipRecForwardStopped", events.SIPRECFORWARDSTOPPED),
     ("SessionCompleted", events.SESSIONCOMPLETED),
-)
+) + OUTPUT_EVENT_SCHEMAS
+
+#: Every event name: the code's, then the documented output events the
+#: code does not name yet (none once L{aiconnect.events} has them).
+ALL_EVENT_NAMES = list(events.EVENT_NAMES) + [
+    name for _, name in OUTPUT_EVENT_SCHEMAS if name not in events.EVENT_NAMES
+]
 
 #: Where the document lists who stops a forward and why a session ends,
 #: with the prefix of the L{aiconnect.events} constants of those values.
 REASONS: tuple[tuple[Where, str], ...] = (
     (SCHEMAS + ("SipRecForwardStopped", "allOf", 1, "properties", "stoppedBy", "enum"), "STOPPED_BY_"),
     (SCHEMAS + ("SessionCompleted", "allOf", 1, "properties", "reason", "enum"), "COMPLETED_"),
+)
+
+#: Where the document lists who stops a stream or a recording: a subset of
+#: the C{STOPPED_BY_} values (an SRS BYE stops forwards only).
+OUTPUT_STOPPED_BY: tuple[Where, ...] = (
+    SCHEMAS + ("StreamStopped", "allOf", 1, "properties", "stoppedBy", "enum"),
+    SCHEMAS + ("RecordingStopped", "allOf", 1, "properties", "stoppedBy", "enum"),
 )
 
 #: Values the code sends that the document does not list: none (the
@@ -106,6 +155,24 @@ def anchored(regex: re.Pattern[str]) -> str:
 NO_CONTROL = "^" + orders.CONTROL_RE.pattern.replace("[", "[^", 1) + "*$"
 
 
+def case_insensitive(word: str) -> str:
+    """
+    @return: A regex matching C{word} in any case (C{[Hh][Oo]...}).
+    """
+    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
+
+
+#: L{output_orders.RESERVED_HEADERS} and C{Sec-WebSocket-*}, as the
+#: document refuses them (JSON Schema patterns have no flags).
+RESERVED_HEADERS = (
+    "^(?:"
+    + "|".join(case_insensitive(name) for name in output_orders.RESERVED_HEADERS)
+    + "|"
+    + case_insensitive("sec-websocket-")
+    + ".*)$"
+)
+
+
 def code_values() -> list[tuple[Where, Any]]:
     """
     The values of the document that restate a constant of the code: limits,
@@ -124,7 +191,7 @@ def code_values() -> list[tuple[Where, Any]]:
         (SCHEMAS + ("SipRecForwardStarted", "allOf", 1, "properties", "codec", "enum"), codecs),
         (SCHEMAS + ("SessionState", "enum"), [state.value for state in CallState]),
         (SCHEMAS + ("Forward", "properties", "state", "enum"), [state.value for state in ForwardState]),
-        (SCHEMAS + ("EventCommon", "properties", "event", "enum"), list(events.EVENT_NAMES)),
+        (SCHEMAS + ("EventCommon", "properties", "event", "enum"), ALL_EVENT_NAMES),
         (SCHEMAS + ("Event", "oneOf"), [{"$ref": "#/components/schemas/" + name} for name, _ in EVENT_SCHEMAS]),
         (
             SCHEMAS + ("Event", "discriminator", "mapping"),
@@ -133,8 +200,46 @@ def code_values() -> list[tuple[Where, Any]]:
     ]
     for name, event in EVENT_SCHEMAS:
         rows.append((SCHEMAS + (name, "allOf", 1, "properties", "event", "const"), event))
-    for name in ("StartSIPRecForwardRequest", "StopSIPRecForwardRequest", "SessionRequest"):
+    for name in (
+        "StartSIPRecForwardRequest",
+        "StopSIPRecForwardRequest",
+        "StartStreamRequest",
+        "StopStreamRequest",
+        "StartRecordingRequest",
+        "StopRecordingRequest",
+        "PauseRequest",
+    ):
         rows.append((SCHEMAS + (name, "properties", "sessionId", "maxLength"), MAX_SESSION_ID))
+    rows += [
+        (SCHEMAS + ("StopStreamRequest", "properties", "streamId", "maxLength"), MAX_OUTPUT_ID),
+        (SCHEMAS + ("StopRecordingRequest", "properties", "recordingId", "maxLength"), MAX_OUTPUT_ID),
+        (SCHEMAS + ("RecordingStopped", "allOf", 1, "properties", "encoding", "enum"), list(output_orders.ENCODINGS)),
+    ]
+    for field in ("forwardIds", "streamIds", "recordingIds"):
+        where = SCHEMAS + ("PauseRequest", "properties", field)
+        rows += [(where + ("maxItems",), MAX_TARGET_IDS), (where + ("items", "maxLength"), MAX_OUTPUT_ID)]
+    for name in ("StreamOrder", "StartStreamRequest"):
+        properties = SCHEMAS + (name, "properties")
+        rows += [
+            (properties + ("url", "maxLength"), output_orders.MAX_STREAM_URL),
+            (properties + ("tracks", "enum"), list(output_orders.TRACKS)),
+            (properties + ("format", "enum"), list(output_orders.FORMATS)),
+            (properties + ("sampleRate", "enum"), list(output_orders.SAMPLE_RATES)),
+            (properties + ("protocol", "enum"), list(output_orders.PROTOCOLS)),
+            (properties + ("headers", "maxProperties"), output_orders.MAX_HEADERS),
+            (properties + ("headers", "propertyNames", "pattern"), anchored(output_orders.HEADER_NAME_RE)),
+            (properties + ("headers", "propertyNames", "not", "pattern"), RESERVED_HEADERS),
+            (properties + ("headers", "additionalProperties", "maxLength"), output_orders.MAX_HEADER_VALUE),
+            (properties + ("headers", "additionalProperties", "pattern"), NO_CONTROL),
+        ]
+    for name in ("RecordingOrder", "StartRecordingRequest"):
+        properties = SCHEMAS + (name, "properties")
+        rows += [
+            (properties + ("tracks", "enum"), list(output_orders.TRACKS)),
+            (properties + ("format", "enum"), list(output_orders.RECORDING_FORMATS)),
+            (properties + ("encoding", "enum"), list(output_orders.ENCODINGS)),
+            (properties + ("uploadUrl", "maxLength"), output_orders.MAX_UPLOAD_URL),
+        ]
     for name in ("StartSIPRecForward", "StartSIPRecForwardRequest"):
         properties = SCHEMAS + (name, "properties")
         rows += [
@@ -165,6 +270,23 @@ def code_values_in_prose() -> list[tuple[Where, str]]:
             (where, f"at most {orders.MAX_X_HEADERS}, values"),
             (where, f"at most {orders.MAX_X_HEADER_VALUE} bytes"),
         ]
+    bounds = f"at most {events.MAX_REFERENCE_DEPTH} levels deep and {events.MAX_REFERENCE_BYTES} bytes"
+    for name in ("StreamOrder", "StartStreamRequest"):
+        properties = SCHEMAS + (name, "properties")
+        rows += [
+            (properties + ("url", "description"), f"at most {output_orders.MAX_STREAM_URL} characters"),
+            (properties + ("headers", "description"), f"at most {output_orders.MAX_HEADERS}, values"),
+            (properties + ("headers", "description"), f"at most {output_orders.MAX_HEADER_VALUE} bytes"),
+            (properties + ("metadata", "description"), bounds),
+            (properties + ("streamReferenceId", "description"), bounds),
+        ]
+    for name in ("RecordingOrder", "StartRecordingRequest"):
+        properties = SCHEMAS + (name, "properties")
+        rows += [
+            (properties + ("uploadUrl", "description"), f"at most {output_orders.MAX_UPLOAD_URL} characters"),
+            (properties + ("recordingReferenceId", "description"), bounds),
+        ]
+    rows.append((SCHEMAS + ("PauseRequest", "description"), f"at most {MAX_TARGET_IDS} distinct ids"))
     return rows
 
 
@@ -249,6 +371,43 @@ def routed_operations() -> set[tuple[str, str]]:
     return out
 
 
+def conform(
+    test: SynchronousTestCase, method: str, template: str, status: int, response: Any, raw: bytes
+) -> Any:
+    """
+    Check an answer against the documented response of an operation:
+    status, content type, documented headers, JSON schema.
+
+    @param test: The test asserting.
+    @param method: The method, lower case.
+    @param template: The documented path template.
+    @param status: The expected status.
+    @param response: The treq response.
+    @param raw: Its body.
+    @return: The decoded JSON answer, or the text of a non-JSON one.
+    """
+    operation = OPENAPI["paths"][template][method]
+    label = f"{method.upper()} {template} -> {response.code}"
+    test.assertEqual(response.code, status, f"{label}: {raw[:300]!r}")
+    documented = operation["responses"].get(str(status))
+    test.assertIsNotNone(documented, f"{label} is not documented")
+    documented = resolve(documented)
+    content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0].decode()
+    media_type = content_type.split(";")[0].strip()
+    test.assertIn(media_type, documented.get("content", {}), f"{label}: {content_type} not documented")
+    for name in documented.get("headers", {}):
+        test.assertTrue(response.headers.hasHeader(name.encode()), f"{label}: no {name} header")
+    if media_type != "application/json":
+        return raw.decode("utf-8")
+    decoded = json.loads(raw)
+    errors = [
+        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
+        for e in validator(documented["content"][media_type]["schema"]).iter_errors(decoded)
+    ]
+    test.assertEqual(errors, [], f"{label}: answer does not match the documented schema")
+    return decoded
+
+
 class DocumentTests(SynchronousTestCase):
     """
     Tests for the document itself.
@@ -304,7 +463,7 @@ class DocumentTests(SynchronousTestCase):
         self.assertEqual(documented_operations() - routed_operations(), set())
         adapter = ApiServer.app.url_map.bind("api.example")
         for path, method in sorted(documented_operations()):
-            concrete = path.replace("{domain}", DOMAIN).replace("{sessionId}", "ses_x")
+            concrete = path.replace("{domain}", DOMAIN).replace("{sessionId}", "ses_x").replace("{recordingId}", REC_ID)
             with self.subTest(f"{method.upper()} {path}"):
                 try:
                     adapter.match(concrete, method.upper())
@@ -411,6 +570,11 @@ class CodeValuesTests(SynchronousTestCase):
                 self.assertEqual(len(documented), len(set(documented)))
                 self.assertEqual(set(documented) - sent, set())
                 self.assertEqual(sent - set(documented), UNDOCUMENTED_REASONS)
+        sent = {value for name, value in vars(events).items() if name.startswith("STOPPED_BY_")}
+        for where in OUTPUT_STOPPED_BY:
+            with self.subTest("/".join(map(str, where))):
+                self.assertEqual(set(at(where)) - sent, set())
+                self.assertNotIn(events.STOPPED_BY_SRS_BYE, at(where))
 
     def test_patterns_behave_like_the_code(self) -> None:
         """
@@ -426,7 +590,17 @@ class CodeValuesTests(SynchronousTestCase):
                 at(SCHEMAS + ("StartSIPRecForward", "properties", "xHeaders", "propertyNames", "pattern")),
                 lambda text: orders.X_HEADER_RE.match(text) is not None,
             ),
+            (
+                at(SCHEMAS + ("StreamOrder", "properties", "headers", "propertyNames", "pattern")),
+                lambda text: output_orders.HEADER_NAME_RE.match(text) is not None,
+            ),
+            (
+                at(SCHEMAS + ("StreamOrder", "properties", "headers", "propertyNames", "not", "pattern")),
+                lambda text: text.lower() in output_orders.RESERVED_HEADERS or text.lower().startswith("sec-websocket-"),
+            ),
         ]
+        samples += ["Host", "hOST", "Hosts", "Upgrade", "connection", "Sec-WebSocket-Key", "sec-websocket-", "Sec-Web",
+                    "Content-Length", "TRANSFER-ENCODING", "a#$&^|", "X-Token"]
         for pattern, accepted in checks:
             for text in samples:
                 with self.subTest(f"{pattern} {text!r}"):
@@ -437,7 +611,20 @@ class ResponseConformanceTests(SynchronousTestCase):
     """
     Real answers of an L{ApiServer} validate against the documented
     responses, and every documented response is produced by some request.
+    The output routes (streams, recordings, pause) are answered by a server
+    over a fake runner (the runner's side is tested with the runner).
     """
+
+    #: The operations answered by the server over real sessions.
+    FORWARD_SERVER = (
+        "/health",
+        "/metrics",
+        "/openapi.json",
+        "/{domain}/sessions",
+        "/{domain}/sessions/{sessionId}",
+        "/{domain}/startsiprecforward",
+        "/{domain}/stopsiprecforward",
+    )
 
     def setUp(self) -> None:
         """
@@ -455,6 +642,12 @@ class ResponseConformanceTests(SynchronousTestCase):
         self.assertIs(ended.state, CallState.ENDED)
         server = ApiServer(self.config, self.registry, reactor=Clock(), stats_providers={"registry": self.registry.counts})
         self.treq = StubTreq(server.app.resource())
+        # The output routes, against a fake runner and stand-in files.
+        self.runner = FakeOutputRunner(DOMAIN, "ses_test1")
+        self.runner.outputs["forward"]["fwd_1"] = True
+        self.files = FakeRecordingFiles(self)
+        outputs = ApiServer(self.config, FakeRunnerRegistry(self.runner), reactor=Clock(), recording_files=self.files)
+        self.outputs_treq = StubTreq(outputs.app.resource())
         self.covered: set[tuple[str, str, str]] = set()
 
     def exchange(
@@ -466,6 +659,7 @@ class ResponseConformanceTests(SynchronousTestCase):
         data: bytes | None = None,
         token: str | None = TOKEN,
         session_id: str = "ses_test1",
+        recording_id: str = REC_ID,
     ) -> Any:
         """
         Make a request for a documented operation, check the status, and
@@ -480,10 +674,14 @@ class ResponseConformanceTests(SynchronousTestCase):
         @param data: Raw body bytes instead.
         @param token: The bearer credential, or L{None}.
         @param session_id: The value of C{{sessionId}} in the path.
+        @param recording_id: The value of C{{recordingId}} in the path.
         @return: The decoded JSON answer, or the text of a non-JSON one.
         """
         operation = OPENAPI["paths"][template][method]
         path = template.replace("{domain}", DOMAIN).replace("{sessionId}", session_id)
+        path = path.replace("{recordingId}", recording_id)
+        # The output routes are served by the server over the fake runner.
+        client = self.outputs_treq if template not in self.FORWARD_SERVER else self.treq
         headers = bearer(token) if token is not None else {}
         if body is not None:
             data = json.dumps(body).encode("utf-8")
@@ -492,29 +690,11 @@ class ResponseConformanceTests(SynchronousTestCase):
                 errors = [e.message for e in validator(schema).iter_errors(body)]
                 self.assertEqual(errors, [], f"request of {method.upper()} {template} does not match its schema")
         response = self.successResultOf(
-            self.treq.request(method.upper(), "http://api.example" + path, headers=headers, data=data)
+            client.request(method.upper(), "http://api.example" + path, headers=headers, data=data)
         )
-        raw = self.successResultOf(self.treq.content(response))
-        label = f"{method.upper()} {template} -> {response.code}"
-        self.assertEqual(response.code, status, f"{label}: {raw[:300]!r}")
-        documented = operation["responses"].get(str(status))
-        self.assertIsNotNone(documented, f"{label} is not documented")
-        documented = resolve(documented)
-        content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0].decode()
-        media_type = content_type.split(";")[0].strip()
-        self.assertIn(media_type, documented.get("content", {}), f"{label}: {content_type} not documented")
-        for name in documented.get("headers", {}):
-            self.assertTrue(response.headers.hasHeader(name.encode()), f"{label}: no {name} header")
+        raw = self.successResultOf(client.content(response))
         self.covered.add((template, method, str(status)))
-        if media_type != "application/json":
-            return raw.decode("utf-8")
-        decoded = json.loads(raw)
-        errors = [
-            f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in validator(documented["content"][media_type]["schema"]).iter_errors(decoded)
-        ]
-        self.assertEqual(errors, [], f"{label}: answer does not match the documented schema")
-        return decoded
+        return conform(self, method, template, status, response, raw)
 
     def test_responses(self) -> None:
         """
@@ -569,20 +749,88 @@ class ResponseConformanceTests(SynchronousTestCase):
         self.exchange("post", stop, 404, {"sessionId": "ses_test1", "forwardId": "fwd_nope"})
         self.exchange("post", stop, 413, data=too_large)
 
-        for action in ("startstream", "stopstream", "startrecording", "stoprecording"):
-            template = "/{domain}/" + action
-            self.exchange("post", template, 501, {"sessionId": "ses_test1"})
-            self.exchange("post", template, 400, {"noSession": True})
-            self.exchange("post", template, 401, {"sessionId": "ses_test1"}, token=None)
-            self.exchange("post", template, 404, {"sessionId": "ses_nope"})
-            self.exchange("post", template, 413, data=too_large)
-
+        self.output_responses(too_large)
         documented = {
             (path, method, status)
             for path, method in documented_operations()
             for status in OPENAPI["paths"][path][method]["responses"]
         }
-        self.assertEqual(documented - self.covered, set())
+        self.assertEqual(documented - self.covered, SOCKET_RESPONSES)
+
+    def output_responses(self, too_large: bytes) -> None:
+        """
+        Exchange every documented answer of the output routes but the file
+        downloads (L{SOCKET_RESPONSES}).
+
+        @param too_large: A body over the size limit.
+        """
+        schemas = OPENAPI["components"]["schemas"]
+        for kind, example in (("stream", "StartStreamRequest"), ("recording", "StartRecordingRequest")):
+            start, stop = f"/{{domain}}/start{kind}", f"/{{domain}}/stop{kind}"
+            id_field = kind + "Id"
+            order = schemas[example]["examples"][0] | {"sessionId": "ses_test1"}
+            output_id = self.exchange("post", start, 200, order)[id_field]
+            self.exchange("post", start, 400, {**order, "tracks": "stereo"})
+            self.exchange("post", start, 401, order, token=None)
+            self.exchange("post", start, 404, {**order, "sessionId": "ses_other"})
+            self.runner.refusal = OrderRefused("ended", "the session has ended")
+            self.exchange("post", start, 409, order)
+            self.runner.refusal = None
+            self.exchange("post", start, 413, data=too_large)
+            self.exchange("post", stop, 200, {"sessionId": "ses_test1", id_field: output_id})
+            self.exchange("post", stop, 200, {"sessionId": "ses_test1"})
+            self.exchange("post", stop, 400, {"sessionId": "ses_test1", id_field: 5})
+            self.exchange("post", stop, 401, {"sessionId": "ses_test1"}, token="tok-wrong")
+            self.exchange("post", stop, 404, {"sessionId": "ses_test1", id_field: "nope"})
+            self.exchange("post", stop, 413, data=too_large)
+        for action in ("pause", "resume"):
+            template = "/{domain}/" + action
+            answer = self.exchange("post", template, 200, {"sessionId": "ses_test1"})
+            self.assertEqual(answer[action + "d"]["forwards"], ["fwd_1"])
+            self.exchange("post", template, 200, schemas["PauseRequest"]["examples"][1] | {"sessionId": "ses_test1", "streamIds": ["str_1"]})
+            self.exchange("post", template, 400, {"sessionId": "ses_test1", "streamIds": "str_1"})
+            self.exchange("post", template, 401, {"sessionId": "ses_test1"}, token=None)
+            self.exchange("post", template, 404, {"sessionId": "ses_test1", "forwardIds": ["fwd_nope"]})
+            self.exchange("post", template, 413, data=too_large)
+        file = "/{domain}/recordings/{recordingId}"
+        self.files.add(DOMAIN, REC_ID, b"RIFF")
+        self.exchange("get", file, 401, token=None)
+        self.exchange("get", file, 404, recording_id="rec_20261202_0000000000000000")
+        self.files.busy.add(REC_ID)
+        self.exchange("delete", file, 409)
+        self.files.busy.clear()
+        self.exchange("delete", file, 200)
+        self.exchange("delete", file, 404)
+        self.exchange("delete", file, 401, token="tok-wrong")
+
+
+class RecordingFileResponseTests(TestCase):
+    """
+    The file answers of C{GET /{domain}/recordings/{recordingId}}
+    (L{SOCKET_RESPONSES}) over a real socket: the file resource writes
+    through a producer, which needs a running reactor.
+    """
+
+    async def test_responses(self) -> None:
+        """
+        The whole file (200) and a byte range (206) match their documented responses.
+        """
+        config = make_config(self, with_jwt=False)
+        files = FakeRecordingFiles(self)
+        files.add(DOMAIN, REC_ID, b"RIFF....WAVEfmt ")
+        server = ApiServer(config, FakeRunnerRegistry(), recording_files=files)
+        port = reactor.listenTCP(0, Site(server.app.resource()), interface="127.0.0.1")  # type: ignore[attr-defined]
+        self.addCleanup(port.stopListening)
+        template = "/{domain}/recordings/{recordingId}"
+        url = f"http://127.0.0.1:{port.getHost().port}/{DOMAIN}/recordings/{REC_ID}"
+        covered = set()
+        for status, extra in ((200, {}), (206, {"Range": "bytes=8-11"})):
+            response = await treq.get(url, headers={**bearer(TOKEN), **extra}, persistent=False)
+            raw = await treq.content(response)
+            text = conform(self, "get", template, status, response, raw)
+            self.assertEqual(text, "WAVE" if status == 206 else "RIFF....WAVEfmt ")
+            covered.add((template, "get", str(status)))
+        self.assertEqual(covered, SOCKET_RESPONSES)
 
 
 class RequestSchemaTests(SynchronousTestCase):
@@ -632,6 +880,77 @@ class RequestSchemaTests(SynchronousTestCase):
         for answer in ({"startSIPRecForward": order}, {"startSIPRecForward": [order, order]}, {}):
             self.assertEqual([e.message for e in schema.iter_errors(answer)], [])
         self.assertFalse(schema.is_valid({"startSIPRecForward": {"codec": "PCMU"}}))
+
+    def test_bad_output_orders_refused(self) -> None:
+        """
+        Every invalid stream or recording order the server refuses (but host names, ports and byte counts) fails the schemas.
+        """
+        for name, table in (("StartStreamRequest", BAD_STREAM_FIELDS), ("StartRecordingRequest", BAD_RECORDING_FIELDS)):
+            schema = component(name)
+            for why, fields, _ in table:
+                if why in SEMANTIC_ONLY_OUTPUTS:
+                    continue
+                with self.subTest(f"{name}: {why}"):
+                    self.assertFalse(schema.is_valid({"sessionId": "ses_test1", **fields}))
+
+    def test_good_output_orders_accepted(self) -> None:
+        """
+        The examples, and orders the parsers accept, validate; what the schema accepts the parsers accept.
+        """
+        streams = [
+            {"url": STREAM_URL},
+            {"url": "ws://127.0.0.1:9000/x", "protocol": "twilio", "format": "PCMU", "sampleRate": 8000},
+            {"url": "wss://[2001:db8::1]/a?b=c", "format": "L16", "sampleRate": 16000, "tracks": "mixed"},
+            {"url": STREAM_URL, "headers": {"X-a#$&^|": "v", "Authorization": "Bearer x"}, "metadata": None},
+        ]
+        recordings = [{}, {"tracks": "callee", "encoding": "PCMU", "uploadUrl": "http://127.0.0.1:8080/put?sig=1"}]
+        for name, parse, orders_ in (
+            ("StartStreamRequest", output_orders.parse_stream_order, streams),
+            ("StartRecordingRequest", output_orders.parse_recording_order, recordings),
+        ):
+            schema = component(name)
+            examples = OPENAPI["components"]["schemas"][name]["examples"]
+            for order in [{k: v for k, v in e.items() if k != "sessionId"} for e in examples] + orders_:
+                with self.subTest(f"{name}: {order}"):
+                    parse(order)
+                    self.assertEqual([e.message for e in schema.iter_errors({"sessionId": "s", **order})], [])
+        schema = component("PauseRequest")
+        for example in OPENAPI["components"]["schemas"]["PauseRequest"]["examples"]:
+            self.assertEqual([e.message for e in schema.iter_errors(example)], [])
+
+    def test_pause_request(self) -> None:
+        """
+        The pause schema refuses what the server refuses: not a list, too many, empty or duplicate ids, unknown fields.
+        """
+        schema = component("PauseRequest")
+        too_many = [f"str_{i}" for i in range(MAX_TARGET_IDS + 1)]
+        for bad in (
+            {"streamIds": "str_1"},
+            {"streamIds": too_many},
+            {"streamIds": [""]},
+            {"streamIds": ["x" * (MAX_OUTPUT_ID + 1)]},
+            {"forwardIds": ["a", "a"]},
+            {"recordingIds": [1]},
+            {"all": True},
+        ):
+            with self.subTest(bad):
+                self.assertFalse(schema.is_valid({"sessionId": "s", **bad}))
+        self.assertTrue(schema.is_valid({"sessionId": "s", "streamIds": too_many[:MAX_TARGET_IDS], "forwardIds": None}))
+
+    def test_new_call_answer_outputs(self) -> None:
+        """
+        A newCall answer may hold one startStream / startRecording object or a list; an invalid one fails.
+        """
+        schema = component("NewCallAnswer")
+        stream = dict(OPENAPI["components"]["schemas"]["StreamOrder"]["examples"][0])
+        recording = dict(OPENAPI["components"]["schemas"]["RecordingOrder"]["examples"][0])
+        for answer in (
+            {"startStream": stream, "startRecording": recording},
+            {"startStream": [stream, {"url": "ws://127.0.0.1/"}], "startRecording": [recording, {}]},
+        ):
+            self.assertEqual([e.message for e in schema.iter_errors(answer)], [])
+        self.assertFalse(schema.is_valid({"startStream": {"format": "L16"}}))
+        self.assertFalse(schema.is_valid({"startRecording": [{"format": "mp3"}]}))
 
 
 class CallbackSchemaTests(SynchronousTestCase):
@@ -704,6 +1023,36 @@ class CallbackSchemaTests(SynchronousTestCase):
         schema = validator(post["requestBody"]["content"]["application/json"]["schema"])
         self.assertEqual([e.message for e in schema.iter_errors(payload)], [])
         self.assertEqual(schema.is_valid({**payload, "participants": [{"name": "x"}]}), False)
+
+    def test_output_events(self) -> None:
+        """
+        Events of streams, recordings and pauses, shaped as SPEC s8-s10 state, match the schema; one missing a field of its kind fails.
+        """
+        schema = self.event_schema()
+        common = {"eventId": "evt_01HW3K9Q0Z8Y7X6W5V4T3S2R1Q", "sessionId": "ses_1", "tenant": DOMAIN,
+                  "timestamp": "2026-12-02T05:00:00.000Z", "sequence": 3}
+        stream = {"streamId": "str_0123456789abcdef", "url": "wss://ai.example.com/audio", "streamReferenceId": {"t": 1}}
+        recording = {"recordingId": REC_ID, "recordingReferenceId": None}
+        ids = {"forwards": ["fwd_1"], "streams": [], "recordings": [REC_ID]}
+        built = {
+            "STREAMSTARTED": stream,
+            "STREAMFAILED": {**stream, "reason": "HTTP 403"},
+            "STREAMSTOPPED": {**stream, "stoppedBy": "api", "stats": {"frames": 50, "bytes": 16000, "dropped": 0, "reconnects": 0}},
+            "RECORDINGSTARTED": recording,
+            "RECORDINGSTOPPED": {**recording, "file": f"{DOMAIN}/2026-12-02/{REC_ID}.wav", "duration": 1.0, "bytes": 32044,
+                                 "sha256": "0" * 64, "channels": 2, "encoding": "L16", "pauses": [], "stoppedBy": "inboundBye"},
+            "RECORDINGFAILED": {**recording, "reason": "disk full"},
+            "RECORDINGUPLOADED": {**recording, "url": "https://bucket.s3.example.com/rec.wav", "status": 200},
+            "SESSIONPAUSED": {"paused": ids},
+            "SESSIONRESUMED": {"resumed": ids},
+        }
+        self.assertEqual(set(built), {name for _, name in OUTPUT_EVENT_SCHEMAS})
+        for name, fields in built.items():
+            event = {"event": name, **common, **fields}
+            with self.subTest(name):
+                self.assertEqual([e.message for e in schema.iter_errors(event)], [])
+                first = sorted(fields)[0]
+                self.assertFalse(schema.is_valid({k: v for k, v in event.items() if k != first}))
 
     def test_documented_examples(self) -> None:
         """
