@@ -101,7 +101,7 @@ def read_output_id(body: Mapping[str, Any], field: str) -> str | None:
     The optional id of a stop request.
 
     @param body: The request body.
-    @param field: C{streamId} or C{recordingId}.
+    @param field: C{forwardId}, C{streamId} or C{recordingId}.
     @return: The id, or L{None} when absent or null (all of the kind).
     @raise ApiRequestError: 400 naming C{field} if it is not a non-empty
         string of at most L{MAX_OUTPUT_ID} characters.

@@ -10,7 +10,7 @@ checks both ways.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import ModuleType
 from typing import Any
 
@@ -230,28 +230,14 @@ class ApiServer:
             that has reached C{max_forwards_per_call} /
             C{max_outputs_per_call} (the error names the limit).
         """
-        tenant = self._auth.authenticate(request, domain)
-        body = read_json_object(request)
-        session_id = read_session_id(body)
-        fields = {k: v for k, v in body.items() if k != "sessionId"}
-        try:
-            order = parse_forward_order(fields, tenant)
-        except OrderError as e:
-            raise ApiRequestError(400, e.message, e.field or "body") from None
-        call = self._call(tenant, session_id)
-        try:
-            forward_id = call.order_forward(order)
-        except OrderRefused as e:
-            # The Call decides (ending/ended, or a [limits] cap reached).
-            raise ApiRequestError(409, e.message, None if e.limit else "sessionId") from None
-        self.log.info(
-            "API: forward {forward_id} to {uri} ordered for session {session_id}",
-            tenant=tenant.domain,
-            session_id=session_id,
-            forward_id=forward_id,
-            uri=order.uri,
+        return self._order(
+            request,
+            domain,
+            "forward",
+            "forwardId",
+            lambda fields, tenant: parse_forward_order(fields, tenant),
+            lambda runner, order: runner.order_forward(order),
         )
-        return json_answer(request, 200, {"success": True, "forwardId": forward_id})
 
     @app.route("/<string:domain>/stopsiprecforward", methods=["POST"])
     def stop_siprec_forward(self, request: IRequest, domain: str) -> bytes:
@@ -266,27 +252,13 @@ class ApiServer:
         @raise ApiRequestError: 400 naming the field at fault, 404 for an
             unknown session or forward.
         """
-        tenant = self._auth.authenticate(request, domain)
-        body = read_json_object(request)
-        session_id = read_session_id(body)
-        for key in sorted(body):
-            if key not in ("sessionId", "forwardId"):
-                raise ApiRequestError(400, "unknown field", key)
-        forward_id = body.get("forwardId")
-        if forward_id is not None and (not isinstance(forward_id, str) or not forward_id):
-            raise ApiRequestError(400, "must be a non-empty string (or absent: all forwards)", "forwardId")
-        call = self._call(tenant, session_id)
-        try:
-            stopped = call.stop_forwards(forward_id, events.STOPPED_BY_API)
-        except KeyError:
-            raise ApiRequestError(404, "unknown forward of this session", "forwardId") from None
-        self.log.info(
-            "API: forwards {stopped} of session {session_id} stopped",
-            tenant=tenant.domain,
-            session_id=session_id,
-            stopped=stopped,
+        return self._stop(
+            request,
+            domain,
+            "forward",
+            "forwardId",
+            lambda runner, forward_id: runner.stop_forwards(forward_id, events.STOPPED_BY_API),
         )
-        return json_answer(request, 200, {"success": True, "stopped": stopped})
 
     @app.route("/<string:domain>/startstream", methods=["POST"])
     def start_stream(self, request: IRequest, domain: str) -> bytes:
@@ -302,7 +274,7 @@ class ApiServer:
             unknown session, 409 for a session that is ending or ended or
             that has reached C{max_outputs_per_call}.
         """
-        return self._start_output(request, domain, "stream")
+        return self._order_output(request, domain, "stream")
 
     @app.route("/<string:domain>/stopstream", methods=["POST"])
     def stop_stream(self, request: IRequest, domain: str) -> bytes:
@@ -330,7 +302,7 @@ class ApiServer:
         @return: 200 C{{"success": true, "recordingId": <id>}}.
         @raise ApiRequestError: As L{start_stream}.
         """
-        return self._start_output(request, domain, "recording")
+        return self._order_output(request, domain, "recording")
 
     @app.route("/<string:domain>/stoprecording", methods=["POST"])
     def stop_recording(self, request: IRequest, domain: str) -> bytes:
@@ -427,27 +399,41 @@ class ApiServer:
 
     # --- output helpers -------------------------------------------------------
 
-    def _start_output(self, request: IRequest, domain: str, kind: str) -> bytes:
+    def _order(
+        self,
+        request: IRequest,
+        domain: str,
+        kind: str,
+        id_field: str,
+        parse: Callable[[dict[str, Any], TenantConfig], Any],
+        place: Callable[[Any, Any], str],
+    ) -> bytes:
         """
-        Start a stream or a recording: the body is C{sessionId} plus the
-        order, parsed by the kind's parser.
+        Order an output: the body is C{sessionId} plus the order's fields.
 
         @param request: The request.
         @param domain: The tenant's domain.
-        @param kind: C{stream} or C{recording}.
-        @return: 200 C{{"success": true, <idField>: <id>}}.
+        @param kind: What is ordered (C{forward}, C{stream}, C{recording}),
+            for the log.
+        @param id_field: The answer's key for the new id.
+        @param parse: C{(fields, tenant) -> order}, raising L{OrderError}.
+        @param place: C{(runner, order) -> id}, raising L{OrderRefused}.
+        @return: 200 C{{"success": true, <id_field>: <id>}}.
+        @raise ApiRequestError: 400 naming the field at fault, 404 for an
+            unknown session, 409 when the session refuses (ending or ended:
+            field C{sessionId}; a C{[limits]} cap: no field, the message
+            names it).
         """
-        output = KINDS[kind]
         tenant = self._auth.authenticate(request, domain)
         body = read_json_object(request)
         session_id = read_session_id(body)
         try:
-            order = output.parse({k: v for k, v in body.items() if k != "sessionId"}, "")
+            order = parse({k: v for k, v in body.items() if k != "sessionId"}, tenant)
         except OrderError as e:
             raise ApiRequestError(400, e.message, e.field or "body") from None
         runner = self._call(tenant, session_id)
         try:
-            output_id = runner.order_output(kind, order)
+            output_id = place(runner, order)
         except OrderRefused as e:
             raise ApiRequestError(409, e.message, None if e.limit else "sessionId") from None
         self.log.info(
@@ -457,18 +443,49 @@ class ApiServer:
             kind=kind,
             output_id=output_id,
         )
-        return json_answer(request, 200, {"success": True, output.id_field: output_id})
+        return json_answer(request, 200, {"success": True, id_field: output_id})
 
-    def _stop_outputs(self, request: IRequest, domain: str, kind: str) -> bytes:
+    def _order_output(self, request: IRequest, domain: str, kind: str) -> bytes:
         """
-        Stop one stream or recording (its id given) or all of the kind.
+        Order a stream or a recording (L{_order} with the kind's parser).
 
         @param request: The request.
         @param domain: The tenant's domain.
         @param kind: C{stream} or C{recording}.
-        @return: 200 C{{"success": true, "stopped": [...]}}.
+        @return: 200 C{{"success": true, <idField>: <id>}}.
         """
-        id_field = KINDS[kind].id_field
+        output = KINDS[kind]
+        return self._order(
+            request,
+            domain,
+            kind,
+            output.id_field,
+            lambda fields, tenant: output.parse(fields, ""),
+            lambda runner, order: runner.order_output(kind, order),
+        )
+
+    def _stop(
+        self,
+        request: IRequest,
+        domain: str,
+        kind: str,
+        id_field: str,
+        stop: Callable[[Any, str | None], list[str]],
+    ) -> bytes:
+        """
+        Stop one output of a kind (its id given) or all of the kind;
+        idempotent: those already stopped or failed are not listed.
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @param kind: C{forward}, C{stream} or C{recording}.
+        @param id_field: The body's optional id field.
+        @param stop: C{(runner, id or None) -> ids stopped}, raising
+            C{KeyError} for an unknown id.
+        @return: 200 C{{"success": true, "stopped": [...]}}.
+        @raise ApiRequestError: 400 naming the field at fault, 404 for an
+            unknown session or id.
+        """
         tenant = self._auth.authenticate(request, domain)
         body = read_json_object(request)
         session_id = read_session_id(body)
@@ -476,7 +493,7 @@ class ApiServer:
         output_id = read_output_id(body, id_field)
         runner = self._call(tenant, session_id)
         try:
-            stopped = runner.stop_outputs(kind, output_id, events.STOPPED_BY_API)
+            stopped = stop(runner, output_id)
         except KeyError:
             raise ApiRequestError(404, f"unknown {kind} of this session", id_field) from None
         self.log.info(
@@ -487,6 +504,24 @@ class ApiServer:
             stopped=stopped,
         )
         return json_answer(request, 200, {"success": True, "stopped": list(stopped)})
+
+    def _stop_outputs(self, request: IRequest, domain: str, kind: str) -> bytes:
+        """
+        Stop streams or recordings (L{_stop} through the runner's
+        C{stop_outputs}).
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @param kind: C{stream} or C{recording}.
+        @return: 200 C{{"success": true, "stopped": [...]}}.
+        """
+        return self._stop(
+            request,
+            domain,
+            kind,
+            KINDS[kind].id_field,
+            lambda runner, output_id: runner.stop_outputs(kind, output_id, events.STOPPED_BY_API),
+        )
 
     def _pause_or_resume(self, request: IRequest, domain: str, answer: str) -> bytes:
         """
