@@ -3,9 +3,14 @@
 L{ApiServer}: the routes of the REST API (SPEC section 6) on a class-level
 Klein app, and the mapping of errors to JSON answers.  Bodies are read and
 answers written by L{aiconnect.api.jsonio}, credentials checked by
-L{aiconnect.api.auth}, sessions shaped by L{aiconnect.views}; the routes
-are those of the OpenAPI document (L{aiconnect.api.openapi}), which a test
-checks both ways.
+L{aiconnect.api.auth}, sessions shaped by L{aiconnect.views}, output
+orders validated by L{aiconnect.siprec.orders} and
+L{aiconnect.outputs.orders} (ids and pause lists by
+L{aiconnect.api.outputs}); orders, stops, pauses and resumes go to the
+session's runner (L{aiconnect.runner.CallRunner}), recording files are
+found and deleted by L{aiconnect.outputs.files}.  The routes are those of
+the OpenAPI document (L{aiconnect.api.openapi}), which a test checks both
+ways.
 """
 
 from __future__ import annotations
