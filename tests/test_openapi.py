@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_openapi -*-
+# -*- test-case-name: tests.test_openapi,tests.test_openapi_outputs -*-
 """
 Tests that check L{aiconnect.api} against its OpenAPI document
 (L{aiconnect.api.OPENAPI}, the package data file C{aiconnect/api/openapi.json},
@@ -21,21 +21,16 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Any
 
-import treq
 from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate as validate_openapi
 from treq.testing import StubTreq
-from twisted.internet import reactor
 from twisted.internet.task import Clock
-from twisted.trial.unittest import SynchronousTestCase, TestCase
-from twisted.web.server import Site
+from twisted.trial.unittest import SynchronousTestCase
 from werkzeug.exceptions import MethodNotAllowed, NotFound
 
 from aiconnect import events
 from aiconnect.api import JWT_LEEWAY, MAX_BODY, MAX_SESSION_ID, OPENAPI, ApiServer
 from aiconnect.api.openapi import DOCUMENT_NAME, render
-from aiconnect.api.outputs import MAX_OUTPUT_ID, MAX_TARGET_IDS
-from aiconnect.outputs import orders as output_orders
 from aiconnect.call import CallState, ForwardAnswered, ForwardState, InboundEnded, OrderRefused
 from aiconnect.registry import KEEP_ENDED, CallRegistry
 from aiconnect.sip import abnf
@@ -45,12 +40,9 @@ from aiconnect.views import new_call_payload
 from aiconnect.webhooks import EventOutbox
 from tests.api.helpers import (
     BAD_ORDER_FIELDS,
-    BAD_RECORDING_FIELDS,
-    BAD_STREAM_FIELDS,
     DOMAIN,
     FORWARD_URI,
     OTHER_DOMAIN,
-    STREAM_URL,
     TOKEN,
     FakeOutputRunner,
     FakeRecordingFiles,
@@ -59,6 +51,19 @@ from tests.api.helpers import (
     bearer,
     make_call,
     make_config,
+)
+from tests.openapi_support import (
+    NO_CONTROL,
+    SCHEMAS,
+    Where,
+    anchored,
+    at,
+    check_prose,
+    check_values,
+    component,
+    conform,
+    resolve,
+    validator,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,10 +83,6 @@ SEMANTIC_ONLY = {
     "xHeaders size in bytes",
 }
 
-#: BAD_STREAM_FIELDS and BAD_RECORDING_FIELDS the server refuses but the
-#: schema cannot: host names, port numbers and byte counts.
-SEMANTIC_ONLY_OUTPUTS = {"url bad host", "url bad port", "url port 0", "headers value size"}
-
 #: The events of streams, recordings and pauses (issue 10): documented,
 #: and named by L{aiconnect.events} once its builders exist.
 OUTPUT_EVENT_SCHEMAS = (
@@ -98,15 +99,10 @@ OUTPUT_EVENT_SCHEMAS = (
 
 #: Responses that only a running reactor produces (the file resource writes
 #: through a producer): checked over a real socket by
-#: L{RecordingFileResponseTests}.
+#: L{tests.test_openapi_outputs.RecordingFileResponseTests}.
 SOCKET_RESPONSES = {("/{domain}/recordings/{recordingId}", "get", "200"), ("/{domain}/recordings/{recordingId}", "get", "206")}
 
 REC_ID = "rec_20261202_0123456789abcdef"
-
-#: A path in the document: its keys, and indexes of lists.
-Where = tuple[str | int, ...]
-
-SCHEMAS: Where = ("components", "schemas")
 
 #: The event schemas of the document and the event each describes.
 EVENT_SCHEMAS = (
@@ -130,47 +126,9 @@ REASONS: tuple[tuple[Where, str], ...] = (
     (SCHEMAS + ("SessionCompleted", "allOf", 1, "properties", "reason", "enum"), "COMPLETED_"),
 )
 
-#: Where the document lists who stops a stream or a recording: a subset of
-#: the C{STOPPED_BY_} values (an SRS BYE stops forwards only).
-OUTPUT_STOPPED_BY: tuple[Where, ...] = (
-    SCHEMAS + ("StreamStopped", "allOf", 1, "properties", "stoppedBy", "enum"),
-    SCHEMAS + ("RecordingStopped", "allOf", 1, "properties", "stoppedBy", "enum"),
-)
-
 #: Values the code sends that the document does not list: none (the
 #: C{restart} of L{aiconnect.recovery} was missing until issue 9).
 UNDOCUMENTED_REASONS: set[str] = set()
-
-
-def anchored(regex: re.Pattern[str]) -> str:
-    """
-    @param regex: One of the code's validation regexes, C{...\\Z}.
-    @return: The same rule as an anchored JSON Schema pattern.
-    """
-    return "^" + regex.pattern.removesuffix("\\Z") + "$"
-
-
-#: L{orders.CONTROL_RE} negated: a string without control characters (HTAB
-#: allowed), as the document states it.
-NO_CONTROL = "^" + orders.CONTROL_RE.pattern.replace("[", "[^", 1) + "*$"
-
-
-def case_insensitive(word: str) -> str:
-    """
-    @return: A regex matching C{word} in any case (C{[Hh][Oo]...}).
-    """
-    return "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else re.escape(c) for c in word)
-
-
-#: L{output_orders.RESERVED_HEADERS} and C{Sec-WebSocket-*}, as the
-#: document refuses them (JSON Schema patterns have no flags).
-RESERVED_HEADERS = (
-    "^(?:"
-    + "|".join(case_insensitive(name) for name in output_orders.RESERVED_HEADERS)
-    + "|"
-    + case_insensitive("sec-websocket-")
-    + ".*)$"
-)
 
 
 def code_values() -> list[tuple[Where, Any]]:
@@ -210,36 +168,6 @@ def code_values() -> list[tuple[Where, Any]]:
         "PauseRequest",
     ):
         rows.append((SCHEMAS + (name, "properties", "sessionId", "maxLength"), MAX_SESSION_ID))
-    rows += [
-        (SCHEMAS + ("StopStreamRequest", "properties", "streamId", "maxLength"), MAX_OUTPUT_ID),
-        (SCHEMAS + ("StopRecordingRequest", "properties", "recordingId", "maxLength"), MAX_OUTPUT_ID),
-        (SCHEMAS + ("RecordingStopped", "allOf", 1, "properties", "encoding", "enum"), list(output_orders.ENCODINGS)),
-    ]
-    for field in ("forwardIds", "streamIds", "recordingIds"):
-        where = SCHEMAS + ("PauseRequest", "properties", field)
-        rows += [(where + ("maxItems",), MAX_TARGET_IDS), (where + ("items", "maxLength"), MAX_OUTPUT_ID)]
-    for name in ("StreamOrder", "StartStreamRequest"):
-        properties = SCHEMAS + (name, "properties")
-        rows += [
-            (properties + ("url", "maxLength"), output_orders.MAX_STREAM_URL),
-            (properties + ("tracks", "enum"), list(output_orders.TRACKS)),
-            (properties + ("format", "enum"), list(output_orders.FORMATS)),
-            (properties + ("sampleRate", "enum"), list(output_orders.SAMPLE_RATES)),
-            (properties + ("protocol", "enum"), list(output_orders.PROTOCOLS)),
-            (properties + ("headers", "maxProperties"), output_orders.MAX_HEADERS),
-            (properties + ("headers", "propertyNames", "pattern"), anchored(output_orders.HEADER_NAME_RE)),
-            (properties + ("headers", "propertyNames", "not", "pattern"), RESERVED_HEADERS),
-            (properties + ("headers", "additionalProperties", "maxLength"), output_orders.MAX_HEADER_VALUE),
-            (properties + ("headers", "additionalProperties", "pattern"), NO_CONTROL),
-        ]
-    for name in ("RecordingOrder", "StartRecordingRequest"):
-        properties = SCHEMAS + (name, "properties")
-        rows += [
-            (properties + ("tracks", "enum"), list(output_orders.TRACKS)),
-            (properties + ("format", "enum"), list(output_orders.RECORDING_FORMATS)),
-            (properties + ("encoding", "enum"), list(output_orders.ENCODINGS)),
-            (properties + ("uploadUrl", "maxLength"), output_orders.MAX_UPLOAD_URL),
-        ]
     for name in ("StartSIPRecForward", "StartSIPRecForwardRequest"):
         properties = SCHEMAS + (name, "properties")
         rows += [
@@ -270,69 +198,7 @@ def code_values_in_prose() -> list[tuple[Where, str]]:
             (where, f"at most {orders.MAX_X_HEADERS}, values"),
             (where, f"at most {orders.MAX_X_HEADER_VALUE} bytes"),
         ]
-    bounds = f"at most {events.MAX_REFERENCE_DEPTH} levels deep and {events.MAX_REFERENCE_BYTES} bytes"
-    for name in ("StreamOrder", "StartStreamRequest"):
-        properties = SCHEMAS + (name, "properties")
-        rows += [
-            (properties + ("url", "description"), f"at most {output_orders.MAX_STREAM_URL} characters"),
-            (properties + ("headers", "description"), f"at most {output_orders.MAX_HEADERS}, values"),
-            (properties + ("headers", "description"), f"at most {output_orders.MAX_HEADER_VALUE} bytes"),
-            (properties + ("metadata", "description"), bounds),
-            (properties + ("streamReferenceId", "description"), bounds),
-        ]
-    for name in ("RecordingOrder", "StartRecordingRequest"):
-        properties = SCHEMAS + (name, "properties")
-        rows += [
-            (properties + ("uploadUrl", "description"), f"at most {output_orders.MAX_UPLOAD_URL} characters"),
-            (properties + ("recordingReferenceId", "description"), bounds),
-        ]
-    rows.append((SCHEMAS + ("PauseRequest", "description"), f"at most {MAX_TARGET_IDS} distinct ids"))
     return rows
-
-
-def at(where: Where) -> Any:
-    """
-    @param where: A path in the document.
-    @return: The value there.
-    """
-    node: Any = OPENAPI
-    for key in where:
-        node = node[key]
-    return node
-
-
-def validator(schema: dict[str, Any]) -> Draft202012Validator:
-    """
-    A JSON Schema 2020-12 validator (the dialect of OpenAPI 3.1) for a
-    schema of the document, its C{#/components/...} references resolved.
-
-    @param schema: A schema from L{OPENAPI}.
-    @return: The validator, checking formats too.
-    """
-    rooted = {**schema, "components": OPENAPI["components"]}
-    return Draft202012Validator(rooted, format_checker=Draft202012Validator.FORMAT_CHECKER)
-
-
-def component(name: str) -> Draft202012Validator:
-    """
-    @return: A validator for C{#/components/schemas/<name>}.
-    """
-    return validator({"$ref": "#/components/schemas/" + name})
-
-
-def resolve(node: dict[str, Any]) -> dict[str, Any]:
-    """
-    Follow a C{$ref} to C{#/components/...}.
-
-    @param node: A response, parameter ... object, or a reference to one.
-    @return: The object itself.
-    """
-    while "$ref" in node:
-        target: Any = OPENAPI
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        node = target
-    return node
 
 
 def documented_operations() -> set[tuple[str, str]]:
@@ -369,43 +235,6 @@ def routed_operations() -> set[tuple[str, str]]:
                 if method not in ("HEAD", "OPTIONS"):
                     out.add((path, method.lower()))
     return out
-
-
-def conform(
-    test: SynchronousTestCase, method: str, template: str, status: int, response: Any, raw: bytes
-) -> Any:
-    """
-    Check an answer against the documented response of an operation:
-    status, content type, documented headers, JSON schema.
-
-    @param test: The test asserting.
-    @param method: The method, lower case.
-    @param template: The documented path template.
-    @param status: The expected status.
-    @param response: The treq response.
-    @param raw: Its body.
-    @return: The decoded JSON answer, or the text of a non-JSON one.
-    """
-    operation = OPENAPI["paths"][template][method]
-    label = f"{method.upper()} {template} -> {response.code}"
-    test.assertEqual(response.code, status, f"{label}: {raw[:300]!r}")
-    documented = operation["responses"].get(str(status))
-    test.assertIsNotNone(documented, f"{label} is not documented")
-    documented = resolve(documented)
-    content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0].decode()
-    media_type = content_type.split(";")[0].strip()
-    test.assertIn(media_type, documented.get("content", {}), f"{label}: {content_type} not documented")
-    for name in documented.get("headers", {}):
-        test.assertTrue(response.headers.hasHeader(name.encode()), f"{label}: no {name} header")
-    if media_type != "application/json":
-        return raw.decode("utf-8")
-    decoded = json.loads(raw)
-    errors = [
-        f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-        for e in validator(documented["content"][media_type]["schema"]).iter_errors(decoded)
-    ]
-    test.assertEqual(errors, [], f"{label}: answer does not match the documented schema")
-    return decoded
 
 
 class DocumentTests(SynchronousTestCase):
@@ -547,17 +376,13 @@ class CodeValuesTests(SynchronousTestCase):
         """
         Each limit, pattern and enumeration of the document equals the code's constant.
         """
-        for where, expected in code_values():
-            with self.subTest("/".join(map(str, where))):
-                self.assertEqual(at(where), expected)
+        check_values(self, code_values())
 
     def test_prose(self) -> None:
         """
         Each description quoting a limit of the code quotes its current value.
         """
-        for where, words in code_values_in_prose():
-            with self.subTest("/".join(map(str, where))):
-                self.assertIn(words, at(where))
+        check_prose(self, code_values_in_prose())
 
     def test_reasons(self) -> None:
         """
@@ -570,11 +395,6 @@ class CodeValuesTests(SynchronousTestCase):
                 self.assertEqual(len(documented), len(set(documented)))
                 self.assertEqual(set(documented) - sent, set())
                 self.assertEqual(sent - set(documented), UNDOCUMENTED_REASONS)
-        sent = {value for name, value in vars(events).items() if name.startswith("STOPPED_BY_")}
-        for where in OUTPUT_STOPPED_BY:
-            with self.subTest("/".join(map(str, where))):
-                self.assertEqual(set(at(where)) - sent, set())
-                self.assertNotIn(events.STOPPED_BY_SRS_BYE, at(where))
 
     def test_patterns_behave_like_the_code(self) -> None:
         """
@@ -590,17 +410,7 @@ class CodeValuesTests(SynchronousTestCase):
                 at(SCHEMAS + ("StartSIPRecForward", "properties", "xHeaders", "propertyNames", "pattern")),
                 lambda text: orders.X_HEADER_RE.match(text) is not None,
             ),
-            (
-                at(SCHEMAS + ("StreamOrder", "properties", "headers", "propertyNames", "pattern")),
-                lambda text: output_orders.HEADER_NAME_RE.match(text) is not None,
-            ),
-            (
-                at(SCHEMAS + ("StreamOrder", "properties", "headers", "propertyNames", "not", "pattern")),
-                lambda text: text.lower() in output_orders.RESERVED_HEADERS or text.lower().startswith("sec-websocket-"),
-            ),
         ]
-        samples += ["Host", "hOST", "Hosts", "Upgrade", "connection", "Sec-WebSocket-Key", "sec-websocket-", "Sec-Web",
-                    "Content-Length", "TRANSFER-ENCODING", "a#$&^|", "X-Token"]
         for pattern, accepted in checks:
             for text in samples:
                 with self.subTest(f"{pattern} {text!r}"):
@@ -804,35 +614,6 @@ class ResponseConformanceTests(SynchronousTestCase):
         self.exchange("delete", file, 401, token="tok-wrong")
 
 
-class RecordingFileResponseTests(TestCase):
-    """
-    The file answers of C{GET /{domain}/recordings/{recordingId}}
-    (L{SOCKET_RESPONSES}) over a real socket: the file resource writes
-    through a producer, which needs a running reactor.
-    """
-
-    async def test_responses(self) -> None:
-        """
-        The whole file (200) and a byte range (206) match their documented responses.
-        """
-        config = make_config(self, with_jwt=False)
-        files = FakeRecordingFiles(self)
-        files.add(DOMAIN, REC_ID, b"RIFF....WAVEfmt ")
-        server = ApiServer(config, FakeRunnerRegistry(), recording_files=files)
-        port = reactor.listenTCP(0, Site(server.app.resource()), interface="127.0.0.1")  # type: ignore[attr-defined]
-        self.addCleanup(port.stopListening)
-        template = "/{domain}/recordings/{recordingId}"
-        url = f"http://127.0.0.1:{port.getHost().port}/{DOMAIN}/recordings/{REC_ID}"
-        covered = set()
-        for status, extra in ((200, {}), (206, {"Range": "bytes=8-11"})):
-            response = await treq.get(url, headers={**bearer(TOKEN), **extra}, persistent=False)
-            raw = await treq.content(response)
-            text = conform(self, "get", template, status, response, raw)
-            self.assertEqual(text, "WAVE" if status == 206 else "RIFF....WAVEfmt ")
-            covered.add((template, "get", str(status)))
-        self.assertEqual(covered, SOCKET_RESPONSES)
-
-
 class RequestSchemaTests(SynchronousTestCase):
     """
     The documented request schemas are as strict as the server where a
@@ -881,76 +662,6 @@ class RequestSchemaTests(SynchronousTestCase):
             self.assertEqual([e.message for e in schema.iter_errors(answer)], [])
         self.assertFalse(schema.is_valid({"startSIPRecForward": {"codec": "PCMU"}}))
 
-    def test_bad_output_orders_refused(self) -> None:
-        """
-        Every invalid stream or recording order the server refuses (but host names, ports and byte counts) fails the schemas.
-        """
-        for name, table in (("StartStreamRequest", BAD_STREAM_FIELDS), ("StartRecordingRequest", BAD_RECORDING_FIELDS)):
-            schema = component(name)
-            for why, fields, _ in table:
-                if why in SEMANTIC_ONLY_OUTPUTS:
-                    continue
-                with self.subTest(f"{name}: {why}"):
-                    self.assertFalse(schema.is_valid({"sessionId": "ses_test1", **fields}))
-
-    def test_good_output_orders_accepted(self) -> None:
-        """
-        The examples, and orders the parsers accept, validate; what the schema accepts the parsers accept.
-        """
-        streams = [
-            {"url": STREAM_URL},
-            {"url": "ws://127.0.0.1:9000/x", "protocol": "twilio", "format": "PCMU", "sampleRate": 8000},
-            {"url": "wss://[2001:db8::1]/a?b=c", "format": "L16", "sampleRate": 16000, "tracks": "mixed"},
-            {"url": STREAM_URL, "headers": {"X-a#$&^|": "v", "Authorization": "Bearer x"}, "metadata": None},
-        ]
-        recordings = [{}, {"tracks": "callee", "encoding": "PCMU", "uploadUrl": "http://127.0.0.1:8080/put?sig=1"}]
-        for name, parse, orders_ in (
-            ("StartStreamRequest", output_orders.parse_stream_order, streams),
-            ("StartRecordingRequest", output_orders.parse_recording_order, recordings),
-        ):
-            schema = component(name)
-            examples = OPENAPI["components"]["schemas"][name]["examples"]
-            for order in [{k: v for k, v in e.items() if k != "sessionId"} for e in examples] + orders_:
-                with self.subTest(f"{name}: {order}"):
-                    parse(order)
-                    self.assertEqual([e.message for e in schema.iter_errors({"sessionId": "s", **order})], [])
-        schema = component("PauseRequest")
-        for example in OPENAPI["components"]["schemas"]["PauseRequest"]["examples"]:
-            self.assertEqual([e.message for e in schema.iter_errors(example)], [])
-
-    def test_pause_request(self) -> None:
-        """
-        The pause schema refuses what the server refuses: not a list, too many, empty or duplicate ids, unknown fields.
-        """
-        schema = component("PauseRequest")
-        too_many = [f"str_{i}" for i in range(MAX_TARGET_IDS + 1)]
-        for bad in (
-            {"streamIds": "str_1"},
-            {"streamIds": too_many},
-            {"streamIds": [""]},
-            {"streamIds": ["x" * (MAX_OUTPUT_ID + 1)]},
-            {"forwardIds": ["a", "a"]},
-            {"recordingIds": [1]},
-            {"all": True},
-        ):
-            with self.subTest(bad):
-                self.assertFalse(schema.is_valid({"sessionId": "s", **bad}))
-        self.assertTrue(schema.is_valid({"sessionId": "s", "streamIds": too_many[:MAX_TARGET_IDS], "forwardIds": None}))
-
-    def test_new_call_answer_outputs(self) -> None:
-        """
-        A newCall answer may hold one startStream / startRecording object or a list; an invalid one fails.
-        """
-        schema = component("NewCallAnswer")
-        stream = dict(OPENAPI["components"]["schemas"]["StreamOrder"]["examples"][0])
-        recording = dict(OPENAPI["components"]["schemas"]["RecordingOrder"]["examples"][0])
-        for answer in (
-            {"startStream": stream, "startRecording": recording},
-            {"startStream": [stream, {"url": "ws://127.0.0.1/"}], "startRecording": [recording, {}]},
-        ):
-            self.assertEqual([e.message for e in schema.iter_errors(answer)], [])
-        self.assertFalse(schema.is_valid({"startStream": {"format": "L16"}}))
-        self.assertFalse(schema.is_valid({"startRecording": [{"format": "mp3"}]}))
 
 
 class CallbackSchemaTests(SynchronousTestCase):
@@ -1023,36 +734,6 @@ class CallbackSchemaTests(SynchronousTestCase):
         schema = validator(post["requestBody"]["content"]["application/json"]["schema"])
         self.assertEqual([e.message for e in schema.iter_errors(payload)], [])
         self.assertEqual(schema.is_valid({**payload, "participants": [{"name": "x"}]}), False)
-
-    def test_output_events(self) -> None:
-        """
-        Events of streams, recordings and pauses, shaped as SPEC s8-s10 state, match the schema; one missing a field of its kind fails.
-        """
-        schema = self.event_schema()
-        common = {"eventId": "evt_01HW3K9Q0Z8Y7X6W5V4T3S2R1Q", "sessionId": "ses_1", "tenant": DOMAIN,
-                  "timestamp": "2026-12-02T05:00:00.000Z", "sequence": 3}
-        stream = {"streamId": "str_0123456789abcdef", "url": "wss://ai.example.com/audio", "streamReferenceId": {"t": 1}}
-        recording = {"recordingId": REC_ID, "recordingReferenceId": None}
-        ids = {"forwards": ["fwd_1"], "streams": [], "recordings": [REC_ID]}
-        built = {
-            "STREAMSTARTED": stream,
-            "STREAMFAILED": {**stream, "reason": "HTTP 403"},
-            "STREAMSTOPPED": {**stream, "stoppedBy": "api", "stats": {"frames": 50, "bytes": 16000, "dropped": 0, "reconnects": 0}},
-            "RECORDINGSTARTED": recording,
-            "RECORDINGSTOPPED": {**recording, "file": f"{DOMAIN}/2026-12-02/{REC_ID}.wav", "duration": 1.0, "bytes": 32044,
-                                 "sha256": "0" * 64, "channels": 2, "encoding": "L16", "pauses": [], "stoppedBy": "inboundBye"},
-            "RECORDINGFAILED": {**recording, "reason": "disk full"},
-            "RECORDINGUPLOADED": {**recording, "url": "https://bucket.s3.example.com/rec.wav", "status": 200},
-            "SESSIONPAUSED": {"paused": ids},
-            "SESSIONRESUMED": {"resumed": ids},
-        }
-        self.assertEqual(set(built), {name for _, name in OUTPUT_EVENT_SCHEMAS})
-        for name, fields in built.items():
-            event = {"event": name, **common, **fields}
-            with self.subTest(name):
-                self.assertEqual([e.message for e in schema.iter_errors(event)], [])
-                first = sorted(fields)[0]
-                self.assertFalse(schema.is_valid({k: v for k, v in event.items() if k != first}))
 
     def test_documented_examples(self) -> None:
         """

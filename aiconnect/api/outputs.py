@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.api.test_outputs,tests.test_openapi -*-
+# -*- test-case-name: tests.api.test_outputs,tests.test_openapi,tests.test_openapi_outputs -*-
 """
 What the output routes of the REST API (streams SPEC s8, recordings SPEC
 s9, pause and resume SPEC s10) read from request bodies and how they name

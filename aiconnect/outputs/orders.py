@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.outputs.test_orders,tests.api.test_outputs,tests.test_openapi -*-
+# -*- test-case-name: tests.outputs.test_orders,tests.api.test_outputs,tests.test_openapi,tests.test_openapi_outputs -*-
 """
 The C{startStream} (SPEC s8) and C{startRecording} (SPEC s9) objects: what
 the application wrote, validated into frozen orders.  A bad field raises

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.api.test_routes,tests.api.test_auth,tests.api.test_metrics,tests.api.test_forwards,tests.api.test_outputs,tests.outputs.test_orders,tests.test_openapi -*-
+# -*- test-case-name: tests.api.test_routes,tests.api.test_auth,tests.api.test_metrics,tests.api.test_forwards,tests.api.test_outputs,tests.outputs.test_orders,tests.test_openapi,tests.test_openapi_outputs -*-
 """
 What the tests of L{aiconnect.api} share: a two-tenant configuration with
 static tokens and an RS256 key, JWT builders (good and hostile), a session
