@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_openapi -*-
+# -*- test-case-name: tests.test_openapi,tests.test_openapi_outputs -*-
 """
 Tests that check L{aiconnect.api} against its OpenAPI document
 (L{aiconnect.api.OPENAPI}, the package data file C{aiconnect/api/openapi.json},
@@ -31,7 +31,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from aiconnect import events
 from aiconnect.api import JWT_LEEWAY, MAX_BODY, MAX_SESSION_ID, OPENAPI, ApiServer
 from aiconnect.api.openapi import DOCUMENT_NAME, render
-from aiconnect.call import CallState, ForwardAnswered, ForwardState, InboundEnded
+from aiconnect.call import CallState, ForwardAnswered, ForwardState, InboundEnded, OrderRefused
 from aiconnect.registry import KEEP_ENDED, CallRegistry
 from aiconnect.sip import abnf
 from aiconnect.siprec import orders
@@ -44,10 +44,26 @@ from tests.api.helpers import (
     FORWARD_URI,
     OTHER_DOMAIN,
     TOKEN,
+    FakeOutputRunner,
+    FakeRecordingFiles,
+    FakeRunnerRegistry,
     RecordingForwarder,
     bearer,
     make_call,
     make_config,
+)
+from tests.openapi_support import (
+    NO_CONTROL,
+    SCHEMAS,
+    Where,
+    anchored,
+    at,
+    check_prose,
+    check_values,
+    component,
+    conform,
+    resolve,
+    validator,
 )
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -67,10 +83,26 @@ SEMANTIC_ONLY = {
     "xHeaders size in bytes",
 }
 
-#: A path in the document: its keys, and indexes of lists.
-Where = tuple[str | int, ...]
+#: The events of streams, recordings and pauses (issue 10): documented,
+#: and named by L{aiconnect.events} once its builders exist.
+OUTPUT_EVENT_SCHEMAS = (
+    ("StreamStarted", "STREAMSTARTED"),
+    ("StreamFailed", "STREAMFAILED"),
+    ("StreamStopped", "STREAMSTOPPED"),
+    ("RecordingStarted", "RECORDINGSTARTED"),
+    ("RecordingStopped", "RECORDINGSTOPPED"),
+    ("RecordingFailed", "RECORDINGFAILED"),
+    ("RecordingUploaded", "RECORDINGUPLOADED"),
+    ("SessionPaused", "SESSIONPAUSED"),
+    ("SessionResumed", "SESSIONRESUMED"),
+)
 
-SCHEMAS: Where = ("components", "schemas")
+#: Responses that only a running reactor produces (the file resource writes
+#: through a producer): checked over a real socket by
+#: L{tests.test_openapi_outputs.RecordingFileResponseTests}.
+SOCKET_RESPONSES = {("/{domain}/recordings/{recordingId}", "get", "200"), ("/{domain}/recordings/{recordingId}", "get", "206")}
+
+REC_ID = "rec_20261202_0123456789abcdef"
 
 #: The event schemas of the document and the event each describes.
 EVENT_SCHEMAS = (
@@ -79,7 +111,13 @@ EVENT_SCHEMAS = (
     ("SipRecForwardFailed", events.SIPRECFORWARDFAILED),
     ("SipRecForwardStopped", events.SIPRECFORWARDSTOPPED),
     ("SessionCompleted", events.SESSIONCOMPLETED),
-)
+) + OUTPUT_EVENT_SCHEMAS
+
+#: Every event name: the code's, then the documented output events the
+#: code does not name yet (none once L{aiconnect.events} has them).
+ALL_EVENT_NAMES = list(events.EVENT_NAMES) + [
+    name for _, name in OUTPUT_EVENT_SCHEMAS if name not in events.EVENT_NAMES
+]
 
 #: Where the document lists who stops a forward and why a session ends,
 #: with the prefix of the L{aiconnect.events} constants of those values.
@@ -91,19 +129,6 @@ REASONS: tuple[tuple[Where, str], ...] = (
 #: Values the code sends that the document does not list: none (the
 #: C{restart} of L{aiconnect.recovery} was missing until issue 9).
 UNDOCUMENTED_REASONS: set[str] = set()
-
-
-def anchored(regex: re.Pattern[str]) -> str:
-    """
-    @param regex: One of the code's validation regexes, C{...\\Z}.
-    @return: The same rule as an anchored JSON Schema pattern.
-    """
-    return "^" + regex.pattern.removesuffix("\\Z") + "$"
-
-
-#: L{orders.CONTROL_RE} negated: a string without control characters (HTAB
-#: allowed), as the document states it.
-NO_CONTROL = "^" + orders.CONTROL_RE.pattern.replace("[", "[^", 1) + "*$"
 
 
 def code_values() -> list[tuple[Where, Any]]:
@@ -124,7 +149,7 @@ def code_values() -> list[tuple[Where, Any]]:
         (SCHEMAS + ("SipRecForwardStarted", "allOf", 1, "properties", "codec", "enum"), codecs),
         (SCHEMAS + ("SessionState", "enum"), [state.value for state in CallState]),
         (SCHEMAS + ("Forward", "properties", "state", "enum"), [state.value for state in ForwardState]),
-        (SCHEMAS + ("EventCommon", "properties", "event", "enum"), list(events.EVENT_NAMES)),
+        (SCHEMAS + ("EventCommon", "properties", "event", "enum"), ALL_EVENT_NAMES),
         (SCHEMAS + ("Event", "oneOf"), [{"$ref": "#/components/schemas/" + name} for name, _ in EVENT_SCHEMAS]),
         (
             SCHEMAS + ("Event", "discriminator", "mapping"),
@@ -133,7 +158,15 @@ def code_values() -> list[tuple[Where, Any]]:
     ]
     for name, event in EVENT_SCHEMAS:
         rows.append((SCHEMAS + (name, "allOf", 1, "properties", "event", "const"), event))
-    for name in ("StartSIPRecForwardRequest", "StopSIPRecForwardRequest", "SessionRequest"):
+    for name in (
+        "StartSIPRecForwardRequest",
+        "StopSIPRecForwardRequest",
+        "StartStreamRequest",
+        "StopStreamRequest",
+        "StartRecordingRequest",
+        "StopRecordingRequest",
+        "PauseRequest",
+    ):
         rows.append((SCHEMAS + (name, "properties", "sessionId", "maxLength"), MAX_SESSION_ID))
     for name in ("StartSIPRecForward", "StartSIPRecForwardRequest"):
         properties = SCHEMAS + (name, "properties")
@@ -166,51 +199,6 @@ def code_values_in_prose() -> list[tuple[Where, str]]:
             (where, f"at most {orders.MAX_X_HEADER_VALUE} bytes"),
         ]
     return rows
-
-
-def at(where: Where) -> Any:
-    """
-    @param where: A path in the document.
-    @return: The value there.
-    """
-    node: Any = OPENAPI
-    for key in where:
-        node = node[key]
-    return node
-
-
-def validator(schema: dict[str, Any]) -> Draft202012Validator:
-    """
-    A JSON Schema 2020-12 validator (the dialect of OpenAPI 3.1) for a
-    schema of the document, its C{#/components/...} references resolved.
-
-    @param schema: A schema from L{OPENAPI}.
-    @return: The validator, checking formats too.
-    """
-    rooted = {**schema, "components": OPENAPI["components"]}
-    return Draft202012Validator(rooted, format_checker=Draft202012Validator.FORMAT_CHECKER)
-
-
-def component(name: str) -> Draft202012Validator:
-    """
-    @return: A validator for C{#/components/schemas/<name>}.
-    """
-    return validator({"$ref": "#/components/schemas/" + name})
-
-
-def resolve(node: dict[str, Any]) -> dict[str, Any]:
-    """
-    Follow a C{$ref} to C{#/components/...}.
-
-    @param node: A response, parameter ... object, or a reference to one.
-    @return: The object itself.
-    """
-    while "$ref" in node:
-        target: Any = OPENAPI
-        for part in node["$ref"].removeprefix("#/").split("/"):
-            target = target[part]
-        node = target
-    return node
 
 
 def documented_operations() -> set[tuple[str, str]]:
@@ -304,7 +292,7 @@ class DocumentTests(SynchronousTestCase):
         self.assertEqual(documented_operations() - routed_operations(), set())
         adapter = ApiServer.app.url_map.bind("api.example")
         for path, method in sorted(documented_operations()):
-            concrete = path.replace("{domain}", DOMAIN).replace("{sessionId}", "ses_x")
+            concrete = path.replace("{domain}", DOMAIN).replace("{sessionId}", "ses_x").replace("{recordingId}", REC_ID)
             with self.subTest(f"{method.upper()} {path}"):
                 try:
                     adapter.match(concrete, method.upper())
@@ -388,17 +376,13 @@ class CodeValuesTests(SynchronousTestCase):
         """
         Each limit, pattern and enumeration of the document equals the code's constant.
         """
-        for where, expected in code_values():
-            with self.subTest("/".join(map(str, where))):
-                self.assertEqual(at(where), expected)
+        check_values(self, code_values())
 
     def test_prose(self) -> None:
         """
         Each description quoting a limit of the code quotes its current value.
         """
-        for where, words in code_values_in_prose():
-            with self.subTest("/".join(map(str, where))):
-                self.assertIn(words, at(where))
+        check_prose(self, code_values_in_prose())
 
     def test_reasons(self) -> None:
         """
@@ -437,7 +421,20 @@ class ResponseConformanceTests(SynchronousTestCase):
     """
     Real answers of an L{ApiServer} validate against the documented
     responses, and every documented response is produced by some request.
+    The output routes (streams, recordings, pause) are answered by a server
+    over a fake runner (the runner's side is tested with the runner).
     """
+
+    #: The operations answered by the server over real sessions.
+    FORWARD_SERVER = (
+        "/health",
+        "/metrics",
+        "/openapi.json",
+        "/{domain}/sessions",
+        "/{domain}/sessions/{sessionId}",
+        "/{domain}/startsiprecforward",
+        "/{domain}/stopsiprecforward",
+    )
 
     def setUp(self) -> None:
         """
@@ -455,6 +452,12 @@ class ResponseConformanceTests(SynchronousTestCase):
         self.assertIs(ended.state, CallState.ENDED)
         server = ApiServer(self.config, self.registry, reactor=Clock(), stats_providers={"registry": self.registry.counts})
         self.treq = StubTreq(server.app.resource())
+        # The output routes, against a fake runner and stand-in files.
+        self.runner = FakeOutputRunner(DOMAIN, "ses_test1")
+        self.runner.outputs["forward"]["fwd_1"] = True
+        self.files = FakeRecordingFiles(self)
+        outputs = ApiServer(self.config, FakeRunnerRegistry(self.runner), reactor=Clock(), recording_files=self.files)
+        self.outputs_treq = StubTreq(outputs.app.resource())
         self.covered: set[tuple[str, str, str]] = set()
 
     def exchange(
@@ -466,6 +469,7 @@ class ResponseConformanceTests(SynchronousTestCase):
         data: bytes | None = None,
         token: str | None = TOKEN,
         session_id: str = "ses_test1",
+        recording_id: str = REC_ID,
     ) -> Any:
         """
         Make a request for a documented operation, check the status, and
@@ -480,10 +484,14 @@ class ResponseConformanceTests(SynchronousTestCase):
         @param data: Raw body bytes instead.
         @param token: The bearer credential, or L{None}.
         @param session_id: The value of C{{sessionId}} in the path.
+        @param recording_id: The value of C{{recordingId}} in the path.
         @return: The decoded JSON answer, or the text of a non-JSON one.
         """
         operation = OPENAPI["paths"][template][method]
         path = template.replace("{domain}", DOMAIN).replace("{sessionId}", session_id)
+        path = path.replace("{recordingId}", recording_id)
+        # The output routes are served by the server over the fake runner.
+        client = self.outputs_treq if template not in self.FORWARD_SERVER else self.treq
         headers = bearer(token) if token is not None else {}
         if body is not None:
             data = json.dumps(body).encode("utf-8")
@@ -492,29 +500,11 @@ class ResponseConformanceTests(SynchronousTestCase):
                 errors = [e.message for e in validator(schema).iter_errors(body)]
                 self.assertEqual(errors, [], f"request of {method.upper()} {template} does not match its schema")
         response = self.successResultOf(
-            self.treq.request(method.upper(), "http://api.example" + path, headers=headers, data=data)
+            client.request(method.upper(), "http://api.example" + path, headers=headers, data=data)
         )
-        raw = self.successResultOf(self.treq.content(response))
-        label = f"{method.upper()} {template} -> {response.code}"
-        self.assertEqual(response.code, status, f"{label}: {raw[:300]!r}")
-        documented = operation["responses"].get(str(status))
-        self.assertIsNotNone(documented, f"{label} is not documented")
-        documented = resolve(documented)
-        content_type = (response.headers.getRawHeaders(b"content-type") or [b""])[0].decode()
-        media_type = content_type.split(";")[0].strip()
-        self.assertIn(media_type, documented.get("content", {}), f"{label}: {content_type} not documented")
-        for name in documented.get("headers", {}):
-            self.assertTrue(response.headers.hasHeader(name.encode()), f"{label}: no {name} header")
+        raw = self.successResultOf(client.content(response))
         self.covered.add((template, method, str(status)))
-        if media_type != "application/json":
-            return raw.decode("utf-8")
-        decoded = json.loads(raw)
-        errors = [
-            f"{'/'.join(map(str, e.absolute_path))}: {e.message}"
-            for e in validator(documented["content"][media_type]["schema"]).iter_errors(decoded)
-        ]
-        self.assertEqual(errors, [], f"{label}: answer does not match the documented schema")
-        return decoded
+        return conform(self, method, template, status, response, raw)
 
     def test_responses(self) -> None:
         """
@@ -569,20 +559,59 @@ class ResponseConformanceTests(SynchronousTestCase):
         self.exchange("post", stop, 404, {"sessionId": "ses_test1", "forwardId": "fwd_nope"})
         self.exchange("post", stop, 413, data=too_large)
 
-        for action in ("startstream", "stopstream", "startrecording", "stoprecording"):
-            template = "/{domain}/" + action
-            self.exchange("post", template, 501, {"sessionId": "ses_test1"})
-            self.exchange("post", template, 400, {"noSession": True})
-            self.exchange("post", template, 401, {"sessionId": "ses_test1"}, token=None)
-            self.exchange("post", template, 404, {"sessionId": "ses_nope"})
-            self.exchange("post", template, 413, data=too_large)
-
+        self.output_responses(too_large)
         documented = {
             (path, method, status)
             for path, method in documented_operations()
             for status in OPENAPI["paths"][path][method]["responses"]
         }
-        self.assertEqual(documented - self.covered, set())
+        self.assertEqual(documented - self.covered, SOCKET_RESPONSES)
+
+    def output_responses(self, too_large: bytes) -> None:
+        """
+        Exchange every documented answer of the output routes but the file
+        downloads (L{SOCKET_RESPONSES}).
+
+        @param too_large: A body over the size limit.
+        """
+        schemas = OPENAPI["components"]["schemas"]
+        for kind, example in (("stream", "StartStreamRequest"), ("recording", "StartRecordingRequest")):
+            start, stop = f"/{{domain}}/start{kind}", f"/{{domain}}/stop{kind}"
+            id_field = kind + "Id"
+            order = schemas[example]["examples"][0] | {"sessionId": "ses_test1"}
+            output_id = self.exchange("post", start, 200, order)[id_field]
+            self.exchange("post", start, 400, {**order, "tracks": "stereo"})
+            self.exchange("post", start, 401, order, token=None)
+            self.exchange("post", start, 404, {**order, "sessionId": "ses_other"})
+            self.runner.refusal = OrderRefused("ended", "the session has ended")
+            self.exchange("post", start, 409, order)
+            self.runner.refusal = None
+            self.exchange("post", start, 413, data=too_large)
+            self.exchange("post", stop, 200, {"sessionId": "ses_test1", id_field: output_id})
+            self.exchange("post", stop, 200, {"sessionId": "ses_test1"})
+            self.exchange("post", stop, 400, {"sessionId": "ses_test1", id_field: 5})
+            self.exchange("post", stop, 401, {"sessionId": "ses_test1"}, token="tok-wrong")
+            self.exchange("post", stop, 404, {"sessionId": "ses_test1", id_field: "nope"})
+            self.exchange("post", stop, 413, data=too_large)
+        for action in ("pause", "resume"):
+            template = "/{domain}/" + action
+            answer = self.exchange("post", template, 200, {"sessionId": "ses_test1"})
+            self.assertEqual(answer[action + "d"]["forwards"], ["fwd_1"])
+            self.exchange("post", template, 200, schemas["PauseRequest"]["examples"][1] | {"sessionId": "ses_test1", "streamIds": ["str_1"]})
+            self.exchange("post", template, 400, {"sessionId": "ses_test1", "streamIds": "str_1"})
+            self.exchange("post", template, 401, {"sessionId": "ses_test1"}, token=None)
+            self.exchange("post", template, 404, {"sessionId": "ses_test1", "forwardIds": ["fwd_nope"]})
+            self.exchange("post", template, 413, data=too_large)
+        file = "/{domain}/recordings/{recordingId}"
+        self.files.add(DOMAIN, REC_ID, b"RIFF")
+        self.exchange("get", file, 401, token=None)
+        self.exchange("get", file, 404, recording_id="rec_20261202_0000000000000000")
+        self.files.busy.add(REC_ID)
+        self.exchange("delete", file, 409)
+        self.files.busy.clear()
+        self.exchange("delete", file, 200)
+        self.exchange("delete", file, 404)
+        self.exchange("delete", file, 401, token="tok-wrong")
 
 
 class RequestSchemaTests(SynchronousTestCase):
@@ -632,6 +661,7 @@ class RequestSchemaTests(SynchronousTestCase):
         for answer in ({"startSIPRecForward": order}, {"startSIPRecForward": [order, order]}, {}):
             self.assertEqual([e.message for e in schema.iter_errors(answer)], [])
         self.assertFalse(schema.is_valid({"startSIPRecForward": {"codec": "PCMU"}}))
+
 
 
 class CallbackSchemaTests(SynchronousTestCase):

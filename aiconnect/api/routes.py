@@ -1,16 +1,22 @@
-# -*- test-case-name: tests.api.test_routes,tests.api.test_forwards,tests.api.test_auth,tests.test_openapi -*-
+# -*- test-case-name: tests.api.test_routes,tests.api.test_forwards,tests.api.test_outputs,tests.api.test_auth,tests.test_openapi,tests.test_openapi_outputs -*-
 """
 L{ApiServer}: the routes of the REST API (SPEC section 6) on a class-level
 Klein app, and the mapping of errors to JSON answers.  Bodies are read and
 answers written by L{aiconnect.api.jsonio}, credentials checked by
-L{aiconnect.api.auth}, sessions shaped by L{aiconnect.views}; the routes
-are those of the OpenAPI document (L{aiconnect.api.openapi}), which a test
-checks both ways.
+L{aiconnect.api.auth}, sessions shaped by L{aiconnect.views}, output
+orders validated by L{aiconnect.siprec.orders} and
+L{aiconnect.outputs.orders} (ids and pause lists by
+L{aiconnect.api.outputs}); orders, stops, pauses and resumes go to the
+session's runner (L{aiconnect.runner.CallRunner}), recording files are
+found and deleted by L{aiconnect.outputs.files}.  The routes are those of
+the OpenAPI document (L{aiconnect.api.openapi}), which a test checks both
+ways.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from types import ModuleType
 from typing import Any
 
 from klein import Klein
@@ -20,6 +26,7 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
 from werkzeug.exceptions import HTTPException
 
 from aiconnect import __version__, events
@@ -27,12 +34,19 @@ from aiconnect.api.auth import BearerAuthenticator
 from aiconnect.api.jsonio import ApiRequestError, error_answer, json_answer, read_json_object, read_session_id
 from aiconnect.api.metrics import StatsCollector, StatsProvider, register_build_info
 from aiconnect.api.openapi import OPENAPI
+from aiconnect.api.outputs import (
+    KINDS,
+    RECORDING_ID_RE,
+    check_fields,
+    describe_affected,
+    read_output_id,
+    read_targets,
+    target_field,
+)
 from aiconnect.call import OrderRefused
 from aiconnect.config import Config, TenantConfig
 from aiconnect.siprec.orders import OrderError, parse_forward_order
 from aiconnect.views import describe_session, summarize_session
-
-_STREAM_ROUTES = ("startstream", "stopstream", "startrecording", "stoprecording")
 
 
 class ApiServer:
@@ -56,6 +70,7 @@ class ApiServer:
         metrics_registry: CollectorRegistry | None = None,
         reactor: IReactorTime | None = None,
         stats_providers: Mapping[str, StatsProvider] | None = None,
+        recording_files: ModuleType | Any = None,
     ) -> None:
         """
         @param config: The configuration (tenants: domains, API tokens, JWT
@@ -70,6 +85,11 @@ class ApiServer:
         @param stats_providers: Name -> zero-argument callable returning a
             (possibly nested) mapping of numbers, published on C{/metrics};
             see L{add_stats_provider}.
+        @param recording_files: What finds and deletes recording files
+            (C{recording_path}, C{recording_resource}, C{delete_recording},
+            C{RecordingBusy}); L{None} = L{aiconnect.outputs.files},
+            imported when a recording route is first used.  The files are
+            under C{config.recording.directory}.
         @raise ConfigError: If a tenant's C{jwt_public_key} is not a
             readable PEM RSA public key.
         @raise ValueError: If a stats provider name is invalid.
@@ -77,6 +97,7 @@ class ApiServer:
         self._config = config
         self._registry = registry
         self._reactor = reactor
+        self._recording_files = recording_files
         self._auth = BearerAuthenticator(config)
         if metrics_registry is None:
             metrics_registry = CollectorRegistry(auto_describe=True)
@@ -214,28 +235,14 @@ class ApiServer:
             that has reached C{max_forwards_per_call} /
             C{max_outputs_per_call} (the error names the limit).
         """
-        tenant = self._auth.authenticate(request, domain)
-        body = read_json_object(request)
-        session_id = read_session_id(body)
-        fields = {k: v for k, v in body.items() if k != "sessionId"}
-        try:
-            order = parse_forward_order(fields, tenant)
-        except OrderError as e:
-            raise ApiRequestError(400, e.message, e.field or "body") from None
-        call = self._call(tenant, session_id)
-        try:
-            forward_id = call.order_forward(order)
-        except OrderRefused as e:
-            # The Call decides (ending/ended, or a [limits] cap reached).
-            raise ApiRequestError(409, e.message, None if e.limit else "sessionId") from None
-        self.log.info(
-            "API: forward {forward_id} to {uri} ordered for session {session_id}",
-            tenant=tenant.domain,
-            session_id=session_id,
-            forward_id=forward_id,
-            uri=order.uri,
+        return self._order(
+            request,
+            domain,
+            "forward",
+            "forwardId",
+            lambda fields, tenant: parse_forward_order(fields, tenant),
+            lambda runner, order: runner.order_forward(order),
         )
-        return json_answer(request, 200, {"success": True, "forwardId": forward_id})
 
     @app.route("/<string:domain>/stopsiprecforward", methods=["POST"])
     def stop_siprec_forward(self, request: IRequest, domain: str) -> bytes:
@@ -250,46 +257,319 @@ class ApiServer:
         @raise ApiRequestError: 400 naming the field at fault, 404 for an
             unknown session or forward.
         """
-        tenant = self._auth.authenticate(request, domain)
-        body = read_json_object(request)
-        session_id = read_session_id(body)
-        for key in sorted(body):
-            if key not in ("sessionId", "forwardId"):
-                raise ApiRequestError(400, "unknown field", key)
-        forward_id = body.get("forwardId")
-        if forward_id is not None and (not isinstance(forward_id, str) or not forward_id):
-            raise ApiRequestError(400, "must be a non-empty string (or absent: all forwards)", "forwardId")
-        call = self._call(tenant, session_id)
-        try:
-            stopped = call.stop_forwards(forward_id, events.STOPPED_BY_API)
-        except KeyError:
-            raise ApiRequestError(404, "unknown forward of this session", "forwardId") from None
-        self.log.info(
-            "API: forwards {stopped} of session {session_id} stopped",
-            tenant=tenant.domain,
-            session_id=session_id,
-            stopped=stopped,
+        return self._stop(
+            request,
+            domain,
+            "forward",
+            "forwardId",
+            lambda runner, forward_id: runner.stop_forwards(forward_id, events.STOPPED_BY_API),
         )
-        return json_answer(request, 200, {"success": True, "stopped": stopped})
 
-    @app.route("/<string:domain>/<any(" + ",".join(_STREAM_ROUTES) + "):action>", methods=["POST"])
-    def stream_or_recording(self, request: IRequest, domain: str, action: str) -> bytes:
+    @app.route("/<string:domain>/startstream", methods=["POST"])
+    def start_stream(self, request: IRequest, domain: str) -> bytes:
         """
-        C{POST /{domain}/startstream}, C{/stopstream}, C{/startrecording},
-        C{/stoprecording}: authenticated and checked for C{sessionId}, then
-        501 until WebSocket streaming and recording exist.
+        C{POST /{domain}/startstream}: order a WebSocket stream of a live
+        session (SPEC s8 object plus C{sessionId}).  Answered at once; the
+        outcome follows as C{STREAMSTARTED} or C{STREAMFAILED}.
 
         @param request: The request.
         @param domain: The tenant's domain.
-        @param action: Which of the four.
-        @return: 501 C{{"success": false, "error": "not implemented yet"}}.
-        @raise ApiRequestError: 400 for a missing C{sessionId}, 404 for an
-            unknown session.
+        @return: 200 C{{"success": true, "streamId": <id>}}.
+        @raise ApiRequestError: 400 naming the field at fault, 404 for an
+            unknown session, 409 for a session that is ending or ended or
+            that has reached C{max_outputs_per_call}.
+        """
+        return self._order_output(request, domain, "stream")
+
+    @app.route("/<string:domain>/stopstream", methods=["POST"])
+    def stop_stream(self, request: IRequest, domain: str) -> bytes:
+        """
+        C{POST /{domain}/stopstream}: stop one stream of a session
+        (C{streamId}) or all of them (no C{streamId}); idempotent.
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @return: 200 C{{"success": true, "stopped": [<streamId>, ...]}}.
+        @raise ApiRequestError: 400 naming the field at fault, 404 for an
+            unknown session or stream.
+        """
+        return self._stop_outputs(request, domain, "stream")
+
+    @app.route("/<string:domain>/startrecording", methods=["POST"])
+    def start_recording(self, request: IRequest, domain: str) -> bytes:
+        """
+        C{POST /{domain}/startrecording}: order a WAV recording of a live
+        session (SPEC s9 object plus C{sessionId}); the outcome follows as
+        C{RECORDINGSTARTED} or C{RECORDINGFAILED}.
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @return: 200 C{{"success": true, "recordingId": <id>}}.
+        @raise ApiRequestError: As L{start_stream}.
+        """
+        return self._order_output(request, domain, "recording")
+
+    @app.route("/<string:domain>/stoprecording", methods=["POST"])
+    def stop_recording(self, request: IRequest, domain: str) -> bytes:
+        """
+        C{POST /{domain}/stoprecording}: stop one recording of a session
+        (C{recordingId}) or all of them; idempotent.
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @return: 200 C{{"success": true, "stopped": [<recordingId>, ...]}}.
+        @raise ApiRequestError: As L{stop_stream}.
+        """
+        return self._stop_outputs(request, domain, "recording")
+
+    @app.route("/<string:domain>/pause", methods=["POST"])
+    def pause(self, request: IRequest, domain: str) -> bytes:
+        """
+        C{POST /{domain}/pause} (SPEC s10): pause the outputs the body names
+        (C{forwardIds}, C{streamIds}, C{recordingIds}), or all of the
+        session's outputs when it names none.
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @return: 200 C{{"success": true, "paused": {"forwards": [...],
+            "streams": [...], "recordings": [...]}}}.
+        @raise ApiRequestError: 400 naming the field at fault, 404 for an
+            unknown session or a listed id unknown to it.
+        """
+        return self._pause_or_resume(request, domain, "paused")
+
+    @app.route("/<string:domain>/resume", methods=["POST"])
+    def resume(self, request: IRequest, domain: str) -> bytes:
+        """
+        C{POST /{domain}/resume} (SPEC s10): resume outputs, as L{pause}
+        pauses them.
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @return: 200 C{{"success": true, "resumed": {...}}}.
+        @raise ApiRequestError: As L{pause}.
+        """
+        return self._pause_or_resume(request, domain, "resumed")
+
+    @app.route("/<string:domain>/recordings/<string:recording_id>", methods=["GET"])
+    def get_recording(self, request: IRequest, domain: str, recording_id: str) -> IResource:
+        """
+        C{GET /{domain}/recordings/{recordingId}}: the WAV file (C{audio/wav},
+        Range requests honoured), also while it is being written.
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @param recording_id: The recording id.
+        @return: The file's resource.
+        @raise ApiRequestError: 404 for an unknown recording or another
+            tenant's.
+        """
+        tenant = self._auth.authenticate(request, domain)
+        files = self._files()
+        resource = None
+        if RECORDING_ID_RE.match(recording_id):
+            resource = files.recording_resource(self._config.recording.directory, tenant.domain, recording_id)
+        if resource is None:
+            raise ApiRequestError(404, "unknown recording", "recordingId")
+        request.setHeader(b"cache-control", b"no-store")
+        return resource
+
+    @app.route("/<string:domain>/recordings/<string:recording_id>", methods=["DELETE"])
+    def delete_recording(self, request: IRequest, domain: str, recording_id: str) -> bytes:
+        """
+        C{DELETE /{domain}/recordings/{recordingId}}: remove the file.
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @param recording_id: The recording id.
+        @return: 200 C{{"success": true, "deleted": <recordingId>}}.
+        @raise ApiRequestError: 404 for an unknown recording or another
+            tenant's, 409 for a recording still being written (stop it
+            first).
+        """
+        tenant = self._auth.authenticate(request, domain)
+        files = self._files()
+        deleted = False
+        if RECORDING_ID_RE.match(recording_id):
+            try:
+                deleted = files.delete_recording(self._config.recording.directory, tenant.domain, recording_id)
+            except files.RecordingBusy:
+                raise ApiRequestError(409, "the recording is still being written: stop it first", "recordingId") from None
+        if not deleted:
+            raise ApiRequestError(404, "unknown recording", "recordingId")
+        self.log.info(
+            "API: recording {recording_id} deleted", tenant=tenant.domain, recording_id=recording_id
+        )
+        return json_answer(request, 200, {"success": True, "deleted": recording_id})
+
+    # --- output helpers -------------------------------------------------------
+
+    def _order(
+        self,
+        request: IRequest,
+        domain: str,
+        kind: str,
+        id_field: str,
+        parse: Callable[[dict[str, Any], TenantConfig], Any],
+        place: Callable[[Any, Any], str],
+    ) -> bytes:
+        """
+        Order an output: the body is C{sessionId} plus the order's fields.
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @param kind: What is ordered (C{forward}, C{stream}, C{recording}),
+            for the log.
+        @param id_field: The answer's key for the new id.
+        @param parse: C{(fields, tenant) -> order}, raising L{OrderError}.
+        @param place: C{(runner, order) -> id}, raising L{OrderRefused}.
+        @return: 200 C{{"success": true, <id_field>: <id>}}.
+        @raise ApiRequestError: 400 naming the field at fault, 404 for an
+            unknown session, 409 when the session refuses (ending or ended:
+            field C{sessionId}; a C{[limits]} cap: no field, the message
+            names it).
         """
         tenant = self._auth.authenticate(request, domain)
         body = read_json_object(request)
-        self._call(tenant, read_session_id(body))
-        return error_answer(request, 501, "not implemented yet")
+        session_id = read_session_id(body)
+        try:
+            order = parse({k: v for k, v in body.items() if k != "sessionId"}, tenant)
+        except OrderError as e:
+            raise ApiRequestError(400, e.message, e.field or "body") from None
+        runner = self._call(tenant, session_id)
+        try:
+            output_id = place(runner, order)
+        except OrderRefused as e:
+            raise ApiRequestError(409, e.message, None if e.limit else "sessionId") from None
+        self.log.info(
+            "API: {kind} {output_id} ordered for session {session_id}",
+            tenant=tenant.domain,
+            session_id=session_id,
+            kind=kind,
+            output_id=output_id,
+        )
+        return json_answer(request, 200, {"success": True, id_field: output_id})
+
+    def _order_output(self, request: IRequest, domain: str, kind: str) -> bytes:
+        """
+        Order a stream or a recording (L{_order} with the kind's parser).
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @param kind: C{stream} or C{recording}.
+        @return: 200 C{{"success": true, <idField>: <id>}}.
+        """
+        output = KINDS[kind]
+        return self._order(
+            request,
+            domain,
+            kind,
+            output.id_field,
+            lambda fields, tenant: output.parse(fields, ""),
+            lambda runner, order: runner.order_output(kind, order),
+        )
+
+    def _stop(
+        self,
+        request: IRequest,
+        domain: str,
+        kind: str,
+        id_field: str,
+        stop: Callable[[Any, str | None], list[str]],
+    ) -> bytes:
+        """
+        Stop one output of a kind (its id given) or all of the kind;
+        idempotent: those already stopped or failed are not listed.
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @param kind: C{forward}, C{stream} or C{recording}.
+        @param id_field: The body's optional id field.
+        @param stop: C{(runner, id or None) -> ids stopped}, raising
+            C{KeyError} for an unknown id.
+        @return: 200 C{{"success": true, "stopped": [...]}}.
+        @raise ApiRequestError: 400 naming the field at fault, 404 for an
+            unknown session or id.
+        """
+        tenant = self._auth.authenticate(request, domain)
+        body = read_json_object(request)
+        session_id = read_session_id(body)
+        check_fields(body, ("sessionId", id_field))
+        output_id = read_output_id(body, id_field)
+        runner = self._call(tenant, session_id)
+        try:
+            stopped = stop(runner, output_id)
+        except KeyError:
+            raise ApiRequestError(404, f"unknown {kind} of this session", id_field) from None
+        self.log.info(
+            "API: {kind}s {stopped} of session {session_id} stopped",
+            tenant=tenant.domain,
+            session_id=session_id,
+            kind=kind,
+            stopped=stopped,
+        )
+        return json_answer(request, 200, {"success": True, "stopped": list(stopped)})
+
+    def _stop_outputs(self, request: IRequest, domain: str, kind: str) -> bytes:
+        """
+        Stop streams or recordings (L{_stop} through the runner's
+        C{stop_outputs}).
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @param kind: C{stream} or C{recording}.
+        @return: 200 C{{"success": true, "stopped": [...]}}.
+        """
+        return self._stop(
+            request,
+            domain,
+            kind,
+            KINDS[kind].id_field,
+            lambda runner, output_id: runner.stop_outputs(kind, output_id, events.STOPPED_BY_API),
+        )
+
+    def _pause_or_resume(self, request: IRequest, domain: str, answer: str) -> bytes:
+        """
+        Pause (C{answer} C{paused}) or resume (C{resumed}) outputs.
+
+        @param request: The request.
+        @param domain: The tenant's domain.
+        @param answer: C{paused} or C{resumed}: the answer's key, and which
+            runner method is called.
+        @return: 200 C{{"success": true, <answer>: {...}}}.
+        """
+        tenant = self._auth.authenticate(request, domain)
+        body = read_json_object(request)
+        session_id = read_session_id(body)
+        targets = read_targets(body)
+        runner = self._call(tenant, session_id)
+        act = runner.pause if answer == "paused" else runner.resume
+        try:
+            affected = act(targets)
+        except KeyError as e:
+            # The runner names the unknown output: KeyError((kind, id)).
+            kind = e.args[0][0] if e.args and isinstance(e.args[0], tuple) and e.args[0] else None
+            raise ApiRequestError(404, f"unknown {kind or 'output'} of this session", target_field(kind)) from None
+        described = describe_affected(affected)
+        self.log.info(
+            "API: session {session_id} {answer}: {outputs}",
+            tenant=tenant.domain,
+            session_id=session_id,
+            answer=answer,
+            outputs=described,
+        )
+        return json_answer(request, 200, {"success": True, answer: described})
+
+    def _files(self) -> Any:
+        """
+        @return: The recording files module (L{aiconnect.outputs.files}
+            unless another was given), imported on first use.
+        """
+        if self._recording_files is None:
+            from aiconnect.outputs import files
+
+            self._recording_files = files
+        return self._recording_files
 
     # --- helpers --------------------------------------------------------------
 

@@ -170,10 +170,10 @@ def _x_headers(value: Any, field: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _reference(value: Any, field: str) -> Any:
+def reference_object(value: Any, field: str) -> Any:
     """
-    Validate a C{sipRecForwardReferenceId}: a JSON object that can be
-    echoed in events (L{aiconnect.events.reportable_reference} accepts
+    Validate a C{sipRecForwardReferenceId} (or any other reference id or
+    metadata object of an order): a JSON object that can be echoed in events (L{aiconnect.events.reportable_reference} accepts
     exactly these).
 
     @return: C{value}, or L{None} if absent.
@@ -233,7 +233,7 @@ def parse_forward_order(obj: Any, tenant: TenantConfig, prefix: str = "") -> For
     if caller is not None and called is not None and caller.label is not None and caller.label == called.label:
         which = [n for n in ("calledParty", "callee") if obj.get(n) is not None][0]
         raise OrderError(_join(prefix, which + ".label"), "same label as the calling party: labels must differ")
-    ref = _reference(obj.get("sipRecForwardReferenceId"), _join(prefix, "sipRecForwardReferenceId"))
+    ref = reference_object(obj.get("sipRecForwardReferenceId"), _join(prefix, "sipRecForwardReferenceId"))
     private = _bool(obj, "usePrivateIp", prefix, False)
     return ForwardOrder(
         uri=str(uri),
@@ -248,13 +248,26 @@ def parse_forward_order(obj: Any, tenant: TenantConfig, prefix: str = "") -> For
     )
 
 
+def orders_from_answer(value: Any, key: str) -> list[tuple[str, Any]]:
+    """
+    The orders of one kind in a newCall answer as a list of (field path,
+    raw object): C{value} may be one object or a list.
+
+    @param value: The answer's value under C{key} (L{None}: absent).
+    @param key: The answer's key (C{startSIPRecForward}, C{startStream},
+        C{startRecording}), the start of each field path.
+    @return: C{[(key, value)]}, or C{[(key[i], value[i]), ...]} for a list.
+    """
+    if value is None:
+        return []
+    if isinstance(value, list):
+        return [("%s[%d]" % (key, i), v) for i, v in enumerate(value)]
+    return [(key, value)]
+
+
 def forward_orders_from_answer(value: Any) -> list[tuple[str, Any]]:
     """
     The C{startSIPRecForward} of a newCall answer as a list of (field path,
     raw object): it may be one object or a list.
     """
-    if value is None:
-        return []
-    if isinstance(value, list):
-        return [("startSIPRecForward[%d]" % i, v) for i, v in enumerate(value)]
-    return [("startSIPRecForward", value)]
+    return orders_from_answer(value, "startSIPRecForward")

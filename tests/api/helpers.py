@@ -1,10 +1,13 @@
-# -*- test-case-name: tests.api.test_routes,tests.api.test_auth,tests.api.test_metrics,tests.api.test_forwards,tests.test_openapi -*-
+# -*- test-case-name: tests.api.test_routes,tests.api.test_auth,tests.api.test_metrics,tests.api.test_forwards,tests.api.test_outputs,tests.outputs.test_orders,tests.test_openapi,tests.test_openapi_outputs -*-
 """
 What the tests of L{aiconnect.api} share: a two-tenant configuration with
 static tokens and an RS256 key, JWT builders (good and hostile), a session
 with two streams, a recording forwarder, invalid startSIPRecForward
 orders, L{ApiClient} (drives an L{ApiServer} through L{StubTreq}) and
-L{TenantTestCase} (a server over two tenants with one session each).
+L{TenantTestCase} (a server over two tenants with one session each);
+invalid startStream / startRecording orders, and for the output routes a
+fake runner in a fake registry and a stand-in for the recording files
+(L{OutputsTestCase}).
 """
 
 from __future__ import annotations
@@ -24,9 +27,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from treq.testing import StubTreq
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
+from twisted.web import static
 
 from aiconnect.api import JSON_CONTENT_TYPE, ApiServer
-from aiconnect.call import InboundAcked, InboundAnswered, StreamInfo
+from aiconnect.call import InboundAcked, InboundAnswered, OrderRefused, StreamInfo
 from aiconnect.runner import CallRunner
 from aiconnect.config import Config, load_string
 from aiconnect.registry import CallRegistry
@@ -166,6 +170,77 @@ UNREPORTABLE_ORDER_FIELDS: list[tuple[str, dict[str, Any], str]] = [
         {"uri": FORWARD_URI, "callingParty": {"label": "L1"}, "callee": {"label": "L1"}},
         "callee.label",
     ),
+]
+
+
+STREAM_URL = "wss://ai.example.com/audio?lang=sv"
+
+#: Invalid startStream fields: (why, fields, the field the error names).
+BAD_STREAM_FIELDS: list[tuple[str, dict[str, Any], str]] = [
+    ("url missing", {}, "url"),
+    ("url not a string", {"url": 5}, "url"),
+    ("url empty", {"url": ""}, "url"),
+    ("url http", {"url": "https://ai.example.com/audio"}, "url"),
+    ("url without host", {"url": "wss:///audio"}, "url"),
+    ("url bad host", {"url": "wss://ai_example!/audio"}, "url"),
+    ("url bad port", {"url": "wss://ai.example.com:99999/audio"}, "url"),
+    ("url port 0", {"url": "wss://ai.example.com:0/audio"}, "url"),
+    ("url credentials", {"url": "wss://user:pw@ai.example.com/audio"}, "url"),
+    ("url fragment", {"url": "wss://ai.example.com/audio#x"}, "url"),
+    ("url white space", {"url": "wss://ai.example.com/a b"}, "url"),
+    ("url control", {"url": "wss://ai.example.com/a\r\nX: y"}, "url"),
+    ("url too long", {"url": "wss://ai.example.com/" + "a" * 2028}, "url"),
+    ("tracks", {"url": STREAM_URL, "tracks": "left"}, "tracks"),
+    ("tracks not a string", {"url": STREAM_URL, "tracks": 2}, "tracks"),
+    ("format", {"url": STREAM_URL, "format": "G722"}, "format"),
+    ("format not a string", {"url": STREAM_URL, "format": 16}, "format"),
+    ("sampleRate", {"url": STREAM_URL, "sampleRate": 44100}, "sampleRate"),
+    ("sampleRate a string", {"url": STREAM_URL, "sampleRate": "8000"}, "sampleRate"),
+    ("sampleRate a float", {"url": STREAM_URL, "sampleRate": 8000.5}, "sampleRate"),
+    ("sampleRate 16000 with PCMU", {"url": STREAM_URL, "format": "PCMU", "sampleRate": 16000}, "sampleRate"),
+    ("protocol", {"url": STREAM_URL, "protocol": "mqtt"}, "protocol"),
+    ("twilio with L16", {"url": STREAM_URL, "protocol": "twilio", "format": "L16"}, "format"),
+    ("twilio with PCMA", {"url": STREAM_URL, "protocol": "twilio", "format": "PCMA"}, "format"),
+    ("twilio at 16000", {"url": STREAM_URL, "protocol": "twilio", "sampleRate": 16000}, "sampleRate"),
+    ("headers not an object", {"url": STREAM_URL, "headers": ["Authorization"]}, "headers"),
+    ("headers name", {"url": STREAM_URL, "headers": {"Bad Name": "x"}}, "headers.Bad Name"),
+    ("headers name empty", {"url": STREAM_URL, "headers": {"": "x"}}, "headers."),
+    ("headers Host", {"url": STREAM_URL, "headers": {"Host": "evil.example"}}, "headers.Host"),
+    ("headers upgrade", {"url": STREAM_URL, "headers": {"upgrade": "h2c"}}, "headers.upgrade"),
+    ("headers Connection", {"url": STREAM_URL, "headers": {"Connection": "close"}}, "headers.Connection"),
+    ("headers Sec-WebSocket-Key", {"url": STREAM_URL, "headers": {"Sec-WebSocket-Key": "x"}}, "headers.Sec-WebSocket-Key"),
+    ("headers Content-Length", {"url": STREAM_URL, "headers": {"Content-Length": "1"}}, "headers.Content-Length"),
+    ("headers Transfer-Encoding", {"url": STREAM_URL, "headers": {"Transfer-Encoding": "x"}}, "headers.Transfer-Encoding"),
+    ("headers value CRLF", {"url": STREAM_URL, "headers": {"X-A": "a\r\nHost: evil"}}, "headers.X-A"),
+    ("headers value control", {"url": STREAM_URL, "headers": {"X-A": "a\x00"}}, "headers.X-A"),
+    ("headers value not a string", {"url": STREAM_URL, "headers": {"X-A": 1}}, "headers.X-A"),
+    ("headers count", {"url": STREAM_URL, "headers": {f"X-H{i}": "v" for i in range(17)}}, "headers"),
+    ("headers value size", {"url": STREAM_URL, "headers": {"X-A": "x" * 1025}}, "headers.X-A"),
+    ("metadata not an object", {"url": STREAM_URL, "metadata": ["agent"]}, "metadata"),
+    ("metadata a string", {"url": STREAM_URL, "metadata": "4711"}, "metadata"),
+    ("streamReferenceId not an object", {"url": STREAM_URL, "streamReferenceId": 7}, "streamReferenceId"),
+    ("unknown field", {"url": STREAM_URL, "codec": "PCMU"}, "codec"),
+]
+
+UPLOAD_URL = "https://bucket.s3.example.com/rec.wav?X-Amz-Signature=abc"
+
+#: Invalid startRecording fields: (why, fields, the field the error names).
+BAD_RECORDING_FIELDS: list[tuple[str, dict[str, Any], str]] = [
+    ("tracks", {"tracks": "stereo"}, "tracks"),
+    ("format", {"format": "mp3"}, "format"),
+    ("format upper case", {"format": "WAV"}, "format"),
+    ("format not a string", {"format": 1}, "format"),
+    ("encoding", {"encoding": "G729"}, "encoding"),
+    ("encoding not a string", {"encoding": ["L16"]}, "encoding"),
+    ("uploadUrl not a string", {"uploadUrl": 5}, "uploadUrl"),
+    ("uploadUrl empty", {"uploadUrl": ""}, "uploadUrl"),
+    ("uploadUrl ftp", {"uploadUrl": "ftp://bucket.example.com/x"}, "uploadUrl"),
+    ("uploadUrl ws", {"uploadUrl": "wss://bucket.example.com/x"}, "uploadUrl"),
+    ("uploadUrl without host", {"uploadUrl": "https:///x"}, "uploadUrl"),
+    ("uploadUrl credentials", {"uploadUrl": "https://u:p@bucket.example.com/x"}, "uploadUrl"),
+    ("uploadUrl too long", {"uploadUrl": "https://bucket.example.com/" + "a" * 4070}, "uploadUrl"),
+    ("recordingReferenceId a list", {"recordingReferenceId": [17]}, "recordingReferenceId"),
+    ("unknown field", {"sampleRate": 8000}, "sampleRate"),
 ]
 
 
@@ -382,3 +457,189 @@ class TenantTestCase(SynchronousTestCase):
         self.assertIs(body["success"], False)
         self.assertIsInstance(body["error"], str)
         self.assertEqual(response.headers.getRawHeaders(b"content-type"), [JSON_CONTENT_TYPE])
+
+
+class FakeOutputRunner:
+    """
+    A session's runner as the output routes use it (C{order_output},
+    C{stop_outputs}, C{pause}, C{resume}), recording what it was asked.
+
+    @ivar orders: (kind, order) pairs ordered, in order.
+    @ivar outputs: kind -> {id: running} of the outputs ordered (forwards
+        added by hand).
+    @ivar calls: (method, arguments) of every stop, pause and resume.
+    @ivar refusal: An L{OrderRefused} that C{order_output} raises, if set.
+    """
+
+    def __init__(self, domain: str, session_id: str) -> None:
+        """
+        @param domain: The tenant's domain.
+        @param session_id: The session id.
+        """
+        self.domain = domain
+        self.session_id = session_id
+        self.orders: list[tuple[str, Any]] = []
+        self.outputs: dict[str, dict[str, bool]] = {"forward": {}, "stream": {}, "recording": {}}
+        self.calls: list[tuple[str, Any]] = []
+        self.refusal: OrderRefused | None = None
+
+    def order_output(self, kind: str, order: Any) -> str:
+        """
+        @return: A new id (C{str_1}, C{rec_20261202_0000000000000001} ...).
+        """
+        if self.refusal is not None:
+            raise self.refusal
+        self.orders.append((kind, order))
+        number = len(self.orders)
+        output_id = f"str_{number}" if kind == "stream" else f"rec_20261202_{number:016x}"
+        self.outputs[kind][output_id] = True
+        return output_id
+
+    def stop_outputs(self, kind: str, output_id: str | None, stopped_by: str) -> list[str]:
+        """
+        @return: The ids stopped (running ones only).
+        @raise KeyError: For an unknown id.
+        """
+        self.calls.append(("stop", (kind, output_id, stopped_by)))
+        known = self.outputs[kind]
+        if output_id is not None and output_id not in known:
+            raise KeyError(output_id)
+        stopped = [i for i, running in known.items() if running and output_id in (None, i)]
+        for i in stopped:
+            known[i] = False
+        return stopped
+
+    def _affect(self, method: str, targets: dict[str, list[str]] | None) -> dict[str, list[str]]:
+        self.calls.append((method, targets))
+        if targets is None:
+            return {kind: [i for i, running in ids.items() if running] for kind, ids in self.outputs.items()}
+        for kind, ids in targets.items():
+            for output_id in ids:
+                if output_id not in self.outputs[kind]:
+                    raise KeyError((kind, output_id))
+        return {kind: list(ids) for kind, ids in targets.items()}
+
+    def pause(self, targets: dict[str, list[str]] | None) -> dict[str, list[str]]:
+        """
+        @return: kind -> ids paused.
+        """
+        return self._affect("pause", targets)
+
+    def resume(self, targets: dict[str, list[str]] | None) -> dict[str, list[str]]:
+        """
+        @return: kind -> ids resumed.
+        """
+        return self._affect("resume", targets)
+
+
+class FakeRunnerRegistry:
+    """
+    A registry of L{FakeOutputRunner}s: C{get(domain, session_id)}.
+    """
+
+    def __init__(self, *runners: FakeOutputRunner) -> None:
+        """
+        @param runners: The sessions.
+        """
+        self.runners = {(r.domain, r.session_id): r for r in runners}
+
+    def get(self, domain: str, session_id: str) -> FakeOutputRunner:
+        """
+        @raise KeyError: For an unknown session or another tenant's.
+        """
+        return self.runners[(domain, session_id)]
+
+    def active(self, domain: str) -> list[FakeOutputRunner]:
+        """
+        @return: No sessions (the output routes do not list them).
+        """
+        return []
+
+
+class RecordingBusy(Exception):
+    """
+    The stand-in's C{RecordingBusy}: the recording is still being written.
+    """
+
+
+class FakeRecordingFiles:
+    """
+    A stand-in for L{aiconnect.outputs.files}: recordings are real files in
+    a temporary directory, keyed by (tenant, id); C{busy} ids are still
+    being written.
+
+    @ivar directories: The directory argument of every call.
+    """
+
+    RecordingBusy = RecordingBusy
+
+    def __init__(self, test: SynchronousTestCase) -> None:
+        """
+        @param test: The test (for the temporary directory).
+        """
+        self._root = temporary_directory(test)
+        self.paths: dict[tuple[str, str], str] = {}
+        self.busy: set[str] = set()
+        self.directories: list[str] = []
+
+    def add(self, tenant: str, recording_id: str, data: bytes) -> str:
+        """
+        @return: The path of a new recording file holding C{data}.
+        """
+        path = os.path.join(self._root, f"{tenant}-{recording_id}.wav")
+        with open(path, "wb") as f:
+            f.write(data)
+        self.paths[(tenant, recording_id)] = path
+        return path
+
+    def recording_path(self, directory: str, tenant: str, recording_id: str) -> str | None:
+        """
+        @return: The file's path, or L{None}.
+        """
+        self.directories.append(directory)
+        return self.paths.get((tenant, recording_id))
+
+    def recording_resource(self, directory: str, tenant: str, recording_id: str) -> Any:
+        """
+        @return: A L{static.File} (C{audio/wav}) of the file, or L{None}.
+        """
+        path = self.recording_path(directory, tenant, recording_id)
+        if path is None:
+            return None
+        resource = static.File(path)
+        resource.contentTypes = {".wav": "audio/wav"}  # mimetypes says audio/x-wav
+        return resource
+
+    def delete_recording(self, directory: str, tenant: str, recording_id: str) -> bool:
+        """
+        @return: Whether a file was removed.
+        @raise RecordingBusy: For a C{busy} id.
+        """
+        path = self.recording_path(directory, tenant, recording_id)
+        if path is None:
+            return False
+        if recording_id in self.busy:
+            raise RecordingBusy(recording_id)
+        os.remove(path)
+        del self.paths[(tenant, recording_id)]
+        return True
+
+
+class OutputsTestCase(TenantTestCase):
+    """
+    A server over two tenants whose sessions are L{FakeOutputRunner}s
+    (C{ses_test1} of the first, C{ses_other} of the second), with
+    L{FakeRecordingFiles}.
+    """
+
+    def setUp(self) -> None:
+        """
+        Build the configuration, the fake registry, the server and the client.
+        """
+        self.config = make_config(self, with_jwt=False)
+        self.runner = FakeOutputRunner(DOMAIN, "ses_test1")
+        self.other_runner = FakeOutputRunner(OTHER_DOMAIN, "ses_other")
+        self.registry = FakeRunnerRegistry(self.runner, self.other_runner)
+        self.files = FakeRecordingFiles(self)
+        self.server = ApiServer(self.config, self.registry, reactor=Clock(), recording_files=self.files)
+        self.client = ApiClient(self, self.server)
