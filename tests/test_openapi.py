@@ -710,6 +710,25 @@ class CallbackSchemaTests(SynchronousTestCase):
             now=1700000000.0,),
             events.session_completed("ses_1", tenant=DOMAIN, reason=events.COMPLETED_INBOUND_BYE, duration=3.5, now=1700000000.0),
         ]
+        envelope = {"session_id": "ses_1", "tenant": DOMAIN, "now": 1700000000.0}
+        stream = {"stream_id": "str_1", "url": "wss://ai.example.com/a", "reference_id": {"t": 1}}
+        recording = {"recording_id": "rec_20231114_0123456789abcdef", "reference_id": None}
+        stopped = {"file": "/r/x.wav", "duration": 1.5, "bytes": 24044, "sha256": "0" * 64, "channels": 2,
+                   "encoding": "L16", "pauses": [{"start": 0.2, "end": 0.4}], "stoppedBy": "api"}  # fmt: skip
+        built += [
+            e.to_json()
+            for e in (
+                events.StreamStarted(**envelope, **stream),
+                events.StreamFailed(**envelope, **stream, reason="HTTP 403"),
+                events.StreamStopped(**envelope, **stream, stopped_by="api", stats={"frames": 75}),
+                events.RecordingStarted(**envelope, **recording, details={"file": "/r/x.wav", "tracks": "both", "encoding": "L16"}),
+                events.RecordingStopped(**envelope, **recording, details=stopped),
+                events.RecordingFailed(**envelope, **recording, details={"reason": "disk full"}),
+                events.RecordingUploaded(**envelope, **recording, details={"url": "https://b.example/x.wav", "status": 200}),
+                events.SessionPaused(**envelope, forward_ids=("fwd_1",), session=True),
+                events.SessionResumed(**envelope, stream_ids=("str_1",)),
+            )
+        ]
         for payload in built:
             outbox.emit(DOMAIN, "ses_1", payload)
         sent = [json.loads(e.body) for e in outbox.pending()]

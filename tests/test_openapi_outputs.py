@@ -324,7 +324,7 @@ class OutputEventSchemaTests(SynchronousTestCase):
                   "timestamp": "2026-12-02T05:00:00.000Z", "sequence": 3}
         stream = {"streamId": "str_0123456789abcdef", "url": "wss://ai.example.com/audio", "streamReferenceId": {"t": 1}}
         recording = {"recordingId": REC_ID, "recordingReferenceId": None}
-        ids = {"forwards": ["fwd_1"], "streams": [], "recordings": [REC_ID]}
+        ids = {"forwardIds": ["fwd_1"], "streamIds": [], "recordingIds": [REC_ID]}
         built = {
             "STREAMSTARTED": stream,
             "STREAMFAILED": {**stream, "reason": "HTTP 403"},
@@ -334,8 +334,8 @@ class OutputEventSchemaTests(SynchronousTestCase):
                                  "sha256": "0" * 64, "channels": 2, "encoding": "L16", "pauses": [], "stoppedBy": "inboundBye"},
             "RECORDINGFAILED": {**recording, "reason": "disk full"},
             "RECORDINGUPLOADED": {**recording, "url": "https://bucket.s3.example.com/rec.wav", "status": 200},
-            "SESSIONPAUSED": {"paused": ids},
-            "SESSIONRESUMED": {"resumed": ids},
+            "SESSIONPAUSED": {**ids, "sessionPaused": True},
+            "SESSIONRESUMED": {**ids, "sessionPaused": False},
         }
         self.assertEqual(set(built), {name for _, name in OUTPUT_EVENT_SCHEMAS})
         for name, fields in built.items():

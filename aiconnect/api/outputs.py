@@ -3,9 +3,8 @@
 What the output routes of the REST API (streams SPEC s8, recordings SPEC
 s9, pause and resume SPEC s10) read from request bodies and how they name
 outputs: the two output kinds and their JSON names (L{OutputKind}), the
-id lists of C{/pause} and C{/resume} (L{read_targets}), the answer's
-C{paused} / C{resumed} object (L{describe_affected}), and the recording
-ids the file routes accept (L{RECORDING_ID_RE}).
+id lists of C{/pause} and C{/resume} (L{read_targets}), and the answer's
+C{paused} / C{resumed} object (L{describe_affected}).
 
 Every count and size the client controls is bounded here: ids are
 non-empty strings of at most L{MAX_OUTPUT_ID} characters, at most
@@ -14,7 +13,6 @@ L{MAX_TARGET_IDS} per list.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +25,6 @@ __all__ = [
     "MAX_OUTPUT_ID",
     "MAX_TARGET_IDS",
     "OutputKind",
-    "RECORDING_ID_RE",
     "TARGET_FIELDS",
     "check_fields",
     "describe_affected",
@@ -43,10 +40,6 @@ MAX_OUTPUT_ID = 128
 #: Most ids in one list of a C{/pause} or C{/resume} body.
 MAX_TARGET_IDS = 32
 
-#: A recording id as L{aiconnect.call_outputs.new_recording_id} makes them:
-#: C{rec_YYYYMMDD_} and 16 hex digits.  Anything else is unknown (404)
-#: without touching the file system.
-RECORDING_ID_RE = re.compile(r"rec_[0-9]{8}_[0-9a-f]{16}\Z")
 
 #: The runner's output kinds and the body field listing the ids of each in
 #: C{/pause} and C{/resume}, in the order of the answer.

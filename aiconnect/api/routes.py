@@ -36,7 +36,6 @@ from aiconnect.api.metrics import StatsCollector, StatsProvider, register_build_
 from aiconnect.api.openapi import OPENAPI
 from aiconnect.api.outputs import (
     KINDS,
-    RECORDING_ID_RE,
     check_fields,
     describe_affected,
     read_output_id,
@@ -366,9 +365,9 @@ class ApiServer:
         """
         tenant = self._auth.authenticate(request, domain)
         files = self._files()
-        resource = None
-        if RECORDING_ID_RE.match(recording_id):
-            resource = files.recording_resource(self._config.recording.directory, tenant.domain, recording_id)
+        # Ids not in the recording id format are refused there, before any
+        # file system access.
+        resource = files.recording_resource(self._config.recording.directory, tenant.domain, recording_id)
         if resource is None:
             raise ApiRequestError(404, "unknown recording", "recordingId")
         request.setHeader(b"cache-control", b"no-store")
@@ -389,12 +388,10 @@ class ApiServer:
         """
         tenant = self._auth.authenticate(request, domain)
         files = self._files()
-        deleted = False
-        if RECORDING_ID_RE.match(recording_id):
-            try:
-                deleted = files.delete_recording(self._config.recording.directory, tenant.domain, recording_id)
-            except files.RecordingBusy:
-                raise ApiRequestError(409, "the recording is still being written: stop it first", "recordingId") from None
+        try:
+            deleted = files.delete_recording(self._config.recording.directory, tenant.domain, recording_id)
+        except files.RecordingBusy:
+            raise ApiRequestError(409, "the recording is still being written: stop it first", "recordingId") from None
         if not deleted:
             raise ApiRequestError(404, "unknown recording", "recordingId")
         self.log.info(
@@ -550,6 +547,9 @@ class ApiServer:
             # The runner names the unknown output: KeyError((kind, id)).
             kind = e.args[0][0] if e.args and isinstance(e.args[0], tuple) and e.args[0] else None
             raise ApiRequestError(404, f"unknown {kind or 'output'} of this session", target_field(kind)) from None
+        except OrderRefused as e:
+            # The session is ending or ended: nothing to pause or resume.
+            raise ApiRequestError(409, e.message, "sessionId") from None
         described = describe_affected(affected)
         self.log.info(
             "API: session {session_id} {answer}: {outputs}",

@@ -147,6 +147,8 @@ class AuthenticationTests(TenantTestCase):
             "stopstream",
             "startrecording",
             "stoprecording",
+            "pause",
+            "resume",
         ):
             self.assertError(self.client.call("POST", f"/{DOMAIN}/{action}", token=None, data=b"{"), 401)
 
