@@ -122,6 +122,7 @@ from typing import Any, TypeVar
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from aiconnect.media.pcm import FRAME_SECONDS, PcmTap
 from aiconnect.media.ports import FileDescriptorsExhausted, PortPool, PortsExhausted
 from aiconnect.media.sessions import ForwardMedia, MediaSession
 from aiconnect.media.sockets import PortBinder, PortPair, RelayEPollReactor
@@ -191,6 +192,8 @@ class MediaRelay:
         self.rtcp_interval = rtcp_interval
         self.sessions: set[MediaSession] = set()
         self._tick_call: IDelayedCall | None = None
+        self.pcm_taps: list[PcmTap] = []
+        self._pcm_call: IDelayedCall | None = None
         self._fd_logged: float | None = None
         self._totals: dict[str, Any] = {
             "sessions_total": 0,
@@ -265,6 +268,8 @@ class MediaRelay:
         for session in list(self.sessions):
             session.close()
         self._disarm()
+        for tap in tuple(self.pcm_taps):
+            self.remove_pcm_tap(tap)
 
     # -- for the sessions and forwards --------------------------------------------
 
@@ -335,6 +340,44 @@ class MediaRelay:
             except Exception:
                 self.log.failure("media relay timer failed")
         self._arm()
+
+    def add_pcm_tap(self, tap: PcmTap) -> None:
+        """
+        Drive C{tap}'s frame clock: every 20 ms one timer calls C{due(now)}
+        on every tap (one timer for all sessions, armed while a tap
+        exists).
+        """
+        if tap not in self.pcm_taps:
+            self.pcm_taps.append(tap)
+        if self._pcm_call is None:
+            self._pcm_call = self._reactor.callLater(FRAME_SECONDS, self._pcm_tick)
+
+    def remove_pcm_tap(self, tap: PcmTap) -> None:
+        """
+        Stop driving C{tap}; the timer stops with the last tap.
+        """
+        if tap in self.pcm_taps:
+            self.pcm_taps.remove(tap)
+        if not self.pcm_taps and self._pcm_call is not None:
+            if self._pcm_call.active():
+                self._pcm_call.cancel()
+            self._pcm_call = None
+
+    def _pcm_tick(self) -> None:
+        # Every tap hands out the frames due; the next tick is 20 ms after
+        # this one was due (not after it ran), so ticks do not drift.
+        call, self._pcm_call = self._pcm_call, None
+        now = self._reactor.seconds()
+        for tap in tuple(self.pcm_taps):
+            try:
+                tap.due(now)
+            except Exception:
+                self.log.failure("PCM frame tick failed")
+        if self.pcm_taps and self._pcm_call is None:
+            due = (call.getTime() if call is not None else now) + FRAME_SECONDS
+            if due <= now:  # the reactor lagged: the next tick on the grid
+                due += ((now - due) // FRAME_SECONDS + 1) * FRAME_SECONDS
+            self._pcm_call = self._reactor.callLater(due - now, self._pcm_tick)
 
     def schedule_report(self, stream: OutboundStream) -> None:
         """
