@@ -82,6 +82,9 @@ LATE_RUN = 3
 _RATE = 8000
 _SILENCE = bytes(2 * FRAME_SAMPLES)
 _JUMP_BACK = _RATE  # a packet a second or more before the play point: a jump
+# What a stream's buffer holds at most, from the next frame to hand out on
+# (samples): the frames ahead, and as many again for a frame clock that lags.
+_LIMIT = 2 * MAX_AHEAD * FRAME_SAMPLES
 
 
 def _byte_tables(linear: tuple[int, ...]) -> tuple[bytes, bytes]:
@@ -140,7 +143,10 @@ class PcmTap:
     one is dropped (C{late_packets}), in part when only its head was played
     already.  A new SSRC, a packet beyond the buffer (L{MAX_AHEAD} frames
     past the play point), one a second or more behind it, or L{LATE_RUN}
-    wholly late packets in a row re-anchor the stream (C{reanchors}).
+    wholly late packets in a row re-anchor the stream (C{reanchors}).  A
+    stream's buffer never holds more than 2 * L{MAX_AHEAD} frames: when the
+    frame clock lags that much, packets are dropped (C{dropped_packets})
+    until it catches up.
 
     Frame clock: frame C{n} is due at C{start + (n + 1) * FRAME_SECONDS +
     delay}; L{due} hands out every frame due since its last call, each to
@@ -246,23 +252,26 @@ class PcmTap:
             self.reordered_packets += 1
         else:
             buf.high_seq = seq
-        played = self._next * FRAME_SAMPLES
+        arrived = int((now - self.start) * _RATE + 1e-3)
+        played = self._next * FRAME_SAMPLES  # handed out already
+        # The play point by the clock (the timer may be a little late).
+        point = max(played, (arrived - self._delay) // FRAME_SAMPLES * FRAME_SAMPLES)
         if buf.ssrc != ssrc:
-            pos = self._anchor(buf, ssrc, seq, ts, n, now)
+            pos = self._anchor(buf, ssrc, seq, ts, n, arrived, played)
         else:
             pos = buf.ref_pos + (((ts - buf.ref_ts) + 0x80000000) & 0xFFFFFFFF) - 0x80000000
-            if pos + n > played + MAX_AHEAD * FRAME_SAMPLES or pos < played - _JUMP_BACK:
-                pos = self._anchor(buf, ssrc, seq, ts, n, now)
+            if pos + n > point + MAX_AHEAD * FRAME_SAMPLES or pos < point - _JUMP_BACK:
+                pos = self._anchor(buf, ssrc, seq, ts, n, arrived, played)
             elif pos + n <= played:
                 buf.late_run += 1
                 if buf.late_run < LATE_RUN:
                     self.late_packets += 1
                     return
-                pos = self._anchor(buf, ssrc, seq, ts, n, now)
+                pos = self._anchor(buf, ssrc, seq, ts, n, arrived, played)
         buf.late_run = 0
-        if pos + n > played + MAX_AHEAD * FRAME_SAMPLES:
-            # Anchored beyond the buffer: the frame clock fell behind
-            # (L{due} not called); it skips ahead on its next call.
+        if pos + n > played + _LIMIT:
+            # The frame clock lags by more than the buffer holds (L{due}
+            # not called for a while): it skips ahead on its next call.
             self.dropped_packets += 1
             return
         if pos > buf.ref_pos:
@@ -275,15 +284,13 @@ class PcmTap:
             pos = played
         self._place(buf.frames, pos, samples, n)
 
-    def _anchor(self, buf: _Buffer, ssrc: int, seq: int, ts: int, n: int, now: float) -> int:
+    def _anchor(self, buf: _Buffer, ssrc: int, seq: int, ts: int, n: int, arrived: int, played: int) -> int:
         # Place this packet so that it ends at its arrival time, rounded up
-        # to a frame boundary (never before the play point), and map the
-        # stream's timestamps from there.
+        # to a frame boundary (never before what was handed out), and map
+        # the stream's timestamps from there.
         if buf.ssrc is not None:
             self.reanchors += 1
-        arrived = int((now - self.start) * _RATE + 1e-3)
-        pos = -((n - arrived) // FRAME_SAMPLES) * FRAME_SAMPLES  # ceil to a frame
-        pos = max(pos, self._next * FRAME_SAMPLES)
+        pos = max(played, -((n - arrived) // FRAME_SAMPLES) * FRAME_SAMPLES)  # ceil to a frame
         buf.ssrc = ssrc
         buf.ref_ts = ts
         buf.ref_pos = pos
@@ -361,7 +368,7 @@ class PcmTap:
         C{reordered_packets} (arrived after a later one),
         C{dropped_packets} (beyond the buffer: the frame clock lagged),
         C{reanchors},
-        C{sink_errors}, and the C{streams} and C{sinks} now.
+        C{sink_errors}, and now: C{streams}, C{sinks}, C{buffered_frames}.
         """
         return {
             "streams": len(self._buffers),
@@ -374,4 +381,5 @@ class PcmTap:
             "dropped_packets": self.dropped_packets,
             "reanchors": self.reanchors,
             "sink_errors": self.sink_errors,
+            "buffered_frames": sum(len(buf.frames) for buf in self._buffers),
         }
