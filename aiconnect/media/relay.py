@@ -1,10 +1,11 @@
-# -*- test-case-name: tests.media.test_relay,tests.media.test_relay_limits,tests.media.test_relay_udp,tests.media.test_relay_reactor -*-
+# -*- test-case-name: tests.media.test_relay,tests.media.test_relay_limits,tests.media.test_relay_udp,tests.media.test_relay_reactor,tests.media.test_relay_pcm -*-
 """
 The RTP relay: one C{DatagramProtocol} per port, fanning each inbound
 stream out to every forward (SPEC s5).
 
-This module holds L{MediaRelay} (allocation, the timer for media timeouts
-and RTCP sender reports, the totals) and re-exports the rest of the media
+This module holds L{MediaRelay} (allocation, the timers for media
+timeouts, RTCP sender reports and the PCM taps' frames, the totals) and
+re-exports the rest of the media
 plane, which lives in three rooms:
 
   - L{aiconnect.media.sockets}: the UDP port class, the protocols' base,
@@ -44,6 +45,9 @@ API (what the SIP layer and the L{Call} use)
                     dtmf_payload_type=101 | None, srtp_tx=SrtpParams | None,
                     srtp_rx=SrtpParams | None, rtcp_remote=None, source=None)
         # once the SRS answered; again for its re-INVITEs.
+    forward.pause(now) / forward.resume(now)       # SPEC s10: no RTP while paused;
+        # after resume: next seq, same SSRC, marker, ts advanced by the pause.
+    session.attach_pcm(sink) / detach_pcm(sink)    # PcmFrames every 20 ms (pcm.py)
     stats = session.remove_forward(forward_id)     # final stats of that forward
     session.stats()                                # plain dicts, also after close
     session.close()                                # releases every port; idempotent
@@ -147,8 +151,8 @@ _Pair = TypeVar("_Pair", bound=PortPair)
 
 class MediaRelay:
     """
-    The media plane: the port pool, the sessions, one timer for RTCP and
-    media timeouts.
+    The media plane: the port pool, the sessions, one timer for media
+    timeouts, one for the PCM taps' frames.
 
     The public methods after L{close} (L{bind_pairs}, L{release},
     L{schedule_report}, L{forward_removed}, L{stream_timed_out},

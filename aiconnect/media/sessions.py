@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.media.test_sessions,tests.media.test_relay,tests.media.test_relay_limits -*-
+# -*- test-case-name: tests.media.test_sessions,tests.media.test_relay,tests.media.test_relay_limits,tests.media.test_relay_pcm -*-
 """
 The relay's sessions: what the SIP layer and the L{Call} hold.
 
