@@ -452,9 +452,9 @@ class MediaSession:
         # The tap removed a sink that raised: log our bug, and drop the tap
         # if it was the last sink.
         self.relay.log.failure(
-            "PCM sink {sink!r} raised and was detached",
+            "PCM sink {sink} raised and was detached",
             Failure(error, type(error), error.__traceback__),
-            sink=sink,
+            sink=type(sink).__name__,  # its name only: a repr might show a URL
         )
         tap = self.pcm
         if tap is not None and not tap.sinks:

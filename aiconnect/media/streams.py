@@ -642,7 +642,8 @@ class OutboundStream(Endpoint):
 
         old_source = self.source
         if old_source is not None and old_source is not source:
-            old_source.targets.remove(self)
+            if self in old_source.targets:  # not while paused
+                old_source.targets.remove(self)
             if self.src_ssrc is not None:
                 # Continue the outbound numbering on the new source.
                 self.first_seq = (old_source.last_seq + self.seq_off + 1) & 0xFFFF

@@ -370,7 +370,19 @@ class PauseTests(FakeClockMixin, SynchronousTestCase):
         self.assertEqual({p.ssrc for p in out}, {s.ssrc for s in forward.streams})
         self.assertEqual({p.payload_type for p in out}, {8})
         self.assertEqual([p.marker for p in out], [True, True])
+        # A re-answer moving stream 1 to another source while paused: still
+        # silent, and it follows the new source on resume.
         forward.pause(3.0)
+        forward.connect(1, srs.address, codec="PCMA", payload_type=8, source=0)
+        self.assertEqual(session.streams[0].targets, [])
+        self.assertEqual(session.streams[1].targets, [])
+        session.streams[0].datagramReceived(rtp_packet(3, 480, 0xA, 0, payload(3)), SRC)
+        self.assertEqual(srs.read(), [])
+        forward.resume(3.1)
+        session.streams[0].datagramReceived(rtp_packet(4, 640, 0xA, 0, payload(4)), SRC)
+        moved = [RtpPacket.parse(d) for d in srs.read()]
+        self.assertEqual(sorted(p.ssrc for p in moved), sorted(s.ssrc for s in forward.streams))
+        forward.pause(3.2)
         session.remove_forward("f")
         forward.resume(4.0)
         self.assertEqual([s.targets for s in session.streams], [[], []])
