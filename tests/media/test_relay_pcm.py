@@ -427,7 +427,8 @@ class OverUdpTests(TestCase):
         self.assertEqual([list(f.streams[0]) for f in sink.frames[first : first + 20]], sink.audio(0))
         self.assertEqual([f.index for f in sink.frames], list(range(sink.frames[0].index, sink.frames[-1].index + 1)))
         session.detach_pcm(sink)
-        self.assertIsNone(self.relay._pcm_call)
+        self.assertEqual(self.relay.pcm_taps, [])
+        self.assertEqual([c for c in reactor.getDelayedCalls() if c.func == self.relay._pcm_tick], [])
         self.assertEqual([s.pcm for s in session.streams], [None, None])
 
     async def test_pause_over_udp(self) -> None:
