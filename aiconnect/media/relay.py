@@ -1,10 +1,11 @@
-# -*- test-case-name: tests.media.test_relay,tests.media.test_relay_limits,tests.media.test_relay_udp,tests.media.test_relay_reactor -*-
+# -*- test-case-name: tests.media.test_relay,tests.media.test_relay_limits,tests.media.test_relay_udp,tests.media.test_relay_reactor,tests.media.test_relay_pcm -*-
 """
 The RTP relay: one C{DatagramProtocol} per port, fanning each inbound
 stream out to every forward (SPEC s5).
 
-This module holds L{MediaRelay} (allocation, the timer for media timeouts
-and RTCP sender reports, the totals) and re-exports the rest of the media
+This module holds L{MediaRelay} (allocation, the timers for media
+timeouts, RTCP sender reports and the PCM taps' frames, the totals) and
+re-exports the rest of the media
 plane, which lives in three rooms:
 
   - L{aiconnect.media.sockets}: the UDP port class, the protocols' base,
@@ -44,6 +45,9 @@ API (what the SIP layer and the L{Call} use)
                     dtmf_payload_type=101 | None, srtp_tx=SrtpParams | None,
                     srtp_rx=SrtpParams | None, rtcp_remote=None, source=None)
         # once the SRS answered; again for its re-INVITEs.
+    forward.pause(now) / forward.resume(now)       # SPEC s10: no RTP while paused;
+        # after resume: next seq, same SSRC, marker, ts advanced by the pause.
+    session.attach_pcm(sink) / detach_pcm(sink)    # PcmFrames every 20 ms (pcm.py)
     stats = session.remove_forward(forward_id)     # final stats of that forward
     session.stats()                                # plain dicts, also after close
     session.close()                                # releases every port; idempotent
@@ -122,6 +126,7 @@ from typing import Any, TypeVar
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from aiconnect.media.pcm import FRAME_SECONDS, PcmTap
 from aiconnect.media.ports import FileDescriptorsExhausted, PortPool, PortsExhausted
 from aiconnect.media.sessions import ForwardMedia, MediaSession
 from aiconnect.media.sockets import PortBinder, PortPair, RelayEPollReactor
@@ -146,8 +151,8 @@ _Pair = TypeVar("_Pair", bound=PortPair)
 
 class MediaRelay:
     """
-    The media plane: the port pool, the sessions, one timer for RTCP and
-    media timeouts.
+    The media plane: the port pool, the sessions, one timer for media
+    timeouts, one for the PCM taps' frames.
 
     The public methods after L{close} (L{bind_pairs}, L{release},
     L{schedule_report}, L{forward_removed}, L{stream_timed_out},
@@ -191,6 +196,8 @@ class MediaRelay:
         self.rtcp_interval = rtcp_interval
         self.sessions: set[MediaSession] = set()
         self._tick_call: IDelayedCall | None = None
+        self.pcm_taps: list[PcmTap] = []
+        self._pcm_call: IDelayedCall | None = None
         self._fd_logged: float | None = None
         self._totals: dict[str, Any] = {
             "sessions_total": 0,
@@ -265,6 +272,8 @@ class MediaRelay:
         for session in list(self.sessions):
             session.close()
         self._disarm()
+        for tap in tuple(self.pcm_taps):
+            self.remove_pcm_tap(tap)
 
     # -- for the sessions and forwards --------------------------------------------
 
@@ -335,6 +344,44 @@ class MediaRelay:
             except Exception:
                 self.log.failure("media relay timer failed")
         self._arm()
+
+    def add_pcm_tap(self, tap: PcmTap) -> None:
+        """
+        Drive C{tap}'s frame clock: every 20 ms one timer calls C{due(now)}
+        on every tap (one timer for all sessions, armed while a tap
+        exists).
+        """
+        if tap not in self.pcm_taps:
+            self.pcm_taps.append(tap)
+        if self._pcm_call is None:
+            self._pcm_call = self._reactor.callLater(FRAME_SECONDS, self._pcm_tick)
+
+    def remove_pcm_tap(self, tap: PcmTap) -> None:
+        """
+        Stop driving C{tap}; the timer stops with the last tap.
+        """
+        if tap in self.pcm_taps:
+            self.pcm_taps.remove(tap)
+        if not self.pcm_taps and self._pcm_call is not None:
+            if self._pcm_call.active():
+                self._pcm_call.cancel()
+            self._pcm_call = None
+
+    def _pcm_tick(self) -> None:
+        # Every tap hands out the frames due; the next tick is 20 ms after
+        # this one was due (not after it ran), so ticks do not drift.
+        call, self._pcm_call = self._pcm_call, None
+        now = self._reactor.seconds()
+        for tap in tuple(self.pcm_taps):
+            try:
+                tap.due(now)
+            except Exception:
+                self.log.failure("PCM frame tick failed")
+        if self.pcm_taps and self._pcm_call is None:
+            due = (call.getTime() if call is not None else now) + FRAME_SECONDS
+            if due <= now:  # the reactor lagged: the next tick on the grid
+                due += ((now - due) // FRAME_SECONDS + 1) * FRAME_SECONDS
+            self._pcm_call = self._reactor.callLater(due - now, self._pcm_tick)
 
     def schedule_report(self, stream: OutboundStream) -> None:
         """

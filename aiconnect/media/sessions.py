@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.media.test_sessions,tests.media.test_relay,tests.media.test_relay_limits -*-
+# -*- test-case-name: tests.media.test_sessions,tests.media.test_relay,tests.media.test_relay_limits,tests.media.test_relay_pcm -*-
 """
 The relay's sessions: what the SIP layer and the L{Call} hold.
 
@@ -19,6 +19,9 @@ import secrets
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from twisted.python.failure import Failure
+
+from aiconnect.media.pcm import PcmSink, PcmTap
 from aiconnect.media.ports import PortsExhausted
 from aiconnect.media.sockets import Address, normalize_address
 from aiconnect.media.srtp import SrtpParams
@@ -62,6 +65,7 @@ class ForwardMedia:
     @ivar session: the session it belongs to.
     @ivar relay: the session's relay (ports, sender-report timers).
     @ivar seconds: the clock.
+    @ivar paused_at: when L{pause} stopped it, C{None} while it sends.
     """
 
     def __init__(self, session: MediaSession, forward_id: str, ports: list[int]) -> None:
@@ -73,6 +77,7 @@ class ForwardMedia:
         self.streams: tuple[OutboundStream, ...] = tuple(
             OutboundStream(self, i, port) for i, port in enumerate(ports)
         )
+        self.paused_at: float | None = None
         self._fresh_ssrcs(self.streams)
 
     def _fresh_ssrcs(self, streams: Iterable[OutboundStream]) -> None:
@@ -174,7 +179,48 @@ class ForwardMedia:
         added = _append_streams(self.relay, self.streams, n, lambda i, port: OutboundStream(self, i, port))
         self.streams = self.streams + tuple(added)
         self._fresh_ssrcs(added)
+        if self.paused_at is not None:
+            for stream in added:
+                stream.pause(self.paused_at)
         return added
+
+    @property
+    def paused(self) -> bool:
+        """
+        Whether L{pause} stopped this forward's RTP.
+        """
+        return self.paused_at is not None
+
+    def pause(self, now: float) -> None:
+        """
+        Stop sending RTP on every stream of this forward (SPEC s10: the
+        session is paused; the SIP layer re-INVITEs the SRS with
+        C{a=inactive}).  The streams leave their sources' targets, so the
+        hot path pays nothing for them; streams connected or added while
+        paused stay silent too.  Idempotent.
+
+        @param now: the time of the pause (the relay's clock).
+        """
+        if self.paused_at is not None or self.closed:
+            return
+        self.paused_at = now
+        for stream in self.streams:
+            stream.pause(now)
+
+    def resume(self, now: float) -> None:
+        """
+        Send RTP again after L{pause}: each stream goes on with the next
+        sequence number, its SSRC, the marker bit set, and its timestamp
+        advanced by the paused time (whole 20 ms frames at 8000 Hz).
+        Idempotent.
+
+        @param now: the time of the resume (the relay's clock).
+        """
+        if self.paused_at is None or self.closed:
+            return
+        self.paused_at = None
+        for stream in self.streams:
+            stream.resume(now)
 
     def stats(self) -> dict[str, Any]:
         """
@@ -187,6 +233,7 @@ class ForwardMedia:
                 drops[cause] = drops.get(cause, 0) + count
         return {
             "forward_id": self.forward_id,
+            "paused": self.paused_at is not None,
             "packets_out": sum(s["packets_out"] for s in streams),
             "bytes_out": sum(s["bytes_out"] for s in streams),
             "drops": drops,
@@ -214,6 +261,7 @@ class MediaSession:
     @ivar timed_out: whether the media timeout was reported.
     @ivar relay: the relay it belongs to.
     @ivar seconds: the clock (the relay's reactor's C{seconds}).
+    @ivar pcm: the L{PcmTap} while PCM sinks are attached, else C{None}.
     """
 
     def __init__(
@@ -236,6 +284,7 @@ class MediaSession:
         self.streams: tuple[InboundStream, ...] = tuple(
             InboundStream(i, port, self.seconds) for i, port in enumerate(ports)
         )
+        self.pcm: PcmTap | None = None
 
     def set_inbound(
         self,
@@ -289,6 +338,11 @@ class MediaSession:
             raise ValueError("session is closed")
         added = _append_streams(self.relay, self.streams, n, lambda i, port: InboundStream(i, port, self.seconds))
         self.streams = self.streams + tuple(added)
+        tap = self.pcm
+        if tap is not None:
+            tap.grow(len(self.streams))
+            for stream in added:
+                stream.pcm = tap
         return added
 
     def set_media_timeout(self, seconds: float) -> None:
@@ -350,7 +404,61 @@ class MediaSession:
             stream.move_to(old_port)  # the stats keep showing the last ports it had
             raise
         stream.reopened(self.seconds())
+        stream.pcm = self.pcm
         return stream
+
+    def attach_pcm(self, sink: PcmSink) -> None:
+        """
+        Give C{sink} one L{aiconnect.media.pcm.PcmFrame} per 20 ms of
+        wall-clock time, from the next tick on (L{aiconnect.legs.MediaSession}).
+        The first sink creates the session's L{PcmTap}, started now, and
+        hands it to every inbound stream (and to streams added or reopened
+        later) and to the relay's frame timer.
+
+        @raise ValueError: on a closed session.
+        """
+        if self.closed:
+            raise ValueError("session is closed")
+        tap = self.pcm
+        if tap is None:
+            tap = self.pcm = PcmTap(self.seconds(), len(self.streams), on_sink_error=self._pcm_sink_failed)
+            for stream in self.streams:
+                stream.pcm = tap
+            self.relay.add_pcm_tap(tap)
+        tap.add_sink(sink)
+
+    def detach_pcm(self, sink: PcmSink) -> None:
+        """
+        Stop giving C{sink} frames (no error if it was not attached).  The
+        last sink removes the tap: the hot path is back to one attribute
+        test per packet.
+        """
+        tap = self.pcm
+        if tap is None:
+            return
+        tap.remove_sink(sink)
+        if not tap.sinks:
+            self._drop_pcm()
+
+    def _drop_pcm(self) -> None:
+        tap, self.pcm = self.pcm, None
+        if tap is None:
+            return
+        for stream in self.streams:
+            stream.pcm = None
+        self.relay.remove_pcm_tap(tap)
+
+    def _pcm_sink_failed(self, sink: PcmSink, error: Exception) -> None:
+        # The tap removed a sink that raised: log our bug, and drop the tap
+        # if it was the last sink.
+        self.relay.log.failure(
+            "PCM sink {sink} raised and was detached",
+            Failure(error, type(error), error.__traceback__),
+            sink=type(sink).__name__,  # its name only: a repr might show a URL
+        )
+        tap = self.pcm
+        if tap is not None and not tap.sinks:
+            self._drop_pcm()
 
     def add_forward(self, forward_id: str, n_streams: int) -> ForwardMedia:
         """
@@ -397,12 +505,15 @@ class MediaSession:
         forwards = dict(self._removed)
         for fid, forward in self.forwards.items():
             forwards[fid] = forward.stats()
-        return {
+        out = {
             "closed": self.closed,
             "timed_out": self.timed_out,
             "streams": [s.stats() for s in self.streams],
             "forwards": forwards,
         }
+        if self.pcm is not None:
+            out["pcm"] = self.pcm.stats()
+        return out
 
     def close(self) -> None:
         """
@@ -416,6 +527,7 @@ class MediaSession:
         self.closed = True
         final["closed"] = True
         self._final = final
+        self._drop_pcm()
         for stream in self.streams:
             stream.targets = []
             stream.close()

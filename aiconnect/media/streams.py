@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.media.test_streams,tests.media.test_relay,tests.media.test_relay_udp -*-
+# -*- test-case-name: tests.media.test_streams,tests.media.test_relay,tests.media.test_relay_udp,tests.media.test_relay_pcm -*-
 """
 The relay's streams: the per-packet hot path.
 
@@ -46,6 +46,7 @@ from aiconnect.media.sockets import MAX_DATAGRAM, Address, Endpoint, normalize_a
 from aiconnect.media.srtp import SrtpContext, SrtpParams
 
 if TYPE_CHECKING:
+    from aiconnect.media.pcm import PcmTap
     from aiconnect.media.sessions import ForwardMedia
 
 __all__ = [
@@ -94,6 +95,9 @@ class InboundStream(Endpoint):
     @ivar rtcp_port: the local RTCP port (C{rtp_port + 1}).
     @ivar remote: the accepted source, C{None} before it is known.
     @ivar targets: the outbound streams this one feeds.
+    @ivar pcm: the session's L{PcmTap} while it has PCM outputs, else
+        C{None}; each accepted packet is pushed to it (after the source
+        check, SRTP and the payload type check), with or without targets.
     @ivar retired: SRTP failure counts of the contexts a new key replaced.
     @ivar expect_media: whether the SRC sends on this stream (only such a
         stream times out alone).
@@ -106,7 +110,7 @@ class InboundStream(Endpoint):
     __slots__ = (
         "remote", "srtp", "payload_map", "targets", "ssrc", "last_seq", "last_ts",
         "last_rx", "packets_in", "bytes_in", "malformed", "unknown_pt", "foreign",
-        "latched", "latch_host", "rtcp", "_seconds",
+        "latched", "latch_host", "rtcp", "_seconds", "pcm",
     )  # fmt: skip
 
     def __init__(self, index: int, rtp_port: int, seconds: Callable[[], float]) -> None:
@@ -127,6 +131,7 @@ class InboundStream(Endpoint):
         self.srtp_params: SrtpParams | None = None
         self.retired: dict[str, int] = {}
         self.targets: list[OutboundStream] = []
+        self.pcm: PcmTap | None = None
         self.rtcp = _InboundRtcp(self)
         self._seconds = seconds
         # Hot-path state.
@@ -244,6 +249,9 @@ class InboundStream(Endpoint):
         self.last_seq = seq
         self.last_ts = ts
         self.last_rx = now
+        pcm = self.pcm
+        if pcm is not None:  # the one test a call without PCM outputs pays
+            pcm.push(self.index, self.payload_map[pt], ssrc, seq, ts, data[start:end], now)
         targets = self.targets
         if not targets:
             return
@@ -488,11 +496,15 @@ class OutboundStream(Endpoint):
     @ivar ssrc: the fresh random SSRC of this outbound stream.
     @ivar report_call: the pending RTCP sender report (the relay schedules
         it), C{None} when none is.
+    @ivar paused_at: when L{pause} stopped it, C{None} while it sends.
     """
 
     __slots__ = (
         "pt_map", "main_pt", "main_out", "main_table", "src_ssrc", "seq_off", "ts_off",
         "marker", "ssrc", "protect", "packets", "octets", "unsupported", "send_errors",
+        # Not the hot path's: slots keep the instance dict under CPython's
+        # 30 shared keys (past them each dict costs ~800 octets more).
+        "paused_at", "resume_ts",
     )  # fmt: skip
 
     def __init__(self, forward: ForwardMedia, index: int, rtp_port: int) -> None:
@@ -536,6 +548,10 @@ class OutboundStream(Endpoint):
         self.seq_off = 0
         self.ts_off = 0
         self.marker = 0
+        # Pause (SPEC s10): since when, and whether first_ts continues a
+        # numbering the pause must advance.
+        self.paused_at: float | None = None
+        self.resume_ts = False
         # Counters.
         self.packets = 0
         self.octets = 0
@@ -626,7 +642,8 @@ class OutboundStream(Endpoint):
 
         old_source = self.source
         if old_source is not None and old_source is not source:
-            old_source.targets.remove(self)
+            if self in old_source.targets:  # not while paused
+                old_source.targets.remove(self)
             if self.src_ssrc is not None:
                 # Continue the outbound numbering on the new source.
                 self.first_seq = (old_source.last_seq + self.seq_off + 1) & 0xFFFF
@@ -642,7 +659,44 @@ class OutboundStream(Endpoint):
             self.rtcp.connect_peer(rtcp_remote)
         self.source = source
         self.rebuild_map()
-        if self not in source.targets:
+        if self.paused_at is None and self not in source.targets:
+            source.targets.append(self)
+
+    def pause(self, now: float) -> None:
+        """
+        Send no more RTP (SPEC s10): leave the source's targets, so the hot
+        path does not see this stream at all, and keep where the outbound
+        numbering stands.  Idempotent; see L{resume}.
+        """
+        if self.paused_at is not None:
+            return
+        self.paused_at = now
+        source = self.source
+        if source is not None and self in source.targets:
+            source.targets.remove(self)
+        if source is not None and self.src_ssrc is not None:
+            # Continue from the last packet sent, as on a change of source.
+            self.first_seq = (source.last_seq + self.seq_off + 1) & 0xFFFF
+            self.first_ts = (source.last_ts + self.ts_off + _FRAME) & 0xFFFFFFFF
+            self.src_ssrc = None
+            self.resume_ts = True
+
+    def resume(self, now: float) -> None:
+        """
+        Send RTP again after L{pause}: the next packet has the next sequence
+        number, the same SSRC, the marker bit, and a timestamp advanced by
+        the paused wall-clock time in whole 20 ms frames.  Idempotent.
+        """
+        paused_at = self.paused_at
+        if paused_at is None:
+            return
+        self.paused_at = None
+        if self.resume_ts:
+            frames = max(0, int((now - paused_at) * (_CLOCK_RATE / _FRAME) + 0.5))
+            self.first_ts = (self.first_ts + frames * _FRAME) & 0xFFFFFFFF
+            self.resume_ts = False
+        source = self.source
+        if source is not None and self.remote is not None and self not in source.targets:
             source.targets.append(self)
 
     def close(self) -> None:
