@@ -42,9 +42,10 @@ class PcmFrame:
     """
     One 20 ms tick of a session's audio.
 
-    @ivar index: the frame number since the tap started, consecutive
-        (0, 1, 2 ...): a sink attached later sees its first frame at a
-        later index.
+    @ivar index: the frame number since the tap started (0, 1, 2 ...):
+        a sink attached later sees its first frame at a later index, and
+        after a stall longer than the catch-up bound the index jumps by
+        the frames skipped (counted in the tap's C{skipped_frames}).
     @ivar streams: one C{array("h")} of L{FRAME_SAMPLES} signed 16-bit
         samples (native byte order, 8 kHz) per relay stream, by relay
         stream index; silence where nothing arrived.  Shared by every sink:
