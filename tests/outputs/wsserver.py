@@ -226,6 +226,7 @@ class _Resource(WebSocketResource):
 
     def render_GET(self, request: Request) -> bytes | int:
         self._server.handshakes.append((request.uri.decode("ascii"), _headers(request)))
+        self._server.handshake_times.append(self._server.seconds())
         if self._server.refuse is not None:
             request.setResponseCode(self._server.refuse)
             return b"refused\n"
@@ -242,6 +243,7 @@ class WsServer:
         after its handshake.
     @ivar handshakes: each handshake request, refused or not: (path,
         headers).
+    @ivar handshake_times: when each came (the reactor's seconds).
     @ivar connections: each accepted connection, in order.
     """
 
@@ -251,6 +253,7 @@ class WsServer:
         self.refuse: int | None = None
         self.stop_reading = False
         self.handshakes: list[tuple[str, list[tuple[str, str]]]] = []
+        self.handshake_times: list[float] = []
         self.connections: list[WsServerConnection] = []
         self._port: IListeningPort | None = None
 
@@ -268,6 +271,12 @@ class WsServer:
             tls = TlsConfig(certificate=str(certs.cert), private_key=str(certs.key), ca_certificates=str(certs.ca))
             self._port = self._reactor.listenSSL(port, site, tlsutil.server_context_factory(tls), interface="127.0.0.1")
         return self.port
+
+    def seconds(self) -> float:
+        """
+        The reactor's time.
+        """
+        return float(self._reactor.seconds())
 
     @property
     def port(self) -> int:
