@@ -3,81 +3,48 @@
 A session's live audio to an AI engine over WebSocket (SPEC s8):
 L{StreamLeg}, the L{aiconnect.legs.OutputLeg} of a C{startStream} order.
 
-The leg connects with Twisted's own WebSocket client
-(C{twisted.web.websocket}, on wsproto) to the order's C{ws://} or
-C{wss://} URL (certificates verified as for trunks), sends its extra
-handshake headers, and once the handshake is done takes the session's
-20 ms frames (L{aiconnect.media.pcm.PcmSink}) and sends each one at once in
-the order's C{protocol} (L{aiconnect.outputs.wsmessages}).
+The leg connects (L{aiconnect.outputs.wsclient}: Twisted's own WebSocket
+client, TLS verified as for trunks, the order's extra handshake headers)
+and once the handshake is done takes the session's 20 ms frames
+(L{aiconnect.media.pcm.PcmSink}) and sends each one at once in the order's
+C{protocol} (L{aiconnect.outputs.wsmessages}).
 
-Flow control: the leg is a push producer of the connection.  While the
-transport's send buffer is full (a consumer that does not keep up), and
+Flow control: while the connection's send buffer is full (a consumer that
+does not keep up: the connection is a push producer of its transport), and
 while a dropped connection is being re-established (back-off from 0.5 s,
 doubling, at most 4 s, for C{[streams] reconnect_for} seconds), frames wait
 in a buffer of at most C{[streams] max_buffer} seconds; beyond it the
 oldest are dropped and counted.  So a slow consumer never blocks the
-reactor and memory stays bounded: the buffer, plus one send buffer of the
-transport.
-
-Twisted's C{WebSocketClientEndpoint.connect} sends no extra handshake
-headers, so L{StreamLeg} drives the same wire protocol
-(C{_WebSocketWireProtocol}) itself, as that method does, with its own
-handshake request (L{_handshake}); the rest (framing, the close handshake,
-pings) is Twisted's.  It never logs header values, query strings or
-credentials.
+reactor and memory stays bounded: that buffer, plus one send buffer of the
+transport.  Nothing here logs header values, query strings or credentials.
 """
 
 from __future__ import annotations
 
-import base64
 import enum
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
-from urllib.parse import urlsplit
 
-from OpenSSL import SSL
-from service_identity import VerificationError
-from twisted.internet import defer
-from twisted.internet.error import (
-    ConnectError,
-    ConnectionClosed,
-    ConnectionRefusedError,
-    DNSLookupError,
-    NoRouteError,
-    TCPTimedOutError,
-)
-from twisted.internet.interfaces import IDelayedCall, IOpenSSLClientConnectionCreator, IPushProducer
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import IDelayedCall, IOpenSSLClientConnectionCreator
 from twisted.logger import Logger
-from twisted.python.failure import Failure
-from twisted.web.client import URI
-from twisted.web.iweb import IPolicyForHTTPS
-from twisted.web.websocket import ConnectionRejected, WebSocketClientEndpoint, WebSocketTransport
-from twisted.web._websocket_impl import _WebSocketWireProtocol
-from wsproto import ConnectionType, WSConnection
-from wsproto.events import Request as WsRequest
-from zope.interface import implementer
 
 from aiconnect.config.records import StreamsConfig
 from aiconnect.legs import MediaSession, OutputObserver
 from aiconnect.media.pcm import FRAME_SECONDS, PcmFrame
 from aiconnect.outputs.context import OutputContext
 from aiconnect.outputs.orders import StreamOrder
+from aiconnect.outputs.wsclient import StreamTarget, WsClientConnection
 from aiconnect.outputs.wsmessages import FRAME_MS, StreamMessages, messages_for
 
-__all__ = ["StreamLeg", "StreamState", "StreamTarget", "failure_reason"]
+__all__ = ["StreamLeg", "StreamState", "StreamStats"]
 
 #: Back-off between reconnection attempts: first delay, and the most.
 RETRY_INITIAL = 0.5
 RETRY_MAX = 4.0
 #: Seconds the close handshake may take before the connection is aborted.
 CLOSE_TIMEOUT = 2.0
-#: The most a consumer may send us in one message (we read nothing it
-#: sends, but Twisted gathers a fragmented message whole): beyond it the
-#: connection is aborted.
-MAX_INBOUND_MESSAGE = 64 * 1024
 
 
 class StreamState(enum.Enum):
@@ -94,353 +61,21 @@ class StreamState(enum.Enum):
     FAILED = "failed"
 
 
-@dataclass(frozen=True, slots=True)
-class StreamTarget:
+@dataclass(slots=True)
+class StreamStats:
     """
-    A stream URL, taken apart.
+    A stream's counters (C{STREAMSTOPPED}'s C{stats}).
 
-    @ivar scheme: C{ws} or C{wss}.
-    @ivar host: the host name or IP literal (IPv6 without brackets).
-    @ivar port: the port (80 / 443 by default).
-    @ivar resource: the path and query string sent in the handshake.
-    @ivar public: the URL without query string or credentials (events,
-        logs).
-    @ivar authorization: a C{Basic} C{Authorization} value from the URL's
-        credentials, or C{None}.
+    @ivar frames: frames sent.
+    @ivar bytes: audio bytes sent (before any base64).
+    @ivar dropped: frames dropped (a slow consumer, a long reconnection).
+    @ivar reconnects: successful reconnections.
     """
 
-    scheme: str
-    host: str
-    port: int
-    resource: str
-    public: str
-    authorization: str | None = None
-
-    @classmethod
-    def parse(cls, url: str) -> StreamTarget:
-        """
-        @raise ValueError: not a C{ws://} or C{wss://} URL with a host.
-        """
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        if scheme not in ("ws", "wss") or not parts.hostname:
-            raise ValueError("not a ws:// or wss:// URL")
-        host = parts.hostname
-        port = parts.port or (443 if scheme == "wss" else 80)
-        netloc = "[%s]" % (host,) if ":" in host else host
-        if parts.port is not None:
-            netloc += ":%d" % (port,)
-        path = parts.path or "/"
-        resource = path + ("?" + parts.query if parts.query else "")
-        authorization = None
-        if parts.username is not None:
-            credentials = "%s:%s" % (parts.username, parts.password or "")
-            authorization = "Basic " + base64.b64encode(credentials.encode("utf-8")).decode("ascii")
-        return cls(scheme, host, port, resource, "%s://%s%s" % (scheme, netloc, path), authorization)
-
-    def host_header(self) -> str:
-        """
-        The C{Host} header: the host, and the port unless it is the
-        scheme's default (RFC 6455 s4.1).
-        """
-        host = "[%s]" % (self.host,) if ":" in self.host else self.host
-        if self.port != (443 if self.scheme == "wss" else 80):
-            host += ":%d" % (self.port,)
-        return host
-
-    def uri(self) -> URI:
-        """
-        What Twisted's endpoint factory connects to.
-        """
-        host = self.host.encode("idna") if not self.host.isascii() else self.host.encode("ascii")
-        netloc = b"%s:%d" % (host, self.port)
-        return URI(self.scheme.encode("ascii"), netloc, host, self.port, b"/", b"", b"", b"")
-
-
-def _ssl_reason(error: SSL.Error) -> str:
-    """
-    The last reason OpenSSL gave (C{certificate verify failed}).
-    """
-    reasons = error.args[0] if error.args else None
-    if isinstance(reasons, list) and reasons and isinstance(reasons[-1], tuple):
-        return str(reasons[-1][-1]) or "handshake failed"
-    return str(error) or "handshake failed"
-
-
-def failure_reason(failure: Failure) -> str:
-    """
-    A C{STREAMFAILED} reason (SPEC s8) for why a connection could not be
-    opened: C{HTTP 403}, C{TLS: ...}, C{connect: ...}, C{timeout}.  Short
-    and free of secrets (no URL, no header).
-    """
-    if failure.check(ConnectionRejected):
-        return "HTTP %d" % (failure.value.response.code,)
-    if failure.check(SSL.Error):
-        return "TLS: " + _ssl_reason(failure.value)
-    if failure.check(VerificationError):
-        return "TLS: certificate does not match the host"
-    if failure.check(defer.TimeoutError, TCPTimedOutError, defer.CancelledError):
-        return "timeout"
-    if failure.check(ConnectionRefusedError):
-        return "connect: connection refused"
-    if failure.check(DNSLookupError):
-        return "connect: DNS lookup failed"
-    if failure.check(NoRouteError):
-        return "connect: no route to host"
-    if failure.check(ConnectionClosed):
-        return "connect: connection closed during the handshake"
-    if failure.check(ConnectError):
-        return "connect: " + (failure.value.osError or type(failure.value).__name__)
-    return "connect: " + type(failure.value).__name__
-
-
-@implementer(IPolicyForHTTPS)
-class _TlsPolicy:
-    """
-    Twisted's HTTPS policy seam, answered by the trunks' verified TLS
-    client (C{tls_creator(host)}).
-    """
-
-    def __init__(self, tls_creator: Callable[[str], IOpenSSLClientConnectionCreator]) -> None:
-        self._tls_creator = tls_creator
-
-    def creatorForNetloc(self, hostname: bytes, port: int) -> IOpenSSLClientConnectionCreator:
-        """
-        The connection creator verifying C{hostname}.
-        """
-        return self._tls_creator(hostname.decode("idna"))
-
-
-class _CappedWire(_WebSocketWireProtocol[Any]):
-    """
-    Twisted's WebSocket wire protocol, aborting a connection whose peer
-    sends a message larger than L{MAX_INBOUND_MESSAGE}.
-    """
-
-    def dataReceived(self, data: bytes) -> None:
-        super().dataReceived(data)
-        if len(self._textBuffer.data) + len(self._bytesBuffer.data) > MAX_INBOUND_MESSAGE:
-            self.transport.abortConnection()  # type: ignore[attr-defined]
-
-
-def _handshake(target: StreamTarget, headers: tuple[tuple[str, str], ...]) -> Callable[[Any, Any], None]:
-    """
-    The wire protocol's bootstrap: write the handshake request, with the
-    order's extra headers (and C{Authorization} from the URL's credentials
-    unless the order sets one).
-
-    @raise ValueError: a header h11 would refuse (tried once here, so that
-        it never fails inside the connection).
-    """
-    try:
-        extra = [(name.encode("ascii"), value.encode("utf-8")) for name, value in headers]
-    except UnicodeError:
-        raise ValueError("bad handshake header") from None
-    names = {name.lower() for name, _ in headers}
-    if target.authorization is not None and "authorization" not in names:
-        extra.append((b"Authorization", target.authorization.encode("ascii")))
-
-    def request() -> WsRequest:
-        return WsRequest(target.host_header(), target.resource, extra_headers=extra)
-
-    try:
-        WSConnection(ConnectionType.CLIENT).send(request())
-    except Exception:
-        raise ValueError("bad handshake header") from None
-
-    def bootstrap(connection: Any, transport: Any) -> None:
-        transport.write(connection.send(request()))
-
-    return bootstrap
-
-
-@implementer(IPushProducer)
-class _Connection:
-    """
-    One connection attempt and, once its handshake is done, the open
-    connection: the L{twisted.web.websocket.WebSocketProtocol} Twisted
-    reports to, and the push producer of its transport.  It reports to its
-    leg once: L{StreamLeg._opened} or L{StreamLeg._not_opened}; after an
-    opening, L{StreamLeg._lost}.
-
-    @ivar paused: the transport asked us to stop writing (or the
-        connection cannot take more).
-    """
-
-    def __init__(self, leg: StreamLeg, timeout: float) -> None:
-        self._leg = leg
-        self._reactor = leg._reactor
-        self._wire: WebSocketTransport | None = None
-        self._settled = False
-        self._open = False
-        self.paused = False
-        self._connecting: defer.Deferred[Any] | None = None
-        self._timer: IDelayedCall | None = self._reactor.callLater(timeout, self._timed_out)
-
-    def connect(self, endpoint: Any, bootstrap: Callable[[Any, Any], None]) -> None:
-        """
-        Connect C{endpoint} and run the handshake.
-        """
-        factory = Factory.forProtocol(lambda: _CappedWire(WSConnection(ConnectionType.CLIENT), bootstrap, self))
-        self._connecting = endpoint.connect(factory)
-        self._connecting.addCallbacks(self._connected, self._failed)
-
-    # -- the attempt ---------------------------------------------------------
-
-    def _connected(self, wire: _CappedWire) -> None:
-        self._connecting = None
-        done = getattr(wire, "_done", None)
-        if done is not None:
-            done.addErrback(self._failed)
-
-    def _failed(self, failure: Failure) -> None:
-        self._connecting = None
-        if failure.check(ConnectionRejected):
-            self._abort()
-        self._settle(failure_reason(failure))
-
-    def _timed_out(self) -> None:
-        self._timer = None
-        if not self._settled:
-            self._settle("timeout")
-            self.cancel()
-
-    def _settle(self, reason: str) -> None:
-        if self._settled:
-            return
-        self._settled = True
-        self._cancel_timer()
-        self._leg._not_opened(self, reason)
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-
-    def cancel(self) -> None:
-        """
-        Give the attempt up without reporting (a stop, or a timeout that
-        was reported): cancel the TCP connect, or abort the connection.
-        """
-        self._settled = True
-        self._cancel_timer()
-        if self._connecting is not None:
-            connecting, self._connecting = self._connecting, None
-            connecting.cancel()
-        self._abort()
-
-    # -- WebSocketProtocol ---------------------------------------------------
-
-    def negotiationStarted(self, transport: WebSocketTransport) -> None:
-        """
-        TCP (and TLS) is up; the handshake request is being sent.
-        """
-        self._wire = transport
-
-    def negotiationFinished(self) -> None:
-        """
-        The handshake is done: the connection is open.
-        """
-        if self._settled:
-            return
-        self._settled = True
-        self._open = True
-        self._cancel_timer()
-        assert self._wire is not None
-        self._wire.attachProducer(self)
-        self._leg._opened(self)
-
-    def textMessageReceived(self, message: str) -> None:
-        """
-        Ignored: the consumer has nothing to tell us.
-        """
-
-    def bytesMessageReceived(self, data: bytes | bytearray) -> None:
-        """
-        Ignored.
-        """
-
-    def pongReceived(self, payload: bytes) -> None:
-        """
-        Ignored.
-        """
-
-    def connectionLost(self, reason: Failure) -> None:
-        """
-        Before the handshake: the attempt failed (TLS, a closed
-        connection); after: the connection is lost.
-        """
-        self.paused = True
-        self._wire = None
-        if not self._settled:
-            self._settle(failure_reason(reason))
-        elif self._open:
-            self._open = False
-            self._leg._lost(self)
-
-    # -- IPushProducer -------------------------------------------------------
-
-    def pauseProducing(self) -> None:
-        """
-        The transport's send buffer is full.
-        """
-        self.paused = True
-
-    def resumeProducing(self) -> None:
-        """
-        The transport's send buffer has room again.
-        """
-        if self._wire is not None:
-            self.paused = False
-            self._leg._flush()
-
-    def stopProducing(self) -> None:
-        """
-        The transport is going away.
-        """
-        self.paused = True
-
-    # -- sending -------------------------------------------------------------
-
-    def send(self, message: str | bytes) -> bool:
-        """
-        Send one message.
-
-        @return: C{False} when the connection cannot take it (it is
-            closing): it is then aborted, and reported lost.
-        """
-        wire = self._wire
-        if wire is None:
-            return False
-        try:
-            if isinstance(message, str):
-                wire.sendTextMessage(message)
-            else:
-                wire.sendBytesMessage(message)
-        except Exception:
-            # wsproto refuses to send once the peer's Close has arrived.
-            self.paused = True
-            self._abort()
-            return False
-        return True
-
-    def close(self) -> None:
-        """
-        Close with code 1000 (RFC 6455 s7.4.1).
-        """
-        wire = self._wire
-        if wire is None:
-            return
-        try:
-            wire.loseConnection(1000)
-        except Exception:
-            self._abort()
-
-    def _abort(self) -> None:
-        wire = self._wire
-        transport = getattr(wire, "transport", None) if wire is not None else None
-        if transport is not None:
-            transport.abortConnection()
+    frames: int = 0
+    bytes: int = 0
+    dropped: int = 0
+    reconnects: int = 0
 
 
 class StreamLeg:
@@ -501,16 +136,13 @@ class StreamLeg:
         self._max_frames = max(1, round(config.max_buffer / FRAME_SECONDS))
         self._buffer: deque[tuple[int, tuple[bytes, ...]]] = deque()
         self._state = StreamState.IDLE
-        self._connection: _Connection | None = None
+        self._connection: WsClientConnection | None = None
         self._timer: IDelayedCall | None = None
         self._attached = False
         self._paused = False
         self._first_index: int | None = None
         self._stopped_by = ""
-        self._frames = 0
-        self._bytes = 0
-        self._dropped = 0
-        self._reconnects = 0
+        self._stats = StreamStats()
         self._dropped_at_loss = 0
         self._retry_deadline = 0.0
         self._retry_delay = RETRY_INITIAL
@@ -573,7 +205,7 @@ class StreamLeg:
         C{frames} and audio C{bytes} sent, frames C{dropped}, successful
         C{reconnects}, frames C{buffered}, C{state}, C{paused}.
         """
-        counters = self._counters()
+        counters = asdict(self._stats)
         counters.update(state=self._state.value, paused=self._paused, buffered=len(self._buffer))
         return counters
 
@@ -592,7 +224,7 @@ class StreamLeg:
             payloads = self._messages.silence() if self._paused else self._messages.encode(frame)
             if len(self._buffer) >= self._max_frames:
                 self._buffer.popleft()
-                self._dropped += 1
+                self._stats.dropped += 1
             self._buffer.append((frame.index, payloads))
             self._flush()
         except Exception:
@@ -601,73 +233,62 @@ class StreamLeg:
     # -- connecting ------------------------------------------------------------
 
     def _connect(self, timeout: float) -> None:
-        connection = _Connection(self, timeout)
+        connection = WsClientConnection(self._reactor, self, timeout)
         self._connection = connection
-        if self._target is None:
-            connection._settle("connect: not a ws:// or wss:// URL")
-            return
-        try:
-            bootstrap = _handshake(self._target, self._order.headers)
-        except ValueError as e:
-            connection._settle("connect: %s" % (e,))
-            return
-        try:
-            endpoint = WebSocketClientEndpoint.new(
-                self._reactor, self._public_url, tlsPolicy=_TlsPolicy(self._tls_creator)
-            ).endpointFactory.endpointForURI(self._target.uri())
-        except Exception as e:
-            # tls_creator could not load its trust store, say.
-            connection._settle(("TLS: " if self._target.scheme == "wss" else "connect: ") + type(e).__name__)
-            return
-        connection.connect(endpoint, bootstrap)
+        connection.open(self._target, self._order.headers, self._tls_creator)
 
-    def _opened(self, connection: _Connection) -> None:
+    def _log(self, level: str, text: str, **fields: Any) -> None:
+        """
+        Log C{text} with the stream's id and public URL.
+        """
+        emit = getattr(self.log, level)
+        emit("stream {stream_id} ({url}): " + text, stream_id=self._stream_id, url=self._public_url, **fields)
+
+    # -- ConnectionOwner -------------------------------------------------------
+
+    def connection_opened(self, connection: WsClientConnection) -> None:
+        """
+        The handshake is done: send the start, attach (the first time) or
+        send what waited (a reconnection).
+        """
         if connection is not self._connection:
             connection.cancel()
             return
         resumed = self._state is StreamState.RECONNECTING
         self._state = StreamState.RUNNING
-        gap_ms = (self._dropped - self._dropped_at_loss) * FRAME_MS
+        gap_ms = (self._stats.dropped - self._dropped_at_loss) * FRAME_MS
         for message in self._messages.opening(resumed, gap_ms):
             connection.send(message)
         if resumed:
-            self._reconnects += 1
-            self.log.info(
-                "stream {stream_id} reconnected to {url} (gap {gap_ms} ms)",
-                stream_id=self._stream_id,
-                url=self._public_url,
-                gap_ms=gap_ms,
-            )
+            self._stats.reconnects += 1
+            self._log("info", "reconnected (gap {gap_ms} ms)", gap_ms=gap_ms)
             self._flush()
             return
-        self.log.info("stream {stream_id} started to {url}", stream_id=self._stream_id, url=self._public_url)
+        self._log("info", "started")
         self._media.attach_pcm(self)
         self._attached = True
         self._observer.output_started(self._stream_id, {"url": self._public_url})
 
-    def _not_opened(self, connection: _Connection, reason: str) -> None:
+    def connection_failed(self, connection: WsClientConnection, reason: str) -> None:
+        """
+        The first attempt failed: C{output_failed}; a reconnection attempt
+        failed: try again later, or give up.
+        """
         if connection is not self._connection:
             return
         self._connection = None
         if self._state is StreamState.CONNECTING:
             self._state = StreamState.FAILED
-            self.log.warn(
-                "stream {stream_id} to {url} failed: {reason}",
-                stream_id=self._stream_id,
-                url=self._public_url,
-                reason=reason,
-            )
+            self._log("warn", "failed: {reason}", reason=reason)
             self._observer.output_failed(self._stream_id, reason)
         elif self._state is StreamState.RECONNECTING:
-            self.log.info(
-                "stream {stream_id}: reconnecting to {url} failed: {reason}",
-                stream_id=self._stream_id,
-                url=self._public_url,
-                reason=reason,
-            )
+            self._log("info", "reconnecting failed: {reason}", reason=reason)
             self._schedule_retry()
 
-    def _lost(self, connection: _Connection) -> None:
+    def connection_lost(self, connection: WsClientConnection) -> None:
+        """
+        Closing: the stream is stopped; running: reconnect.
+        """
         if connection is not self._connection:
             return
         self._connection = None
@@ -676,12 +297,21 @@ class StreamLeg:
             return
         if self._state is not StreamState.RUNNING:
             return
-        self.log.warn("stream {stream_id}: connection to {url} lost", stream_id=self._stream_id, url=self._public_url)
+        self._log("warn", "connection lost")
         self._state = StreamState.RECONNECTING
-        self._dropped_at_loss = self._dropped
+        self._dropped_at_loss = self._stats.dropped
         self._retry_deadline = self._reactor.seconds() + self._config.reconnect_for
         self._retry_delay = RETRY_INITIAL
         self._schedule_retry()
+
+    def connection_writable(self, connection: WsClientConnection) -> None:
+        """
+        The transport takes data again: send what waited.
+        """
+        if connection is self._connection:
+            self._flush()
+
+    # -- reconnecting ----------------------------------------------------------
 
     def _schedule_retry(self) -> None:
         remaining = self._retry_deadline - self._reactor.seconds()
@@ -700,12 +330,7 @@ class StreamLeg:
         self._connect(min(self._config.connect_timeout, remaining))
 
     def _give_up(self) -> None:
-        self.log.warn(
-            "stream {stream_id}: gave up reconnecting to {url} after {seconds} s",
-            stream_id=self._stream_id,
-            url=self._public_url,
-            seconds=self._config.reconnect_for,
-        )
+        self._log("warn", "gave up reconnecting after {seconds} s", seconds=self._config.reconnect_for)
         self._detach()
         self._finish("error")
 
@@ -724,20 +349,17 @@ class StreamLeg:
                 return
             buffer.popleft()
 
-    def _send_frame(self, connection: _Connection, item: tuple[int, tuple[bytes, ...]]) -> bool:
+    def _send_frame(self, connection: WsClientConnection, item: tuple[int, tuple[bytes, ...]]) -> bool:
         index, payloads = item
         position = (index - (self._first_index or 0)) * FRAME_MS
         for message in self._messages.media(position, payloads):
             if not connection.send(message):
                 return False
-        self._frames += 1
-        self._bytes += sum(map(len, payloads))
+        self._stats.frames += 1
+        self._stats.bytes += sum(map(len, payloads))
         return True
 
     # -- ending ----------------------------------------------------------------
-
-    def _counters(self) -> dict[str, Any]:
-        return {"frames": self._frames, "bytes": self._bytes, "dropped": self._dropped, "reconnects": self._reconnects}
 
     def _detach(self) -> None:
         if self._attached:
@@ -753,11 +375,6 @@ class StreamLeg:
         self._cancel_timer()
         self._state = StreamState.STOPPED
         self._buffer.clear()
-        stats = self._counters()
-        self.log.info(
-            "stream {stream_id} stopped ({stopped_by}): {frames} frames, {dropped} dropped, {reconnects} reconnects",
-            stream_id=self._stream_id,
-            stopped_by=stopped_by,
-            **stats,
-        )
+        stats = asdict(self._stats)
+        self._log("info", "stopped ({stopped_by}): {stats}", stopped_by=stopped_by, stats=stats)
         self._observer.output_stopped(self._stream_id, stopped_by, {"stats": stats})

@@ -107,21 +107,41 @@ class StreamMessages(Protocol):
         """
 
 
-class RawMessages:
+class _Messages:
     """
-    C{protocol: "raw"} (SPEC s8).
+    What both protocols keep: the stream's id, its order, its session, and
+    the payloads of a silent frame.
     """
 
     def __init__(self, stream_id: str, order: StreamOrder, context: OutputContext) -> None:
         """
-        @param stream_id: the stream's id (C{streamId}).
+        @param stream_id: the stream's id.
         @param order: the C{startStream} order.
         @param context: the session.
         """
         self._stream_id = stream_id
         self._order = order
         self._context = context
-        self._silence = (encode([SILENCE] * channel_count(order.tracks), order.format, order.sample_rate),)
+        self._silence = self._silent_payloads()
+
+    def _silent_payloads(self) -> tuple[bytes, ...]:
+        raise NotImplementedError
+
+    def silence(self) -> tuple[bytes, ...]:
+        """
+        The payloads of a silent frame.
+        """
+        return self._silence
+
+
+class RawMessages(_Messages):
+    """
+    C{protocol: "raw"} (SPEC s8).
+    """
+
+    def _silent_payloads(self) -> tuple[bytes, ...]:
+        order = self._order
+        return (encode([SILENCE] * channel_count(order.tracks), order.format, order.sample_rate),)
 
     def encode(self, frame: PcmFrame) -> tuple[bytes, ...]:
         """
@@ -129,12 +149,6 @@ class RawMessages:
         """
         order = self._order
         return (encode(select(frame, self._context.parties, order.tracks), order.format, order.sample_rate),)
-
-    def silence(self) -> tuple[bytes, ...]:
-        """
-        One binary payload of silence.
-        """
-        return self._silence
 
     def opening(self, resumed: bool = False, gap_ms: int = 0) -> list[str]:
         """
@@ -172,7 +186,7 @@ class RawMessages:
         return [_json({"event": "stop", "reason": reason})]
 
 
-class TwilioMessages:
+class TwilioMessages(_Messages):
     """
     C{protocol: "twilio"}: Twilio Media Streams messages.  C{streamSid} is
     the stream id, C{callSid} the session id, C{accountSid} the tenant,
@@ -191,13 +205,13 @@ class TwilioMessages:
         @param order: the C{startStream} order.
         @param context: the session.
         """
-        self._stream_id = stream_id
-        self._order = order
-        self._context = context
         self._tracks = _TWILIO_TRACKS[order.tracks]
-        self._silence = tuple(encode([SILENCE], "PCMU") for _ in self._tracks)
+        super().__init__(stream_id, order, context)
         self._sequence = 0
         self._chunks = [0] * len(self._tracks)
+
+    def _silent_payloads(self) -> tuple[bytes, ...]:
+        return tuple(encode([SILENCE], "PCMU") for _ in self._tracks)
 
     def encode(self, frame: PcmFrame) -> tuple[bytes, ...]:
         """
@@ -205,12 +219,6 @@ class TwilioMessages:
         party's).
         """
         return tuple(encode([c], "PCMU") for c in select(frame, self._context.parties, self._order.tracks))
-
-    def silence(self) -> tuple[bytes, ...]:
-        """
-        One mu-law payload of silence per track.
-        """
-        return self._silence
 
     def _next(self) -> str:
         self._sequence += 1

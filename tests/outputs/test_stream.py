@@ -23,7 +23,8 @@ from aiconnect.media.pcm import FRAME_SAMPLES, PcmFrame
 from aiconnect.outputs.audio import Parties
 from aiconnect.outputs.context import OutputContext
 from aiconnect.outputs.orders import StreamOrder
-from aiconnect.outputs.stream import StreamLeg, StreamState, StreamTarget
+from aiconnect.outputs.stream import StreamLeg, StreamState
+from aiconnect.outputs.wsclient import StreamTarget
 from tests.fakes import pause, wait_until
 from tests.integration.helpers import Certificates
 from tests.outputs.wsserver import (
@@ -68,6 +69,13 @@ def callee_of(frames: list[PcmFrame]) -> list[int]:
 
 def clip(value: int) -> int:
     return max(-32768, min(32767, value))
+
+
+def twilio_payload(messages: list[dict[str, Any]]) -> bytes:
+    """
+    The decoded payloads of Twilio C{media} messages, joined.
+    """
+    return b"".join(base64.b64decode(m["media"]["payload"]) for m in messages)
 
 
 class StreamCase(TestCase):
@@ -316,12 +324,10 @@ class TwilioProtocolTests(StreamCase):
         frames = tone_frames(5, callee="ulaw2linear16")
         media.feed(frames)
         await connection.wait_messages(7)
-        texts = connection.texts
-        self.assertEqual(texts[1]["start"]["tracks"], ["outbound"])
-        self.assertEqual(texts[1]["start"]["customParameters"], {})
-        self.assertEqual({m["media"]["track"] for m in texts[2:]}, {"outbound"})
-        payload = b"".join(base64.b64decode(m["media"]["payload"]) for m in texts[2:])
-        self.assertEqual([TABLES["ulaw2linear16"][c] for c in payload], callee_of(frames))
+        start, media_messages = connection.texts[1], connection.texts[2:]
+        self.assertEqual((start["start"]["tracks"], start["start"]["customParameters"]), (["outbound"], {}))
+        self.assertEqual({m["media"]["track"] for m in media_messages}, {"outbound"})
+        self.assertEqual([TABLES["ulaw2linear16"][c] for c in twilio_payload(media_messages)], callee_of(frames))
 
     async def test_mixed(self) -> None:
         """
@@ -333,11 +339,11 @@ class TwilioProtocolTests(StreamCase):
         frames = tone_frames(3, callee="ulaw2linear16")
         media.feed(frames)
         await connection.wait_messages(5)
-        texts = connection.texts
-        self.assertEqual(texts[1]["start"]["tracks"], ["inbound"])
-        self.assertEqual([m["media"]["track"] for m in texts[2:]], ["inbound"] * 3)
+        start, media_messages = connection.texts[1], connection.texts[2:]
+        self.assertEqual(start["start"]["tracks"], ["inbound"])
+        self.assertEqual([m["media"]["track"] for m in media_messages], ["inbound"] * 3)
         table = TABLES["ulaw2linear16"]
-        payload = b"".join(base64.b64decode(m["media"]["payload"]) for m in texts[2:])
+        payload = twilio_payload(media_messages)
         mixed = [clip(a + b) for a, b in zip(caller_of(frames), callee_of(frames))]
         self.assertEqual(len(payload), len(mixed))
         for code, value in zip(payload, mixed):

@@ -14,12 +14,13 @@ from array import array
 
 from aiconnect.config.records import StreamsConfig
 from aiconnect.media.pcm import FRAME_SAMPLES, PcmFrame
-from aiconnect.outputs.stream import MAX_INBOUND_MESSAGE, StreamState
+from aiconnect.outputs.stream import StreamState
+from aiconnect.outputs.wsclient import MAX_INBOUND_MESSAGE
 from tests.fakes import pause, wait_until
-from tests.outputs.test_stream import FAST, STREAM_ID, StreamCase, s16le
+from tests.outputs.test_stream import STREAM_ID, StreamCase, s16le
 from tests.outputs.wsserver import TABLES, tone_frames
 
-#: FAST's buffer, in frames.
+#: The test legs' buffer (test_stream.FAST: 0.2 s), in frames.
 MAX_FRAMES = 10
 
 
