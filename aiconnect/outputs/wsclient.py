@@ -67,7 +67,7 @@ class StreamTarget:
     A stream URL, taken apart.
 
     @ivar scheme: C{ws} or C{wss}.
-    @ivar host: the host name or IP literal (IPv6 without brackets).
+    @ivar host: the host name (IDNA) or IP literal (IPv6 without brackets).
     @ivar port: the port (80 / 443 by default).
     @ivar resource: the path and query string sent in the handshake.
     @ivar public: the URL without query string or credentials (events,
@@ -92,8 +92,12 @@ class StreamTarget:
         scheme = parts.scheme.lower()
         if scheme not in ("ws", "wss") or not parts.hostname:
             raise ValueError("not a ws:// or wss:// URL")
-        host = parts.hostname
-        port = parts.port or (443 if scheme == "wss" else 80)
+        try:
+            # An internationalised name travels as its ASCII (IDNA) form.
+            host = parts.hostname if parts.hostname.isascii() else parts.hostname.encode("idna").decode("ascii")
+            port = parts.port or (443 if scheme == "wss" else 80)
+        except UnicodeError:
+            raise ValueError("bad host name") from None
         netloc = "[%s]" % (host,) if ":" in host else host
         if parts.port is not None:
             netloc += ":%d" % (port,)
@@ -119,7 +123,7 @@ class StreamTarget:
         """
         What Twisted's endpoint factory connects to.
         """
-        host = self.host.encode("idna") if not self.host.isascii() else self.host.encode("ascii")
+        host = self.host.encode("ascii")
         netloc = b"%s:%d" % (host, self.port)
         return URI(self.scheme.encode("ascii"), netloc, host, self.port, b"/", b"", b"", b"")
 

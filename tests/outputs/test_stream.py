@@ -564,10 +564,11 @@ class StreamTargetTests(SynchronousTestCase):
         self.assertEqual((plain.host, plain.port, plain.resource, plain.public), ("::1", 80, "/", "ws://[::1]/"))
         self.assertEqual(plain.host_header(), "[::1]")
         self.assertEqual(StreamTarget.parse("wss://h/").host_header(), "h")
+        self.assertEqual(StreamTarget.parse("wss://bücher.example/").host, "xn--bcher-kva.example")
 
     def test_refused(self) -> None:
         """
         Other schemes, and URLs without a host, are refused.
         """
-        for url in ("http://h/", "ws:///path", "wss:", "h:80"):
+        for url in ("http://h/", "ws:///path", "wss:", "h:80", "ws://h:99999/", "ws://b\u00fccher..example/"):
             self.assertRaises(ValueError, StreamTarget.parse, url)
