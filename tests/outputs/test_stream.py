@@ -48,7 +48,7 @@ CONTEXT = OutputContext("sess_1", "tenant.example", "call-1@src", PARTICIPANTS, 
 FAST = StreamsConfig(max_buffer=0.2, reconnect_for=1.5, connect_timeout=1.0)
 
 
-def _no_tls(host: str) -> Any:
+def no_tls(host: str) -> Any:
     raise AssertionError("no TLS expected for %s" % (host,))
 
 
@@ -95,7 +95,7 @@ class StreamCase(TestCase):
         self,
         url: str | None = None,
         config: StreamsConfig = FAST,
-        creator: Any = _no_tls,
+        creator: Any = no_tls,
         **order: Any,
     ) -> tuple[StreamLeg, FakeMedia, ObserverLog]:
         """

@@ -22,7 +22,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from aiconnect.outputs.orders import StreamOrder
 from aiconnect.outputs.stream import StreamLeg
 from tests.fakes import wait_until
-from tests.outputs.test_stream import CONTEXT, FAST, STREAM_ID, _no_tls, callee_of, caller_of
+from tests.outputs.test_stream import CONTEXT, FAST, STREAM_ID, no_tls, callee_of, caller_of
 from tests.outputs.wsserver import TABLES, FakeMedia, ObserverLog, tone_frames
 
 EXAMPLE = os.path.join(os.path.dirname(__file__), os.pardir, os.pardir, "examples", "ws_receiver.py")
@@ -82,7 +82,7 @@ class ReceiverTests(TestCase):
         file's path once the receiver closed it.
         """
         media, observer = FakeMedia(), ObserverLog()
-        leg = StreamLeg(reactor, observer, STREAM_ID, StreamOrder(url=self.url, **order), CONTEXT, media, FAST, _no_tls)
+        leg = StreamLeg(reactor, observer, STREAM_ID, StreamOrder(url=self.url, **order), CONTEXT, media, FAST, no_tls)
         leg.start()
         await observer.wait("started")
         fed = tone_frames(frames, callee="ulaw2linear16")

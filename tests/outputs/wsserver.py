@@ -215,6 +215,11 @@ def _headers(request: Request) -> list[tuple[str, str]]:
 
 
 class _Resource(WebSocketResource):
+    """
+    Twisted's WebSocket resource on every path, recording each handshake
+    and refusing it when the server says so; it is its own factory.
+    """
+
     isLeaf = True
 
     def __init__(self, server: WsServer) -> None:
@@ -419,15 +424,27 @@ class ObserverLog:
         self.reports: list[tuple[Any, ...]] = []
 
     def output_started(self, output_id: str, detail: Any) -> None:
+        """
+        Keep a C{started} report.
+        """
         self.reports.append(("started", output_id, dict(detail)))
 
     def output_failed(self, output_id: str, reason: str) -> None:
+        """
+        Keep a C{failed} report.
+        """
         self.reports.append(("failed", output_id, reason))
 
     def output_stopped(self, output_id: str, stopped_by: str, detail: Any) -> None:
+        """
+        Keep a C{stopped} report.
+        """
         self.reports.append(("stopped", output_id, stopped_by, dict(detail)))
 
     def output_uploaded(self, output_id: str, url: str, status: int | str) -> None:
+        """
+        Keep an C{uploaded} report.
+        """
         self.reports.append(("uploaded", output_id, url, status))
 
     def kinds(self) -> list[str]:
