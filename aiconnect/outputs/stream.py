@@ -143,7 +143,7 @@ class StreamLeg:
         self._first_index: int | None = None
         self._stopped_by = ""
         self._stats = StreamStats()
-        self._dropped_at_loss = 0
+        self._dropped_at_start = 0
         self._retry_deadline = 0.0
         self._retry_delay = RETRY_INITIAL
 
@@ -256,7 +256,9 @@ class StreamLeg:
             return
         resumed = self._state is StreamState.RECONNECTING
         self._state = StreamState.RUNNING
-        gap_ms = (self._stats.dropped - self._dropped_at_loss) * FRAME_MS
+        # Every drop is told once: in the next connection's start message.
+        gap_ms = (self._stats.dropped - self._dropped_at_start) * FRAME_MS
+        self._dropped_at_start = self._stats.dropped
         for message in self._messages.opening(resumed, gap_ms):
             connection.send(message)
         if resumed:
@@ -299,7 +301,6 @@ class StreamLeg:
             return
         self._log("warn", "connection lost")
         self._state = StreamState.RECONNECTING
-        self._dropped_at_loss = self._stats.dropped
         self._retry_deadline = self._reactor.seconds() + self._config.reconnect_for
         self._retry_delay = RETRY_INITIAL
         self._schedule_retry()

@@ -49,6 +49,9 @@ FAST = StreamsConfig(max_buffer=0.2, reconnect_for=1.5, connect_timeout=1.0)
 
 
 def no_tls(host: str) -> Any:
+    """
+    A C{tls_creator} for legs that must not use TLS.
+    """
     raise AssertionError("no TLS expected for %s" % (host,))
 
 
@@ -60,14 +63,23 @@ def s16le(data: bytes) -> list[int]:
 
 
 def caller_of(frames: list[PcmFrame]) -> list[int]:
+    """
+    The caller's samples (relay stream 0) of C{frames}, in order.
+    """
     return [s for f in frames for s in f.streams[0]]
 
 
 def callee_of(frames: list[PcmFrame]) -> list[int]:
+    """
+    The called party's samples (relay stream 1) of C{frames}, in order.
+    """
     return [s for f in frames for s in f.streams[1]]
 
 
 def clip(value: int) -> int:
+    """
+    C{value} clipped to 16 bits.
+    """
     return max(-32768, min(32767, value))
 
 

@@ -176,6 +176,30 @@ class ReconnectTests(StreamCase):
         self.assertEqual(stats, {"frames": 17, "bytes": 17 * 640, "dropped": 15, "reconnects": 1})
         self.assertNotIn("resumed", first.texts[0])
 
+    async def test_gap_counts_slow_drops(self) -> None:
+        """
+        C{gapMs} counts every frame dropped since the previous start: those
+        dropped while the old connection was not read, and while
+        reconnecting.
+        """
+        self.server.stop_reading = True
+        leg, media, observer, first = await self.running()
+        fed = 0
+        while leg.stats()["dropped"] == 0:
+            self.assertLess(fed, 200_000, "the transport never pushed back")
+            media.feed(numbered(fed, 100))
+            fed += 100
+            await pause(0)
+        self.server.stop_reading = False
+        first.drop()
+        await wait_until(lambda: leg.state is StreamState.RECONNECTING)
+        media.feed(numbered(fed, 5))
+        dropped = leg.stats()["dropped"]
+        second = await self.server.connection(1)
+        await second.wait_messages(1 + MAX_FRAMES)
+        self.assertEqual(second.texts[0]["gapMs"], dropped * 20)
+        self.assertEqual(indices(second.binaries), list(range(fed + 5 - MAX_FRAMES, fed + 5)))
+
     async def test_twilio_resumed(self) -> None:
         """
         Twilio: the new connection starts over with C{connected} and a
