@@ -14,11 +14,11 @@ from array import array
 
 from aiconnect.config.records import StreamsConfig
 from aiconnect.media.pcm import FRAME_SAMPLES, PcmFrame
-from aiconnect.outputs.stream import StreamState
+from aiconnect.outputs.stream import StreamLeg, StreamState
 from aiconnect.outputs.wsclient import MAX_INBOUND_MESSAGE
 from tests.fakes import pause, wait_until
 from tests.outputs.test_stream import STREAM_ID, StreamCase, s16le
-from tests.outputs.wsserver import TABLES, tone_frames
+from tests.outputs.wsserver import TABLES, FakeMedia, tone_frames
 
 #: The test legs' buffer (test_stream.FAST: 0.2 s), in frames.
 MAX_FRAMES = 10
@@ -48,6 +48,25 @@ def indices(binaries: list[bytes]) -> list[int]:
     return result
 
 
+async def fill(leg: StreamLeg, media: FakeMedia, drops: int = 1, batch: int = 100, buffered: list[int] | None = None) -> int:
+    """
+    Feed numbered frames, C{batch} per reactor turn, until the leg has
+    dropped C{drops} (its consumer does not read); note its buffer's size
+    after each batch in C{buffered}.
+
+    @return: how many frames were fed.
+    """
+    fed = 0
+    while leg.stats()["dropped"] < drops:
+        assert fed < 200_000, "the transport never pushed back"
+        media.feed(numbered(fed, batch))
+        fed += batch
+        if buffered is not None:
+            buffered.append(leg.stats()["buffered"])
+        await pause(0)
+    return fed
+
+
 class SlowConsumerTests(StreamCase):
     """
     A consumer that stops reading never blocks the reactor nor grows the
@@ -65,13 +84,9 @@ class SlowConsumerTests(StreamCase):
         """
         self.server.stop_reading = True
         leg, media, observer, connection = await self.running(sample_rate=16000)
-        fed, most = 0, 0
-        while leg.stats()["dropped"] < 50:
-            self.assertLess(fed, 100_000, "the transport never pushed back")
-            media.feed(numbered(fed, 50))
-            fed += 50
-            most = max(most, leg.stats()["buffered"])
-            await pause(0)
+        buffered: list[int] = []
+        fed = await fill(leg, media, 50, 50, buffered)
+        most = max(buffered)
         stats = leg.stats()
         self.assertLessEqual(most, MAX_FRAMES)
         self.assertEqual(stats["buffered"], MAX_FRAMES)
@@ -110,12 +125,7 @@ class SlowConsumerTests(StreamCase):
         """
         self.server.stop_reading = True
         leg, media, observer, connection = await self.running()
-        fed = 0
-        while leg.stats()["dropped"] == 0:
-            self.assertLess(fed, 200_000, "the transport never pushed back")
-            media.feed(numbered(fed, 100))
-            fed += 100
-            await pause(0)
+        fed = await fill(leg, media)
         started = self.server.seconds()
         leg.stop("api")
         self.assertEqual(leg.stats()["state"], "closing")
@@ -184,12 +194,7 @@ class ReconnectTests(StreamCase):
         """
         self.server.stop_reading = True
         leg, media, observer, first = await self.running()
-        fed = 0
-        while leg.stats()["dropped"] == 0:
-            self.assertLess(fed, 200_000, "the transport never pushed back")
-            media.feed(numbered(fed, 100))
-            fed += 100
-            await pause(0)
+        fed = await fill(leg, media)
         self.server.stop_reading = False
         first.drop()
         await wait_until(lambda: leg.state is StreamState.RECONNECTING)
