@@ -525,6 +525,9 @@ class Call:
         self.outputs: dict[str, outputs.OutputInfo] = {}
         #: The whole session is paused (SPEC s10): new outputs start paused.
         self.paused = False
+        #: Who stops the outputs of an ending session (recordings stop
+        #: after the streams), or L{None} while it is not ending.
+        self.outputs_stopped_by: str | None = None
         self.final_stats: dict[str, Any] | None = None
         #: CloseMedia was asked for (once), MediaClosed is awaited.
         self.media_closing = False
@@ -686,6 +689,9 @@ class Call:
     def _maybe_complete(self) -> list[Action]:
         if self.state is not CallState.TERMINATING or self.media_closing:
             return []
+        stopping = outputs.stop_recordings_when_streams_done(self)
+        if stopping:
+            return stopping
         if any(info.state in _BUSY_FORWARD_STATES for info in self.forwards.values()):
             return []
         if any(output.state in outputs.BUSY_OUTPUT_STATES for output in self.outputs.values()):

@@ -386,14 +386,32 @@ def stop(info: OutputInfo, stopped_by: str) -> list[Action]:
 
 def stop_all(call: Call, stopped_by: str) -> list[Action]:
     """
-    The session ends: stop every stream, then every recording (so the
-    recordings hold all the audio the streams got).
+    The session ends: stop every stream; every recording once the streams
+    reported (L{stop_recordings_when_streams_done}), so the recordings hold
+    all the audio the streams got and the events come in one order:
+    STREAMSTOPPED, then RECORDINGSTOPPED.
     """
+    call.outputs_stopped_by = stopped_by
     actions: list[Action] = []
-    for kind in KINDS:
-        for info in list(call.outputs.values()):
-            if info.kind == kind:
-                actions += stop(info, stopped_by)
+    for info in list(call.outputs.values()):
+        if info.kind == STREAM:
+            actions += stop(info, stopped_by)
+    return actions + stop_recordings_when_streams_done(call)
+
+
+def stop_recordings_when_streams_done(call: Call) -> list[Action]:
+    """
+    While the session ends: once no stream is busy, stop the recordings.
+    """
+    stopped_by = call.outputs_stopped_by
+    if stopped_by is None:
+        return []
+    if any(info.kind == STREAM and info.state in BUSY_OUTPUT_STATES for info in call.outputs.values()):
+        return []
+    actions: list[Action] = []
+    for info in list(call.outputs.values()):
+        if info.kind == RECORDING:
+            actions += stop(info, stopped_by)
     return actions
 
 

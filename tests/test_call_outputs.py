@@ -226,8 +226,10 @@ class SequenceTests(SynchronousTestCase):
 
     def test_bye_stops_forwards_then_streams_then_recordings(self) -> None:
         """
-        At the SRC's BYE: the forward's stop, then every stream, then every
-        recording; SESSIONCOMPLETED only after all reported.
+        At the SRC's BYE: the forward's stop and every stream's; the
+        recordings only once every stream reported (so the events come
+        STREAMSTOPPED, then RECORDINGSTOPPED); SESSIONCOMPLETED only after
+        all reported.
         """
         call = active()
         call.handle(ForwardOrdered(now=N, order=FakeOrder(), forward_id="fwd_1"))
@@ -238,13 +240,27 @@ class SequenceTests(SynchronousTestCase):
         actions = call.handle(InboundEnded(now=N + 1, reason="bye"))
         self.assertEqual(
             [(type(a).__name__, getattr(a, "forward_id", getattr(a, "output_id", None))) for a in actions],
-            [("StopForward", "fwd_1"), ("StopOutput", "s1"), ("StopOutput", "s2"), ("StopOutput", "r1")],
+            [("StopForward", "fwd_1"), ("StopOutput", "s1"), ("StopOutput", "s2")],
         )
         self.assertEqual({a.stopped_by for a in actions}, {"inboundBye"})
         self.assertEqual(names(call.handle(OutputStopped(now=N + 2, output_id="s1", stopped_by="inboundBye"))), ["STREAMSTOPPED"])
-        self.assertEqual(names(call.handle(OutputStopped(now=N + 2, output_id="s2", stopped_by="inboundBye"))), ["STREAMSTOPPED"])
+        last = call.handle(OutputStopped(now=N + 2, output_id="s2", stopped_by="inboundBye"))
+        self.assertEqual(names(last), ["STREAMSTOPPED", "StopOutput"])
+        self.assertEqual((last[1].output_id, last[1].stopped_by), ("r1", "inboundBye"))
         self.assertEqual(names(call.handle(OutputStopped(now=N + 2, output_id="r1", stopped_by="inboundBye"))), ["RECORDINGSTOPPED"])
         self.assertFalse(call.media_closing)  # the forward still owes its stop
+
+    def test_recordings_stop_at_once_without_streams(self) -> None:
+        """
+        A session ending with a recording and no stream stops it at once;
+        a stream that failed does not hold it.
+        """
+        call = active()
+        call.handle(OutputOrdered(now=N, kind="stream", output_id="s1", order=STREAM))
+        call.handle(OutputFailed(now=N, output_id="s1", reason="timeout"))
+        call.handle(OutputOrdered(now=N, kind="recording", output_id="r1", order=RECORDING))
+        call.handle(OutputStarted(now=N, output_id="r1"))
+        self.assertEqual(names(call.handle(InboundEnded(now=N + 1, reason="bye"))), ["StopOutput"])
 
     def test_pending_outputs_start_once_active(self) -> None:
         """

@@ -10,6 +10,7 @@ RTP ranges: 25500-25999 (one class per 100 ports).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import struct
 import wave
@@ -21,9 +22,10 @@ import treq
 
 from aiconnect.media import g711
 from aiconnect.sip.sdp import parse_sdp
-from tests.fakes import pause
+from tests.fakes import pause, wait_until
 from tests.integration.siprec_peer import rtp_packet
 from tests.integration.test_forward import ORDER, UDP_TRUNK, ForwardTestBase
+from tests.outputs.wsserver import WsServer, refused_port
 
 DATA = Path(__file__).resolve().parent.parent / "data" / "g711"
 
@@ -81,6 +83,39 @@ class OutputsTestBase(ForwardTestBase):
             persistent=False,
         )
         return json.loads(await resp.content())["session"]
+
+
+def find_run(samples: list[int], expected: list[int]) -> int:
+    """
+    Where C{expected} (a whole frame) first stands in C{samples}.
+
+    @raise AssertionError: nowhere.
+    """
+    n = len(expected)
+    for i in range(0, len(samples) - n + 1):
+        if samples[i] == expected[0] and samples[i : i + n] == expected:
+            return i
+    raise AssertionError("the tone's first frame is not in the audio")
+
+
+def check_tone(test: Any, samples: list[int], tone: Any, frames: int) -> None:
+    """
+    C{samples} hold C{frames} whole frames of C{tone} (frame k =
+    C{tone(k)}), in order, from where its first frame stands.
+    """
+    start = find_run(samples, tone(0))
+    test.assertGreaterEqual((len(samples) - start) // 160, frames)
+    for k in range(frames):
+        test.assertEqual(samples[start + 160 * k : start + 160 * (k + 1)], tone(k), "frame %d" % k)
+
+
+def channels_of(data: bytes, channels: int) -> list[list[int]]:
+    """
+    Little-endian 16-bit interleaved PCM as one list of samples per
+    channel.
+    """
+    samples = list(struct.unpack("<%dh" % (len(data) // 2), data))
+    return [samples[c::channels] for c in range(channels)]
 
 
 class PauseTests(OutputsTestBase):
@@ -214,3 +249,206 @@ def _sdp_of(raw: bytes) -> bytes:
     The SDP of a 200 OK (bare SDP).
     """
     return raw.split(b"\r\n\r\n", 1)[1]
+
+
+STREAM_ORDER = {
+    "url": "",
+    "tracks": "both",
+    "format": "L16",
+    "sampleRate": 8000,
+    "protocol": "raw",
+    "headers": {"Authorization": "Bearer engine-secret"},
+    "metadata": {"agent": "4711"},
+    "streamReferenceId": {"ticketId": 98765},
+}
+RECORDING_ORDER = {"tracks": "both", "encoding": "L16", "recordingReferenceId": {"case": 17}}
+
+
+class CoexistenceTests(OutputsTestBase):
+    """
+    SPEC s2, s8, s9: one call forwarded, streamed and recorded at once;
+    the SRS's RTP, the stream's frames and the WAV file all carry the
+    tones the SRC sent, checked sample by sample against the G.711 tables.
+    """
+
+    async def test_forward_stream_and_recording(self) -> None:
+        """
+        The newCall answer orders a forward (PCMU), a raw L16 stereo stream
+        and an L16 stereo recording. The SRS gets the caller's PCMU as sent
+        and the called party's PCMA transcoded; the WebSocket server gets
+        the start message, 20 ms binary frames whose channels are the
+        caller's and the called party's tones, the stop message and close
+        1000; the WAV's channels are the same tones and its sha256 is the
+        event's; at BYE the events come in SPEC order.
+        """
+        server = WsServer()
+        server.listen()
+        self.addCleanup(server.close)
+        srs = self.srs("200")
+        answer = {
+            "startSIPRecForward": dict(ORDER, codec="PCMU"),
+            "startStream": dict(STREAM_ORDER, url=server.url("/audio?lang=sv&token=query-secret")),
+            "startRecording": RECORDING_ORDER,
+        }
+        self.setup_service(self.direct_trunk(srs), answer, None, 25600)
+        call = await self.start_call(codecs=(0, 8))
+        await wait_until(lambda: len(self.app.event_names()) >= 4, 10, what=lambda: repr(self.app.event_names()))
+        self.assertEqual(
+            sorted(self.app.event_names()), ["RECORDINGSTARTED", "SESSIONSTARTED", "SIPRECFORWARDSTARTED", "STREAMSTARTED"]
+        )
+        by_name = {e["event"]: e for e in self.app.events}
+        self.assertEqual(by_name["STREAMSTARTED"]["url"], server.url("/audio"))
+        self.assertEqual(by_name["STREAMSTARTED"]["streamReferenceId"], {"ticketId": 98765})
+        wav_path = Path(by_name["RECORDINGSTARTED"]["file"])
+        connection = await server.connection()
+        self.assertEqual(connection.header("Authorization"), ["Bearer engine-secret"])
+        self.assertEqual(connection.path, "/audio?lang=sv&token=query-secret")
+
+        from twisted.internet import reactor
+
+        t0 = reactor.seconds()
+        frames = 50
+        for i in range(frames):
+            self.send_tones(call, i, 1)
+            await pause(max(0.0, t0 + 0.02 * (i + 1) - reactor.seconds()))
+        await pause(0.2)
+
+        # The SRS: PCMU as sent, PCMA transcoded to PCMU.
+        got0 = [await srs.rtp[0].next_message() for _ in range(frames)]
+        got1 = [await srs.rtp[1].next_message() for _ in range(frames)]
+        self.assertEqual([g[12:] for g in got0], [CALLER_CODES[i % 50] for i in range(frames)])
+        self.assertEqual([g[12:] for g in got1], [CALLEE_CODES[i % 50].translate(g711.ALAW_TO_ULAW) for i in range(frames)])
+
+        await self.bye(call)
+        names = ["SIPRECFORWARDSTOPPED", "STREAMSTOPPED", "RECORDINGSTOPPED", "SESSIONCOMPLETED"]
+        await wait_until(lambda: self.app.event_names()[4:] == names, 15, what=lambda: repr(self.app.event_names()))
+        self.assertEqual(self.app.bad_signatures, 0)
+        events = {e["event"]: e for e in self.app.events}
+        self.assertNotIn("secret", json.dumps(self.app.events))
+
+        # The stream: start, 20 ms frames, stop, close 1000.
+        await connection.wait_closed(10)
+        texts = connection.texts
+        start, stop = texts[0], texts[-1]
+        self.assertEqual(
+            {k: start[k] for k in ("event", "sessionId", "tracks", "channels", "format", "sampleRate", "frameMs", "metadata")},
+            {"event": "start", "sessionId": call["session_id"], "tracks": "both", "channels": 2, "format": "L16",
+             "sampleRate": 8000, "frameMs": 20, "metadata": {"agent": "4711"}},
+        )  # fmt: skip
+        self.assertEqual(start["streamId"], events["STREAMSTOPPED"]["streamId"])
+        self.assertEqual(stop["event"], "stop")
+        self.assertEqual(connection.close_codes, [1000])
+        binaries = connection.binaries
+        self.assertEqual({len(b) for b in binaries}, {160 * 2 * 2})
+        left, right = channels_of(b"".join(binaries), 2)
+        check_tone(self, left, caller_samples, frames)
+        check_tone(self, right, callee_samples, frames)
+        self.assertEqual(events["STREAMSTOPPED"]["stats"]["frames"], len(binaries))
+        self.assertEqual(events["STREAMSTOPPED"]["stoppedBy"], "inboundBye")
+
+        # The recording: stereo, caller left, the file's sha256.
+        stopped = events["RECORDINGSTOPPED"]
+        data = wav_path.read_bytes()
+        self.assertEqual(stopped["sha256"], hashlib.sha256(data).hexdigest())
+        self.assertEqual((stopped["file"], stopped["channels"], stopped["bytes"]), (str(wav_path), 2, len(data)))
+        with wave.open(str(wav_path), "rb") as w:
+            self.assertEqual((w.getnchannels(), w.getsampwidth(), w.getframerate()), (2, 2, 8000))
+            pcm = w.readframes(w.getnframes())
+            self.assertAlmostEqual(stopped["duration"], w.getnframes() / 8000, places=2)
+        left, right = channels_of(pcm, 2)
+        check_tone(self, left, caller_samples, frames)
+        check_tone(self, right, callee_samples, frames)
+
+        # The file is the tenant's through the REST API, Range honoured.
+        url = "http://127.0.0.1:%d/customer.example.com/recordings/%s" % (self.api_port, stopped["recordingId"])
+        resp = await treq.get(url, headers={"Authorization": "Bearer t0ken", "Range": "bytes=0-43"}, persistent=False)
+        self.assertEqual((resp.code, await resp.content()), (206, data[:44]))
+
+    async def test_twilio_stream_started_over_rest(self) -> None:
+        """
+        A stream ordered mid-call over REST with C{protocol: twilio}:
+        connected, start (mu-law 8 kHz, the metadata as customParameters),
+        then media messages whose base64 payloads decode, by the mu-law
+        table, to the caller's samples on track "inbound" and the called
+        party's on "outbound"; stopped over REST: STREAMSTOPPED by api,
+        and the call goes on.
+        """
+        server = WsServer()
+        server.listen()
+        self.addCleanup(server.close)
+        self.setup_service("", {}, None, 25700)
+        call = await self.start_call(codecs=(0, 8))
+        await self.events(["SESSIONSTARTED"], settle=False)
+        code, body = await self.api_post(
+            "/customer.example.com/startstream",
+            {"sessionId": call["session_id"], "url": server.url("/twilio"), "protocol": "twilio", "metadata": {"agent": "7"}},
+        )
+        self.assertEqual(code, 200, body)
+        stream_id = body["streamId"]
+        await self.events(["SESSIONSTARTED", "STREAMSTARTED"], settle=False)
+        connection = await server.connection()
+
+        from twisted.internet import reactor
+
+        t0 = reactor.seconds()
+        frames = 30
+        for i in range(frames):
+            self.send_tones(call, i, 1)
+            await pause(max(0.0, t0 + 0.02 * (i + 1) - reactor.seconds()))
+        await pause(0.2)
+        code, body = await self.api_post("/customer.example.com/stopstream", {"sessionId": call["session_id"], "streamId": stream_id})
+        self.assertEqual((code, body["stopped"]), (200, [stream_id]))
+        await self.events(["SESSIONSTARTED", "STREAMSTARTED", "STREAMSTOPPED"], settle=False)
+        self.assertEqual(self.app.events[2]["stoppedBy"], "api")
+        await connection.wait_closed(10)
+        texts = connection.texts
+        self.assertEqual([t["event"] for t in texts[:2]], ["connected", "start"])
+        start = texts[1]["start"]
+        self.assertEqual(start["mediaFormat"], {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channels": 1})
+        self.assertEqual(start["customParameters"], {"agent": "7"})
+        self.assertEqual(texts[-1]["event"], "stop")
+        import base64
+
+        tracks: dict[str, list[int]] = {"inbound": [], "outbound": []}
+        for t in texts:
+            if t["event"] == "media":
+                tracks[t["media"]["track"]] += [g711.ULAW_TO_LINEAR[c] for c in base64.b64decode(t["media"]["payload"])]
+        check_tone(self, tracks["inbound"], caller_samples, frames)
+        # The called party's A-law samples went through mu-law: compare
+        # with the mu-law image of each reference sample.
+        ulaw = [g711.ULAW_TO_LINEAR[g711.linear_to_ulaw(v)] for v in range(-32768, 32768)]
+
+        def callee_via_ulaw(k: int) -> list[int]:
+            return [ulaw[v + 32768] for v in callee_samples(k)]
+
+        check_tone(self, tracks["outbound"], callee_via_ulaw, frames)
+        # The session goes on without its stream.
+        self.assertEqual((await self.session(call["session_id"]))["state"], "active")
+        await self.bye(call)
+        await self.events(["SESSIONSTARTED", "STREAMSTARTED", "STREAMSTOPPED", "SESSIONCOMPLETED"])
+
+
+class FailureTests(OutputsTestBase):
+    """
+    A stream that cannot start fails alone; the call goes on.
+    """
+
+    async def test_refused_stream_fails_alone(self) -> None:
+        """
+        A stream URL whose port refuses: STREAMFAILED with reason
+        "connect: ...", and the recording ordered with it still records;
+        the session ends normally at BYE.
+        """
+        port = await refused_port()
+        answer = {"startStream": dict(STREAM_ORDER, url="ws://127.0.0.1:%d/x" % port), "startRecording": RECORDING_ORDER}
+        self.setup_service("", answer, None, 25800)
+        call = await self.start_call(codecs=(0, 8))
+        await wait_until(lambda: len(self.app.event_names()) >= 3, 10, what=lambda: repr(self.app.event_names()))
+        self.assertEqual(sorted(self.app.event_names()), ["RECORDINGSTARTED", "SESSIONSTARTED", "STREAMFAILED"])
+        failed = [e for e in self.app.events if e["event"] == "STREAMFAILED"][0]
+        self.assertTrue(failed["reason"].startswith("connect: "), failed["reason"])
+        self.send_tones(call, 0, 10)
+        await self.bye(call)
+        await wait_until(lambda: self.app.event_names()[-1:] == ["SESSIONCOMPLETED"], 10, what=lambda: repr(self.app.event_names()))
+        self.assertEqual(self.app.event_names()[3:], ["RECORDINGSTOPPED", "SESSIONCOMPLETED"])
+        self.assertEqual(self.app.events[-1]["reason"], "inboundBye")
