@@ -5,7 +5,7 @@ s8-s10): the real service, a test SRC sending known tones, a real HTTP
 application, a scripted SRS, a real WebSocket server (Twisted's
 C{WebSocketResource}) and the recording read back from disk.
 
-RTP ranges: 25500-25999 (one class per 100 ports).
+RTP ranges: 25400-25999 (100 ports per test).
 """
 
 from __future__ import annotations
@@ -61,16 +61,23 @@ class OutputsTestBase(ForwardTestBase):
         """
         return UDP_TRUNK.replace('target = "srs.test"', 'target = "127.0.0.1:%d"' % srs.port.getHost().port)
 
-    def send_tones(self, call: dict[str, Any], first: int, count: int, ssrc: tuple[int, int] = (0x1111, 0x2222)) -> None:
+    def send_tones(
+        self, call: dict[str, Any], first: int, count: int, ssrc: tuple[int, int] = (0x1111, 0x2222), clock: int | None = None
+    ) -> None:
         """
         Send frames C{first} .. C{first + count - 1} on both streams:
         caller PCMU (payload type 0) on the first, called party PCMA (8) on
         the second.
+
+        @param clock: the RTP frame number of the first (its timestamp /
+            160), when it is not C{first}: an SRC that was silent for a
+            while sends a later timestamp.
         """
+        base = first if clock is None else clock
         for i in range(first, first + count):
             for stream, (codes, pt) in enumerate(((CALLER_CODES, 0), (CALLEE_CODES, 8))):
                 payload = codes[i % len(codes)]
-                packet = rtp_packet(1000 + i, 160 * i, ssrc[stream], pt, payload)
+                packet = rtp_packet(1000 + i, 160 * (base + i - first), ssrc[stream], pt, payload)
                 call["rtp"][stream].transport.write(packet, ("127.0.0.1", call["ports"][stream]))
 
     async def session(self, session_id: str) -> dict[str, Any]:
@@ -172,6 +179,81 @@ class PauseTests(OutputsTestBase):
         await self.events(
             ["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SESSIONPAUSED", "SESSIONRESUMED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"]
         )
+
+
+class PauseOutputsTests(OutputsTestBase):
+    """
+    SPEC s10 for streams and recordings: silence while paused, the interval
+    listed in the recording's C{pauses}.
+    """
+
+    async def test_stream_and_recording_get_silence(self) -> None:
+        """
+        The caller's tone frames sent before the pause and after the resume
+        reach the stream and the WAV in order; none sent while paused does
+        (the frames keep coming, as silence); RECORDINGSTOPPED lists one
+        pause about as long as it lasted.
+        """
+        server = WsServer()
+        server.listen()
+        self.addCleanup(server.close)
+        answer = {
+            "startStream": dict(STREAM_ORDER, url=server.url("/audio"), tracks="caller"),
+            "startRecording": dict(RECORDING_ORDER, tracks="caller"),
+        }
+        self.setup_service("", answer, None, 25400)
+        call = await self.start_call(codecs=(0, 8))
+        await wait_until(lambda: len(self.app.event_names()) >= 3, 10, what=lambda: repr(self.app.event_names()))
+        connection = await server.connection()
+
+        from twisted.internet import reactor
+
+        start = reactor.seconds()
+
+        async def send(first: int, count: int) -> None:
+            # Timestamps follow the wall clock, as a real SRC's do across
+            # the silences between the bursts.
+            t0 = reactor.seconds()
+            clock = round((t0 - start) / 0.02)
+            for i in range(count):
+                self.send_tones(call, first + i, 1, clock=clock + i)
+                await pause(max(0.0, t0 + 0.02 * (i + 1) - reactor.seconds()))
+            await pause(0.25)
+
+        await send(0, 25)
+        code, body = await self.api_post("/customer.example.com/pause", {"sessionId": call["session_id"]})
+        self.assertEqual((code, len(body["paused"]["streams"]), len(body["paused"]["recordings"])), (200, 1, 1))
+        paused_at = reactor.seconds()
+        await send(25, 25)
+        code, _ = await self.api_post("/customer.example.com/resume", {"sessionId": call["session_id"]})
+        self.assertEqual(code, 200)
+        paused_for = reactor.seconds() - paused_at
+        await send(50, 25)
+        await self.bye(call)
+        await wait_until(lambda: self.app.event_names()[-1:] == ["SESSIONCOMPLETED"], 15, what=lambda: repr(self.app.event_names()))
+        self.assertEqual(
+            self.app.event_names()[3:], ["SESSIONPAUSED", "SESSIONRESUMED", "STREAMSTOPPED", "RECORDINGSTOPPED", "SESSIONCOMPLETED"]
+        )
+        stopped = [e for e in self.app.events if e["event"] == "RECORDINGSTOPPED"][0]
+        with wave.open(stopped["file"], "rb") as w:
+            (recorded,) = channels_of(w.readframes(w.getnframes()), 1)
+        await connection.wait_closed(10)
+        (streamed,) = channels_of(b"".join(connection.binaries), 1)
+
+        for samples in (streamed, recorded):
+            before = find_run(samples, caller_samples(0))
+            # (the tone repeats every 50 frames: look after the first run)
+            after = before + 160 * 25 + find_run(samples[before + 160 * 25 :], caller_samples(50))
+            for k in range(25):
+                self.assertEqual(samples[before + 160 * k : before + 160 * (k + 1)], caller_samples(k))
+                self.assertEqual(samples[after + 160 * k : after + 160 * (k + 1)], caller_samples(50 + k))
+            # Nothing of what the SRC sent while paused, and no gap: the
+            # frames in between are silence, as many as the wall clock.
+            gap = samples[before + 160 * 25 : after]
+            self.assertEqual(set(gap), {0})
+            self.assertGreaterEqual(len(gap) / 8000, 0.5)
+        (interval,) = stopped["pauses"]
+        self.assertLess(abs(interval["end"] - interval["start"] - paused_for), 0.1, (interval, paused_for))
 
 
 class KillTests(OutputsTestBase):
