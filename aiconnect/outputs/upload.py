@@ -18,7 +18,6 @@ and results only ever show L{public_url}.
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import treq
 from twisted.internet import defer

@@ -247,7 +247,7 @@ class HardeningTests(TestCase):
         peer = await connect_stream(self, self.sip)
         peer.send(data)
         peer.transport.loseConnection()
-        await wait_until(lambda: self.stats.get("responses_connection_gone", 0) >= 1 or victim.connections > 0)
+        await wait_until(lambda: self.stats.get("responses_connection_gone", 0) >= 1 or victim.connections > 0, 10.0)
         await pause(0.3)
         self.assertEqual(victim.connections, 0)
         self.assertEqual(self.stats["responses_connection_gone"], 1)
