@@ -80,6 +80,20 @@ class OutputsTestBase(ForwardTestBase):
                 packet = rtp_packet(1000 + i, 160 * (base + i - first), ssrc[stream], pt, payload)
                 call["rtp"][stream].transport.write(packet, ("127.0.0.1", call["ports"][stream]))
 
+    async def play(self, call: dict[str, Any], first: int, count: int, clock: int | None = None) -> None:
+        """
+        Send frames C{first} .. C{first + count - 1} (L{send_tones}) paced
+        on the reactor's clock, one every 20 ms as a real SRC does, then
+        let 0.2 s pass for the last ones to be played out.
+        """
+        from twisted.internet import reactor
+
+        t0 = reactor.seconds()
+        for i in range(count):
+            self.send_tones(call, first + i, 1, clock=None if clock is None else clock + i)
+            await pause(max(0.0, t0 + 0.02 * (i + 1) - reactor.seconds()))
+        await pause(0.2)
+
     async def session(self, session_id: str) -> dict[str, Any]:
         """
         C{GET /{domain}/sessions/{id}}.
@@ -213,12 +227,7 @@ class PauseOutputsTests(OutputsTestBase):
         async def send(first: int, count: int) -> None:
             # Timestamps follow the wall clock, as a real SRC's do across
             # the silences between the bursts.
-            t0 = reactor.seconds()
-            clock = round((t0 - start) / 0.02)
-            for i in range(count):
-                self.send_tones(call, first + i, 1, clock=clock + i)
-                await pause(max(0.0, t0 + 0.02 * (i + 1) - reactor.seconds()))
-            await pause(0.25)
+            await self.play(call, first, count, clock=round((reactor.seconds() - start) / 0.02))
 
         await send(0, 25)
         code, body = await self.api_post("/customer.example.com/pause", {"sessionId": call["session_id"]})
@@ -386,14 +395,8 @@ class CoexistenceTests(OutputsTestBase):
         self.assertEqual(connection.header("Authorization"), ["Bearer engine-secret"])
         self.assertEqual(connection.path, "/audio?lang=sv&token=query-secret")
 
-        from twisted.internet import reactor
-
-        t0 = reactor.seconds()
         frames = 50
-        for i in range(frames):
-            self.send_tones(call, i, 1)
-            await pause(max(0.0, t0 + 0.02 * (i + 1) - reactor.seconds()))
-        await pause(0.2)
+        await self.play(call, 0, frames)
 
         # The SRS: PCMU as sent, PCMA transcoded to PCMU.
         got0 = [await srs.rtp[0].next_message() for _ in range(frames)]
@@ -470,14 +473,8 @@ class CoexistenceTests(OutputsTestBase):
         await self.events(["SESSIONSTARTED", "STREAMSTARTED"], settle=False)
         connection = await server.connection()
 
-        from twisted.internet import reactor
-
-        t0 = reactor.seconds()
         frames = 30
-        for i in range(frames):
-            self.send_tones(call, i, 1)
-            await pause(max(0.0, t0 + 0.02 * (i + 1) - reactor.seconds()))
-        await pause(0.2)
+        await self.play(call, 0, frames)
         code, body = await self.api_post("/customer.example.com/stopstream", {"sessionId": call["session_id"], "streamId": stream_id})
         self.assertEqual((code, body["stopped"]), (200, [stream_id]))
         await self.events(["SESSIONSTARTED", "STREAMSTARTED", "STREAMSTOPPED"], settle=False)
