@@ -151,6 +151,26 @@ def _counters(sessions: list, streams: list, recordings: list) -> dict[str, int]
     return out
 
 
+def _anchor_ticks(reactor: Any, relay: Any) -> None:
+    """
+    What-if (C{--tick-fix}): the relay's frame timer schedules its next
+    tick from the time the tick started, not from when its work ended (the
+    clock is frozen for the tick's C{callLater}), so ticks stop drifting by
+    the tick's own duration.
+    """
+    tick = relay._pcm_tick
+
+    def anchored() -> None:
+        started = reactor.seconds()
+        reactor.seconds = lambda: started
+        try:
+            tick()
+        finally:
+            del reactor.seconds
+
+    relay._pcm_tick = anchored
+
+
 def relay_main(conn: Connection, n: int, sinks: list, ws_port: int, directory: str, lifetime: float) -> None:
     """
     The relay process: N forwarded calls (and, with C{ws_port}, their
@@ -179,6 +199,8 @@ def relay_main(conn: Connection, n: int, sinks: list, ws_port: int, directory: s
             inbound.append(session.streams[i].rtp_port)
             forward.append(fw.streams[i].rtp_port)
         sessions.append(session)
+    if os.environ.get("BENCH_TICK_FIX"):
+        _anchor_ticks(reactor, relay)
     observer = _Observer()
     streams: list = []
     recordings: list = []
@@ -406,9 +428,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="spin: the RTP sink and the consumer poll in a sleep loop (default)")  # fmt: skip
     parser.add_argument("--priority", choices=("rt", "normal"), default="rt",
                         help="rt: relay and generator run SCHED_FIFO where allowed (default)")  # fmt: skip
+    parser.add_argument("--tick-fix", action="store_true",
+                        help="what-if: the relay's frame timer anchored to its tick's start (see _anchor_ticks)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="one trial per mode at --start")
     args = parser.parse_args(argv)
     os.environ["BENCH_PRIORITY"] = args.priority
+    if args.tick_fix:
+        os.environ["BENCH_TICK_FIX"] = "1"  # inherited by the spawned relay
     modes = [m for m in args.modes.split(",") if m]
     for m in modes:
         if m not in MODES:
@@ -417,7 +443,8 @@ def main(argv: list[str] | None = None) -> int:
     deadline = started + args.budget
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine(with_model=True)}")
     print(f"# relay pinned to CPU {RELAY_CPU}, load and consumer to CPU {LOAD_CPU}; "
-          f"sink: {args.sink}, priority: {args.priority}")  # fmt: skip
+          f"sink: {args.sink}, priority: {args.priority}"
+          + (", frame timer: anchored (--tick-fix)" if args.tick_fix else ""))  # fmt: skip
     results = {}
     for i, mode in enumerate(modes):
         share = (deadline - time.monotonic()) / (len(modes) - i)

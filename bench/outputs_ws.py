@@ -27,6 +27,7 @@ Not a test and not part of the server.
 from __future__ import annotations
 
 import base64
+import os
 import hashlib
 import select
 import socket
@@ -89,10 +90,14 @@ class _Reader:
             if key is None:
                 self.closed = True
                 return
-            self.sock.sendall(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Accept: " + key + b"\r\n\r\n"
-            )
+            try:
+                self.sock.sendall(
+                    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                    b"Sec-WebSocket-Accept: " + key + b"\r\n\r\n"
+                )
+            except OSError:
+                self.closed = True
+                return
             self.open = True
             del buf[: end + 4]
         self._frames(stamp)
@@ -182,19 +187,25 @@ def ws_server_main(conn: Connection, pin: object, spin: bool = True) -> None:
     listener.listen(4096)
     listener.setblocking(False)
     conn.send(listener.getsockname()[1])
-    setup = conn.recv()
+    setup: dict | None = None  # comes once the relay's streams are open
     poller = select.epoll()
     poller.register(listener.fileno(), select.EPOLLIN)
     readers: dict[int, _Reader] = {}
     ended: list[_Reader] = []
-    t_end = setup["end"]
     result: dict | None = None
     quit_at = time.monotonic_ns() + 60_000_000_000
     idle_sleep = 0.0003 if spin else 0.0
     while time.monotonic_ns() < quit_at:
-        if result is None and time.monotonic_ns() >= t_end:
+        if setup is None:
+            if conn.poll():
+                setup = conn.recv()
+        elif result is None and time.monotonic_ns() >= setup["end"]:
             every = [r.times for r in list(readers.values()) + ended]
             result = frame_stats(every, setup["real_window"])
+            if os.environ.get("BENCH_WS_DUMP"):
+                import json
+                with open(os.environ["BENCH_WS_DUMP"], "w") as f:
+                    json.dump({"window": setup["real_window"], "times": every}, f)
             result.update(connections=len(every), bytes=sum(r.bytes for r in list(readers.values()) + ended))
             conn.send(result)
         if result is not None and conn.poll():
