@@ -321,6 +321,7 @@ def trial(mode: str, n: int, warmup: float, measure: float, spin: bool = True) -
         time.sleep(0.15)  # the counters after the window
         relay_parent.send("stop")
         report = _recv(relay_parent, 30, "relay did not stop")
+        relay.join(20)  # BENCH_PROFILE writes its file on the way out
         if ws_port:
             ws_parent.send("quit")
         hz = os.sysconf("SC_CLK_TCK")
