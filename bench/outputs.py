@@ -151,14 +151,21 @@ def _counters(sessions: list, streams: list, recordings: list) -> dict[str, int]
     return out
 
 
-def _anchor_ticks(reactor: Any, relay: Any) -> None:
+def _fix_timer(reactor: Any, relay: Any) -> None:
     """
-    What-if (C{--tick-fix}): the relay's frame timer schedules its next
-    tick from the time the tick started, not from when its work ended (the
-    clock is frozen for the tick's C{callLater}), so ticks stop drifting by
-    the tick's own duration.
+    What-if (C{--timer-fix}), two changes to the relay's frame timer that
+    C{aiconnect/media/relay.py} would make:
+
+      - the next tick is scheduled from the time the tick started, not
+        from when its work ended (the clock is frozen for the tick's
+        C{callLater}): otherwise ticks drift by the tick's own duration
+        and a session's frames go out in pairs;
+      - each new tap's frame grid is moved (its C{start}, back by less
+        than a frame) so that its frames fall due mid-way between two
+        ticks: otherwise a tap whose frames fall due near a tick goes out
+        on that tick or the next by the tick's jitter, 20 ms apart.
     """
-    tick = relay._pcm_tick
+    tick, add = relay._pcm_tick, relay.add_pcm_tap
 
     def anchored() -> None:
         started = reactor.seconds()
@@ -168,7 +175,12 @@ def _anchor_ticks(reactor: Any, relay: Any) -> None:
         finally:
             del reactor.seconds
 
-    relay._pcm_tick = anchored
+    def aligned(tap: Any) -> None:
+        add(tap)
+        tick_at = relay._pcm_call.getTime()
+        tap.start -= (tap.start - tick_at - FRAME_NS / 2e9) % (FRAME_NS / 1e9)
+
+    relay._pcm_tick, relay.add_pcm_tap = anchored, aligned
 
 
 def relay_main(conn: Connection, n: int, sinks: list, ws_port: int, directory: str, lifetime: float) -> None:
@@ -187,6 +199,9 @@ def relay_main(conn: Connection, n: int, sinks: list, ws_port: int, directory: s
     installReactor(RelayEPollReactor())
     from twisted.internet import reactor
 
+    import aiconnect.outputs.recording
+    import aiconnect.outputs.stream  # noqa: F401  (their memory is not the calls')
+
     rss0 = rss_kib()
     relay = MediaRelay(reactor, "127.0.0.1", 20000, 59999, media_timeout=0, rtcp_interval=5.0)
     inbound, forward, sessions = [], [], []
@@ -199,8 +214,8 @@ def relay_main(conn: Connection, n: int, sinks: list, ws_port: int, directory: s
             inbound.append(session.streams[i].rtp_port)
             forward.append(fw.streams[i].rtp_port)
         sessions.append(session)
-    if os.environ.get("BENCH_TICK_FIX"):
-        _anchor_ticks(reactor, relay)
+    if os.environ.get("BENCH_TIMER_FIX"):
+        _fix_timer(reactor, relay)
     observer = _Observer()
     streams: list = []
     recordings: list = []
@@ -329,6 +344,7 @@ def trial(mode: str, n: int, warmup: float, measure: float, spin: bool = True) -
             "mode": mode,
             "n": n,
             "cpu": _pct(ticks0[0], ticks1[0], hz, c1 - c0),
+            "cpu_user": (ticks1[0][0] - ticks0[0][0]) / hz / (c1 - c0) * 100.0,
             "cpu_load": _pct(ticks0[1], ticks1[1], hz, c1 - c0) + _pct(ticks0[2], ticks1[2], hz, c1 - c0),
             "rss_per_call_kib": (rss1 - info["rss0"]) / n,
             "gen_lag_ms": g["max_lag_ms"],
@@ -373,7 +389,7 @@ def passes_outputs(r: dict) -> bool:
 
 def _line(r: dict) -> str:
     text = (
-        f"{r['mode']:>7} {r['n']:>5} calls: {'pass' if passes_outputs(r) else 'FAIL'}  relay cpu {r['cpu']:5.1f}%  "
+        f"{r['mode']:>7} {r['n']:>5} calls: {'pass' if passes_outputs(r) else 'FAIL'}  relay cpu {r['cpu']:5.1f}% (user {r['cpu_user']:4.1f}%)  "
         f"rtp p50 {r['p50']:5.2f} p99 {r['p99']:6.2f} ms loss {r['loss'] * 100:5.3f}%  "
         f"rss/call {r['rss_per_call_kib']:5.1f} KiB  load cpu {r['cpu_load']:5.1f}%"
     )
@@ -387,18 +403,21 @@ def _line(r: dict) -> str:
     return text + ("  GENERATOR LAGGED" if r["gen_lag_ms"] > LAG_LIMIT_MS else "")
 
 
-def search(mode: str, args: argparse.Namespace, deadline: float) -> dict | None:
+def search(mode: str, args: argparse.Namespace, deadline: float) -> tuple[dict | None, int]:
     """
     Largest passing N (multiple of --step): double from --start, then
     bisect; bounded by --max-calls, 12 trials and the deadline.
+
+    @return: the best trial (or C{None}) and the smallest N tried.
     """
     best: dict | None = None
     low, high = 0, None
-    n = args.start
+    n = smallest = args.start
     for _ in range(12):
         if time.monotonic() > deadline:
             print(f"{mode:>7}: time budget spent, stopping the search")
             break
+        smallest = min(smallest, n)
         r = trial(mode, n, args.warmup, args.measure, args.sink == "spin")
         print(_line(r), flush=True)
         if not passes_outputs(r) and r["gen_lag_ms"] > LAG_LIMIT_MS and time.monotonic() < deadline:
@@ -413,7 +432,7 @@ def search(mode: str, args: argparse.Namespace, deadline: float) -> dict | None:
         n = min(args.max_calls, n * 2) if high is None else (low + high) // 2 // args.step * args.step
         if high is not None and n <= low:
             break
-    return best
+    return best, smallest
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -429,13 +448,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="spin: the RTP sink and the consumer poll in a sleep loop (default)")  # fmt: skip
     parser.add_argument("--priority", choices=("rt", "normal"), default="rt",
                         help="rt: relay and generator run SCHED_FIFO where allowed (default)")  # fmt: skip
-    parser.add_argument("--tick-fix", action="store_true",
-                        help="what-if: the relay's frame timer anchored to its tick's start (see _anchor_ticks)")  # fmt: skip
+    parser.add_argument("--timer-fix", action="store_true",
+                        help="what-if: the relay's frame timer fixed as _fix_timer says (not the code as it is)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="one trial per mode at --start")
     args = parser.parse_args(argv)
     os.environ["BENCH_PRIORITY"] = args.priority
-    if args.tick_fix:
-        os.environ["BENCH_TICK_FIX"] = "1"  # inherited by the spawned relay
+    if args.timer_fix:
+        os.environ["BENCH_TIMER_FIX"] = "1"  # inherited by the spawned relay
     modes = [m for m in args.modes.split(",") if m]
     for m in modes:
         if m not in MODES:
@@ -445,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine(with_model=True)}")
     print(f"# relay pinned to CPU {RELAY_CPU}, load and consumer to CPU {LOAD_CPU}; "
           f"sink: {args.sink}, priority: {args.priority}"
-          + (", frame timer: anchored (--tick-fix)" if args.tick_fix else ""))  # fmt: skip
+          + (", WHAT-IF --timer-fix" if args.timer_fix else ""))  # fmt: skip
     results = {}
     for i, mode in enumerate(modes):
         share = (deadline - time.monotonic()) / (len(modes) - i)
@@ -455,9 +474,9 @@ def main(argv: list[str] | None = None) -> int:
           "| frame p50 ms | frame p99 ms | frame loss % | RSS/call KiB |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
     for mode in modes:
-        r = results[mode]
+        r, smallest = results[mode]
         if r is None:
-            print(f"| {mode} | < {args.start} | | | | | | | | |")
+            print(f"| {mode} | < {smallest} | | | | | | | | |")
             continue
         frames = (f"{r['f50']:.2f} | {r['f99']:.2f} | {r['frame_loss'] * 100:.3f}" if "f99" in r else "- | - | -")
         print(f"| {mode} | {r['n']} | {r['cpu']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['loss'] * 100:.3f} "
