@@ -435,15 +435,36 @@ def search(mode: str, args: argparse.Namespace, deadline: float) -> tuple[dict |
     return best, smallest
 
 
+def _row(mode: str, r: dict | None, smallest: int) -> str:
+    """
+    A mode's row of the summary table (Markdown).
+    """
+    if r is None:
+        return f"| {mode} | < {smallest} |" + " |" * 8
+    cells = [str(r["n"]), f"{r['cpu']:.0f}", f"{r['p50']:.2f}", f"{r['p99']:.2f}", f"{r['loss'] * 100:.3f}"]
+    if "f99" in r:
+        cells += [f"{r['f50']:.2f}", f"{r['f99']:.2f}", f"{r['frame_loss'] * 100:.3f}"]
+    else:
+        cells += ["-"] * 3
+    return "| " + " | ".join([mode, *cells, f"{r['rss_per_call_kib']:.1f}"]) + " |"
+
+
+#: The search's options (as C{bench/relay.py}'s): flag, type, default, help.
+_SEARCH_OPTIONS = (
+    ("--start", int, 200, "first N tried"),
+    ("--step", int, 50, "granularity of N"),
+    ("--max-calls", int, 1600, "the largest N tried"),
+    ("--warmup", float, 1.5, "seconds before measuring"),
+    ("--measure", float, 4.0, "seconds measured"),
+    ("--budget", float, 280.0, "seconds for the whole sweep"),
+)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--modes", default=",".join(MODES), help="comma-separated: forward,outputs")
-    parser.add_argument("--start", type=int, default=200, help="first N tried")
-    parser.add_argument("--step", type=int, default=50, help="granularity of N")
-    parser.add_argument("--max-calls", type=int, default=1600)
-    parser.add_argument("--warmup", type=float, default=1.5, help="seconds before measuring")
-    parser.add_argument("--measure", type=float, default=4.0, help="seconds measured")
-    parser.add_argument("--budget", type=float, default=280.0, help="seconds for the whole sweep")
+    for flag, kind, default, text in _SEARCH_OPTIONS:
+        parser.add_argument(flag, type=kind, default=default, help=text)
     parser.add_argument("--sink", choices=("spin", "epoll"), default="spin",
                         help="spin: the RTP sink and the consumer poll in a sleep loop (default)")  # fmt: skip
     parser.add_argument("--priority", choices=("rt", "normal"), default="rt",
@@ -456,31 +477,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.timer_fix:
         os.environ["BENCH_TIMER_FIX"] = "1"  # inherited by the spawned relay
     modes = [m for m in args.modes.split(",") if m]
-    for m in modes:
-        if m not in MODES:
-            parser.error(f"unknown mode {m!r}")
+    unknown = sorted(set(modes) - set(MODES))
+    if unknown:
+        parser.error(f"unknown mode {unknown[0]!r}")
     started = time.monotonic()
-    deadline = started + args.budget
-    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine(with_model=True)}")
-    print(f"# relay pinned to CPU {RELAY_CPU}, load and consumer to CPU {LOAD_CPU}; "
-          f"sink: {args.sink}, priority: {args.priority}"
-          + (", WHAT-IF --timer-fix" if args.timer_fix else ""))  # fmt: skip
+    print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine(with_model=True)}\n"
+          f"# relay pinned to CPU {RELAY_CPU}, load and consumer to CPU {LOAD_CPU}; sink: {args.sink}, "
+          f"priority: {args.priority}" + (", WHAT-IF --timer-fix" if args.timer_fix else ""))  # fmt: skip
     results = {}
-    for i, mode in enumerate(modes):
-        share = (deadline - time.monotonic()) / (len(modes) - i)
-        results[mode] = search(mode, args, time.monotonic() + share)
+    for i, mode in enumerate(modes):  # each mode gets its share of what is left
+        end = time.monotonic() + (started + args.budget - time.monotonic()) / (len(modes) - i)
+        results[mode] = search(mode, args, end)
     print()
     print("| mode | max calls | relay CPU % | RTP p50 ms | RTP p99 ms | RTP loss % "
           "| frame p50 ms | frame p99 ms | frame loss % | RSS/call KiB |")  # fmt: skip
     print("|---|---|---|---|---|---|---|---|---|---|")
-    for mode in modes:
-        r, smallest = results[mode]
-        if r is None:
-            print(f"| {mode} | < {smallest} | | | | | | | | |")
-            continue
-        frames = (f"{r['f50']:.2f} | {r['f99']:.2f} | {r['frame_loss'] * 100:.3f}" if "f99" in r else "- | - | -")
-        print(f"| {mode} | {r['n']} | {r['cpu']:.0f} | {r['p50']:.2f} | {r['p99']:.2f} | {r['loss'] * 100:.3f} "
-              f"| {frames} | {r['rss_per_call_kib']:.1f} |")  # fmt: skip
+    print("\n".join(_row(mode, *results[mode]) for mode in modes))
     print(f"\n# sweep took {time.monotonic() - started:.0f} s")
     return 0
 
