@@ -21,6 +21,9 @@ the best-delivered frame.  A frame the relay skipped or a stream dropped
 shifts the numbering, so every later frame of that connection counts 20 ms
 later (besides being counted as lost).
 
+Debugging aid: C{BENCH_WS_DUMP=file} writes the window and every arrival
+time (per connection) as JSON.
+
 Not a test and not part of the server.
 """
 
