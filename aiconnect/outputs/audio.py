@@ -96,16 +96,39 @@ def upsample2(samples: Sequence[int]) -> array[int]:
     return out
 
 
+# The last frame encoded: its channels (kept, so that their ids cannot be
+# reused), encoding and rate, and its bytes.  A session's stream and
+# recording encode the same frame's arrays in a row; frames are never
+# modified (L{PcmFrame}), so the second gets the first's bytes.
+_last: tuple[tuple[array[int], ...], str, int, bytes] = ((), "", 0, b"")
+
+
 def encode(channels: Sequence[array[int]], encoding: str, rate: int = 8000) -> bytes:
     """
     One frame's bytes: channels interleaved (channel 0 first), in
-    C{encoding}.
+    C{encoding}.  The same arrays (by identity; never modified, as frames
+    are not) in the same format as the previous call give its bytes again.
 
     @param channels: one or two channels of equal length.
     @param encoding: one of L{ENCODINGS}.
     @param rate: 8000, or 16000 (L16 only).
     @raise ValueError: for another encoding, rate, or channel count.
     """
+    global _last
+    kept, kept_encoding, kept_rate, data = _last
+    if (
+        encoding == kept_encoding
+        and rate == kept_rate
+        and len(channels) == len(kept)
+        and all(a is b for a, b in zip(channels, kept))
+    ):
+        return data
+    data = _encode(channels, encoding, rate)
+    _last = (tuple(channels), encoding, rate, data)
+    return data
+
+
+def _encode(channels: Sequence[array[int]], encoding: str, rate: int) -> bytes:
     if rate == 16000:
         if encoding != "L16":
             raise ValueError("16 kHz is L16 only")
