@@ -349,12 +349,18 @@ class MediaRelay:
         """
         Drive C{tap}'s frame clock: every 20 ms one timer calls C{due(now)}
         on every tap (one timer for all sessions, armed while a tap
-        exists).
+        exists).  A new tap's start moves back (by less than 20 ms) so its
+        frames fall due midway between two ticks: a tick that runs a little
+        early or late then still hands out exactly one frame of it, and
+        the frames leave every 20 ms instead of in pairs.
         """
-        if tap not in self.pcm_taps:
-            self.pcm_taps.append(tap)
+        if tap in self.pcm_taps:
+            return
         if self._pcm_call is None:
             self._pcm_call = self._reactor.callLater(FRAME_SECONDS, self._pcm_tick)
+        tick = self._pcm_call.getTime()
+        tap.start -= (tap.start - (tick - FRAME_SECONDS / 2)) % FRAME_SECONDS
+        self.pcm_taps.append(tap)
 
     def remove_pcm_tap(self, tap: PcmTap) -> None:
         """
@@ -378,6 +384,9 @@ class MediaRelay:
             except Exception:
                 self.log.failure("PCM frame tick failed")
         if self.pcm_taps and self._pcm_call is None:
+            # The delay counts from now, after the work: the ticks stay on
+            # their grid whatever the work took.
+            now = self._reactor.seconds()
             due = (call.getTime() if call is not None else now) + FRAME_SECONDS
             if due <= now:  # the reactor lagged: the next tick on the grid
                 due += ((now - due) // FRAME_SECONDS + 1) * FRAME_SECONDS
