@@ -33,6 +33,7 @@ from aiconnect.outputs.context import OutputContext
 from aiconnect.outputs.orders import StreamOrder
 
 __all__ = [
+    "masked_binary_frame",
     "FRAME_MS",
     "RawMessages",
     "StreamMessages",
@@ -48,6 +49,30 @@ TWILIO_MEDIA_FORMAT = {"encoding": "audio/x-mulaw", "sampleRate": 8000, "channel
 
 #: The Twilio track of each party.
 _TWILIO_TRACKS = {"both": ("inbound", "outbound"), "mixed": ("inbound",), "caller": ("inbound",), "callee": ("outbound",)}
+
+
+def masked_binary_frame(payload: bytes, key: bytes) -> bytes:
+    """
+    One complete client-to-server binary frame (RFC 6455 s5.2: FIN,
+    opcode 2, the MASK bit and the 7, 16 or 64 bit length, then the 4-octet
+    masking key and the masked payload, s5.3): what wsproto would send for
+    the message, built in a few big-integer operations instead of a loop
+    over the octets (the stream's hot path: one frame per 20 ms per stream).
+
+    @param key: the masking key, 4 octets, fresh and unpredictable per
+        frame (s10.3).
+    """
+    n = len(payload)
+    if n < 126:
+        head = bytes((0x82, 0x80 | n))
+    elif n < 65536:
+        head = bytes((0x82, 0xFE)) + n.to_bytes(2, "big")
+    else:
+        head = bytes((0x82, 0xFF)) + n.to_bytes(8, "big")
+    if not n:
+        return head + key
+    mask = int.from_bytes((key * (n // 4 + 1))[:n], "little")
+    return head + key + (int.from_bytes(payload, "little") ^ mask).to_bytes(n, "little")
 
 
 def _json(value: Mapping[str, Any]) -> str:

@@ -15,7 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from aiconnect.outputs.audio import ENCODINGS, TRACKS
 from aiconnect.outputs.context import OutputContext
 from aiconnect.outputs.orders import StreamOrder
-from aiconnect.outputs.wsmessages import RawMessages, TwilioMessages, messages_for
+from aiconnect.outputs.wsmessages import RawMessages, TwilioMessages, masked_binary_frame, messages_for
 from tests.outputs.wsserver import TABLES, tone_frames
 
 CONTEXT = OutputContext("sess_9", "t.example", "c@h", ({"participantId": "p1"},))
@@ -126,3 +126,35 @@ class TwilioMessagesTests(SynchronousTestCase):
         Another protocol is refused.
         """
         self.assertRaises(ValueError, messages_for, "s", StreamOrder(url="ws://h/", protocol="sip"), CONTEXT)
+
+
+class MaskedFrameTests(SynchronousTestCase):
+    """
+    L{masked_binary_frame} against wsproto's own frame parser (the server
+    side of RFC 6455).
+    """
+
+    def test_parsed_by_wsproto(self) -> None:
+        """
+        Frames of every length class (7, 16 and 64 bit lengths, empty)
+        parse as one finished binary frame carrying the payload exactly.
+        """
+        import os
+
+        from wsproto.frame_protocol import FrameProtocol, Opcode
+
+        parser = FrameProtocol(client=False, extensions=[])
+        for n in (0, 5, 125, 126, 640, 65535, 65536, 70000):
+            with self.subTest(n=n):
+                payload = os.urandom(n)
+                parser.receive_bytes(masked_binary_frame(payload, os.urandom(4)))
+                (frame,) = list(parser.received_frames())
+                self.assertEqual((frame.opcode, frame.frame_finished, bytes(frame.payload)), (Opcode.BINARY, True, payload))
+
+    def test_masked(self) -> None:
+        """
+        The payload is masked with the key (RFC 6455 s5.3): the key follows
+        the header, and octet i is XORed with key[i % 4].
+        """
+        frame = masked_binary_frame(b"\x00\x00\x00\x00\xff", b"\x01\x02\x03\x04")
+        self.assertEqual(frame, b"\x82\x85\x01\x02\x03\x04\x01\x02\x03\x04\xfe")
