@@ -95,3 +95,16 @@ class EncodeTests(SynchronousTestCase):
         self.assertRaises(ValueError, encode, one, "G722")
         self.assertRaises(ValueError, encode, one, "L16", 11025)
         self.assertRaises(ValueError, encode, [], "L16")
+
+    def test_same_frame_encoded_once(self) -> None:
+        """
+        The same arrays in the same format as the previous call (a stream
+        and a recording of one call taking one frame) give the same bytes
+        object; other arrays or another format are encoded anew.
+        """
+        left, right = array("h", [1, 2]), array("h", [3, 4])
+        first = encode([left, right], "L16")
+        self.assertIs(encode([left, right], "L16"), first)
+        self.assertEqual(encode([array("h", [1, 2]), right], "L16"), first)
+        self.assertIsNot(encode([array("h", [1, 2]), right], "L16"), first)
+        self.assertEqual(encode([left, right], "PCMU"), encode([array("h", [1, 2]), right], "PCMU"))
