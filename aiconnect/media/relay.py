@@ -127,6 +127,10 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
 from aiconnect.media.pcm import FRAME_SECONDS, PcmTap
+
+#: The PCM taps' groups: one tick every 20 ms / PCM_PHASES serves one.
+PCM_PHASES = 4
+_PCM_STEP = FRAME_SECONDS / PCM_PHASES
 from aiconnect.media.ports import FileDescriptorsExhausted, PortPool, PortsExhausted
 from aiconnect.media.sessions import ForwardMedia, MediaSession
 from aiconnect.media.sockets import PortBinder, PortPair, RelayEPollReactor
@@ -197,6 +201,11 @@ class MediaRelay:
         self.sessions: set[MediaSession] = set()
         self._tick_call: IDelayedCall | None = None
         self.pcm_taps: list[PcmTap] = []
+        #: The taps by tick group (L{add_pcm_tap}).
+        self._pcm_groups: list[list[PcmTap]] = [[] for _ in range(PCM_PHASES)]
+        self._pcm_phase = 0
+        #: When the next tick is due on the grid (its call may run later).
+        self._pcm_at = 0.0
         self._pcm_call: IDelayedCall | None = None
         self._fd_logged: float | None = None
         self._totals: dict[str, Any] = {
@@ -347,19 +356,26 @@ class MediaRelay:
 
     def add_pcm_tap(self, tap: PcmTap) -> None:
         """
-        Drive C{tap}'s frame clock: every 20 ms one timer calls C{due(now)}
-        on every tap (one timer for all sessions, armed while a tap
-        exists).  A new tap's start moves back (by less than 20 ms) so its
-        frames fall due midway between two ticks: a tick that runs a little
-        early or late then still hands out exactly one frame of it, and
-        the frames leave every 20 ms instead of in pairs.
+        Drive C{tap}'s frame clock.  One timer drives every session's tap
+        (armed while a tap exists); it ticks every 5 ms, each tick serving
+        one of L{PCM_PHASES} groups of taps, so a tick holds the reactor
+        for a quarter of the frame work and the RTP relayed meanwhile
+        waits less.  A new tap joins the smallest group, and its start
+        moves back (by less than 20 ms) so its frames fall due midway
+        between two ticks of its group: a tick that runs a little early or
+        late still hands out exactly one frame, and the frames leave every
+        20 ms instead of in pairs.
         """
         if tap in self.pcm_taps:
             return
         if self._pcm_call is None:
-            self._pcm_call = self._reactor.callLater(FRAME_SECONDS, self._pcm_tick)
-        tick = self._pcm_call.getTime()
+            self._pcm_phase = 0
+            self._pcm_at = self._reactor.seconds() + _PCM_STEP
+            self._pcm_call = self._reactor.callLater(_PCM_STEP, self._pcm_tick)
+        phase = min(range(PCM_PHASES), key=lambda p: len(self._pcm_groups[p]))
+        tick = self._pcm_at + ((phase - self._pcm_phase) % PCM_PHASES) * _PCM_STEP
         tap.start -= (tap.start - (tick - FRAME_SECONDS / 2)) % FRAME_SECONDS
+        self._pcm_groups[phase].append(tap)
         self.pcm_taps.append(tap)
 
     def remove_pcm_tap(self, tap: PcmTap) -> None:
@@ -368,29 +384,36 @@ class MediaRelay:
         """
         if tap in self.pcm_taps:
             self.pcm_taps.remove(tap)
+            for group in self._pcm_groups:
+                if tap in group:
+                    group.remove(tap)
         if not self.pcm_taps and self._pcm_call is not None:
             if self._pcm_call.active():
                 self._pcm_call.cancel()
             self._pcm_call = None
 
     def _pcm_tick(self) -> None:
-        # Every tap hands out the frames due; the next tick is 20 ms after
-        # this one was due (not after it ran), so ticks do not drift.
-        call, self._pcm_call = self._pcm_call, None
+        # One group's taps hand out the frames due.  The next tick is 5 ms
+        # after this one was due, counted from after the work (so the ticks
+        # do not drift by their own run time); when the reactor lagged, the
+        # groups left behind run at once, in order, and a lag of a whole
+        # frame or more moves the grid on (the taps catch up themselves).
+        self._pcm_call = None
+        phase = self._pcm_phase
         now = self._reactor.seconds()
-        for tap in tuple(self.pcm_taps):
+        for tap in tuple(self._pcm_groups[phase]):
             try:
                 tap.due(now)
             except Exception:
                 self.log.failure("PCM frame tick failed")
         if self.pcm_taps and self._pcm_call is None:
-            # The delay counts from now, after the work: the ticks stay on
-            # their grid whatever the work took.
             now = self._reactor.seconds()
-            due = (call.getTime() if call is not None else now) + FRAME_SECONDS
-            if due <= now:  # the reactor lagged: the next tick on the grid
-                due += ((now - due) // FRAME_SECONDS + 1) * FRAME_SECONDS
-            self._pcm_call = self._reactor.callLater(due - now, self._pcm_tick)
+            due = self._pcm_at + _PCM_STEP
+            if now - due >= FRAME_SECONDS:
+                due += (now - due) // FRAME_SECONDS * FRAME_SECONDS
+            self._pcm_at = due
+            self._pcm_phase = (phase + 1) % PCM_PHASES
+            self._pcm_call = self._reactor.callLater(max(0.0, due - now), self._pcm_tick)
 
     def schedule_report(self, stream: OutboundStream) -> None:
         """

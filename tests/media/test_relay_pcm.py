@@ -22,7 +22,7 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from aiconnect.media.pcm import FRAME_SAMPLES, FRAME_SECONDS, PcmFrame, PcmTap
-from aiconnect.media.relay import MediaRelay, MediaSession
+from aiconnect.media.relay import PCM_PHASES, MediaRelay, MediaSession
 from aiconnect.media.rtp import RtpPacket
 from tests.fakes import UdpSocket, listen_udp, pause, rtp_packet, wait_until
 
@@ -187,24 +187,30 @@ class AttachTests(FakeClockMixin, SynchronousTestCase):
 
     def test_one_timer(self) -> None:
         """
-        One 20 ms timer drives every session's tap; it stays armed while
-        any tap exists.
+        One timer drives every session's tap, ticking every 5 ms for one
+        group of taps in turn (two sessions: two groups); it stays armed
+        while any tap exists; each tap's frames fall due midway between two
+        ticks of its group.
         """
         relay, clock = self.make_relay()
         one, two = self.session(relay), self.session(relay)
         sinks = [FrameList(), FrameList()]
         one.attach_pcm(sinks[0])
         two.attach_pcm(sinks[1])
+        self.assertEqual([len(g) for g in relay._pcm_groups], [1, 1, 0, 0])
         self.assertEqual(len(self.pcm_calls(clock, relay)), 1)
-        for _ in range(10):
-            clock.advance(FRAME_SECONDS)
-            self.assertEqual(len(self.pcm_calls(clock, relay)), 1)
-        self.assertEqual([len(s.frames) for s in sinks], [7, 7])  # 10 frames less 3 of playout delay
-        (call,) = self.pcm_calls(clock, relay)
-        self.assertAlmostEqual(call.getTime(), 11 * FRAME_SECONDS)
-        # Each tap's frames fall due midway between two ticks.
-        for session in (one, two):
-            self.assertAlmostEqual((call.getTime() - session.pcm.start) % FRAME_SECONDS, FRAME_SECONDS / 2)
+        ticks = []
+        for _ in range(40):
+            clock.advance(FRAME_SECONDS / PCM_PHASES)
+            (call,) = self.pcm_calls(clock, relay)
+            ticks.append(call.getTime())
+        self.assertEqual([round(t, 4) for t in ticks[:3]], [0.01, 0.015, 0.02])
+        # 0.2 s: 10 frames due, less 3 of playout delay, less the half frame
+        # each start moved back by and the tick the last one waits for.
+        self.assertEqual([len(s.frames) for s in sinks], [6, 6])
+        for group, session in enumerate((one, two)):
+            tick = FRAME_SECONDS / PCM_PHASES * (group + 1)
+            self.assertAlmostEqual((tick - session.pcm.start) % FRAME_SECONDS, FRAME_SECONDS / 2)
         one.detach_pcm(sinks[0])
         self.assertEqual(len(self.pcm_calls(clock, relay)), 1)
         two.close()
@@ -212,17 +218,19 @@ class AttachTests(FakeClockMixin, SynchronousTestCase):
 
     def test_lagging_reactor(self) -> None:
         """
-        After a stall the timer goes back to its 20 ms grid (no burst of
-        ticks), and the tap catches up within its bound.
+        After a stall the groups left behind run at once, the grid moves on
+        by whole frames (no burst beyond one round of groups), and the tap
+        catches up within its bound.
         """
         relay, clock = self.make_relay()
         session = self.session(relay)
         sink = FrameList()
         session.attach_pcm(sink)
-        clock.advance(0.5 + 0.005)  # one late tick
+        clock.advance(0.5 + 0.001)  # one late tick
         (call,) = self.pcm_calls(clock, relay)
-        self.assertAlmostEqual(call.getTime(), 0.52)
-        self.assertEqual([f.index for f in sink.frames], list(range(12, 22)))  # 22 due, 10 at most
+        self.assertLess(call.getTime() - clock.seconds(), FRAME_SECONDS)
+        self.assertEqual([f.index for f in sink.frames][-1:], [21])  # 22 due
+        self.assertEqual(len(sink.frames), 10)  # 10 at most
         self.assertEqual(session.stats()["pcm"]["skipped_frames"], 12)
 
     def test_raising_sink(self) -> None:
