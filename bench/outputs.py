@@ -151,38 +151,6 @@ def _counters(sessions: list, streams: list, recordings: list) -> dict[str, int]
     return out
 
 
-def _fix_timer(reactor: Any, relay: Any) -> None:
-    """
-    What-if (C{--timer-fix}), two changes to the relay's frame timer that
-    C{aiconnect/media/relay.py} would make:
-
-      - the next tick is scheduled from the time the tick started, not
-        from when its work ended (the clock is frozen for the tick's
-        C{callLater}): otherwise ticks drift by the tick's own duration
-        and a session's frames go out in pairs;
-      - each new tap's frame grid is moved (its C{start}, back by less
-        than a frame) so that its frames fall due mid-way between two
-        ticks: otherwise a tap whose frames fall due near a tick goes out
-        on that tick or the next by the tick's jitter, 20 ms apart.
-    """
-    tick, add = relay._pcm_tick, relay.add_pcm_tap
-
-    def anchored() -> None:
-        started = reactor.seconds()
-        reactor.seconds = lambda: started
-        try:
-            tick()
-        finally:
-            del reactor.seconds
-
-    def aligned(tap: Any) -> None:
-        add(tap)
-        tick_at = relay._pcm_call.getTime()
-        tap.start -= (tap.start - tick_at - FRAME_NS / 2e9) % (FRAME_NS / 1e9)
-
-    relay._pcm_tick, relay.add_pcm_tap = anchored, aligned
-
-
 def relay_main(conn: Connection, n: int, sinks: list, ws_port: int, directory: str, lifetime: float) -> None:
     """
     The relay process: N forwarded calls (and, with C{ws_port}, their
@@ -214,8 +182,6 @@ def relay_main(conn: Connection, n: int, sinks: list, ws_port: int, directory: s
             inbound.append(session.streams[i].rtp_port)
             forward.append(fw.streams[i].rtp_port)
         sessions.append(session)
-    if os.environ.get("BENCH_TIMER_FIX"):
-        _fix_timer(reactor, relay)
     observer = _Observer()
     streams: list = []
     recordings: list = []
@@ -469,13 +435,9 @@ def main(argv: list[str] | None = None) -> int:
                         help="spin: the RTP sink and the consumer poll in a sleep loop (default)")  # fmt: skip
     parser.add_argument("--priority", choices=("rt", "normal"), default="rt",
                         help="rt: relay and generator run SCHED_FIFO where allowed (default)")  # fmt: skip
-    parser.add_argument("--timer-fix", action="store_true",
-                        help="what-if: the relay's frame timer fixed as _fix_timer says (not the code as it is)")  # fmt: skip
     parser.add_argument("--quick", action="store_true", help="one trial per mode at --start")
     args = parser.parse_args(argv)
     os.environ["BENCH_PRIORITY"] = args.priority
-    if args.timer_fix:
-        os.environ["BENCH_TIMER_FIX"] = "1"  # inherited by the spawned relay
     modes = [m for m in args.modes.split(",") if m]
     unknown = sorted(set(modes) - set(MODES))
     if unknown:
@@ -483,7 +445,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     print(f"# {datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {machine(with_model=True)}\n"
           f"# relay pinned to CPU {RELAY_CPU}, load and consumer to CPU {LOAD_CPU}; sink: {args.sink}, "
-          f"priority: {args.priority}" + (", WHAT-IF --timer-fix" if args.timer_fix else ""))  # fmt: skip
+          f"priority: {args.priority}")
     results = {}
     for i, mode in enumerate(modes):  # each mode gets its share of what is left
         end = time.monotonic() + (started + args.budget - time.monotonic()) / (len(modes) - i)
