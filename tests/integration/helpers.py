@@ -22,9 +22,16 @@ from tests.fakes import StreamPeer, StreamPeerFactory, UdpPeer, raw_call_id, sta
 RESERVED_RTP = (20000, 27999)
 
 
+#: The ports L{free_port} handed out lately: never the same twice in a row
+#: (the kernel may offer a port again as soon as its probe socket closed,
+#: and a test asking for three ports then got one twice).
+_RECENT: list[int] = []
+
+
 def free_port(both: bool = True) -> int:
     """
-    A port number free for UDP and TCP on 127.0.0.1 right now.
+    A port number free for UDP and TCP on 127.0.0.1 right now, and not one
+    of the last 64 it returned.
     """
     for _ in range(500):
         t = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -43,6 +50,10 @@ def free_port(both: bool = True) -> int:
         finally:
             u.close()
             t.close()
+        if port in _RECENT:
+            continue
+        _RECENT.append(port)
+        del _RECENT[:-64]
         return port
     raise RuntimeError("no free port")
 
