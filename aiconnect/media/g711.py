@@ -15,11 +15,14 @@ Use them as C{payload.translate(ULAW_TO_ALAW)}.
 
 from __future__ import annotations
 
+import sys
 from array import array
 from collections.abc import Callable, Iterable
 from functools import cache
 
 __all__ = [
+    "DECODE_TABLES",
+    "decode",
     "ALAW_TO_LINEAR",
     "ALAW_TO_ULAW",
     "ULAW_TO_ALAW",
@@ -179,18 +182,45 @@ def _encode_table(encoder: Callable[[int], int]) -> bytes:
     return bytes(encoder(s - 65536 if s >= 32768 else s) for s in range(65536))
 
 
+def _byte_tables(linear: tuple[int, ...]) -> tuple[bytes, bytes]:
+    # The first and second octet, in native order, of each code's sample:
+    # two bytes.translate calls and two slice assignments decode a payload
+    # at C speed (about 10 times faster than a table lookup per sample).
+    low = bytes(v & 0xFF for v in linear)
+    high = bytes((v >> 8) & 0xFF for v in linear)
+    return (low, high) if sys.byteorder == "little" else (high, low)
+
+
+#: Codec -> the octet tables of L{decode}.
+DECODE_TABLES = {"PCMU": _byte_tables(ULAW_TO_LINEAR), "PCMA": _byte_tables(ALAW_TO_LINEAR)}
+
+
+def decode(payload: bytes, tables: tuple[bytes, bytes]) -> array[int]:
+    """
+    Decode a G.711 payload to signed 16-bit linear samples (native byte
+    order) through the octet tables of its codec (L{DECODE_TABLES}).
+    """
+    first, second = tables
+    raw = bytearray(2 * len(payload))
+    raw[0::2] = payload.translate(first)
+    raw[1::2] = payload.translate(second)
+    samples = array("h")
+    samples.frombytes(raw)
+    return samples
+
+
 def ulaw_decode(payload: bytes) -> array[int]:
     """
     Decode PCMU to signed 16-bit linear samples (native byte order).
     """
-    return array("h", map(ULAW_TO_LINEAR.__getitem__, payload))
+    return decode(payload, DECODE_TABLES["PCMU"])
 
 
 def alaw_decode(payload: bytes) -> array[int]:
     """
     Decode PCMA to signed 16-bit linear samples (native byte order).
     """
-    return array("h", map(ALAW_TO_LINEAR.__getitem__, payload))
+    return decode(payload, DECODE_TABLES["PCMA"])
 
 
 def ulaw_encode(samples: Iterable[int]) -> bytes:

@@ -20,7 +20,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cache
 
-from aiconnect.media.g711 import ALAW_TO_LINEAR, ULAW_TO_LINEAR
+from aiconnect.media.g711 import DECODE_TABLES
+from aiconnect.media.g711 import decode as g711_decode
 
 __all__ = [
     "MixedFrame",
@@ -31,9 +32,6 @@ __all__ = [
     "to_s16le",
 ]
 
-_DECODE = {"PCMU": ULAW_TO_LINEAR, "PCMA": ALAW_TO_LINEAR}
-
-
 def decode(payload: bytes, codec: str) -> array[int]:
     """
     Decode a G.711 payload to linear 16-bit samples.
@@ -42,10 +40,10 @@ def decode(payload: bytes, codec: str) -> array[int]:
     @raise ValueError: for another codec.
     """
     try:
-        table = _DECODE[codec]
+        tables = DECODE_TABLES[codec]
     except KeyError:
         raise ValueError(f"cannot decode {codec!r}") from None
-    return array("h", map(table.__getitem__, payload))
+    return g711_decode(payload, tables)
 
 
 def _clip(value: int) -> int:
