@@ -207,6 +207,13 @@ class ForwardInfo:
         return self.error is None and self.state in LIVE_FORWARD_STATES
 
     @property
+    def running(self) -> bool:
+        """
+        Whether its leg is started and not stopping (a pause reaches it).
+        """
+        return self.state in (ForwardState.TRYING, ForwardState.ACTIVE)
+
+    @property
     def uri(self) -> str:
         """
         The order's C{uri} (C{""} without an order).

@@ -149,6 +149,13 @@ class OutputInfo:
         return self.error is None and self.state in LIVE_OUTPUT_STATES
 
     @property
+    def running(self) -> bool:
+        """
+        Whether its leg is started and not stopping (a pause reaches it).
+        """
+        return self.state in (OutputState.STARTING, OutputState.ACTIVE)
+
+    @property
     def reference_id(self) -> Any:
         """
         C{streamReferenceId} / C{recordingReferenceId}, or L{None}.
@@ -441,11 +448,6 @@ def _chosen(call: Call, targets: Mapping[str, tuple[str, ...]] | None) -> list[t
     return chosen
 
 
-#: Forward and output state names whose leg exists (a pending one starts
-#: paused: L{StartOutput.paused}, C{StartForward.paused}).
-_RUNNING = ("TRYING", "STARTING", "ACTIVE")
-
-
 def _set_paused(call: Call, fact: PauseOrdered | ResumeOrdered, paused: bool) -> list[Action]:
     chosen = _chosen(call, fact.targets)
     if fact.targets is None:
@@ -457,7 +459,7 @@ def _set_paused(call: Call, fact: PauseOrdered | ResumeOrdered, paused: bool) ->
             continue
         info.paused = paused
         changed[kind].append(info.forward_id if kind == FORWARD else info.output_id)
-        if info.state.name in _RUNNING:
+        if info.running:  # a pending one starts paused (StartOutput.paused)
             actions.append(PauseOutput(kind, changed[kind][-1], paused))
     event = events.SessionPaused if paused else events.SessionResumed
     actions.append(
