@@ -81,6 +81,9 @@ LATE_RUN = 3
 
 _RATE = 8000
 _SILENCE = bytes(2 * FRAME_SAMPLES)
+#: The samples of a frame nothing arrived for, shared by every such frame
+#: (frames are never modified).
+_SILENT_FRAME = array("h", _SILENCE)
 _JUMP_BACK = _RATE  # a packet a second or more before the play point: a jump
 # What a stream's buffer holds at most, from the next frame to hand out on
 # (samples): the frames ahead, and as many again for a frame clock that lags.
@@ -319,7 +322,7 @@ class PcmTap:
             streams = []
             for buf in self._buffers:
                 samples = buf.frames.pop(index, None)
-                streams.append(samples if samples is not None else array("h", _SILENCE))
+                streams.append(samples if samples is not None else _SILENT_FRAME)
             frame = PcmFrame(index, tuple(streams))
             self.frames += 1
             for sink in tuple(self._sinks):
