@@ -526,6 +526,9 @@ class Call:
         self.metadata: Any = None
         self.metadata_error: str | None = None
         self.x_headers: list[tuple[str, str]] = []
+        #: SPEC s13: the inbound INVITE's correlation headers (name as
+        #: received -> value), L{aiconnect.siprec.correlation}.
+        self.correlation: dict[str, str] = {}
         self.new_call_error: str | None = None
         self.forwards: dict[str, ForwardInfo] = {}
         #: Streams and recordings (L{aiconnect.call_outputs}), by id.

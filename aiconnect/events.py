@@ -98,6 +98,7 @@ RECORDINGFAILED = "RECORDINGFAILED"
 RECORDINGUPLOADED = "RECORDINGUPLOADED"
 SESSIONPAUSED = "SESSIONPAUSED"
 SESSIONRESUMED = "SESSIONRESUMED"
+SIPRECFORWARDRESUMED = "SIPRECFORWARDRESUMED"
 
 EVENT_NAMES = (
     SESSIONSTARTED,
@@ -132,6 +133,8 @@ COMPLETED_SESSION_TIMER = "sessionTimer"
 COMPLETED_SHUTDOWN = "shutdown"
 COMPLETED_RESTART = "restart"
 COMPLETED_ERROR = "error"
+#: SPEC s13: a mandatory forward failed, the inbound INVITE got 503.
+COMPLETED_MANDATORY_FORWARD_FAILED = "mandatoryForwardFailed"
 
 #: The deepest and largest C{sipRecForwardReferenceId} accepted (and echoed):
 #: nested objects/arrays, and bytes of its compact UTF-8 JSON.
@@ -406,6 +409,44 @@ class SiprecForwardStopped(Event):
             "stoppedBy": self.stopped_by,
             "reason": self.reason,
             "stats": dict(self.stats or {}),
+            "sipRecForwardReferenceId": reportable_reference(self.reference_id),
+        }
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiprecForwardResumed(Event):
+    """
+    C{SIPRECFORWARDRESUMED} (SPEC s13): an answered forward lost its SRS
+    and was re-established to another target, with the same metadata and
+    labels; the RTP towards the new target continues the old sequence.
+
+    @ivar forward_id: The forward's id.
+    @ivar uri: The C{startSIPRecForward.uri} as given.
+    @ivar target: The new target, C{host:port;transport=x}.
+    @ivar previous_target: The target that was lost.
+    @ivar reason: Why the previous target counts as lost.
+    @ivar gap_ms: Milliseconds between the loss and the new answer.
+    @ivar reference_id: C{sipRecForwardReferenceId}, echoed unchanged.
+    """
+
+    NAME: ClassVar[str] = SIPRECFORWARDRESUMED
+
+    forward_id: str
+    uri: str
+    target: str
+    previous_target: str | None
+    reason: str
+    gap_ms: int
+    reference_id: Any = None
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "forwardId": self.forward_id,
+            "uri": self.uri,
+            "target": self.target,
+            "previousTarget": self.previous_target,
+            "reason": self.reason,
+            "gapMs": int(self.gap_ms),
             "sipRecForwardReferenceId": reportable_reference(self.reference_id),
         }
 

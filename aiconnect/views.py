@@ -188,5 +188,6 @@ def new_call_payload(call: Any) -> dict[str, Any]:
             "streams": [describe_stream(s) for s in call.streams],
             "metadataError": call.metadata_error,
             "xHeaders": {n: v for n, v in call.x_headers},
+            "correlation": dict(call.correlation),
         }
     )

@@ -49,6 +49,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiconnect.siprec.metadata_parser",
             "aiconnect.siprec.metadata_forward",
             "aiconnect.siprec.body",
+            # Vendor correlation headers (SPEC s13).
+            "aiconnect.siprec.correlation",
             "aiconnect.ratelimit",
             # Tracks and sample formats of the PCM outputs.
             "aiconnect.outputs",
@@ -90,6 +92,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiconnect.siprec.orders",
             "aiconnect.siprec.srs",
             "aiconnect.siprec.forward",
+            "aiconnect.siprec.dialer",
             "aiconnect.registry",
             "aiconnect.recovery",
             "aiconnect.api",

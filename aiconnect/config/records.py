@@ -286,6 +286,12 @@ class TrunkConfig:
         SRS; 0 = none. No answer (or 408/481) ends the forward.
     @ivar session_expires: RFC 4028 session interval requested from the SRS
         (we refresh); 0 = no session timer requested.
+    @ivar ring_timeout: Seconds a target may take to answer 2xx after our
+        INVITE; then CANCEL and the next target (SPEC s13).
+    @ivar down_for: Seconds a target that failed (timeout, 5xx, transport)
+        is skipped by new forwards, unless every target is down (SPEC s13).
+    @ivar probe_interval: Seconds between OPTIONS probes of each target;
+        0 = no probing (SPEC s13).
     """
 
     match: str
@@ -295,6 +301,9 @@ class TrunkConfig:
     password: str = field(default="", repr=False)
     keepalive: float = 0.0
     session_expires: int = 0
+    ring_timeout: float = 10.0
+    down_for: float = 30.0
+    probe_interval: float = 0.0
 
     @property
     def host(self) -> str:

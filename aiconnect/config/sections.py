@@ -100,7 +100,7 @@ TENANT_KEYS = (
     "max_sessions",
     "trunk",
 )
-_TRUNK_KEYS = ("match", "target", "transport", "username", "password", "keepalive", "session_expires")
+_TRUNK_KEYS = ("match", "target", "transport", "username", "password", "keepalive", "session_expires", "ring_timeout", "down_for", "probe_interval")
 
 
 def _timers(table: Table) -> TimerConfig:
@@ -338,6 +338,9 @@ def _trunk(table: Table) -> TrunkConfig:
     session_expires = table.integer("session_expires", 0, 0, 86400)
     if session_expires and session_expires < 90:
         raise ConfigError(table.key("session_expires"), "must be 0 or at least 90 (RFC 4028 Min-SE)")
+    ring_timeout = table.number("ring_timeout", 10.0)
+    down_for = table.number("down_for", 30.0, allow_zero=True)
+    probe_interval = table.number("probe_interval", 0.0, allow_zero=True)
     return TrunkConfig(
         match=match,
         target=target,
@@ -346,6 +349,9 @@ def _trunk(table: Table) -> TrunkConfig:
         password=password,
         keepalive=keepalive,
         session_expires=session_expires,
+        ring_timeout=ring_timeout,
+        down_for=down_for,
+        probe_interval=probe_interval,
     )
 
 

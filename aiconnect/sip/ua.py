@@ -363,7 +363,11 @@ class ClientInvite:
             self.ua._register(session)
             self.ua._send_ack(session, response)
             if self.cancel_requested or self.deferred.called:
+                # RFC 3261 s9.1, s15: a 2xx that crossed our CANCEL is
+                # ACKed and BYEd; the caller learns it was cancelled.
                 session.bye()
+                if not self.deferred.called:
+                    self.deferred.errback(Failure(InviteFailed(487, "Request Terminated (answer crossed CANCEL)")))
                 return
             self.deferred.callback(session)
             return

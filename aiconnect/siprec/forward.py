@@ -6,11 +6,9 @@ SPEC s3-s4).
 A L{ForwardLeg} is one outbound recording session for one forward order:
 it binds RTP ports for the offer, builds the multipart INVITE (SDP with one
 C{a=sendonly} stream per inbound stream + RFC 7865 metadata with the order's
-overrides), resolves the trunk (RFC 3263), tries the targets in order
-(timeout / 503 / 5xx / transport or TLS failure -> next target; 401/407 ->
-one retry with the trunk's digest credentials; 3xx and other failures ->
-failed), connects the relay on 200, and reports facts to the L{Call}, which
-owns the policy and the events.
+overrides), dials the trunk (L{aiconnect.siprec.dialer.Dialer}: RFC 3263,
+target after target, digest), connects the relay on 200, and reports facts
+to the L{Call}, which owns the policy and the events.
 """
 
 from __future__ import annotations
@@ -30,20 +28,15 @@ from aiconnect.sip import sdp as sdp_mod
 from aiconnect.sip.message import Request
 from aiconnect.sip.multipart import Part, build_multipart, new_boundary
 from aiconnect.sip.peer import Peer
-from aiconnect.sip.resolver import ResolveError
 from aiconnect.sip.session_timer import SessionTimer, format_session_expires, parse_session_expires
-from aiconnect.sip.ua import InviteFailed, InviteSession
-from aiconnect.sip.uri import format_host, host_for_socket, is_ip_address
+from aiconnect.sip.ua import InviteSession
+from aiconnect.sip.uri import host_for_socket, is_ip_address
 from aiconnect.siprec import metadata as md_mod
 from aiconnect.siprec.body import split_body
+from aiconnect.siprec.correlation import copied_headers
+from aiconnect.siprec.dialer import DialCancelled, Dialed, DialFailed, Dialer
 
 SRTP_SUITE = "AES_CM_128_HMAC_SHA1_80"
-#: Statuses after which the next target is tried (SPEC s4, RFC 3263 s4.3).
-FAILOVER = {408, 500, 502, 503, 504}
-
-
-def _peer_text(peer: Peer) -> str:
-    return "%s:%d;transport=%s" % (format_host(peer.host), peer.port, peer.transport)
 
 
 class Forwarder:
@@ -96,9 +89,7 @@ class ForwardLeg:
         self.forward_id = forward_id
         self.media: Any = None
         self.session: InviteSession | None = None
-        self.invite: Any = None
-        self.targets: list[Peer] = []
-        self.tried: list[str] = []
+        self.dialer: Dialer | None = None
         self.peer: Peer | None = None
         self.stopping: str | None = None
         self.done = False
@@ -111,7 +102,6 @@ class ForwardLeg:
         self.body: bytes = b""
         self.content_type = ""
         self.final_stats: dict[str, Any] | None = None
-        self._auth_tried = False
         self._timers: dict[str, Any] = {}
         self._session_timer: SessionTimer | None = None
         #: SPEC s10: the session (or this forward) is paused.
@@ -150,8 +140,8 @@ class ForwardLeg:
             self.log.failure("building the forward INVITE failed forward_id={forward_id}", forward_id=self.forward_id)
             self._fail("could not build the INVITE: %s" % (e,))
             return
-        d = self.fw.resolver.resolve(self.order.trunk.target, self.order.trunk.transport)
-        d.addCallbacks(self._resolved, self._resolve_failed)
+        d = self._dial()
+        d.addCallbacks(self._answered, self._dial_failed)
         d.addErrback(self._bug)
 
     def _accepted(self) -> list[tuple[int, str]]:
@@ -254,120 +244,44 @@ class ForwardLeg:
         self.content_type = "multipart/mixed;boundary=" + boundary
         self.metadata = fwd_md.metadata
 
-    def _resolve_failed(self, failure: Failure) -> None:
-        error = failure.value
-        reason = error.reason if isinstance(error, ResolveError) else str(error)
-        self._fail("DNS: %s" % (reason,) if not str(reason).startswith("DNS") else str(reason))
-
-    def _resolved(self, targets: list[Peer]) -> None:
-        if self.stopping is not None or self.done:
-            return
-        self.targets = list(targets)
-        if not self.targets:
-            self._fail("DNS: no target for %s" % (self.order.trunk.target,))
-            return
-        self._next_target()
-
-    def _request_uri(self, peer: Peer) -> str:
-        host = self.order.trunk.host
-        port = self.order.trunk.port
-        hostport = format_host(host) + (":%d" % port if port else "")
-        uri = "sip:%s@%s" % (self.order.trunk.match, hostport)
-        if peer.transport != "udp":
-            uri += ";transport=" + peer.transport
-        return uri
-
-    def _next_target(self, call_id: str | None = None, cseq: int | None = None, from_tag: str | None = None, auth: tuple[str, str] | None = None) -> None:
-        if auth is None:
-            if not self.targets:
-                return
-            self.peer = self.targets.pop(0)
-            self.tried.append(_peer_text(self.peer))
-            self._auth_tried = False
-        peer = self.peer
-        assert peer is not None
-        uri = self._request_uri(peer)
+    def _headers(self) -> list[tuple[str, str]]:
+        """
+        The extra headers of this forward's INVITEs: siprec, the session
+        timer asked for, the order's C{xHeaders} and C{copyHeaders}.
+        """
         headers = [("Require", "siprec"), ("Accept", "application/sdp, application/rs-metadata+xml")]
         if self.order.trunk.session_expires:
             # RFC 4028 s7.1: we ask for a session timer and refresh it.
             headers.append(("Session-Expires", format_session_expires(self.order.trunk.session_expires, "uac")))
         headers.extend(self.order.x_headers)
-        if auth is not None:
-            headers.append(auth)
-        self.log.info(
-            "forward INVITE forward_id={forward_id} session_id={session_id} target={target}",
-            forward_id=self.forward_id,
-            session_id=self.call.session_id,
-            target=_peer_text(peer),
-        )
-        self.invite = self.fw.ua.invite(
-            uri,
-            peer,
-            body=self.body,
-            content_type=self.content_type,
-            from_uri="sip:aiconnect@%s" % (self.call.tenant.domain,),
-            to_uri=uri,
-            headers=headers,
-            feature_tags=("+sip.src",),
-            private=self.order.use_private_ip,
-            call_id=call_id,
-            cseq=cseq,
-            from_tag=from_tag,
-        )
-        self.invite.deferred.addCallbacks(self._answered, self._invite_failed)
-        self.invite.deferred.addErrback(self._bug)
+        headers.extend(copied_headers(self.order.copy_headers, self.call.correlation))
+        return headers
 
-    def _invite_failed(self, failure: Failure) -> None:
-        failure.trap(InviteFailed)
-        e: InviteFailed = failure.value
-        if self.stopping is not None:
-            # A CANCEL (stop before the answer) ended it: 487 is expected.
+    def _dial(self) -> defer.Deferred[Dialed]:
+        """
+        Send the INVITE to the trunk's targets, one after the other
+        (L{Dialer}).
+        """
+        self.dialer = Dialer(self.fw, self.order.trunk, self.forward_id)
+        return self.dialer.dial(
+            self.body,
+            self.content_type,
+            self._headers(),
+            from_uri="sip:aiconnect@%s" % (self.call.tenant.domain,),
+            private=self.order.use_private_ip,
+        )
+
+    def _dial_failed(self, failure: Failure) -> None:
+        if failure.check(DialCancelled):
             self._stopped_before_answer()
             return
-        if e.status in (401, 407) and not self._auth_tried and e.response is not None:
-            auth = self._authorization(e.response)
-            if auth is not None:
-                self._auth_tried = True
-                self.fw.stats["auth_retries"] += 1
-                req: Request = self.invite.request
-                self._next_target(call_id=req.call_id, cseq=req.cseq.number + 1, from_tag=req.from_tag, auth=auth)
-                return
-        if e.status in FAILOVER and self.targets:
-            self.fw.stats["failovers"] += 1
-            self.log.info(
-                "forward failover forward_id={forward_id} status={status} reason={reason}",
-                forward_id=self.forward_id,
-                status=e.status,
-                reason=e.reason,
-            )
-            self._next_target()
-            return
-        reason = e.reason if e.response is None else "SIP %d %s" % (e.status, e.reason)
-        if e.response is None and e.status == 503:
-            reason = "transport: %s" % (e.reason,)
-        self._fail(reason, status=e.status if e.response is not None or e.status == 408 else None)
+        failure.trap(DialFailed)
+        e: DialFailed = failure.value
+        self._fail(e.reason, status=e.status, target=e.target, targets_tried=e.targets_tried)
 
-    def _authorization(self, response: Any) -> tuple[str, str] | None:
-        trunk = self.order.trunk
-        if not trunk.username:
-            return None
-        from aiconnect.sip import digest
-
-        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-        out = "Authorization" if response.status == 401 else "Proxy-Authorization"
-        challenges = response.headers.get_all(header)
-        if not challenges:
-            return None
-        try:
-            value = digest.authorize(
-                challenges, "INVITE", self.invite.request.uri, trunk.username, trunk.password, body=self.body
-            )
-        except Exception as e:
-            self.log.warn("digest challenge not usable forward_id={forward_id}: {error}", forward_id=self.forward_id, error=str(e))
-            return None
-        return (out, value)
-
-    def _answered(self, session: InviteSession) -> None:
+    def _answered(self, dialed: Dialed) -> None:
+        session = dialed.session
+        self.peer = dialed.peer
         self.session = session
         session.handler = self
         self.fw.stats["answered"] += 1
@@ -385,7 +299,7 @@ class ForwardLeg:
         assert self.peer is not None
         if self.paused:
             self.media.pause(self.fw.reactor.seconds())
-        self._report(ForwardAnswered, target=_peer_text(self.peer), codec=self.order.codec, srtp=self.order.srtp)
+        self._report(ForwardAnswered, target=dialed.target, codec=self.order.codec, srtp=self.order.srtp)
         self._start_timers(session)
         if self.paused != self.offered_paused:
             # Paused or resumed while the INVITE was in flight.
@@ -503,10 +417,10 @@ class ForwardLeg:
         self.stopping = stopped_by
         if self.session is not None:
             self._send_bye(stopped_by)
-        elif self.invite is not None and not self.invite.deferred.called:
-            self.invite.cancel()
+        elif self.dialer is not None and not self.dialer.deferred.called:
+            # CANCEL, or stop resolving: the dial fails with DialCancelled.
+            self.dialer.cancel()
         else:
-            # Still resolving DNS: nothing on the wire yet.
             self._stopped_before_answer()
 
     def _release_media(self) -> dict[str, Any] | None:
@@ -533,7 +447,7 @@ class ForwardLeg:
         self._release_media()
         self._report(ForwardStopped, stopped_by=self.stopping or events.STOPPED_BY_API, stats=self.final_stats)
 
-    def _fail(self, reason: str, status: int | None = None) -> None:
+    def _fail(self, reason: str, status: int | None = None, target: str | None = None, targets_tried: tuple[str, ...] = ()) -> None:
         if self.done:
             return
         self.done = True
@@ -549,8 +463,8 @@ class ForwardLeg:
             ForwardFailed,
             reason=reason,
             status=status,
-            target=self.tried[-1] if self.tried else None,
-            targets_tried=tuple(self.tried),
+            target=target,
+            targets_tried=targets_tried,
         )
 
     def _report(self, fact: type[Input], **fields: Any) -> None:

@@ -24,6 +24,7 @@ from aiconnect.errors import AiconnectError
 from aiconnect.events import MAX_REFERENCE_BYTES, MAX_REFERENCE_DEPTH
 from aiconnect.sip import abnf
 from aiconnect.sip.uri import SipUri, UriError, parse_uri
+from aiconnect.siprec.correlation import is_correlation_name
 from aiconnect.siprec.metadata import PartyOverride
 from aiconnect.text import json_problem, replace_surrogates
 
@@ -47,7 +48,11 @@ _FORWARD_KEYS = {
     "xHeaders",
     "sipRecForwardReferenceId",
     "usePrivateIp",
+    "mandatory",
+    "copyHeaders",
 }
+#: At most this many names in an order's C{copyHeaders}.
+MAX_COPY_HEADERS = 16
 
 
 class OrderError(AiconnectError):
@@ -86,12 +91,20 @@ class ForwardOrder:
     x_headers: tuple[tuple[str, str], ...] = ()
     reference_id: Any = None
     use_private_ip: bool = False
+    #: SPEC s13: the inbound 200 OK waits for this forward (newCall only).
+    mandatory: bool = False
+    #: SPEC s13: correlation headers of the inbound INVITE to copy.
+    copy_headers: tuple[str, ...] = ()
 
     def describe(self) -> dict[str, Any]:
         """
         The order as JSON (for the REST API and events).
         """
         out: dict[str, Any] = {"uri": self.uri, "codec": self.codec, "srtp": self.srtp, "usePrivateIp": self.use_private_ip}
+        if self.mandatory:
+            out["mandatory"] = True
+        if self.copy_headers:
+            out["copyHeaders"] = list(self.copy_headers)
         if self.reference_id is not None:
             out["sipRecForwardReferenceId"] = self.reference_id
         return out
@@ -170,6 +183,24 @@ def _x_headers(value: Any, field: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
+def _copy_headers(value: Any, field: str) -> tuple[str, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise OrderError(field, "must be a list of header names")
+    if len(value) > MAX_COPY_HEADERS:
+        raise OrderError(field, "at most %d header names" % MAX_COPY_HEADERS)
+    out: list[str] = []
+    for i, name in enumerate(value):
+        f = "%s[%d]" % (field, i)
+        if not isinstance(name, str) or not abnf.TOKEN_RE.match(name) or not is_correlation_name(name):
+            raise OrderError(f, "must be Session-ID, User-to-User, Cisco-Guid or an X- header name")
+        if name.lower() in (n.lower() for n in out):
+            raise OrderError(f, "duplicate header name")
+        out.append(name)
+    return tuple(out)
+
+
 def reference_object(value: Any, field: str) -> Any:
     """
     Validate a C{sipRecForwardReferenceId} (or any other reference id or
@@ -235,6 +266,8 @@ def parse_forward_order(obj: Any, tenant: TenantConfig, prefix: str = "") -> For
         raise OrderError(_join(prefix, which + ".label"), "same label as the calling party: labels must differ")
     ref = reference_object(obj.get("sipRecForwardReferenceId"), _join(prefix, "sipRecForwardReferenceId"))
     private = _bool(obj, "usePrivateIp", prefix, False)
+    mandatory = _bool(obj, "mandatory", prefix, False)
+    copy = _copy_headers(obj.get("copyHeaders"), _join(prefix, "copyHeaders"))
     return ForwardOrder(
         uri=str(uri),
         trunk=trunk,
@@ -245,6 +278,8 @@ def parse_forward_order(obj: Any, tenant: TenantConfig, prefix: str = "") -> For
         x_headers=x_headers,
         reference_id=ref,
         use_private_ip=private,
+        mandatory=mandatory,
+        copy_headers=copy,
     )
 
 

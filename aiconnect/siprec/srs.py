@@ -50,6 +50,7 @@ from aiconnect.sip.uri import SipUri, host_for_socket, is_ip_address
 from aiconnect.sip.ua import InviteSession, ServerInvite
 from aiconnect.siprec import metadata as md_mod
 from aiconnect.siprec.body import split_body
+from aiconnect.siprec.correlation import correlation_headers
 from aiconnect.outputs.orders import orders_from_answer, parse_recording_order, parse_stream_order
 from aiconnect.siprec.orders import OrderError, forward_orders_from_answer, parse_forward_order
 
@@ -732,6 +733,7 @@ class SrsService:
             counters=self.stats,
         )
         call.x_headers = [(n, decode_wire(v)) for n, v in request.headers if n.lower().startswith("x-")]
+        call.correlation = correlation_headers((n, decode_wire(v)) for n, v in request.headers)
         runner = CallRunner(
             call,
             self.reactor,

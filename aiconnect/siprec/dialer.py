@@ -1,0 +1,293 @@
+# -*- test-case-name: tests.integration.test_forward,tests.siprec.test_forward -*-
+"""
+The L{Dialer}: one INVITE to a trunk, tried target after target until one
+answers 2xx (SPEC s4, s13, RFC 3263 s4.3).
+
+It resolves the trunk's target (NAPTR/SRV/A), sends the INVITE to each
+target in turn (timeout / 503 / 5xx / transport or TLS failure -> the next
+target; 401/407 -> one retry with the trunk's digest credentials; 3xx and
+other failures -> failed) and fires its Deferred with the L{Dialed}
+answer, or fails with L{DialFailed} (every target failed) or
+L{DialCancelled} (L{Dialer.cancel} before the answer).
+
+A L{aiconnect.siprec.forward.ForwardLeg} dials once to start and again to
+re-establish a forward whose SRS was lost (SPEC s13).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from twisted.internet import defer
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from aiconnect.errors import AiconnectError
+from aiconnect.sip.message import Request
+from aiconnect.sip.peer import Peer
+from aiconnect.sip.resolver import ResolveError
+from aiconnect.sip.ua import InviteFailed, InviteSession
+from aiconnect.sip.uri import format_host
+
+__all__ = ["FAILOVER", "DialCancelled", "DialFailed", "Dialed", "Dialer", "peer_text"]
+
+#: Statuses after which the next target is tried (SPEC s4, RFC 3263 s4.3).
+FAILOVER = {408, 500, 502, 503, 504}
+
+
+def peer_text(peer: Peer) -> str:
+    """
+    A target as events name it: C{host:port;transport=tcp}.
+    """
+    return "%s:%d;transport=%s" % (format_host(peer.host), peer.port, peer.transport)
+
+
+@dataclass(frozen=True, slots=True)
+class Dialed:
+    """
+    A target answered 2xx (already ACKed).
+
+    @ivar session: the dialog with the SRS.
+    @ivar peer: the target that answered.
+    """
+
+    session: InviteSession
+    peer: Peer
+
+    @property
+    def target(self) -> str:
+        """
+        The target, as events name it.
+        """
+        return peer_text(self.peer)
+
+
+class DialFailed(AiconnectError):
+    """
+    No target answered.
+
+    @ivar reason: the SIPRECFORWARDFAILED reason (C{SIP 486 Busy Here},
+        C{transport: ...}, C{DNS: ...}, C{timeout}).
+    @ivar status: the SIP status when there was one (408 for a timeout).
+    @ivar target: the last target tried, or L{None}.
+    @ivar targets_tried: every target tried, in order.
+    """
+
+    def __init__(self, reason: str, status: int | None = None, target: str | None = None, targets_tried: tuple[str, ...] = ()) -> None:
+        super().__init__(reason, status, target, targets_tried)
+        self.reason = reason
+        self.status = status
+        self.target = target
+        self.targets_tried = targets_tried
+
+    def __str__(self) -> str:
+        return self.reason
+
+
+class DialCancelled(AiconnectError):
+    """
+    L{Dialer.cancel} ended the dial before an answer.
+    """
+
+
+class Dialer:
+    """
+    One dial of a trunk (see the module docstring).
+
+    @ivar tried: the targets tried so far, as L{peer_text}.
+    @ivar peer: the target of the INVITE in flight (or that answered).
+    @ivar invite: the L{aiconnect.sip.ua.ClientInvite} in flight.
+    """
+
+    log = Logger()
+
+    def __init__(self, forwarder: Any, trunk: Any, log_id: str = "") -> None:
+        """
+        @param forwarder: the L{aiconnect.siprec.forward.Forwarder} (its
+            C{ua}, C{resolver}, C{reactor}, C{stats}).
+        @param trunk: the L{aiconnect.config.TrunkConfig} dialled.
+        @param log_id: names the forward in log lines.
+        """
+        self.fw = forwarder
+        self.trunk = trunk
+        self.log_id = log_id
+        self.tried: list[str] = []
+        self.targets: list[Peer] = []
+        self.peer: Peer | None = None
+        self.invite: Any = None
+        self.cancelled = False
+        self.deferred: defer.Deferred[Dialed] = defer.Deferred()
+        self._auth_tried = False
+        self._body = b""
+        self._content_type = ""
+        self._headers: list[tuple[str, str]] = []
+        self._from_uri = ""
+        self._private = False
+
+    def dial(
+        self,
+        body: bytes,
+        content_type: str,
+        headers: list[tuple[str, str]],
+        from_uri: str,
+        private: bool = False,
+    ) -> defer.Deferred[Dialed]:
+        """
+        Resolve the trunk and try its targets.
+
+        @param body: the INVITE's body (the same to every target).
+        @param headers: extra headers of the INVITE (Require, X- ...).
+        @return: L{deferred}.
+        """
+        self._body = body
+        self._content_type = content_type
+        self._headers = list(headers)
+        self._from_uri = from_uri
+        self._private = private
+        d = self.fw.resolver.resolve(self.trunk.target, self.trunk.transport)
+        d.addCallbacks(self._resolved, self._resolve_failed)
+        d.addErrback(self._bug)
+        return self.deferred
+
+    def cancel(self) -> None:
+        """
+        Stop before the answer: CANCEL the INVITE in flight (a 2xx that
+        crosses it is ACKed and BYEd), or stop resolving.  L{deferred}
+        fails with L{DialCancelled}.
+        """
+        if self.cancelled or self.deferred.called:
+            return
+        self.cancelled = True
+        if self.invite is not None and not self.invite.deferred.called:
+            self.invite.cancel()
+        else:
+            self._errback(DialCancelled())
+
+    # -- the targets ------------------------------------------------------------
+
+    def _resolve_failed(self, failure: Failure) -> None:
+        if self.cancelled:
+            self._errback(DialCancelled())
+            return
+        error = failure.value
+        reason = error.reason if isinstance(error, ResolveError) else str(error)
+        self._errback(DialFailed("DNS: %s" % (reason,) if not str(reason).startswith("DNS") else str(reason)))
+
+    def _resolved(self, targets: list[Peer]) -> None:
+        if self.cancelled:
+            self._errback(DialCancelled())
+            return
+        self.targets = list(targets)
+        if not self.targets:
+            self._errback(DialFailed("DNS: no target for %s" % (self.trunk.target,)))
+            return
+        self._next_target()
+
+    def _request_uri(self, peer: Peer) -> str:
+        host = self.trunk.host
+        port = self.trunk.port
+        hostport = format_host(host) + (":%d" % port if port else "")
+        uri = "sip:%s@%s" % (self.trunk.match, hostport)
+        if peer.transport != "udp":
+            uri += ";transport=" + peer.transport
+        return uri
+
+    def _next_target(
+        self,
+        call_id: str | None = None,
+        cseq: int | None = None,
+        from_tag: str | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> None:
+        if auth is None:
+            self.peer = self.targets.pop(0)
+            self.tried.append(peer_text(self.peer))
+            self._auth_tried = False
+        peer = self.peer
+        assert peer is not None
+        uri = self._request_uri(peer)
+        headers = list(self._headers)
+        if auth is not None:
+            headers.append(auth)
+        self.log.info("forward INVITE forward_id={forward_id} target={target}", forward_id=self.log_id, target=peer_text(peer))
+        self.invite = self.fw.ua.invite(
+            uri,
+            peer,
+            body=self._body,
+            content_type=self._content_type,
+            from_uri=self._from_uri,
+            to_uri=uri,
+            headers=headers,
+            feature_tags=("+sip.src",),
+            private=self._private,
+            call_id=call_id,
+            cseq=cseq,
+            from_tag=from_tag,
+        )
+        self.invite.deferred.addCallbacks(self._answered, self._invite_failed)
+        self.invite.deferred.addErrback(self._bug)
+
+    def _answered(self, session: InviteSession) -> None:
+        assert self.peer is not None
+        if self.deferred.called:
+            session.bye()
+            return
+        self.deferred.callback(Dialed(session, self.peer))
+
+    def _invite_failed(self, failure: Failure) -> None:
+        failure.trap(InviteFailed)
+        e: InviteFailed = failure.value
+        if self.cancelled:
+            # Our CANCEL ended it: 487 is expected.
+            self._errback(DialCancelled())
+            return
+        if e.status in (401, 407) and not self._auth_tried and e.response is not None:
+            auth = self._authorization(e.response)
+            if auth is not None:
+                self._auth_tried = True
+                self.fw.stats["auth_retries"] += 1
+                req: Request = self.invite.request
+                self._next_target(call_id=req.call_id, cseq=req.cseq.number + 1, from_tag=req.from_tag, auth=auth)
+                return
+        if e.status in FAILOVER and self.targets:
+            self.fw.stats["failovers"] += 1
+            self.log.info(
+                "forward failover forward_id={forward_id} status={status} reason={reason}",
+                forward_id=self.log_id,
+                status=e.status,
+                reason=e.reason,
+            )
+            self._next_target()
+            return
+        reason = e.reason if e.response is None else "SIP %d %s" % (e.status, e.reason)
+        if e.response is None and e.status == 503:
+            reason = "transport: %s" % (e.reason,)
+        status = e.status if e.response is not None or e.status == 408 else None
+        self._errback(DialFailed(reason, status, self.tried[-1] if self.tried else None, tuple(self.tried)))
+
+    def _authorization(self, response: Any) -> tuple[str, str] | None:
+        trunk = self.trunk
+        if not trunk.username:
+            return None
+        from aiconnect.sip import digest
+
+        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+        out = "Authorization" if response.status == 401 else "Proxy-Authorization"
+        challenges = response.headers.get_all(header)
+        if not challenges:
+            return None
+        try:
+            value = digest.authorize(challenges, "INVITE", self.invite.request.uri, trunk.username, trunk.password, body=self._body)
+        except Exception as e:
+            self.log.warn("digest challenge not usable forward_id={forward_id}: {error}", forward_id=self.log_id, error=str(e))
+            return None
+        return (out, value)
+
+    def _errback(self, error: Exception) -> None:
+        if not self.deferred.called:
+            self.deferred.errback(Failure(error))
+
+    def _bug(self, failure: Failure) -> None:
+        self.log.failure("dialer bug forward_id={forward_id}", failure, forward_id=self.log_id)
+        self._errback(DialFailed("internal error", None, self.tried[-1] if self.tried else None, tuple(self.tried)))
