@@ -124,6 +124,7 @@ class Dialer:
         self._headers: list[tuple[str, str]] = []
         self._from_uri = ""
         self._private = False
+        self._avoid: Peer | None = None
 
     def dial(
         self,
@@ -132,14 +133,18 @@ class Dialer:
         headers: list[tuple[str, str]],
         from_uri: str,
         private: bool = False,
+        avoid: Peer | None = None,
     ) -> defer.Deferred[Dialed]:
         """
         Resolve the trunk and try its targets.
 
         @param body: the INVITE's body (the same to every target).
         @param headers: extra headers of the INVITE (Require, X- ...).
+        @param avoid: a target to try last (the one a re-established
+            forward lost, SPEC s13).
         @return: L{deferred}.
         """
+        self._avoid = avoid
         self._body = body
         self._content_type = content_type
         self._headers = list(headers)
@@ -178,7 +183,8 @@ class Dialer:
         if self.cancelled:
             self._errback(DialCancelled())
             return
-        self.targets = list(targets)
+        avoid = self._avoid
+        self.targets = [t for t in targets if t != avoid] + [t for t in targets if t == avoid]
         if not self.targets:
             self._errback(DialFailed("DNS: no target for %s" % (self.trunk.target,)))
             return
