@@ -266,9 +266,8 @@ def build_srs_answer(
 
 def _codec_rtpmap(pt: int, entry: RtpMap) -> Attribute:
     # The answered codec's a=rtpmap: Opus always with its two channels
-    # (RFC 7587 s7), others with the channels the offer wrote, if any.
-    channels = 2 if entry.encoding.lower() == "opus" else entry.channels
-    suffix = f"/{channels}" if channels is not None else ""
+    # (RFC 7587 s7), the others with none (one is the default).
+    suffix = "/2" if entry.encoding.lower() == "opus" else ""
     return Attribute("rtpmap", f"{pt} {entry.encoding}/{entry.clock_rate}{suffix}")
 
 
