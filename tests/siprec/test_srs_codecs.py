@@ -16,7 +16,7 @@ from tests.fakes import UdpSocket, rtp_packet
 from tests.media.test_relay import SRC, RelayTestMixin
 from tests.sip.test_offer_answer_codecs import media
 
-PORTS = {"port_min": 22700, "port_max": 22749}
+PORTS = {"port_min": 22600, "port_max": 22699}
 
 
 class PayloadMapTests(SynchronousTestCase):
