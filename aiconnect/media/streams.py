@@ -78,6 +78,7 @@ _TAG_LENGTH = {
 _CLOCK_RATE = 8000  # G.711, telephone-event and CN here all use 8 kHz
 _FRAME = 160  # one 20 ms frame at 8 kHz
 _MAX_DROPOUT = 3000  # RFC 3550 A.1
+_RENUMBERED = -1  # in place of the SSRC: the next packet rebases (a codec change)
 _MAX_MISORDER = 100
 
 # The 11 octets after the first: M/PT, sequence number, timestamp, SSRC.
@@ -207,10 +208,15 @@ class InboundStream(Endpoint):
         # One decoder while the map names G.722 or Opus: kept while the
         # codec stays (its state is the stream's), replaced when it changes.
         kind = next((k for k in self.payload_map.values() if k in DECODED_KINDS), None)
+        old = self.decoder
         if kind is None:
             self.decoder = None
-        elif self.decoder is None or self.decoder.kind != kind:
+        elif old is None or old.kind != kind:
             self.decoder = PcmDecoder(kind)
+        if self.decoder is not old and self.ssrc is not None:
+            # The numbering changes (the decoder's own, or the SRC's): the
+            # next packet rebases the forwards, which stay continuous.
+            self.ssrc = _RENUMBERED
 
     def _accept(self, addr: Address) -> bool:
         # Not the expected source: latch it, or drop it.
@@ -351,7 +357,7 @@ class InboundStream(Endpoint):
         # A new SSRC or a sequence jump: keep every started outbound stream
         # continuous (next sequence number, timestamp advanced by the gap).
         if self.ssrc is not None:
-            if ssrc != self.ssrc:
+            if ssrc != self.ssrc and self.ssrc != _RENUMBERED:
                 self.ssrc_changes += 1
             frames = max(1, int((now - self.last_rx) * (_CLOCK_RATE / _FRAME) + 0.5))
             for t in self.targets:
@@ -428,7 +434,7 @@ class InboundStream(Endpoint):
             "rtcp_port": self.rtcp_port,
             "remote": _format_address(self.remote),
             "srtp": self.srtp.suite if self.srtp is not None else None,
-            "ssrc": self.ssrc,
+            "ssrc": self.ssrc if self.ssrc != _RENUMBERED else None,
             "ssrc_changes": self.ssrc_changes,
             "timed_out": self.ended,
             "packets_in": self.packets_in,

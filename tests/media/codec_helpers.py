@@ -24,10 +24,11 @@ def tone(rate: int, n: int, start: int = 0) -> array[int]:
     return array("h", [int(AMPLITUDE * math.sin(2 * math.pi * TONE * (start + i) / rate)) for i in range(n)])
 
 
-def encode(kind: str, packets: int, frame_ms: int = 20) -> list[bytes]:
+def encode(kind: str, packets: int, frame_ms: int = 20, layout: str = "mono") -> list[bytes]:
     """
     C{packets} RTP payloads of the tone: G.722 (16 kHz, 20 ms) or Opus
-    (48 kHz, libopus, C{frame_ms} per packet).
+    (48 kHz, libopus, C{frame_ms} per packet; C{layout} C{"stereo"}: the
+    tone on both channels).
     """
     if kind == "G722":
         name, rate, options = "g722", 16000, {}
@@ -36,7 +37,7 @@ def encode(kind: str, packets: int, frame_ms: int = 20) -> list[bytes]:
     frame = rate * frame_ms // 1000
     ctx = av.CodecContext.create(name, "w")
     ctx.sample_rate = rate
-    ctx.layout = "mono"
+    ctx.layout = layout
     ctx.format = "s16"
     ctx.options = options
     if name == "libopus":
@@ -44,8 +45,13 @@ def encode(kind: str, packets: int, frame_ms: int = 20) -> list[bytes]:
     out: list[bytes] = []
     k = 0
     while len(out) < packets:
-        samples = av.AudioFrame(format="s16", layout="mono", samples=frame)
-        samples.planes[0].update(tone(rate, frame, k * frame).tobytes())
+        samples = av.AudioFrame(format="s16", layout=layout, samples=frame)
+        mono = tone(rate, frame, k * frame)
+        if layout == "stereo":
+            both = array("h", bytes(4 * frame))
+            both[0::2] = both[1::2] = mono
+            mono = both
+        samples.planes[0].update(mono.tobytes())
         samples.sample_rate = rate
         samples.pts = k * frame
         samples.time_base = Fraction(1, rate)

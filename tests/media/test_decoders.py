@@ -79,6 +79,17 @@ class DecodeTests(SynchronousTestCase):
         for ms in (10, 40, 60):
             self.check("opus", ms, 48 * ms, 8)
 
+    def test_opus_stereo(self) -> None:
+        """
+        Stereo Opus is down-mixed to mono as PyAV's resampler does, also
+        when the sender switches between mono and stereo mid-stream.
+        """
+        payloads = encode("opus", 4) + encode("opus", 4, layout="stereo") + encode("opus", 4)
+        frames = decode_all(PcmDecoder("opus"), payloads, 960)
+        reference = reference_pcm("opus", payloads)
+        self.assertEqual(joined(frames), reference[: len(reference) // FRAME * FRAME])
+        self.assertEqual(len(frames), 11)
+
     def test_gap_restarts_frames(self) -> None:
         """
         A lost packet (a timestamp jump) drops the partial frame, and the

@@ -166,6 +166,36 @@ class DecoderLifecycleTests(RelayTestMixin, SynchronousTestCase):
         session.close()
         self.assertIsNone(stream.decoder)
 
+    def test_codec_change_continuous(self) -> None:
+        """
+        A re-INVITE switching the stream from PCMA to G.722 and back: the
+        forward's numbering goes on (next sequence number, timestamp
+        advanced by the wall-clock gap in frames, marker bit), as on an
+        SSRC change, which is not counted as one.
+        """
+        relay, clock = self.make_relay(**PORTS)
+        session = relay.allocate_session(1)
+        session.set_inbound(0, remote=SRC, payload_map={8: "PCMA"})
+        sink = UdpSocket(self)
+        session.add_forward("f", 1).connect(0, sink.address, codec="PCMA", payload_type=8)
+        stream = session.streams[0]
+        stream.datagramReceived(rtp_packet(7000, 90000, 0x42, 8, bytes(160)), SRC)
+        clock.advance(FRAME_SECONDS)
+        session.set_inbound(0, remote=SRC, payload_map={9: "G722"})
+        for n, payload in enumerate(encode("G722", 3)):
+            stream.datagramReceived(rtp_packet(7001 + n, 90160 + 160 * n, 0x42, 9, payload), SRC)
+            clock.advance(FRAME_SECONDS)
+        session.set_inbound(0, remote=SRC, payload_map={8: "PCMA"})
+        stream.datagramReceived(rtp_packet(7004, 90640, 0x42, 8, bytes(160)), SRC)
+        packets = [RtpPacket.parse(d) for d in sink.read()]
+        self.assertEqual(len(packets), 4)  # 1 PCMA, 2 frames of G.722, 1 PCMA
+        seqs = [p.sequence_number for p in packets]
+        self.assertEqual([(s - seqs[0]) & 0xFFFF for s in seqs], [0, 1, 2, 3])
+        stamps = [(p.timestamp - packets[0].timestamp) & 0xFFFFFFFF for p in packets]
+        self.assertEqual(stamps, [0, 320, 480, 640])  # the first frame needs two packets
+        self.assertEqual([p.marker for p in packets], [True, True, False, True])
+        self.assertEqual(stream.ssrc_changes, 0)
+
     def test_one_decoded_codec_alone(self) -> None:
         """
         A payload map naming two decoded codecs, or one with G.711, is
