@@ -21,7 +21,9 @@ stream's codec changes.  Untrusted input: a payload over L{MAX_PAYLOAD}
 octets, an Opus packet over 120 ms (its TOC octet, RFC 6716 s3.1) or one the
 decoder rejects is dropped and counted, never raised.  A packet that is
 late (its timestamp before the next expected one) is dropped: a stateful
-decoder cannot take it back.
+decoder cannot take it back.  After a gap (lost packets, a timestamp jump)
+the partial frame goes out completed with silence, and the frames go on
+from the new timestamp.
 
 Pure core: no Twisted, no sockets, no clock.
 """
@@ -122,7 +124,8 @@ class PcmDecoder:
     @ivar oversize: packets over L{MAX_PAYLOAD} octets or 120 ms (dropped).
     @ivar late: packets before the next expected timestamp (dropped).
     @ivar gaps: timestamp jumps forward (lost packets): the partial frame
-        was dropped and the frames start again at the new timestamp.
+        went out completed with silence and the frames start again at the
+        new timestamp.
     """
 
     def __init__(self, kind: str) -> None:
@@ -191,22 +194,33 @@ class PcmDecoder:
         if samples is None:
             return []
         self._base_in, self._base8 = ts, ts8
+        pending = self._pending
+        out = []
         if ahead:  # lost packets, or a jump: start the frames again here
             self.gaps += 1
-            del self._pending[:]
-            self._pending_ts = ts8
+            start = ts8
+            if pending:  # the audio before the gap, completed with silence
+                pending.frombytes(bytes(2 * (FRAME - len(pending))))
+                out.append(self._frame(0))
+                if (ts8 - self._pending_ts) & _MASK >= 0x80000000:
+                    start = self._pending_ts  # never back over that frame
+            self._pending_ts = start
         self._expected = (ts8 + samples[1]) & _MASK
-        pending = self._pending
         pending.extend(samples[0])
-        out = []
         while len(pending) >= FRAME:
-            self._seq = (self._seq + 1) & 0xFFFF
-            out.append(DecodedPacket(self._seq, self._pending_ts, "L16", b"", pending[:FRAME], marker))
+            out.append(self._frame(marker))
             marker = 0
-            del pending[:FRAME]
-            self._pending_ts = (self._pending_ts + FRAME) & _MASK
         self.frames += len(out)
         return out
+
+    def _frame(self, marker: int) -> DecodedPacket:
+        # The next frame out of the pending samples.
+        pending = self._pending
+        self._seq = (self._seq + 1) & 0xFFFF
+        frame = DecodedPacket(self._seq, self._pending_ts, "L16", b"", pending[:FRAME], marker)
+        del pending[:FRAME]
+        self._pending_ts = (self._pending_ts + FRAME) & _MASK
+        return frame
 
     def _decode(self, payload: bytes) -> tuple[array[int], int] | None:
         # Decode and resample one payload: (8 kHz samples, its duration in

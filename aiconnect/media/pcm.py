@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.media.test_pcm,tests.media.test_relay_pcm -*-
+# -*- test-case-name: tests.media.test_pcm,tests.media.test_relay_pcm,tests.media.test_relay_codecs -*-
 """
 Linear PCM out of the relay, for streams and recordings (SPEC s5, s8, s9).
 

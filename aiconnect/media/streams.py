@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.media.test_streams,tests.media.test_relay,tests.media.test_relay_udp,tests.media.test_relay_pcm -*-
+# -*- test-case-name: tests.media.test_streams,tests.media.test_relay,tests.media.test_relay_udp,tests.media.test_relay_pcm,tests.media.test_relay_codecs -*-
 """
 The relay's streams: the per-packet hot path.
 

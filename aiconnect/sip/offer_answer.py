@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.sip.test_offer_answer -*-
+# -*- test-case-name: tests.sip.test_offer_answer,tests.sip.test_offer_answer_codecs -*-
 """
 The offer/answer model (RFC 3264) as SIPRec uses it (RFC 7866 s7): what AI
 Connect accepts and what it sends.

@@ -92,15 +92,22 @@ class DecodeTests(SynchronousTestCase):
 
     def test_gap_restarts_frames(self) -> None:
         """
-        A lost packet (a timestamp jump) drops the partial frame, and the
-        frames go on at the new timestamp; a late packet is dropped.
+        A lost packet (a timestamp jump): the partial frame goes out
+        completed with silence, and the frames go on at the new timestamp;
+        a late packet is dropped.
         """
         payloads = encode("G722", 6)
+        reference = reference_pcm("G722", payloads[:3] + payloads[4:5])
         decoder = PcmDecoder("G722")
         frames = decode_all(decoder, payloads[:3], 160, ts=0)
-        frames += decoder.packet("G722", 5, 4 * 160, payloads[4], 0)  # payload 3 lost
+        self.assertEqual([f.ts for f in frames], [0, 160])
+        lost = decoder.packet("G722", 5, 4 * 160, payloads[4], 0)  # payload 3 lost
         self.assertEqual(decoder.gaps, 1)
-        self.assertEqual(frames[-1].ts, 640)
+        self.assertEqual([f.ts for f in lost], [320, 640])
+        tail = reference[320:464]  # what the third packet left pending (144 samples)
+        self.assertEqual(lost[0].samples, tail + array("h", bytes(2 * (FRAME - len(tail)))))
+        self.assertEqual(lost[1].samples, reference[464:624])
+        self.assertEqual([f.seq for f in frames + lost], [1, 2, 3, 4])
         self.assertEqual(decoder.packet("G722", 5, 3 * 160, payloads[3], 0), [])
         self.assertEqual(decoder.late, 1)
 
