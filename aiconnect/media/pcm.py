@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.media.test_pcm,tests.media.test_relay_pcm -*-
+# -*- test-case-name: tests.media.test_pcm,tests.media.test_relay_pcm,tests.media.test_relay_codecs -*-
 """
 Linear PCM out of the relay, for streams and recordings (SPEC s5, s8, s9).
 
@@ -223,8 +223,17 @@ class PcmTap:
         tables = DECODE_TABLES.get(kind)
         if tables is None or not payload:
             return
+        self.push_samples(index, ssrc, seq, ts, decode(payload, tables), now)
+
+    def push_samples(self, index: int, ssrc: int, seq: int, ts: int, samples: array[int], now: float) -> None:
+        """
+        Place 8 kHz samples of relay stream C{index} by their timestamp (8
+        kHz units), as L{push} places a decoded G.711 payload: the frames of
+        a G.722 or Opus stream (L{aiconnect.media.decoders}).
+
+        @param now: the arrival time of the packet they came from.
+        """
         self.packets += 1
-        samples = decode(payload, tables)
         n = len(samples)
         buf = self._buffers[index]
         if ((seq - buf.high_seq) & 0xFFFF) >= 0x8000 and buf.ssrc == ssrc:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.media.test_sessions,tests.media.test_relay,tests.media.test_relay_limits,tests.media.test_relay_pcm -*-
+# -*- test-case-name: tests.media.test_sessions,tests.media.test_relay,tests.media.test_relay_limits,tests.media.test_relay_pcm,tests.media.test_relay_codecs -*-
 """
 The relay's sessions: what the SIP layer and the L{Call} hold.
 
@@ -305,8 +305,10 @@ class MediaSession:
         @param latch_host: the signalling peer's IP: accept the first source
             from this IP (any port), then only that one; for NATed SRCs.
         @param payload_map: payload type -> C{"PCMU"}, C{"PCMA"},
-            C{"telephone-event"} or C{"CN"}; default C{{0: "PCMU", 8:
-            "PCMA"}}.  Other payload types are dropped and counted.
+            C{"telephone-event"} or C{"CN"}, or one decoded codec,
+            C{"G722"} or C{"opus"}, without G.711 (the stream then has a
+            L{aiconnect.media.decoders.PcmDecoder}); default C{{0: "PCMU",
+            8: "PCMA"}}.  Other payload types are dropped and counted.
         @param srtp: the SRC's key (its offer's C{a=crypto}) when it sends
             SRTP.
         @param rtcp_remote: the SRC's RTCP address (C{a=rtcp}), default RTP

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.media.test_streams,tests.media.test_relay,tests.media.test_relay_udp,tests.media.test_relay_pcm -*-
+# -*- test-case-name: tests.media.test_streams,tests.media.test_relay,tests.media.test_relay_udp,tests.media.test_relay_pcm,tests.media.test_relay_codecs -*-
 """
 The relay's streams: the per-packet hot path.
 
@@ -31,7 +31,8 @@ from typing import TYPE_CHECKING, Any
 
 from twisted.internet.interfaces import IDelayedCall
 
-from aiconnect.media.g711 import ALAW_TO_ULAW, ULAW_TO_ALAW
+from aiconnect.media.decoders import DECODED_KINDS, PcmDecoder
+from aiconnect.media.g711 import ALAW_TO_ULAW, ULAW_TO_ALAW, alaw_encode, ulaw_encode
 from aiconnect.media.rtp import (
     ReportBlock,
     RtcpReceiverReport,
@@ -46,6 +47,8 @@ from aiconnect.media.sockets import MAX_DATAGRAM, Address, Endpoint, normalize_a
 from aiconnect.media.srtp import SrtpContext, SrtpParams
 
 if TYPE_CHECKING:
+    from array import array
+
     from aiconnect.media.pcm import PcmTap
     from aiconnect.media.sessions import ForwardMedia
 
@@ -57,11 +60,13 @@ __all__ = [
     "OutboundStream",
 ]
 
-#: Payload kinds an inbound payload map may name.
-KINDS = frozenset({"PCMU", "PCMA", "telephone-event", "CN"})
+#: Payload kinds an inbound payload map may name: G.711 and the relayed
+#: kinds, and the decoded ones (L{aiconnect.media.decoders}).
+KINDS = frozenset({"PCMU", "PCMA", "telephone-event", "CN", *DECODED_KINDS})
 #: Codecs a forward may use.
 FORWARD_CODECS = frozenset({"PCMU", "PCMA"})
 DEFAULT_PAYLOAD_MAP: Mapping[int, str] = {0: "PCMU", 8: "PCMA"}
+_ENCODE = {"PCMU": ulaw_encode, "PCMA": alaw_encode}
 
 _TRANSLATE = {("PCMU", "PCMA"): ULAW_TO_ALAW, ("PCMA", "PCMU"): ALAW_TO_ULAW}
 _TAG_LENGTH = {
@@ -73,6 +78,7 @@ _TAG_LENGTH = {
 _CLOCK_RATE = 8000  # G.711, telephone-event and CN here all use 8 kHz
 _FRAME = 160  # one 20 ms frame at 8 kHz
 _MAX_DROPOUT = 3000  # RFC 3550 A.1
+_RENUMBERED = -1  # in place of the SSRC: the next packet rebases (a codec change)
 _MAX_MISORDER = 100
 
 # The 11 octets after the first: M/PT, sequence number, timestamp, SSRC.
@@ -102,6 +108,9 @@ class InboundStream(Endpoint):
     @ivar expect_media: whether the SRC sends on this stream (only such a
         stream times out alone).
     @ivar ended: whether it timed out alone (its ports are released).
+    @ivar decoder: the L{PcmDecoder} while the payload map names G.722 or
+        Opus, else C{None}: the stream then hands on 20 ms frames of 8 kHz
+        PCM in its own numbering (L{aiconnect.media.decoders}).
     """
 
     # What the hot path touches lives in slots, in the object itself: with
@@ -110,7 +119,7 @@ class InboundStream(Endpoint):
     __slots__ = (
         "remote", "srtp", "payload_map", "targets", "ssrc", "last_seq", "last_ts",
         "last_rx", "packets_in", "bytes_in", "malformed", "unknown_pt", "foreign",
-        "latched", "latch_host", "rtcp", "_seconds", "pcm",
+        "latched", "latch_host", "rtcp", "_seconds", "pcm", "decoder",
     )  # fmt: skip
 
     def __init__(self, index: int, rtp_port: int, seconds: Callable[[], float]) -> None:
@@ -132,6 +141,7 @@ class InboundStream(Endpoint):
         self.retired: dict[str, int] = {}
         self.targets: list[OutboundStream] = []
         self.pcm: PcmTap | None = None
+        self.decoder: PcmDecoder | None = None
         self.rtcp = _InboundRtcp(self)
         self._seconds = seconds
         # Hot-path state.
@@ -168,6 +178,9 @@ class InboundStream(Endpoint):
         for pt, kind in pmap.items():
             if not 0 <= pt <= 127 or kind not in KINDS:
                 raise ValueError(f"bad payload map entry {pt}: {kind!r}")
+        decoded = {kind for kind in pmap.values() if kind in DECODED_KINDS}
+        if len(decoded) > 1 or (decoded and any(kind in FORWARD_CODECS for kind in pmap.values())):
+            raise ValueError("a payload map names one decoded codec, and no G.711 with it")
         remote = normalize_address(remote)
         latch_host = normalize_host(latch_host) if latch_host is not None else None
         if srtp != self.srtp_params:
@@ -186,9 +199,24 @@ class InboundStream(Endpoint):
         self.latched = 0
         self.remote = None if latch_host is not None else remote
         self.payload_map = pmap
+        self._update_decoder()
         self.rtcp.configure(remote, rtcp_remote, latch_host)
         for target in self.targets:
             target.rebuild_map()
+
+    def _update_decoder(self) -> None:
+        # One decoder while the map names G.722 or Opus: kept while the
+        # codec stays (its state is the stream's), replaced when it changes.
+        kind = next((k for k in self.payload_map.values() if k in DECODED_KINDS), None)
+        old = self.decoder
+        if kind is None:
+            self.decoder = None
+        elif old is None or old.kind != kind:
+            self.decoder = PcmDecoder(kind)
+        if self.decoder is not old and self.ssrc is not None:
+            # The numbering changes (the decoder's own, or the SRC's): the
+            # next packet rebases the forwards, which stay continuous.
+            self.ssrc = _RENUMBERED
 
     def _accept(self, addr: Address) -> bool:
         # Not the expected source: latch it, or drop it.
@@ -236,12 +264,35 @@ class InboundStream(Endpoint):
             end = len(data)
         b1, seq, ts, ssrc = _RTP_REST.unpack_from(data)
         pt = b1 & 0x7F
-        if pt not in self.payload_map:
+        kind = self.payload_map.get(pt)
+        if kind is None:
             self.unknown_pt += 1
             return
         now = self._seconds()
         self.packets_in += 1
         self.bytes_in += n  # on the wire, SRTP tag included
+        decoder = self.decoder
+        if decoder is None:
+            self.emit(b1, ssrc, seq, ts, kind, data[start:end], None, now)
+            return
+        # G.722 or Opus: 20 ms frames of 8 kHz PCM in the stream's own
+        # numbering (and its other packets renumbered alike).
+        for p in decoder.packet(kind, ssrc, ts, data[start:end], b1 & 0x80):
+            self.emit(p.marker | pt, ssrc, p.seq, p.ts, p.kind, p.payload, p.samples, now)
+
+    def emit(
+        self, b1: int, ssrc: int, seq: int, ts: int, kind: str, payload: bytes, samples: array[int] | None, now: float
+    ) -> None:
+        """
+        Hand one packet on: to the PCM tap and to every target, rewritten.
+
+        @param b1: the RTP header's second octet (marker bit and payload
+            type).
+        @param kind: the payload's kind (L{KINDS}, or C{"L16"}).
+        @param samples: 8 kHz samples of a decoded frame (then encoded to
+            each target's G.711), or C{None} for a relayed payload.
+        """
+        pt = b1 & 0x7F
         if ssrc != self.ssrc or _MAX_DROPOUT < ((seq - self.last_seq) & 0xFFFF) < (
             0x10000 - _MAX_MISORDER
         ):
@@ -251,13 +302,16 @@ class InboundStream(Endpoint):
         self.last_rx = now
         pcm = self.pcm
         if pcm is not None:  # the one test a call without PCM outputs pays
-            pcm.push(self.index, self.payload_map[pt], ssrc, seq, ts, data[start:end], now)
+            if samples is None:
+                pcm.push(self.index, kind, ssrc, seq, ts, payload, now)
+            else:
+                pcm.push_samples(self.index, ssrc, seq, ts, samples, now)
         targets = self.targets
         if not targets:
             return
-        payload = data[start:end]
         marker = b1 & 0x80
         pack = _RTP_OUT.pack
+        encoded: dict[str, bytes] = {}
         for t in targets:
             if pt == t.main_pt:  # the audio codec: no dict, no tuple
                 out_pt = t.main_out
@@ -273,13 +327,19 @@ class InboundStream(Endpoint):
             if t.marker:
                 out_pt |= 0x80
                 t.marker = 0
+            if samples is not None:  # a decoded frame: this target's G.711
+                body = encoded.get(t.codec)
+                if body is None:
+                    body = encoded[t.codec] = _ENCODE[t.codec](samples)
+            else:
+                body = payload.translate(table) if table is not None else payload
             pkt = pack(
                 0x80,
                 out_pt | marker,
                 (seq + t.seq_off) & 0xFFFF,
                 (ts + t.ts_off) & 0xFFFFFFFF,
                 t.ssrc,
-            ) + (payload.translate(table) if table is not None else payload)
+            ) + body
             protect = t.protect
             if protect is not None:
                 pkt = protect(pkt)
@@ -291,13 +351,13 @@ class InboundStream(Endpoint):
                 t.send_errors += 1
                 continue
             t.packets += 1
-            t.octets += end - start
+            t.octets += len(body)
 
     def _rebase(self, ssrc: int, seq: int, ts: int, now: float) -> None:
         # A new SSRC or a sequence jump: keep every started outbound stream
         # continuous (next sequence number, timestamp advanced by the gap).
         if self.ssrc is not None:
-            if ssrc != self.ssrc:
+            if ssrc != self.ssrc and self.ssrc != _RENUMBERED:
                 self.ssrc_changes += 1
             frames = max(1, int((now - self.last_rx) * (_CLOCK_RATE / _FRAME) + 0.5))
             for t in self.targets:
@@ -318,6 +378,7 @@ class InboundStream(Endpoint):
         """
         super().close()
         self.rtcp.close()
+        self.decoder = None  # its codec state goes with the stream
 
     def end(self) -> None:
         """
@@ -343,6 +404,7 @@ class InboundStream(Endpoint):
         self.ended = False
         self.latched = self.rtcp.latched = 0
         self.last_rx = now
+        self._update_decoder()
 
     def drops(self) -> dict[str, int]:
         """
@@ -372,7 +434,7 @@ class InboundStream(Endpoint):
             "rtcp_port": self.rtcp_port,
             "remote": _format_address(self.remote),
             "srtp": self.srtp.suite if self.srtp is not None else None,
-            "ssrc": self.ssrc,
+            "ssrc": self.ssrc if self.ssrc != _RENUMBERED else None,
             "ssrc_changes": self.ssrc_changes,
             "timed_out": self.ended,
             "packets_in": self.packets_in,
@@ -380,6 +442,7 @@ class InboundStream(Endpoint):
             "rtcp_in": self.rtcp.packets_in,
             "drops": self.drops(),
             "sender_report": dict(self.rtcp.last_sr) if self.rtcp.last_sr else None,
+            "decoder": self.decoder.stats() if self.decoder is not None else None,
         }
 
 
@@ -599,6 +662,8 @@ class OutboundStream(Endpoint):
                 if kind in FORWARD_CODECS:
                     table = None if kind == self.codec else _TRANSLATE[kind, self.codec]
                     pt_map[pt] = (self.payload_type, table)
+                elif kind in DECODED_KINDS:  # frames encoded for this stream
+                    pt_map[pt] = (self.payload_type, None)
                 elif kind == "telephone-event":
                     if self.dtmf_payload_type is not None:
                         pt_map[pt] = (self.dtmf_payload_type, None)

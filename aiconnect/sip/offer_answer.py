@@ -1,11 +1,12 @@
-# -*- test-case-name: tests.sip.test_offer_answer -*-
+# -*- test-case-name: tests.sip.test_offer_answer,tests.sip.test_offer_answer_codecs -*-
 """
 The offer/answer model (RFC 3264) as SIPRec uses it (RFC 7866 s7): what AI
 Connect accepts and what it sends.
 
-    - L{rejection_reason}: whether we can accept an offered stream, and
-      L{select_crypto}, the offered C{a=crypto} line we answer (RFC 4568
-      s7.1);
+    - L{rejection_reason}: whether we can accept an offered stream,
+      L{supported_codec}, the codec we answer (G.711 first, then G.722 or
+      Opus, which the relay decodes), and L{select_crypto}, the offered
+      C{a=crypto} line we answer (RFC 4568 s7.1);
     - L{build_srs_answer}: our answer as SRS to an SRC's offer (RFC 3264 s6,
       RFC 7866 s7.2): every offered m-line in order, rejected ones with port
       0, C{a=recvonly} on the accepted ones, C{a=label} echoed, one codec
@@ -28,7 +29,7 @@ from typing import Iterable, Sequence
 
 from aiconnect.errors import LocalSipError
 from aiconnect.sip.sdes import SUPPORTED_SUITES, Crypto
-from aiconnect.sip.sdp_fields import DIRECTIONS, Attribute, Connection, Origin, SdpError
+from aiconnect.sip.sdp_fields import DIRECTIONS, Attribute, Connection, Origin, RtpMap, SdpError
 from aiconnect.sip.sdp_model import MediaDescription, SessionDescription
 
 __all__ = [
@@ -39,10 +40,21 @@ __all__ = [
     "next_session_version",
     "rejection_reason",
     "select_crypto",
+    "supported_codec",
 ]
 
 #: The static payload type of each codec we offer (RFC 3551 Table 4).
 _CODEC_PT = {"PCMU": 0, "PCMA": 8}
+#: The RTP clock rate of each codec we accept: G.722 is sampled at 16 kHz
+#: but its RTP clock is 8000 (RFC 3551 s4.5.2); Opus is always
+#: C{opus/48000/2} (RFC 7587 s7).
+_CLOCK_RATE = {"pcmu": 8000, "pcma": 8000, "g722": 8000, "opus": 48000}
+#: Codecs the relay decodes: chosen only when no other accepted codec is
+#: offered (relaying G.711 needs no decoding).
+_DECODED = frozenset({"g722", "opus"})
+#: Our C{a=fmtp} for Opus (RFC 7587 s6.1): we decode to 8 kHz mono, so
+#: the sender need not spend bits above that.
+_OPUS_FMTP = "maxplaybackrate=8000;stereo=0"
 
 #: The transport protocols we answer (RFC 3551, RFC 3711, RFC 4585, RFC
 #: 5124); RFC 7866 s8.1.2 recommends the feedback profiles and requires the
@@ -53,18 +65,29 @@ ACCEPTED_PROTOS = ("RTP/AVP", "RTP/SAVP", "RTP/AVPF", "RTP/SAVPF")
 _TOKEN = re.compile(r"[!#$%&'*+\-.0-9A-Z^_`a-z{|}~]+\Z")
 
 
-def _supported_codec(media: MediaDescription, codecs: Sequence[str]) -> int | None:
+def supported_codec(media: MediaDescription, codecs: Sequence[str]) -> int | None:
     """
-    The first payload type of the offer (offerer's preference, RFC 3264
-    s6.1) whose encoding is one of C{codecs} at 8000 Hz.
+    The payload type we answer: the first of the offer (offerer's
+    preference, RFC 3264 s6.1) whose encoding is one of C{codecs} at its
+    RTP clock rate (8000 Hz; 48000 for Opus), G.711 before the decoded
+    codecs (G.722, Opus): a stream offering PCMA and G.722 is answered
+    PCMA whatever the order, so its audio is relayed without decoding.
     """
     wanted = {c.lower() for c in codecs}
     rtpmap = media.rtpmap
+    decoded = None
     for pt in media.payload_types:
         entry = rtpmap.get(pt)
-        if entry and entry.encoding.lower() in wanted and entry.clock_rate == 8000:
+        if entry is None:
+            continue
+        encoding = entry.encoding.lower()
+        if encoding not in wanted or entry.clock_rate != _CLOCK_RATE.get(encoding, 8000):
+            continue
+        if encoding not in _DECODED:
             return pt
-    return None
+        if decoded is None:
+            decoded = pt
+    return decoded
 
 
 def select_crypto(media: MediaDescription, suites: Sequence[str] = SUPPORTED_SUITES) -> Crypto | None:
@@ -102,7 +125,7 @@ def rejection_reason(
         return f"media {media.media} not supported"
     if media.proto.upper() not in ACCEPTED_PROTOS:
         return f"transport {media.proto} not supported"
-    if _supported_codec(media, codecs) is None:
+    if supported_codec(media, codecs) is None:
         return "no supported codec"
     if media.is_secure and select_crypto(media, suites) is None:
         return "no supported crypto suite"
@@ -150,8 +173,11 @@ def build_srs_answer(
     0 or L{rejection_reason} finds a reason.  An accepted stream gets:
 
         - our port and, at session level, C{c=} with C{address};
-        - the codec chosen by L{rejection_reason}'s rule (the offer's first
-          payload type among C{codecs}), and C{telephone-event/8000} when
+        - the codec chosen by L{supported_codec} (the offer's first
+          payload type among C{codecs}, G.711 before G.722 and Opus) with
+          its C{a=rtpmap} (C{opus/48000/2}) and C{a=fmtp} (the offer's for
+          G.711 and G.722; ours for Opus: 8 kHz mono is all we decode to),
+          and C{telephone-event/8000} (or at Opus's 48000) when
           offered, both with the offer's payload types and C{a=rtpmap},
           the offer's C{a=fmtp} for telephone-event (C{0-15} if none) and
           its C{a=ptime};
@@ -194,15 +220,20 @@ def build_srs_answer(
             continue
         if not 0 < port < 65536:
             raise LocalSipError(f"bad port {port}")
-        pt = _supported_codec(offered, codecs)
+        pt = supported_codec(offered, codecs)
         assert pt is not None
         rtpmap = offered.rtpmap
         formats = [str(pt)]
-        attrs = [Attribute("rtpmap", f"{pt} {rtpmap[pt].encoding}/{rtpmap[pt].clock_rate}")]
+        attrs = [_codec_rtpmap(pt, rtpmap[pt])]
+        fmtp = _OPUS_FMTP if rtpmap[pt].encoding.lower() == "opus" else offered.fmtp.get(pt)
+        if fmtp:
+            attrs.append(Attribute("fmtp", f"{pt} {fmtp}"))
         te = offered.telephone_event
+        if te is None and rtpmap[pt].clock_rate != 8000:  # RFC 4733 s2.1: the audio's clock
+            te = offered.payload_type_for("telephone-event", rtpmap[pt].clock_rate)
         if te is not None:
             formats.append(str(te))
-            attrs.append(Attribute("rtpmap", f"{te} {rtpmap[te].encoding}/8000"))
+            attrs.append(Attribute("rtpmap", f"{te} {rtpmap[te].encoding}/{rtpmap[te].clock_rate}"))
             attrs.append(Attribute("fmtp", f"{te} {offered.fmtp.get(te) or '0-15'}"))
         if offered.ptime is not None:
             attrs.append(Attribute("ptime", str(offered.ptime)))
@@ -231,6 +262,13 @@ def build_srs_answer(
         connection=Connection.for_address(address),
         media=tuple(out),
     )
+
+
+def _codec_rtpmap(pt: int, entry: RtpMap) -> Attribute:
+    # The answered codec's a=rtpmap: Opus always with its two channels
+    # (RFC 7587 s7), the others with none (one is the default).
+    suffix = "/2" if entry.encoding.lower() == "opus" else ""
+    return Attribute("rtpmap", f"{pt} {entry.encoding}/{entry.clock_rate}{suffix}")
 
 
 @dataclass(frozen=True, slots=True)

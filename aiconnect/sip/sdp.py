@@ -14,7 +14,7 @@ This module is the public face of four rooms, and re-exports their names:
     - L{aiconnect.sip.sdp_model}: media and session sections, the
       serializer and the parser (L{parse_sdp});
     - L{aiconnect.sip.offer_answer}: what we accept (L{rejection_reason},
-      L{select_crypto}) and what we send (L{build_srs_answer},
+      L{select_crypto}, L{supported_codec}) and what we send (L{build_srs_answer},
       L{build_src_offer}, L{next_session_version}).
 
 Parsing is tolerant of what real SRCs send: bare LF line ends, trailing
@@ -41,6 +41,7 @@ from aiconnect.sip.offer_answer import (
     next_session_version,
     rejection_reason,
     select_crypto,
+    supported_codec,
 )
 from aiconnect.sip.sdes import SUPPORTED_SUITES, Crypto, KeyParam
 from aiconnect.sip.sdp_fields import (
@@ -77,4 +78,5 @@ __all__ = [
     "parse_sdp",
     "rejection_reason",
     "select_crypto",
+    "supported_codec",
 ]

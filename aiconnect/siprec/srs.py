@@ -54,8 +54,13 @@ from aiconnect.siprec.correlation import correlation_headers
 from aiconnect.outputs.orders import orders_from_answer, parse_recording_order, parse_stream_order
 from aiconnect.siprec.orders import OrderError, forward_orders_from_answer, parse_forward_order
 
-#: Codecs we record.
-CODECS = ("PCMU", "PCMA")
+#: Codecs we record: G.711 is relayed as it is; G.722 and Opus, answered
+#: only when no G.711 is offered, are decoded to PCM (docs/media.md
+#: "Codecs").
+CODECS = ("PCMU", "PCMA", "G722", "opus")
+#: The payload type on which OpenSIPS/rtpengine send DTMF without declaring
+#: it: C{telephone-event} unless the offer declares it as something else.
+UNDECLARED_DTMF_PT = 101
 #: Retry-After (s) of the 503 to an INVITE over the source's rate (SPEC s12).
 RATE_RETRY_AFTER = 10
 #: Retry-After (s) of the 503 to an INVITE beyond the tenant's max_sessions.
@@ -71,13 +76,23 @@ def service_unavailable(reason: str, retry_after: int) -> RemoteSipError:
 
 
 def _payload_map(media: sdp_mod.MediaDescription) -> dict[int, str]:
+    # What the relay takes on this stream: G.711 and CN as declared, or the
+    # decoded codec we answer when no G.711 is offered; telephone-event at
+    # the audio's clock (RFC 4733 s2.1), and on an undeclared 101.
+    rtpmap = media.rtpmap
+    chosen = sdp_mod.supported_codec(media, CODECS)
+    clock = rtpmap[chosen].clock_rate if chosen is not None else 8000
     out: dict[int, str] = {}
-    for pt, entry in media.rtpmap.items():
+    for pt, entry in rtpmap.items():
         enc = entry.encoding.upper()
         if enc in ("PCMU", "PCMA", "CN") and entry.clock_rate == 8000:
             out[pt] = enc
-        elif enc == "TELEPHONE-EVENT" and entry.clock_rate == 8000:
+        elif enc == "TELEPHONE-EVENT" and entry.clock_rate in (8000, clock):
             out[pt] = "telephone-event"
+    if chosen is not None and rtpmap[chosen].encoding.upper() in ("G722", "OPUS"):
+        out[chosen] = "G722" if rtpmap[chosen].encoding.upper() == "G722" else "opus"
+    if UNDECLARED_DTMF_PT not in rtpmap:
+        out[UNDECLARED_DTMF_PT] = "telephone-event"
     return out
 
 
@@ -91,12 +106,12 @@ def _remote(media: sdp_mod.MediaDescription) -> tuple[str, int] | None:
 
 
 def _codec(media: sdp_mod.MediaDescription) -> tuple[str | None, int | None]:
-    rtpmap = media.rtpmap
-    for pt in media.payload_types:
-        entry = rtpmap.get(pt)
-        if entry and entry.encoding.upper() in CODECS and entry.clock_rate == 8000:
-            return entry.encoding.upper(), pt
-    return None, None
+    # The codec we answer, named as in CODECS (reported in newCall).
+    pt = sdp_mod.supported_codec(media, CODECS)
+    if pt is None:
+        return None, None
+    encoding = media.rtpmap[pt].encoding
+    return next(c for c in CODECS if c.lower() == encoding.lower()), pt
 
 
 class InboundSession:
