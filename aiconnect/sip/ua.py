@@ -305,7 +305,7 @@ class ServerInvite:
         self.answered = True
         self.ua.invite_answered(self)
         reliable = self.reliable
-        if reliable is not None and not reliable.acknowledged and not self.session:
+        if reliable is not None and not reliable.acknowledged and self.session is None:
             reliable.stop()
             self.ua.early.ended(self)
 
@@ -663,8 +663,8 @@ class UserAgent:
                 self.log.failure("INVITE handler failed call_id={call_id}", call_id=request.call_id)
                 invite.reject(500)
             if not invite.answered and invite.reliable is None and wants_100rel(request):
-                # RFC 3262 s3: the UAC asked for 100rel; it learns we took
-                # the INVITE from a reliable 180 (PRACKed before the 200).
+                # RFC 3262 s3: the UAC asked for 100rel; a reliable 180
+                # tells it we took the INVITE.
                 invite.provisional(180)
             return
         # BYE, UPDATE, INFO outside a dialog (s12.2.2, s15.1.2).
