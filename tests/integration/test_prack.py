@@ -104,7 +104,9 @@ class PrackTests(ScenarioCase):
         self.assertIsNotNone(ring.to_tag)
         gaps = [b - a for a, b in zip(arrivals, arrivals[1:])]
         for gap, expected in zip(gaps, (T1, 2 * T1, 4 * T1)):
-            self.assertTrue(expected - 0.06 <= gap <= expected + 0.15, (gaps, expected))
+            # Wall-clock bounds, loose for a loaded machine; the exact
+            # schedule is tested on a Clock (tests.sip.test_prack).
+            self.assertTrue(expected - 0.08 <= gap <= expected + 0.3, (gaps, expected))
 
         src.send(in_dialog("PRACK", "udp", src.port, ringing, src.ids, 102, DOMAIN, extra="RAck: %d 101 INVITE" % (rseq + 1)))
         wrong = await src.take(final("PRACK"))
@@ -150,7 +152,9 @@ class PrackTests(ScenarioCase):
         _, port_a = listen_udp(self)
         final_response = await src.invite(sdp_offer([("96", port_a, 8)]), extra_headers="Require: 100rel")
         self.assertEqual(_status(final_response), 500)
-        self.assertEqual(len(src.matching(response(180))), 7)
+        # 0, T1, 3*T1 ... 63*T1: 7 on time; the last may fall past 64*T1
+        # on a loaded machine.
+        self.assertIn(len(src.matching(response(180))), (6, 7))
         session_id = await self.session_for(src.ids["call_id"])
         events = await self.events_for(session_id, 1)
         self.assertEqual((events[0]["event"], events[0]["reason"]), ("SESSIONCOMPLETED", "error"))
