@@ -13,6 +13,7 @@ from pathlib import Path
 
 from twisted.trial import unittest
 
+from aiconnect.siprec.metadata_forward import forward_metadata
 from aiconnect.siprec.metadata_model import ParticipantSessionAssoc, ParticipantStreamAssoc
 from aiconnect.siprec.metadata_parser import LEGACY_NAMESPACE, MetadataError, parse_metadata
 from aiconnect.views import describe_participants
@@ -132,6 +133,27 @@ class LegacyNamespaceTests(unittest.SynchronousTestCase):
             b'<participantstreamassoc participant_id="p1"><send>y</send></participantstreamassoc></recording>'
         )
         self.assertEqual(parse_metadata(doc).participant_stream_assocs, (ParticipantStreamAssoc("p1", send=("y",)),))
+
+    def test_forwarded_as_rfc7865(self) -> None:
+        """
+        Pre-RFC metadata forwarded (L{forward_metadata}) is RFC 7865: valid
+        against the RFC's schema (the UUID ids of AudioCodes made
+        base64Binary), in the C{:1} namespace, with the same participants.
+        """
+        from tests.siprec.test_metadata import schema
+
+        for name in ("acme-draft-metadata.xml", "audiocodes-smarttap-metadata.xml", "sonus-prefixed-metadata.xml"):
+            with self.subTest(name):
+                md = parse_metadata(sample(name))
+                written = forward_metadata(md, labels=["96", "98"]).metadata.to_bytes()
+                schema().validate(written)
+                self.assertIn(b"urn:ietf:params:xml:ns:recording:1", written)
+                again = describe_participants(parse_metadata(written))
+                before = describe_participants(md)
+                self.assertEqual(
+                    [(p["name"], p["aor"], p["send"], p["recv"]) for p in again],
+                    [(p["name"], p["aor"], p["send"], p["recv"]) for p in before],
+                )
 
     def test_other_namespace_refused(self) -> None:
         """
