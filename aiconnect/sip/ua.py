@@ -8,6 +8,10 @@ Require, Content-Type/Encoding, Accept), answers OPTIONS, matches in-dialog
 requests to their dialog, retransmits 2xx until ACK (s13.3.1.4, RFC 6026),
 ACKs 2xx as a UAC, and hands INVITEs to an L{InviteHandler} (the SIPRec SRS
 in production, a test double in the tests).
+
+As a UAS it supports RFC 3262 (C{100rel}, PRACK): when an INVITE requires
+or supports C{100rel}, its provisional response (C{180 Ringing}, sent once
+the handler took the INVITE) is sent reliably (L{aiconnect.sip.reliable}).
 """
 
 from __future__ import annotations
@@ -32,10 +36,11 @@ from aiconnect.sip.dialog import (
 )
 from aiconnect.sip.message import KNOWN_METHODS, Headers, Request, Response, make_response
 from aiconnect.sip.peer import DEFAULT_PORTS, Peer
+from aiconnect.sip.reliable import OPTION_TAG, EarlyDialogs, ReliableProvisional, Retransmission, wants_100rel
 from aiconnect.sip.uri import SipUri, UriError, format_host, host_for_socket, is_ip_address, parse_uri
 
-#: Methods we implement as a UA.
-ALLOWED = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO")
+#: Methods we implement as a UA (PRACK: RFC 3262, as a UAS).
+ALLOWED = ("INVITE", "ACK", "BYE", "CANCEL", "OPTIONS", "UPDATE", "INFO", "PRACK")
 #: Body types we accept (RFC 7866 s6.1, s9).
 ACCEPTED_TYPES = (
     "application/sdp",
@@ -47,6 +52,11 @@ ACCEPTED_TYPES = (
 SUPPORTED = ("siprec", "timer")
 #: Option tags we list in Supported (RFC 7866 s6.1.1).
 SUPPORTED_HEADER = ", ".join(SUPPORTED)
+#: Option tags we support as a UAS, who also sends reliable provisional
+#: responses (RFC 3262): accepted in Require, listed in Supported of our
+#: responses.  (Our INVITEs do not offer 100rel: the UAC sends no PRACK.)
+UAS_SUPPORTED = SUPPORTED + (OPTION_TAG,)
+UAS_SUPPORTED_HEADER = ", ".join(UAS_SUPPORTED)
 ALLOW_HEADER = ", ".join(ALLOWED)
 ACCEPT_HEADER = ", ".join(ACCEPTED_TYPES)
 
@@ -231,6 +241,12 @@ class ServerInvite:
     @ivar local_tag: the To tag our responses carry.
     @ivar cancelled: whether a CANCEL arrived before our final answer.
     @ivar on_cancel: called (with no argument) when a CANCEL arrives first.
+    @ivar on_failed: called with a reason when the UA itself ended the
+        INVITE before the owner answered it (RFC 3262 s3: no PRACK).
+    @ivar feature_tags: the Contact feature tags of our reliable
+        provisional responses (C{None}: the UA's).
+    @ivar reliable: the reliable provisional response sent last (RFC 3262),
+        or C{None}.
     """
 
     log = Logger()
@@ -243,7 +259,10 @@ class ServerInvite:
         self.cancelled = False
         self.answered = False
         self.on_cancel: Callable[[], None] | None = None
+        self.on_failed: Callable[[str], None] | None = None
         self.session: InviteSession | None = None
+        self.feature_tags: tuple[str, ...] | None = None
+        self.reliable: ReliableProvisional | None = None
 
     @property
     def source(self) -> Peer:
@@ -255,11 +274,49 @@ class ServerInvite:
     def provisional(self, status: int = 180, headers: Iterable[tuple[str, str]] = ()) -> None:
         """
         Send a provisional response (with our To tag, except 100).
+
+        When the INVITE asked for C{100rel} it goes reliably (RFC 3262 s3):
+        with C{Require: 100rel}, an C{RSeq} and a Contact, retransmitted
+        until its PRACK; while one is unacknowledged, no other is sent (s3:
+        one at a time).
         """
         if self.answered:
             return
-        resp = make_response(self.request, status, to_tag=self.local_tag, headers=self.ua._common_headers(headers))
+        extra = list(headers)
+        reliable = None
+        if status > 100 and wants_100rel(self.request):
+            reliable = ReliableProvisional.after(self.reliable, self.request.cseq.number)
+            if reliable is None:
+                self.ua.stats["provisionals_withheld"] += 1
+                return
+            extra += reliable.headers(self._contact(self.feature_tags), ALLOW_HEADER)
+        resp = make_response(self.request, status, to_tag=self.local_tag, headers=self.ua._common_headers(extra))
         self.tx.respond(resp)
+        if reliable is not None:
+            self.reliable = reliable
+            self.ua.early.sent(self, resp)
+
+    def _finished(self) -> None:
+        """
+        Our final response is out: the reliable provisional response is
+        no longer retransmitted (RFC 3262 s3); after a non-2xx the early
+        dialog is gone, so a later PRACK gets 481.
+        """
+        self.answered = True
+        self.ua.invite_answered(self)
+        reliable = self.reliable
+        if reliable is not None and not reliable.acknowledged and self.session is None:
+            reliable.stop()
+            self.ua.early.ended(self)
+
+    def _contact(self, feature_tags: Iterable[str] | None) -> str:
+        """
+        Our Contact for this INVITE's dialog.
+        """
+        transport = self.source.transport
+        secure = self.request.uri.lower().startswith("sips:")
+        tags = self.ua.config.feature_tags if feature_tags is None else tuple(feature_tags)
+        return contact_header(None, self.ua.advertised(transport), transport, tags, secure)
 
     def reject(self, status: int, reason: str = "", headers: Iterable[tuple[str, str]] = ()) -> None:
         """
@@ -267,8 +324,7 @@ class ServerInvite:
         """
         if self.answered:
             return
-        self.answered = True
-        self.ua.invite_answered(self)
+        self._finished()
         resp = make_response(self.request, status, reason, to_tag=self.local_tag, headers=self.ua._common_headers(headers))
         self.tx.respond(resp)
 
@@ -289,21 +345,20 @@ class ServerInvite:
             raise RuntimeError("INVITE already answered")
         dialog = Dialog.from_uas(self.request, self.local_tag)
         source = self.source
-        transport = source.transport
-        secure = self.request.uri.lower().startswith("sips:")
-        tags = self.ua.config.feature_tags if feature_tags is None else tuple(feature_tags)
-        contact = contact_header(None, self.ua.advertised(transport), transport, tags, secure)
-        extra = [("Contact", contact), ("Allow", ALLOW_HEADER), ("Supported", SUPPORTED_HEADER)]
+        contact = self._contact(feature_tags)
+        extra = [("Contact", contact), ("Allow", ALLOW_HEADER), ("Supported", UAS_SUPPORTED_HEADER)]
         for rr in self.request.headers.get_all("Record-Route"):
             extra.append(("Record-Route", rr))
         extra.extend(headers)
         if body:
             extra.append(("Content-Type", content_type))
         resp = make_response(self.request, 200, to_tag=self.local_tag, headers=self.ua._common_headers(extra), body=body)
-        self.answered = True
-        self.ua.invite_answered(self)
         session = InviteSession(self.ua, dialog, source, "uas", contact)
         self.session = session
+        # RFC 3262 s3: our provisional responses carry no SDP, so the 2xx
+        # need not wait for their PRACK; one that arrives later is still
+        # answered (until 64*T1).
+        self._finished()
         self.ua._register(session)
         self.tx.respond(resp)
         self.ua._start_2xx_retransmit(session, resp)
@@ -418,21 +473,31 @@ class UserAgent:
         self._sessions: dict[DialogId, InviteSession] = {}
         self._pending_invites: dict[int, ServerInvite] = {}
         #: (dialog id, INVITE CSeq) -> the 2xx retransmission timer.
-        self._retransmits: dict[tuple[DialogId, int], Any] = {}
+        self._retransmits: dict[tuple[DialogId, int], Retransmission] = {}
+        #: The INVITEs whose reliable provisional response awaits its PRACK.
+        self.early = EarlyDialogs(self)
         #: Dialogs we sent BYE in, until that BYE is answered or times out.
         self._closing: dict[DialogId, InviteSession] = {}
-        self.stats: dict[str, int] = {"rejected": 0, "dialogs": 0, "stray_acks": 0}
+        self.stats: dict[str, int] = {
+            "rejected": 0,
+            "dialogs": 0,
+            "stray_acks": 0,
+            "pracks": 0,
+            "prack_timeouts": 0,
+            "provisionals_withheld": 0,
+        }
 
     # -- helpers ---------------------------------------------------------
 
     def stop(self) -> None:
         """
-        Cancel every timer (2xx retransmissions) on shutdown.
+        Cancel every timer (2xx and reliable 1xx retransmissions) on
+        shutdown.
         """
         for call in self._retransmits.values():
-            if call.active():
-                call.cancel()
+            call.cancel()
         self._retransmits.clear()
+        self.early.stop()
 
     def advertised(self, transport: str, private: bool = False) -> str:
         """
@@ -514,9 +579,7 @@ class UserAgent:
     def _forget(self, session: InviteSession) -> None:
         self._sessions.pop(session.dialog.id, None)
         for key in [k for k in self._retransmits if k[0] == session.dialog.id]:
-            call = self._retransmits.pop(key)
-            if call.active():
-                call.cancel()
+            self._retransmits.pop(key).cancel()
 
     @property
     def sessions(self) -> list[InviteSession]:
@@ -553,7 +616,7 @@ class UserAgent:
             return
         # s8.2.2.3: Require.
         if method not in ("ACK", "CANCEL"):
-            unsupported = [t for t in request.headers.tokens("Require") if t not in SUPPORTED]
+            unsupported = [t for t in request.headers.tokens("Require") if t not in UAS_SUPPORTED]
             if unsupported:
                 self._reject(tx, request, 420, headers=[("Unsupported", ", ".join(unsupported))])
                 return
@@ -580,6 +643,9 @@ class UserAgent:
                     headers=[("Accept", ACCEPT_HEADER), ("Warning", '399 %s "application/sdp required"' % (self.config.user_agent,))],
                 )
                 return
+        if method == "PRACK":
+            self.early.prack_received(tx, request)
+            return
         if request.to_tag is not None:
             self._in_dialog(tx, request)
             return
@@ -596,6 +662,10 @@ class UserAgent:
             except Exception:
                 self.log.failure("INVITE handler failed call_id={call_id}", call_id=request.call_id)
                 invite.reject(500)
+            if not invite.answered and invite.reliable is None and wants_100rel(request):
+                # RFC 3262 s3: the UAC asked for 100rel; a reliable 180
+                # tells it we took the INVITE.
+                invite.provisional(180)
             return
         # BYE, UPDATE, INFO outside a dialog (s12.2.2, s15.1.2).
         self._reject(tx, request, 481)
@@ -612,7 +682,7 @@ class UserAgent:
                     ("Accept", ACCEPT_HEADER),
                     ("Accept-Encoding", "identity"),
                     ("Accept-Language", "en"),
-                    ("Supported", SUPPORTED_HEADER),
+                    ("Supported", UAS_SUPPORTED_HEADER),
                 ]
             ),
         )
@@ -659,7 +729,7 @@ class UserAgent:
             self._after_in_dialog_answer(session, tx, request)
             return
         if request.method in ("OPTIONS", "INFO"):
-            extra = [("Allow", ALLOW_HEADER), ("Supported", SUPPORTED_HEADER)]
+            extra = [("Allow", ALLOW_HEADER), ("Supported", UAS_SUPPORTED_HEADER)]
             tx.respond(make_response(request, 200, headers=self._common_headers(extra)))
         elif request.method in ("INVITE", "UPDATE") and not request.body:
             # RFC 4028 session refresh without an offer: nothing changes.
@@ -730,37 +800,23 @@ class UserAgent:
         any transport, without an ACK after 64*T1 the dialog is ended with
         BYE.
         """
-        interval = None if session.peer.reliable else self.config.t1
-        deadline = self._reactor.seconds() + 64 * self.config.t1
         key = (session.dialog.id, response.cseq.number)
-        self._schedule_2xx(session, response, key, interval, deadline)
 
-    def _schedule_2xx(
-        self,
-        session: InviteSession,
-        response: Response,
-        key: tuple[DialogId, int],
-        interval: float | None,
-        deadline: float,
-    ) -> None:
-        now = self._reactor.seconds()
-        delay = deadline - now if interval is None else min(interval, max(0.0, deadline - now))
+        def send() -> None:
+            if not session.terminated:
+                self.transport.send_response(response, session.peer)
 
-        def fire() -> None:
+        def expired() -> None:
             self._retransmits.pop(key, None)
             if session.terminated:
                 return
-            if self._reactor.seconds() >= deadline - 1e-9:
-                self.log.warn("no ACK for 2xx call_id={call_id}", call_id=session.dialog.call_id)
-                session.bye().addErrback(
-                    lambda f: self.log.warn("BYE after ACK timeout failed: {error}", error=str(f.value))
-                )
-                return
-            self.transport.send_response(response, session.peer)
-            nxt = min(2 * interval, self.config.t2) if interval is not None else None
-            self._schedule_2xx(session, response, key, nxt, deadline)
+            self.log.warn("no ACK for 2xx call_id={call_id}", call_id=session.dialog.call_id)
+            session.bye().addErrback(lambda f: self.log.warn("BYE after ACK timeout failed: {error}", error=str(f.value)))
 
-        self._retransmits[key] = self._reactor.callLater(delay, fire)
+        interval = None if session.peer.reliable else self.config.t1
+        self._retransmits[key] = Retransmission(
+            self._reactor, send, interval, 64 * self.config.t1, expired, cap=self.config.t2
+        )
 
     # -- UAC -------------------------------------------------------------
 

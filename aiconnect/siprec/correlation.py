@@ -35,20 +35,34 @@ def is_correlation_name(name: str) -> bool:
 def correlation_headers(headers: Iterable[tuple[str, str]]) -> dict[str, str]:
     """
     The correlation headers of a request: header name as received ->
-    value (the first of repeated names wins).
+    value.
+
+    A name is matched case-insensitively and keeps the spelling of its
+    first line.  Lines of a repeated name are one comma-separated value,
+    as RFC 3261 s7.3.1 makes them equivalent to (C{User-to-User} may
+    repeat, RFC 7433 s4.1): C{"a, b"}.  Bounds: the first L{MAX_HEADERS}
+    names; a value stays within L{MAX_VALUE} characters (a first line
+    longer than that drops the name, a later line that would make it
+    longer is left out).
 
     @param headers: (name, decoded value) pairs in wire order.
     """
     out: dict[str, str] = {}
-    seen: set[str] = set()
+    #: lower-case name -> the name as first received (None: dropped).
+    first: dict[str, str | None] = {}
     for name, value in headers:
-        if len(out) >= MAX_HEADERS:
-            break
-        lower = name.lower()
-        if lower in seen or not is_correlation_name(name) or len(value) > MAX_VALUE:
+        if not is_correlation_name(name):
             continue
-        seen.add(lower)
-        out[name] = value
+        lower = name.lower()
+        if lower not in first:
+            keep = len(out) < MAX_HEADERS and len(value) <= MAX_VALUE
+            first[lower] = name if keep else None
+            if keep:
+                out[name] = value
+            continue
+        kept = first[lower]
+        if kept is not None and len(out[kept]) + 2 + len(value) <= MAX_VALUE:
+            out[kept] = out[kept] + ", " + value
     return out
 
 

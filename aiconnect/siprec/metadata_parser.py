@@ -18,8 +18,19 @@ Parsing is safe by construction:
 
 Every failure raises L{MetadataError}, a L{RemoteSipError} with status hint
 400.  Documents in the RFC 7865 namespace are read, and so are documents
+in the pre-RFC namespace of the drafts (L{LEGACY_NAMESPACE}) and documents
 without any namespace (some SRCs send them); elements in other namespaces
-are extensions (RFC 7865 s6.12), kept as serialized XML.  Values are
+are extensions (RFC 7865 s6.12), kept as serialized XML.
+
+The pre-RFC drafts of RFC 7865 (draft-ietf-siprec-metadata, as Acme
+Packet/Oracle, Avaya SBCE, AudioCodes SmartTAP and jambonz still send it)
+spell some things differently, and are read into the same model: an C{id}
+attribute where the RFC writes C{group_id}, C{session_id},
+C{participant_id} or C{stream_id}; C{<participant session="...">} (a
+participant-session association) and C{<stream session="...">}; C{<send>}
+and C{<recv>} directly inside C{<participant>} (its participant-stream
+association).  An AOR written without a URI scheme
+(C{aor="2001@192.0.2.1"}) is read as a C{sip:} URI.  Values are
 normalized: identifiers lose their white space, times and labels are
 stripped, a folded C{sipSessionID} is joined again (C{"a;\\n remote=b"} ->
 C{"a;remote=b"}).
@@ -55,6 +66,7 @@ from aiconnect.siprec.metadata_writer import NAMESPACE
 __all__ = [
     "CONTENT_TYPES",
     "DEFAULT_MAX_SIZE",
+    "LEGACY_NAMESPACE",
     "MAX_DEPTH",
     "MetadataError",
     "XML_NAMESPACE",
@@ -64,6 +76,14 @@ __all__ = [
 ]
 
 XML_NAMESPACE = "http://www.w3.org/XML/1998/namespace"
+
+#: The namespace of the pre-RFC drafts of RFC 7865 (draft-ietf-siprec-metadata
+#: before the C{:1} of RFC 7865 s9), still sent by deployed SRCs.
+LEGACY_NAMESPACE = "urn:ietf:params:xml:ns:recording"
+#: The namespaces read as recording metadata ("" = no namespace).
+_READ_NAMESPACES = (NAMESPACE, LEGACY_NAMESPACE, "")
+#: A URI scheme (RFC 3986 s3.1) at the start of an AOR.
+_SCHEME_RE = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*:")
 _XML_LANG = "{%s}lang" % (XML_NAMESPACE,)
 
 #: The metadata body's media types: RFC 7865 s5 / s11.2 registers
@@ -175,12 +195,12 @@ def _ours(elem: ET.Element) -> str | None:
     C{None} for an extension.
     """
     ns, local = _split(elem.tag)
-    return local if ns in (NAMESPACE, "") else None
+    return local if ns in _READ_NAMESPACES else None
 
 
 def _extension(elem: ET.Element) -> str | None:
     ns, _ = _split(elem.tag)
-    if ns in (NAMESPACE, ""):
+    if ns in _READ_NAMESPACES:
         return None
     elem.tail = None
     return ET.tostring(elem, encoding="unicode")
@@ -205,16 +225,29 @@ def _children(elem: ET.Element) -> Iterable[tuple[str | None, ET.Element]]:
 
 def _attr(elem: ET.Element, name: str) -> str | None:
     value = elem.get(name)
-    if value is None:
-        # Tolerate an attribute written in the recording namespace.
-        value = elem.get("{%s}%s" % (NAMESPACE, name))
+    for ns in (NAMESPACE, LEGACY_NAMESPACE):
+        if value is None:
+            # Tolerate an attribute written in a recording namespace.
+            value = elem.get("{%s}%s" % (ns, name))
     return value
 
 
 def _required_id(elem: ET.Element, name: str, what: str) -> str:
-    value = _id(_attr(elem, name))
+    # The drafts wrote a plain "id" where RFC 7865 writes "<what>_id".
+    value = _id(_attr(elem, name)) or _id(_attr(elem, "id"))
     if not value:
         raise MetadataError(f"<{what}> without {name}")
+    return value
+
+
+def _aor(value: str) -> str:
+    """
+    An AOR as a URI: C{sip:} is put before one written without a scheme
+    (C{2001@192.0.2.1}, as AudioCodes writes them).
+    """
+    value = value.strip()
+    if value and _SCHEME_RE.match(value) is None:
+        return "sip:" + value
     return value
 
 
@@ -229,7 +262,19 @@ def _times(elem: ET.Element) -> dict[str, str]:
 
 
 def _extensions(elem: ET.Element) -> tuple[str, ...]:
-    return tuple(x for x in (_extension(c) for c in elem) if x is not None)
+    """
+    The extension children of C{elem}; those the drafts wrapped in an
+    C{<extensiondata>} element of the recording namespace count as its own.
+    """
+    out: list[str] = []
+    for local, child in _children(elem):
+        if local == "extensiondata":
+            out.extend(_extensions(child))
+            continue
+        ext = _extension(child)
+        if ext is not None:
+            out.append(ext)
+    return tuple(out)
 
 
 def _parse_group(elem: ET.Element) -> Group:
@@ -270,7 +315,7 @@ def _parse_participant(elem: ET.Element) -> Participant:
     for local, child in _children(elem):
         if local != "nameID":
             continue
-        aor = (_attr(child, "aor") or "").strip()
+        aor = _aor(_attr(child, "aor") or "")
         name: str | None = None
         lang: str | None = None
         for clocal, grand in _children(child):
@@ -291,7 +336,7 @@ def _parse_stream(elem: ET.Element) -> Stream:
     for local, child in _children(elem):
         if local == "label":
             label = _text(child)
-    session_id = _id(_attr(elem, "session_id")) or None
+    session_id = _id(_attr(elem, "session_id")) or _id(_attr(elem, "session")) or None
     return Stream(
         _required_id(elem, "stream_id", "stream"),
         session_id=session_id,
@@ -323,16 +368,54 @@ def _parse_psa(elem: ET.Element) -> ParticipantSessionAssoc:
     )
 
 
+def _send_recv(elem: ET.Element) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """
+    The stream ids of C{elem}'s C{<send>} and C{<recv>} children.
+    """
+    send = (_id(c.text) for local, c in _children(elem) if local == "send")
+    recv = (_id(c.text) for local, c in _children(elem) if local == "recv")
+    return tuple(s for s in send if s), tuple(r for r in recv if r)
+
+
 def _parse_pstra(elem: ET.Element) -> ParticipantStreamAssoc:
-    send = tuple(_id(c.text) for local, c in _children(elem) if local == "send")
-    recv = tuple(_id(c.text) for local, c in _children(elem) if local == "recv")
+    send, recv = _send_recv(elem)
     return ParticipantStreamAssoc(
         _required_id(elem, "participant_id", "participantstreamassoc"),
-        send=tuple(s for s in send if s),
-        recv=tuple(r for r in recv if r),
+        send=send,
+        recv=recv,
         extensions=_extensions(elem),
         **_times(elem),
     )
+
+
+def _draft_assocs(
+    elem: ET.Element, participant_id: str
+) -> tuple[ParticipantSessionAssoc | None, ParticipantStreamAssoc | None]:
+    """
+    The associations a pre-RFC C{<participant>} holds itself: its
+    C{session} attribute, its C{<send>}/C{<recv>} children.
+    """
+    session_id = _id(_attr(elem, "session"))
+    psa = ParticipantSessionAssoc(participant_id, session_id) if session_id else None
+    send, recv = _send_recv(elem)
+    pstra = ParticipantStreamAssoc(participant_id, send=send, recv=recv) if send or recv else None
+    return psa, pstra
+
+
+def _with_draft_assocs(lists: dict[str, list], drafts: list[tuple[ET.Element, Participant]]) -> None:
+    """
+    Add the associations pre-RFC participants hold (L{_draft_assocs}) to
+    C{lists}, unless the document states them the RFC 7865 way too.
+    """
+    for elem, participant in drafts:
+        pid = participant.participant_id
+        psa, pstra = _draft_assocs(elem, pid)
+        if psa is not None and not any(
+            a.participant_id == pid and a.session_id == psa.session_id for a in lists["participantsessionassoc"]
+        ):
+            lists["participantsessionassoc"].append(psa)
+        if pstra is not None and not any(a.participant_id == pid for a in lists["participantstreamassoc"]):
+            lists["participantstreamassoc"].append(pstra)
 
 
 def _parse_recording(root: ET.Element) -> RecordingMetadata:
@@ -356,19 +439,26 @@ def _parse_recording(root: ET.Element) -> RecordingMetadata:
         "participantstreamassoc": _parse_pstra,
     }
     extensions: list[str] = []
+    drafts: list[tuple[ET.Element, Participant]] = []
     for local, child in _children(root):
         if local is None:
             ext = _extension(child)
             if ext is not None:
                 extensions.append(ext)
+        elif local == "extensiondata":
+            extensions.extend(_extensions(child))
         elif local == "datamode":
             value = _text(child).lower()
             if value not in (COMPLETE, PARTIAL):
                 raise MetadataError(f"unknown datamode {value[:20]!r}")
             datamode = value
         elif local in parsers:
-            lists[local].append(parsers[local](child))
+            parsed = parsers[local](child)
+            lists[local].append(parsed)
+            if isinstance(parsed, Participant):
+                drafts.append((child, parsed))
         # Unknown elements of our namespace (a later revision) are ignored.
+    _with_draft_assocs(lists, drafts)
     return RecordingMetadata(
         datamode=datamode,
         groups=tuple(lists["group"]),
@@ -405,7 +495,7 @@ def parse_document(
     """
     root = _safe_tree(data, max_size)
     ns, local = _split(root.tag)
-    if ns not in (NAMESPACE, ""):
+    if ns not in _READ_NAMESPACES:
         raise MetadataError("root element is not in the RFC 7865 namespace")
     if local == "recording":
         return _parse_recording(root)

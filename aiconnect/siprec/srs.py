@@ -777,6 +777,11 @@ class SrsService:
         self.registry.add(runner)
         inbound.unconfirmed = self.unconfirmed.open(invite.source.host)
         inbound.bind(runner)
+        # RFC 7866 s6.2: +sip.srs in every Contact of the recording session,
+        # the reliable 180 (RFC 3262) included; the UA ends an INVITE whose
+        # reliable 180 was never PRACKed (64*T1, RFC 3262 s3).
+        invite.feature_tags = ("+sip.srs",)
+        invite.on_failed = lambda reason: runner.feed(InboundEnded(now=self.reactor.seconds(), reason="remote-gone"))
         return inbound
 
     def _ask_application(self, invite: ServerInvite, inbound: InboundSession) -> None:

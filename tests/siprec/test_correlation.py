@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.siprec.test_correlation -*-
 """
 Tests for L{aiconnect.siprec.correlation}: vendor correlation headers
 (SPEC s13).
@@ -41,16 +42,39 @@ class CorrelationHeadersTests(unittest.TestCase):
 
     def test_bounded(self) -> None:
         """
-        At most MAX_HEADERS headers are kept, repeated names keep the first
-        value, and over-long values are dropped.
+        At most MAX_HEADERS names are kept (the first ones), and over-long
+        values are dropped.
         """
         headers = [("X-H%d" % i, "v") for i in range(correlation.MAX_HEADERS + 10)]
-        headers.insert(0, ("x-h0", "first"))
-        headers.insert(1, ("X-Long", "a" * (correlation.MAX_VALUE + 1)))
+        headers.insert(0, ("X-Long", "a" * (correlation.MAX_VALUE + 1)))
+        headers.append(("X-Long", "short"))
         out = correlation.correlation_headers(headers)
-        self.assertEqual(len(out), correlation.MAX_HEADERS)
-        self.assertEqual(out["x-h0"], "first")
+        self.assertEqual(list(out), ["X-H%d" % i for i in range(correlation.MAX_HEADERS)])
         self.assertNotIn("X-Long", out)
+
+    def test_repeated_names_joined(self) -> None:
+        """
+        Lines of one name (any case) are one comma-separated value under
+        the first line's spelling (RFC 3261 s7.3.1), bounded by MAX_VALUE.
+        """
+        half = "b" * (correlation.MAX_VALUE // 2)
+        headers = [
+            ("User-to-User", "56a390f3d2b7310023a2;encoding=hex"),
+            ("X-Genesys-CallUUID", "0PUG5V3"),
+            ("user-to-user", "0011;encoding=hex;purpose=isdn-uui"),
+            ("X-Big", half),
+            ("X-Big", half),
+            ("X-Big", "c"),
+        ]
+        out = correlation.correlation_headers(headers)
+        self.assertEqual(
+            out,
+            {
+                "User-to-User": "56a390f3d2b7310023a2;encoding=hex, 0011;encoding=hex;purpose=isdn-uui",
+                "X-Genesys-CallUUID": "0PUG5V3",
+                "X-Big": half + ", c",
+            },
+        )
 
     def test_copied_headers(self) -> None:
         """
