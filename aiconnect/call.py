@@ -710,7 +710,7 @@ class Call:
         """
         self.state = CallState.TERMINATING
         self.end_reason = reason
-        actions = mandatory.release_held(self)
+        actions = mandatory.ending(self)
         if bye and self.answered:
             actions.append(ByeInbound())
         if reason == events.COMPLETED_INBOUND_BYE:

@@ -41,6 +41,7 @@ __all__ = [
     "RejectInbound",
     "check_wait",
     "early_forward_fact",
+    "ending",
     "new_call_done",
     "release_held",
     "wait_expired",
@@ -180,6 +181,15 @@ def _reject(call: Call, now: float, failures: list[Action]) -> list[Action]:
     call.answer_held = False
     reject = RejectInbound(REJECT_STATUS, REJECT_PHRASE, (REASON_HEADER,))
     return release_held(call) + failures + [reject] + call._terminate(events.COMPLETED_MANDATORY_FORWARD_FAILED, now, bye=False)
+
+
+def ending(call: Call) -> list[Action]:
+    """
+    The session ends (CANCEL, no ACK, a 503 ...): the SRC's answer waits for
+    nothing any more; the held events come out first (L{release_held}).
+    """
+    call.answer_held = False
+    return release_held(call)
 
 
 def release_held(call: Call) -> list[Action]:

@@ -86,6 +86,7 @@ LIMITS_KEYS = (
     "tls_handshake_timeout",
     "header_timeout",
     "idle_timeout",
+    "mandatory_wait",
 )
 TENANT_KEYS = (
     "domain",
