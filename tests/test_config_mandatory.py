@@ -32,10 +32,12 @@ class MandatoryWaitTests(SynchronousTestCase):
 
     def test_bad_values_name_the_key(self) -> None:
         """
-        Zero, a negative number, a string or a boolean is refused naming
-        C{limits.mandatory_wait}.
+        Zero, a negative number, a string, a boolean or infinity is refused
+        naming C{limits.mandatory_wait} and what is wrong with the value (a
+        known key).
         """
         for value in ("0", "-1", '"32"', "true", "inf"):
             with self.subTest(value=value):
                 error = self.assertRaises(ConfigError, load_string, "[limits]\nmandatory_wait = %s\n" % value)
                 self.assertEqual(error.key, "limits.mandatory_wait")
+                self.assertNotIn("unknown key", str(error))

@@ -220,10 +220,14 @@ class FailedApplicationTests(MandatoryCase):
 
     def test_new_call_failed(self) -> None:
         """
-        The application's newCall failed: 200 OK at once, no forward.
+        The application's newCall failed: 200 OK at once, no forward, the
+        answer never held.
         """
         self.app.answer = None
         self.app.error = "HTTP 500"
         self.invite()
         self.assertEqual([r.status for r in self.finals()], [200])
         self.assertEqual(self.legs.legs, [])
+        [runner] = self.registry.active("customer.example.com")
+        self.assertEqual((runner.call.answer_held, runner.answerer), (False, None))
+        self.assertEqual(self.srs.stats["mandatory_rejected"], 0)
