@@ -185,11 +185,16 @@ def _reject(call: Call, now: float, failures: list[Action]) -> list[Action]:
 
 def ending(call: Call) -> list[Action]:
     """
-    The session ends (CANCEL, no ACK, a 503 ...): the SRC's answer waits for
-    nothing any more; the held events come out first (L{release_held}).
+    The session ends (CANCEL, a 503, a shutdown ...): the held events come
+    out first (L{release_held}); an answer still held for other reasons
+    than a mandatory forward (a drain, SPEC s7) becomes a 503, so that the
+    INVITE is not left unanswered (after a CANCEL the UA already sent 487).
     """
+    actions = release_held(call)
+    if call.answer_held and call.end_reason != events.COMPLETED_CANCEL:
+        actions.append(RejectInbound(REJECT_STATUS, REJECT_PHRASE))
     call.answer_held = False
-    return release_held(call)
+    return actions
 
 
 def release_held(call: Call) -> list[Action]:

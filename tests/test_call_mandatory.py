@@ -32,6 +32,7 @@ from aiconnect.call import (
     InboundAnswered,
     InboundEnded,
     MediaClosed,
+    Shutdown,
     StartForward,
     StopForward,
     StopOrdered,
@@ -363,3 +364,14 @@ class CancelTests(SynchronousTestCase):
         actions = call.handle(InboundEnded(now=T0 + 3, reason="cancel"))
         self.assertEqual(names(actions), ["SIPRECFORWARDSTARTED", "StopForward", "StopForward"])
         self.assertEqual(call.held_events, [])
+
+    def test_shutdown_while_waiting(self) -> None:
+        """
+        A drain while the answer is held: the INVITE gets 503 (without the
+        mandatory Reason) rather than no answer, the forward is stopped.
+        """
+        call = ordered(True)
+        call.handle(NewCallDone(now=T0 + 1))
+        actions = call.handle(Shutdown(now=T0 + 2))
+        self.assertEqual(actions, [RejectInbound(503, "Service Unavailable"), StopForward("fwd_0", events.STOPPED_BY_SHUTDOWN)])
+        self.assertFalse(call.answer_held)

@@ -15,7 +15,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from aiconnect.call_mandatory import MandatoryWaitExpired
+from aiconnect.call_mandatory import REASON_HEADER, MandatoryWaitExpired
 from aiconnect.sip.ua import ServerInvite
 
 __all__ = ["PendingInvite"]
@@ -93,14 +93,17 @@ class PendingInvite:
         self._release()
         if self.invite.answered:
             return
+        mandatory = REASON_HEADER in headers
         self.stats["rejected"] += 1
-        self.stats["mandatory_rejected"] += 1
+        if mandatory:
+            self.stats["mandatory_rejected"] += 1
         call = self.runner.call
         self.log.warn(
-            "INVITE rejected session_id={session_id} call_id={call_id} status={status}: mandatory forward failed",
+            "INVITE rejected session_id={session_id} call_id={call_id} status={status} mandatory_failed={mandatory}",
             session_id=call.session_id,
             call_id=call.call_id,
             status=status,
+            mandatory=mandatory,
         )
         self.invite.reject(status, reason, headers=headers)
 
