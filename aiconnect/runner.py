@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_runner,tests.test_call,tests.integration.test_inbound -*-
+# -*- test-case-name: tests.test_runner,tests.test_call,tests.integration.test_inbound,tests.siprec.test_pending -*-
 """
 The L{CallRunner}: the thin adapter around one L{aiconnect.call.Call}.
 
@@ -74,7 +74,7 @@ class Clock(Protocol):
 class InboundAnswerer(Protocol):
     """
     The SRC's INVITE while it awaits our final answer
-    (L{aiconnect.siprec.srs.PendingInvite}): the Call decides when and how
+    (L{aiconnect.siprec.pending.PendingInvite}): the Call decides when and how
     it is answered (SPEC s2, s13).
     """
 
