@@ -116,15 +116,16 @@ def new_call_done(call: Call, fact: NewCallDone) -> list[Action]:
     if not awaited:
         return [AnswerInbound()]
     call.answer_held = True
-    refused = [info for info in awaited if info.error is not None]
     actions: list[Action] = []
-    for info in refused or awaited:
-        # An order with an error is reported (SIPRECFORWARDFAILED), a valid
-        # one started (SPEC s4).
-        actions += call._launch(info, fact.now)
+    refused = [info for info in awaited if info.error is not None]
     if refused:
+        for info in refused:
+            actions += call._launch(info, fact.now)  # its SIPRECFORWARDFAILED
         return _reject(call, fact.now, actions)
-    return actions
+    for info in awaited:
+        if info.holds_slot and not info.running:  # not stopped by the API yet
+            actions += call._launch(info, fact.now)  # StartForward (SPEC s4)
+    return actions + check_wait(call, fact.now)
 
 
 def wait_expired(call: Call, fact: MandatoryWaitExpired) -> list[Action]:

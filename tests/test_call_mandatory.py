@@ -194,6 +194,16 @@ class AnswerTests(SynchronousTestCase):
         actions = call.handle(ForwardStopped(now=T0 + 3, forward_id="fwd_1", stopped_by="api"))
         self.assertEqual(actions, [AnswerInbound()])
 
+    def test_withdrawn_before_it_started(self) -> None:
+        """
+        A mandatory forward the application stopped before its newCall
+        answer arrived never starts, and nothing is waited for.
+        """
+        call = ordered(True)
+        call.handle(StopOrdered(now=T0, forward_id="fwd_0", stopped_by="api"))
+        self.assertEqual(call.handle(NewCallDone(now=T0 + 1)), [AnswerInbound()])
+        self.assertIs(call.forwards["fwd_0"].state, ForwardState.STOPPED)
+
     def test_event_after_the_answer_held_until_ack(self) -> None:
         """
         An SRS BYE between our 200 OK and the SRC's ACK: the session goes on,
