@@ -74,8 +74,8 @@ class Clock(Protocol):
 class InboundAnswerer(Protocol):
     """
     The SRC's INVITE while it awaits our final answer
-    (L{aiconnect.siprec.pending.PendingInvite}): the Call decides when and how
-    it is answered (SPEC s2, s13).
+    (L{aiconnect.siprec.pending.PendingInvite}): the Call decides when
+    and how it is answered (SPEC s2, s13).
     """
 
     def answer(self) -> None:
@@ -391,9 +391,7 @@ class CallRunner:
                 self._update_forward(action)
             elif isinstance(action, ByeInbound):
                 self._bye_inbound()
-            elif isinstance(action, call_mandatory.AnswerInbound):
-                self._answer_inbound(action)
-            elif isinstance(action, call_mandatory.RejectInbound):
+            elif isinstance(action, (call_mandatory.AnswerInbound, call_mandatory.RejectInbound)):
                 self._answer_inbound(action)
             elif isinstance(action, CloseMedia):
                 self._close_media()
