@@ -17,6 +17,9 @@ no-op, as a retransmission is) and listed in L{Call.absorbed}.
 Nothing here does I/O, reads a clock or imports Twisted: tests drive it
 with fixed C{now} values (C{tests/test_call.py}).
 
+Mandatory forwards (SPEC s13: the SRC's 200 OK waits for them, a failure
+answers 503) are decided in L{aiconnect.call_mandatory}, rows here.
+
 Reading the tables answers "what happens when": e.g. the SRS sends BYE
 while the inbound is on hold (the hold is media-level; the Call is
 C{ACTIVE}): C{FORWARD_TABLE[(ACTIVE, ForwardBye)]} stops that forward
@@ -30,6 +33,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
+from aiconnect import call_mandatory as mandatory
 from aiconnect import call_outputs as outputs
 from aiconnect import events
 from aiconnect.errors import AiconnectError
@@ -187,6 +191,8 @@ class ForwardInfo:
         it started (invalid, or over a limit), reported once the session is
         active.
     @ivar raw: the order as the application wrote it (for an invalid one).
+    @ivar mandatory: SPEC s13: the SRC's 200 OK waits for this forward
+        (L{aiconnect.call_mandatory}).
     """
 
     forward_id: str
@@ -197,6 +203,7 @@ class ForwardInfo:
     error: str | None = None
     raw: Any = None
     paused: bool = False
+    mandatory: bool = False
 
     @property
     def holds_slot(self) -> bool:
@@ -212,6 +219,13 @@ class ForwardInfo:
         Whether its leg is started and not stopping (a pause reaches it).
         """
         return self.state in (ForwardState.TRYING, ForwardState.ACTIVE)
+
+    @property
+    def answered(self) -> bool:
+        """
+        Whether the SRS answered and the forward runs (SIPRECFORWARDSTARTED).
+        """
+        return self.state is ForwardState.ACTIVE
 
     @property
     def uri(self) -> str:
@@ -330,6 +344,8 @@ class ForwardRejected(Input):
     reason: str
     order: Any = None
     raw: Any = None
+    #: The order said C{"mandatory": true} (SPEC s13: the INVITE gets 503).
+    mandatory: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -541,6 +557,11 @@ class Call:
         self.final_stats: dict[str, Any] | None = None
         #: CloseMedia was asked for (once), MediaClosed is awaited.
         self.media_closing = False
+        #: SPEC s13: the SRC's 200 OK waits for the mandatory forwards.
+        self.answer_held = False
+        #: Forward events that happened before the session was answered,
+        #: emitted after SESSIONSTARTED (SPEC s2; L{aiconnect.call_mandatory}).
+        self.held_events: list[Emit] = []
         self.absorbed: list[tuple[str, str]] = []
         self.absorbed_total = 0
 
@@ -562,7 +583,11 @@ class Call:
             row = FORWARD_TABLE.get((info.state, type(fact)))
             if row is None:
                 return self._absorb(info.state, fact)
-            return row.handler(self, info, fact) + self._maybe_complete()
+            actions = row.handler(self, info, fact)
+            if self.state is CallState.NEGOTIATING:
+                # SPEC s13: a mandatory forward, before the SRC is answered.
+                actions = mandatory.early_forward_fact(self, actions, fact.now)
+            return actions + self._maybe_complete()
         if isinstance(fact, outputs.OutputInput):
             output = self.outputs.get(fact.output_id)
             if output is None:
@@ -648,6 +673,8 @@ class Call:
                 )
             )
         ]
+        # Mandatory forwards answered before the SRC's ACK (SPEC s13).
+        actions += mandatory.release_held(self)
         for info in list(self.forwards.values()):
             if info.state is ForwardState.PENDING:
                 actions += self._launch(info, fact.now)
@@ -683,7 +710,9 @@ class Call:
         """
         self.state = CallState.TERMINATING
         self.end_reason = reason
-        actions: list[Action] = [ByeInbound()] if bye and self.answered else []
+        actions = mandatory.ending(self)
+        if bye and self.answered:
+            actions.append(ByeInbound())
         if reason == events.COMPLETED_INBOUND_BYE:
             stopped_by = events.STOPPED_BY_INBOUND_BYE
         elif reason == events.COMPLETED_SHUTDOWN:
@@ -739,7 +768,7 @@ class Call:
             if refusal.reason == REFUSED_LIMIT:
                 self.counters["forwards_refused_limit"] = self.counters.get("forwards_refused_limit", 0) + 1
             raise refusal
-        info = ForwardInfo(fact.forward_id, fact.order)
+        info = ForwardInfo(fact.forward_id, fact.order, mandatory=getattr(fact.order, "mandatory", False) is True)
         self.forwards[info.forward_id] = info
         if self.state is CallState.ACTIVE:
             return self._launch(info, fact.now)
@@ -753,7 +782,7 @@ class Call:
     def _rejected(self, fact: ForwardRejected) -> list[Action]:
         # Reported once the session is active (_acked launches it), never
         # outside SESSIONSTARTED ... SESSIONCOMPLETED.
-        info = ForwardInfo(fact.forward_id, fact.order, error=fact.reason, raw=fact.raw)
+        info = ForwardInfo(fact.forward_id, fact.order, error=fact.reason, raw=fact.raw, mandatory=fact.mandatory)
         self.forwards[info.forward_id] = info
         if self.state is CallState.ACTIVE:
             return self._launch(info, fact.now)
@@ -768,6 +797,14 @@ class Call:
         uri = raw.get("uri") if isinstance(raw.get("uri"), str) else ""
         ref = raw.get("sipRecForwardReferenceId") if isinstance(raw.get("sipRecForwardReferenceId"), dict) else None
         return self._failed(info, ForwardFailed(now=now, forward_id=info.forward_id, reason=info.error, uri=uri, reference_id=ref))
+
+    def _give_up_forward(self, info: ForwardInfo, reason: str, now: float) -> list[Action]:
+        """
+        SPEC s13 C{mandatory_wait}: a forward still trying fails, its leg
+        is stopped (CANCEL; what it reports after is absorbed).
+        """
+        failed = self._failed(info, ForwardFailed(now=now, forward_id=info.forward_id, reason=reason))
+        return failed + [StopForward(info.forward_id, events.STOPPED_BY_ERROR)]
 
     def _stop_ordered(self, fact: StopOrdered) -> list[Action]:
         if fact.forward_id is not None:
@@ -868,6 +905,8 @@ _LIVE_CALL = (_N, _A)
 CALL_TABLE: dict[tuple[CallState, type[Input]], Row] = {
     (_N, InboundAnswered): Row(Call._answered, _N, "RFC 3261 s13.3.1.4: 200 OK sent, the SRC's ACK awaited"),
     (_N, InboundAcked): Row(Call._acked, _A, "SPEC s2: SESSIONSTARTED, then the ordered forwards start (SPEC s4)"),
+    (_N, mandatory.NewCallDone): Row(mandatory.new_call_done, None, "SPEC s2: 200 OK to the SRC; SPEC s13: first the mandatory forwards start and answer"),
+    (_N, mandatory.MandatoryWaitExpired): Row(mandatory.wait_expired, None, "SPEC s13: a mandatory forward unanswered within [limits] mandatory_wait: 503"),
     **{
         (s, InboundEnded): Row(Call._inbound_ended, _T, "RFC 3261 s15.1.2 BYE / s9.2 CANCEL / s13.3.1.4 no ACK: forwards stop, SESSIONCOMPLETED (SPEC s2)")
         for s in _LIVE_CALL
@@ -882,7 +921,7 @@ CALL_TABLE: dict[tuple[CallState, type[Input]], Row] = {
         for s in _LIVE_CALL
     },
     **{(s, Shutdown): Row(Call._shutdown, _T, "SPEC s7 drain: BYE every dialog, reason shutdown") for s in _LIVE_CALL},
-    **{(s, ForwardOrdered): Row(Call._ordered, None, "SPEC s3, s12: ordered; starts once ACTIVE; 409 over a limit") for s in _LIVE_CALL},
+    **{(s, ForwardOrdered): Row(Call._ordered, None, "SPEC s3, s12: ordered; starts once ACTIVE (mandatory: SPEC s13); 409 over a limit") for s in _LIVE_CALL},
     **{(s, ForwardOrdered): Row(Call._refused_when_ending, None, "SPEC s6: 409, the session is ending or ended") for s in (_T, _E)},
     **{(s, ForwardRejected): Row(Call._rejected, None, "SPEC s3, s12: SIPRECFORWARDFAILED once the session is active") for s in _LIVE_CALL},
     **{(s, StopOrdered): Row(Call._stop_ordered, None, "SPEC s6 stopsiprecforward: CANCEL or BYE (SPEC s4)") for s in CallState},

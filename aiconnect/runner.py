@@ -1,12 +1,13 @@
-# -*- test-case-name: tests.test_runner,tests.test_call,tests.integration.test_inbound -*-
+# -*- test-case-name: tests.test_runner,tests.test_call,tests.integration.test_inbound,tests.siprec.test_pending -*-
 """
 The L{CallRunner}: the thin adapter around one L{aiconnect.call.Call}.
 
 Facts from the SIP and media layers come in through L{CallRunner.feed}
 (stamped with the injected clock's C{now}); the Call decides and returns
 actions; the runner carries each out on its collaborators (the seams of
-L{aiconnect.legs}): the inbound dialog, the forward legs, the relay
-session, the event sink and the journal.  It decides nothing itself.
+L{aiconnect.legs}): the inbound dialog (and, before it exists, the SRC's
+pending INVITE: L{InboundAnswerer}), the forward legs, the relay session,
+the event sink and the journal.  It decides nothing itself.
 
 A leg may report a fact while an action is being carried out (a forward
 whose DNS lookup fails at once, a stop that needs no BYE): the runner feeds
@@ -20,6 +21,7 @@ from typing import Any, Protocol
 
 from twisted.logger import Logger
 
+from aiconnect import call_mandatory
 from aiconnect import call_outputs as outputs
 from aiconnect import events
 from aiconnect.call import (
@@ -34,6 +36,7 @@ from aiconnect.call import (
     ForwardFailed,
     ForwardOrdered,
     ForwardRejected,
+    ForwardState,
     ForwardStopped,
     Input,
     MediaClosed,
@@ -68,6 +71,25 @@ class Clock(Protocol):
         """
 
 
+class InboundAnswerer(Protocol):
+    """
+    The SRC's INVITE while it awaits our final answer
+    (L{aiconnect.siprec.pending.PendingInvite}): the Call decides when
+    and how it is answered (SPEC s2, s13).
+    """
+
+    def answer(self) -> None:
+        """
+        Send 200 OK (our SDP answer); the dialog's facts follow
+        (C{InboundAnswered}, C{InboundAcked}).
+        """
+
+    def reject(self, status: int, reason: str, headers: tuple[tuple[str, str], ...]) -> None:
+        """
+        Send a final non-2xx response with C{headers}.
+        """
+
+
 class Finisher(Protocol):
     """
     Something that holds a session until it ends: the registry, the SRS's
@@ -86,6 +108,7 @@ class CallRunner:
 
     @ivar call: the L{Call} (its state is read by the API views).
     @ivar inbound: the SRC's dialog, once answered.
+    @ivar answerer: the SRC's INVITE until it is answered, or L{None}.
     @ivar media: the relay session, or L{None}.
     @ivar legs: forward id -> L{ForwardLeg}.
     @ivar output_legs: stream / recording id -> L{OutputLeg}.
@@ -111,6 +134,7 @@ class CallRunner:
         self.leg_factory = leg_factory
         self.journal = journal
         self.inbound: InboundLeg | None = None
+        self.answerer: InboundAnswerer | None = None
         self.legs: dict[str, ForwardLeg] = {}
         self.output_factory = output_factory
         self.output_legs: dict[str, OutputLeg] = {}
@@ -211,15 +235,16 @@ class CallRunner:
         self.feed(ForwardOrdered(now=self.now(), order=order, forward_id=forward_id))
         return forward_id
 
-    def reject_order(self, reason: str, order: Any = None, raw: Any = None) -> str:
+    def reject_order(self, reason: str, order: Any = None, raw: Any = None, mandatory: bool = False) -> str:
         """
         A newCall order that will not start (invalid, or refused): reported
-        as SIPRECFORWARDFAILED once the session is active.
+        as SIPRECFORWARDFAILED once the session is active; a C{mandatory}
+        one rejects the SRC's INVITE (SPEC s13).
 
         @return: the forward id given to it.
         """
         forward_id = new_forward_id()
-        self.feed(ForwardRejected(now=self.now(), forward_id=forward_id, reason=reason, order=order, raw=raw))
+        self.feed(ForwardRejected(now=self.now(), forward_id=forward_id, reason=reason, order=order, raw=raw, mandatory=mandatory))
         return forward_id
 
     def stop_forwards(self, forward_id: str | None, stopped_by: str) -> list[str]:
@@ -366,6 +391,8 @@ class CallRunner:
                 self._update_forward(action)
             elif isinstance(action, ByeInbound):
                 self._bye_inbound()
+            elif isinstance(action, (call_mandatory.AnswerInbound, call_mandatory.RejectInbound)):
+                self._answer_inbound(action)
             elif isinstance(action, CloseMedia):
                 self._close_media()
             elif isinstance(action, Finished):
@@ -408,6 +435,12 @@ class CallRunner:
             self.log.failure("session journal failed session_id={session_id}", session_id=self.call.session_id)
 
     def _start_forward(self, action: StartForward) -> None:
+        info = self.call.forwards.get(action.forward_id)
+        if info is None or info.state is not ForwardState.TRYING:
+            # Stale: a fact fed while an earlier action of the same list was
+            # carried out ended the session (a mandatory forward failing at
+            # once, SPEC s13) and the Call already stopped this forward.
+            return
         if self.leg_factory is None:
             self.feed(ForwardFailed(now=self.now(), forward_id=action.forward_id, reason="not implemented"))
             return
@@ -471,6 +504,20 @@ class CallRunner:
             leg.inbound_updated(action.media_changed, action.metadata_changed)
         except Exception:
             self.log.failure("forward update failed forward_id={forward_id}", forward_id=action.forward_id)
+
+    def _answer_inbound(self, action: call_mandatory.AnswerInbound | call_mandatory.RejectInbound) -> None:
+        answerer = self.answerer
+        if answerer is None:
+            self.log.warn("no pending INVITE to answer session_id={session_id}", session_id=self.call.session_id)
+            return
+        self.answerer = None
+        try:
+            if isinstance(action, call_mandatory.RejectInbound):
+                answerer.reject(action.status, action.reason, action.headers)
+            else:
+                answerer.answer()
+        except Exception:
+            self.log.failure("answering the SRC failed session_id={session_id}", session_id=self.call.session_id)
 
     def _bye_inbound(self) -> None:
         inbound = self.inbound

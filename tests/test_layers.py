@@ -60,7 +60,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "domain",
-        ("aiconnect.events", "aiconnect.legs", "aiconnect.machine", "aiconnect.call", "aiconnect.call_outputs", "aiconnect.views"),
+        ("aiconnect.events", "aiconnect.legs", "aiconnect.machine", "aiconnect.call", "aiconnect.call_outputs", "aiconnect.call_mandatory", "aiconnect.views"),
     ),
     (
         "adapters",
@@ -91,6 +91,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "aiconnect.siprec.orders",
             "aiconnect.siprec.srs",
+            "aiconnect.siprec.pending",
             "aiconnect.siprec.forward",
             "aiconnect.siprec.dialer",
             "aiconnect.registry",

@@ -48,6 +48,20 @@ from aiconnect.siprec.orders import OrderError, parse_forward_order
 from aiconnect.views import describe_session, summarize_session
 
 
+def rest_forward_order(fields: dict[str, Any], tenant: TenantConfig) -> Any:
+    """
+    A C{startsiprecforward} body as a forward order: C{"mandatory": true}
+    is refused, since the session it names is already answered (SPEC s13:
+    only a newCall answer can make the SRC's 200 OK wait).
+
+    @raise OrderError: naming the field at fault.
+    """
+    order = parse_forward_order(fields, tenant)
+    if order.mandatory:
+        raise OrderError("mandatory", "only in a newCall answer")
+    return order
+
+
 class ApiServer:
     """
     The REST API: C{ApiServer(config, ...).app.resource()}.
@@ -229,9 +243,10 @@ class ApiServer:
         @param request: The request.
         @param domain: The tenant's domain.
         @return: 200 C{{"success": true, "forwardId": <id>}}.
-        @raise ApiRequestError: 400 naming the field at fault, 404 for an
-            unknown session, 409 for a session that is ending or ended or
-            that has reached C{max_forwards_per_call} /
+        @raise ApiRequestError: 400 naming the field at fault (also
+            C{mandatory}: only a newCall order may hold the SRC's answer,
+            SPEC s13), 404 for an unknown session, 409 for a session that is
+            ending or ended or that has reached C{max_forwards_per_call} /
             C{max_outputs_per_call} (the error names the limit).
         """
         return self._order(
@@ -239,7 +254,7 @@ class ApiServer:
             domain,
             "forward",
             "forwardId",
-            lambda fields, tenant: parse_forward_order(fields, tenant),
+            rest_forward_order,
             lambda runner, order: runner.order_forward(order),
         )
 

@@ -243,6 +243,9 @@ class LimitsConfig:
         message it started (header and body).
     @ivar idle_timeout: Seconds a TCP/TLS connection is kept without a
         complete message in either direction.
+    @ivar mandatory_wait: Seconds the SRC's 200 OK may wait for the
+        mandatory forwards of a newCall answer (SPEC s13); then the INVITE
+        gets 503 as when one fails.
     """
 
     max_streams_per_call: int = 4
@@ -256,6 +259,7 @@ class LimitsConfig:
     tls_handshake_timeout: float = _CONNECTIONS.tls_handshake_timeout
     header_timeout: float = _CONNECTIONS.header_timeout
     idle_timeout: float = _CONNECTIONS.idle_timeout
+    mandatory_wait: float = 32.0
 
     @property
     def connections(self) -> ConnectionLimits:

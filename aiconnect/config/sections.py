@@ -86,6 +86,7 @@ LIMITS_KEYS = (
     "tls_handshake_timeout",
     "header_timeout",
     "idle_timeout",
+    "mandatory_wait",
 )
 TENANT_KEYS = (
     "domain",
@@ -312,6 +313,7 @@ def read_limits(table: Table) -> LimitsConfig:
         tls_handshake_timeout=table.number("tls_handshake_timeout", d.tls_handshake_timeout),
         header_timeout=table.number("header_timeout", d.header_timeout),
         idle_timeout=table.number("idle_timeout", d.idle_timeout),
+        mandatory_wait=table.number("mandatory_wait", d.mandatory_wait),
     )
 
 

@@ -11,6 +11,8 @@ ports from the relay (-> 503 when exhausted, or when the process is out of
 file descriptors), then the C{newCall} callback and, once the application
 answered or the callback timed out, 200 OK with C{a=recvonly} per labelled
 stream and C{+sip.srs} in Contact. Every exit path releases the ports.
+A C{"mandatory": true} forward order holds the 200 OK until that forward
+answers, else 503 (SPEC s13; the L{Call} decides, L{PendingInvite} acts).
 
 In the dialog: re-INVITE / UPDATE with new media or new metadata are
 answered and update the session; BYE, CANCEL and session timers (RFC 4028)
@@ -36,6 +38,7 @@ from aiconnect.call import (
     SessionTimerExpired,
     StreamInfo,
 )
+from aiconnect.call_mandatory import NewCallDone
 from aiconnect.views import new_call_payload
 from aiconnect.errors import RemoteSipError
 from aiconnect.media.ports import FileDescriptorsExhausted, PortsExhausted, add_up_to
@@ -51,6 +54,7 @@ from aiconnect.sip.ua import InviteSession, ServerInvite
 from aiconnect.siprec import metadata as md_mod
 from aiconnect.siprec.body import split_body
 from aiconnect.siprec.correlation import correlation_headers
+from aiconnect.siprec.pending import PendingInvite
 from aiconnect.outputs.orders import orders_from_answer, parse_recording_order, parse_stream_order
 from aiconnect.siprec.orders import OrderError, forward_orders_from_answer, parse_forward_order
 
@@ -635,6 +639,7 @@ class SrsService:
             "tenant_full": 0,
             "unconfirmed_full": 0,
             "forwards_refused_limit": 0,
+            "mandatory_rejected": 0,
         }
 
     def screen_invite(self, request: Request, source: Any) -> bool:
@@ -810,7 +815,7 @@ class SrsService:
                 )
             else:
                 self._take_orders(runner, result.answer)
-            self._answer(invite, inbound)
+            self._answer_when_due(invite, inbound)
 
         d.addCallback(answered)
         d.addErrback(lambda f: self.log.failure("newCall handling failed", f))
@@ -821,8 +826,10 @@ class SrsService:
             try:
                 order = parse_forward_order(raw, call.tenant, prefix=field)
             except OrderError as e:
-                # Never reaches the wire: SIPRECFORWARDFAILED once started.
-                runner.reject_order("invalid order: " + str(e), raw=raw)
+                # Never reaches the wire: SIPRECFORWARDFAILED once started;
+                # a mandatory one gets the INVITE 503 (SPEC s13).
+                mandatory = isinstance(raw, dict) and raw.get("mandatory") is True
+                runner.reject_order("invalid order: " + str(e), raw=raw, mandatory=mandatory)
                 continue
             try:
                 runner.order_forward(order)
@@ -834,7 +841,7 @@ class SrsService:
                     session_id=call.session_id,
                     message=refusal.message,
                 )
-                runner.reject_order(refusal.reason, order=order)
+                runner.reject_order(refusal.reason, order=order, mandatory=order.mandatory)
         for key, kind, parse in (
             ("startStream", "stream", parse_stream_order),
             ("startRecording", "recording", parse_recording_order),
@@ -855,6 +862,21 @@ class SrsService:
                         message=refusal.message,
                     )
                     runner.reject_output(kind, refusal.reason, order=output_order)
+
+    def _answer_when_due(self, invite: ServerInvite, inbound: InboundSession) -> None:
+        """
+        The application's C{newCall} is over: the L{Call} answers the SRC
+        now, or once its mandatory forwards answered (SPEC s13), through a
+        L{PendingInvite}; at most C{[limits] mandatory_wait} seconds later.
+        """
+        runner = inbound.runner
+        assert runner is not None
+        pending = PendingInvite(self.reactor, runner, invite, lambda: self._answer(invite, inbound), self.stats)
+        runner.answerer = pending
+        runner.finishers.append(pending)
+        runner.feed(NewCallDone(now=self.reactor.seconds()))
+        if not invite.answered and runner.call.state is CallState.NEGOTIATING:
+            pending.hold(self.config.limits.mandatory_wait)
 
     def _answer(self, invite: ServerInvite, inbound: InboundSession) -> None:
         call = inbound.call
