@@ -141,6 +141,8 @@ class ForwardLeg:
         self._requests_out = 0
         #: An inbound update came while re-establishing: re-offer after.
         self._update_pending = False
+        #: The metadata ids given out (L{_id_factory}), in order.
+        self._ids: list[str] = []
         #: What L{_apply_sending} last told the media.
         self._held: set[int] = set()
         self._media_paused = False
@@ -214,7 +216,25 @@ class ForwardLeg:
         )
         return added
 
+    def _id_factory(self) -> Any:
+        """
+        The metadata ids of this forward: the n-th id asked for in a build
+        is the n-th of the first build, so every offer of the forward (a
+        re-INVITE, a re-established forward: SPEC s13) keeps the ids its
+        SRS knows (fresh ones only for what is new).
+        """
+        count = iter(range(1 << 30))
+
+        def next_id() -> str:
+            n = next(count)
+            if n == len(self._ids):
+                self._ids.append(md_mod.new_id())
+            return self._ids[n]
+
+        return next_id
+
     def _metadata(self, inbound_labels: list[str]) -> md_mod.ForwardedMetadata:
+        ids = self._id_factory()
         inbound = self.call.metadata
         if inbound is None or inbound.is_partial:
             from aiconnect.sip.uri import parse_name_addr
@@ -226,10 +246,10 @@ class ForwardLeg:
                     return md_mod.ANONYMOUS_AOR
 
             inbound = md_mod.metadata_from_labels(
-                inbound_labels, caller_aor=aor(self.call.from_header), called_aor=aor(self.call.to_header)
+                inbound_labels, caller_aor=aor(self.call.from_header), called_aor=aor(self.call.to_header), id_factory=ids
             )
         return md_mod.forward_metadata(
-            inbound, caller=self.order.caller, called=self.order.called, labels=inbound_labels
+            inbound, caller=self.order.caller, called=self.order.called, labels=inbound_labels, id_factory=ids
         )
 
     def _build_body(self, inbound_labels: list[str], active: list[bool] | None = None) -> None:
