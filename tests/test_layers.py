@@ -51,6 +51,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiconnect.siprec.body",
             # Vendor correlation headers (SPEC s13).
             "aiconnect.siprec.correlation",
+            "aiconnect.siprec.forward_rules",
             "aiconnect.ratelimit",
             # Tracks and sample formats of the PCM outputs.
             "aiconnect.outputs",

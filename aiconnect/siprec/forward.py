@@ -13,7 +13,6 @@ to the L{Call}, which owns the policy and the events.
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 from twisted.internet import defer
@@ -45,16 +44,12 @@ from aiconnect.siprec import metadata as md_mod
 from aiconnect.siprec.body import split_body
 from aiconnect.siprec.correlation import copied_headers
 from aiconnect.siprec.dialer import DialCancelled, Dialed, DialFailed, Dialer, peer_text
+from aiconnect.siprec.forward_rules import RECEIVING, StableIds, answer_directions, held_streams, inbound_sending
 
 SRTP_SUITE = "AES_CM_128_HMAC_SHA1_80"
 #: SPEC s13: how many times one forward is re-established after losing its
 #: SRS; the next loss fails it.
 MAX_RECONNECTS = 10
-#: The directions in which the SRS receives what we send (RFC 3264 s5.1,
-#: from its side).
-_RECEIVING = frozenset(("recvonly", "sendrecv"))
-#: The directions in which the SRC sends us a stream.
-_SENDING = frozenset(("sendonly", "sendrecv"))
 
 
 class Forwarder:
@@ -141,8 +136,8 @@ class ForwardLeg:
         self._requests_out = 0
         #: An inbound update came while re-establishing: re-offer after.
         self._update_pending = False
-        #: The metadata ids given out (L{_id_factory}), in order.
-        self._ids: list[str] = []
+        #: The metadata ids the SRS knows (kept across offers, SPEC s13).
+        self._ids = StableIds(md_mod.new_id)
         #: What L{_apply_sending} last told the media.
         self._held: set[int] = set()
         self._media_paused = False
@@ -216,25 +211,8 @@ class ForwardLeg:
         )
         return added
 
-    def _id_factory(self) -> Any:
-        """
-        The metadata ids of this forward: the n-th id asked for in a build
-        is the n-th of the first build, so every offer of the forward (a
-        re-INVITE, a re-established forward: SPEC s13) keeps the ids its
-        SRS knows (fresh ones only for what is new).
-        """
-        count = iter(range(1 << 30))
-
-        def next_id() -> str:
-            n = next(count)
-            if n == len(self._ids):
-                self._ids.append(md_mod.new_id())
-            return self._ids[n]
-
-        return next_id
-
     def _metadata(self, inbound_labels: list[str]) -> md_mod.ForwardedMetadata:
-        ids = self._id_factory()
+        ids = self._ids.factory()
         inbound = self.call.metadata
         if inbound is None or inbound.is_partial:
             from aiconnect.sip.uri import parse_name_addr
@@ -497,16 +475,9 @@ class ForwardLeg:
 
     def _active(self) -> list[bool]:
         """
-        Per forwarded stream: whether its inbound stream is there and the
-        SRC sends it (an inbound hold, C{a=inactive}/C{a=recvonly}, is
-        mirrored to the SRS: SPEC s13).
+        Per forwarded stream: whether we send it (L{inbound_sending}).
         """
-        sends = {
-            (s.relay_index if s.relay_index is not None else self.call.streams.index(s)): s.direction in _SENDING
-            for s in self.call.streams
-            if s.local_port
-        }
-        return [sends.get(r, False) for r in self.relay_indices]
+        return inbound_sending(self.call.streams, self.relay_indices)
 
     def _apply_sending(self) -> None:
         """
@@ -519,13 +490,7 @@ class ForwardLeg:
         if media is None or self.done:
             return
         now = self.fw.reactor.seconds()
-        held = {
-            i
-            for i in range(len(self.relay_indices))
-            if self.lost_reason is not None
-            or not (self.active[i] if i < len(self.active) else True)
-            or not self.srs_receives.get(i, True)
-        }
+        held = held_streams(len(self.relay_indices), self.lost_reason is not None, self.active, self.srs_receives)
         for i in sorted(held ^ self._held):
             media.hold(i, i in held, now)
         self._held = held
@@ -555,7 +520,7 @@ class ForwardLeg:
             if i >= len(self.relay_indices):
                 break
             if their_offer or (i < len(self.active) and self.active[i] and not self.offered_paused):
-                self.srs_receives[i] = media.direction in _RECEIVING
+                self.srs_receives[i] = media.direction in RECEIVING
             if media.port == 0 or media.address is None or not is_ip_address(media.address):
                 continue
             pt = media.payload_type_for(self.order.codec) or (8 if self.order.codec == "PCMA" else 0)
@@ -726,16 +691,8 @@ class ForwardLeg:
         """
         assert self.offer is not None
         self._connect_sdp(offer, their_offer=True)
-        ours = list(self.offer.media)
-        for i, m in enumerate(ours):
-            sending = (
-                i < len(offer.media)
-                and self.srs_receives.get(i, True)
-                and (self.active[i] if i < len(self.active) else True)
-                and not self.paused
-            )
-            ours[i] = m.with_direction("sendonly" if sending else "inactive")
-        answer = sdp_mod.next_session_version(self.offer, replace(self.offer, media=tuple(ours)))
+        ours = answer_directions(self.offer, offer, self.srs_receives, self.active, self.paused)
+        answer = sdp_mod.next_session_version(self.offer, ours)
         self.offer = answer
         self._apply_sending()
         return answer.to_bytes()
