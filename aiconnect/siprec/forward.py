@@ -461,7 +461,7 @@ class ForwardLeg:
         self._report(ForwardReconnecting, reason=reason, previous_target=_text(lost_peer))
         if self.done or self.stopping is not None:
             return  # stopped at once (the Call said so)
-        self.fw.stats["failovers"] += 1
+        self.fw.stats["srs_lost"] = self.fw.stats.get("srs_lost", 0) + 1
         try:
             self.keys = []  # new SRTP keys for the new SRS
             self._build_body(self.inbound_labels, self._active())
