@@ -62,12 +62,21 @@ class LegFailoverTests(SynchronousTestCase):
 
     def test_481_to_options(self) -> None:
         """
-        A 481 to the keep-alive is a loss: the dialog is gone (no BYE in
+        A 481 to the keep-alive is a loss: the target is marked failed in
+        the trunk's health for C{down_for}; the dialog is gone (no BYE in
         it, RFC 3261 s12.2.1.2), the INVITE goes to the other target,
         SIPRECFORWARDRESUMED has the reason.
         """
+        failed: list[tuple[Peer, str, float]] = []
+
+        class Health:
+            def target_failed(self, peer: Peer, reason: str, down_for: float) -> None:
+                failed.append((peer, reason, down_for))
+
+        self.forwarder.health = Health()  # type: ignore[attr-defined]
         self._answer()
         invite = self.lose_by_481(5071)
+        self.assertEqual(failed, [(Peer("udp", "127.0.0.1", 5071), "OPTIONS answered 481", 30.0)])
         self.assertEqual(self._sent("BYE"), [])
         self.assertEqual(self.transport.invites()[-1][1].port, 5072)
         self.tx.message_received(parse(harness._ok(invite)), Peer("udp", "127.0.0.1", 5072))
