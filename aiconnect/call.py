@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from aiconnect import call_mandatory as mandatory
+from aiconnect import call_failover as failover
 from aiconnect import call_outputs as outputs
 from aiconnect import events
 from aiconnect.errors import AiconnectError
@@ -59,7 +60,9 @@ __all__ = [
     "ForwardInfo",
     "ForwardLost",
     "ForwardOrdered",
+    "ForwardReconnecting",
     "ForwardRejected",
+    "ForwardResumed",
     "ForwardState",
     "ForwardStopped",
     "InboundAcked",
@@ -97,14 +100,16 @@ class CallState(enum.Enum):
 class ForwardState(enum.Enum):
     """
     One forward (SPEC s3-s4): ordered (C{PENDING}, until the session is
-    active), C{TRYING} (INVITE out), C{ACTIVE} (answered), C{STOPPING} (our
-    BYE unanswered), C{STOPPED}, C{FAILED}.  The values are the C{state} of
-    the REST API's forward objects.
+    active), C{TRYING} (INVITE out), C{ACTIVE} (answered), C{RECONNECTING}
+    (its SRS was lost mid-call, the next target is being dialled: SPEC
+    s13), C{STOPPING} (our BYE unanswered), C{STOPPED}, C{FAILED}.  The
+    values are the C{state} of the REST API's forward objects.
     """
 
     PENDING = "pending"
     TRYING = "trying"
     ACTIVE = "active"
+    RECONNECTING = "reconnecting"
     STOPPING = "stopping"
     STOPPED = "stopped"
     FAILED = "failed"
@@ -112,9 +117,16 @@ class ForwardState(enum.Enum):
 
 #: Forward states that hold an output slot: ordered and not yet stopped or
 #: failed (SPEC s12).  C{STOPPING} already had its SIPRECFORWARDSTOPPED.
-LIVE_FORWARD_STATES = frozenset((ForwardState.PENDING, ForwardState.TRYING, ForwardState.ACTIVE))
+LIVE_FORWARD_STATES = frozenset(
+    (ForwardState.PENDING, ForwardState.TRYING, ForwardState.ACTIVE, ForwardState.RECONNECTING)
+)
 #: Forward states the session waits for before it completes (SPEC s2 order).
-_BUSY_FORWARD_STATES = frozenset((ForwardState.TRYING, ForwardState.ACTIVE, ForwardState.STOPPING))
+_BUSY_FORWARD_STATES = frozenset(
+    (ForwardState.TRYING, ForwardState.ACTIVE, ForwardState.RECONNECTING, ForwardState.STOPPING)
+)
+#: Forward states whose leg runs: a pause and an inbound update reach it
+#: (a leg re-establishing its SRS applies them on the answer, SPEC s13).
+RUNNING_FORWARD_STATES = frozenset((ForwardState.TRYING, ForwardState.ACTIVE, ForwardState.RECONNECTING))
 
 #: L{OrderRefused.reason} when the session is ending or ended.
 REFUSED_ENDED = "session ended"
@@ -193,6 +205,11 @@ class ForwardInfo:
     @ivar raw: the order as the application wrote it (for an invalid one).
     @ivar mandatory: SPEC s13: the SRC's 200 OK waits for this forward
         (L{aiconnect.call_mandatory}).
+    @ivar lost_at: when its SRS was last lost (SPEC s13), L{None} while
+        none was.
+    @ivar lost_reason: why.
+    @ivar previous_target: the target lost.
+    @ivar reconnects: how many times it was re-established (or tried).
     """
 
     forward_id: str
@@ -204,6 +221,10 @@ class ForwardInfo:
     raw: Any = None
     paused: bool = False
     mandatory: bool = False
+    lost_at: float | None = None
+    lost_reason: str = ""
+    previous_target: str | None = None
+    reconnects: int = 0
 
     @property
     def holds_slot(self) -> bool:
@@ -218,7 +239,7 @@ class ForwardInfo:
         """
         Whether its leg is started and not stopping (a pause reaches it).
         """
-        return self.state in (ForwardState.TRYING, ForwardState.ACTIVE)
+        return self.state in RUNNING_FORWARD_STATES
 
     @property
     def answered(self) -> bool:
@@ -412,6 +433,31 @@ class ForwardLost(ForwardInput):
     """
 
     stats: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardReconnecting(ForwardInput):
+    """
+    SPEC s13: the answered forward's SRS is lost (C{reason}: transport
+    error, 408/481 or timeout to an in-dialog request, keep-alive
+    timeout); the leg stopped its RTP, ended that dialog and dials the
+    trunk's targets again (the lost one last).
+
+    @ivar previous_target: the target lost.
+    """
+
+    reason: str
+    previous_target: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ForwardResumed(ForwardInput):
+    """
+    SPEC s13: a target answered the re-established forward (same metadata
+    and labels, the RTP continues); C{target} is the new one.
+    """
+
+    target: str
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -699,7 +745,7 @@ class Call:
         return [
             UpdateForward(info.forward_id, fact.media_changed, fact.metadata_changed)
             for info in self.forwards.values()
-            if info.state is ForwardState.ACTIVE
+            if info.state in (ForwardState.ACTIVE, ForwardState.RECONNECTING)
         ]
 
     def _terminate(self, reason: str, now: float, bye: bool) -> list[Action]:
@@ -941,7 +987,23 @@ CALL_TABLE: dict[tuple[CallState, type[Input]], Row] = {
 }
 
 _P, _TR, _AC = ForwardState.PENDING, ForwardState.TRYING, ForwardState.ACTIVE
+_RC = ForwardState.RECONNECTING
 _SG, _SD, _F = ForwardState.STOPPING, ForwardState.STOPPED, ForwardState.FAILED
+
+
+def _entering(state: ForwardState, handler: Any) -> Any:
+    """
+    A handler of another module (L{aiconnect.call_failover}) run once the
+    forward is in C{state}.
+    """
+
+    def run(call: Call, info: ForwardInfo, fact: ForwardInput) -> list[Action]:
+        info.state = state
+        result: list[Action] = handler(call, info, fact)
+        return result
+
+    return run
+
 
 #: (ForwardState, input type) -> L{Row}; handlers take (call, forward, fact).
 #: After each, the session completes if it was waiting for this forward.
@@ -953,6 +1015,10 @@ FORWARD_TABLE: dict[tuple[ForwardState, type[ForwardInput]], Row] = {
     (_AC, ForwardLost): Row(Call._fwd_lost, _SD, "RFC 4028 s10, SPEC s4 keepalive: the SRS is gone, stoppedBy error"),
     (_TR, ForwardStopped): Row(Call._fwd_stopped, _SD, "RFC 3261 s9.1: CANCELled (or BYE to a late 200)"),
     (_AC, ForwardStopped): Row(Call._fwd_stopped, _SG, "SPEC s2: BYE sent, SIPRECFORWARDSTOPPED before the SRS's 200"),
+    (_AC, ForwardReconnecting): Row(_entering(_RC, failover.lost), _RC, "SPEC s13: the SRS is lost mid-call, the next target is dialled"),
+    (_RC, ForwardResumed): Row(_entering(_AC, failover.resumed), _AC, "SPEC s13: re-established, SIPRECFORWARDRESUMED with the gap"),
+    (_RC, ForwardFailed): Row(Call._failed, _F, "SPEC s13: every target failed (or too many losses), SIPRECFORWARDFAILED"),
+    (_RC, ForwardStopped): Row(Call._fwd_stopped, _SD, "SPEC s13, RFC 3261 s9.1: stopped while re-establishing, the dial cancelled"),
     (_SG, ForwardClosed): Row(Call._fwd_closed, _SD, "SPEC s2: the SRS answered BYE (or it timed out)"),
     (_SG, ForwardBye): Row(Call._fwd_ignore, _SG, "RFC 3261 s15: BYEs crossed; ours ends it"),
     **{(s, ForwardClosed): Row(Call._fwd_ignore, None, "RFC 3261 s15.1.1: a late answer to our BYE, nothing left to do") for s in (_SD, _F)},

@@ -425,9 +425,12 @@ class CallRunner:
         try:
             if isinstance(event, events.SessionStarted):
                 journal.session_started(self)
-            elif isinstance(event, events.SiprecForwardStarted):
+            elif isinstance(event, (events.SiprecForwardStarted, events.SiprecForwardResumed)):
+                # SPEC s13: a re-established forward's new dialog replaces
+                # the lost one.
                 journal.forward_started(self, event.forward_id)
-            elif isinstance(event, events.SiprecForwardStopped):
+            elif isinstance(event, (events.SiprecForwardStopped, events.SiprecForwardFailed)):
+                # A forward that fails re-establishing had a dialog stored.
                 journal.forward_ended(self, event.forward_id)
             elif isinstance(event, events.SessionCompleted):
                 journal.session_ended(self)

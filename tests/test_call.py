@@ -27,6 +27,8 @@ from aiconnect.call import (
     ForwardClosed,
     ForwardFailed,
     ForwardLost,
+    ForwardReconnecting,
+    ForwardResumed,
     ForwardOrdered,
     ForwardRejected,
     ForwardState,
@@ -96,6 +98,8 @@ def with_forward(state: ForwardState) -> tuple[Call, str]:
         call.handle(ForwardBye(now=T0 + 4, forward_id="fwd_1"))
     elif state is ForwardState.FAILED:
         call.handle(ForwardFailed(now=T0 + 4, forward_id="fwd_1", reason="x"))
+    elif state is ForwardState.RECONNECTING:
+        call.handle(ForwardReconnecting(now=T0 + 4, forward_id="fwd_1", reason="transport: connection lost"))
     return call, "fwd_1"
 
 
@@ -170,6 +174,11 @@ FORWARD_CASES: list[tuple[ForwardState, Any, ForwardState, list[str]]] = [
     (ForwardState.STOPPING, ForwardBye(now=N, forward_id=F), ForwardState.STOPPING, []),
     (ForwardState.STOPPED, ForwardClosed(now=N, forward_id=F), ForwardState.STOPPED, []),
     (ForwardState.FAILED, ForwardClosed(now=N, forward_id=F), ForwardState.FAILED, []),
+    # SPEC s13 mid-call failover (tests.test_call_failover has the details).
+    (ForwardState.ACTIVE, ForwardReconnecting(now=N, forward_id=F, reason="OPTIONS: timeout"), ForwardState.RECONNECTING, []),
+    (ForwardState.RECONNECTING, ForwardResumed(now=N, forward_id=F, target="t2"), ForwardState.ACTIVE, ["SIPRECFORWARDRESUMED"]),
+    (ForwardState.RECONNECTING, ForwardFailed(now=N, forward_id=F, reason="timeout"), ForwardState.FAILED, ["SIPRECFORWARDFAILED"]),
+    (ForwardState.RECONNECTING, ForwardStopped(now=N, forward_id=F, stopped_by="api"), ForwardState.STOPPED, ["SIPRECFORWARDSTOPPED"]),
 ]
 
 

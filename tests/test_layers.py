@@ -51,6 +51,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiconnect.siprec.body",
             # Vendor correlation headers (SPEC s13).
             "aiconnect.siprec.correlation",
+            "aiconnect.siprec.forward_rules",
             "aiconnect.ratelimit",
             # Tracks and sample formats of the PCM outputs.
             "aiconnect.outputs",
@@ -60,7 +61,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "domain",
-        ("aiconnect.events", "aiconnect.legs", "aiconnect.machine", "aiconnect.call", "aiconnect.call_outputs", "aiconnect.call_mandatory", "aiconnect.views"),
+        ("aiconnect.events", "aiconnect.legs", "aiconnect.machine", "aiconnect.call", "aiconnect.call_outputs", "aiconnect.call_mandatory", "aiconnect.call_failover", "aiconnect.views"),
     ),
     (
         "adapters",

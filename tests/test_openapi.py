@@ -111,7 +111,7 @@ EVENT_SCHEMAS = (
     ("SipRecForwardFailed", events.SIPRECFORWARDFAILED),
     ("SipRecForwardStopped", events.SIPRECFORWARDSTOPPED),
     ("SessionCompleted", events.SESSIONCOMPLETED),
-) + OUTPUT_EVENT_SCHEMAS
+) + OUTPUT_EVENT_SCHEMAS + (("SipRecForwardResumed", events.SIPRECFORWARDRESUMED),)
 
 #: Every event name: the code's, then the documented output events the
 #: code does not name yet (none once L{aiconnect.events} has them).
@@ -727,6 +727,10 @@ class CallbackSchemaTests(SynchronousTestCase):
                 events.RecordingUploaded(**envelope, **recording, details={"url": "https://b.example/x.wav", "status": 200}),
                 events.SessionPaused(**envelope, forward_ids=("fwd_1",), session=True),
                 events.SessionResumed(**envelope, stream_ids=("str_1",)),
+                events.SiprecForwardResumed(
+                    **envelope, forward_id="fwd_1", uri=FORWARD_URI, target="sip:127.0.0.1:5072;transport=tcp",
+                    previous_target="sip:127.0.0.1:5070;transport=tcp", reason="transport: connection lost", gap_ms=412,
+                ),
             )
         ]
         for payload in built:

@@ -78,6 +78,8 @@ class ForwardMedia:
             OutboundStream(self, i, port) for i, port in enumerate(ports)
         )
         self.paused_at: float | None = None
+        #: Streams held apart from the pause (L{hold}).
+        self.held: set[int] = set()
         self._fresh_ssrcs(self.streams)
 
     def _fresh_ssrcs(self, streams: Iterable[OutboundStream]) -> None:
@@ -220,6 +222,31 @@ class ForwardMedia:
             return
         self.paused_at = None
         for stream in self.streams:
+            if stream.index not in self.held:
+                stream.resume(now)
+
+    def hold(self, index: int, held: bool, now: float) -> None:
+        """
+        Stop (C{held}) or restart one stream's RTP, apart from the pause:
+        the SRS answered it C{a=inactive}, or the SRS is lost and the
+        forward re-established elsewhere (SPEC s13).  A held stream keeps
+        its SSRC and where its numbering stands, like a paused one: its
+        next packet has the next sequence number (towards whichever SRS it
+        is connected to by then), the timestamp advanced by the time held.
+        A stream released while the forward is paused stays silent until
+        L{resume}.  Idempotent.
+
+        @param index: the forward's stream.
+        """
+        if self.closed:
+            return
+        stream = self.streams[index]
+        if held:
+            self.held.add(index)
+            stream.pause(now)
+            return
+        self.held.discard(index)
+        if self.paused_at is None:
             stream.resume(now)
 
     def stats(self) -> dict[str, Any]:

@@ -87,6 +87,10 @@ class SipStreamProtocol(Protocol):
         self.peer: Peer | None = None
         self.connected_at: float | None = None
         self.refused = False
+        #: We closed it (a timer, shutdown): not a peer's loss.
+        self.closed_locally = False
+        #: Why it closed, once it did.
+        self.lost_reason: Failure | None = None
         self._lost = False
         self._idle: Any = None
         self._message_timer: Any = None
@@ -132,6 +136,7 @@ class SipStreamProtocol(Protocol):
         self._idle = _cancel(self._idle)
         self._message_timer = _cancel(self._message_timer)
         self._handshake_timer = _cancel(self._handshake_timer)
+        self.closed_locally = True
         self._layer.stats[counter] += 1
         self.log.info(
             "closing {transport} connection from {peer}: {what} timeout",
@@ -186,6 +191,7 @@ class SipStreamProtocol(Protocol):
 
     def connectionLost(self, reason: Failure = Failure(ConnectionDone())) -> None:
         self._lost = True
+        self.lost_reason = reason
         self._idle = _cancel(self._idle)
         self._message_timer = _cancel(self._message_timer)
         self._handshake_timer = _cancel(self._handshake_timer)
@@ -282,6 +288,10 @@ class SipTransport:
         self._connections: dict[tuple[str, str, int], SipStreamProtocol] = {}
         self._connecting: dict[tuple[str, str, int], defer.Deferred[SipStreamProtocol]] = {}
         self._all_connections: set[SipStreamProtocol] = set()
+        #: Told C{(peer, reason)} when a TCP/TLS connection closes other
+        #: than by us (the peer closed or reset it): the UA's dialogs over
+        #: it learn their peer is gone (SPEC s13).
+        self.on_connection_lost: list[Callable[[Peer, str], None]] = []
         self.stats: dict[str, int] = {
             "received": 0,
             "sent": 0,
@@ -409,6 +419,7 @@ class SipTransport:
         self._ports.clear()
         self._udp = None
         for c in list(self._all_connections):
+            c.closed_locally = True
             c.transport.abortConnection()
         return defer.gatherResults(ds, consumeErrors=True)
 
@@ -605,6 +616,20 @@ class SipTransport:
             key = (conn.transport_name, conn.peer.host, conn.peer.port)
             if self._connections.get(key) is conn:
                 del self._connections[key]
+            if not conn.closed_locally and not conn.refused:
+                self._tell_lost(conn.peer, conn.lost_reason)
+
+    def _tell_lost(self, peer: Peer, reason: Failure | None) -> None:
+        """
+        Tell L{on_connection_lost} that the connection to C{peer} closed.
+        """
+        closed = reason is None or reason.check(ConnectionDone) is not None
+        text = "connection closed" if closed else "connection lost"
+        for watcher in list(self.on_connection_lost):
+            try:
+                watcher(peer, text)
+            except Exception:
+                self.log.failure("connection-lost watcher failed")
 
     def _connect(self, peer: Peer) -> defer.Deferred[SipStreamProtocol]:
         key = (peer.transport, peer.host, peer.port)

@@ -486,6 +486,9 @@ class UserAgent:
             "prack_timeouts": 0,
             "provisionals_withheld": 0,
         }
+        watchers = getattr(transport, "on_connection_lost", None)
+        if watchers is not None:
+            watchers.append(self.connection_lost)
 
     # -- helpers ---------------------------------------------------------
 
@@ -575,6 +578,25 @@ class UserAgent:
             L{ServerInvite.reject}.
         """
         self._pending_invites.pop(id(invite.tx), None)
+
+    def connection_lost(self, peer: Peer, reason: str) -> None:
+        """
+        The transport's TCP/TLS connection to C{peer} closed on the peer's
+        side: each dialog whose requests go over it is told, through its
+        handler's optional C{session_transport_lost(session, reason)}
+        (a forward then re-establishes elsewhere, SPEC s13).
+        """
+        for session in list(self._sessions.values()):
+            p = session.peer
+            if not p.reliable or (p.transport, p.host, p.port) != (peer.transport, peer.host, peer.port):
+                continue
+            tell = getattr(session.handler, "session_transport_lost", None)
+            if tell is None:
+                continue
+            try:
+                tell(session, reason)
+            except Exception:
+                self.log.failure("session handler failed on transport loss call_id={call_id}", call_id=session.dialog.call_id)
 
     def _forget(self, session: InviteSession) -> None:
         self._sessions.pop(session.dialog.id, None)

@@ -20,7 +20,16 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from aiconnect import events
-from aiconnect.call import ForwardAnswered, ForwardBye, ForwardClosed, ForwardFailed, ForwardLost, ForwardStopped, Input
+from aiconnect.call import (
+    ForwardAnswered,
+    ForwardBye,
+    ForwardClosed,
+    ForwardFailed,
+    ForwardReconnecting,
+    ForwardResumed,
+    ForwardStopped,
+    Input,
+)
 from aiconnect.errors import RemoteSipError
 from aiconnect.media.ports import PortsExhausted, add_up_to
 from aiconnect.media.srtp import SrtpParams
@@ -34,9 +43,13 @@ from aiconnect.sip.uri import host_for_socket, is_ip_address
 from aiconnect.siprec import metadata as md_mod
 from aiconnect.siprec.body import split_body
 from aiconnect.siprec.correlation import copied_headers
-from aiconnect.siprec.dialer import DialCancelled, Dialed, DialFailed, Dialer
+from aiconnect.siprec.dialer import DialCancelled, Dialed, DialFailed, Dialer, peer_text
+from aiconnect.siprec.forward_rules import RECEIVING, StableIds, answer_directions, held_streams, inbound_sending
 
 SRTP_SUITE = "AES_CM_128_HMAC_SHA1_80"
+#: SPEC s13: how many times one forward is re-established after losing its
+#: SRS; the next loss fails it.
+MAX_RECONNECTS = 10
 
 
 class Forwarder:
@@ -108,6 +121,26 @@ class ForwardLeg:
         self.paused = False
         #: Whether the offer the SRS last got said so (a=inactive).
         self.offered_paused = False
+        #: SPEC s13: the SRS is lost, a new one is being dialled (why).
+        self.lost_reason: str | None = None
+        #: How many times this forward was re-established (or tried).
+        self.reconnects = 0
+        #: Stream index -> whether our last offer carried it (the inbound
+        #: stream is there and the SRC sends it, SPEC s13 hold).
+        self.active: list[bool] = []
+        #: Stream index -> whether the SRS receives it: C{False} once it
+        #: made it C{a=inactive} / C{a=sendonly} (SPEC s13).
+        self.srs_receives: dict[int, bool] = {}
+        #: Our in-dialog requests awaiting their answer (a 408/481 to one
+        #: is reported by its own callback, SPEC s13).
+        self._requests_out = 0
+        #: An inbound update came while re-establishing: re-offer after.
+        self._update_pending = False
+        #: The metadata ids the SRS knows (kept across offers, SPEC s13).
+        self._ids = StableIds(md_mod.new_id)
+        #: What L{_apply_sending} last told the media.
+        self._held: set[int] = set()
+        self._media_paused = False
 
     # -- set-up ------------------------------------------------------------------
 
@@ -179,6 +212,7 @@ class ForwardLeg:
         return added
 
     def _metadata(self, inbound_labels: list[str]) -> md_mod.ForwardedMetadata:
+        ids = self._ids.factory()
         inbound = self.call.metadata
         if inbound is None or inbound.is_partial:
             from aiconnect.sip.uri import parse_name_addr
@@ -190,10 +224,10 @@ class ForwardLeg:
                     return md_mod.ANONYMOUS_AOR
 
             inbound = md_mod.metadata_from_labels(
-                inbound_labels, caller_aor=aor(self.call.from_header), called_aor=aor(self.call.to_header)
+                inbound_labels, caller_aor=aor(self.call.from_header), called_aor=aor(self.call.to_header), id_factory=ids
             )
         return md_mod.forward_metadata(
-            inbound, caller=self.order.caller, called=self.order.called, labels=inbound_labels
+            inbound, caller=self.order.caller, called=self.order.called, labels=inbound_labels, id_factory=ids
         )
 
     def _build_body(self, inbound_labels: list[str], active: list[bool] | None = None) -> None:
@@ -210,6 +244,7 @@ class ForwardLeg:
         old_keys = list(self.keys)
         self.keys = []
         self.offered_paused = self.paused
+        self.active = []
         for i, (label, port) in enumerate(zip(self.labels, self.media.local_ports)):
             crypto: tuple[sdp_mod.Crypto, ...] = ()
             key = None
@@ -217,8 +252,8 @@ class ForwardLeg:
                 key = old_keys[i] if i < len(old_keys) and old_keys[i] is not None else SrtpParams.generate(SRTP_SUITE)
                 crypto = (sdp_mod.Crypto.from_key(1, SRTP_SUITE, key.key),)
             self.keys.append(key)
-            sending = not self.paused and (active is None or i >= len(active) or active[i])
-            direction = "sendonly" if sending else "inactive"
+            self.active.append(active is None or i >= len(active) or active[i])
+            direction = "sendonly" if self.active[i] and not self.paused else "inactive"
             streams.append(sdp_mod.OfferStream(label, port, crypto, direction))
         if self.origin is None:
             self.origin = sdp_mod.Origin.new(self.address)
@@ -257,10 +292,10 @@ class ForwardLeg:
         headers.extend(copied_headers(self.order.copy_headers, self.call.correlation))
         return headers
 
-    def _dial(self) -> defer.Deferred[Dialed]:
+    def _dial(self, avoid: Peer | None = None) -> defer.Deferred[Dialed]:
         """
         Send the INVITE to the trunk's targets, one after the other
-        (L{Dialer}).
+        (L{Dialer}); C{avoid} (a lost target) is tried last.
         """
         self.dialer = Dialer(self.fw, self.order.trunk, self.forward_id)
         return self.dialer.dial(
@@ -269,6 +304,7 @@ class ForwardLeg:
             self._headers(),
             from_uri="sip:aiconnect@%s" % (self.call.tenant.domain,),
             private=self.order.use_private_ip,
+            avoid=avoid,
         )
 
     def _dial_failed(self, failure: Failure) -> None:
@@ -277,7 +313,8 @@ class ForwardLeg:
             return
         failure.trap(DialFailed)
         e: DialFailed = failure.value
-        self._fail(e.reason, status=e.status, target=e.target, targets_tried=e.targets_tried)
+        reason = e.reason if self.lost_reason is None else "SRS lost (%s), no target answered: %s" % (self.lost_reason, e.reason)
+        self._fail(reason, status=e.status, target=e.target, targets_tried=e.targets_tried)
 
     def _answered(self, dialed: Dialed) -> None:
         session = dialed.session
@@ -297,12 +334,17 @@ class ForwardLeg:
             self._fail("answer not usable: %s" % (e,))
             return
         assert self.peer is not None
-        if self.paused:
-            self.media.pause(self.fw.reactor.seconds())
-        self._report(ForwardAnswered, target=dialed.target, codec=self.order.codec, srtp=self.order.srtp)
+        resumed = self.lost_reason is not None
+        self.lost_reason = None
+        self._apply_sending()
+        if resumed:
+            self._report(ForwardResumed, target=dialed.target)
+        else:
+            self._report(ForwardAnswered, target=dialed.target, codec=self.order.codec, srtp=self.order.srtp)
         self._start_timers(session)
-        if self.paused != self.offered_paused:
-            # Paused or resumed while the INVITE was in flight.
+        if self.paused != self.offered_paused or self._update_pending:
+            # Paused, resumed or updated while the INVITE was in flight.
+            self._update_pending = False
             self._reoffer()
 
     # -- keep-alive and session timer (SPEC s4, RFC 4028) -------------------------
@@ -340,17 +382,32 @@ class ForwardLeg:
         self._timers.pop(name, None)
         if self.done or self.session is None or self.session.terminated:
             return
-        d = self.session.request(method, headers=headers)
+        session = self.session
+        d = self._request(method, headers=headers)
 
         def answered(response: Any) -> None:
-            if self.done:
+            if self.done or session is not self.session:
                 return
             if 200 <= response.status < 300 or (method == "OPTIONS" and response.status not in (408, 481)):
                 self._arm(name, again, self._keepalive if name == "keepalive" else self._refresh)
             else:
                 self._lost("%s answered %d" % (method, response.status))
 
-        d.addCallbacks(answered, lambda f: self._lost("%s: %s" % (method, f.value)))
+        d.addCallbacks(answered, lambda f: self._lost_in(session, "%s: %s" % (method, _failure_text(f))))
+
+    def _request(self, method: str, **kwargs: Any) -> defer.Deferred[Any]:
+        """
+        Send an in-dialog request, counted while unanswered (see
+        L{session_terminated}).
+        """
+        assert self.session is not None
+        self._requests_out += 1
+
+        def answered(result: Any) -> Any:
+            self._requests_out -= 1
+            return result
+
+        return self.session.request(method, **kwargs).addBoth(answered)
 
     def _keepalive(self) -> None:
         self._in_dialog_probe("keepalive", "OPTIONS", [], self.order.trunk.keepalive)
@@ -362,29 +419,108 @@ class ForwardLeg:
             "refresh", "UPDATE", [("Session-Expires", format_session_expires(timer.interval, "uac"))], timer.delay
         )
 
+    def _lost_in(self, session: InviteSession | None, reason: str) -> None:
+        """
+        L{_lost}, when C{session} is still this forward's dialog (a late
+        failure of a dialog already given up is not news).
+        """
+        if session is self.session:
+            self._lost(reason)
+
     def _lost(self, reason: str) -> None:
         """
-        The SRS stopped answering in the dialog: this forward ends (error),
-        the session and other forwards go on.
+        SPEC s13: the SRS of this answered forward is lost (transport
+        error, 408/481 or timeout to an in-dialog request, keep-alive
+        timeout).  No more RTP goes to it; its dialog is ended (BYE, best
+        effort) and never used again; the target is marked failed in the
+        trunk's health; the trunk's targets are dialled again, the lost
+        one last, with the same metadata, labels and m-lines.  One
+        re-establishment at a time, at most L{MAX_RECONNECTS}.
         """
-        if self.done:
+        if self.done or self.stopping is not None or self.session is None:
             return
         self.log.warn("forward lost forward_id={forward_id}: {reason}", forward_id=self.forward_id, reason=reason)
         self._stop_timers()
-        self.done = True
-        stats = self._release_media()
-        if self.session is not None and not self.session.terminated:
-            self.session.bye()
-        self._report(ForwardLost, stats=stats)
+        old, lost_peer = self.session, self.peer
+        self.session = None
+        self.lost_reason = reason
+        self._apply_sending()
+        old.handler = None
+        if not old.terminated:
+            old.bye()
+        health = getattr(self.fw, "health", None)
+        if health is not None and lost_peer is not None:
+            try:
+                health.target_failed(lost_peer, reason, self.order.trunk.down_for)
+            except Exception:
+                self.log.failure("trunk health failed forward_id={forward_id}", forward_id=self.forward_id)
+        self.reconnects += 1
+        if self.reconnects > MAX_RECONNECTS:
+            self._fail("SRS lost %d times: %s" % (self.reconnects, reason), target=_text(lost_peer))
+            return
+        self._report(ForwardReconnecting, reason=reason, previous_target=_text(lost_peer))
+        if self.done or self.stopping is not None:
+            return  # stopped at once (the Call said so)
+        self.fw.stats["srs_lost"] = self.fw.stats.get("srs_lost", 0) + 1
+        try:
+            self.keys = []  # new SRTP keys for the new SRS
+            self._build_body(self.inbound_labels, self._active())
+        except Exception as e:
+            self.log.failure("building the forward INVITE failed forward_id={forward_id}", forward_id=self.forward_id)
+            self._fail("could not build the INVITE: %s" % (e,))
+            return
+        d = self._dial(avoid=lost_peer)
+        d.addCallbacks(self._answered, self._dial_failed)
+        d.addErrback(self._bug)
+
+    def _active(self) -> list[bool]:
+        """
+        Per forwarded stream: whether we send it (L{inbound_sending}).
+        """
+        return inbound_sending(self.call.streams, self.relay_indices)
+
+    def _apply_sending(self) -> None:
+        """
+        Send RTP on exactly the streams that should get it: none while the
+        SRS is lost; not on a stream the SRS will not receive, nor on one
+        offered C{a=inactive} (SPEC s13); the pause on top (SPEC s10).
+        Only changes reach the media.
+        """
+        media = self.media
+        if media is None or self.done:
+            return
+        now = self.fw.reactor.seconds()
+        held = held_streams(len(self.relay_indices), self.lost_reason is not None, self.active, self.srs_receives)
+        for i in sorted(held ^ self._held):
+            media.hold(i, i in held, now)
+        self._held = held
+        if self.paused != self._media_paused:
+            self._media_paused = self.paused
+            if self.paused:
+                media.pause(now)
+            else:
+                media.resume(now)
 
     def _connect_media(self, session: InviteSession) -> None:
         response_body = _sdp_of(session.answer_response) if session.answer_response is not None else None
         answer = sdp_mod.parse_sdp(response_body) if response_body else None
         if answer is None:
             raise ValueError("no SDP answer")
+        self._connect_sdp(answer, their_offer=False)
+
+    def _connect_sdp(self, answer: sdp_mod.SessionDescription, their_offer: bool) -> None:
+        """
+        Connect each stream to the SRS's address and keys in C{answer} (its
+        answer, or its own offer), and note whether the SRS receives it:
+        its direction, from an offer always, from an answer where we
+        offered C{a=sendonly} (an answer to C{a=inactive} is always
+        inactive).
+        """
         for i, media in enumerate(answer.media):
             if i >= len(self.relay_indices):
                 break
+            if their_offer or (i < len(self.active) and self.active[i] and not self.offered_paused):
+                self.srs_receives[i] = media.direction in RECEIVING
             if media.port == 0 or media.address is None or not is_ip_address(media.address):
                 continue
             pt = media.payload_type_for(self.order.codec) or (8 if self.order.codec == "PCMA" else 0)
@@ -495,10 +631,20 @@ class ForwardLeg:
 
     # -- SessionHandler (requests from the SRS) ---------------------------------
 
+    def session_transport_lost(self, session: InviteSession, reason: str) -> None:
+        """
+        The TCP/TLS connection this forward's dialog uses closed or was
+        reset by the SRS's side: the SRS is lost (SPEC s13).
+        """
+        if session is self.session:
+            self._lost("transport: %s" % (reason,))
+
     def session_request(self, session: InviteSession, tx: Any, request: Request) -> bool:
         """
         re-INVITE (session refresh, or a new offer) and UPDATE from the SRS
-        are answered with our current SDP; OPTIONS and INFO get the UA's 200.
+        are answered with our current SDP, or, to an offer, with our answer
+        (RFC 3264 s6: each stream C{a=sendonly} where the SRS receives it,
+        else C{a=inactive}, SPEC s13); OPTIONS and INFO get the UA's 200.
         """
         from aiconnect.sip.message import make_response
 
@@ -506,7 +652,11 @@ class ForwardLeg:
             return False
         headers = [("Contact", session.contact)]
         body = b""
-        if request.method == "INVITE" or request.body:
+        their_sdp = _sdp_of(request)
+        if their_sdp:
+            body = self._answer_offer(sdp_mod.parse_sdp(their_sdp))  # SdpError -> 488 via the UA
+            headers.append(("Content-Type", "application/sdp"))
+        elif request.method == "INVITE":
             assert self.offer is not None
             body = self.offer.to_bytes()
             headers.append(("Content-Type", "application/sdp"))
@@ -517,15 +667,35 @@ class ForwardLeg:
 
     def session_terminated(self, session: InviteSession, reason: str) -> None:
         """
-        The SRS sent BYE: only this forward ends (SPEC s4).
+        The SRS sent BYE: only this forward ends (SPEC s4).  Any other end
+        of the dialog (a 408/481 to our request) is a loss (SPEC s13),
+        reported by that request's own callback when one is out.
         """
-        if self.done:
+        if self.done or session is not self.session:
+            return
+        if reason != "bye":
+            if not self._requests_out:
+                self._lost("dialog ended: %s" % (reason,))
             return
         self.done = True
         stats = self._release_media()
         self._report(ForwardBye, reason=reason, stats=stats)
 
     # -- inbound changes ------------------------------------------------------------
+
+    def _answer_offer(self, offer: sdp_mod.SessionDescription) -> bytes:
+        """
+        Take the SRS's own offer (its addresses, keys and directions) and
+        build our answer: our last description with each stream's
+        direction answered (RFC 3264 s6.1); its RTP follows at once.
+        """
+        assert self.offer is not None
+        self._connect_sdp(offer, their_offer=True)
+        ours = answer_directions(self.offer, offer, self.srs_receives, self.active, self.paused)
+        answer = sdp_mod.next_session_version(self.offer, ours)
+        self.offer = answer
+        self._apply_sending()
+        return answer.to_bytes()
 
     def set_paused(self, paused: bool) -> None:
         """
@@ -538,11 +708,7 @@ class ForwardLeg:
         self.paused = paused
         if self.done or self.session is None or self.stopping is not None:
             return
-        now = self.fw.reactor.seconds()
-        if paused:
-            self.media.pause(now)
-        else:
-            self.media.resume(now)
+        self._apply_sending()
         self._reoffer()
 
     def inbound_updated(self, media_changed: bool, metadata_changed: bool) -> defer.Deferred[Any] | None:
@@ -556,7 +722,11 @@ class ForwardLeg:
         """
         Re-INVITE the SRS with the current streams, metadata and pause.
         """
-        if self.done or self.session is None or self.stopping is not None:
+        if self.done or self.stopping is not None:
+            return None
+        if self.session is None:
+            # Re-establishing (SPEC s13): re-offered once a target answers.
+            self._update_pending = self.lost_reason is not None
             return None
         accepted = self._accepted()
         label_of = dict(accepted)
@@ -574,26 +744,52 @@ class ForwardLeg:
                 self.relay_indices.append(r)
                 inbound_labels.append(label)
         self.inbound_labels = inbound_labels
-        active = [r in label_of for r in self.relay_indices]
         try:
-            self._build_body(inbound_labels, active)
+            self._build_body(inbound_labels, self._active())
         except Exception:
             self.log.failure("re-offer failed forward_id={forward_id}", forward_id=self.forward_id)
             return None
-        d = self.session.request("INVITE", body=self.body, content_type=self.content_type, headers=[("Require", "siprec")])
+        self._apply_sending()  # a stream now offered a=inactive gets no RTP
+        session = self.session
+        d = self._request("INVITE", body=self.body, content_type=self.content_type, headers=[("Require", "siprec")])
 
         def answered(response: Any) -> Any:
-            if 200 <= response.status < 300 and response.body:
-                self.session.answer_response = response  # type: ignore[union-attr]
+            if session is not self.session or self.done:
+                return response
+            if response.status in (408, 481):
+                self._lost("re-INVITE answered %d" % (response.status,))
+            elif 200 <= response.status < 300 and response.body:
+                session.answer_response = response
                 try:
-                    self._connect_media(self.session)  # type: ignore[arg-type]
+                    self._connect_media(session)
                 except Exception:
                     self.log.failure("re-answer not usable forward_id={forward_id}", forward_id=self.forward_id)
+                self._apply_sending()
             return response
 
-        d.addCallback(answered)
-        d.addErrback(lambda f: self.log.warn("re-INVITE to SRS failed: {error}", error=str(f.value)))
+        def failed(f: Failure) -> None:
+            self.log.warn("re-INVITE to SRS failed: {error}", error=_failure_text(f))
+            self._lost_in(session, "re-INVITE: %s" % (_failure_text(f),))
+
+        d.addCallbacks(answered, failed)
         return d
+
+
+def _text(peer: Peer | None) -> str | None:
+    """
+    A target as events name it, or L{None}.
+    """
+    return None if peer is None else peer_text(peer)
+
+
+def _failure_text(failure: Failure) -> str:
+    """
+    An in-dialog request's failure, short: C{timeout}, or the transport's
+    reason.
+    """
+    value = failure.value
+    reason = getattr(value, "reason", None)
+    return reason if isinstance(reason, str) and reason else str(value)
 
 
 def _sdp_of(response: Any) -> bytes | None:

@@ -47,6 +47,19 @@ class FakeForwardMedia:
     def connect(self, i: int, **kw: Any) -> None:
         self.connected.append(dict(kw, index=i))
 
+    #: (stream, held) per call of hold (SPEC s13), and the pause state.
+    holds: list[tuple[int, bool]]
+    paused = False
+
+    def hold(self, i: int, held: bool, now: float) -> None:
+        self.holds = getattr(self, "holds", []) + [(i, held)]
+
+    def pause(self, now: float) -> None:
+        self.paused = True
+
+    def resume(self, now: float) -> None:
+        self.paused = False
+
     def add_streams(self, n: int) -> list[int]:
         if self.exhausted:
             raise PortsExhausted("no ports")
@@ -359,8 +372,10 @@ class KeepaliveTests(ForwardClockTests):
 
     def test_keepalive_then_srs_lost(self) -> None:
         """
-        OPTIONS every 10 s while answered; unanswered, the forward ends with
-        BYE and SIPRECFORWARDSTOPPED (stoppedBy error), the session goes on.
+        OPTIONS every 10 s while answered; unanswered, the SRS is lost (SPEC
+        s13): BYE to it, its RTP held, and the INVITE goes to the other
+        target first; its answer resumes the forward (SIPRECFORWARDRESUMED
+        with the gap), the session goes on.
         """
         self._answer()
         self.clock.advance(10)
@@ -370,7 +385,20 @@ class KeepaliveTests(ForwardClockTests):
         self.assertEqual(len(self._sent("OPTIONS")), 2)
         for _ in range(40):
             self.clock.advance(1)  # no answer: Timer F after 32 s
-        self.assertEqual(self.sink.names(), ["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED"])
-        self.assertEqual(self.sink.events[2]["stoppedBy"], "error")
+        self.assertEqual(self.sink.names(), ["SESSIONSTARTED", "SIPRECFORWARDSTARTED"])
         self.assertEqual(len(self._sent("BYE")), 1)
+        [fid] = self.call.call.forwards
+        self.assertEqual(self.call.call.forwards[fid].state.value, "reconnecting")
+        media = self.call.media.forwards[fid]
+        self.assertEqual(media.holds, [(0, True), (1, True)])
+        self.assertEqual(sorted({p.port for _, p in self.transport.invites()}), [5071, 5072])
+        self.assertEqual(self.transport.invites()[1][1].port, 5072)  # the lost target last
+        second = self.transport.invites()[1][0]
+        self.clock.advance(0.25)
+        self.tx.message_received(parse(_ok(second)), Peer("udp", "127.0.0.1", 5072))
+        self.assertEqual(self.sink.names(), ["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDRESUMED"])
+        resumed = self.sink.events[2]
+        self.assertEqual((resumed["target"], resumed["previousTarget"]), ("127.0.0.1:5072;transport=udp", "127.0.0.1:5071;transport=udp"))
+        self.assertEqual((resumed["reason"], resumed["gapMs"]), ("OPTIONS: timeout", 8250))
+        self.assertEqual(media.holds[2:], [(0, False), (1, False)])
         self.assertEqual(self.call.state.value, "active")
