@@ -93,6 +93,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiconnect.siprec.srs",
             "aiconnect.siprec.forward",
             "aiconnect.siprec.dialer",
+            "aiconnect.siprec.health", "aiconnect.siprec.probe", "aiconnect.siprec.trunktest",  # SPEC s13 trunk health
             "aiconnect.registry",
             "aiconnect.recovery",
             "aiconnect.api",
