@@ -38,7 +38,17 @@ from aiconnect.sip.resolver import ResolveError
 from aiconnect.sip.ua import InviteFailed, InviteSession
 from aiconnect.sip.uri import format_host
 
-__all__ = ["FAILOVER", "DialCancelled", "DialFailed", "Dialed", "Dialer", "peer_text", "request_uri", "shows_alive"]
+__all__ = [
+    "FAILOVER",
+    "DialCancelled",
+    "DialFailed",
+    "Dialed",
+    "Dialer",
+    "authorization",
+    "peer_text",
+    "request_uri",
+    "shows_alive",
+]
 
 #: Statuses after which the next target is tried (SPEC s4, RFC 3263 s4.3).
 FAILOVER = {408, 500, 502, 503, 504}
@@ -51,6 +61,26 @@ def shows_alive(error: InviteFailed) -> bool:
     a 5xx, a transport or TLS failure does not.
     """
     return error.response is not None and not 500 <= error.status < 600
+
+
+def authorization(response: Any, request: Request, trunk: Any, body: bytes = b"") -> tuple[str, str] | None:
+    """
+    The credentials header answering a 401/407 to C{request} with the
+    trunk's user name and password (RFC 3261 s22.2, s22.3).
+
+    @return: C{(Authorization or Proxy-Authorization, value)}, or L{None}
+        when the response carries no challenge.
+    @raise Exception: when the challenge cannot be answered (unknown
+        algorithm or qop).
+    """
+    from aiconnect.sip import digest
+
+    header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
+    out = "Authorization" if response.status == 401 else "Proxy-Authorization"
+    challenges = response.headers.get_all(header)
+    if not challenges:
+        return None
+    return (out, digest.authorize(challenges, request.method, request.uri, trunk.username, trunk.password, body=body))
 
 
 def request_uri(trunk: Any, peer: Peer) -> str:
@@ -377,19 +407,11 @@ class Dialer:
         trunk = self.trunk
         if not trunk.username:
             return None
-        from aiconnect.sip import digest
-
-        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-        out = "Authorization" if response.status == 401 else "Proxy-Authorization"
-        challenges = response.headers.get_all(header)
-        if not challenges:
-            return None
         try:
-            value = digest.authorize(challenges, "INVITE", self.invite.request.uri, trunk.username, trunk.password, body=self._body)
+            return authorization(response, self.invite.request, trunk, body=self._body)
         except Exception as e:
             self.log.warn("digest challenge not usable forward_id={forward_id}: {error}", forward_id=self.log_id, error=str(e))
             return None
-        return (out, value)
 
     def _errback(self, error: Exception) -> None:
         self._stop_ring_timer()
