@@ -75,8 +75,7 @@ def authorization(response: Any, request: Request, trunk: Any, body: bytes = b""
     """
     from aiconnect.sip import digest
 
-    header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-    out = "Authorization" if response.status == 401 else "Proxy-Authorization"
+    header, out = digest.header_names(response.status)
     challenges = response.headers.get_all(header)
     if not challenges:
         return None

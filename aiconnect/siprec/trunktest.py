@@ -196,6 +196,7 @@ class TrunkTester:
             if tls:
                 await self._bounded(proto.done)
         finally:
+            proto.done.addErrback(lambda f: None)  # our own abort, below
             if proto.transport is not None:
                 proto.transport.abortConnection()
         if tls:
