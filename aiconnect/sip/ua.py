@@ -381,8 +381,15 @@ class ClientInvite:
         if self.deferred.called:
             return
         self.ua._gave_up(self)
-        status = 408 if reason == "timeout" else 503
-        self.deferred.errback(Failure(InviteFailed(status, reason)))
+        self.deferred.errback(Failure(_not_sent(reason)))
+
+
+def _not_sent(reason: str) -> InviteFailed:
+    """
+    The failure of a request that timed out (408) or could not be sent
+    (503), RFC 3261 s8.1.3.1.
+    """
+    return InviteFailed(408 if reason == "timeout" else 503, reason)
 
 
 def _x_headers(request: Request) -> tuple[tuple[str, str], ...]:
@@ -922,7 +929,7 @@ class UserAgent:
 
         def on_error(reason: str) -> None:
             if not d.called:
-                d.errback(Failure(InviteFailed(408 if reason == "timeout" else 503, reason)))
+                d.errback(Failure(_not_sent(reason)))
 
         self.txlayer.send_request(request, peer, on_response, on_error)
         return request, d
@@ -961,7 +968,7 @@ class UserAgent:
 
         def on_error(reason: str) -> None:
             if not d.called:
-                d.errback(Failure(InviteFailed(408 if reason == "timeout" else 503, reason)))
+                d.errback(Failure(_not_sent(reason)))
 
         self.txlayer.send_request(request, self._next_peer(session), on_response, on_error)
         return d

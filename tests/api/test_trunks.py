@@ -13,23 +13,18 @@ from typing import Any
 
 from treq.testing import StubTreq
 from twisted.internet import defer
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect.api import OPENAPI, ApiServer
 from aiconnect.api.trunks import MAX_TESTS_PER_TENANT, TrunkRoutes
-from aiconnect.sip.message import Request, parse
+from aiconnect.sip.message import Request
 from aiconnect.sip.peer import Peer
 from aiconnect.sip.resolver import ResolveError
-from aiconnect.sip.transaction import TimerConfig
-from aiconnect.sip.txlayer import TransactionLayer
-from aiconnect.sip.ua import UaConfig, UserAgent
 from aiconnect.siprec.health import TargetHealth
 from aiconnect.siprec.trunktest import TrunkTester
 from tests.api.helpers import DOMAIN, OTHER_TOKEN, TOKEN, bearer, make_config
-from tests.fakes import FakeSipTransport
-from tests.integration.srs_peer import _response_lines
 from tests.openapi_support import conform
+from tests.sip.uac_stack import UacStack
 
 SRS = Peer("udp", "127.0.0.1", 5070)
 TRUNK_PATHS = ("/{domain}/trunks/{match}/health", "/{domain}/trunks/{match}/test")
@@ -54,12 +49,9 @@ class TrunkRouteTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.clock = Clock()
+        self.stack = UacStack()
+        self.clock, self.ua = self.stack.clock, self.stack.ua
         self.config = make_config(self, with_jwt=False)
-        self.transport = FakeSipTransport("127.0.0.1:5060")
-        self.ua = UserAgent(self.clock, self.transport, config=UaConfig())
-        self.tx = TransactionLayer(self.clock, self.transport, self.ua, TimerConfig())
-        self.ua.txlayer = self.tx
         self.resolver = Resolver()
         self.health = TargetHealth(self.clock)
         tester = TrunkTester(self.clock, self.ua, self.resolver, tls_creator=lambda host: None)
@@ -85,8 +77,8 @@ class TrunkRouteTests(SynchronousTestCase):
         return self.finish(self.start(method, template, **kw), method, template, status, client)
 
     def answer_options(self, status: int, reason: str, extra: list[str] | None = None) -> Request:
-        sent = [m for m, _ in self.transport.requests if m.method == "OPTIONS"][-1]
-        self.tx.message_received(parse(_response_lines(sent, status, reason, "t", extra)), SRS)
+        sent = self.stack.sent("OPTIONS")[-1]
+        self.stack.respond(sent, status, reason, SRS, "t", extra)
         return sent
 
     def test_health(self) -> None:

@@ -7,17 +7,14 @@ on a L{Clock} over a recording fake transport.
 
 from __future__ import annotations
 
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect.sip.gaveup import GivenUpInvites
 from aiconnect.sip.message import Request, parse
 from aiconnect.sip.peer import Peer
-from aiconnect.sip.transaction import TimerConfig
-from aiconnect.sip.txlayer import TransactionLayer
-from aiconnect.sip.ua import InviteFailed, UaConfig, UserAgent
-from tests.fakes import FakeSipTransport
+from aiconnect.sip.ua import InviteFailed
 from tests.integration.srs_peer import _response_lines
+from tests.sip.uac_stack import UacStack
 
 SRS = Peer("udp", "127.0.0.1", 5071)
 CONTACT = ["Contact: <sip:srs@127.0.0.1:5071>"]
@@ -70,17 +67,14 @@ class UaLateAnswerTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.clock = Clock()
-        self.transport = FakeSipTransport("127.0.0.1:5060")
-        self.ua = UserAgent(self.clock, self.transport, config=UaConfig())
-        self.tx = TransactionLayer(self.clock, self.transport, self.ua, TimerConfig())
-        self.ua.txlayer = self.tx
+        self.stack = UacStack()
+        self.clock, self.ua, self.tx = self.stack.clock, self.stack.ua, self.stack.tx
 
     def sent(self, method: str) -> list[Request]:
-        return [m for m, _ in self.transport.requests if m.method == method]
+        return self.stack.sent(method)
 
     def respond(self, request: Request, status: int, tag: str = "t1") -> None:
-        self.tx.message_received(parse(_response_lines(request, status, "X", tag, CONTACT if status < 300 else [])), SRS)
+        self.stack.respond(request, status, "X", SRS, tag, CONTACT if status < 300 else [])
 
     def test_2xx_after_timer_b(self) -> None:
         """

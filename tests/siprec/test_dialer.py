@@ -10,33 +10,18 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import defer
-from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect.config import load_string
-from aiconnect.sip.message import Request, parse
+from aiconnect.sip.message import Request
 from aiconnect.sip.peer import Peer
-from aiconnect.sip.transaction import TimerConfig
-from aiconnect.sip.txlayer import TransactionLayer
-from aiconnect.sip.ua import UaConfig, UserAgent
 from aiconnect.siprec.dialer import DialFailed, Dialer
 from aiconnect.siprec.forward import Forwarder
 from aiconnect.siprec.health import HealthState, TargetHealth
-from tests.fakes import FakeSipTransport
-from tests.integration.srs_peer import _response_lines
+from tests.sip.uac_stack import UacStack
+from tests.siprec.test_forward import CONFIG as FORWARD_CONFIG
 
-CONFIG = """
-[[tenant]]
-domain = "customer.example.com"
-callback_url = "http://127.0.0.1:9"
-signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-  [[tenant.trunk]]
-  match = "aiforward"
-  target = "srs.test"
-  transport = "udp"
-  ring_timeout = 5
-  down_for = 20
-"""
+CONFIG = FORWARD_CONFIG.replace('  transport = "udp"\n', '  transport = "udp"\n  ring_timeout = 5\n  down_for = 20\n')
 
 FIRST = Peer("udp", "127.0.0.1", 5071)
 SECOND = Peer("udp", "127.0.0.1", 5072)
@@ -58,13 +43,10 @@ class DialerClockTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.clock = Clock()
+        self.stack = UacStack()
+        self.clock, self.transport, self.ua, self.tx = self.stack.clock, self.stack.transport, self.stack.ua, self.stack.tx
         self.cfg = load_string(CONFIG)
         self.trunk = self.cfg.tenants[0].trunks[0]
-        self.transport = FakeSipTransport("127.0.0.1:5060")
-        self.ua = UserAgent(self.clock, self.transport, config=UaConfig())
-        self.tx = TransactionLayer(self.clock, self.transport, self.ua, TimerConfig())
-        self.ua.txlayer = self.tx
         self.health = TargetHealth(self.clock)
         self.forwarder = Forwarder(self.clock, self.ua, Targets(), self.cfg, health=self.health)
 
@@ -79,11 +61,10 @@ class DialerClockTests(SynchronousTestCase):
         return [m for m, p in self.transport.invites() if p == peer]
 
     def sent(self, method: str, peer: Peer) -> list[Request]:
-        return [m for m, p in self.transport.requests if m.method == method and p == peer]
+        return self.stack.sent(method, peer)
 
     def answer(self, request: Request, status: int, reason: str, peer: Peer, extra: list[str] | None = None) -> None:
-        data = _response_lines(request, status, reason, "srs-tag", extra)
-        self.tx.message_received(parse(data), peer)
+        self.stack.respond(request, status, reason, peer, "srs-tag", extra)
 
     def test_ringing_target_cancelled_next_tried(self) -> None:
         """

@@ -12,15 +12,12 @@ from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect.config import load_string
-from aiconnect.sip.message import Request, parse
+from aiconnect.sip.message import Request
 from aiconnect.sip.peer import Peer
-from aiconnect.sip.transaction import TimerConfig
-from aiconnect.sip.txlayer import TransactionLayer
-from aiconnect.sip.ua import UaConfig, UserAgent
 from aiconnect.siprec.health import HEALTH_TABLE, HealthInput, HealthState, TargetHealth
 from aiconnect.siprec.probe import TrunkProber
-from tests.fakes import FakeSipTransport
-from tests.integration.srs_peer import _response_lines
+from tests.sip.uac_stack import UacStack
+from tests.siprec.test_forward import CONFIG as FORWARD_CONFIG
 
 A = Peer("udp", "127.0.0.1", 5071)
 B = Peer("udp", "127.0.0.1", 5072)
@@ -140,22 +137,9 @@ class RegistryTests(SynchronousTestCase):
         self.assertEqual(expiring, [HealthState.DOWN])
 
 
-CONFIG = """
-[[tenant]]
-domain = "customer.example.com"
-callback_url = "http://127.0.0.1:9"
-signing_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-  [[tenant.trunk]]
-  match = "probed"
-  target = "srs.test"
-  transport = "udp"
-  probe_interval = 10
-  down_for = 15
-  [[tenant.trunk]]
-  match = "quiet"
-  target = "quiet.test"
-  transport = "udp"
-"""
+CONFIG = FORWARD_CONFIG.replace('match = "aiforward"', 'match = "probed"').replace(
+    '  transport = "udp"\n', '  transport = "udp"\n  probe_interval = 10\n  down_for = 15\n'
+) + '  [[tenant.trunk]]\n  match = "quiet"\n  target = "quiet.test"\n'
 
 
 class Targets:
@@ -177,12 +161,9 @@ class ProberTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.clock = Clock()
+        self.stack = UacStack()
+        self.clock, self.transport, self.ua, self.tx = self.stack.clock, self.stack.transport, self.stack.ua, self.stack.tx
         self.cfg = load_string(CONFIG)
-        self.transport = FakeSipTransport("127.0.0.1:5060")
-        self.ua = UserAgent(self.clock, self.transport, config=UaConfig())
-        self.tx = TransactionLayer(self.clock, self.transport, self.ua, TimerConfig())
-        self.ua.txlayer = self.tx
         self.health = TargetHealth(self.clock)
         self.resolver = Targets()
         self.prober = TrunkProber(self.clock, self.ua, self.resolver, self.health, lambda: self.cfg.tenants[0].trunks)
@@ -190,10 +171,10 @@ class ProberTests(SynchronousTestCase):
         self.addCleanup(lambda: self.prober.running and self.prober.stopService())
 
     def options(self, peer: Peer) -> list[Request]:
-        return [m for m, p in self.transport.requests if m.method == "OPTIONS" and p == peer]
+        return self.stack.sent("OPTIONS", peer)
 
     def answer(self, request: Request, status: int, reason: str, peer: Peer) -> None:
-        self.tx.message_received(parse(_response_lines(request, status, reason, "t")), peer)
+        self.stack.respond(request, status, reason, peer)
 
     def test_probes_each_target_of_probed_trunks(self) -> None:
         """
