@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_sip_service,tests.test_tap -*-
+# -*- test-case-name: tests.integration.test_sip_service,tests.test_tap,tests.integration.test_trunk_health -*-
 """
 The composition root: C{twistd -n aiconnect --config etc/aiconnect.toml}.
 
@@ -180,6 +180,10 @@ class AiconnectService(service.MultiService):
         self.outbox: Any = None
         self.deliverer: Any = None
         self.api: Any = None
+        #: The trunk target health registry and its OPTIONS prober (SPEC
+        #: s13), started after the children and stopped first.
+        self.health: Any = None
+        self.prober: Any = None
         #: Our HTTP connection pool, closed on stop, or C{None}.
         self.pool: Any = None
         self._previous_sighup: Any = None
@@ -190,6 +194,8 @@ class AiconnectService(service.MultiService):
             self._install_sighup()
         if self.recovery is not None:
             self.recovery.recover()
+        if self.prober is not None:
+            self.prober.startService()
 
     # -- SIGHUP ------------------------------------------------------------
 
@@ -244,6 +250,8 @@ class AiconnectService(service.MultiService):
 
         self.running = 0
         self._restore_sighup()
+        if self.prober is not None and self.prober.running:
+            self.prober.stopService()
         self.srs.draining = True
         self.sip.ua.reject_pending(503, "Shutting down", [("Retry-After", "30")])
         for runner in list(self.registry):
@@ -357,10 +365,20 @@ def build_service(
     from aiconnect.sip.resolver import Resolver
     from aiconnect.siprec.forward import Forwarder
 
-    resolver = Resolver(reactor, nameservers=cfg.dns.nameservers, port=cfg.dns.port)
-    forwarder = Forwarder(reactor, sip.ua, resolver, cfg)
-    srs.forwarder = forwarder
     from aiconnect import tlsutil
+    from aiconnect.api.trunks import TrunkRoutes
+    from aiconnect.siprec.health import TargetHealth
+    from aiconnect.siprec.probe import TrunkProber
+    from aiconnect.siprec.trunktest import TrunkTester
+
+    resolver = Resolver(reactor, nameservers=cfg.dns.nameservers, port=cfg.dns.port)
+    # SPEC s13: one health registry for every call of the process.
+    health = TargetHealth(reactor)
+    forwarder = Forwarder(reactor, sip.ua, resolver, cfg, health=health)
+    srs.forwarder = forwarder
+    prober = TrunkProber(reactor, sip.ua, resolver, health, lambda: [t for tenant in cfg.tenants for t in tenant.trunks])
+    tester = TrunkTester(reactor, sip.ua, resolver, lambda host: tlsutil.client_context_factory(host, cfg.tls))
+    trunk_routes = TrunkRoutes(reactor, resolver, health, tester)
     from aiconnect.outputs.factory import OutputMaker
     from aiconnect.outputs.upload import Uploader
 
@@ -392,6 +410,7 @@ def build_service(
         "sip_ua": lambda: sip.ua.stats,
         "srs": lambda: srs.stats,
         "forward": lambda: forwarder.stats,
+        "trunk_health": lambda: {"targets": len(health), **health.stats, "probe": prober.stats},
         "outputs": lambda: outputs.stats,
         "sessions": registry.counts,
         "rtp": relay.stats,
@@ -399,7 +418,7 @@ def build_service(
         "newcall": lambda: new_call.stats,
         "recovery": lambda: {"journal": journal.stats, "restart": recovery.stats},
     }
-    api = ApiServer(cfg, registry=registry, reactor=reactor, stats_providers=stats)
+    api = ApiServer(cfg, registry=registry, reactor=reactor, stats_providers=stats, trunks=trunk_routes)
     site = Site(api.app.resource())
     site.displayTracebacks = False
     if cfg.api.port:
@@ -412,6 +431,8 @@ def build_service(
     top.outbox = outbox
     top.deliverer = deliverer
     top.api = api
+    top.health = health
+    top.prober = prober
     top.pool = pool
     return top
 

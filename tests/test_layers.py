@@ -95,6 +95,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiconnect.siprec.pending",
             "aiconnect.siprec.forward",
             "aiconnect.siprec.dialer",
+            "aiconnect.siprec.health", "aiconnect.siprec.probe", "aiconnect.siprec.trunktest",  # SPEC s13 trunk health
             "aiconnect.registry",
             "aiconnect.recovery",
             "aiconnect.api",

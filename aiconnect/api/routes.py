@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.api.test_routes,tests.api.test_forwards,tests.api.test_outputs,tests.api.test_auth,tests.test_openapi,tests.test_openapi_outputs -*-
+# -*- test-case-name: tests.api.test_routes,tests.api.test_forwards,tests.api.test_outputs,tests.api.test_auth,tests.api.test_trunks,tests.test_openapi,tests.test_openapi_outputs -*-
 """
 L{ApiServer}: the routes of the REST API (SPEC section 6) on a class-level
 Klein app, and the mapping of errors to JSON answers.  Bodies are read and
@@ -84,6 +84,7 @@ class ApiServer:
         reactor: IReactorTime | None = None,
         stats_providers: Mapping[str, StatsProvider] | None = None,
         recording_files: ModuleType | Any = None,
+        trunks: Any = None,
     ) -> None:
         """
         @param config: The configuration (tenants: domains, API tokens, JWT
@@ -103,6 +104,8 @@ class ApiServer:
             C{RecordingBusy}); L{None} = L{aiconnect.outputs.files},
             imported when a recording route is first used.  The files are
             under C{config.recording.directory}.
+        @param trunks: The L{aiconnect.api.trunks.TrunkRoutes} answering
+            the trunk routes; L{None} = they answer 503.
         @raise ConfigError: If a tenant's C{jwt_public_key} is not a
             readable PEM RSA public key.
         @raise ValueError: If a stats provider name is invalid.
@@ -111,6 +114,7 @@ class ApiServer:
         self._registry = registry
         self._reactor = reactor
         self._recording_files = recording_files
+        self._trunks = trunks
         self._auth = BearerAuthenticator(config)
         if metrics_registry is None:
             metrics_registry = CollectorRegistry(auto_describe=True)
@@ -413,6 +417,44 @@ class ApiServer:
             "API: recording {recording_id} deleted", tenant=tenant.domain, recording_id=recording_id
         )
         return json_answer(request, 200, {"success": True, "deleted": recording_id})
+
+    @app.route("/<string:domain>/trunks/<string:match>/health", methods=["GET"])
+    def trunk_health(self, request: IRequest, domain: str, match: str) -> Any:
+        """
+        C{GET /{domain}/trunks/{match}/health} (SPEC s13): the trunk and its
+        targets as resolved now, with their health.
+
+        @return: A Deferred of the 200 answer (L{aiconnect.api.trunks}).
+        @raise ApiRequestError: 404 for an unknown trunk.
+        """
+        tenant = self._auth.authenticate(request, domain)
+        return self._trunk_answer(request, lambda routes: routes.health(tenant, match))
+
+    @app.route("/<string:domain>/trunks/<string:match>/test", methods=["POST"])
+    def trunk_test(self, request: IRequest, domain: str, match: str) -> Any:
+        """
+        C{POST /{domain}/trunks/{match}/test} (SPEC s13): DNS, connect, TLS,
+        OPTIONS and digest against every target, each step reported.
+
+        @return: A Deferred of the 200 answer (L{aiconnect.api.trunks}).
+        @raise ApiRequestError: 404 for an unknown trunk, 429 beyond the
+            tenant's concurrent tests.
+        """
+        tenant = self._auth.authenticate(request, domain)
+        return self._trunk_answer(request, lambda routes: routes.test(tenant, match))
+
+    def _trunk_answer(self, request: IRequest, work: Callable[[Any], Any]) -> Any:
+        """
+        Run a trunk route's coroutine and answer its result as JSON.
+
+        @raise ApiRequestError: 503 when this server has no trunk routes.
+        """
+        from twisted.internet import defer
+
+        if self._trunks is None:
+            raise ApiRequestError(503, "trunk health is not available on this server")
+        d = defer.ensureDeferred(work(self._trunks))
+        return d.addCallback(lambda payload: json_answer(request, 200, payload))
 
     # --- output helpers -------------------------------------------------------
 

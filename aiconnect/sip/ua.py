@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.sip.test_ua,tests.integration.test_uac_uas,tests.integration.test_sip_service,tests.siprec.test_forward -*-
+# -*- test-case-name: tests.sip.test_ua,tests.sip.test_late_answers,tests.integration.test_uac_uas,tests.integration.test_sip_service,tests.siprec.test_forward -*-
 """
 The UA core (RFC 3261 s8, s12-s15): the transaction user above the
 transaction layer.
@@ -6,7 +6,9 @@ transaction layer.
 It checks incoming requests the way RFC 3261 s8.2 orders (method, URI scheme,
 Require, Content-Type/Encoding, Accept), answers OPTIONS, matches in-dialog
 requests to their dialog, retransmits 2xx until ACK (s13.3.1.4, RFC 6026),
-ACKs 2xx as a UAC, and hands INVITEs to an L{InviteHandler} (the SIPRec SRS
+ACKs 2xx as a UAC (and ACKs then BYEs a 2xx to an INVITE it gave up on,
+s13.2.2.4, also after the transaction ended), sends out-of-dialog
+requests (OPTIONS probes), and hands INVITEs to an L{InviteHandler} (the SIPRec SRS
 in production, a test double in the tests).
 
 As a UAS it supports RFC 3262 (C{100rel}, PRACK): when an INVITE requires
@@ -34,6 +36,7 @@ from aiconnect.sip.dialog import (
     new_call_id,
     new_tag,
 )
+from aiconnect.sip.gaveup import MAX_ANSWERS, GivenUp, GivenUpInvites
 from aiconnect.sip.message import KNOWN_METHODS, Headers, Request, Response, make_response
 from aiconnect.sip.peer import DEFAULT_PORTS, Peer
 from aiconnect.sip.reliable import OPTION_TAG, EarlyDialogs, ReliableProvisional, Retransmission, wants_100rel
@@ -394,8 +397,8 @@ class ClientInvite:
         if self.cancel_requested or self.deferred.called:
             return
         self.cancel_requested = True
-        x_headers = tuple((n, v) for n, v in self.request.headers if n.lower().startswith("x-"))
-        self.tx.cancel(x_headers)
+        self.tx.cancel(_x_headers(self.request))
+        self.ua._gave_up(self)
 
     def _response(self, response: Response) -> None:
         status = response.status
@@ -408,32 +411,47 @@ class ClientInvite:
                 # 2xx retransmission in Accepted state: ACK it again.
                 self.ua._resend_ack(self.session, response)
                 return
-            dialog = Dialog.from_uac(self.request, response)
-            session = InviteSession(self.ua, dialog, self.peer, "uac", self.contact)
-            session.answer_response = response
-            session.extra_headers = tuple(
-                (n, v) for n, v in self.request.headers if n.lower().startswith("x-")
-            )
-            self.session = session
-            self.ua._register(session)
-            self.ua._send_ack(session, response)
             if self.cancel_requested or self.deferred.called:
-                # RFC 3261 s9.1, s15: a 2xx that crossed our CANCEL is
-                # ACKed and BYEd; the caller learns it was cancelled.
-                session.bye()
+                # RFC 3261 s9.1, s13.2.2.4, s15: a 2xx that crossed our
+                # CANCEL is ACKed and BYEd; the caller learns it was
+                # cancelled.
+                self.session = self.ua._late_answer(self.ua._gave_up(self), response)
                 if not self.deferred.called:
                     self.deferred.errback(Failure(InviteFailed(487, "Request Terminated (answer crossed CANCEL)")))
                 return
+            dialog = Dialog.from_uac(self.request, response)
+            session = InviteSession(self.ua, dialog, self.peer, "uac", self.contact)
+            session.answer_response = response
+            session.extra_headers = _x_headers(self.request)
+            self.session = session
+            self.ua._register(session)
+            self.ua._send_ack(session, response)
             self.deferred.callback(session)
             return
         if not self.deferred.called:
+            self.ua._gave_up(self)
             self.deferred.errback(Failure(InviteFailed(status, response.reason, response)))
 
     def _error(self, reason: str) -> None:
         if self.deferred.called:
             return
-        status = 408 if reason == "timeout" else 503
-        self.deferred.errback(Failure(InviteFailed(status, reason)))
+        self.ua._gave_up(self)
+        self.deferred.errback(Failure(_not_sent(reason)))
+
+
+def _not_sent(reason: str) -> InviteFailed:
+    """
+    The failure of a request that timed out (408) or could not be sent
+    (503), RFC 3261 s8.1.3.1.
+    """
+    return InviteFailed(408 if reason == "timeout" else 503, reason)
+
+
+def _x_headers(request: Request) -> tuple[tuple[str, str], ...]:
+    """
+    The C{X-} headers of an INVITE, carried by every request of its dialog.
+    """
+    return tuple((n, v) for n, v in request.headers if n.lower().startswith("x-"))
 
 
 class UserAgent:
@@ -485,10 +503,13 @@ class UserAgent:
             "pracks": 0,
             "prack_timeouts": 0,
             "provisionals_withheld": 0,
+            "late_answers": 0,
         }
         watchers = getattr(transport, "on_connection_lost", None)
         if watchers is not None:
             watchers.append(self.connection_lost)
+        #: INVITEs we gave up on, for their late 2xx (RFC 3261 s13.2.2.4).
+        self._given_up = GivenUpInvites(64 * self.config.t1)
 
     # -- helpers ---------------------------------------------------------
 
@@ -805,13 +826,56 @@ class UserAgent:
 
     def stray_response(self, response: Response, source: Peer) -> None:
         """
-        A 2xx retransmission after the INVITE client transaction ended:
-        ACK it again (RFC 3261 s13.2.2.4).
+        A 2xx after the INVITE client transaction ended (RFC 3261
+        s13.2.2.4): a retransmission is ACKed again; the 2xx of an INVITE
+        we gave up on (CANCELled, timed out, failed) is ACKed and BYEd.
         """
         key = DialogId(response.call_id, response.from_tag or "", response.to_tag or "")
         session = self._sessions.get(key)
         if session is not None and session.role == "uac":
             self._resend_ack(session, response)
+            return
+        entry = self._given_up.match(response, self._reactor.seconds())
+        if entry is not None:
+            self._late_answer(entry, response)
+
+    def _gave_up(self, invite: ClientInvite) -> GivenUp:
+        """
+        Remember an INVITE we gave up on for 64*T1 from now, so that its
+        late 2xx is ACKed and BYEd.
+        """
+        return self._given_up.add(invite.request, invite.peer, invite.contact, self._reactor.seconds())
+
+    def _late_answer(self, entry: GivenUp, response: Response) -> InviteSession | None:
+        """
+        ACK, then BYE, the 2xx of an INVITE we gave up on (RFC 3261
+        s13.2.2.4, s15); its retransmissions are only ACKed again.  At
+        most L{MAX_ANSWERS} forks per INVITE.
+
+        @return: the session, terminated by its BYE, or L{None}.
+        """
+        tag = response.to_tag or ""
+        session = entry.sessions.get(tag)
+        if session is not None:
+            self._resend_ack(session, response)
+            return session
+        if len(entry.sessions) >= MAX_ANSWERS:
+            return None
+        try:
+            dialog = Dialog.from_uac(entry.request, response)
+        except RemoteSipError as e:
+            self.log.warn("late 2xx unusable call_id={call_id}: {reason}", call_id=response.call_id, reason=e.reason)
+            return None
+        session = InviteSession(self, dialog, entry.peer, "uac", entry.contact)
+        session.answer_response = response
+        session.extra_headers = _x_headers(entry.request)
+        entry.sessions[tag] = session
+        self.stats["late_answers"] += 1
+        self.log.info("late 2xx ACKed and BYEd call_id={call_id}", call_id=response.call_id)
+        self._register(session)
+        self._send_ack(session, response)
+        session.bye()
+        return session
 
     # -- UAS: 2xx retransmission ------------------------------------------
 
@@ -867,6 +931,37 @@ class UserAgent:
             s22.2, keeps Call-ID and From tag and increments CSeq).
         @return: the L{ClientInvite}; its C{deferred} fires with the session.
         """
+        common = (("Allow", ALLOW_HEADER), ("Supported", SUPPORTED_HEADER))
+        typed = (("Content-Type", content_type),) if body else ()
+        request, contact = self._out_of_dialog(
+            "INVITE", uri, peer, from_uri, to_uri, common + tuple(headers) + typed,
+            feature_tags, private, from_display, call_id, from_tag, cseq,
+        )
+        request.body = body
+        inv = ClientInvite(self, request, peer, contact)
+        inv.tx = self.txlayer.send_request(request, peer, inv._response, inv._error)
+        return inv
+
+    def _out_of_dialog(
+        self,
+        method: str,
+        uri: str,
+        peer: Peer,
+        from_uri: str | None,
+        to_uri: str | None,
+        headers: Iterable[tuple[str, str]],
+        feature_tags: Iterable[str] = (),
+        private: bool = False,
+        from_display: str | None = None,
+        call_id: str | None = None,
+        from_tag: str | None = None,
+        cseq: int | None = None,
+    ) -> tuple[Request, str]:
+        """
+        A request outside any dialog (RFC 3261 s8.1.1), without body.
+
+        @return: the request and our Contact in it.
+        """
         local = self.advertised(peer.transport, private)
         contact = contact_header(None, local, peer.transport, feature_tags)
         from_uri = from_uri or "sip:%s" % (local,)
@@ -876,19 +971,47 @@ class UserAgent:
         h.add("From", "%s<%s>;tag=%s" % (display, from_uri, from_tag or new_tag()))
         h.add("To", "<%s>" % (to_uri or uri,))
         h.add("Call-ID", call_id or new_call_id(host_for_socket(local.rsplit(":", 1)[0])))
-        h.add("CSeq", "%d INVITE" % (cseq or initial_cseq(),))
+        h.add("CSeq", "%d %s" % (cseq or initial_cseq(), method))
         h.add("Contact", contact)
-        h.add("Allow", ALLOW_HEADER)
-        h.add("Supported", SUPPORTED_HEADER)
         h.add("User-Agent", self.config.user_agent)
         for n, v in headers:
             h.add(n, v)
-        if body:
-            h.add("Content-Type", content_type)
-        request = Request("INVITE", uri, h, body)
-        inv = ClientInvite(self, request, peer, contact)
-        inv.tx = self.txlayer.send_request(request, peer, inv._response, inv._error)
-        return inv
+        return Request(method, uri, h, b""), contact
+
+    def request(
+        self,
+        method: str,
+        uri: str,
+        peer: Peer,
+        headers: Iterable[tuple[str, str]] = (),
+        call_id: str | None = None,
+        from_tag: str | None = None,
+        cseq: int | None = None,
+    ) -> tuple[Request, defer.Deferred[Response]]:
+        """
+        Send a non-INVITE request outside any dialog (RFC 3261 s8.1.1), e.g.
+        an OPTIONS probe (s11); a retry with credentials keeps the Call-ID
+        and From tag and increments the CSeq (s22.2).
+
+        @param uri: the Request-URI (also the To URI).
+        @param peer: the resolved next hop.
+        @return: the request, and a Deferred firing with the final response
+            (any status), or failing with L{InviteFailed} (408 on a
+            timeout, 503 on a transport or TLS failure).
+        """
+        request, _ = self._out_of_dialog(method, uri, peer, None, None, headers, call_id=call_id, from_tag=from_tag, cseq=cseq)
+        d: defer.Deferred[Response] = defer.Deferred()
+
+        def on_response(response: Response) -> None:
+            if response.status >= 200 and not d.called:
+                d.callback(response)
+
+        def on_error(reason: str) -> None:
+            if not d.called:
+                d.errback(Failure(_not_sent(reason)))
+
+        self.txlayer.send_request(request, peer, on_response, on_error)
+        return request, d
 
     def _send_ack(self, session: InviteSession, response: Response) -> None:
         ack = session.dialog.new_request("ACK", headers=session.extra_headers, cseq=session.dialog.invite_cseq)
@@ -924,7 +1047,7 @@ class UserAgent:
 
         def on_error(reason: str) -> None:
             if not d.called:
-                d.errback(Failure(InviteFailed(408 if reason == "timeout" else 503, reason)))
+                d.errback(Failure(_not_sent(reason)))
 
         self.txlayer.send_request(request, self._next_peer(session), on_response, on_error)
         return d

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_forward,tests.siprec.test_forward -*-
+# -*- test-case-name: tests.integration.test_forward,tests.siprec.test_forward,tests.siprec.test_dialer,tests.integration.test_trunk_health -*-
 """
 The L{Dialer}: one INVITE to a trunk, tried target after target until one
 answers 2xx (SPEC s4, s13, RFC 3263 s4.3).
@@ -9,6 +9,14 @@ target; 401/407 -> one retry with the trunk's digest credentials; 3xx and
 other failures -> failed) and fires its Deferred with the L{Dialed}
 answer, or fails with L{DialFailed} (every target failed) or
 L{DialCancelled} (L{Dialer.cancel} before the answer).
+
+Each INVITE has the trunk's C{ring_timeout} to be answered (provisional
+responses do not stop the clock): then it is CANCELled, counted as
+C{ring_timeouts}, and the next target is tried at once (SPEC s13); a 2xx
+that still comes is ACKed and BYEd by the UA (RFC 3261 s13.2.2.4).  With a
+health registry on the forwarder (L{aiconnect.siprec.health}), the targets
+that are down are skipped unless all are, and every outcome is reported
+to it.
 
 A L{aiconnect.siprec.forward.ForwardLeg} dials once to start and again to
 re-establish a forward whose SRS was lost (SPEC s13).
@@ -30,10 +38,61 @@ from aiconnect.sip.resolver import ResolveError
 from aiconnect.sip.ua import InviteFailed, InviteSession
 from aiconnect.sip.uri import format_host
 
-__all__ = ["FAILOVER", "DialCancelled", "DialFailed", "Dialed", "Dialer", "peer_text"]
+__all__ = [
+    "FAILOVER",
+    "DialCancelled",
+    "DialFailed",
+    "Dialed",
+    "Dialer",
+    "authorization",
+    "peer_text",
+    "request_uri",
+    "shows_alive",
+]
 
 #: Statuses after which the next target is tried (SPEC s4, RFC 3263 s4.3).
 FAILOVER = {408, 500, 502, 503, 504}
+
+
+def shows_alive(error: InviteFailed) -> bool:
+    """
+    Whether a failed request still shows its target alive (SPEC s13): any
+    response but a 5xx does (3xx, 4xx including 401/407, 6xx); a timeout,
+    a 5xx, a transport or TLS failure does not.
+    """
+    return error.response is not None and not 500 <= error.status < 600
+
+
+def authorization(response: Any, request: Request, trunk: Any, body: bytes = b"") -> tuple[str, str] | None:
+    """
+    The credentials header answering a 401/407 to C{request} with the
+    trunk's user name and password (RFC 3261 s22.2, s22.3).
+
+    @return: C{(Authorization or Proxy-Authorization, value)}, or L{None}
+        when the response carries no challenge.
+    @raise Exception: when the challenge cannot be answered (unknown
+        algorithm or qop).
+    """
+    from aiconnect.sip import digest
+
+    header, out = digest.header_names(response.status)
+    challenges = response.headers.get_all(header)
+    if not challenges:
+        return None
+    return (out, digest.authorize(challenges, request.method, request.uri, trunk.username, trunk.password, body=body))
+
+
+def request_uri(trunk: Any, peer: Peer) -> str:
+    """
+    The Request-URI of a request to a trunk's target: the trunk's match as
+    user part at the trunk's host (and explicit port), with C{transport=}
+    for TCP and TLS.
+    """
+    hostport = format_host(trunk.host) + (":%d" % trunk.port if trunk.port else "")
+    uri = "sip:%s@%s" % (trunk.match, hostport)
+    if peer.transport != "udp":
+        uri += ";transport=" + peer.transport
+    return uri
 
 
 def peer_text(peer: Peer) -> str:
@@ -97,7 +156,8 @@ class Dialer:
 
     @ivar tried: the targets tried so far, as L{peer_text}.
     @ivar peer: the target of the INVITE in flight (or that answered).
-    @ivar invite: the L{aiconnect.sip.ua.ClientInvite} in flight.
+    @ivar invite: the L{aiconnect.sip.ua.ClientInvite} in flight, or
+        L{None} after its ring timeout gave it up.
     """
 
     log = Logger()
@@ -105,7 +165,8 @@ class Dialer:
     def __init__(self, forwarder: Any, trunk: Any, log_id: str = "") -> None:
         """
         @param forwarder: the L{aiconnect.siprec.forward.Forwarder} (its
-            C{ua}, C{resolver}, C{reactor}, C{stats}).
+            C{ua}, C{resolver}, C{reactor}, C{stats}, and C{health} when it
+            has one).
         @param trunk: the L{aiconnect.config.TrunkConfig} dialled.
         @param log_id: names the forward in log lines.
         """
@@ -125,6 +186,15 @@ class Dialer:
         self._from_uri = ""
         self._private = False
         self._avoid: Peer | None = None
+        self._ring_timer: Any = None
+
+    @property
+    def health(self) -> Any:
+        """
+        The forwarder's L{aiconnect.siprec.health.TargetHealth}, or
+        L{None}.
+        """
+        return getattr(self.fw, "health", None)
 
     def dial(
         self,
@@ -164,6 +234,7 @@ class Dialer:
         if self.cancelled or self.deferred.called:
             return
         self.cancelled = True
+        self._stop_ring_timer()
         if self.invite is not None and not self.invite.deferred.called:
             self.invite.cancel()
         else:
@@ -184,20 +255,20 @@ class Dialer:
             self._errback(DialCancelled())
             return
         avoid = self._avoid
-        self.targets = [t for t in targets if t != avoid] + [t for t in targets if t == avoid]
+        resolved = targets
+        if self.health is not None:
+            # SPEC s13: targets that failed lately are skipped, unless all did.
+            targets = self.health.order(targets)
+        self.targets = [t for t in targets if t != avoid]
+        if avoid is not None and avoid in resolved:
+            # A re-established forward tries the target it lost last, even
+            # while it counts as down: an SRS that only reset its
+            # connection may take the recording back.
+            self.targets.append(avoid)
         if not self.targets:
             self._errback(DialFailed("DNS: no target for %s" % (self.trunk.target,)))
             return
         self._next_target()
-
-    def _request_uri(self, peer: Peer) -> str:
-        host = self.trunk.host
-        port = self.trunk.port
-        hostport = format_host(host) + (":%d" % port if port else "")
-        uri = "sip:%s@%s" % (self.trunk.match, hostport)
-        if peer.transport != "udp":
-            uri += ";transport=" + peer.transport
-        return uri
 
     def _next_target(
         self,
@@ -212,12 +283,12 @@ class Dialer:
             self._auth_tried = False
         peer = self.peer
         assert peer is not None
-        uri = self._request_uri(peer)
+        uri = request_uri(self.trunk, peer)
         headers = list(self._headers)
         if auth is not None:
             headers.append(auth)
         self.log.info("forward INVITE forward_id={forward_id} target={target}", forward_id=self.log_id, target=peer_text(peer))
-        self.invite = self.fw.ua.invite(
+        invite = self.fw.ua.invite(
             uri,
             peer,
             body=self._body,
@@ -231,29 +302,97 @@ class Dialer:
             cseq=cseq,
             from_tag=from_tag,
         )
-        self.invite.deferred.addCallbacks(self._answered, self._invite_failed)
-        self.invite.deferred.addErrback(self._bug)
+        self.invite = invite
+        self._start_ring_timer(invite)
+        invite.deferred.addCallbacks(self._answered, self._invite_failed, callbackArgs=(invite,), errbackArgs=(invite,))
+        invite.deferred.addErrback(self._bug)
 
-    def _answered(self, session: InviteSession) -> None:
-        assert self.peer is not None
-        if self.deferred.called:
+    # -- ring timeout (SPEC s13) ---------------------------------------------------
+
+    def _start_ring_timer(self, invite: Any) -> None:
+        self._stop_ring_timer()
+        timeout = getattr(self.trunk, "ring_timeout", 0.0)
+        if timeout and timeout > 0:
+            self._ring_timer = self.fw.reactor.callLater(timeout, self._ring_timeout, invite)
+
+    def _stop_ring_timer(self) -> None:
+        timer, self._ring_timer = self._ring_timer, None
+        if timer is not None and timer.active():
+            timer.cancel()
+
+    def _ring_timeout(self, invite: Any) -> None:
+        """
+        No final answer within C{ring_timeout}: CANCEL, report the target
+        failed, and try the next one at once (SPEC s13).  The given-up
+        INVITE's own outcome (487, timeout) is ignored from now on; a 2xx
+        it still gets is ACKed and BYEd by the UA.
+        """
+        self._ring_timer = None
+        if invite is not self.invite or invite.deferred.called or self.deferred.called:
+            return
+        peer = self.peer
+        assert peer is not None
+        self.invite = None
+        invite.cancel()
+        self.fw.stats["ring_timeouts"] = self.fw.stats.get("ring_timeouts", 0) + 1
+        reason = "ring timeout: no answer in %g s" % (self.trunk.ring_timeout,)
+        self._report(peer, reason)
+        self.log.info(
+            "forward ring timeout forward_id={forward_id} target={target}", forward_id=self.log_id, target=peer_text(peer)
+        )
+        if self.targets:
+            self.fw.stats["failovers"] += 1
+            self._next_target()
+            return
+        self._errback(DialFailed(reason, 408, self.tried[-1] if self.tried else None, tuple(self.tried)))
+
+    def _report(self, peer: Peer, failure: str | None) -> None:
+        """
+        Tell the health registry (if any) how a target did: C{failure} is
+        the reason it failed, or L{None} when it showed itself alive.
+        """
+        health = self.health
+        if health is None:
+            return
+        if failure is None:
+            health.target_answered(peer)
+        else:
+            health.target_failed(peer, failure, self.trunk.down_for)
+
+    # -- outcomes ----------------------------------------------------------------------
+
+    def _answered(self, session: InviteSession, invite: Any) -> None:
+        if invite is not self.invite or self.deferred.called:
             session.bye()
             return
+        self._stop_ring_timer()
+        assert self.peer is not None
+        self._report(self.peer, None)
         self.deferred.callback(Dialed(session, self.peer))
 
-    def _invite_failed(self, failure: Failure) -> None:
+    def _invite_failed(self, failure: Failure, invite: Any) -> None:
         failure.trap(InviteFailed)
         e: InviteFailed = failure.value
+        if invite is not self.invite or self.deferred.called:
+            # An INVITE we gave up (ring timeout): its 487 or timeout is
+            # of no interest any more.
+            return
+        self._stop_ring_timer()
         if self.cancelled:
             # Our CANCEL ended it: 487 is expected.
             self._errback(DialCancelled())
             return
+        assert self.peer is not None
+        reason = e.reason if e.response is None else "SIP %d %s" % (e.status, e.reason)
+        if e.response is None and e.status == 503:
+            reason = "transport: %s" % (e.reason,)
+        self._report(self.peer, None if shows_alive(e) else reason)
         if e.status in (401, 407) and not self._auth_tried and e.response is not None:
             auth = self._authorization(e.response)
             if auth is not None:
                 self._auth_tried = True
                 self.fw.stats["auth_retries"] += 1
-                req: Request = self.invite.request
+                req: Request = invite.request
                 self._next_target(call_id=req.call_id, cseq=req.cseq.number + 1, from_tag=req.from_tag, auth=auth)
                 return
         if e.status in FAILOVER and self.targets:
@@ -266,9 +405,6 @@ class Dialer:
             )
             self._next_target()
             return
-        reason = e.reason if e.response is None else "SIP %d %s" % (e.status, e.reason)
-        if e.response is None and e.status == 503:
-            reason = "transport: %s" % (e.reason,)
         status = e.status if e.response is not None or e.status == 408 else None
         self._errback(DialFailed(reason, status, self.tried[-1] if self.tried else None, tuple(self.tried)))
 
@@ -276,21 +412,14 @@ class Dialer:
         trunk = self.trunk
         if not trunk.username:
             return None
-        from aiconnect.sip import digest
-
-        header = "WWW-Authenticate" if response.status == 401 else "Proxy-Authenticate"
-        out = "Authorization" if response.status == 401 else "Proxy-Authorization"
-        challenges = response.headers.get_all(header)
-        if not challenges:
-            return None
         try:
-            value = digest.authorize(challenges, "INVITE", self.invite.request.uri, trunk.username, trunk.password, body=self._body)
+            return authorization(response, self.invite.request, trunk, body=self._body)
         except Exception as e:
             self.log.warn("digest challenge not usable forward_id={forward_id}: {error}", forward_id=self.log_id, error=str(e))
             return None
-        return (out, value)
 
     def _errback(self, error: Exception) -> None:
+        self._stop_ring_timer()
         if not self.deferred.called:
             self.deferred.errback(Failure(error))
 

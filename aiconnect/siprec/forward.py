@@ -60,18 +60,30 @@ class Forwarder:
 
     log = Logger()
 
-    def __init__(self, reactor: Any, ua: Any, resolver: Any, config: Any) -> None:
+    def __init__(self, reactor: Any, ua: Any, resolver: Any, config: Any, health: Any = None) -> None:
         """
         @param reactor: IReactorTime.
         @param ua: the L{UserAgent}.
         @param resolver: has C{resolve(target, transport) -> Deferred[list[Peer]]}.
         @param config: the whole configuration.
+        @param health: the process's L{aiconnect.siprec.health.TargetHealth}
+            (SPEC s13: targets that failed are skipped for C{down_for}), or
+            L{None}: every target is tried every time.
         """
         self.reactor = reactor
         self.ua = ua
         self.resolver = resolver
         self.config = config
-        self.stats: dict[str, int] = {"started": 0, "answered": 0, "failed": 0, "failovers": 0, "auth_retries": 0}
+        self.health = health
+        self.stats: dict[str, int] = {
+            "started": 0,
+            "answered": 0,
+            "failed": 0,
+            "failovers": 0,
+            "auth_retries": 0,
+            "ring_timeouts": 0,
+            "srs_lost": 0,
+        }
 
     def __call__(self, runner: Any, forward_id: str, order: Any) -> ForwardLeg:
         """
@@ -461,7 +473,7 @@ class ForwardLeg:
         self._report(ForwardReconnecting, reason=reason, previous_target=_text(lost_peer))
         if self.done or self.stopping is not None:
             return  # stopped at once (the Call said so)
-        self.fw.stats["srs_lost"] = self.fw.stats.get("srs_lost", 0) + 1
+        self.fw.stats["srs_lost"] += 1
         try:
             self.keys = []  # new SRTP keys for the new SRS
             self._build_body(self.inbound_labels, self._active())

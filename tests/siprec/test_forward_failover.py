@@ -11,6 +11,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from aiconnect.sip.message import Request, parse
 from aiconnect.sip.peer import Peer
 from aiconnect.siprec.forward import MAX_RECONNECTS
+from aiconnect.siprec.health import TargetHealth
 from tests.siprec import test_forward as harness
 
 
@@ -67,16 +68,13 @@ class LegFailoverTests(SynchronousTestCase):
         it, RFC 3261 s12.2.1.2), the INVITE goes to the other target,
         SIPRECFORWARDRESUMED has the reason.
         """
-        failed: list[tuple[Peer, str, float]] = []
-
-        class Health:
-            def target_failed(self, peer: Peer, reason: str, down_for: float) -> None:
-                failed.append((peer, reason, down_for))
-
-        self.forwarder.health = Health()  # type: ignore[attr-defined]
+        health = TargetHealth(self.clock)
+        self.forwarder.health = health  # type: ignore[attr-defined]
         self._answer()
         invite = self.lose_by_481(5071)
-        self.assertEqual(failed, [(Peer("udp", "127.0.0.1", 5071), "OPTIONS answered 481", 30.0)])
+        lost = Peer("udp", "127.0.0.1", 5071)
+        self.assertTrue(health.is_down(lost))
+        self.assertEqual(health.describe(lost)["lastError"], "OPTIONS answered 481")
         self.assertEqual(self._sent("BYE"), [])
         self.assertEqual(self.transport.invites()[-1][1].port, 5072)
         self.tx.message_received(parse(harness._ok(invite)), Peer("udp", "127.0.0.1", 5072))
