@@ -484,6 +484,10 @@ def report(args: argparse.Namespace, calls: dict[str, Call], events: list[dict[s
     for k, v in rows:
         print("  %-*s  %s" % (width, k, v))
     print("  goal: 0 lost, p99 gap < 2000 ms ->", "met" if not lost and (not gaps or percentile(sorted(gaps), 0.99) < 2000) else "NOT met")
+    forwards = by_forward(events)
+    for forward_id in lost[:5]:
+        trail = ["%s(%s)" % (e["event"], e.get("stoppedBy") or e.get("reason") or e.get("target") or "") for e in forwards[forward_id]]
+        print("  lost %s: %s" % (forward_id, " ".join(trail)))
     if args.keep:
         print("  files kept in", directory)
 

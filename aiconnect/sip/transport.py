@@ -286,7 +286,7 @@ class SipTransport:
         self._udp_port: Any = None
         self._ports: dict[str, Any] = {}
         self._connections: dict[tuple[str, str, int], SipStreamProtocol] = {}
-        self._connecting: dict[tuple[str, str, int], defer.Deferred[SipStreamProtocol]] = {}
+        self._connecting: dict[tuple[str, str, int], list[defer.Deferred[SipStreamProtocol]]] = {}
         self._all_connections: set[SipStreamProtocol] = set()
         #: Told C{(peer, reason)} when a TCP/TLS connection closes other
         #: than by us (the peer closed or reset it): the UA's dialogs over
@@ -636,10 +636,13 @@ class SipTransport:
         existing = self._connections.get(key)
         if existing is not None and existing.transport is not None and existing.transport.connected:
             return defer.succeed(existing)
-        pending = self._connecting.get(key)
-        if pending is not None:
-            d: defer.Deferred[SipStreamProtocol] = defer.Deferred()
-            pending.addCallbacks(lambda c: (d.callback(c), c)[1], lambda f: (d.errback(f), f)[1])
+        d: defer.Deferred[SipStreamProtocol] = defer.Deferred()
+        waiters = self._connecting.get(key)
+        if waiters is not None:
+            # Each caller gets its own Deferred: a caller's callbacks (which
+            # return None) must not change what the next caller waiting for
+            # the same connection receives.
+            waiters.append(d)
             return d
         ep_class = TCP6ClientEndpoint if ":" in peer.host else TCP4ClientEndpoint
         endpoint: Any = ep_class(self.reactor, peer.host, peer.port, timeout=10)
@@ -647,19 +650,23 @@ class SipTransport:
             if self._tls_client_creator is None:
                 return defer.fail(ValueError("no TLS client configuration"))
             endpoint = wrapClientTLS(self._tls_client_creator(peer.server_name or peer.host), endpoint)
+        waiters = self._connecting[key] = [d]
         connecting = endpoint.connect(_StreamFactory(self, peer.transport, True))
-        self._connecting[key] = connecting
-
-        def done(result: Any) -> Any:
-            self._connecting.pop(key, None)
-            return result
-
-        connecting.addBoth(done)
         if peer.transport == "tls":
-            # Surface certificate verification failures to the caller: the
+            # Surface certificate verification failures to the callers: the
             # handshake completes (or fails) after the TCP connect.
             connecting.addCallback(self._await_handshake)
-        return connecting
+
+        def settle(result: Any) -> None:
+            self._connecting.pop(key, None)
+            for waiter in waiters:
+                if isinstance(result, Failure):
+                    waiter.errback(result)
+                else:
+                    waiter.callback(result)
+
+        connecting.addBoth(settle)
+        return d
 
     def _await_handshake(self, conn: SipStreamProtocol) -> defer.Deferred[SipStreamProtocol]:
         # The TLS layer calls handshakeCompleted() (IHandshakeListener) once
@@ -784,3 +791,4 @@ class SipTransport:
         else:
             port = via.port or DEFAULT_PORTS.get(source.transport, 5060)
         return Peer(source.transport, source.host, port)
+

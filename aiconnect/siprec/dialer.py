@@ -260,11 +260,14 @@ class Dialer:
             # SPEC s13: targets that failed lately are skipped, unless all did.
             targets = self.health.order(targets)
         self.targets = [t for t in targets if t != avoid]
-        if avoid is not None and avoid in resolved:
-            # A re-established forward tries the target it lost last, even
-            # while it counts as down: an SRS that only reset its
-            # connection may take the recording back.
-            self.targets.append(avoid)
+        if avoid is not None:
+            # A forward being re-established (SPEC s13) tries every target
+            # before it gives the recording up: those counted down too, and
+            # the one it lost last (an SRS that only reset its connection,
+            # or came back, may take the recording).
+            self.targets += [t for t in resolved if t not in self.targets and t != avoid]
+            if avoid in resolved:
+                self.targets.append(avoid)
         if not self.targets:
             self._errback(DialFailed("DNS: no target for %s" % (self.trunk.target,)))
             return

@@ -190,3 +190,22 @@ class DialerClockTests(SynchronousTestCase):
         self.transport.requests.clear()
         self.dial()
         self.assertEqual([p for _, p in self.transport.invites()], [FIRST])
+
+    def test_reestablishing_tries_down_targets_too(self) -> None:
+        """
+        A dial with C{avoid} (a forward re-established after its SRS was
+        lost, SPEC s13) tries a target counted down before giving up, and
+        the lost one last: a new dial would skip the down one.
+        """
+        self.health.target_failed(FIRST, "timeout", 30.0)
+        self.health.target_failed(SECOND, "timeout", 30.0)
+        self.health.target_answered(SECOND)
+        dialer = Dialer(self.forwarder, self.trunk, "fwd_t")
+        d = dialer.dial(b"v=0\r\n", "application/sdp", [], "sip:src@example.com", avoid=SECOND)
+        self.addCleanup(d.addErrback, lambda f: None)
+        self.assertEqual([p for _, p in self.transport.invites()], [FIRST])
+        self.answer(self.invites_to(FIRST)[0], 503, "Service Unavailable", FIRST)
+        self.assertEqual([p for _, p in self.transport.invites()], [FIRST, SECOND])
+        self.answer(self.invites_to(SECOND)[0], 503, "Service Unavailable", SECOND)
+        self.assertEqual(self.failureResultOf(d, DialFailed).value.targets_tried, (dialer.tried[0], dialer.tried[1]))
+        self.assertEqual(len(dialer.tried), 2)
