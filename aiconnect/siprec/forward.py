@@ -300,9 +300,14 @@ class ForwardLeg:
         if self.order.trunk.session_expires:
             # RFC 4028 s7.1: we ask for a session timer and refresh it.
             headers.append(("Session-Expires", format_session_expires(self.order.trunk.session_expires, "uac")))
-        headers.extend(self.order.x_headers)
-        headers.extend(copied_headers(self.order.copy_headers, self.call.correlation))
-        return headers
+        return headers + self._order_headers()
+
+    def _order_headers(self) -> list[tuple[str, str]]:
+        """
+        The order's C{xHeaders} and C{copyHeaders} (SPEC s3, s13): on every
+        request of this forward, in the dialog too.
+        """
+        return list(self.order.x_headers) + copied_headers(self.order.copy_headers, self.call.correlation)
 
     def _dial(self, avoid: Peer | None = None) -> defer.Deferred[Dialed]:
         """
@@ -333,6 +338,7 @@ class ForwardLeg:
         self.peer = dialed.peer
         self.session = session
         session.handler = self
+        session.extra_headers = tuple(self._order_headers())
         self.fw.stats["answered"] += 1
         if self.stopping is not None:
             # Stopped while the INVITE was in flight: BYE at once.

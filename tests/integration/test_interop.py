@@ -89,7 +89,7 @@ class InteropTests(ScenarioCase):
         An order with copyHeaders: the SRS's INVITE carries exactly those
         headers, spelled as the order does, with the inbound values (the
         two User-to-User lines as one), beside the order's xHeaders, and no
-        other correlation header; the X- one is on the BYE too.
+        other correlation header; all of them are on the BYE too.
         """
         srs = self.start_with_srs({"startSIPRecForward": ORDER})
         src = self.src()
@@ -114,6 +114,8 @@ class InteropTests(ScenarioCase):
         bye = [r for r in srs.requests if r.method == "BYE"][0]
         self.assertEqual(bye.headers.get_all("X-Genesys-CallUUID"), [CORRELATION["X-Genesys-CallUUID"]])
         self.assertEqual(bye.headers.get_all("X-Tenant"), ["acme-cc"])
+        self.assertEqual(bye.headers.get_all("Session-ID"), [CORRELATION["Session-ID"]])
+        self.assertEqual(bye.headers.get_all("Cisco-Guid"), [CORRELATION["Cisco-Guid"]])
 
     async def test_rest_bad_copy_headers(self) -> None:
         """
