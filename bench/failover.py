@@ -57,7 +57,8 @@ from common import HERE, machine, percentile, use_repository
 use_repository()
 
 from abuse_server import start_server, stop_process, wait_ready  # noqa: E402
-from abuse_sip import DOMAIN, SECRET, SERVER, response_to, sip_request  # noqa: E402
+from abuse_server import write_config as abuse_config  # noqa: E402
+from abuse_sip import DOMAIN, SERVER, response_to, sip_request  # noqa: E402
 
 SRS_NAME = "srs.bench.test"
 T1 = 0.5
@@ -85,51 +86,15 @@ def free_port() -> int:
 
 def write_config(directory: Path, sip_port: int, app_port: int, dns_port: int, rtp: tuple[int, int]) -> Path:
     """
-    AI Connect's configuration: SIP on UDP+TCP C{sip_port}, one tenant
-    with the trunk C{srs} (TCP, keep-alive OPTIONS every 2 s, short ring
-    timeout), DNS from the bench's server.
+    AI Connect's configuration: the abuse benchmark's loopback one (SIP on
+    UDP+TCP C{sip_port}, one tenant calling back C{app_port}) plus the
+    tenant's trunk C{srs} (TCP, keep-alive OPTIONS every 2 s, short ring
+    timeout) and DNS from the bench's server.
     """
-    path = directory / "aiconnect.toml"
-    path.write_text(
-        f"""
-[sip]
-host = "{SERVER}"
-public_address = "{SERVER}"
-private_address = "{SERVER}"
-udp_port = {sip_port}
-tcp_port = {sip_port}
-tls_port = 0
-
-[tls]
-certificate = "{directory / 'tls.crt'}"
-private_key = "{directory / 'tls.key'}"
-
-[rtp]
-host = "{SERVER}"
-port_min = {rtp[0]}
-port_max = {rtp[1]}
-
-[api]
-host = "{SERVER}"
-port = 0
-
-[dns]
-nameservers = ["{SERVER}"]
-port = {dns_port}
-
-[events]
-database = "{directory / 'events.sqlite3'}"
-
-[log]
-level = "warn"
-
-[[tenant]]
-domain = "{DOMAIN}"
-callback_url = "http://{SERVER}:{app_port}"
-callback_timeout = 5.0
-api_tokens = ["failover-bench"]
-signing_secret = "{SECRET}"
-
+    path = abuse_config(directory, sip_port, app_port, rtp, "warn")
+    with path.open("a") as f:
+        f.write(
+            f"""
   [[tenant.trunk]]
   match = "srs"
   target = "{SRS_NAME}"
@@ -137,8 +102,12 @@ signing_secret = "{SECRET}"
   keepalive = 2
   ring_timeout = 2
   down_for = 5
+
+[dns]
+nameservers = ["{SERVER}"]
+port = {dns_port}
 """
-    )
+        )
     return path
 
 

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.api.test_routes,tests.api.test_forwards,tests.api.test_outputs,tests.api.test_auth,tests.api.test_trunks,tests.test_openapi,tests.test_openapi_outputs -*-
+# -*- test-case-name: tests.api.test_routes,tests.api.test_forwards,tests.api.test_outputs,tests.api.test_auth,tests.api.test_trunks,tests.api.test_forwards_mandatory,tests.test_openapi,tests.test_openapi_outputs -*-
 """
 L{ApiServer}: the routes of the REST API (SPEC section 6) on a class-level
 Klein app, and the mapping of errors to JSON answers.  Bodies are read and

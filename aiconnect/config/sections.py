@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_config -*-
+# -*- test-case-name: tests.test_config,tests.test_config_mandatory -*-
 """
 The sections of the file: for each, the keys it may hold (C{SIP_KEYS} ...)
 and a reader (C{read_sip} ...) that turns its L{Table} into its record,

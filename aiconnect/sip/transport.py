@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.sip.test_transport_limits,tests.integration.test_sip_service,tests.integration.test_uac_uas -*-
+# -*- test-case-name: tests.sip.test_transport_limits,tests.integration.test_sip_service,tests.integration.test_uac_uas,tests.sip.test_transport_connect,tests.sip.test_transport_lost -*-
 """
 SIP transports (RFC 3261 s18): UDP, TCP and TLS listeners, stream framing by
 Content-Length, C{received}/C{rport} (RFC 3581), response routing (s18.2.2),

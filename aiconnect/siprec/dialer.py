@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_forward,tests.siprec.test_forward,tests.siprec.test_dialer,tests.integration.test_trunk_health -*-
+# -*- test-case-name: tests.integration.test_forward,tests.siprec.test_forward,tests.siprec.test_dialer,tests.siprec.test_forward_failover,tests.integration.test_trunk_health -*-
 """
 The L{Dialer}: one INVITE to a trunk, tried target after target until one
 answers 2xx (SPEC s4, s13, RFC 3263 s4.3).

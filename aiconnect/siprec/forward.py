@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_forward,tests.siprec.test_forward -*-
+# -*- test-case-name: tests.integration.test_forward,tests.siprec.test_forward,tests.siprec.test_forward_failover,tests.integration.test_failover,tests.integration.test_interop -*-
 """
 SIPRec forwarding: AI Connect as SRC towards external recorders (RFC 7866,
 SPEC s3-s4).
