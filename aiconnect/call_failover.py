@@ -1,9 +1,9 @@
 # -*- test-case-name: tests.test_call_failover,tests.integration.test_failover -*-
 """
 Mid-call failover of a forward (SPEC s13): the L{aiconnect.call.Call}'s
-handlers for L{aiconnect.call.ForwardReconnecting} and
-L{aiconnect.call.ForwardResumed}.  Pure, like the Call: each takes the
-Call, the forward's L{aiconnect.call.ForwardInfo} and the fact, and
+handlers for L{aiconnect.call_facts.ForwardReconnecting} and
+L{aiconnect.call_facts.ForwardResumed}.  Pure, like the Call: each takes the
+Call, the forward's L{aiconnect.call_facts.ForwardInfo} and the fact, and
 returns the actions; L{aiconnect.call.FORWARD_TABLE} names them (its rows
 put the forward in the state they lead to before they run).
 
@@ -22,10 +22,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from aiconnect import events
+from aiconnect.call_facts import ForwardInfo, ForwardReconnecting, ForwardResumed
 from aiconnect.machine import Action, Emit
 
 if TYPE_CHECKING:
-    from aiconnect.call import Call, ForwardInfo, ForwardReconnecting, ForwardResumed
+    from aiconnect.call import Call
 
 __all__ = ["lost", "resumed"]
 

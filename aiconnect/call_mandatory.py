@@ -28,10 +28,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aiconnect import events
+from aiconnect.call_facts import ForwardInfo
 from aiconnect.machine import Action, Emit, Input
 
 if TYPE_CHECKING:
-    from aiconnect.call import Call, ForwardInfo
+    from aiconnect.call import Call
 
 __all__ = [
     "REASON_HEADER",

@@ -61,7 +61,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "domain",
-        ("aiconnect.events", "aiconnect.legs", "aiconnect.machine", "aiconnect.call", "aiconnect.call_outputs", "aiconnect.call_mandatory", "aiconnect.call_failover", "aiconnect.views"),
+        ("aiconnect.events", "aiconnect.legs", "aiconnect.machine", "aiconnect.call", "aiconnect.call_facts", "aiconnect.call_outputs", "aiconnect.call_mandatory", "aiconnect.call_failover", "aiconnect.views"),
     ),
     (
         "adapters",
