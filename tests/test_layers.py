@@ -73,6 +73,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiconnect.media.relay",
             "aiconnect.media.sockets",
             "aiconnect.media.streams",
+            "aiconnect.media.rtcp_ports",
             "aiconnect.media.sessions",
             "aiconnect.webhooks",
             "aiconnect.webhooks.*",

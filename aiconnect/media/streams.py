@@ -13,8 +13,9 @@ The relay's streams: the per-packet hot path.
   - L{OutboundStream}: one stream towards an SRS: the rewrite state (fresh
     SSRC, sequence and timestamp offsets), the codec map, its SRTP
     contexts, its RTCP sender reports.
-  - Their RTCP ports: the SRC's sender reports and the SRS's receiver
-    reports are parsed and kept; nothing is forwarded.
+  - Their RTCP ports (L{aiconnect.media.rtcp_ports}): the SRC's sender
+    reports and the SRS's receiver reports are parsed and kept; nothing
+    is forwarded.
 
 A stream knows its own state and the streams it feeds or is fed by; it
 reaches into neither its session nor the relay: the clock is given at
@@ -33,14 +34,13 @@ from twisted.internet.interfaces import IDelayedCall
 
 from aiconnect.media.decoders import DECODED_KINDS, PcmDecoder
 from aiconnect.media.g711 import ALAW_TO_ULAW, ULAW_TO_ALAW, alaw_encode, ulaw_encode
+from aiconnect.media.rtcp_ports import _InboundRtcp, _OutboundRtcp
 from aiconnect.media.rtp import (
     ReportBlock,
-    RtcpReceiverReport,
     RtcpSenderReport,
     build_sdes_cname,
     ntp_middle32,
     ntp_timestamp,
-    parse_rtcp,
     rtp_payload_bounds,
 )
 from aiconnect.media.sockets import MAX_DATAGRAM, Address, Endpoint, normalize_address, normalize_host
@@ -446,103 +446,6 @@ class InboundStream(Endpoint):
         }
 
 
-class _RtcpPort(Endpoint):
-    """
-    A stream's RTCP port: what both directions share.  A subclass checks
-    the source in C{datagramReceived}, then calls L{_sized}; its C{handle}
-    (also called for RTCP multiplexed on the RTP port) unprotects and calls
-    L{_parse}.
-    """
-
-    def __init__(self, rtcp_port: int) -> None:
-        super().__init__()
-        self.port = rtcp_port
-        self.packets_in = 0
-        self.foreign = 0
-        self.malformed = 0
-
-    def _sized(self, data: bytes) -> None:
-        # From the expected source: drop it whole if too long, else handle.
-        if len(data) > MAX_DATAGRAM:
-            self.oversize += 1
-            return
-        self.handle(data)
-
-    def handle(self, data: bytes) -> None:
-        """
-        Process one (S)RTCP packet from the peer.
-        """
-        raise NotImplementedError
-
-    def _parse(self, data: bytes) -> list[Any] | None:
-        # The compound packet, counted; None (counted as malformed) if bad.
-        try:
-            packets = parse_rtcp(data)
-        except ValueError:
-            self.malformed += 1
-            return None
-        self.packets_in += 1
-        return packets
-
-
-class _InboundRtcp(_RtcpPort):
-    """
-    The inbound stream's RTCP port: source check, unprotect, parse, keep
-    the SRC's last sender report.  Nothing is forwarded.
-    """
-
-    def __init__(self, stream: InboundStream) -> None:
-        super().__init__(stream.rtcp_port)
-        self.stream = stream
-        self.remote: Address | None = None
-        self.latch_host: str | None = None
-        self.latched = 0
-        self.last_sr: dict[str, int] | None = None
-
-    def configure(
-        self, rtp_remote: Address | None, rtcp_remote: Address | None, latch_host: str | None
-    ) -> None:
-        rtcp_remote = normalize_address(rtcp_remote)
-        if rtcp_remote is None and rtp_remote is not None:
-            rtcp_remote = (rtp_remote[0], rtp_remote[1] + 1)
-        self.latch_host = latch_host
-        self.latched = 0
-        self.remote = None if latch_host is not None else rtcp_remote
-
-    def datagramReceived(self, data: bytes, addr: Address) -> None:
-        if addr != self.remote:
-            if self.latch_host is not None and addr[0] == self.latch_host and not self.latched:
-                self.remote = addr
-                self.latched = 1
-            else:
-                self.foreign += 1
-                return
-        self._sized(data)
-
-    def handle(self, data: bytes) -> None:
-        """
-        Process one (S)RTCP packet from the SRC.
-        """
-        srtp = self.stream.srtp
-        if srtp is not None:
-            data = srtp.unprotect_rtcp(data)
-            if data is None:
-                return
-        packets = self._parse(data)
-        if packets is None:
-            return
-        for p in packets:
-            if isinstance(p, RtcpSenderReport):
-                self.last_sr = {
-                    "ssrc": p.ssrc,
-                    "ntp_msw": p.ntp_msw,
-                    "ntp_lsw": p.ntp_lsw,
-                    "rtp_timestamp": p.rtp_timestamp,
-                    "packet_count": p.packet_count,
-                    "octet_count": p.octet_count,
-                }
-
-
 # -- outbound -------------------------------------------------------------------
 
 
@@ -888,46 +791,6 @@ class OutboundStream(Endpoint):
             "jitter_ms": block.jitter * 1000.0 / _CLOCK_RATE,
             "rtt": rtt,
         }
-
-
-class _OutboundRtcp(_RtcpPort):
-    """
-    A forward stream's RTCP port: sends our SRs, parses the SRS's RRs.
-    """
-
-    def __init__(self, stream: OutboundStream, seconds: Callable[[], float]) -> None:
-        super().__init__(stream.rtcp_port)
-        self.stream = stream
-        self._seconds = seconds
-
-    def datagramReceived(self, data: bytes, addr: Address) -> None:
-        remote = self.stream.remote
-        if remote is None or addr[0] != remote[0]:
-            self.foreign += 1
-            return
-        self._sized(data)
-
-    def handle(self, data: bytes) -> None:
-        """
-        Process one (S)RTCP packet from the SRS.
-        """
-        stream = self.stream
-        if stream.srtp_tx is not None:
-            if stream.srtp_rx is None:
-                self.malformed += 1  # SRTCP without the SRS's key
-                return
-            data = stream.srtp_rx.unprotect_rtcp(data)
-            if data is None:
-                return
-        packets = self._parse(data)
-        if packets is None:
-            return
-        now = self._seconds()
-        for p in packets:
-            if isinstance(p, (RtcpReceiverReport, RtcpSenderReport)):
-                for block in p.reports:
-                    if block.ssrc == stream.ssrc:
-                        stream.receiver_report_received(block, now)
 
 
 def _format_address(address: Address | None) -> str | None:
