@@ -93,6 +93,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         (
             "aiconnect.siprec.orders",
             "aiconnect.siprec.srs",
+            "aiconnect.siprec.inbound",
             "aiconnect.siprec.pending",
             "aiconnect.siprec.forward",
             "aiconnect.siprec.dialer",

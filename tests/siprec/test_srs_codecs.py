@@ -1,5 +1,5 @@
 """
-Tests for the codec helpers of L{aiconnect.siprec.srs}: what an offer's
+Tests for the codec helpers of L{aiconnect.siprec.inbound}: what an offer's
 stream hands the relay (its payload map: G.711, or the decoded G.722/Opus;
 telephone-event, also on an undeclared payload type 101 as OpenSIPS and
 rtpengine send it) and the codec newCall reports; then DTMF on an
@@ -11,7 +11,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect.media.rtp import RtpPacket
-from aiconnect.siprec.srs import _codec, _payload_map
+from aiconnect.siprec.inbound import _codec, _payload_map
 from tests.fakes import UdpSocket, rtp_packet
 from tests.media.test_relay import SRC, RelayTestMixin
 from tests.sip.test_offer_answer_codecs import media
