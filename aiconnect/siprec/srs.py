@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.integration.test_inbound,tests.integration.test_inbound_admission,tests.integration.test_inbound_reinvite,tests.siprec.test_srs_timers -*-
+# -*- test-case-name: tests.integration.test_inbound,tests.integration.test_inbound_admission,tests.integration.test_inbound_reinvite,tests.siprec.test_srs_timers,tests.siprec.test_pending,tests.integration.test_mandatory -*-
 """
 The inbound SIPRec user agent: AI Connect as SRS (RFC 7866, SPEC s1).
 
