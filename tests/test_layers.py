@@ -70,6 +70,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiconnect.sip.txlayer",
             "aiconnect.sip.resolver",
             "aiconnect.sip.ua",
+            "aiconnect.sip.uac",
             "aiconnect.media.relay",
             "aiconnect.media.sockets",
             "aiconnect.media.streams",
