@@ -300,47 +300,65 @@ class SessionStarted(Event):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SiprecForwardStarted(Event):
+class ForwardEvent(Event):
     """
-    C{SIPRECFORWARDSTARTED}: the SRS answered 200 and was ACKed.
+    The fields every forward event shares.
 
     @ivar forward_id: The forward's id (as answered by the API).
     @ivar uri: The C{startSIPRecForward.uri} as given.
-    @ivar target: The target actually used, C{sip:host:port;transport=x}.
-    @ivar codec: C{PCMA} or C{PCMU}.
-    @ivar srtp: Whether media towards the SRS is SRTP.
-    @ivar reference_id: C{sipRecForwardReferenceId} as given (echoed
-        unchanged; L{None}, or one L{reportable_reference} refuses, becomes
+    @ivar reference_id: C{sipRecForwardReferenceId}, echoed unchanged (see
+        L{reportable_reference}: L{None}, or one it refuses, becomes
         C{null}).
     """
 
-    NAME: ClassVar[str] = SIPRECFORWARDSTARTED
-
     forward_id: str
     uri: str
-    target: str
-    codec: str
-    srtp: bool
     reference_id: Any = None
 
     def fields(self) -> dict[str, Any]:
         return {
             "forwardId": self.forward_id,
             "uri": self.uri,
+            **self.more(),
+            "sipRecForwardReferenceId": reportable_reference(self.reference_id),
+        }
+
+    def more(self) -> dict[str, Any]:
+        """
+        The fields of this event beyond the shared ones.
+        """
+        return {}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SiprecForwardStarted(ForwardEvent):
+    """
+    C{SIPRECFORWARDSTARTED}: the SRS answered 200 and was ACKed.
+
+    @ivar target: The target actually used, C{sip:host:port;transport=x}.
+    @ivar codec: C{PCMA} or C{PCMU}.
+    @ivar srtp: Whether media towards the SRS is SRTP.
+    """
+
+    NAME: ClassVar[str] = SIPRECFORWARDSTARTED
+
+    target: str
+    codec: str
+    srtp: bool
+
+    def more(self) -> dict[str, Any]:
+        return {
             "target": self.target,
             "codec": self.codec,
             "srtp": bool(self.srtp),
-            "sipRecForwardReferenceId": reportable_reference(self.reference_id),
         }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SiprecForwardFailed(Event):
+class SiprecForwardFailed(ForwardEvent):
     """
     C{SIPRECFORWARDFAILED}: the forward could not be established.
 
-    @ivar forward_id: The forward's id.
-    @ivar uri: The C{startSIPRecForward.uri} as given.
     @ivar reason: Human-readable cause: the SIP reason phrase, or the
         transport / DNS / TLS failure (C{"DNS: no SRV or A record"},
         C{"TLS: certificate verify failed"}, C{"timeout"}, C{"limit"} ...).
@@ -348,39 +366,29 @@ class SiprecForwardFailed(Event):
         no SIP response was received.
     @ivar target: The last target tried, or L{None} if none was reached.
     @ivar targets_tried: Every target tried, in order.
-    @ivar reference_id: C{sipRecForwardReferenceId}, echoed unchanged
-        (see L{reportable_reference}).
     """
 
     NAME: ClassVar[str] = SIPRECFORWARDFAILED
 
-    forward_id: str
-    uri: str
     reason: str
     status: int | None = None
     target: str | None = None
     targets_tried: tuple[str, ...] = ()
-    reference_id: Any = None
 
-    def fields(self) -> dict[str, Any]:
+    def more(self) -> dict[str, Any]:
         return {
-            "forwardId": self.forward_id,
-            "uri": self.uri,
             "reason": self.reason,
             "status": self.status,
             "target": self.target,
             "targetsTried": list(self.targets_tried),
-            "sipRecForwardReferenceId": reportable_reference(self.reference_id),
         }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SiprecForwardStopped(Event):
+class SiprecForwardStopped(ForwardEvent):
     """
     C{SIPRECFORWARDSTOPPED}: an established forward ended.
 
-    @ivar forward_id: The forward's id.
-    @ivar uri: The C{startSIPRecForward.uri} as given.
     @ivar target: The target that was used.
     @ivar stopped_by: Who stopped it: C{STOPPED_BY_API},
         C{STOPPED_BY_INBOUND_BYE}, C{STOPPED_BY_SRS_BYE},
@@ -388,67 +396,50 @@ class SiprecForwardStopped(Event):
         (the node restarted and ended the sessions its previous run left).
     @ivar reason: Details (the error for C{ERROR}), or L{None}.
     @ivar stats: Counters of the forward (packets, bytes, duration ...).
-    @ivar reference_id: C{sipRecForwardReferenceId}, echoed unchanged
-        (see L{reportable_reference}).
     """
 
     NAME: ClassVar[str] = SIPRECFORWARDSTOPPED
 
-    forward_id: str
-    uri: str
     target: str | None
     stopped_by: str
     reason: str | None = None
     stats: Mapping[str, Any] | None = None
-    reference_id: Any = None
 
-    def fields(self) -> dict[str, Any]:
+    def more(self) -> dict[str, Any]:
         return {
-            "forwardId": self.forward_id,
-            "uri": self.uri,
             "target": self.target,
             "stoppedBy": self.stopped_by,
             "reason": self.reason,
             "stats": dict(self.stats or {}),
-            "sipRecForwardReferenceId": reportable_reference(self.reference_id),
         }
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
-class SiprecForwardResumed(Event):
+class SiprecForwardResumed(ForwardEvent):
     """
     C{SIPRECFORWARDRESUMED} (SPEC s13): an answered forward lost its SRS
     and was re-established to another target, with the same metadata and
     labels; the RTP towards the new target continues the old sequence.
 
-    @ivar forward_id: The forward's id.
-    @ivar uri: The C{startSIPRecForward.uri} as given.
     @ivar target: The new target, C{host:port;transport=x}.
     @ivar previous_target: The target that was lost.
     @ivar reason: Why the previous target counts as lost.
     @ivar gap_ms: Milliseconds between the loss and the new answer.
-    @ivar reference_id: C{sipRecForwardReferenceId}, echoed unchanged.
     """
 
     NAME: ClassVar[str] = SIPRECFORWARDRESUMED
 
-    forward_id: str
-    uri: str
     target: str
     previous_target: str | None
     reason: str
     gap_ms: int
-    reference_id: Any = None
 
-    def fields(self) -> dict[str, Any]:
+    def more(self) -> dict[str, Any]:
         return {
-            "forwardId": self.forward_id,
-            "uri": self.uri,
             "target": self.target,
             "previousTarget": self.previous_target,
             "reason": self.reason,
             "gapMs": int(self.gap_ms),
-            "sipRecForwardReferenceId": reportable_reference(self.reference_id),
         }
 
 

@@ -311,7 +311,7 @@ class InboundStream(Endpoint):
             return
         marker = b1 & 0x80
         pack = _RTP_OUT.pack
-        encoded: dict[str, bytes] = {}
+        encoded: dict[str, bytes] | None = None  # a decoded frame's G.711, per codec
         for t in targets:
             if pt == t.main_pt:  # the audio codec: no dict, no tuple
                 out_pt = t.main_out
@@ -328,6 +328,8 @@ class InboundStream(Endpoint):
                 out_pt |= 0x80
                 t.marker = 0
             if samples is not None:  # a decoded frame: this target's G.711
+                if encoded is None:
+                    encoded = {}
                 body = encoded.get(t.codec)
                 if body is None:
                     body = encoded[t.codec] = _ENCODE[t.codec](samples)

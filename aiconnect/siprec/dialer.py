@@ -194,7 +194,7 @@ class Dialer:
         The forwarder's L{aiconnect.siprec.health.TargetHealth}, or
         L{None}.
         """
-        return getattr(self.fw, "health", None)
+        return self.fw.health
 
     def dial(
         self,
@@ -314,8 +314,8 @@ class Dialer:
 
     def _start_ring_timer(self, invite: Any) -> None:
         self._stop_ring_timer()
-        timeout = getattr(self.trunk, "ring_timeout", 0.0)
-        if timeout and timeout > 0:
+        timeout = self.trunk.ring_timeout
+        if timeout > 0:
             self._ring_timer = self.fw.reactor.callLater(timeout, self._ring_timeout, invite)
 
     def _stop_ring_timer(self) -> None:

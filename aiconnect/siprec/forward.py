@@ -466,7 +466,7 @@ class ForwardLeg:
         old.handler = None
         if not old.terminated:
             old.bye()
-        health = getattr(self.fw, "health", None)
+        health = self.fw.health
         if health is not None and lost_peer is not None:
             try:
                 health.target_failed(lost_peer, reason, self.order.trunk.down_for)
