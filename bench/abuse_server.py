@@ -117,10 +117,10 @@ signing_secret = "{SECRET}"
     return path
 
 
-def start_server(directory: Path, config: Path, reactor_name: str) -> subprocess.Popen[bytes]:
+def start_server(directory: Path, config: Path, reactor_name: str, twistd_options: list[str] | None = None) -> subprocess.Popen[bytes]:
     """
     C{twistd -n aiconnect --config FILE} in C{directory}, its output in
-    C{server.log} there.  The repository is put first on C{PYTHONPATH} so
+    C{server.log} there; C{twistd_options} go before C{-n} (C{--profile}...).  The repository is put first on C{PYTHONPATH} so
     that twistd finds the plugin even with an editable install.
     """
     env = dict(os.environ)
@@ -134,6 +134,7 @@ def start_server(directory: Path, config: Path, reactor_name: str) -> subprocess
     ]
     if reactor_name != "default":
         argv.append("--reactor=" + reactor_name)
+    argv += twistd_options or []
     argv += ["-n", "aiconnect", "--config", str(config)]
     log = open(directory / "server.log", "wb")
     try:

@@ -164,3 +164,19 @@ def machine(with_model: bool = False) -> str:
     if with_model:
         cpus += " (%s)" % (cpu_model(),)
     return "%s, %s %s, Python %s" % (cpus, platform.system(), platform.release(), platform.python_version())
+
+
+def free_port() -> int:
+    """
+    A TCP and UDP port free now on 127.0.0.1.
+    """
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
+                u.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue

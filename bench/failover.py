@@ -52,7 +52,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from common import HERE, machine, percentile, use_repository
+from common import HERE, free_port, machine, percentile, use_repository
 
 use_repository()
 
@@ -64,24 +64,6 @@ SRS_NAME = "srs.bench.test"
 T1 = 0.5
 #: RTP payload: 20 ms of a PCMU pattern (the bytes do not matter here).
 PAYLOAD = bytes((0x80 + i * 7) % 256 for i in range(160))
-
-
-def free_port() -> int:
-    """
-    A TCP and UDP port free now on 127.0.0.1.
-    """
-    import socket
-
-    while True:
-        with socket.socket() as s:
-            s.bind((SERVER, 0))
-            port = s.getsockname()[1]
-        try:
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as u:
-                u.bind((SERVER, port))
-            return port
-        except OSError:
-            continue
 
 
 def write_config(directory: Path, sip_port: int, app_port: int, dns_port: int, rtp: tuple[int, int]) -> Path:

@@ -1,0 +1,345 @@
+#!/usr/bin/env python3
+"""
+Signalling speed and overload benchmark (issue 12): how many forwarded
+SIPRec call setups per second does one core carry, and what happens beyond?
+
+    .venv/bin/python bench/signalling.py                       # both modes, default rates
+    .venv/bin/python bench/signalling.py --rates 100 200 --seconds 10
+    .venv/bin/python bench/signalling.py --profile /tmp/prof   # server under cProfile
+
+It starts, all on 127.0.0.1:
+
+  - AI Connect (C{twistd -n aiconnect}, on the C{aiconnect-epoll} reactor,
+    pinned to CPU 0) with two tenants: C{in.bench.test}, whose application
+    answers newCall with no order (inbound only), and C{fwd.bench.test},
+    whose application answers one C{startSIPRecForward} to its trunk
+    C{srs} (UDP, the SRS below);
+  - the application (C{bench/signalling_app.py}, its own process);
+  - SIPp as the SRS (C{bench/sipp/signalling_srs.xml}) and, per step, SIPp
+    as the SRC (C{bench/sipp/signalling_src.xml}): C{--seconds} x rate
+    SIPRec calls at that rate over UDP, each held C{--hold} ms (no RTP),
+    then BYE.  SIPp and the application run on CPU 1.
+
+Without C{sipp} on PATH it says so and exits 2 (Debian: C{apt-get install
+sip-tester}).
+
+Per step (first the inbound-only rates, then the forwarded ones, in the
+same run) it prints: offered and completed calls/s, the server's CPU-ms
+per completed call (user + system, /proc), setup time INVITE -> 200 p50 /
+p99 (SIPp C{-trace_rtt}), SIPp's failed calls that were not 503, 503s
+received, the SRC's retransmissions, SRS failures (C{SIPRECFORWARDFAILED}),
+events missing, and event delay p99 / max (arrival at the application
+minus the event's C{timestamp}).  Then the largest forwarded rate that
+holds the goal: no failure, no 503, every event delivered within 1 s.
+
+Every loop is bounded in count and time; every process is killed at the
+end.  Not a test: run it by hand; README.rst records a run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import pstats
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from common import HERE, cpu_ticks, free_port, machine, percentile, use_repository
+
+use_repository()
+
+from abuse_server import start_server, stop_process, wait_ready  # noqa: E402
+from abuse_sip import SECRET  # noqa: E402
+
+SERVER = "127.0.0.1"
+SRC_XML = os.path.join(HERE, "sipp", "signalling_src.xml")
+SRS_XML = os.path.join(HERE, "sipp", "signalling_srs.xml")
+#: Events per completed call: SESSIONSTARTED + SESSIONCOMPLETED, and the
+#: forward's STARTED + STOPPED.
+EVENTS_PER_CALL = {"in": 2, "fwd": 4}
+#: The goal's bound on event delay when not overloaded (issue 12).
+EVENT_GOAL = 1.0
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def write_config(directory: Path, sip_port: int, app_port: int, srs_port: int, rtp: tuple[int, int], extra: str, log_level: str = "warn") -> Path:
+    """
+    Two tenants calling back C{app_port} (C{/in}, C{/fwd}); limits raised
+    so that one source may offer every call of the bench; C{extra} is
+    appended to C{[limits]} (overload settings under test).
+    """
+    path = directory / "aiconnect.toml"
+    tenants = ""
+    for name in ("in", "fwd"):
+        tenants += f"""
+[[tenant]]
+domain = "{name}.bench.test"
+callback_url = "http://{SERVER}:{app_port}/{name}"
+callback_timeout = 5.0
+api_tokens = ["signalling-bench-{name}"]
+signing_secret = "{SECRET}"
+
+  [[tenant.trunk]]
+  match = "srs"
+  target = "{SERVER}:{srs_port}"
+  transport = "udp"
+"""
+    path.write_text(
+        f"""
+[sip]
+host = "{SERVER}"
+public_address = "{SERVER}"
+private_address = "{SERVER}"
+udp_port = {sip_port}
+tcp_port = {sip_port}
+tls_port = 0
+
+[tls]
+certificate = "{directory / 'tls.crt'}"
+private_key = "{directory / 'tls.key'}"
+
+[rtp]
+host = "{SERVER}"
+port_min = {rtp[0]}
+port_max = {rtp[1]}
+
+[api]
+host = "{SERVER}"
+port = 0
+
+[events]
+database = "{directory / 'events.sqlite3'}"
+
+[log]
+level = "{log_level}"
+
+[limits]
+invite_rate = 0
+max_unconfirmed_per_source = 0
+{extra}
+{tenants}"""
+    )
+    return path
+
+
+def pin(pid: int, cpu: int) -> None:
+    """
+    Run C{pid} on CPU C{cpu} only, when the machine has it.
+    """
+    if (os.cpu_count() or 1) > cpu:
+        try:
+            os.sched_setaffinity(pid, {cpu})
+        except OSError:
+            pass
+
+
+def app_stats(port: int, since: int) -> dict[str, Any]:
+    with urllib.request.urlopen("http://%s:%d/stats?since=%d" % (SERVER, port, since), timeout=10) as r:
+        return json.loads(r.read())
+
+
+@dataclass
+class Step:
+    mode: str
+    rate: int
+    calls: int
+    elapsed: float = 0.0
+    successful: int = 0
+    failed: int = 0
+    rejected: int = 0
+    retransmissions: int = 0
+    cpu_s: float = 0.0
+    setup: list[float] | None = None
+    delays: list[float] | None = None
+    srs_failures: int = 0
+    missing: int = 0
+    names: dict[str, int] | None = None
+
+    @property
+    def completed_rate(self) -> float:
+        return self.successful / self.elapsed if self.elapsed else 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        return 1000 * self.cpu_s / self.successful if self.successful else float("nan")
+
+    @property
+    def holds_goal(self) -> bool:
+        return (
+            self.successful == self.calls
+            and not self.srs_failures
+            and not self.missing
+            and bool(self.delays)
+            and max(self.delays or [0]) <= EVENT_GOAL
+        )
+
+
+def sipp_csv(directory: Path, suffix: str) -> list[dict[str, str]]:
+    """
+    The rows of SIPp's C{*_suffix.csv} trace in C{directory}.
+    """
+    rows: list[dict[str, str]] = []
+    for path in directory.glob("*_%s.csv" % suffix):
+        with path.open() as f:
+            rows += list(csv.DictReader(f, delimiter=";"))
+    return rows
+
+
+def run_step(args: argparse.Namespace, step: Step, server: subprocess.Popen[bytes], sip_port: int, app_port: int, base: Path) -> Step:
+    directory = base / ("%s-%d" % (step.mode, step.rate))
+    directory.mkdir()
+    before = app_stats(app_port, 0)["total"]
+    ticks0 = sum(cpu_ticks(server.pid))
+    argv = [
+        args.sipp, "%s:%d" % (SERVER, sip_port),
+        "-sf", SRC_XML, "-key", "domain", "%s.bench.test" % step.mode,
+        "-i", SERVER, "-p", str(free_port()), "-mp", str(free_port()),
+        "-r", str(step.rate), "-m", str(step.calls), "-d", str(args.hold), "-l", str(args.max_calls),
+        "-nostdin", "-timeout", "%ds" % (step.calls / step.rate + args.hold / 1000 + 60), "-timeout_error",
+        "-max_recv_loops", "10000", "-max_sched_loops", "10000",
+        "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-fd", "1", "-trace_counts",
+    ]  # fmt: skip
+    started = time.monotonic()
+    sipp = subprocess.Popen(argv, cwd=directory, stdout=subprocess.DEVNULL, stderr=open(directory / "sipp.err", "wb"))
+    pin(sipp.pid, 1)
+    try:
+        sipp.wait(step.calls / step.rate + args.hold / 1000 + 90)
+    except subprocess.TimeoutExpired:
+        sipp.kill()
+        sipp.wait(5)
+    step.elapsed = max(time.monotonic() - started - args.hold / 1000, 1e-3)
+    stats_rows = [r for r in sipp_csv(directory, "") if "SuccessfulCall(C)" in r]
+    if stats_rows:
+        stat = stats_rows[-1]
+        step.successful = int(stat["SuccessfulCall(C)"])
+        step.failed = int(stat["FailedCall(C)"])
+        step.retransmissions = int(stat["Retransmissions(C)"])
+    counts = sipp_csv(directory, "counts")
+    step.rejected = sum(int(v) for r in counts for k, v in r.items() if k and "_503_" in k and v.isdigit())
+    step.setup = [float(r["response_time_ms"]) for r in sipp_csv(directory, "rtt") if r.get("response_time_ms")]
+    # Wait (bounded) for the events of every completed call.
+    want = before + EVENTS_PER_CALL[step.mode] * step.successful
+    deadline = time.monotonic() + args.event_wait
+    got = before
+    while time.monotonic() < deadline:
+        got = app_stats(app_port, 0)["total"]
+        if got >= want:
+            break
+        time.sleep(0.2)
+    step.cpu_s = (sum(cpu_ticks(server.pid)) - ticks0) / CLK_TCK
+    events = app_stats(app_port, before)["events"]
+    step.delays = [delay for _name, delay in events]
+    step.names = dict(Counter(name for name, _delay in events))
+    step.srs_failures = sum(1 for name, _delay in events if name == "SIPRECFORWARDFAILED")
+    step.missing = max(0, want - got)
+    return step
+
+
+def fmt_ms(values: list[float] | None, q: float, scale: float = 1.0) -> str:
+    return "%.0f" % (percentile(values, q) * scale) if values else "-"
+
+
+def print_table(steps: list[Step]) -> None:
+    head = (
+        "mode  offered/s  completed/s  CPU-ms/call  setup p50/p99 ms  failed  503s  retrans  "
+        "SRS-fail  ev-missing  event p99/max ms  goal"
+    )
+    print(head)
+    print("-" * len(head))
+    for s in steps:
+        print(
+            "%-4s  %9d  %11.1f  %11.2f  %16s  %6d  %4d  %7d  %8d  %10d  %16s  %s"
+            % (
+                s.mode, s.rate, s.completed_rate, s.cpu_ms,
+                "%s / %s" % (fmt_ms(s.setup, 0.5), fmt_ms(s.setup, 0.99)),
+                s.failed - s.rejected, s.rejected, s.retransmissions, s.srs_failures, s.missing,
+                "%s / %s" % (fmt_ms(s.delays, 0.99, 1000), fmt_ms(s.delays, 1.0, 1000)),
+                "yes" if s.holds_goal else "no",
+            )
+        )  # fmt: skip
+    held = [s.rate for s in steps if s.mode == "fwd" and s.holds_goal]
+    print("largest forwarded rate holding the goal: %s calls/s" % (max(held) if held else "none"))
+
+
+def print_profile(path: str, top: int) -> None:
+    print("\nserver profile, top %d by own time:" % top)
+    stats = pstats.Stats(path)
+    stats.sort_stats("tottime").print_stats(top)
+
+
+def run(args: argparse.Namespace) -> int:
+    base = Path(tempfile.mkdtemp(prefix="aiconnect-signalling-"))
+    sip_port, app_port, srs_port = free_port(), free_port(), free_port()
+    config = write_config(base, sip_port, app_port, srs_port, (28000, 31999), "\n".join(args.limit), args.log_level)
+    app = subprocess.Popen([sys.executable, os.path.join(HERE, "signalling_app.py"), str(app_port)], stderr=open(base / "app.log", "wb"))
+    srs = subprocess.Popen(
+        [args.sipp, "-sf", SRS_XML, "-i", SERVER, "-p", str(srs_port), "-mp", str(free_port()), "-nostdin", "-max_recv_loops", "10000", "-max_sched_loops", "10000"],
+        cwd=base, stdout=subprocess.DEVNULL, stderr=open(base / "srs.err", "wb"),
+    )  # fmt: skip
+    extra = ["--profile=" + args.profile, "--profiler=cprofile", "--savestats"] if args.profile else []
+    server = start_server(base, config, args.reactor, extra)
+    steps: list[Step] = []
+    try:
+        for proc in (app, srs):
+            pin(proc.pid, 1)
+        pin(server.pid, 0)
+        if not wait_ready(server, sip_port, 30):
+            print("the server did not start; see %s" % (base / "server.log"), file=sys.stderr)
+            return 2
+        print("# %s; SIPp %s; reactor %s; %d calls per step, hold %d ms" % (machine(True), args.sipp, args.reactor, args.seconds, args.hold))
+        plan = [("in", r) for r in args.inbound_rates] + [("fwd", r) for r in args.rates]
+        for mode, rate in plan:
+            step = run_step(args, Step(mode, rate, int(rate * args.seconds)), server, sip_port, app_port, base)
+            steps.append(step)
+            print("  step %s %d/s: %d completed, %.2f CPU-ms/call, events %s" % (mode, rate, step.successful, step.cpu_ms, step.names), file=sys.stderr)
+            time.sleep(args.pause)
+        print_table(steps)
+    finally:
+        for proc in (srs, app):
+            proc.kill()
+            proc.wait(5)
+        stop_process(server, 30)
+    if args.profile and os.path.exists(args.profile):
+        print_profile(args.profile, args.top)
+    if not args.keep:
+        shutil.rmtree(base, ignore_errors=True)
+    else:
+        print("files kept in %s" % base)
+    return 0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rates", type=int, nargs="+", default=[50, 100, 150, 200, 250, 300], help="forwarded calls/s per step")
+    parser.add_argument("--inbound-rates", type=int, nargs="*", default=[100, 200, 300], help="inbound-only calls/s per step")
+    parser.add_argument("--seconds", type=float, default=10.0, help="seconds of calls per step")
+    parser.add_argument("--hold", type=int, default=1000, help="ms between ACK and BYE")
+    parser.add_argument("--pause", type=float, default=3.0, help="seconds between steps")
+    parser.add_argument("--max-calls", type=int, default=5000, help="SIPp -l: calls open at once")
+    parser.add_argument("--event-wait", type=float, default=30.0, help="seconds to wait for a step's events")
+    parser.add_argument("--reactor", default="aiconnect-epoll")
+    parser.add_argument("--limit", action="append", default=[], help="a [limits] line to add, e.g. 'overload_lag = 0.1'")
+    parser.add_argument("--profile", default="", help="write the server's cProfile stats here and print the top")
+    parser.add_argument("--top", type=int, default=30, help="profile entries printed")
+    parser.add_argument("--log-level", default="warn", help="the server's [log] level")
+    parser.add_argument("--keep", action="store_true", help="keep the run's directory (SIPp traces, logs)")
+    args = parser.parse_args()
+    args.sipp = shutil.which("sipp")
+    if args.sipp is None:
+        print("sipp is not on PATH (Debian: apt-get install sip-tester)", file=sys.stderr)
+        return 2
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
