@@ -20,8 +20,8 @@ It starts, all on 127.0.0.1:
     SIPRec calls at that rate over UDP, each held C{--hold} ms (no RTP),
     then BYE.  SIPp and the application run on CPU 1.
 
-Without C{sipp} on PATH it says so and exits 2 (Debian: C{apt-get install
-sip-tester}).
+Without C{sipp} on PATH (or with C{--peers python}) the project's own
+peers, C{bench/signalling_peers.py}, play the SRC and the SRS.
 
 Per step (first the inbound-only rates, then the forwarded ones, in the
 same run) it prints: offered and completed calls/s, the server's CPU-ms
@@ -195,11 +195,10 @@ def sipp_csv(directory: Path, suffix: str) -> list[dict[str, str]]:
     return rows
 
 
-def run_step(args: argparse.Namespace, step: Step, server: subprocess.Popen[bytes], sip_port: int, app_port: int, base: Path) -> Step:
-    directory = base / ("%s-%d" % (step.mode, step.rate))
-    directory.mkdir()
-    before = app_stats(app_port, 0)["total"]
-    ticks0 = sum(cpu_ticks(server.pid))
+def sipp_src(args: argparse.Namespace, step: Step, sip_port: int, directory: Path) -> subprocess.Popen[bytes]:
+    """
+    SIPp as the SRC of one step, its traces in C{directory}.
+    """
     argv = [
         args.sipp, "%s:%d" % (SERVER, sip_port),
         "-sf", SRC_XML, "-key", "domain", "%s.bench.test" % step.mode,
@@ -209,15 +208,34 @@ def run_step(args: argparse.Namespace, step: Step, server: subprocess.Popen[byte
         "-max_recv_loops", "10000", "-max_sched_loops", "10000",
         "-trace_rtt", "-rtt_freq", "1", "-trace_stat", "-fd", "1", "-trace_counts",
     ]  # fmt: skip
-    started = time.monotonic()
-    sipp = subprocess.Popen(argv, cwd=directory, stdout=subprocess.DEVNULL, stderr=open(directory / "sipp.err", "wb"))
-    pin(sipp.pid, 1)
+    return subprocess.Popen(argv, cwd=directory, stdout=subprocess.DEVNULL, stderr=open(directory / "sipp.err", "wb"))
+
+
+def python_src(args: argparse.Namespace, step: Step, sip_port: int, directory: Path) -> subprocess.Popen[bytes]:
+    """
+    The project's own SRC (L{signalling_peers}) for one step; it writes
+    C{src.json} in C{directory}.
+    """
+    argv = [
+        sys.executable, os.path.join(HERE, "signalling_peers.py"), "src", str(sip_port), "%s.bench.test" % step.mode,
+        str(step.rate), str(step.calls), str(args.hold), str(directory / "src.json"),
+    ]  # fmt: skip
+    return subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=open(directory / "src.err", "wb"))
+
+
+def src_wait(src: subprocess.Popen[bytes], timeout: float) -> None:
+    pin(src.pid, 1)
     try:
-        sipp.wait(step.calls / step.rate + args.hold / 1000 + 90)
+        src.wait(timeout)
     except subprocess.TimeoutExpired:
-        sipp.kill()
-        sipp.wait(5)
-    step.elapsed = max(time.monotonic() - started - args.hold / 1000, 1e-3)
+        src.kill()
+        src.wait(5)
+
+
+def read_sipp(step: Step, directory: Path) -> None:
+    """
+    The step's calls from SIPp's statistics, message counts and RTT traces.
+    """
     stats_rows = [r for r in sipp_csv(directory, "") if "SuccessfulCall(C)" in r]
     if stats_rows:
         stat = stats_rows[-1]
@@ -227,6 +245,33 @@ def run_step(args: argparse.Namespace, step: Step, server: subprocess.Popen[byte
     counts = sipp_csv(directory, "counts")
     step.rejected = sum(int(v) for r in counts for k, v in r.items() if k and "_503_" in k and v.isdigit())
     step.setup = [float(r["response_time_ms"]) for r in sipp_csv(directory, "rtt") if r.get("response_time_ms")]
+
+
+def read_python(step: Step, directory: Path) -> None:
+    """
+    The step's calls from the project's SRC's report.
+    """
+    try:
+        report = json.loads((directory / "src.json").read_text())
+    except (OSError, ValueError):
+        return
+    step.successful, step.failed, step.rejected = report["successful"], report["failed"], report["rejected"]
+    step.retransmissions, step.setup = report["retransmissions"], report["setup_ms"]
+
+
+def run_step(args: argparse.Namespace, step: Step, server: subprocess.Popen[bytes], sip_port: int, app_port: int, base: Path) -> Step:
+    directory = base / ("%s-%d" % (step.mode, step.rate))
+    directory.mkdir()
+    before = app_stats(app_port, 0)["total"]
+    ticks0 = sum(cpu_ticks(server.pid))
+    started = time.monotonic()
+    src = sipp_src(args, step, sip_port, directory) if args.sipp else python_src(args, step, sip_port, directory)
+    src_wait(src, step.calls / step.rate + args.hold / 1000 + 90)
+    step.elapsed = max(time.monotonic() - started - args.hold / 1000, 1e-3)
+    if args.sipp:
+        read_sipp(step, directory)
+    else:
+        read_python(step, directory)
     # Wait (bounded) for the events of every completed call.
     want = before + EVENTS_PER_CALL[step.mode] * step.successful
     deadline = time.monotonic() + args.event_wait
@@ -282,10 +327,12 @@ def run(args: argparse.Namespace) -> int:
     sip_port, app_port, srs_port = free_port(), free_port(), free_port()
     config = write_config(base, sip_port, app_port, srs_port, (28000, 31999), "\n".join(args.limit), args.log_level)
     app = subprocess.Popen([sys.executable, os.path.join(HERE, "signalling_app.py"), str(app_port)], stderr=open(base / "app.log", "wb"))
-    srs = subprocess.Popen(
-        [args.sipp, "-sf", SRS_XML, "-i", SERVER, "-p", str(srs_port), "-mp", str(free_port()), "-nostdin", "-max_recv_loops", "10000", "-max_sched_loops", "10000"],
-        cwd=base, stdout=subprocess.DEVNULL, stderr=open(base / "srs.err", "wb"),
-    )  # fmt: skip
+    if args.sipp:
+        srs_argv = [args.sipp, "-sf", SRS_XML, "-i", SERVER, "-p", str(srs_port), "-mp", str(free_port()), "-nostdin", "-max_recv_loops", "10000", "-max_sched_loops", "10000"]
+    else:
+        planned = (len(args.rates) + len(args.inbound_rates)) * (args.seconds + args.hold / 1000 + args.event_wait + args.pause + 100)
+        srs_argv = [sys.executable, os.path.join(HERE, "signalling_peers.py"), "srs", str(srs_port), str(planned)]
+    srs = subprocess.Popen(srs_argv, cwd=base, stdout=subprocess.DEVNULL, stderr=open(base / "srs.err", "wb"))
     extra = ["--profile=" + args.profile, "--profiler=cprofile", "--savestats"] if args.profile else []
     server = start_server(base, config, args.reactor, extra)
     steps: list[Step] = []
@@ -296,7 +343,7 @@ def run(args: argparse.Namespace) -> int:
         if not wait_ready(server, sip_port, 30):
             print("the server did not start; see %s" % (base / "server.log"), file=sys.stderr)
             return 2
-        print("# %s; SIPp %s; reactor %s; %d calls per step, hold %d ms" % (machine(True), args.sipp, args.reactor, args.seconds, args.hold))
+        print("# %s; peers %s; reactor %s; %d calls per step, hold %d ms" % (machine(True), args.sipp or "signalling_peers.py", args.reactor, args.seconds, args.hold))
         plan = [("in", r) for r in args.inbound_rates] + [("fwd", r) for r in args.rates]
         for mode, rate in plan:
             step = run_step(args, Step(mode, rate, int(rate * args.seconds)), server, sip_port, app_port, base)
@@ -328,14 +375,15 @@ def main() -> int:
     parser.add_argument("--max-calls", type=int, default=5000, help="SIPp -l: calls open at once")
     parser.add_argument("--event-wait", type=float, default=30.0, help="seconds to wait for a step's events")
     parser.add_argument("--reactor", default="aiconnect-epoll")
+    parser.add_argument("--peers", choices=("auto", "sipp", "python"), default="auto", help="SIPp (auto: when on PATH) or bench/signalling_peers.py")
     parser.add_argument("--limit", action="append", default=[], help="a [limits] line to add, e.g. 'overload_lag = 0.1'")
     parser.add_argument("--profile", default="", help="write the server's cProfile stats here and print the top")
     parser.add_argument("--top", type=int, default=30, help="profile entries printed")
     parser.add_argument("--log-level", default="warn", help="the server's [log] level")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (SIPp traces, logs)")
     args = parser.parse_args()
-    args.sipp = shutil.which("sipp")
-    if args.sipp is None:
+    args.sipp = shutil.which("sipp") if args.peers in ("auto", "sipp") else None
+    if args.peers == "sipp" and args.sipp is None:
         print("sipp is not on PATH (Debian: apt-get install sip-tester)", file=sys.stderr)
         return 2
     return run(args)
