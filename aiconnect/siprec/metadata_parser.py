@@ -159,7 +159,7 @@ def _safe_tree(data: bytes | str, max_size: int) -> ET.Element:
         depth[0] += 1
         if depth[0] > MAX_DEPTH:
             raise MetadataError(f"metadata nested deeper than {MAX_DEPTH} elements")
-        builder.start(_qname(name), {_qname(k): v for k, v in attrs.items()})
+        builder.start(_qname(name), {_qname(k): v for k, v in attrs.items()} if attrs else attrs)
 
     def end(name: str) -> None:
         depth[0] -= 1
@@ -189,13 +189,28 @@ def _split(tag: str) -> tuple[str, str]:
     return "", tag
 
 
+#: Tag -> what L{_ours} says of it: a document repeats a handful of tags
+#: (a call's metadata is read element by element several times).  Bounded:
+#: tags a peer invents beyond it are worked out each time, not stored.
+_OURS_MEMO: dict[str, str | None] = {}
+_OURS_MEMO_MAX = 256
+
+
 def _ours(elem: ET.Element) -> str | None:
     """
     The local name of a recording-namespace (or no-namespace) element, or
     C{None} for an extension.
     """
-    ns, local = _split(elem.tag)
-    return local if ns in _READ_NAMESPACES else None
+    tag = elem.tag
+    try:
+        return _OURS_MEMO[tag]
+    except KeyError:
+        pass
+    ns, local = _split(tag)
+    ours = local if ns in _READ_NAMESPACES else None
+    if len(_OURS_MEMO) < _OURS_MEMO_MAX:
+        _OURS_MEMO[tag] = ours
+    return ours
 
 
 def _extension(elem: ET.Element) -> str | None:
