@@ -339,13 +339,12 @@ def build_service(
     pool = None
     if http_client is None:
         # Our own connection pool, closed on stop (treq's global one would
-        # keep connections open after the service stopped).
-        from treq.client import HTTPClient
-        from twisted.web.client import Agent, HTTPConnectionPool
+        # keep connections open after the service stopped); as many idle
+        # connections kept per host as callbacks may be in flight.
+        from aiconnect.webhooks.agent import pooled_client
 
-        pool = HTTPConnectionPool(reactor, persistent=True)
-        pool.maxPersistentPerHost = 4
-        http_client = HTTPClient(Agent(reactor, pool=pool))
+        http_client = pooled_client(reactor)
+        pool = http_client.pool
     outbox = EventOutbox(cfg.events.database, clock=reactor.seconds)
     deliverer = EventDeliverer(
         reactor,

@@ -36,6 +36,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from aiconnect.webhooks.agent import MAX_IN_FLIGHT
 from aiconnect.webhooks.http import Reply, WebhookTarget, backoff, describe_failure, parse_retry_after, post
 from aiconnect.webhooks.outbox import EventOutbox, OutboxEvent
 from aiconnect.webhooks.signing import secret_digest, signed_headers
@@ -60,11 +61,13 @@ class _Lane:
         (or next to be) sent.
     @ivar timer: The scheduled next look at this lane.
     @ivar request: The request in flight.
+    @ivar queued: Whether the lane waits in the deliverer's ready queue.
     """
 
     events: deque[OutboxEvent] = field(default_factory=deque)
     timer: IDelayedCall | None = None
     request: Deferred[Any] | None = None
+    queued: bool = False
 
 
 class EventDeliverer:
@@ -72,6 +75,11 @@ class EventDeliverer:
     Deliver the outbox's events: per session in order and serially (an event
     is sent only once the previous one of its session was delivered or given
     up); sessions independently, at most C{max_in_flight} requests at once.
+
+    Sessions with an event to send now wait in one first-in first-out
+    queue; a finished request frees one slot and starts the first waiting
+    session (its own next event queues behind those already waiting), so a
+    request costs no timer and wakes no session that cannot send.
 
     Back-off after a failed attempt n (1, 2, ...) is C{min(backoff_max,
     backoff_base * 2 ** (n - 1))}, reduced by up to C{backoff_jitter}
@@ -102,7 +110,7 @@ class EventDeliverer:
         backoff_max: float = 300.0,
         backoff_jitter: float = 0.25,
         request_timeout: float = 10.0,
-        max_in_flight: int = 32,
+        max_in_flight: int = MAX_IN_FLIGHT,
         random: Callable[[], float] = _random.random,
         keep_delivered: float = 86400.0,
         keep_dead: float = 30 * 86400.0,
@@ -112,7 +120,8 @@ class EventDeliverer:
         @param reactor: For every timer and timeout.
         @param outbox: The outbox to deliver from.
         @param tenants: Tenant domain -> its callback settings.
-        @param http_client: treq-shaped (C{post(url, data=, headers=,
+        @param http_client: A L{aiconnect.webhooks.agent.CallbackClient},
+            or treq-shaped (C{post(url, data=, headers=,
             allow_redirects=)}); the C{treq} module when L{None}.
         @param retry_for: Seconds after its creation an event is retried.
         @param backoff_base: First retry delay, seconds.
@@ -147,7 +156,10 @@ class EventDeliverer:
         self._running = False
         self._generation = 0
         self._lanes: dict[tuple[str, str], _Lane] = {}
+        # Sessions whose first event is due, waiting for a free slot.
         self._ready: deque[tuple[str, str]] = deque()
+        self._pumping = False
+        self._pump_call: IDelayedCall | None = None
         self._in_flight = 0
         # Tenant domain -> (callback_url, secret digest or None) of a 410.
         self._disabled: dict[str, tuple[str, str | None]] = {}
@@ -205,8 +217,9 @@ class EventDeliverer:
                 sessions=len(self._lanes),
             )
         self._outbox.add_listener(self._on_emit)
-        for key in list(self._lanes):
-            self._schedule(key, 0.0)
+        for key, lane in self._lanes.items():
+            self._enqueue(key, lane)
+        self._pump_soon()
         self._purge_timer = self._reactor.callLater(0, self._purge)
 
     def stop(self) -> None:
@@ -222,6 +235,9 @@ class EventDeliverer:
         if self._purge_timer is not None and self._purge_timer.active():
             self._purge_timer.cancel()
         self._purge_timer = None
+        if self._pump_call is not None and self._pump_call.active():
+            self._pump_call.cancel()
+        self._pump_call = None
         lanes, self._lanes = self._lanes, {}
         for lane in lanes.values():
             if lane.timer is not None and lane.timer.active():
@@ -273,9 +289,10 @@ class EventDeliverer:
             if self._configuration_changed(domain, url, digest):
                 self._enable(domain)
         if self._running:
-            for key, lane in list(self._lanes.items()):
+            for key, lane in self._lanes.items():
                 if lane.timer is None and lane.request is None:
-                    self._schedule(key, 0.0)
+                    self._enqueue(key, lane)
+            self._pump_soon()
 
     # -- internals --
 
@@ -320,12 +337,57 @@ class EventDeliverer:
         return lane
 
     def _on_emit(self, event: OutboxEvent) -> None:
+        # Never sends synchronously: the emitter is a session's code.  One
+        # timer per reactor turn, however many events are emitted in it.
         if not self._running:
             return
         lane = self._lane(event.key)
         lane.events.append(event)
         if lane.timer is None and lane.request is None:
-            self._schedule(event.key, 0.0)
+            self._enqueue(event.key, lane)
+            self._pump_soon()
+
+    def _enqueue(self, key: tuple[str, str], lane: _Lane) -> None:
+        """
+        Put a session at the end of the ready queue (if not already in it).
+        """
+        if not lane.queued:
+            lane.queued = True
+            self._ready.append(key)
+
+    def _pump_soon(self) -> None:
+        """
+        Run L{_pump} in the next reactor turn (once, however often asked).
+        """
+        if self._pump_call is None and self._in_flight < self._max_in_flight:
+            self._pump_call = self._reactor.callLater(0, self._pump_now)
+
+    def _pump_now(self) -> None:
+        self._pump_call = None
+        self._pump()
+
+    def _pump(self) -> None:
+        """
+        Start the waiting sessions, first in first out, while a request slot
+        is free.  Not reentrant: a request whose outcome fires synchronously
+        frees its slot and queues its session, and this loop goes on.
+        """
+        if self._pumping:
+            return
+        self._pumping = True
+        try:
+            while self._ready and self._in_flight < self._max_in_flight and self._running:
+                key = self._ready.popleft()
+                lane = self._lanes.get(key)
+                if lane is None:
+                    continue
+                lane.queued = False
+                try:
+                    self._kick(key, lane)
+                except Exception:
+                    self.log.failure("Event deliverer bug", session_id=key[1], tenant=key[0])
+        finally:
+            self._pumping = False
 
     def _schedule(self, key: tuple[str, str], delay: float) -> None:
         lane = self._lanes[key]
@@ -338,10 +400,8 @@ class EventDeliverer:
         if lane is None:
             return
         lane.timer = None
-        try:
-            self._kick(key, lane)
-        except Exception:
-            self.log.failure("Event deliverer bug", session_id=key[1], tenant=key[0])
+        self._enqueue(key, lane)
+        self._pump()
 
     def _held(self, tenant: str) -> bool:
         return tenant in self._disabled or tenant not in self._tenants
@@ -370,10 +430,6 @@ class EventDeliverer:
         now = self._reactor.seconds()
         if event.next_attempt > now:
             self._schedule(key, event.next_attempt - now)
-            return
-        if self._in_flight >= self._max_in_flight:
-            if key not in self._ready:
-                self._ready.append(key)
             return
         self._send(key, lane, event, tenant, now)
 
@@ -406,7 +462,8 @@ class EventDeliverer:
 
     def _finish_request(self, lane: _Lane, generation: int) -> bool:
         """
-        Account for a finished request.
+        Account for a finished request (its caller then runs L{_pump} to use
+        the freed slot).
 
         @return: Whether its outcome is still wanted (no L{stop} since).
         """
@@ -414,16 +471,17 @@ class EventDeliverer:
             return False
         lane.request = None
         self._in_flight -= 1
-        while self._ready and self._in_flight < self._max_in_flight:
-            other = self._ready.popleft()
-            waiting = self._lanes.get(other)
-            if waiting is not None and waiting.timer is None and waiting.request is None:
-                self._schedule(other, 0.0)
         return True
 
     def _on_reply(self, reply: Reply, key: tuple[str, str], lane: _Lane, generation: int, url: str) -> None:
         if not self._finish_request(lane, generation):
             return
+        try:
+            self._answered(reply, key, lane, url)
+        finally:
+            self._pump()
+
+    def _answered(self, reply: Reply, key: tuple[str, str], lane: _Lane, url: str) -> None:
         event = lane.events[0]
         now = self._reactor.seconds()
         if 200 <= reply.status < 300:
@@ -438,7 +496,7 @@ class EventDeliverer:
                 event=event.event,
                 attempts=event.attempts,
             )
-            self._schedule(key, 0.0)
+            self._enqueue(key, lane)
         elif reply.status == 410:
             tenant = self._tenants.get(event.tenant)
             callback_url = tenant.callback_url if tenant is not None else url[: -len("/events")]
@@ -467,7 +525,10 @@ class EventDeliverer:
     def _on_failure(self, failure: Failure, key: tuple[str, str], lane: _Lane, generation: int, url: str) -> None:
         if not self._finish_request(lane, generation):
             return
-        self._failed(key, lane, self._reactor.seconds(), describe_failure(failure, self._request_timeout), None, None)
+        try:
+            self._failed(key, lane, self._reactor.seconds(), describe_failure(failure, self._request_timeout), None, None)
+        finally:
+            self._pump()
 
     def _backoff(self, attempts: int) -> float:
         delay = backoff(attempts, self._backoff_base, self._backoff_max)
@@ -528,7 +589,7 @@ class EventDeliverer:
             retry_for=self._retry_for,
             reason=reason,
         )
-        self._schedule(key, 0.0)
+        self._enqueue(key, lane)
 
     def _is_idle(self) -> bool:
         for lane in self._lanes.values():

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.webhooks.test_http,tests.webhooks.test_delivery,tests.webhooks.test_newcall -*-
 """
-One callback request: a POST through the injected treq-shaped client,
-its answer read up to a size limit, all within our own timeout on the
+One callback request: a POST through the injected client (the agent of a
+L{aiconnect.webhooks.agent.CallbackClient}, else treq-shaped), its answer
+read up to a size limit, all within our own timeout on the
 injected reactor (C{Deferred.addTimeout}, not treq's C{timeout=}).
 
 This module owns the HTTP exchange shared by the event deliverer and the
@@ -34,6 +35,9 @@ from twisted.web.client import (
     ResponseNeverReceived,
     _WrapperException,
 )
+from twisted.web.http_headers import Headers
+
+from aiconnect.webhooks.agent import BytesProducer, request_uri
 
 __all__ = [
     "Reply",
@@ -215,8 +219,8 @@ def post(
     timeout: that is no failure of the application.
 
     @param reactor: For the timeout.
-    @param http_client: treq-shaped (C{post(url, data=, headers=,
-        allow_redirects=)}).
+    @param http_client: A L{CallbackClient} (its C{agent} is used), or
+        treq-shaped (C{post(url, data=, headers=, allow_redirects=)}).
     @param url: Where to.
     @param body: The exact body (signed in C{headers}).
     @param headers: The request headers.
@@ -227,14 +231,25 @@ def post(
         connection error or L{defer.TimeoutError}.
     """
 
-    def attempt() -> Deferred[Any]:
-        return defer.maybeDeferred(
-            http_client.post,
-            url,
-            data=body,
-            headers=dict(headers),
-            allow_redirects=False,
-        )
+    agent = getattr(http_client, "agent", None)
+    if agent is not None:
+        # A CallbackClient: its agent directly, the URL's bytes computed once.
+        uri = request_uri(url)
+        raw = Headers({name: [value] for name, value in headers.items()})
+
+        def attempt() -> Deferred[Any]:
+            return defer.maybeDeferred(agent.request, b"POST", uri, raw, BytesProducer(body))
+
+    else:
+
+        def attempt() -> Deferred[Any]:
+            return defer.maybeDeferred(
+                http_client.post,
+                url,
+                data=body,
+                headers=dict(headers),
+                allow_redirects=False,
+            )
 
     def again(failure: Failure) -> Deferred[Any] | Failure:
         if not _stale_connection(failure):
