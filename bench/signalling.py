@@ -242,9 +242,9 @@ def read_sipp(step: Step, directory: Path) -> None:
         step.successful = int(stat["SuccessfulCall(C)"])
         step.failed = int(stat["FailedCall(C)"])
         step.retransmissions = int(stat["Retransmissions(C)"])
-    counts = sipp_csv(directory, "counts")
-    step.rejected = sum(int(v) for r in counts for k, v in r.items() if k and "_503_" in k and v.isdigit())
-    step.setup = [float(r["response_time_ms"]) for r in sipp_csv(directory, "rtt") if r.get("response_time_ms")]
+    counts = sipp_csv(directory, "counts")  # cumulative: the last row holds the totals
+    step.rejected = sum(int(v) for k, v in counts[-1].items() if k and k.endswith("_503_Recv")) if counts else 0
+    step.setup = sorted(float(r["response_time_ms"]) for r in sipp_csv(directory, "rtt") if r.get("response_time_ms"))
 
 
 def read_python(step: Step, directory: Path) -> None:
@@ -256,7 +256,7 @@ def read_python(step: Step, directory: Path) -> None:
     except (OSError, ValueError):
         return
     step.successful, step.failed, step.rejected = report["successful"], report["failed"], report["rejected"]
-    step.retransmissions, step.setup = report["retransmissions"], report["setup_ms"]
+    step.retransmissions, step.setup = report["retransmissions"], sorted(report["setup_ms"])
 
 
 def run_step(args: argparse.Namespace, step: Step, server: subprocess.Popen[bytes], sip_port: int, app_port: int, base: Path) -> Step:
@@ -283,7 +283,7 @@ def run_step(args: argparse.Namespace, step: Step, server: subprocess.Popen[byte
         time.sleep(0.2)
     step.cpu_s = (sum(cpu_ticks(server.pid)) - ticks0) / CLK_TCK
     events = app_stats(app_port, before)["events"]
-    step.delays = [delay for _name, delay in events]
+    step.delays = sorted(delay for _name, delay in events)
     step.names = dict(Counter(name for name, _delay in events))
     step.srs_failures = sum(1 for name, _delay in events if name == "SIPRECFORWARDFAILED")
     step.missing = max(0, want - got)
@@ -367,7 +367,7 @@ def run(args: argparse.Namespace) -> int:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--rates", type=int, nargs="+", default=[50, 100, 150, 200, 250, 300], help="forwarded calls/s per step")
+    parser.add_argument("--rates", type=int, nargs="*", default=[50, 100, 150, 200, 250, 300], help="forwarded calls/s per step")
     parser.add_argument("--inbound-rates", type=int, nargs="*", default=[100, 200, 300], help="inbound-only calls/s per step")
     parser.add_argument("--seconds", type=float, default=10.0, help="seconds of calls per step")
     parser.add_argument("--hold", type=int, default=1000, help="ms between ACK and BYE")
