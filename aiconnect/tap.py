@@ -18,7 +18,8 @@ from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.server import Site
 
-from aiconnect import __version__, config as config_mod
+from aiconnect import __version__, gctune
+from aiconnect import config as config_mod
 from aiconnect.errors import ConfigError
 from aiconnect.sip.transport import SipTransport
 from aiconnect.sip.txlayer import TransactionLayer
@@ -192,6 +193,9 @@ class AiconnectService(service.MultiService):
         service.MultiService.startService(self)
         if self.handle_signals:
             self._install_sighup()
+            # The process is ours (twistd): long-lived objects leave the
+            # collector's walks (aiconnect.gctune).
+            gctune.tune()
         if self.recovery is not None:
             self.recovery.recover()
         if self.prober is not None:

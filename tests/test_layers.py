@@ -108,7 +108,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiconnect.outputs.*",
         ),
     ),
-    ("composition root", ("aiconnect.tap", "aiconnect.logsetup", "aiconnect.relayreactor")),
+    ("composition root", ("aiconnect.tap", "aiconnect.logsetup", "aiconnect.relayreactor", "aiconnect.gctune")),
 )
 
 #: The layers whose modules are pure (no Twisted, sockets or clock), and
