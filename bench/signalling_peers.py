@@ -12,7 +12,8 @@ The SRC places C{CALLS} SIPRec calls (multipart SDP + RFC 7865 metadata,
 no RTP) at C{RATE} calls/s: INVITE (retransmitted at T1 doubling until a
 response, given up after 64*T1), ACK, C{HOLD_MS} later BYE (retransmitted
 until its 200).  A 503 (or any other final answer) is ACKed and counted.
-It writes C{REPORT.json}: successful, failed, rejected (503s), retransmissions
+It writes C{REPORT.json}: successful, failed (otherwise than by a 503),
+rejected (503s), retransmissions
 and every successful call's setup time (INVITE -> 200, ms), like SIPp's
 C{-trace_stat}/C{-trace_rtt}.  The SRS answers each INVITE 200 with
 recvonly streams carrying the offer's labels, takes the ACK (retransmits
@@ -181,9 +182,7 @@ class Src:
                 heapq.heappush(self.timers, (now + hold, call.call_id, "bye"))
             else:
                 self.ack(call, call.branch)
-                # Like SIPp, a rejected call is a failed call; 503s are also counted apart.
-                self.report["failed"] += 1
-                self.report["rejected"] += status == 503
+                self.report["rejected" if status == 503 else "failed"] += 1
                 del self.calls[call.call_id]
         elif method == [b"BYE"] and call.state == "bye" and status >= 200:
             self.report["successful" if status < 300 else "failed"] += 1
