@@ -133,7 +133,8 @@ def make_client(reactor: Any) -> tuple[Any, Any, str]:
         pool.maxPersistentPerHost = 4
         return HTTPClient(Agent(reactor, pool=pool)), pool, "treq, 4 kept per host"
     client = pooled_client(reactor)
-    return client, client.pool, "agent, %d kept per host" % (client.pool.maxPersistentPerHost,)
+    kind = "h11" if hasattr(client, "callbacks") else "agent"
+    return client, client.pool, "%s, %d kept per host" % (kind, client.pool.maxPersistentPerHost)
 
 
 def receiver_counts(port: int) -> dict[str, int]:
