@@ -6,8 +6,10 @@ receiver process on 127.0.0.1; prints a table.
 
 The outbox is an in-memory stand-in (SQLite is not measured here: that is
 L{aiconnect.webhooks.outbox}'s cost), so the figures are the deliverer's
-scheduling, signing and HTTP exchange.  Two steps per run:
+scheduling, signing and HTTP exchange.  Three steps per run:
 
+ - C{post}: L{aiconnect.webhooks.http.post} alone, 32 requests in flight
+   (the client's own cost per callback, signing included);
  - C{burst}: S sessions x E events emitted at once (all lanes waiting,
    C{max_in_flight} requests in flight);
  - C{paced}: events emitted at R per second for T seconds, 5 per session
@@ -213,7 +215,43 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     await deferLater(reactor, delay, lambda: None)
                 outbox.emit("ses_p%d" % (i // 5,), body.encode())
 
+        async def posts() -> None:
+            # http.post alone (what each callback costs in the client), 32
+            # in flight, as the deliverer sends them.
+            from aiconnect.webhooks.http import post
+            from aiconnect.webhooks.signing import signed_headers
+
+            url = "http://127.0.0.1:%d/events" % (port,)
+            payload = body.encode()
+            n = args.posts
+            before = receiver_counts(port)
+            timers[0] = 0
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            sent = 0
+
+            async def lane() -> None:
+                nonlocal sent
+                while sent < n:
+                    sent += 1
+                    headers = signed_headers(SECRET, "msg_%d" % (sent,), 1700000000, payload)
+                    await post(reactor, client, url, payload, headers, 5.0, 65536)
+
+            await defer.gatherResults([defer.ensureDeferred(lane()) for _ in range(32)])
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+            after = receiver_counts(port)
+            rows.append(
+                {
+                    "step": "post x%d" % (n,),
+                    "requests": n,
+                    "per_s": n / wall,
+                    "cpu_us": 1e6 * cpu / n,
+                    "connections": after["connections"] - before["connections"],
+                    "timers": timers[0] / n,
+                }
+            )
+
         async def drive() -> None:
+            await posts()
             deliverer.start()
             await step("burst %dx%d" % (args.sessions, args.events), burst, args.sessions * args.events)
             await step("paced %g/s" % (args.rate,), paced, int(args.rate * args.seconds))
@@ -241,6 +279,7 @@ def main() -> None:
     parser.add_argument("--label", default="this checkout")
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--events", type=int, default=5)
+    parser.add_argument("--posts", type=int, default=3000, help="post step: requests")
     parser.add_argument("--rate", type=float, default=250.0, help="paced step: events per second")
     parser.add_argument("--seconds", type=float, default=4.0, help="paced step: seconds")
     args = parser.parse_args()

@@ -322,11 +322,17 @@ class _Connection(Protocol):
         if len(response.headers) > MAX_HEADERS:
             self._broken(Failure(h11.RemoteProtocolError("more than %d header fields" % (MAX_HEADERS,))))
             return False
-        self._status = response.status_code
+        # h11 bounds a head that arrives in parts; one read whole may be
+        # larger.
+        size = len(response.reason)
         for name, value in response.headers:
-            if name == b"retry-after":
+            size += len(name) + len(value) + 4
+            if name == b"retry-after" and self._retry_after is None:
                 self._retry_after = value.decode("latin-1")
-                break
+        if size > MAX_HEAD:
+            self._broken(Failure(h11.RemoteProtocolError("answer head larger than %d bytes" % (MAX_HEAD,))))
+            return False
+        self._status = response.status_code
         return True
 
     def _complete(self) -> None:
@@ -399,7 +405,7 @@ class CallbackPool:
         self._idle_timeout = idle_timeout
         self._idle: dict[tuple[bytes, bytes, int], list[_Connection]] = {}
         self._sweep: Any = None
-        self._closing: list[Deferred[None]] = []
+        self._closed = False
         self.stats = {"connections": 0, "reused": 0}
 
     def request(self, url: str, headers: Mapping[str, str], body: bytes, limit: int, fresh: bool = False) -> Deferred[Answer]:
@@ -419,7 +425,7 @@ class CallbackPool:
         try:
             origin, start = _target(url)
             fields = "".join([name + ": " + value + "\r\n" for name, value in headers.items()])
-            if _FIELDS.fullmatch(fields) is None:
+            if _FIELDS.fullmatch(fields) is None or fields.count("\n") != len(headers):
                 raise ValueError("invalid request header field")
             request = b"%s%sContent-Length: %d\r\n\r\n%s" % (start, fields.encode("latin-1"), len(body), body)
         except Exception:
@@ -467,7 +473,7 @@ class CallbackPool:
         if connection.closed:
             return
         idle = self._idle.setdefault(connection.origin, [])
-        if len(idle) >= self._per_origin:
+        if len(idle) >= self._per_origin or self._closed:
             connection.closed = True
             connection.transport.loseConnection()
             return
@@ -503,11 +509,13 @@ class CallbackPool:
 
     def close(self) -> Deferred[None]:
         """
-        Close every idle connection (connections carrying a request are
-        closed by their answer or their caller's timeout).
+        Close every idle connection, and keep none from now on
+        (connections carrying a request are closed after their answer, or
+        by their caller's timeout).
 
         @return: Fires once they are closed.
         """
+        self._closed = True
         if self._sweep is not None and self._sweep.active():
             self._sweep.cancel()
         self._sweep = None
