@@ -310,7 +310,8 @@ class _Connection(Protocol):
             elif kind is h11.InformationalResponse:
                 self._interim += 1
                 if self._interim > MAX_INFORMATIONAL:
-                    self._broken(Failure(h11.RemoteProtocolError("more than %d interim answers" % (MAX_INFORMATIONAL,))))
+                    too_many = h11.RemoteProtocolError("more than %d interim answers" % (MAX_INFORMATIONAL,))
+                    self._broken(Failure(too_many))
                     return
             elif event is h11.NEED_DATA or event is h11.PAUSED:
                 return
@@ -408,7 +409,9 @@ class CallbackPool:
         self._closed = False
         self.stats = {"connections": 0, "reused": 0}
 
-    def request(self, url: str, headers: Mapping[str, str], body: bytes, limit: int, fresh: bool = False) -> Deferred[Answer]:
+    def request(
+        self, url: str, headers: Mapping[str, str], body: bytes, limit: int, fresh: bool = False
+    ) -> Deferred[Answer]:
         """
         C{POST} C{body} to C{url} and read the answer.
 

@@ -24,7 +24,7 @@ from twisted.web.resource import Resource
 from twisted.web.server import NOT_DONE_YET, Request, Site
 
 from aiconnect.webhooks.agent import pooled_client
-from aiconnect.webhooks.client11 import MAX_HEAD, MAX_HEADERS, CallbackPool, Endpoints
+from aiconnect.webhooks.client11 import MAX_HEAD, MAX_HEADERS, MAX_INFORMATIONAL, CallbackPool, Endpoints
 from aiconnect.webhooks.http import Reply, post
 from tests.fakes import wait_until
 from tests.integration.helpers import Certificates
@@ -188,8 +188,9 @@ class CallbackPoolTests(TestCase):
         A chunked answer longer than the limit is read no further: the
         body is unreadable, the connection dropped.
         """
+        chunk = b"400\r\n" + b"x" * 1024 + b"\r\n"
         factory, url = self.raw(
-            lambda peer, n: peer.transport.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + b"400\r\n" + b"x" * 1024 + b"\r\n" * 3)
+            lambda peer, n: peer.transport.write(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + chunk)
         )
         reply = await self.post(url, limit=1000)
         self.assertEqual((reply.status, reply.body, reply.body_error), (200, None, "body larger than 1000 bytes"))
@@ -293,12 +294,28 @@ class CallbackPoolTests(TestCase):
         big = b"X-Pad: " + b"p" * MAX_HEAD + b"\r\n"
         many = b"".join(b"X-%d: v\r\n" % (i,) for i in range(MAX_HEADERS + 1))
         for extra in (big, many):
-            factory, url = self.raw(lambda peer, n: peer.transport.write(b"HTTP/1.1 200 OK\r\n" + extra + b"Content-Length: 0\r\n\r\n"))
+            head = b"HTTP/1.1 200 OK\r\n" + extra + b"Content-Length: 0\r\n\r\n"
+            factory, url = self.raw(lambda peer, n: peer.transport.write(head))
             with self.assertRaises(Exception) as caught:
                 await self.post(url)
             self.assertEqual(type(caught.exception).__name__, "RemoteProtocolError")
             await wait_until(lambda: factory.closed == 1)
         self.assertEqual(self.pool.idle(), 0)
+
+    async def test_interim_answers(self) -> None:
+        """
+        Interim (1xx) answers before the final one are skipped, up to
+        L{MAX_INFORMATIONAL}; more fail the request.
+        """
+        for count, works in ((MAX_INFORMATIONAL, True), (MAX_INFORMATIONAL + 1, False)):
+            interim = b"HTTP/1.1 100 Continue\r\n\r\n" * count
+            factory, url = self.raw(lambda peer, n: (peer.transport.write(interim), _ok(peer)))
+            if works:
+                self.assertEqual((await self.post(url)).body, b"ok")
+            else:
+                with self.assertRaises(Exception) as caught:
+                    await self.post(url)
+                self.assertIn("interim", str(caught.exception))
 
     async def test_timeout_drops_connection(self) -> None:
         """
@@ -336,7 +353,8 @@ class CallbackPoolTests(TestCase):
         self.addCleanup(lambda: [p.transport.abortConnection() for p in factory.peers])
         self.assertEqual((await self.post(url)).status, 200)
         port = url.split("]:")[1].split("/")[0]
-        self.assertTrue(factory.requests[0].startswith(b"POST /events?x=1 HTTP/1.1\r\nHost: [::1]:%s\r\n" % (port.encode(),)))
+        start = b"POST /events?x=1 HTTP/1.1\r\nHost: [::1]:%s\r\n" % (port.encode(),)
+        self.assertTrue(factory.requests[0].startswith(start))
 
     async def test_header_injection_refused(self) -> None:
         """
