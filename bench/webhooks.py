@@ -17,7 +17,9 @@ scheduling, signing and HTTP exchange.  Three steps per run:
 
 Columns: requests/s, CPU-µs per request of this (sender) process, the
 connections the receiver accepted, and the timers (C{callLater}) the
-sender scheduled per request.
+sender scheduled per request.  Last, for code with the lean client: the
+CPU-µs of one C{post} over a kept in-memory connection (the client alone:
+no sockets, no signing).
 
     .venv/bin/python bench/webhooks.py [--label after]
     # the code of another checkout (e.g. an export of i12-base):
@@ -137,6 +139,49 @@ def make_client(reactor: Any) -> tuple[Any, Any, str]:
     client = pooled_client(reactor)
     kind = "h11" if hasattr(client, "callbacks") else "agent"
     return client, client.pool, "%s, %d kept per host" % (kind, client.pool.maxPersistentPerHost)
+
+
+def client_only(n: int) -> float | None:
+    """
+    CPU-µs per callback of L{aiconnect.webhooks.http.post} over the lean
+    client alone: one kept connection on an in-memory transport, a canned
+    twisted.web answer fed back (no sockets, no receiver); L{None} for
+    code without L{aiconnect.webhooks.client11}.
+    """
+    try:
+        from aiconnect.webhooks.client11 import _Connection
+    except ImportError:
+        return None
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+    from aiconnect.webhooks.agent import pooled_client
+    from aiconnect.webhooks.http import post
+    from aiconnect.webhooks.signing import signed_headers
+
+    clock = MemoryReactorClock()
+    client = pooled_client(clock)
+    connection = _Connection(client.callbacks, (b"http", b"127.0.0.1", 8080))
+    transport = StringTransport()
+    connection.makeConnection(transport)
+    client.callbacks._release(connection)
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nDate: Wed, 02 Dec 2026 07:40:00 GMT\r\n"
+        b"Server: TwistedWeb/25.5.0\r\nContent-Type: text/html\r\n\r\n"
+    )
+    body = b"x" * 400
+    headers = signed_headers(SECRET, "msg_1", 1700000000, body)
+
+    def one() -> None:
+        post(clock, client, "http://127.0.0.1:8080/events", body, headers, 5.0, 65536)
+        transport.clear()
+        connection.dataReceived(answer)
+
+    for _ in range(n // 10):
+        one()
+    cpu0 = time.process_time()
+    for _ in range(n):
+        one()
+    return 1e6 * (time.process_time() - cpu0) / n
 
 
 def receiver_counts(port: int) -> dict[str, int]:
@@ -290,6 +335,7 @@ def main() -> None:
     import aiconnect
 
     rows = run(args)
+    alone = client_only(20000)
     print("code: %s (%s)" % (args.label, os.path.dirname(os.path.dirname(aiconnect.__file__))))
     print("| step | client | requests | requests/s | CPU-µs/request | connections | timers/request |")
     print("|---|---|---|---|---|---|---|")
@@ -298,6 +344,8 @@ def main() -> None:
             "| %s | %s | %d | %.0f | %.0f | %d | %.1f |"
             % (r["step"], r["client"], r["requests"], r["per_s"], r["cpu_us"], r["connections"], r["timers"])
         )
+    if alone is not None:
+        print("post() alone, in memory (no sockets, signing not included): %.0f CPU-µs per callback" % (alone,))
 
 
 if __name__ == "__main__":
