@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.webhooks.test_http,tests.webhooks.test_delivery,tests.webhooks.test_newcall -*-
+# -*- test-case-name: tests.webhooks.test_http,tests.webhooks.test_client11,tests.webhooks.test_delivery,tests.webhooks.test_newcall -*-
 """
 One callback request: a POST through the injected client (the
 L{aiconnect.webhooks.client11.CallbackPool} of a
