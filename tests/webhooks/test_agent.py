@@ -155,7 +155,7 @@ class PooledClientTests(TestCase):
 
 class EndpointTests(SynchronousTestCase):
     """
-    How L{pooled_client}'s agent connects.
+    How L{pooled_client}'s callbacks client connects.
     """
 
     def request(self, client: CallbackClient, url: bytes) -> Any:
