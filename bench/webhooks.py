@@ -6,8 +6,10 @@ receiver process on 127.0.0.1; prints a table.
 
 The outbox is an in-memory stand-in (SQLite is not measured here: that is
 L{aiconnect.webhooks.outbox}'s cost), so the figures are the deliverer's
-scheduling, signing and HTTP exchange.  Two steps per run:
+scheduling, signing and HTTP exchange.  Three steps per run:
 
+ - C{post}: L{aiconnect.webhooks.http.post} alone, 32 requests in flight
+   (the client's own cost per callback, signing included);
  - C{burst}: S sessions x E events emitted at once (all lanes waiting,
    C{max_in_flight} requests in flight);
  - C{paced}: events emitted at R per second for T seconds, 5 per session
@@ -15,7 +17,9 @@ scheduling, signing and HTTP exchange.  Two steps per run:
 
 Columns: requests/s, CPU-µs per request of this (sender) process, the
 connections the receiver accepted, and the timers (C{callLater}) the
-sender scheduled per request.
+sender scheduled per request.  Last, for code with the lean client: the
+CPU-µs of one C{post} over a kept in-memory connection (the client alone:
+no sockets, no signing).
 
     .venv/bin/python bench/webhooks.py [--label after]
     # the code of another checkout (e.g. an export of i12-base):
@@ -133,7 +137,51 @@ def make_client(reactor: Any) -> tuple[Any, Any, str]:
         pool.maxPersistentPerHost = 4
         return HTTPClient(Agent(reactor, pool=pool)), pool, "treq, 4 kept per host"
     client = pooled_client(reactor)
-    return client, client.pool, "agent, %d kept per host" % (client.pool.maxPersistentPerHost,)
+    kind = "h11" if hasattr(client, "callbacks") else "agent"
+    return client, client.pool, "%s, %d kept per host" % (kind, client.pool.maxPersistentPerHost)
+
+
+def client_only(n: int) -> float | None:
+    """
+    CPU-µs per callback of L{aiconnect.webhooks.http.post} over the lean
+    client alone: one kept connection on an in-memory transport, a canned
+    twisted.web answer fed back (no sockets, no receiver); L{None} for
+    code without L{aiconnect.webhooks.client11}.
+    """
+    try:
+        from aiconnect.webhooks.client11 import _Connection
+    except ImportError:
+        return None
+    from twisted.internet.testing import MemoryReactorClock, StringTransport
+
+    from aiconnect.webhooks.agent import pooled_client
+    from aiconnect.webhooks.http import post
+    from aiconnect.webhooks.signing import signed_headers
+
+    clock = MemoryReactorClock()
+    client = pooled_client(clock)
+    connection = _Connection(client.callbacks, (b"http", b"127.0.0.1", 8080))
+    transport = StringTransport()
+    connection.makeConnection(transport)
+    client.callbacks._release(connection)
+    answer = (
+        b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nDate: Wed, 02 Dec 2026 07:40:00 GMT\r\n"
+        b"Server: TwistedWeb/25.5.0\r\nContent-Type: text/html\r\n\r\n"
+    )
+    body = b"x" * 400
+    headers = signed_headers(SECRET, "msg_1", 1700000000, body)
+
+    def one() -> None:
+        post(clock, client, "http://127.0.0.1:8080/events", body, headers, 5.0, 65536)
+        transport.clear()
+        connection.dataReceived(answer)
+
+    for _ in range(n // 10):
+        one()
+    cpu0 = time.process_time()
+    for _ in range(n):
+        one()
+    return 1e6 * (time.process_time() - cpu0) / n
 
 
 def receiver_counts(port: int) -> dict[str, int]:
@@ -212,7 +260,43 @@ def run(args: argparse.Namespace) -> list[dict[str, Any]]:
                     await deferLater(reactor, delay, lambda: None)
                 outbox.emit("ses_p%d" % (i // 5,), body.encode())
 
+        async def posts() -> None:
+            # http.post alone (what each callback costs in the client), 32
+            # in flight, as the deliverer sends them.
+            from aiconnect.webhooks.http import post
+            from aiconnect.webhooks.signing import signed_headers
+
+            url = "http://127.0.0.1:%d/events" % (port,)
+            payload = body.encode()
+            n = args.posts
+            before = receiver_counts(port)
+            timers[0] = 0
+            cpu0, t0 = time.process_time(), time.perf_counter()
+            sent = 0
+
+            async def lane() -> None:
+                nonlocal sent
+                while sent < n:
+                    sent += 1
+                    headers = signed_headers(SECRET, "msg_%d" % (sent,), 1700000000, payload)
+                    await post(reactor, client, url, payload, headers, 5.0, 65536)
+
+            await defer.gatherResults([defer.ensureDeferred(lane()) for _ in range(32)])
+            cpu, wall = time.process_time() - cpu0, time.perf_counter() - t0
+            after = receiver_counts(port)
+            rows.append(
+                {
+                    "step": "post x%d" % (n,),
+                    "requests": n,
+                    "per_s": n / wall,
+                    "cpu_us": 1e6 * cpu / n,
+                    "connections": after["connections"] - before["connections"],
+                    "timers": timers[0] / n,
+                }
+            )
+
         async def drive() -> None:
+            await posts()
             deliverer.start()
             await step("burst %dx%d" % (args.sessions, args.events), burst, args.sessions * args.events)
             await step("paced %g/s" % (args.rate,), paced, int(args.rate * args.seconds))
@@ -240,6 +324,7 @@ def main() -> None:
     parser.add_argument("--label", default="this checkout")
     parser.add_argument("--sessions", type=int, default=200)
     parser.add_argument("--events", type=int, default=5)
+    parser.add_argument("--posts", type=int, default=3000, help="post step: requests")
     parser.add_argument("--rate", type=float, default=250.0, help="paced step: events per second")
     parser.add_argument("--seconds", type=float, default=4.0, help="paced step: seconds")
     args = parser.parse_args()
@@ -250,6 +335,7 @@ def main() -> None:
     import aiconnect
 
     rows = run(args)
+    alone = client_only(20000)
     print("code: %s (%s)" % (args.label, os.path.dirname(os.path.dirname(aiconnect.__file__))))
     print("| step | client | requests | requests/s | CPU-µs/request | connections | timers/request |")
     print("|---|---|---|---|---|---|---|")
@@ -258,6 +344,8 @@ def main() -> None:
             "| %s | %s | %d | %.0f | %.0f | %d | %.1f |"
             % (r["step"], r["client"], r["requests"], r["per_s"], r["cpu_us"], r["connections"], r["timers"])
         )
+    if alone is not None:
+        print("post() alone, in memory (no sockets, signing not included): %.0f CPU-µs per callback" % (alone,))
 
 
 if __name__ == "__main__":

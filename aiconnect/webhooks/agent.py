@@ -1,42 +1,32 @@
-# -*- test-case-name: tests.webhooks.test_agent,tests.webhooks.test_delivery,tests.webhooks.test_newcall -*-
+# -*- test-case-name: tests.webhooks.test_agent,tests.webhooks.test_client11,tests.webhooks.test_delivery,tests.webhooks.test_newcall -*-
 """
-The callbacks' HTTP client: one persistent connection pool and a
-L{twisted.web.client.Agent} used directly, so that a callback costs no URL
-parsing, no IDNA check, no name resolution and, most of the time, no new
-connection.
+The callbacks' HTTP client as the service builds it: the lean HTTP/1.1
+client of L{aiconnect.webhooks.client11} for the callbacks (used by
+L{aiconnect.webhooks.http.post}), and treq over a persistent
+L{twisted.web.client.Agent} for the other users (the recording upload),
+both reaching an origin through the same kept endpoints.
 
-This module owns L{CallbackClient} (treq's client, which the recording
-upload uses, that also exposes its C{agent} for
-L{aiconnect.webhooks.http.post}), L{pooled_client} (the pool: as many idle
-connections kept per host as requests may be in flight), the endpoint of
-each callback origin (made once and kept; an IP-literal host is connected
-to directly, never through the resolver's thread pool), L{request_uri}
-(a callback URL's request bytes, computed once per URL) and
-L{BytesProducer} (a request body written at once, no cooperator).
+This module owns L{CallbackClient}, L{pooled_client} (as many idle
+connections kept per origin as requests may be in flight) and the
+constants of that pool.
 """
 
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any
 
-import hyperlink
 from treq.client import HTTPClient
 from twisted.internet import defer
-from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import HostnameEndpoint, TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
-from twisted.internet.interfaces import IConsumer, IStreamClientEndpoint
-from twisted.web.client import Agent, BrowserLikePolicyForHTTPS, HTTPConnectionPool, URI
-from twisted.web.error import SchemeNotSupported
-from twisted.web.iweb import IAgentEndpointFactory, IBodyProducer
-from zope.interface import implementer
+from twisted.web.client import Agent, HTTPConnectionPool
+
+from aiconnect.webhooks.client11 import CallbackPool, Endpoints, request_uri
 
 __all__ = [
     "IDLE_TIMEOUT",
     "MAX_IN_FLIGHT",
-    "BytesProducer",
     "CallbackClient",
+    "Pools",
     "pooled_client",
     "request_uri",
 ]
@@ -46,136 +36,80 @@ __all__ = [
 MAX_IN_FLIGHT = 32
 
 #: Seconds an idle pooled connection is kept.  Most servers close idle
-#: connections sooner (a request racing such a close is sent again at once,
-#: see L{aiconnect.webhooks.http.post}); under load none is idle that long.
+#: connections sooner (a request racing such a close is sent again at once
+#: on a new connection, see L{aiconnect.webhooks.http.post}); under load
+#: none is idle that long.
 IDLE_TIMEOUT = 60.0
 
-# Callback origins whose endpoints are kept: they come from the
-# configuration, so this is a safety cap, not a working limit.
-_MAX_ENDPOINTS = 1024
 
-
-@lru_cache(maxsize=_MAX_ENDPOINTS)
-def request_uri(url: str) -> bytes:
+class Pools:
     """
-    The bytes an L{Agent} takes for a callback URL: an internationalized
-    host name in IDNA form, other non-ASCII text percent-encoded (what treq
-    sends for the same URL).  Computed once per URL.
+    The connections of a L{CallbackClient}: the callbacks' and treq's.
 
-    @param url: An absolute C{http} or C{https} URL.
-    @return: Its ASCII form.
-    """
-    if url.isascii():
-        return url.encode("ascii")
-    return hyperlink.URL.from_text(url).to_uri().to_text().encode("ascii")
-
-
-@implementer(IBodyProducer)
-class BytesProducer:
-    """
-    A request body that is already in memory: written at once when the
-    request starts (treq's producer for bytes runs through a cooperator,
-    one timer per request).
+    @ivar callbacks: The callbacks' L{CallbackPool}.
+    @ivar agent_pool: treq's L{HTTPConnectionPool}.
     """
 
-    def __init__(self, body: bytes) -> None:
+    def __init__(self, callbacks: CallbackPool, agent_pool: HTTPConnectionPool) -> None:
+        self.callbacks = callbacks
+        self.agent_pool = agent_pool
+        self.maxPersistentPerHost = agent_pool.maxPersistentPerHost
+
+    def closeCachedConnections(self) -> Deferred[None]:
         """
-        @param body: The exact body.
+        Close every idle connection of both (on stop).
+
+        @return: Fires once they are closed.
         """
-        self._body = body
-        self.length = len(body)
-
-    def startProducing(self, consumer: IConsumer) -> Deferred[None]:
-        consumer.write(self._body)
-        return defer.succeed(None)
-
-    def pauseProducing(self) -> None:
-        pass
-
-    def resumeProducing(self) -> None:
-        pass
-
-    def stopProducing(self) -> None:
-        pass
-
-
-@implementer(IAgentEndpointFactory)
-class _Endpoints:
-    """
-    The endpoint of each callback origin, made once and kept: the agent
-    otherwise builds one per request (checking the host name with IDNA
-    each time, and for C{https} building a TLS context).  An IP-literal
-    host gets a plain TCP endpoint: no name resolution in a thread.
-    """
-
-    def __init__(self, reactor: Any) -> None:
-        """
-        @param reactor: The reactor to connect with.
-        """
-        self._reactor = reactor
-        self._tls = BrowserLikePolicyForHTTPS()
-        self._endpoints: dict[tuple[bytes, bytes, int], IStreamClientEndpoint] = {}
-
-    def endpointForURI(self, uri: URI) -> IStreamClientEndpoint:
-        key = (uri.scheme, uri.host, uri.port)
-        endpoint = self._endpoints.get(key)
-        if endpoint is None:
-            if len(self._endpoints) >= _MAX_ENDPOINTS:
-                self._endpoints.clear()
-            endpoint = self._endpoints[key] = self._make(uri)
-        return endpoint
-
-    def _make(self, uri: URI) -> IStreamClientEndpoint:
-        if uri.scheme not in (b"http", b"https"):
-            raise SchemeNotSupported("unsupported scheme: %r" % (uri.scheme,))
-        host = uri.host.decode("ascii")
-        endpoint: IStreamClientEndpoint
-        if isIPAddress(host):
-            endpoint = TCP4ClientEndpoint(self._reactor, host, uri.port)
-        elif isIPv6Address(host):
-            endpoint = TCP6ClientEndpoint(self._reactor, host, uri.port)
-        else:
-            endpoint = HostnameEndpoint(self._reactor, uri.host, uri.port)
-        if uri.scheme == b"https":
-            endpoint = wrapClientTLS(self._tls.creatorForNetloc(uri.host, uri.port), endpoint)
-        return endpoint
+        return defer.gatherResults([self.callbacks.close(), self.agent_pool.closeCachedConnections()]).addCallback(
+            lambda _: None
+        )
 
 
 class CallbackClient(HTTPClient):
     """
-    treq's client over an L{Agent} and its L{HTTPConnectionPool}; the
-    callbacks use C{agent} directly (L{aiconnect.webhooks.http.post}),
-    other users (the recording upload) use the treq methods.
+    treq's client over an L{Agent} (for the recording upload) with the
+    callbacks' own L{CallbackPool} (C{callbacks}, which
+    L{aiconnect.webhooks.http.post} uses).
 
     @ivar agent: The agent.
-    @ivar pool: Its connection pool (closed on stop by its owner).
+    @ivar callbacks: The callbacks' client.
+    @ivar pool: Both pools (closed on stop by its owner).
     """
 
-    def __init__(self, agent: Agent, pool: HTTPConnectionPool) -> None:
+    def __init__(self, agent: Agent, pool: HTTPConnectionPool, callbacks: CallbackPool) -> None:
         """
         @param agent: The agent, over C{pool}.
-        @param pool: The connection pool.
+        @param pool: The agent's connection pool.
+        @param callbacks: The callbacks' client.
         """
         super().__init__(agent)
         self.agent = agent
-        self.pool = pool
+        self.callbacks = callbacks
+        self.pool = Pools(callbacks, pool)
 
 
 def pooled_client(
-    reactor: Any, *, per_host: int = 2 * MAX_IN_FLIGHT, idle_timeout: float = IDLE_TIMEOUT
+    reactor: Any, *, per_host: int = 2 * MAX_IN_FLIGHT, idle_timeout: float = IDLE_TIMEOUT, tls: Any = None
 ) -> CallbackClient:
     """
-    The callbacks' client: a persistent pool keeping up to C{per_host} idle
-    connections per origin (the event requests in flight and as many
-    C{newCall}s by default) for C{idle_timeout} seconds.
+    The callbacks' client: up to C{per_host} idle connections kept per
+    origin (the event requests in flight and as many C{newCall}s by
+    default) for C{idle_timeout} seconds, by the callbacks' client and by
+    the agent alike.
 
     @param reactor: The reactor.
     @param per_host: Idle connections kept per origin.
     @param idle_timeout: Seconds an idle connection is kept.
+    @param tls: The trust of C{https} origins, an
+        L{twisted.web.iweb.IPolicyForHTTPS}; by default
+        L{twisted.web.client.BrowserLikePolicyForHTTPS} (the platform's
+        trust store, host name verified).
     @return: The client; its C{pool} is to be closed on stop.
     """
+    endpoints = Endpoints(reactor, tls)
     pool = HTTPConnectionPool(reactor, persistent=True)
     pool.maxPersistentPerHost = per_host
     pool.cachedConnectionTimeout = idle_timeout
-    agent = Agent.usingEndpointFactory(reactor, _Endpoints(reactor), pool=pool)
-    return CallbackClient(agent, pool)
+    agent = Agent.usingEndpointFactory(reactor, endpoints, pool=pool)
+    return CallbackClient(agent, pool, CallbackPool(reactor, endpoints, per_host, idle_timeout))

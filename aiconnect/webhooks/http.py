@@ -1,6 +1,7 @@
-# -*- test-case-name: tests.webhooks.test_http,tests.webhooks.test_delivery,tests.webhooks.test_newcall -*-
+# -*- test-case-name: tests.webhooks.test_http,tests.webhooks.test_client11,tests.webhooks.test_delivery,tests.webhooks.test_newcall -*-
 """
-One callback request: a POST through the injected client (the agent of a
+One callback request: a POST through the injected client (the
+L{aiconnect.webhooks.client11.CallbackPool} of a
 L{aiconnect.webhooks.agent.CallbackClient}, else treq-shaped), its answer
 read up to a size limit, all within our own timeout on the
 injected reactor (C{Deferred.addTimeout}, not treq's C{timeout=}).
@@ -35,9 +36,8 @@ from twisted.web.client import (
     ResponseNeverReceived,
     _WrapperException,
 )
-from twisted.web.http_headers import Headers
 
-from aiconnect.webhooks.agent import BytesProducer, request_uri
+from aiconnect.webhooks.client11 import Answer, BodyTooLarge, StaleConnection
 
 __all__ = [
     "Reply",
@@ -96,12 +96,6 @@ class WebhookTarget(Protocol):
         """
 
 
-class _BodyTooLarge(Exception):
-    """
-    The application's answer exceeded the size we read.
-    """
-
-
 @dataclass(frozen=True, slots=True)
 class Reply:
     """
@@ -142,7 +136,7 @@ class _BodyReader(_StreamProtocol):
         if self._size > self._limit:
             self._done = True
             self._abort()
-            self.finished.errback(_BodyTooLarge("body larger than %d bytes" % (self._limit,)))
+            self.finished.errback(BodyTooLarge("body larger than %d bytes" % (self._limit,)))
             return
         self._parts.append(data)
 
@@ -214,12 +208,13 @@ def post(
     """
     POST C{body}, read the answer, all within C{timeout} seconds on
     C{reactor}.  Redirects are not followed (a 3xx is an answer).  A request
-    that fails because its pooled connection turned out closed (see
-    L{_stale_connection}) is sent again at once, once, within the same
-    timeout: that is no failure of the application.
+    that fails because its kept connection turned out closed (see
+    L{StaleConnection}, L{_stale_connection}) is sent again at once, once
+    (on a new connection), within the same timeout: that is no failure of
+    the application.
 
     @param reactor: For the timeout.
-    @param http_client: A L{CallbackClient} (its C{agent} is used), or
+    @param http_client: A L{CallbackClient} (its C{callbacks} are used), or
         treq-shaped (C{post(url, data=, headers=, allow_redirects=)}).
     @param url: Where to.
     @param body: The exact body (signed in C{headers}).
@@ -231,31 +226,35 @@ def post(
         connection error or L{defer.TimeoutError}.
     """
 
-    agent = getattr(http_client, "agent", None)
-    if agent is not None:
-        # A CallbackClient: its agent directly, the URL's bytes computed once.
-        uri = request_uri(url)
-        raw = Headers({name: [value] for name, value in headers.items()})
+    callbacks = getattr(http_client, "callbacks", None)
+    if callbacks is not None:
+        # A CallbackClient: the lean client; a kept connection found closed
+        # by the server is replaced by a new one, once.
+        def stale(failure: Failure) -> Deferred[Answer] | Failure:
+            if not failure.check(StaleConnection):
+                return failure
+            _count_retry(stats)
+            return callbacks.request(url, headers, body, limit, fresh=True)
 
-        def attempt() -> Deferred[Any]:
-            return defer.maybeDeferred(agent.request, b"POST", uri, raw, BytesProducer(body))
+        d = callbacks.request(url, headers, body, limit)
+        d.addErrback(stale)
+        d.addCallback(_reply)
+        d.addTimeout(timeout, reactor, onTimeoutCancel=_timed_out)
+        return d
 
-    else:
-
-        def attempt() -> Deferred[Any]:
-            return defer.maybeDeferred(
-                http_client.post,
-                url,
-                data=body,
-                headers=dict(headers),
-                allow_redirects=False,
-            )
+    def attempt() -> Deferred[Any]:
+        return defer.maybeDeferred(
+            http_client.post,
+            url,
+            data=body,
+            headers=dict(headers),
+            allow_redirects=False,
+        )
 
     def again(failure: Failure) -> Deferred[Any] | Failure:
         if not _stale_connection(failure):
             return failure
-        if stats is not None:
-            stats["stale_connection_retries"] = stats.get("stale_connection_retries", 0) + 1
+        _count_retry(stats)
         return attempt()
 
     d = attempt()
@@ -263,6 +262,19 @@ def post(
     d.addCallback(_read_reply, limit)
     d.addTimeout(timeout, reactor, onTimeoutCancel=_timed_out)
     return d
+
+
+def _count_retry(stats: dict[str, int] | None) -> None:
+    if stats is not None:
+        stats["stale_connection_retries"] = stats.get("stale_connection_retries", 0) + 1
+
+
+def _reply(answer: Answer) -> Reply:
+    """
+    The L{Reply} of an L{Answer}.
+    """
+    failure = answer.body_failure
+    return Reply(answer.status, answer.retry_after, answer.body, None if failure is None else describe_failure(failure))
 
 
 def _timed_out(result: Any, timeout: float) -> Any:
@@ -287,7 +299,7 @@ def describe_failure(failure: Failure, timeout: float | None = None) -> str:
         return "timeout after %g s" % (timeout,) if timeout is not None else "timeout"
     if failure.check(CancelledError):
         return "cancelled"
-    if failure.check(_BodyTooLarge):
+    if failure.check(BodyTooLarge):
         return str(failure.value)
     if failure.check(_WrapperException):
         reasons = getattr(failure.value, "reasons", None) or []

@@ -19,13 +19,12 @@ from twisted.internet.testing import MemoryReactorClock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from twisted.web.error import SchemeNotSupported
-from twisted.web.http_headers import Headers
 from twisted.web.server import Site
 
 from aiconnect import events
 from aiconnect.config import TenantConfig
 from aiconnect.webhooks import EventDeliverer, EventOutbox, NewCallClient
-from aiconnect.webhooks.agent import MAX_IN_FLIGHT, BytesProducer, CallbackClient, pooled_client, request_uri
+from aiconnect.webhooks.agent import MAX_IN_FLIGHT, CallbackClient, pooled_client, request_uri
 from tests.fakes import wait_until
 from tests.integration.test_hardening_events import start_http10_server
 from tests.webhooks.helpers import DOMAIN, SECRET, Recorder, independent_signature_ok
@@ -156,11 +155,11 @@ class PooledClientTests(TestCase):
 
 class EndpointTests(SynchronousTestCase):
     """
-    How L{pooled_client}'s agent connects.
+    How L{pooled_client}'s callbacks client connects.
     """
 
     def request(self, client: CallbackClient, url: bytes) -> Any:
-        return client.agent.request(b"POST", url, Headers(), BytesProducer(b"{}"))
+        return client.callbacks.request(url.decode("ascii"), {}, b"{}", 1024)
 
     def test_ip_literal_connects_at_once(self) -> None:
         """
@@ -191,16 +190,3 @@ class EndpointTests(SynchronousTestCase):
         """
         self.assertEqual(request_uri("http://127.0.0.1:8080/events"), b"http://127.0.0.1:8080/events")
         self.assertEqual(request_uri("https://b\u00fccher.example/h\u00e9/events"), b"https://xn--bcher-kva.example/h%C3%A9/events")
-
-    def test_body_producer(self) -> None:
-        """
-        The body is written at once, whole, with its length known.
-        """
-        written: list[bytes] = []
-        consumer = type("Consumer", (), {"write": lambda self, data: written.append(data)})()
-        producer = BytesProducer(b'{"a":1}')
-        self.assertEqual(producer.length, 7)
-        self.successResultOf(producer.startProducing(consumer))
-        self.assertEqual(written, [b'{"a":1}'])
-
-
