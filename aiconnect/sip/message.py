@@ -17,7 +17,7 @@ Pure module: no Twisted, no sockets, no clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Union
+from typing import Callable, Iterable, Iterator, TypeVar, Union
 
 from aiconnect.errors import RemoteSipError
 from aiconnect.sip import abnf
@@ -32,6 +32,8 @@ from aiconnect.sip.uri import (
     parse_via_list,
     split_list,
 )
+
+T = TypeVar("T")
 
 DEFAULT_MAX_SIZE = 65536
 MAX_CSEQ = 2**31 - 1  # RFC 3261 s8.1.1.5: MUST be < 2**31 when chosen; we accept < 2**32
@@ -104,15 +106,46 @@ KNOWN_METHODS = frozenset(
 )
 
 
+#: Spellings seen -> (canonical name, lower-case key); bounded, since
+#: header names come from the wire (L{_NAME_CACHE_MAX}).
+_NAMES: dict[str, tuple[str, str]] = {}
+_NAME_CACHE_MAX = 4096
+
+
 def canonical_name(name: str) -> str:
     """
     Expand compact forms and normalise the case of known header names;
     unknown names keep their case.
     """
+    return _name(name)[0]
+
+
+def _name(name: str) -> tuple[str, str]:
+    """
+    The canonical name of C{name} and the key it is matched by (its lower
+    case), computed once per spelling (up to L{_NAME_CACHE_MAX} spellings,
+    then every time).
+    """
+    known = _NAMES.get(name)
+    if known is not None:
+        return known
     lname = name.lower()
     if len(lname) == 1 and lname in COMPACT_FORMS:
-        return COMPACT_FORMS[lname]
-    return _CANONICAL.get(lname, name)
+        canonical = COMPACT_FORMS[lname]
+    else:
+        canonical = _CANONICAL.get(lname, name)
+    known = (canonical, canonical.lower())
+    if len(_NAMES) < _NAME_CACHE_MAX:
+        _NAMES[name] = known
+    return known
+
+
+def _key(name: str) -> str:
+    """
+    The lower-case canonical name headers are matched by.
+    """
+    known = _NAMES.get(name)
+    return known[1] if known is not None else _name(name)[1]
 
 
 class Headers:
@@ -121,12 +154,25 @@ class Headers:
 
     Each entry is one header line as received (after unfolding); names are
     canonical (compact forms expanded).
+
+    Values parsed from the lines (Via, CSeq, From, To...) are kept in
+    L{cached} until the next change of the header fields, so a message's
+    Via is parsed once however many layers read it.
     """
 
-    __slots__ = ("_items",)
+    __slots__ = ("_items", "_keys", "_parsed", "generation")
 
     def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str]] = [(canonical_name(n), v) for n, v in items]
+        self._items: list[tuple[str, str]] = []
+        #: The match key of each item (its lower-case canonical name).
+        self._keys: list[str] = []
+        self._parsed: dict[str, object] | None = None
+        #: Counts changes: a serialisation made at one generation is still valid.
+        self.generation = 0
+        for n, v in items:
+            canonical, key = _name(n)
+            self._items.append((canonical, v))
+            self._keys.append(key)
 
     def copy(self) -> Headers:
         """
@@ -134,7 +180,27 @@ class Headers:
         """
         h = Headers()
         h._items = list(self._items)
+        h._keys = list(self._keys)
         return h
+
+    def _changed(self) -> None:
+        self._parsed = None
+        self.generation += 1
+
+    def cached(self, name: str, parser: Callable[[Headers], T]) -> T:
+        """
+        C{parser(self)}, computed once until the header fields change.
+
+        @param name: what is cached (one name per parser).
+        @param parser: reads these headers; may raise (nothing is cached then).
+        """
+        parsed = self._parsed
+        if parsed is None:
+            parsed = self._parsed = {}
+        elif name in parsed:
+            return parsed[name]  # type: ignore[return-value]
+        value = parsed[name] = parser(self)
+        return value
 
     def __iter__(self) -> Iterator[tuple[str, str]]:
         return iter(self._items)
@@ -145,25 +211,33 @@ class Headers:
     def __contains__(self, name: object) -> bool:
         if not isinstance(name, str):
             return False
-        lname = canonical_name(name).lower()
-        return any(n.lower() == lname for n, _ in self._items)
+        return _key(name) in self._keys
 
     def get(self, name: str, default: str | None = None) -> str | None:
         """
         The first value of a header, or C{default}.
         """
-        lname = canonical_name(name).lower()
-        for n, v in self._items:
-            if n.lower() == lname:
-                return v
-        return default
+        key = _key(name)
+        keys = self._keys
+        if key not in keys:
+            return default
+        return self._items[keys.index(key)][1]
 
     def get_all(self, name: str) -> list[str]:
         """
         Every line of a header, in order, unsplit.
         """
-        lname = canonical_name(name).lower()
-        return [v for n, v in self._items if n.lower() == lname]
+        key = _key(name)
+        keys = self._keys
+        if key not in keys:
+            return []
+        return [item[1] for k, item in zip(keys, self._items) if k == key]
+
+    def count(self, name: str) -> int:
+        """
+        How many lines of a header there are.
+        """
+        return self._keys.count(_key(name))
 
     def values(self, name: str) -> list[str]:
         """
@@ -173,7 +247,7 @@ class Headers:
         @raise UriError: on an empty list element.
         """
         lines = self.get_all(name)
-        if canonical_name(name).lower() not in LIST_HEADERS:
+        if _key(name) not in LIST_HEADERS:
             return lines
         out: list[str] = []
         for line in lines:
@@ -194,47 +268,65 @@ class Headers:
         """
         Append a header line.
         """
-        self._items.append((canonical_name(name), value))
+        canonical, key = _name(name)
+        self._items.append((canonical, value))
+        self._keys.append(key)
+        self._changed()
 
     def add_first(self, name: str, value: str) -> None:
         """
         Insert a header line before all others (for Via, Route).
         """
-        self._items.insert(0, (canonical_name(name), value))
+        canonical, key = _name(name)
+        self._items.insert(0, (canonical, value))
+        self._keys.insert(0, key)
+        self._changed()
 
     def set(self, name: str, value: str) -> None:
         """
         Replace every line of a header by one value, in the first one's place.
         """
-        cname = canonical_name(name)
-        lname = cname.lower()
-        for i, (n, _) in enumerate(self._items):
-            if n.lower() == lname:
-                self._items[i] = (cname, value)
-                self._items[i + 1 :] = [(n2, v2) for n2, v2 in self._items[i + 1 :] if n2.lower() != lname]
-                return
-        self._items.append((cname, value))
+        canonical, key = _name(name)
+        keys = self._keys
+        self._changed()
+        if key not in keys:
+            self._items.append((canonical, value))
+            keys.append(key)
+            return
+        i = keys.index(key)
+        self._items[i] = (canonical, value)
+        tail = [(k, item) for k, item in zip(keys[i + 1 :], self._items[i + 1 :]) if k != key]
+        self._items[i + 1 :] = [item for _, item in tail]
+        keys[i + 1 :] = [k for k, _ in tail]
 
     def remove(self, name: str) -> None:
         """
         Remove every line of a header.
         """
-        lname = canonical_name(name).lower()
-        self._items = [(n, v) for n, v in self._items if n.lower() != lname]
+        key = _key(name)
+        if key not in self._keys:
+            return
+        kept = [(k, item) for k, item in zip(self._keys, self._items) if k != key]
+        self._items = [item for _, item in kept]
+        self._keys = [k for k, _ in kept]
+        self._changed()
 
     def remove_first(self, name: str) -> None:
         """
         Remove the first value of a header (a list header loses one element).
         """
-        lname = canonical_name(name).lower()
-        for i, (n, v) in enumerate(self._items):
-            if n.lower() == lname:
-                parts = split_list(v) if lname in LIST_HEADERS else [v]
-                if len(parts) > 1:
-                    self._items[i] = (n, ", ".join(parts[1:]))
-                else:
-                    del self._items[i]
-                return
+        key = _key(name)
+        if key not in self._keys:
+            return
+        i = self._keys.index(key)
+        n, v = self._items[i]
+        parts = split_list(v) if key in LIST_HEADERS else [v]
+        if len(parts) > 1:
+            self._items[i] = (n, ", ".join(parts[1:]))
+        else:
+            del self._items[i]
+            del self._keys[i]
+        self._changed()
 
     def __repr__(self) -> str:
         return "Headers(%r)" % (self._items,)
@@ -269,13 +361,48 @@ def parse_cseq(value: str) -> CSeq:
     return CSeq(int(digits), parts[1])
 
 
+def _parse_vias(headers: Headers) -> list[Via]:
+    return parse_via_list(", ".join(headers.get_all("Via")))
+
+
+def _parse_top_via(headers: Headers) -> Via:
+    vias = headers._parsed.get("vias") if headers._parsed else None
+    if vias:
+        return vias[0]  # type: ignore[index]
+    first = headers.get("Via")
+    if not first:
+        raise SipParseError(400, "Missing Via")
+    return parse_via_list(first)[0]
+
+
+def _parse_cseq(headers: Headers) -> CSeq:
+    return parse_cseq(headers.get("CSeq") or "")
+
+
+def _parse_from(headers: Headers) -> NameAddr:
+    return parse_name_addr(headers.get("From") or "")
+
+
+def _parse_to(headers: Headers) -> NameAddr:
+    return parse_name_addr(headers.get("To") or "")
+
+
+def _parse_contacts(headers: Headers) -> list[NameAddr]:
+    return [parse_name_addr(v) for v in headers.values("Contact")]
+
+
 class _MessageBase:
     """
     Shared accessors of requests and responses.
+
+    Parsed header values are cached in the L{Headers} (until they change);
+    the serialisation is cached until the headers, start line or body
+    change, so a retransmission is the same octets, made once.
     """
 
     headers: Headers
     body: bytes
+    _wire: tuple[Headers, int, str, bytes, bytes] | None
 
     @property
     def call_id(self) -> str:
@@ -289,38 +416,35 @@ class _MessageBase:
         """
         The parsed CSeq header.
         """
-        return parse_cseq(self.headers.get("CSeq") or "")
+        return self.headers.cached("cseq", _parse_cseq)
 
     @property
     def vias(self) -> list[Via]:
         """
         Every Via value, topmost first.
         """
-        return parse_via_list(", ".join(self.headers.get_all("Via")))
+        return list(self.headers.cached("vias", _parse_vias))
 
     @property
     def top_via(self) -> Via:
         """
         The topmost Via value.
         """
-        first = self.headers.get("Via")
-        if not first:
-            raise SipParseError(400, "Missing Via")
-        return parse_via_list(first)[0]
+        return self.headers.cached("top_via", _parse_top_via)
 
     @property
     def from_(self) -> NameAddr:
         """
         The parsed From header.
         """
-        return parse_name_addr(self.headers.get("From") or "")
+        return self.headers.cached("from", _parse_from)
 
     @property
     def to(self) -> NameAddr:
         """
         The parsed To header.
         """
-        return parse_name_addr(self.headers.get("To") or "")
+        return self.headers.cached("to", _parse_to)
 
     @property
     def from_tag(self) -> str | None:
@@ -341,7 +465,7 @@ class _MessageBase:
         """
         Every Contact value.
         """
-        return [parse_name_addr(v) for v in self.headers.values("Contact")]
+        return list(self.headers.cached("contacts", _parse_contacts))
 
     @property
     def content_type(self) -> str | None:
@@ -368,14 +492,27 @@ class _MessageBase:
         return None
 
     def _serialize(self, start_line: str) -> bytes:
+        headers = self.headers
+        body = self.body
+        wire = self._wire
+        if (
+            wire is not None
+            and wire[0] is headers
+            and wire[1] == headers.generation
+            and wire[2] == start_line
+            and wire[3] is body
+        ):
+            return wire[4]
         lines = [start_line]
-        for n, v in self.headers:
+        for n, v in headers:
             if n == "Content-Length":
                 continue
             lines.append("%s: %s" % (n, v))
-        lines.append("Content-Length: %d" % (len(self.body),))
+        lines.append("Content-Length: %d" % (len(body),))
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
-        return head + self.body
+        data = head + body
+        self._wire = (headers, headers.generation, start_line, body, data)
+        return data
 
 
 class Request(_MessageBase):
@@ -388,7 +525,7 @@ class Request(_MessageBase):
     @ivar body: the body octets.
     """
 
-    __slots__ = ("method", "uri", "headers", "body", "version")
+    __slots__ = ("method", "uri", "headers", "body", "version", "datagram", "_wire", "_request_uri")
 
     def __init__(
         self,
@@ -403,13 +540,24 @@ class Request(_MessageBase):
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         self.body = body
         self.version = version
+        #: The octets this request arrived as, when it came in one UDP
+        #: datagram (set by the transport; the transaction layer
+        #: recognises retransmissions by them); C{None} otherwise.
+        self.datagram: bytes | None = None
+        self._wire = None
+        self._request_uri: tuple[str, Uri] | None = None
 
     @property
     def request_uri(self) -> Uri:
         """
-        The parsed Request-URI.
+        The parsed Request-URI (parsed once per value of C{uri}).
         """
-        return parse_uri(self.uri)
+        cached = self._request_uri
+        if cached is not None and cached[0] == self.uri:
+            return cached[1]
+        uri = parse_uri(self.uri)
+        self._request_uri = (self.uri, uri)
+        return uri
 
     def to_bytes(self) -> bytes:
         """
@@ -432,7 +580,7 @@ class Response(_MessageBase):
     A SIP response (RFC 3261 s7.2).
     """
 
-    __slots__ = ("status", "reason", "headers", "body", "version")
+    __slots__ = ("status", "reason", "headers", "body", "version", "_wire")
 
     def __init__(
         self,
@@ -447,6 +595,7 @@ class Response(_MessageBase):
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         self.body = body
         self.version = version
+        self._wire = None
 
     def to_bytes(self) -> bytes:
         """
@@ -684,10 +833,8 @@ def _parse_request(start: str, headers: Headers, rest: bytes, datagram: bool) ->
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
         if name not in headers:
             raise SipParseError(400, "Missing %s" % (name,))
-    for name in SINGLE_HEADERS:
-        if len(headers.get_all(name)) > 1:
-            raise SipParseError(400, "Multiple %s values" % (canonical_name(name),))
-    cseq = parse_cseq(headers.get("CSeq") or "")
+    _check_single(headers)
+    cseq = headers.cached("cseq", _parse_cseq)
     if cseq.method != method:
         raise SipParseError(400 if method in KNOWN_METHODS else 501, "CSeq method does not match")
     call_id = (headers.get("Call-ID") or "").strip()
@@ -698,13 +845,41 @@ def _parse_request(start: str, headers: Headers, rest: bytes, datagram: bool) ->
         mf = mf.strip()
         if not abnf.is_digits(mf, abnf.ANY_LENGTH) or len(mf.lstrip("0")) > 3 or int(mf.lstrip("0") or "0") > 255:
             raise SipParseError(400, "Bad Max-Forwards")
-    parse_via_list(", ".join(headers.get_all("Via")))
-    parse_name_addr(headers.get("From") or "")
-    parse_name_addr(headers.get("To") or "")
-    for c in headers.get_all("Contact"):
-        parse_name_addr_list(c)
+    # Parsed once here: what the layers above read comes from the cache.
+    headers.cached("vias", _parse_vias)
+    headers.cached("from", _parse_from)
+    headers.cached("to", _parse_to)
+    headers.cached("contacts", _validate_contacts)
     body = _body(headers, rest, datagram)
-    return Request(method, uri_text, headers, body, version)
+    request = Request(method, uri_text, headers, body, version)
+    request._request_uri = (uri_text, uri)
+    return request
+
+
+def _check_single(headers: Headers) -> None:
+    """
+    Headers that must appear at most once do (RFC 4475 s3.3.8).
+
+    @raise SipParseError: 400 otherwise.
+    """
+    seen: set[str] = set()
+    for key in headers._keys:
+        if key in SINGLE_HEADERS:
+            if key in seen:
+                raise SipParseError(400, "Multiple %s values" % (canonical_name(key),))
+            seen.add(key)
+
+
+def _validate_contacts(headers: Headers) -> list[NameAddr]:
+    """
+    Every Contact line parsed, an empty one being an error (unlike
+    L{Headers.values}, which skips it); for a valid message the same list
+    as L{_parse_contacts}.
+    """
+    out: list[NameAddr] = []
+    for line in headers.get_all("Contact"):
+        out.extend(parse_name_addr_list(line))
+    return out
 
 
 def _parse_response(start: str, headers: Headers, rest: bytes, datagram: bool) -> Response:
@@ -722,15 +897,13 @@ def _parse_response(start: str, headers: Headers, rest: bytes, datagram: bool) -
         for name in ("Via", "From", "To", "Call-ID", "CSeq"):
             if name not in headers:
                 raise SipParseError(400, "Missing %s" % (name,))
-        for name in SINGLE_HEADERS:
-            if len(headers.get_all(name)) > 1:
-                raise SipParseError(400, "Multiple %s values" % (canonical_name(name),))
-        parse_cseq(headers.get("CSeq") or "")
-        parse_via_list(", ".join(headers.get_all("Via")))
+        _check_single(headers)
+        headers.cached("cseq", _parse_cseq)
+        headers.cached("vias", _parse_vias)
         # The UA keys dialogs on the From/To tags: a response it cannot
         # read is discarded here (RFC 3261 s18.1.2), not deeper up.
-        parse_name_addr(headers.get("From") or "")
-        parse_name_addr(headers.get("To") or "")
+        headers.cached("from", _parse_from)
+        headers.cached("to", _parse_to)
         body = _body(headers, rest, datagram)
     except UriError as e:
         raise SipParseError(e.status_hint, e.reason, None, False)
