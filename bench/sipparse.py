@@ -39,12 +39,16 @@ import sys
 import time
 from typing import Any, Callable
 
-from common import use_repository
+from common import ROOT, use_repository
 
 parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
 parser.add_argument("--rounds", type=int, default=3, help="repeats of each measure (best kept)")
 parser.add_argument("--number", type=int, default=2000, help="iterations per repeat")
 parser.add_argument("--root", default=None, help="import aiconnect from this checkout instead")
+parser.add_argument(
+    "--profile", type=int, default=0, metavar="N",
+    help="instead: cProfile 100 UAS + UAC calls, print the N functions called most (calls per call)",
+)
 ARGS = parser.parse_args()
 
 if ARGS.root:
@@ -274,8 +278,36 @@ def retransmission() -> Callable[[], Any]:
     return run
 
 
+def profile(top: int) -> None:
+    """
+    Print the C{top} functions called most per forwarded call's SIP work
+    (one UAS call plus one UAC call), from cProfile's exact call counts.
+    """
+    import cProfile
+    import pstats
+
+    uas, uac = uas_call(), uac_call()
+    calls = 100
+    prof = cProfile.Profile()
+    prof.enable()
+    for _ in range(calls):
+        uas()
+        uac()
+    prof.disable()
+    stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
+    rows = sorted(((v[1], v[3], k) for k, v in stats.items()), reverse=True)[:top]
+    total = sum(v[1] for v in stats.values())
+    print("function calls per UAS+UAC call: %d; cumulative s per 100: %.3f" % (total / calls, max(r[1] for r in rows)))
+    print("%9s  %s" % ("calls", "function"))
+    for ncalls, _, (path, line, name) in rows:
+        print("%9.1f  %s:%d(%s)" % (ncalls / calls, path.replace(ARGS.root or ROOT, "."), line, name))
+
+
 def main() -> None:
     globalLogBeginner.beginLoggingTo([make_observer("text", "info", io.StringIO())], redirectStandardIO=False)
+    if ARGS.profile:
+        profile(ARGS.profile)
+        return
     number = ARGS.number
     rows: list[tuple[str, float]] = []
     for name, data in (("INVITE (multipart)", INVITE), ("200 INVITE (SDP)", OK_INVITE), ("ACK", ACK),

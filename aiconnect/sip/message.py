@@ -432,6 +432,26 @@ class _MessageBase:
         """
         return self.headers.cached("top_via", _parse_top_via)
 
+    def set_top_via(self, top: Via) -> None:
+        """
+        Replace the topmost Via value (the transport's C{received} and
+        C{rport}, RFC 3261 s18.2.1, RFC 3581 s4): the first Via line is
+        written anew from its parsed values, the other lines keep their
+        text, and the Via lines come first. What else was parsed stays
+        cached.
+
+        @raise UriError: if the Via header cannot be parsed.
+        """
+        headers = self.headers
+        vias = headers.cached("vias", _parse_vias)
+        lines = headers.get_all("Via")
+        first = [top] + vias[1 : len(split_list(lines[0]))]
+        kept = {k: v for k, v in (headers._parsed or {}).items() if k not in ("vias", "top_via")}
+        headers.remove("Via")
+        for line in reversed([", ".join(str(v) for v in first)] + lines[1:]):
+            headers.add_first("Via", line)
+        headers._parsed = kept
+
     @property
     def from_(self) -> NameAddr:
         """
@@ -703,19 +723,43 @@ def _header_lines(head: bytes) -> tuple[str, list[tuple[str, str]]]:
             current.append(line.strip(" \t"))
             continue
         if current is not None:
-            headers.append((current[0], " ".join(p for p in current[1:] if p)))
+            headers.append(_unfolded(current))
         name, colon, value = line.partition(":")
         name = name.rstrip(" \t")
-        if not colon or not name or not abnf.TOKEN_RE.match(name):
+        if not colon or not name or (name not in _TOKEN_NAMES and not _token_name(name)):
             bad = "malformed header line %r" % (line[:40],)
             current = None
             continue
         current = [name, value.strip(" \t")]
     if current is not None:
-        headers.append((current[0], " ".join(p for p in current[1:] if p)))
+        headers.append(_unfolded(current))
     if bad:
         raise _Bad(bad, start, headers)
     return start, headers
+
+
+#: Header names seen that are tokens (RFC 3261 s25.1); bounded like L{_NAMES}.
+_TOKEN_NAMES: set[str] = set()
+
+
+def _token_name(name: str) -> bool:
+    """
+    Whether a header name is a token (remembered for the next message).
+    """
+    if not abnf.TOKEN_RE.match(name):
+        return False
+    if len(_TOKEN_NAMES) < _NAME_CACHE_MAX:
+        _TOKEN_NAMES.add(name)
+    return True
+
+
+def _unfolded(current: list[str]) -> tuple[str, str]:
+    """
+    A header's name and its value with continuation lines joined by one SP.
+    """
+    if len(current) == 2:
+        return current[0], current[1]
+    return current[0], " ".join(p for p in current[1:] if p)
 
 
 class _Bad(Exception):

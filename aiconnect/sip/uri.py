@@ -400,6 +400,10 @@ class AbsoluteUri:
 Uri = Union[SipUri, AbsoluteUri]
 
 
+#: Characters a URI written in a header or Request-Line cannot hold.
+_URI_ILLEGAL_RE = re.compile('[ \t\r\n<>"]')
+
+
 def parse_uri(text: str) -> Uri:
     """
     Parse a URI: C{sip:}/C{sips:} fully (RFC 3261 s19.1.1), others opaquely.
@@ -409,7 +413,7 @@ def parse_uri(text: str) -> Uri:
     m = abnf.SCHEME_RE.match(text)
     if not m:
         raise UriError("not a URI: %r" % (text,))
-    if any(c in text for c in " \t\r\n<>\""):
+    if _URI_ILLEGAL_RE.search(text):
         raise UriError("illegal character in URI %r" % (text,))
     scheme = m.group(1).lower()
     rest = text[m.end() :]
@@ -488,7 +492,13 @@ def split_list(value: str) -> list[str]:
 
     @raise UriError: on an empty element or an unterminated quoted string.
     """
-    out: list[str] = []
+    if '"' not in value and "<" not in value:
+        # No quoted string or URI can hide a comma: split at every one.
+        out = [e.strip(" \t") for e in value.split(",")]
+        if not all(out):
+            raise UriError("empty element in list %r" % (value,))
+        return out
+    out = []
     start = 0
     i = 0
     n = len(value)
