@@ -26,7 +26,8 @@ Rows:
     transaction is Accepted (answered with the 200 again).
 
 Log events go to an observer filtering at C{info}, as C{twistd} runs
-with the default C{[log] level}.  The best of C{--rounds} repeats is
+with the default C{[log] level}, and L{aiconnect.sip.trace} is told the
+level (when the code has it).  The best of C{--rounds} repeats is
 printed: on a shared machine the minimum is the least noisy figure.
 Not a test: run it by hand, before and after a change, at the same time.
 """
@@ -305,6 +306,12 @@ def profile(top: int) -> None:
 
 def main() -> None:
     globalLogBeginner.beginLoggingTo([make_observer("text", "info", io.StringIO())], redirectStandardIO=False)
+    try:
+        from aiconnect.sip import trace
+    except ImportError:
+        pass  # older code: no guard on the per-message debug lines
+    else:
+        trace.set_level("info")
     if ARGS.profile:
         profile(ARGS.profile)
         return

@@ -135,6 +135,10 @@ class Timer(enum.Enum):
     wait for a final response after sending a CANCEL.
     """
 
+    #: Members are singletons: hashed by identity in C, not by name in Python
+    #: (the tables are looked up on every message).
+    __hash__ = object.__hash__
+
     A = "A"  # INVITE request retransmit, unreliable only (s17.1.1.2)
     B = "B"  # INVITE transaction timeout (s17.1.1.2)
     D = "D"  # wait for response retransmits (s17.1.1.2)
@@ -159,6 +163,10 @@ class State(enum.Enum):
     Transaction states (RFC 3261 s17 Figures 5-8, RFC 6026 Figures 5-6).
     """
 
+    #: Members are singletons: hashed by identity in C, not by name in Python
+    #: (the tables are looked up on every message).
+    __hash__ = object.__hash__
+
     CALLING = "Calling"
     TRYING = "Trying"
     PROCEEDING = "Proceeding"
@@ -172,6 +180,10 @@ class Input(enum.Enum):
     """
     What can happen to a transaction.
     """
+
+    #: Members are singletons: hashed by identity in C, not by name in Python
+    #: (the tables are looked up on every message).
+    __hash__ = object.__hash__
 
     START = "start"  # the TU created it: client sends, server may send 100
     PROVISIONAL = "1xx"  # a 1xx response was received (client)

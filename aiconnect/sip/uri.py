@@ -87,7 +87,7 @@ def parse_host(text: str) -> str:
         return text
     m = abnf.IPV4_RE.match(text)
     if m:
-        if any(int(g) > 255 for g in m.groups()):
+        if max(map(int, m.groups())) > 255:
             raise UriError("bad IPv4 address %r" % (text,))
         return text
     if abnf.HOSTNAME_RE.match(text):
