@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.sip.test_message,tests.sip.test_torture -*-
+# -*- test-case-name: tests.sip.test_headers,tests.sip.test_message,tests.sip.test_torture -*-
 """
 SIP header fields (RFC 3261 s7.3, s20): names (compact forms, canonical
 case), L{Headers}, the ordered, case-insensitive multimap of a message's
@@ -132,6 +132,22 @@ def _key(name: str) -> str:
     """
     known = _NAMES.get(name)
     return known[1] if known is not None else _name(name)[1]
+
+
+def _seed() -> None:
+    """
+    Remember the usual spellings first (canonical, lower case, compact),
+    so a flood of odd names cannot push them out.
+    """
+    for canonical in _CANONICAL.values():
+        _name(canonical)
+        _name(canonical.lower())
+    for short in COMPACT_FORMS:
+        _name(short)
+        _name(short.upper())
+
+
+_seed()
 
 
 class Headers:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.sip.test_message,tests.sip.test_torture -*-
+# -*- test-case-name: tests.sip.test_headers,tests.sip.test_message,tests.sip.test_torture -*-
 """
 SIP messages at the byte level (RFC 3261 s7, s18.3, s20).
 

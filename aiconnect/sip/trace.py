@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.sip.test_repeats -*-
+# -*- test-case-name: tests.sip.test_headers,tests.sip.test_repeats -*-
 """
 Whether the SIP stack writes its per-message debug lines ("recv INVITE
 ... from ...", "send 200 ...").
