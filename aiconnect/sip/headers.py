@@ -206,23 +206,22 @@ class Headers:
         value = parsed[name] = parser(self)
         return value
 
-    def adopt_parsed(self, other: Headers) -> None:
+    def adopt_parsed(self, other: Headers, names: Iterable[str]) -> None:
         """
-        Take over what C{other} has parsed for every header whose lines
-        are the same here (a response copies its request's Via, From,
-        Call-ID and CSeq, RFC 3261 s8.2.6.2).
+        Take over what C{other} has parsed from the headers C{names}, whose
+        lines the caller copied here unchanged (a response copies its
+        request's Via, From, Call-ID and CSeq, RFC 3261 s8.2.6.2).
+
+        @param names: canonical header names.
         """
         parsed = other._parsed
         if not parsed:
             return
+        names = frozenset(names)
         mine = self._parsed if self._parsed is not None else {}
-        same: dict[str, bool] = {}
-        for name, value in parsed.items():
-            header = CACHED_HEADER[name]
-            if header not in same:
-                same[header] = self.get_all(header) == other.get_all(header)
-            if same[header]:
-                mine[name] = value
+        for key, value in parsed.items():
+            if CACHED_HEADER[key] in names:
+                mine[key] = value
         self._parsed = mine
 
     def __iter__(self) -> Iterator[tuple[str, str]]:

@@ -290,8 +290,8 @@ class Request(_MessageBase):
         self.body = body
         self.version = version
         #: The octets this request arrived as, when it came in one UDP
-        #: datagram (set by the transport; the transaction layer
-        #: recognises retransmissions by them); C{None} otherwise.
+        #: datagram: set by the transport, taken (and cleared) by the
+        #: transaction layer, which recognises retransmissions by them.
         self.datagram: bytes | None = None
         self._wire = None
         self._request_uri: tuple[str, Uri] | None = None
@@ -740,21 +740,26 @@ def make_response(
     h = Headers()
     for v in request.headers.get_all("Via"):
         h.add("Via", v)
+    copied = ["Via", "From", "To", "Call-ID", "CSeq"]
     for name in ("From", "To", "Call-ID", "CSeq"):
         v = request.headers.get(name)
         if v is None:
             continue
         if name == "To" and to_tag and status != 100:
             try:
-                has_tag = parse_name_addr(v).tag is not None
+                has_tag = request.to.tag is not None
             except UriError:
                 has_tag = True
             if not has_tag:
                 v = v + ";tag=" + to_tag
+                copied.remove("To")
         h.add(name, v)
     if status == 100 and request.headers.get("Timestamp") is not None:
         h.add("Timestamp", request.headers.get("Timestamp") or "")
     for n, v in headers:
         h.add(n, v)
-    h.adopt_parsed(request.headers)
+        if canonical_name(n) in copied:
+            copied.remove(canonical_name(n))
+    # What the request parsed from the lines copied unchanged holds here too.
+    h.adopt_parsed(request.headers, copied)
     return Response(status, reason, h, body)

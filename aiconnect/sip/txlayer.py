@@ -580,9 +580,10 @@ class TransactionLayer:
         machine = server_machine_for(request, source.reliable, self._timers)
         tx = ServerTransaction(self, machine, server_key(request), source)
         self._servers[tx.key] = tx
-        if request.datagram is not None and not source.reliable:
-            tx._datagram = request.datagram
-            self.repeats.add(request.datagram, tx)
+        if request.datagram is not None:
+            # Kept by the transaction (and the table) only while it lives.
+            tx._datagram, request.datagram = request.datagram, None
+            self.repeats.add(tx._datagram, tx)
         self.stats["server_transactions"] += 1
         self._run(tx, machine.start(self._now()))
         return tx
