@@ -478,21 +478,21 @@ def parse(data: bytes, max_size: int = DEFAULT_MAX_SIZE, datagram: bool = True) 
             return _parse_response(start, headers, rest, datagram)
         except ValueError:
             raise SipParseError(400, "Malformed number", None, False) from None
-    partial = _partial(start, items)
+    # On an error, the request as far as it could be read (built only then).
     try:
         if len(data) > max_size:
             raise SipParseError(513, "Message Too Large")
         return _parse_request(start, headers, rest, datagram)
     except UriError as e:
-        raise SipParseError(e.status_hint, e.reason, partial, True)
+        raise SipParseError(e.status_hint, e.reason, _partial(start, items), True)
     except SipParseError as e:
-        e.partial = partial
+        e.partial = _partial(start, items)
         e.is_request = True
         raise
     except ValueError:
         # An int() deeper down (a port of non-ASCII digits passes
         # str.isdigit but not int()): the peer's error, answered 400.
-        raise SipParseError(400, "Malformed number", partial, True) from None
+        raise SipParseError(400, "Malformed number", _partial(start, items), True) from None
 
 
 def _body(headers: Headers, rest: bytes, datagram: bool) -> bytes:
