@@ -110,16 +110,7 @@ def make_ack(request: Request, response: Response) -> Request:
     """
     if request.method != "INVITE" or response.status < 300:
         raise LocalSipError("the transaction ACKs only non-2xx finals to INVITE (RFC 3261 s17.1.1.3)")
-    h = Headers()
-    h.add("Via", _top_via_text(request))
-    for route in request.headers.get_all("Route"):
-        h.add("Route", route)
-    h.add("Max-Forwards", "70")
-    h.add("From", request.headers.get("From") or "")
-    h.add("To", response.headers.get("To") or "")
-    h.add("Call-ID", request.call_id)
-    h.add("CSeq", "%d ACK" % (request.cseq.number,))
-    return Request("ACK", request.uri, h)
+    return _same_branch(request, "ACK", response.headers.get("To") or "", ())
 
 
 def make_cancel(request: Request, extra_headers: Iterable[tuple[str, str]] = ()) -> Request:
@@ -137,15 +128,24 @@ def make_cancel(request: Request, extra_headers: Iterable[tuple[str, str]] = ())
     """
     if request.method in ("ACK", "CANCEL"):
         raise LocalSipError("%s cannot be cancelled (RFC 3261 s9.1)" % (request.method,))
+    return _same_branch(request, "CANCEL", request.headers.get("To") or "", extra_headers)
+
+
+def _same_branch(request: Request, method: str, to: str, extra_headers: Iterable[tuple[str, str]]) -> Request:
+    """
+    A request in C{request}'s transaction (its ACK or CANCEL): the same
+    Request-URI, top Via, Routes, From, Call-ID and CSeq number, with
+    C{method}, the To header C{to} and C{extra_headers} after the rest.
+    """
     h = Headers()
     h.add("Via", _top_via_text(request))
     for route in request.headers.get_all("Route"):
         h.add("Route", route)
     h.add("Max-Forwards", "70")
     h.add("From", request.headers.get("From") or "")
-    h.add("To", request.headers.get("To") or "")
+    h.add("To", to)
     h.add("Call-ID", request.call_id)
-    h.add("CSeq", "%d CANCEL" % (request.cseq.number,))
+    h.add("CSeq", "%d %s" % (request.cseq.number, method))
     for name, value in extra_headers:
         h.add(name, value)
-    return Request("CANCEL", request.uri, h)
+    return Request(method, request.uri, h)

@@ -500,14 +500,7 @@ class SipTransport:
                 self.stats["parse_errors"] += 1
                 self._reject(SipParseError(e.reason, e.status_hint, msg, True), peer)
                 return
-            if trace.debug:
-                self.log.debug(
-                    "recv {method} {uri} call_id={call_id} from {peer}",
-                    method=msg.method,
-                    uri=msg.uri,
-                    call_id=msg.call_id,
-                    peer=str(peer),
-                )
+            self._trace("recv", msg, "from", peer)
         else:
             try:
                 top = msg.top_via
@@ -518,19 +511,29 @@ class SipTransport:
                 # RFC 3261 s18.1.2: a response whose top Via is not ours is discarded.
                 self.stats["dropped_responses"] += 1
                 return
-            if trace.debug:
-                self.log.debug(
-                    "recv {status} call_id={call_id} from {peer}",
-                    status=msg.status,
-                    call_id=msg.call_id,
-                    peer=str(peer),
-                )
+            self._trace("recv", msg, "from", peer)
         if self.receiver is None:
             return
         try:
             self.receiver.message_received(msg, peer)
         except Exception:
             self.log.failure("message handler failed for call_id={call_id}", call_id=msg.call_id)
+
+    def _trace(self, verb: str, message: Request | Response, direction: str, peer: Peer) -> None:
+        """
+        The per-message debug line ("recv INVITE sip:... call_id=... from
+        PEER"), only built when L{trace.debug} says debug lines are written.
+        """
+        if not trace.debug:
+            return
+        fields: dict[str, object]
+        if isinstance(message, Request):
+            form = "{verb} {method} {uri} call_id={call_id} {direction} {peer}"
+            fields = {"method": message.method, "uri": message.uri}
+        else:
+            form = "{verb} {status} call_id={call_id} {direction} {peer}"
+            fields = {"status": message.status}
+        self.log.debug(form, verb=verb, call_id=message.call_id, direction=direction, peer=str(peer), **fields)
 
     def _stamp_via(self, request: Request, peer: Peer) -> None:
         """
@@ -712,14 +715,7 @@ class SipTransport:
         @return: fires when written; fails on connect or TLS failure.
         """
         data = request.to_bytes()
-        if trace.debug:
-            self.log.debug(
-                "send {method} {uri} call_id={call_id} to {peer}",
-                method=request.method,
-                uri=request.uri,
-                call_id=request.call_id,
-                peer=str(peer),
-            )
+        self._trace("send", request, "to", peer)
         if peer.transport == "udp":
             self._send_udp(data, peer.host, peer.port)
             return defer.succeed(None)
@@ -754,13 +750,7 @@ class SipTransport:
         a new connection.
         """
         data = response.to_bytes()
-        if trace.debug:
-            self.log.debug(
-                "send {status} call_id={call_id} to {peer}",
-                status=response.status,
-                call_id=response.call_id,
-                peer=str(source),
-            )
+        self._trace("send", response, "to", source)
         if source.reliable:
             conn = source.connection
             if conn is not None and conn.transport is not None and conn.transport.connected:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from twisted.internet import task
-from twisted.logger import capturedLogs
+from twisted.logger import capturedLogs, formatEvent
 from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect.sip import headers as headers_module
@@ -227,7 +227,7 @@ class TraceTests(SynchronousTestCase):
         transport = SipTransport(clock)
         with capturedLogs() as events:
             transport.data_received(F1, Peer("udp", "192.0.2.1", 5060), datagram=True)
-        return [e for e in events if str(e.get("log_format", "")).startswith("recv ")]
+        return [e for e in events if formatEvent(e).startswith("recv INVITE sip:bob@biloxi.com ")]
 
     def test_debug_lines_follow_level(self) -> None:
         """
