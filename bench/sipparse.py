@@ -296,11 +296,15 @@ def profile(top: int) -> None:
         uac()
     prof.disable()
     stats = pstats.Stats(prof).stats  # type: ignore[attr-defined]
-    rows = sorted(((v[1], v[3], k) for k, v in stats.items()), reverse=True)[:top]
+    rows = sorted(((v[1], k) for k, v in stats.items()), reverse=True)[:top]
     total = sum(v[1] for v in stats.values())
-    print("function calls per UAS+UAC call: %d; cumulative s per 100: %.3f" % (total / calls, max(r[1] for r in rows)))
-    print("%9s  %s" % ("calls", "function"))
-    for ncalls, _, (path, line, name) in rows:
+    print("function calls per UAS+UAC call: %d" % (total / calls,))
+    named = ("parse_via", "canonical_name", "_name", "parse_name_addr", "parse_uri", "emit", "to_bytes", "parse")
+    for want in named:
+        n = sum(v[1] for (path, _, name), v in stats.items() if name == want and ("aiconnect" in path or want == "emit"))
+        print("%9.1f  %s" % (n / calls, want))
+    print("%9s  %s" % ("calls", "most called"))
+    for ncalls, (path, line, name) in rows:
         print("%9.1f  %s:%d(%s)" % (ncalls / calls, path.replace(ARGS.root or ROOT, "."), line, name))
 
 
