@@ -469,9 +469,15 @@ class SipTransport:
         # A retransmission of a request whose transaction lives is
         # answered by it without a parse (RFC 3261 s17.2.1, s17.2.2).
         absorb = getattr(self.receiver, "absorb_repeat", None)
-        if absorb is not None and absorb(data, peer):
-            self.stats["received"] += 1
-            return
+        if absorb is not None:
+            try:
+                absorbed = absorb(data, peer)
+            except Exception:
+                self.log.failure("repeat handler failed for a datagram from {peer}", peer=str(peer))
+                absorbed = True
+            if absorbed:
+                self.stats["received"] += 1
+                return
         self.data_received(data, peer, datagram=True)
 
     def data_received(self, data: bytes, peer: Peer, datagram: bool) -> None:

@@ -34,8 +34,8 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from aiconnect.errors import LocalSipError, RemoteSipError
-from aiconnect.sip.message import Message, Request, Response, make_response
 from aiconnect.sip import trace
+from aiconnect.sip.message import Message, Request, Response, make_response
 from aiconnect.sip.peer import Peer, SipTransportLike
 from aiconnect.sip.repeats import DEFAULT_CAP, RepeatTable
 from aiconnect.sip.transaction import (
