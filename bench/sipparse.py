@@ -47,6 +47,10 @@ parser.add_argument("--rounds", type=int, default=3, help="repeats of each measu
 parser.add_argument("--number", type=int, default=2000, help="iterations per repeat")
 parser.add_argument("--root", default=None, help="import aiconnect from this checkout instead")
 parser.add_argument(
+    "--debug-lines", action="store_true",
+    help="keep building the per-message debug lines (aiconnect.sip.trace not told the level)",
+)
+parser.add_argument(
     "--profile", type=int, default=0, metavar="N",
     help="instead: cProfile 100 UAS + UAC calls, print the N functions called most (calls per call)",
 )
@@ -315,7 +319,7 @@ def main() -> None:
     except ImportError:
         pass  # older code: no guard on the per-message debug lines
     else:
-        trace.set_level("info")
+        trace.set_level("debug" if ARGS.debug_lines else "info")
     if ARGS.profile:
         profile(ARGS.profile)
         return
