@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.sip.test_message,tests.sip.test_torture -*-
+# -*- test-case-name: tests.sip.test_headers,tests.sip.test_message,tests.sip.test_torture -*-
 """
 SIP messages at the byte level (RFC 3261 s7, s18.3, s20).
 
@@ -17,10 +17,18 @@ Pure module: no Twisted, no sockets, no clock.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterable, Iterator, Union
+from typing import Iterable, Union
 
 from aiconnect.errors import RemoteSipError
 from aiconnect.sip import abnf
+from aiconnect.sip.headers import (
+    SINGLE_HEADERS,
+    Headers,
+    HeaderSectionError,
+    canonical_name,
+    header_lines,
+    split_head,
+)
 from aiconnect.sip.uri import (
     NameAddr,
     Uri,
@@ -37,64 +45,6 @@ DEFAULT_MAX_SIZE = 65536
 MAX_CSEQ = 2**31 - 1  # RFC 3261 s8.1.1.5: MUST be < 2**31 when chosen; we accept < 2**32
 UINT32_MAX = 2**32 - 1
 
-#: RFC 3261 s7.3.3 compact forms, plus later RFCs' (3515, 3841, 3903, 4028, 4474, 6665).
-COMPACT_FORMS = {
-    "a": "Accept-Contact",
-    "b": "Referred-By",
-    "c": "Content-Type",
-    "d": "Request-Disposition",
-    "e": "Content-Encoding",
-    "f": "From",
-    "i": "Call-ID",
-    "j": "Reject-Contact",
-    "k": "Supported",
-    "l": "Content-Length",
-    "m": "Contact",
-    "n": "Identity-Info",
-    "o": "Event",
-    "r": "Refer-To",
-    "s": "Subject",
-    "t": "To",
-    "u": "Allow-Events",
-    "v": "Via",
-    "x": "Session-Expires",
-    "y": "Identity",
-}
-
-_CANONICAL = {
-    n.lower(): n
-    for n in (
-        "Accept", "Accept-Contact", "Accept-Encoding", "Accept-Language", "Alert-Info",
-        "Allow", "Allow-Events", "Authentication-Info", "Authorization", "Call-ID",
-        "Call-Info", "Contact", "Content-Disposition", "Content-Encoding",
-        "Content-Language", "Content-Length", "Content-Type", "CSeq", "Date",
-        "Error-Info", "Event", "Expires", "From", "Identity", "Identity-Info",
-        "In-Reply-To", "Max-Forwards", "Min-Expires", "Min-SE", "MIME-Version",
-        "Organization", "P-Asserted-Identity", "Path", "Priority", "Proxy-Authenticate",
-        "Proxy-Authorization", "Proxy-Require", "Reason", "Record-Route", "Refer-To",
-        "Referred-By", "Reject-Contact", "Reply-To", "Request-Disposition", "Require",
-        "Retry-After", "Route", "RSeq", "RAck", "Server", "Service-Route",
-        "Session-Expires", "Subject", "Supported", "Timestamp", "To", "Unsupported",
-        "User-Agent", "Via", "Warning", "WWW-Authenticate",
-    )
-}
-
-#: Headers whose value is a comma-separated list (RFC 3261 s7.3.1).
-LIST_HEADERS = frozenset(
-    n.lower()
-    for n in (
-        "Accept", "Accept-Encoding", "Accept-Language", "Allow", "Allow-Events",
-        "Contact", "Content-Encoding", "Content-Language", "Proxy-Require",
-        "Record-Route", "Require", "Route", "Supported", "Unsupported", "Via",
-        "Path", "Service-Route", "In-Reply-To",
-    )
-)
-
-#: Headers that must appear at most once (RFC 3261 s20, RFC 4475 s3.3.8).
-SINGLE_HEADERS = frozenset(
-    n.lower() for n in ("Call-ID", "To", "From", "CSeq", "Max-Forwards", "Content-Length", "Content-Type")
-)
-
 #: Methods this stack knows (RFC 3261, 3262, 3311, 3428, 3515, 3903, 6086, 6665).
 KNOWN_METHODS = frozenset(
     (
@@ -102,142 +52,6 @@ KNOWN_METHODS = frozenset(
         "INFO", "MESSAGE", "REFER", "SUBSCRIBE", "NOTIFY", "PUBLISH",
     )
 )
-
-
-def canonical_name(name: str) -> str:
-    """
-    Expand compact forms and normalise the case of known header names;
-    unknown names keep their case.
-    """
-    lname = name.lower()
-    if len(lname) == 1 and lname in COMPACT_FORMS:
-        return COMPACT_FORMS[lname]
-    return _CANONICAL.get(lname, name)
-
-
-class Headers:
-    """
-    An ordered, case-insensitive multimap of header fields.
-
-    Each entry is one header line as received (after unfolding); names are
-    canonical (compact forms expanded).
-    """
-
-    __slots__ = ("_items",)
-
-    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        self._items: list[tuple[str, str]] = [(canonical_name(n), v) for n, v in items]
-
-    def copy(self) -> Headers:
-        """
-        A shallow copy.
-        """
-        h = Headers()
-        h._items = list(self._items)
-        return h
-
-    def __iter__(self) -> Iterator[tuple[str, str]]:
-        return iter(self._items)
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def __contains__(self, name: object) -> bool:
-        if not isinstance(name, str):
-            return False
-        lname = canonical_name(name).lower()
-        return any(n.lower() == lname for n, _ in self._items)
-
-    def get(self, name: str, default: str | None = None) -> str | None:
-        """
-        The first value of a header, or C{default}.
-        """
-        lname = canonical_name(name).lower()
-        for n, v in self._items:
-            if n.lower() == lname:
-                return v
-        return default
-
-    def get_all(self, name: str) -> list[str]:
-        """
-        Every line of a header, in order, unsplit.
-        """
-        lname = canonical_name(name).lower()
-        return [v for n, v in self._items if n.lower() == lname]
-
-    def values(self, name: str) -> list[str]:
-        """
-        Every value of a header; list headers (RFC 3261 s7.3.1) are split at
-        commas outside quotes and angle brackets.
-
-        @raise UriError: on an empty list element.
-        """
-        lines = self.get_all(name)
-        if canonical_name(name).lower() not in LIST_HEADERS:
-            return lines
-        out: list[str] = []
-        for line in lines:
-            if line.strip():
-                out.extend(split_list(line))
-        return out
-
-    def tokens(self, name: str) -> list[str]:
-        """
-        The values of a token-list header (Require, Supported...), lower case.
-        """
-        try:
-            return [v.strip().lower() for v in self.values(name)]
-        except UriError:
-            return []
-
-    def add(self, name: str, value: str) -> None:
-        """
-        Append a header line.
-        """
-        self._items.append((canonical_name(name), value))
-
-    def add_first(self, name: str, value: str) -> None:
-        """
-        Insert a header line before all others (for Via, Route).
-        """
-        self._items.insert(0, (canonical_name(name), value))
-
-    def set(self, name: str, value: str) -> None:
-        """
-        Replace every line of a header by one value, in the first one's place.
-        """
-        cname = canonical_name(name)
-        lname = cname.lower()
-        for i, (n, _) in enumerate(self._items):
-            if n.lower() == lname:
-                self._items[i] = (cname, value)
-                self._items[i + 1 :] = [(n2, v2) for n2, v2 in self._items[i + 1 :] if n2.lower() != lname]
-                return
-        self._items.append((cname, value))
-
-    def remove(self, name: str) -> None:
-        """
-        Remove every line of a header.
-        """
-        lname = canonical_name(name).lower()
-        self._items = [(n, v) for n, v in self._items if n.lower() != lname]
-
-    def remove_first(self, name: str) -> None:
-        """
-        Remove the first value of a header (a list header loses one element).
-        """
-        lname = canonical_name(name).lower()
-        for i, (n, v) in enumerate(self._items):
-            if n.lower() == lname:
-                parts = split_list(v) if lname in LIST_HEADERS else [v]
-                if len(parts) > 1:
-                    self._items[i] = (n, ", ".join(parts[1:]))
-                else:
-                    del self._items[i]
-                return
-
-    def __repr__(self) -> str:
-        return "Headers(%r)" % (self._items,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,58 +83,117 @@ def parse_cseq(value: str) -> CSeq:
     return CSeq(int(digits), parts[1])
 
 
+def _parse_call_id(headers: Headers) -> str:
+    return (headers.get("Call-ID") or "").strip()
+
+
+def _parse_vias(headers: Headers) -> list[Via]:
+    return parse_via_list(", ".join(headers.get_all("Via")))
+
+
+def _parse_top_via(headers: Headers) -> Via:
+    vias = headers._parsed.get("vias") if headers._parsed else None
+    if vias:
+        return vias[0]  # type: ignore[index]
+    first = headers.get("Via")
+    if not first:
+        raise SipParseError(400, "Missing Via")
+    return parse_via_list(first)[0]
+
+
+def _parse_cseq(headers: Headers) -> CSeq:
+    return parse_cseq(headers.get("CSeq") or "")
+
+
+def _parse_from(headers: Headers) -> NameAddr:
+    return parse_name_addr(headers.get("From") or "")
+
+
+def _parse_to(headers: Headers) -> NameAddr:
+    return parse_name_addr(headers.get("To") or "")
+
+
+def _parse_contacts(headers: Headers) -> list[NameAddr]:
+    return [parse_name_addr(v) for v in headers.values("Contact")]
+
+
 class _MessageBase:
     """
     Shared accessors of requests and responses.
+
+    Parsed header values are cached in the L{Headers} (until they change);
+    the serialisation is cached until the headers, start line or body
+    change, so a retransmission is the same octets, made once.
     """
 
     headers: Headers
     body: bytes
+    _wire: tuple[Headers, int, str, bytes, bytes] | None
 
     @property
     def call_id(self) -> str:
         """
         The Call-ID header value.
         """
-        return (self.headers.get("Call-ID") or "").strip()
+        return self.headers.cached("call_id", _parse_call_id)
 
     @property
     def cseq(self) -> CSeq:
         """
         The parsed CSeq header.
         """
-        return parse_cseq(self.headers.get("CSeq") or "")
+        return self.headers.cached("cseq", _parse_cseq)
 
     @property
     def vias(self) -> list[Via]:
         """
         Every Via value, topmost first.
         """
-        return parse_via_list(", ".join(self.headers.get_all("Via")))
+        return list(self.headers.cached("vias", _parse_vias))
 
     @property
     def top_via(self) -> Via:
         """
         The topmost Via value.
         """
-        first = self.headers.get("Via")
-        if not first:
-            raise SipParseError(400, "Missing Via")
-        return parse_via_list(first)[0]
+        return self.headers.cached("top_via", _parse_top_via)
+
+    def set_top_via(self, top: Via) -> None:
+        """
+        Replace the topmost Via value (the transport's C{received} and
+        C{rport}, RFC 3261 s18.2.1, RFC 3581 s4): the first Via line is
+        written anew from its parsed values, the other lines keep their
+        text, and the Via lines come first. C{top} is cached as the top
+        Via (a Via written out parses back equal), and what else was
+        parsed stays cached.
+
+        @raise UriError: if the Via header cannot be parsed.
+        """
+        headers = self.headers
+        vias = headers.cached("vias", _parse_vias)
+        lines = headers.get_all("Via")
+        first = [top] + vias[1 : len(split_list(lines[0]))]
+        kept = dict(headers._parsed or {})
+        kept["vias"] = [top] + vias[1:]
+        kept["top_via"] = top
+        headers.remove("Via")
+        for line in reversed([", ".join(str(v) for v in first)] + lines[1:]):
+            headers.add_first("Via", line)
+        headers._parsed = kept
 
     @property
     def from_(self) -> NameAddr:
         """
         The parsed From header.
         """
-        return parse_name_addr(self.headers.get("From") or "")
+        return self.headers.cached("from", _parse_from)
 
     @property
     def to(self) -> NameAddr:
         """
         The parsed To header.
         """
-        return parse_name_addr(self.headers.get("To") or "")
+        return self.headers.cached("to", _parse_to)
 
     @property
     def from_tag(self) -> str | None:
@@ -341,7 +214,7 @@ class _MessageBase:
         """
         Every Contact value.
         """
-        return [parse_name_addr(v) for v in self.headers.values("Contact")]
+        return list(self.headers.cached("contacts", _parse_contacts))
 
     @property
     def content_type(self) -> str | None:
@@ -368,14 +241,27 @@ class _MessageBase:
         return None
 
     def _serialize(self, start_line: str) -> bytes:
+        headers = self.headers
+        body = self.body
+        wire = self._wire
+        if (
+            wire is not None
+            and wire[0] is headers
+            and wire[1] == headers.generation
+            and wire[2] == start_line
+            and wire[3] is body
+        ):
+            return wire[4]
         lines = [start_line]
-        for n, v in self.headers:
+        for n, v in headers:
             if n == "Content-Length":
                 continue
             lines.append("%s: %s" % (n, v))
-        lines.append("Content-Length: %d" % (len(self.body),))
+        lines.append("Content-Length: %d" % (len(body),))
         head = ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8", "surrogateescape")
-        return head + self.body
+        data = head + body
+        self._wire = (headers, headers.generation, start_line, body, data)
+        return data
 
 
 class Request(_MessageBase):
@@ -388,7 +274,7 @@ class Request(_MessageBase):
     @ivar body: the body octets.
     """
 
-    __slots__ = ("method", "uri", "headers", "body", "version")
+    __slots__ = ("method", "uri", "headers", "body", "version", "datagram", "_wire", "_request_uri")
 
     def __init__(
         self,
@@ -403,13 +289,24 @@ class Request(_MessageBase):
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         self.body = body
         self.version = version
+        #: The octets this request arrived as, when it came in one UDP
+        #: datagram: set by the transport, taken (and cleared) by the
+        #: transaction layer, which recognises retransmissions by them.
+        self.datagram: bytes | None = None
+        self._wire = None
+        self._request_uri: tuple[str, Uri] | None = None
 
     @property
     def request_uri(self) -> Uri:
         """
-        The parsed Request-URI.
+        The parsed Request-URI (parsed once per value of C{uri}).
         """
-        return parse_uri(self.uri)
+        cached = self._request_uri
+        if cached is not None and cached[0] == self.uri:
+            return cached[1]
+        uri = parse_uri(self.uri)
+        self._request_uri = (self.uri, uri)
+        return uri
 
     def to_bytes(self) -> bytes:
         """
@@ -432,7 +329,7 @@ class Response(_MessageBase):
     A SIP response (RFC 3261 s7.2).
     """
 
-    __slots__ = ("status", "reason", "headers", "body", "version")
+    __slots__ = ("status", "reason", "headers", "body", "version", "_wire")
 
     def __init__(
         self,
@@ -447,6 +344,7 @@ class Response(_MessageBase):
         self.headers = headers if isinstance(headers, Headers) else Headers(headers)
         self.body = body
         self.version = version
+        self._wire = None
 
     def to_bytes(self) -> bytes:
         """
@@ -519,63 +417,6 @@ class FramingError(SipParseError):
     """
 
 
-def _split_head(data: bytes, datagram: bool) -> tuple[bytes, bytes] | None:
-    """
-    Split at the empty line ending the header section; C{None} if absent.
-    """
-    i = data.find(b"\r\n\r\n")
-    j = data.find(b"\n\n")
-    if i >= 0 and (j < 0 or i < j):
-        return data[:i], data[i + 4 :]
-    if j >= 0:
-        return data[:j], data[j + 2 :]
-    if datagram and data.endswith(b"\n"):
-        # Some senders (and RFC 5118's archive) omit the empty line when
-        # there is no body: a datagram is complete anyway.
-        return data.rstrip(b"\r\n"), b""
-    return None
-
-
-def _header_lines(head: bytes) -> tuple[str, list[tuple[str, str]]]:
-    """
-    Decode the start line and unfold header lines (RFC 3261 s7.3.1).
-    """
-    text = head.decode("utf-8", "surrogateescape")
-    raw_lines = text.replace("\r\n", "\n").split("\n")
-    start = raw_lines[0]
-    headers: list[tuple[str, str]] = []
-    current: list[str] | None = None
-    bad: str | None = None
-    for line in raw_lines[1:]:
-        if line[:1] in (" ", "\t"):
-            if current is None:
-                bad = "continuation line before any header"
-                continue
-            current.append(line.strip(" \t"))
-            continue
-        if current is not None:
-            headers.append((current[0], " ".join(p for p in current[1:] if p)))
-        name, colon, value = line.partition(":")
-        name = name.rstrip(" \t")
-        if not colon or not name or not abnf.TOKEN_RE.match(name):
-            bad = "malformed header line %r" % (line[:40],)
-            current = None
-            continue
-        current = [name, value.strip(" \t")]
-    if current is not None:
-        headers.append((current[0], " ".join(p for p in current[1:] if p)))
-    if bad:
-        raise _Bad(bad, start, headers)
-    return start, headers
-
-
-class _Bad(Exception):
-    def __init__(self, reason: str, start: str, headers: list[tuple[str, str]]) -> None:
-        self.reason = reason
-        self.start = start
-        self.headers = headers
-
-
 def _partial(start: str, headers: list[tuple[str, str]]) -> Request | None:
     parts = start.split(" ")
     if len(parts) >= 1 and parts[0] and not parts[0].upper().startswith("SIP/"):
@@ -620,13 +461,13 @@ def parse(data: bytes, max_size: int = DEFAULT_MAX_SIZE, datagram: bool = True) 
     @raise SipParseError: with the status hint the RFCs name.
     """
     stripped = data.lstrip(b"\r\n")
-    split = _split_head(stripped, datagram)
+    split = split_head(stripped, datagram)
     if split is None:
         raise SipParseError(400, "No end of header section", is_request=None)
     head, rest = split
     try:
-        start, items = _header_lines(head)
-    except _Bad as e:
+        start, items = header_lines(head)
+    except HeaderSectionError as e:
         partial = _partial(e.start, e.headers)
         raise SipParseError(400, e.reason, partial, partial is not None)
     headers = Headers(items)
@@ -637,21 +478,21 @@ def parse(data: bytes, max_size: int = DEFAULT_MAX_SIZE, datagram: bool = True) 
             return _parse_response(start, headers, rest, datagram)
         except ValueError:
             raise SipParseError(400, "Malformed number", None, False) from None
-    partial = _partial(start, items)
+    # On an error, the request as far as it could be read (built only then).
     try:
         if len(data) > max_size:
             raise SipParseError(513, "Message Too Large")
         return _parse_request(start, headers, rest, datagram)
     except UriError as e:
-        raise SipParseError(e.status_hint, e.reason, partial, True)
+        raise SipParseError(e.status_hint, e.reason, _partial(start, items), True)
     except SipParseError as e:
-        e.partial = partial
+        e.partial = _partial(start, items)
         e.is_request = True
         raise
     except ValueError:
         # An int() deeper down (a port of non-ASCII digits passes
         # str.isdigit but not int()): the peer's error, answered 400.
-        raise SipParseError(400, "Malformed number", partial, True) from None
+        raise SipParseError(400, "Malformed number", _partial(start, items), True) from None
 
 
 def _body(headers: Headers, rest: bytes, datagram: bool) -> bytes:
@@ -684,10 +525,8 @@ def _parse_request(start: str, headers: Headers, rest: bytes, datagram: bool) ->
     for name in ("Via", "From", "To", "Call-ID", "CSeq"):
         if name not in headers:
             raise SipParseError(400, "Missing %s" % (name,))
-    for name in SINGLE_HEADERS:
-        if len(headers.get_all(name)) > 1:
-            raise SipParseError(400, "Multiple %s values" % (canonical_name(name),))
-    cseq = parse_cseq(headers.get("CSeq") or "")
+    _check_single(headers)
+    cseq = headers.cached("cseq", _parse_cseq)
     if cseq.method != method:
         raise SipParseError(400 if method in KNOWN_METHODS else 501, "CSeq method does not match")
     call_id = (headers.get("Call-ID") or "").strip()
@@ -698,13 +537,41 @@ def _parse_request(start: str, headers: Headers, rest: bytes, datagram: bool) ->
         mf = mf.strip()
         if not abnf.is_digits(mf, abnf.ANY_LENGTH) or len(mf.lstrip("0")) > 3 or int(mf.lstrip("0") or "0") > 255:
             raise SipParseError(400, "Bad Max-Forwards")
-    parse_via_list(", ".join(headers.get_all("Via")))
-    parse_name_addr(headers.get("From") or "")
-    parse_name_addr(headers.get("To") or "")
-    for c in headers.get_all("Contact"):
-        parse_name_addr_list(c)
+    # Parsed once here: what the layers above read comes from the cache.
+    headers.cached("vias", _parse_vias)
+    headers.cached("from", _parse_from)
+    headers.cached("to", _parse_to)
+    headers.cached("contacts", _validate_contacts)
     body = _body(headers, rest, datagram)
-    return Request(method, uri_text, headers, body, version)
+    request = Request(method, uri_text, headers, body, version)
+    request._request_uri = (uri_text, uri)
+    return request
+
+
+def _check_single(headers: Headers) -> None:
+    """
+    Headers that must appear at most once do (RFC 4475 s3.3.8).
+
+    @raise SipParseError: 400 otherwise.
+    """
+    seen: set[str] = set()
+    for key in headers._keys:
+        if key in SINGLE_HEADERS:
+            if key in seen:
+                raise SipParseError(400, "Multiple %s values" % (canonical_name(key),))
+            seen.add(key)
+
+
+def _validate_contacts(headers: Headers) -> list[NameAddr]:
+    """
+    Every Contact line parsed, an empty one being an error (unlike
+    L{Headers.values}, which skips it); for a valid message the same list
+    as L{_parse_contacts}.
+    """
+    out: list[NameAddr] = []
+    for line in headers.get_all("Contact"):
+        out.extend(parse_name_addr_list(line))
+    return out
 
 
 def _parse_response(start: str, headers: Headers, rest: bytes, datagram: bool) -> Response:
@@ -722,15 +589,13 @@ def _parse_response(start: str, headers: Headers, rest: bytes, datagram: bool) -
         for name in ("Via", "From", "To", "Call-ID", "CSeq"):
             if name not in headers:
                 raise SipParseError(400, "Missing %s" % (name,))
-        for name in SINGLE_HEADERS:
-            if len(headers.get_all(name)) > 1:
-                raise SipParseError(400, "Multiple %s values" % (canonical_name(name),))
-        parse_cseq(headers.get("CSeq") or "")
-        parse_via_list(", ".join(headers.get_all("Via")))
+        _check_single(headers)
+        headers.cached("cseq", _parse_cseq)
+        headers.cached("vias", _parse_vias)
         # The UA keys dialogs on the From/To tags: a response it cannot
         # read is discarded here (RFC 3261 s18.1.2), not deeper up.
-        parse_name_addr(headers.get("From") or "")
-        parse_name_addr(headers.get("To") or "")
+        headers.cached("from", _parse_from)
+        headers.cached("to", _parse_to)
         body = _body(headers, rest, datagram)
     except UriError as e:
         raise SipParseError(e.status_hint, e.reason, None, False)
@@ -839,8 +704,8 @@ class StreamFramer:
             end, sep = lf, 2
         head = bytes(self._buf[:end])
         try:
-            start_line, items = _header_lines(head)
-        except _Bad as e:
+            start_line, items = header_lines(head)
+        except HeaderSectionError as e:
             start_line, items = e.start, e.headers
         headers = Headers(items)
         try:
@@ -875,20 +740,26 @@ def make_response(
     h = Headers()
     for v in request.headers.get_all("Via"):
         h.add("Via", v)
+    copied = ["Via", "From", "To", "Call-ID", "CSeq"]
     for name in ("From", "To", "Call-ID", "CSeq"):
         v = request.headers.get(name)
         if v is None:
             continue
         if name == "To" and to_tag and status != 100:
             try:
-                has_tag = parse_name_addr(v).tag is not None
+                has_tag = request.to.tag is not None
             except UriError:
                 has_tag = True
             if not has_tag:
                 v = v + ";tag=" + to_tag
+                copied.remove("To")
         h.add(name, v)
     if status == 100 and request.headers.get("Timestamp") is not None:
         h.add("Timestamp", request.headers.get("Timestamp") or "")
     for n, v in headers:
         h.add(n, v)
+        if canonical_name(n) in copied:
+            copied.remove(canonical_name(n))
+    # What the request parsed from the lines copied unchanged holds here too.
+    h.adopt_parsed(request.headers, copied)
     return Response(status, reason, h, body)

@@ -118,6 +118,11 @@ class SipTransportLike(Protocol):
 class MessageReceiver(Protocol):
     """
     What the transport layer calls with each well-formed message.
+
+    A receiver may also offer C{absorb_repeat(data, source) -> bool} (the
+    transaction layer does): the transport calls it with each UDP datagram
+    before parsing it, and parses only when it returns C{False} (a
+    retransmission it recognised is handled without a parse).
     """
 
     def message_received(self, message: Message, source: Peer) -> None:

@@ -69,6 +69,11 @@ def _last_direction(attributes: tuple[Attribute, ...]) -> str | None:
     return found
 
 
+#: An C{a=rtpmap} value (RFC 4566 s6): payload type, encoding name, clock
+#: rate and optional channels.
+_RTPMAP_RE = re.compile(r"\s*([0-9]{1,3})\s+([^/\s]+)/([0-9]+)(?:/([0-9]+))?\s*\Z")
+
+
 @dataclass(frozen=True, slots=True)
 class MediaDescription:
     """
@@ -210,7 +215,7 @@ class MediaDescription:
         for value in self.attribute_values("rtpmap"):
             if value is None:
                 continue
-            m = re.match(r"\s*([0-9]{1,3})\s+([^/\s]+)/([0-9]+)(?:/([0-9]+))?\s*\Z", value)
+            m = _RTPMAP_RE.match(value)
             if m is None:
                 continue
             out.setdefault(int(m[1]), RtpMap(m[2], int(m[3]), int(m[4]) if m[4] else None))

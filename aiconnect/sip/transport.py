@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from aiconnect.sip import trace
 from aiconnect.sip.message import (
     DEFAULT_MAX_SIZE,
     KEEPALIVE,
@@ -39,7 +40,7 @@ from aiconnect.sip.message import (
     parse,
 )
 from aiconnect.sip.peer import DEFAULT_PORTS, ConnectionLimits, MessageReceiver, Peer
-from aiconnect.sip.uri import UriError, Via, format_host, host_for_socket, parse_via_list
+from aiconnect.sip.uri import UriError, Via, format_host, host_for_socket
 
 #: Seconds between two log lines of one kind of overload ("out of file
 #: descriptors", "max_connections reached"); the counters count every case.
@@ -465,6 +466,18 @@ class SipTransport:
         if not data.strip(b"\r\n\x00 "):
             return  # keep-alive (RFC 5626 s4.4.1 uses STUN; bare CRLF seen in the field)
         peer = Peer("udp", addr[0], addr[1])
+        # A retransmission of a request whose transaction lives is
+        # answered by it without a parse (RFC 3261 s17.2.1, s17.2.2).
+        absorb = getattr(self.receiver, "absorb_repeat", None)
+        if absorb is not None:
+            try:
+                absorbed = absorb(data, peer)
+            except Exception:
+                self.log.failure("repeat handler failed for a datagram from {peer}", peer=str(peer))
+                absorbed = True
+            if absorbed:
+                self.stats["received"] += 1
+                return
         self.data_received(data, peer, datagram=True)
 
     def data_received(self, data: bytes, peer: Peer, datagram: bool) -> None:
@@ -485,19 +498,15 @@ class SipTransport:
             self.log.failure("parser failure from {peer}", peer=str(peer))
             return
         if isinstance(msg, Request):
+            if datagram:
+                msg.datagram = data
             try:
                 self._stamp_via(msg, peer)
             except UriError as e:
                 self.stats["parse_errors"] += 1
                 self._reject(SipParseError(e.reason, e.status_hint, msg, True), peer)
                 return
-            self.log.debug(
-                "recv {method} {uri} call_id={call_id} from {peer}",
-                method=msg.method,
-                uri=msg.uri,
-                call_id=msg.call_id,
-                peer=str(peer),
-            )
+            self._trace("recv", msg, "from", peer)
         else:
             try:
                 top = msg.top_via
@@ -508,18 +517,29 @@ class SipTransport:
                 # RFC 3261 s18.1.2: a response whose top Via is not ours is discarded.
                 self.stats["dropped_responses"] += 1
                 return
-            self.log.debug(
-                "recv {status} call_id={call_id} from {peer}",
-                status=msg.status,
-                call_id=msg.call_id,
-                peer=str(peer),
-            )
+            self._trace("recv", msg, "from", peer)
         if self.receiver is None:
             return
         try:
             self.receiver.message_received(msg, peer)
         except Exception:
             self.log.failure("message handler failed for call_id={call_id}", call_id=msg.call_id)
+
+    def _trace(self, verb: str, message: Request | Response, direction: str, peer: Peer) -> None:
+        """
+        The per-message debug line ("recv INVITE sip:... call_id=... from
+        PEER"), only built when L{trace.debug} says debug lines are written.
+        """
+        if not trace.debug:
+            return
+        fields: dict[str, object]
+        if isinstance(message, Request):
+            form = "{verb} {method} {uri} call_id={call_id} {direction} {peer}"
+            fields = {"method": message.method, "uri": message.uri}
+        else:
+            form = "{verb} {status} call_id={call_id} {direction} {peer}"
+            fields = {"status": message.status}
+        self.log.debug(form, verb=verb, call_id=message.call_id, direction=direction, peer=str(peer), **fields)
 
     def _stamp_via(self, request: Request, peer: Peer) -> None:
         """
@@ -528,21 +548,13 @@ class SipTransport:
         3261 only requires it when the sent-by host differs; it is always
         allowed), and an C{rport} gets the source port.
         """
-        lines = request.headers.get_all("Via")
-        first = parse_via_list(lines[0])
-        top = first[0]
         # Always the packet's source: a C{received} (or C{rport} value)
         # the client wrote is replaced, never trusted (it would aim our
         # responses at a third party).
-        top = top.with_param("received", peer.host)
+        top = request.top_via.with_param("received", peer.host)
         if top.has_param("rport"):
             top = top.with_param("rport", str(peer.port))
-        first[0] = top
-        new_first = ", ".join(str(v) for v in first)
-        rest = lines[1:]
-        request.headers.remove("Via")
-        for line in reversed([new_first] + rest):
-            request.headers.add_first("Via", line)
+        request.set_top_via(top)
 
     def _reject(self, error: SipParseError, peer: Peer) -> None:
         """
@@ -709,13 +721,7 @@ class SipTransport:
         @return: fires when written; fails on connect or TLS failure.
         """
         data = request.to_bytes()
-        self.log.debug(
-            "send {method} {uri} call_id={call_id} to {peer}",
-            method=request.method,
-            uri=request.uri,
-            call_id=request.call_id,
-            peer=str(peer),
-        )
+        self._trace("send", request, "to", peer)
         if peer.transport == "udp":
             self._send_udp(data, peer.host, peer.port)
             return defer.succeed(None)
@@ -750,12 +756,7 @@ class SipTransport:
         a new connection.
         """
         data = response.to_bytes()
-        self.log.debug(
-            "send {status} call_id={call_id} to {peer}",
-            status=response.status,
-            call_id=response.call_id,
-            peer=str(source),
-        )
+        self._trace("send", response, "to", source)
         if source.reliable:
             conn = source.connection
             if conn is not None and conn.transport is not None and conn.transport.connected:

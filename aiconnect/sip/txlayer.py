@@ -34,8 +34,10 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from aiconnect.errors import LocalSipError, RemoteSipError
+from aiconnect.sip import trace
 from aiconnect.sip.message import Message, Request, Response, make_response
 from aiconnect.sip.peer import Peer, SipTransportLike
+from aiconnect.sip.repeats import DEFAULT_CAP, RepeatTable
 from aiconnect.sip.transaction import (
     Absorbed,
     Action,
@@ -83,6 +85,7 @@ STAT_NAMES = (
     "server_transactions",  # server transactions created
     "retransmissions",  # requests, ACKs and responses sent again
     "absorbed",  # inputs absorbed by a transaction (retransmissions, late messages)
+    "repeats_unparsed",  # UDP retransmissions recognised by their octets, not parsed
     "timeouts",  # Timer B/F/H (or the CANCEL wait) fired
     "transport_errors",  # sends that failed
     "stray_responses",  # 2xx to INVITE matching no transaction, given to the TU
@@ -150,6 +153,9 @@ class _Transaction:
         self._peer = peer
         self._delayed: IDelayedCall | None = None
         self._live = True
+        #: The octets of the request as received, while in the layer's
+        #: L{RepeatTable} (UDP server transactions).
+        self._datagram: bytes | None = None
 
     @property
     def request(self) -> Request:
@@ -327,9 +333,10 @@ class ClientTransaction(_Transaction):
         self._cancel_tx = layer.send_request(cancel, self._peer, self._cancel_response, self._cancel_error)
 
     def _cancel_response(self, response: Response) -> None:
-        self._layer.log.debug(
-            "CANCEL answered {status} call_id={call_id}", status=response.status, call_id=response.call_id
-        )
+        if trace.debug:
+            self._layer.log.debug(
+                "CANCEL answered {status} call_id={call_id}", status=response.status, call_id=response.call_id
+            )
 
     def _cancel_error(self, reason: str) -> None:
         self._layer.log.info(
@@ -366,12 +373,15 @@ class TransactionLayer:
         transport: SipTransportLike,
         tu: TransactionUser,
         timers: TimerConfig = TimerConfig(),
+        repeat_cap: int = DEFAULT_CAP,
     ) -> None:
         """
         @param reactor: the clock every timer runs on.
         @param transport: sends messages and names our Via.
         @param tu: the transaction user.
         @param timers: T1, T2 and T4.
+        @param repeat_cap: the most UDP requests remembered by their octets
+            (L{absorb_repeat}).
         """
         self._reactor = reactor
         self._transport = transport
@@ -379,6 +389,8 @@ class TransactionLayer:
         self._timers = timers
         self._clients: dict[TxKey, ClientTransaction] = {}
         self._servers: dict[TxKey, ServerTransaction] = {}
+        #: The live UDP server transactions by their request's octets.
+        self.repeats: RepeatTable[ServerTransaction] = RepeatTable(repeat_cap)
         self.stats: dict[str, int] = {name: 0 for name in STAT_NAMES}
         #: Asked about each new out-of-dialog INVITE before a server
         #: transaction exists (so before 100 Trying): C{False} drops it
@@ -415,8 +427,26 @@ class TransactionLayer:
             self._cancel_timer(tx)
         self._clients.clear()
         self._servers.clear()
+        self.repeats.clear()
 
     # -- from the transport -------------------------------------------------
+
+    def absorb_repeat(self, data: bytes, source: Peer) -> bool:
+        """
+        A UDP datagram, before it is parsed: if its octets are exactly the
+        request of a live server transaction, from the same source, it is
+        a retransmission (RFC 3261 s17.2.1, s17.2.2), handled here as the
+        parsed request would be (the last response sent again, or
+        absorbed) without parsing it again.
+
+        @return: whether it was handled; if not, the transport parses it.
+        """
+        tx = self.repeats.get(data)
+        if tx is None or not tx._live or source != tx._peer:
+            return False
+        self.stats["repeats_unparsed"] += 1
+        self._run(tx, tx._machine.receive_request(tx._machine.request, self._now()))
+        return True
 
     def message_received(self, message: Message, source: Peer) -> None:
         """
@@ -425,13 +455,14 @@ class TransactionLayer:
         @param message: the request or response.
         @param source: where it came from.
         """
-        self.log.debug(
-            "received {kind} {what} call_id={call_id} from {source}",
-            kind="request" if isinstance(message, Request) else "response",
-            what=message.method if isinstance(message, Request) else message.status,
-            call_id=message.call_id,
-            source=str(source),
-        )
+        if trace.debug:
+            self.log.debug(
+                "received {kind} {what} call_id={call_id} from {source}",
+                kind="request" if isinstance(message, Request) else "response",
+                what=message.method if isinstance(message, Request) else message.status,
+                call_id=message.call_id,
+                source=str(source),
+            )
         try:
             if isinstance(message, Response):
                 self._response_received(message, source)
@@ -465,11 +496,12 @@ class TransactionLayer:
             self._call_tu(self._tu.stray_response, response, source)
         else:
             self.stats["dropped_responses"] += 1
-            self.log.debug(
-                "dropped response {status} matching no transaction call_id={call_id}",
-                status=response.status,
-                call_id=response.call_id,
-            )
+            if trace.debug:
+                self.log.debug(
+                    "dropped response {status} matching no transaction call_id={call_id}",
+                    status=response.status,
+                    call_id=response.call_id,
+                )
 
     def _ack_received(self, ack: Request, source: Peer) -> None:
         # RFC 3261 s17.2.3: an ACK matches the INVITE it acknowledges; an
@@ -548,6 +580,10 @@ class TransactionLayer:
         machine = server_machine_for(request, source.reliable, self._timers)
         tx = ServerTransaction(self, machine, server_key(request), source)
         self._servers[tx.key] = tx
+        if request.datagram is not None:
+            # Kept by the transaction (and the table) only while it lives.
+            tx._datagram, request.datagram = request.datagram, None
+            self.repeats.add(tx._datagram, tx)
         self.stats["server_transactions"] += 1
         self._run(tx, machine.start(self._now()))
         return tx
@@ -684,6 +720,9 @@ class TransactionLayer:
         elif isinstance(tx, ServerTransaction):
             if self._servers.get(tx.key) is tx:
                 del self._servers[tx.key]
+            if tx._datagram is not None:
+                self.repeats.discard(tx._datagram, tx)
+                tx._datagram = None
         self._cancel_timer(tx)
 
     def _send_request(self, tx: _Transaction, request: Request) -> None:

@@ -519,8 +519,9 @@ class UserAgent(UserAgentClient):
                 self.log.failure("session handler failed on transport loss call_id={call_id}", call_id=session.dialog.call_id)
 
     def _forget(self, session: InviteSession) -> None:
-        self._sessions.pop(session.dialog.id, None)
-        for key in [k for k in self._retransmits if k[0] == session.dialog.id]:
+        dialog_id = session.dialog.id
+        self._sessions.pop(dialog_id, None)
+        for key in [k for k in self._retransmits if k[0] == dialog_id]:
             self._retransmits.pop(key).cancel()
 
     @property

@@ -7,8 +7,8 @@ Unlike C{twisted.protocols.sip.parseURL}, C{sips:} and IPv6 references are
 understood, flag parameters (C{;lr}) are kept, and a port-less sent-by is
 serialized without a port.
 
-Also here: the syntax checks of a host (IP literals, RFC 1123 host names)
-and L{split_host_port} for the configuration's C{host:port} targets.
+The syntax checks of a host (IP literals, RFC 1123 host names) and
+L{split_host_port} live in L{aiconnect.sip.hosts} and are re-exported here.
 
 Every parse function raises L{UriError} (a L{RemoteSipError} with status hint
 400) on malformed input.
@@ -18,13 +18,21 @@ Pure module: no Twisted, no sockets, no clock.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from dataclasses import dataclass, field, replace
 from typing import Iterator, Union
 
 from aiconnect.errors import RemoteSipError
 from aiconnect.sip import abnf
+from aiconnect.sip.hosts import (  # noqa: F401 (re-exported)
+    format_host,
+    host_for_socket,
+    is_hostname,
+    is_ip_address,
+    is_ip_literal,
+    is_ipv6_literal,
+    split_host_port,
+)
 
 
 class UriError(RemoteSipError):
@@ -87,7 +95,7 @@ def parse_host(text: str) -> str:
         return text
     m = abnf.IPV4_RE.match(text)
     if m:
-        if any(int(g) > 255 for g in m.groups()):
+        if max(map(int, m.groups())) > 255:
             raise UriError("bad IPv4 address %r" % (text,))
         return text
     if abnf.HOSTNAME_RE.match(text):
@@ -120,117 +128,6 @@ def split_hostport(text: str) -> tuple[str, int | None]:
             raise UriError("bad port in %r" % (text,))
         port = int(port_text)
     return parse_host(host), port
-
-
-def host_for_socket(host: str) -> str:
-    """
-    The host as a socket address: IPv6 references lose their brackets.
-    """
-    if host.startswith("[") and host.endswith("]"):
-        return host[1:-1]
-    return host
-
-
-def format_host(address: str) -> str:
-    """
-    An IP address or hostname as a URI host: IPv6 addresses gain brackets.
-    """
-    if ":" in address and not address.startswith("["):
-        return "[" + address + "]"
-    return address
-
-
-def is_ip_address(host: str) -> bool:
-    """
-    Whether a URI host is a literal IPv4 or IPv6 address.
-    """
-    return is_ip_literal(host_for_socket(host))
-
-
-def is_ip_literal(text: str) -> bool:
-    """
-    @return: Whether C{text} is an IPv4 or IPv6 address literal (IPv6
-        without brackets).
-    """
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
-
-
-def is_ipv6_literal(text: str) -> bool:
-    """
-    @return: Whether C{text} is an IPv6 address literal (no brackets).
-    """
-    try:
-        ipaddress.IPv6Address(text)
-    except ValueError:
-        return False
-    return True
-
-
-# RFC 1123 host name label; a whole name is at most 253 characters.
-_LABEL = re.compile(r"^[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?$")
-
-
-def is_hostname(text: str) -> bool:
-    """
-    @return: Whether C{text} is an RFC 1123 host name (trailing dot allowed).
-    """
-    name = text[:-1] if text.endswith(".") else text
-    if not name or len(name) > 253:
-        return False
-    labels = name.split(".")
-    if all(label.isdigit() for label in labels):
-        # Looks like a (bad) IPv4 address, e.g. 256.1.1.1.
-        return False
-    return all(_LABEL.match(label) for label in labels)
-
-
-def split_host_port(target: str) -> tuple[str, int | None]:
-    """
-    Split a configured target: C{host}, C{host:port}, C{[v6]}, C{[v6]:port}
-    or a bare IPv6 literal (C{TrunkConfig.target}; stricter on host names
-    than L{split_hostport}, which follows RFC 3261's C{hostport}).
-
-    @param target: The text to split.
-    @return: The host (IPv6 without brackets) and the port or L{None}.
-    @raise ValueError: If the text is not of that form, the host is neither
-        an IP literal nor a valid host name, or the port is not 1..65535.
-    """
-    port_text: str | None = None
-    if target.startswith("["):
-        end = target.find("]")
-        if end < 0:
-            raise ValueError("unbalanced '[' in IPv6 literal")
-        host, rest = target[1:end], target[end + 1 :]
-        if rest:
-            if not rest.startswith(":"):
-                raise ValueError("expected ':port' after ']'")
-            port_text = rest[1:]
-        if not is_ipv6_literal(host):
-            raise ValueError(f"{host!r} is not an IPv6 address")
-    elif target.count(":") > 1:
-        host = target
-        if not is_ipv6_literal(host):
-            raise ValueError(
-                f"{host!r} is not an IPv6 address (write [addr]:port "
-                "for an IPv6 address with a port)"
-            )
-    else:
-        host, sep, port_text_ = target.partition(":")
-        port_text = port_text_ if sep else None
-        if not (is_ip_literal(host) or is_hostname(host)):
-            raise ValueError(f"{host!r} is neither an IP address nor a host name")
-    port: int | None = None
-    if port_text is not None:
-        if not port_text.isascii() or not port_text.isdigit():
-            raise ValueError(f"port {port_text!r} is not a number")
-        port = int(port_text)
-        if not 1 <= port <= 65535:
-            raise ValueError(f"port {port} is not in 1..65535")
-    return host, port
 
 
 def _unescape(text: str) -> str:
@@ -400,6 +297,10 @@ class AbsoluteUri:
 Uri = Union[SipUri, AbsoluteUri]
 
 
+#: Characters a URI written in a header or Request-Line cannot hold.
+_URI_ILLEGAL_RE = re.compile('[ \t\r\n<>"]')
+
+
 def parse_uri(text: str) -> Uri:
     """
     Parse a URI: C{sip:}/C{sips:} fully (RFC 3261 s19.1.1), others opaquely.
@@ -409,7 +310,7 @@ def parse_uri(text: str) -> Uri:
     m = abnf.SCHEME_RE.match(text)
     if not m:
         raise UriError("not a URI: %r" % (text,))
-    if any(c in text for c in " \t\r\n<>\""):
+    if _URI_ILLEGAL_RE.search(text):
         raise UriError("illegal character in URI %r" % (text,))
     scheme = m.group(1).lower()
     rest = text[m.end() :]
@@ -488,7 +389,13 @@ def split_list(value: str) -> list[str]:
 
     @raise UriError: on an empty element or an unterminated quoted string.
     """
-    out: list[str] = []
+    if '"' not in value and "<" not in value:
+        # No quoted string or URI can hide a comma: split at every one.
+        out = [e.strip(" \t") for e in value.split(",")]
+        if not all(out):
+            raise UriError("empty element in list %r" % (value,))
+        return out
+    out = []
     start = 0
     i = 0
     n = len(value)
@@ -585,7 +492,23 @@ def parse_params(text: str) -> Params:
     """
     Parse header parameters C{;a=b;c} into a tuple of pairs.
     """
-    return tuple(_iter_params(text))
+    if not text:
+        return ()
+    if text[0] != ";" or '"' in text or " " in text or "\t" in text:
+        return tuple(_iter_params(text))
+    # No LWS and no quoted value: each parameter is what lies between ';'.
+    out: list[tuple[str, str | None]] = []
+    for p in text[1:].split(";"):
+        name, eq, value = p.partition("=")
+        if not name or not abnf.TOKEN_RE.match(name):
+            raise UriError("bad parameter name in %r" % (text,))
+        if not eq:
+            out.append((name, None))
+        elif not value or not abnf.GEN_VALUE_RE.match(value):
+            raise UriError("bad parameter value in %r" % (text,))
+        else:
+            out.append((name, value))
+    return tuple(out)
 
 
 def unquote(text: str) -> str:
@@ -835,3 +758,33 @@ def parse_via_list(value: str) -> list[Via]:
     Parse a comma-separated Via header value.
     """
     return [parse_via(v) for v in split_list(value)]
+
+
+__all__ = [
+    "AbsoluteUri",
+    "format_host",
+    "host_for_socket",
+    "is_hostname",
+    "is_ip_address",
+    "is_ip_literal",
+    "is_ipv6_literal",
+    "NameAddr",
+    "Params",
+    "parse_host",
+    "parse_name_addr",
+    "parse_name_addr_list",
+    "parse_params",
+    "parse_sip_uri",
+    "parse_uri",
+    "parse_via",
+    "parse_via_list",
+    "quote",
+    "SipUri",
+    "split_host_port",
+    "split_hostport",
+    "split_list",
+    "unquote",
+    "Uri",
+    "UriError",
+    "Via",
+]
