@@ -40,6 +40,7 @@ from twisted.logger import (
 )
 from zope.interface import implementer
 
+from aiconnect.sip import trace
 from aiconnect.text import decode_wire
 
 __all__ = [
@@ -196,7 +197,11 @@ def observer() -> ILogObserver:
     fmt, level = _config_log(sys.argv)
     fmt = os.environ.get(ENV_FORMAT, "").strip().lower() or fmt
     level = os.environ.get(ENV_LEVEL, "").strip() or level
-    return make_observer(fmt, level, sys.stdout)
+    built = make_observer(fmt, level, sys.stdout)
+    # The process's level is known: the SIP stack builds its per-message
+    # debug lines only at debug (aiconnect.sip.trace).
+    trace.set_level(level)
+    return built
 
 
 def _config_log(argv: list[str]) -> tuple[str, str]:

@@ -15,6 +15,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect import logsetup
+from aiconnect.sip import trace
 from aiconnect.logsetup import event_as_json, level_predicate, make_observer, observer, parse_level
 
 
@@ -147,6 +148,18 @@ class ObserverFactoryTests(SynchronousTestCase):
             if old is not None:
                 self.addCleanup(os.environ.__setitem__, name, old)
             self.addCleanup(os.environ.pop, name, None)
+        self.patch(trace, "debug", trace.debug)
+
+    def test_sip_trace_follows_level(self) -> None:
+        """
+        The factory tells the SIP stack whether to build its per-message
+        debug lines: not at info (the default), yes at debug.
+        """
+        observer()
+        self.assertFalse(trace.debug)
+        os.environ[logsetup.ENV_LEVEL] = "debug"
+        observer()
+        self.assertTrue(trace.debug)
 
     def test_text_by_default(self) -> None:
         """
