@@ -62,7 +62,7 @@ def decode_wire(text: str) -> str:
     @param text: The text.
     @return: Text without lone surrogates (C{text} itself if it had none).
     """
-    if _SURROGATE_RE.search(text) is None:
+    if text.isascii() or _SURROGATE_RE.search(text) is None:
         return text
     return _SURROGATE_RE.sub(_decode_one, text)
 
@@ -78,6 +78,10 @@ def replace_surrogates(text: str) -> str:
     return _SURROGATE_RE.sub(REPLACEMENT, text)
 
 
+#: Values L{clean_json} keeps as they are, by exact type.
+_JSON_SCALARS = frozenset((int, float, bool, type(None)))
+
+
 def clean_json(value: Any) -> Any:
     """
     A copy of a JSON-shaped value with L{decode_wire} applied to every
@@ -87,6 +91,10 @@ def clean_json(value: Any) -> Any:
     @param value: The value (e.g. a C{newCall} request being built).
     @return: The copy.
     """
+    kind = type(value)
+    if kind in _JSON_SCALARS:
+        # The common case first (counters, flags): no ABC check.
+        return value
     if isinstance(value, str):
         return decode_wire(value)
     if isinstance(value, Mapping):
