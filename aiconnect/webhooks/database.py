@@ -226,11 +226,11 @@ class EventDatabase:
         try:
             db.execute("COMMIT")
         except sqlite3.Error as e:
-            if db.in_transaction:
-                try:
+            try:
+                if db.in_transaction:
                     db.execute("ROLLBACK")
-                except sqlite3.Error:
-                    pass
+            except sqlite3.Error:
+                pass
             self._lost(str(e))
             return False
         self._in_turn = False
