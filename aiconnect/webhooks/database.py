@@ -147,13 +147,19 @@ class EventDatabase:
         if self._users <= 0:
             self.close()
 
-    def schedule(self) -> None:
+    def schedule(self, delay: float = 0.0) -> None:
         """
-        Make sure this turn ends with a L{flush} (a participant buffered a
-        write).
+        Make sure a L{flush} comes within C{delay} seconds (a participant
+        buffered a write): C{0}, at the end of this turn.
         """
-        if self._flush_call is None and self._reactor is not None and self._db is not None:
-            self._flush_call = self._reactor.callLater(0, self._end_turn)
+        reactor = self._reactor
+        if reactor is None or self._db is None:
+            return
+        call = self._flush_call
+        if call is None:
+            self._flush_call = reactor.callLater(delay, self._end_turn)
+        elif call.getTime() > reactor.seconds() + delay:
+            call.reset(delay)
 
     def _begin(self, db: sqlite3.Connection) -> None:
         db.execute("BEGIN IMMEDIATE")

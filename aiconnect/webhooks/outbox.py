@@ -117,6 +117,14 @@ _INSERT = (
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _MAX_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE tenant = ? AND session_id = ?"
+_DELIVERED = "UPDATE events SET delivered = ?, attempts = ?, last_error = NULL WHERE id = ?"
+_ATTEMPT = "UPDATE events SET attempts = ?, next_attempt = ?, last_error = ? WHERE id = ?"
+_DEAD = "UPDATE events SET dead = ?, attempts = ?, last_error = ? WHERE id = ?"
+
+#: Seconds (at most) an event's new delivery state waits, on a grouped
+#: database, for a commit to ride on: a kill loses at most that much of
+#: them (those events are sent again after the restart: at-least-once).
+STATE_DELAY = 1.0
 
 #: How many sessions' last sequence numbers L{EventOutbox} keeps in memory
 #: (a session's events come close together; an older one costs a SELECT).
@@ -192,6 +200,10 @@ class EventOutbox:
         #: The sessions and sequence numbers inserted in the open turn.
         self._turn_seq: dict[tuple[str, str], int] = {}
         self._turn_inserts = 0
+        #: Row id -> the delivery state to write (grouped database), and
+        #: how many were written into the open turn.
+        self._updates: dict[int, tuple[str, tuple[Any, ...]]] = {}
+        self._turn_updates = 0
         self.stats = {"emitted": 0, "memory_only": 0, "rejected": 0, "db_errors": 0}
         self._next_row_id = 1
         path.attach(self)
@@ -245,9 +257,26 @@ class EventOutbox:
 
     def prepare(self) -> None:
         """
-        Nothing buffered: every write is executed at once
-        (L{aiconnect.webhooks.database.TurnParticipant}).
+        Write the delivery states noted since the last commit, one
+        C{executemany} per statement
+        (L{aiconnect.webhooks.database.TurnParticipant}); a failure is
+        logged and counted (those events are sent again after a restart).
         """
+        if not self._updates:
+            return
+        updates, self._updates = self._updates, {}
+        by_statement: dict[str, list[tuple[Any, ...]]] = {}
+        for sql, args in updates.values():
+            by_statement.setdefault(sql, []).append(args)
+        try:
+            database = self._events_db()
+            for sql, rows in by_statement.items():
+                database.write_many(sql, rows)
+        except sqlite3.Error as e:
+            self.stats["db_errors"] += 1
+            self.log.error("Event outbox update failed: {reason}", reason=str(e))
+            return
+        self._turn_updates += len(updates)
 
     def turn_ended(self, committed: bool) -> None:
         """
@@ -256,7 +285,13 @@ class EventOutbox:
         """
         inserts, self._turn_inserts = self._turn_inserts, 0
         numbered, self._turn_seq = self._turn_seq, {}
-        if committed or not inserts:
+        updates, self._turn_updates = self._turn_updates, 0
+        if committed:
+            return
+        if updates:
+            self.stats["db_errors"] += 1
+            self.log.error("Event outbox: {count} delivery state update(s) lost (the transaction failed)", count=updates)
+        if not inserts:
             return
         for key, seq in numbered.items():
             self._memory_seq[key] = max(seq, self._memory_seq.get(key, 0))
@@ -438,6 +473,7 @@ class EventOutbox:
 
         @return: The events; empty (and logged) if the database fails.
         """
+        self.prepare()
         try:
             rows = self._conn().execute(
                 "SELECT id, tenant, session_id, seq, event_id, event, body, created, attempts, next_attempt"
@@ -471,6 +507,18 @@ class EventOutbox:
             self.log.error("Event outbox update failed: {reason}", reason=str(e))
             return 0
 
+    def _update(self, event: OutboxEvent, sql: str, args: tuple[Any, ...]) -> None:
+        if event.row_id is None:
+            return
+        database = self._database
+        if database is None or not database.grouped:
+            self._write(sql, args)
+            return
+        # The last state per event wins: it sets every column that state
+        # reads (delivered/dead end the event; an attempt holds its time).
+        self._updates[event.row_id] = (sql, args)
+        database.schedule(STATE_DELAY)
+
     def mark_delivered(self, event: OutboxEvent, now: float) -> None:
         """
         Record a delivery.
@@ -478,11 +526,7 @@ class EventOutbox:
         @param event: The event.
         @param now: When (Unix seconds).
         """
-        if event.row_id is not None:
-            self._write(
-                "UPDATE events SET delivered = ?, attempts = ?, last_error = NULL WHERE id = ?",
-                (now, event.attempts, event.row_id),
-            )
+        self._update(event, _DELIVERED, (now, event.attempts, event.row_id))
 
     def mark_attempt(self, event: OutboxEvent, error: str) -> None:
         """
@@ -492,11 +536,7 @@ class EventOutbox:
             C{next_attempt}.
         @param error: What went wrong.
         """
-        if event.row_id is not None:
-            self._write(
-                "UPDATE events SET attempts = ?, next_attempt = ?, last_error = ? WHERE id = ?",
-                (event.attempts, event.next_attempt, error, event.row_id),
-            )
+        self._update(event, _ATTEMPT, (event.attempts, event.next_attempt, error, event.row_id))
 
     def mark_dead(self, event: OutboxEvent, now: float, error: str) -> None:
         """
@@ -506,11 +546,7 @@ class EventOutbox:
         @param now: When (Unix seconds).
         @param error: The last failure.
         """
-        if event.row_id is not None:
-            self._write(
-                "UPDATE events SET dead = ?, attempts = ?, last_error = ? WHERE id = ?",
-                (now, event.attempts, error, event.row_id),
-            )
+        self._update(event, _DEAD, (now, event.attempts, error, event.row_id))
 
     def disabled_endpoints(self) -> dict[str, tuple[str, str | None]]:
         """
@@ -567,6 +603,7 @@ class EventOutbox:
         @return: Stored events by state: C{pending}, C{delivered}, C{dead}
             (zeros if the database fails).
         """
+        self.prepare()
         try:
             row = self._conn().execute(
                 "SELECT SUM(delivered IS NULL AND dead IS NULL), SUM(delivered IS NOT NULL),"

@@ -58,6 +58,26 @@ class GroupCommitTests(DatabaseTestCase):
         self.assertEqual(commits(statements), 2)
         self.assertEqual(self.seen("SELECT v FROM t ORDER BY v"), [(1,), (2,)])
 
+    def test_delayed_flush_joins_a_turn(self) -> None:
+        """
+        A flush asked for within some seconds comes then, or at the end of
+        an earlier turn that writes.
+        """
+        participant = Participant(self.database)
+        self.database.attach(participant)
+        participant.rows = [(1,)]
+        self.database.schedule(5.0)
+        self.clock.advance(4.9)
+        self.assertEqual(self.seen("SELECT v FROM t"), [])
+        self.clock.advance(0.1)
+        self.assertEqual(self.seen("SELECT v FROM t"), [(1,)])
+        participant.rows = [(2,)]
+        self.database.schedule(5.0)
+        self.database.write("INSERT INTO t (v) VALUES (3)")
+        self.clock.advance(0)
+        self.assertEqual(self.seen("SELECT v FROM t ORDER BY v"), [(1,), (2,), (3,)])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_reads_see_the_turn(self) -> None:
         """
         A read on the connection sees the writes of the open turn.

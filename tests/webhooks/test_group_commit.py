@@ -8,6 +8,7 @@ turn, readers, a kill before the commit, stop, order, failed commits.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 from treq.testing import StubTreq
@@ -15,10 +16,12 @@ from twisted.logger import capturedLogs
 
 from aiconnect.webhooks import EventDeliverer, EventDeliveryService, EventOutbox
 from aiconnect.webhooks.database import EventDatabase
+from aiconnect.webhooks.outbox import STATE_DELAY
 from tests.webhooks.dbhelpers import DatabaseTestCase, commits
-from tests.webhooks.helpers import DOMAIN, Recorder, completed, started, tenant
+from tests.webhooks.helpers import DOMAIN, START, Recorder, completed, started, tenant
 
 _ROWS = "SELECT session_id, seq, event_id FROM events ORDER BY id"
+_STATE = "SELECT delivered, attempts, last_error FROM events ORDER BY id"
 
 
 class GroupedOutboxTests(DatabaseTestCase):
@@ -143,3 +146,30 @@ class GroupedOutboxTests(DatabaseTestCase):
         self.assertEqual(self.seen(_ROWS), [("s1", 3, third)])
         self.assertEqual(len({e.row_id for e in seen}), 3)
         self.assertEqual([json.loads(e.body)["sequence"] for e in seen], [1, 2, 3])
+
+    def test_delivery_state_rides_on_a_commit(self) -> None:
+        """
+        A delivery state is committed with the next turn that commits, or
+        after L{STATE_DELAY} seconds; the last state of an event wins;
+        C{counts} sees it at once.
+        """
+        seen: list[Any] = []
+        self.outbox.add_listener(seen.append)
+        self.outbox.emit(DOMAIN, "s1", started("s1"))
+        self.clock.advance(0)
+        [first] = seen
+        self.outbox.mark_attempt(replace(first, attempts=1, next_attempt=START + 1), "HTTP 500")
+        self.outbox.mark_delivered(replace(first, attempts=2), START + 1)
+        self.clock.advance(0)
+        self.assertEqual(self.seen(_STATE), [(None, 0, None)])
+        self.outbox.emit(DOMAIN, "s1", completed("s1"))
+        self.clock.advance(0)
+        self.assertEqual(self.seen(_STATE), [(START + 1, 2, None), (None, 0, None)])
+        self.outbox.mark_delivered(seen[1], START + 2)
+        self.assertEqual(self.outbox.counts(), {"pending": 0, "delivered": 2, "dead": 0})
+        self.clock.advance(0)
+        self.outbox.mark_dead(seen[1], START + 3, "HTTP 400")
+        self.clock.advance(STATE_DELAY / 2)
+        self.assertEqual(self.seen("SELECT dead, last_error FROM events ORDER BY id")[1], (None, None))
+        self.clock.advance(STATE_DELAY / 2)
+        self.assertEqual(self.seen("SELECT dead, last_error FROM events ORDER BY id")[1], (START + 3, "HTTP 400"))
