@@ -46,7 +46,7 @@ from twisted.logger import Logger
 from aiconnect import events
 from aiconnect.sip.dialog import Dialog
 from aiconnect.sip.peer import Peer
-from aiconnect.webhooks.database import EventDatabase
+from aiconnect.webhooks.database import DatabaseUser, EventDatabase
 
 #: Added to a stored local CSeq before a recovered dialog sends BYE: a
 #: request whose stored update was lost (the process died in between)
@@ -114,7 +114,7 @@ class StoredSession:
         return None
 
 
-class DialogStore:
+class DialogStore(DatabaseUser):
     """
     The C{live_dialogs} table, in the events database
     (L{aiconnect.webhooks.database.EventDatabase}).
@@ -135,6 +135,7 @@ class DialogStore:
     """
 
     log = Logger()
+    closed_message = "the dialog store is closed"
 
     def __init__(
         self, path: str | EventDatabase, *, clock: Callable[[], float], busy_timeout: float = 0.5
@@ -148,9 +149,6 @@ class DialogStore:
             (for a database of its own).
         @raise sqlite3.Error: the database cannot be opened.
         """
-        if isinstance(path, str):
-            path = EventDatabase(path, synchronous="FULL", busy_timeout=busy_timeout)
-        self.path = path.path
         self._clock = clock
         #: session id -> leg (L{None}: the whole session, deleted before
         #: the legs' changes) -> (tenant, record, time) to store, or
@@ -159,21 +157,12 @@ class DialogStore:
         #: What was written into the open transaction, oldest first.
         self._written: list[dict[str, dict[str | None, tuple[str, dict[str, Any], float] | None]]] = []
         self.on_failure: Callable[[str], None] | None = None
-        path.attach(self)
-        self._database: EventDatabase | None = path
-        try:
-            with path.transaction() as db:
-                for statement in _SCHEMA:
-                    db.execute(statement)
-        except BaseException:
-            self._database = None
-            path.detach(self)
-            raise
+        self._join(path, self._set_up, "FULL", busy_timeout)
 
-    def _conn(self) -> EventDatabase:
-        if self._database is None:
-            raise sqlite3.ProgrammingError("the dialog store is closed")
-        return self._database
+    def _set_up(self, database: EventDatabase) -> None:
+        with database.transaction() as db:
+            for statement in _SCHEMA:
+                db.execute(statement)
 
     def _changed(self, database: EventDatabase) -> None:
         if database.grouped:
@@ -188,7 +177,7 @@ class DialogStore:
 
         @raise sqlite3.Error: the write failed (or the store is closed).
         """
-        database = self._conn()
+        database = self._events_db()
         self._pending.setdefault(session_id, {})[leg] = (tenant, record, self._clock())
         self._changed(database)
 
@@ -198,7 +187,7 @@ class DialogStore:
 
         @raise sqlite3.Error: the write failed (or the store is closed).
         """
-        database = self._conn()
+        database = self._events_db()
         if leg is None:
             self._pending[session_id] = {None: None}
         else:
@@ -215,7 +204,7 @@ class DialogStore:
         """
         if not self._pending:
             return
-        database = self._conn()
+        database = self._events_db()
         changes, self._pending = self._pending, {}
         sessions: list[tuple[str]] = []
         legs: list[tuple[str, str]] = []
@@ -279,14 +268,6 @@ class DialogStore:
                 for leg, change in by_leg.items():
                     newer.setdefault(leg, change)
 
-    def flush(self) -> bool:
-        """
-        Commit what this turn wrote now.
-
-        @return: C{False} if the transaction failed (logged).
-        """
-        return self._database is None or self._database.flush()
-
     def load(self) -> list[StoredSession]:
         """
         Every stored session, oldest first. A row that is not JSON is
@@ -295,7 +276,7 @@ class DialogStore:
         @raise sqlite3.Error: the read failed.
         """
         self.prepare()
-        rows = self._conn().connection().execute(
+        rows = self._events_db().connection().execute(
             "SELECT session_id, leg, tenant, data FROM live_dialogs ORDER BY updated, session_id, leg"
         ).fetchall()
         sessions: dict[str, StoredSession] = {}
@@ -321,17 +302,7 @@ class DialogStore:
         The number of stored dialogs.
         """
         self.prepare()
-        return int(self._conn().connection().execute("SELECT COUNT(*) FROM live_dialogs").fetchone()[0])
-
-    def close(self) -> None:
-        """
-        Flush and release the database (closed when its last user closes
-        it).
-        """
-        if self._database is not None:
-            # Detached first: the flush it makes still writes our changes.
-            self._database.detach(self)
-            self._database = None
+        return int(self._events_db().connection().execute("SELECT COUNT(*) FROM live_dialogs").fetchone()[0])
 
 
 def session_record(session: Any) -> dict[str, Any]:

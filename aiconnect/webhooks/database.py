@@ -29,14 +29,14 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Protocol
 
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
-__all__ = ["MEMORY_DATABASE", "EventDatabase", "TurnParticipant"]
+__all__ = ["MEMORY_DATABASE", "DatabaseUser", "EventDatabase", "TurnParticipant"]
 
 #: The C{[events] database} value that keeps the database in memory (tests).
 MEMORY_DATABASE = ":memory:"
@@ -290,3 +290,75 @@ class EventDatabase:
         self._flush_call = None
         db, self._db = self._db, None
         db.close()
+
+
+class DatabaseUser:
+    """
+    Base of the events database's users (the outbox, the dialog store): it
+    joins a shared L{EventDatabase} or opens one of its own, sets it up,
+    flushes it and releases it; a L{TurnParticipant} doing nothing, which
+    subclasses override.
+
+    @ivar path: The database file, or L{MEMORY_DATABASE}.
+    """
+
+    #: What L{sqlite3.ProgrammingError} says once closed.
+    closed_message = "the events database is closed"
+    _database: EventDatabase | None = None
+
+    def _join(
+        self,
+        database: str | EventDatabase,
+        setup: Callable[[EventDatabase], None],
+        synchronous: str,
+        busy_timeout: float,
+    ) -> None:
+        """
+        Take part in C{database} (a file: a connection of its own, each
+        write committed on its own) and run C{setup} on it; on failure,
+        release it and raise.
+        """
+        if isinstance(database, str):
+            database = EventDatabase(database, synchronous=synchronous, busy_timeout=busy_timeout)
+        self.path = database.path
+        database.attach(self)
+        self._database = database
+        try:
+            setup(database)
+        except BaseException:
+            self._database = None
+            database.detach(self)
+            raise
+
+    def prepare(self) -> None:
+        """
+        Nothing buffered (L{TurnParticipant}).
+        """
+
+    def turn_ended(self, committed: bool) -> None:
+        """
+        Nothing to do (L{TurnParticipant}).
+        """
+
+    def _events_db(self) -> EventDatabase:
+        if self._database is None:
+            raise sqlite3.ProgrammingError(self.closed_message)
+        return self._database
+
+    def flush(self) -> bool:
+        """
+        Commit what this turn wrote now (L{EventDatabase.flush}).
+
+        @return: C{False} if the transaction failed (logged).
+        """
+        return self._database is None or self._database.flush()
+
+    def close(self) -> None:
+        """
+        Flush and release the database (closed when its last user closes
+        it).
+        """
+        if self._database is not None:
+            # Detached first: the flush it makes still writes our changes.
+            self._database.detach(self)
+            self._database = None

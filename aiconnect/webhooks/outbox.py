@@ -26,7 +26,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from aiconnect.events import new_id
-from aiconnect.webhooks.database import MEMORY_DATABASE, EventDatabase
+from aiconnect.webhooks.database import MEMORY_DATABASE, DatabaseUser, EventDatabase
 from aiconnect.webhooks.signing import encode_body
 
 __all__ = [
@@ -131,7 +131,7 @@ STATE_DELAY = 1.0
 SEQ_CACHE = 4096
 
 
-class EventOutbox:
+class EventOutbox(DatabaseUser):
     """
     The durable outbox: the C{events} table of the events database
     (L{aiconnect.webhooks.database.EventDatabase}, WAL journal).
@@ -160,6 +160,7 @@ class EventOutbox:
     """
 
     log = Logger()
+    closed_message = "the event outbox is closed"
 
     def __init__(
         self,
@@ -186,9 +187,6 @@ class EventOutbox:
             newer schema than this code knows.
         @raise OSError: If the parent directory cannot be created.
         """
-        if isinstance(path, str):
-            path = EventDatabase(path, synchronous=synchronous, busy_timeout=busy_timeout)
-        self.path = path.path
         self._clock = clock
         self._listeners: list[Callable[[OutboxEvent], None]] = []
         #: Sequence numbers of sessions whose events the database may lack
@@ -206,15 +204,11 @@ class EventOutbox:
         self._turn_updates = 0
         self.stats = {"emitted": 0, "memory_only": 0, "rejected": 0, "db_errors": 0}
         self._next_row_id = 1
-        path.attach(self)
-        self._database: EventDatabase | None = path
-        try:
-            self._migrate()
-            self._next_row_id = self._last_row_id() + 1
-        except BaseException:
-            self._database = None
-            path.detach(self)
-            raise
+        self._join(path, self._set_up, synchronous, busy_timeout)
+
+    def _set_up(self, database: EventDatabase) -> None:
+        self._migrate()
+        self._next_row_id = self._last_row_id() + 1
 
     def _migrate(self) -> None:
         database = self._events_db()
@@ -245,11 +239,6 @@ class EventOutbox:
         The database's schema version (C{PRAGMA user_version}).
         """
         return int(self._conn().execute("PRAGMA user_version").fetchone()[0])
-
-    def _events_db(self) -> EventDatabase:
-        if self._database is None:
-            raise sqlite3.ProgrammingError("the event outbox is closed")
-        return self._database
 
     def _conn(self) -> sqlite3.Connection:
         # For reads: they see this turn's writes (one connection).
@@ -614,21 +603,10 @@ class EventOutbox:
             return {"pending": 0, "delivered": 0, "dead": 0}
         return {"pending": row[0] or 0, "delivered": row[1] or 0, "dead": row[2] or 0}
 
-    def flush(self) -> bool:
-        """
-        Commit what this turn wrote now (L{EventDatabase.flush}).
-
-        @return: C{False} if the transaction failed (logged).
-        """
-        return self._database is None or self._database.flush()
-
     def close(self) -> None:
         """
         Flush and release the database (closed when its last user closes
         it); later calls to L{emit} keep events in memory.
         """
-        if self._database is not None:
-            # Detached first: the flush it makes still writes our changes.
-            self._database.detach(self)
-            self._database = None
+        super().close()
         self._last_seq.clear()

@@ -1,3 +1,4 @@
+# -*- test-case-name: tests.webhooks.test_database,tests.webhooks.test_group_commit,tests.test_recovery_group_commit -*-
 """
 Test helpers for the events database (L{aiconnect.webhooks.database}): a
 grouped database on a L{Clock} in a temporary directory, what it says to
