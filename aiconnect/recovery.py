@@ -60,6 +60,11 @@ RECORD_VERSION = 1
 #: transactions, at most (more are dropped, logged).
 MAX_PENDING = 100_000
 
+#: Noted dialog-store changes: session id -> leg (L{None}: the whole
+#: session, deleted before the legs' changes) -> (tenant, JSON record,
+#: time) to store, or L{None} to delete.
+_Changes = dict[str, dict[str | None, tuple[str, str, float] | None]]
+
 _SCHEMA = (
     """
     CREATE TABLE IF NOT EXISTS live_dialogs (
@@ -150,12 +155,10 @@ class DialogStore(DatabaseUser):
         @raise sqlite3.Error: the database cannot be opened.
         """
         self._clock = clock
-        #: session id -> leg (L{None}: the whole session, deleted before
-        #: the legs' changes) -> (tenant, record, time) to store, or
-        #: L{None} to delete; not yet written.
-        self._pending: dict[str, dict[str | None, tuple[str, dict[str, Any], float] | None]] = {}
+        #: The changes not yet written.
+        self._pending: _Changes = {}
         #: What was written into the open transaction, oldest first.
-        self._written: list[dict[str, dict[str | None, tuple[str, dict[str, Any], float] | None]]] = []
+        self._written: list[_Changes] = []
         self.on_failure: Callable[[str], None] | None = None
         self._join(path, self._set_up, "FULL", busy_timeout)
 
@@ -172,13 +175,14 @@ class DialogStore(DatabaseUser):
 
     def put(self, session_id: str, leg: str, tenant: str, record: dict[str, Any]) -> None:
         """
-        Store (or replace) one dialog.  The record is encoded when written:
-        do not change it afterwards.
+        Store (or replace) one dialog.
 
         @raise sqlite3.Error: the write failed (or the store is closed).
+        @raise TypeError: the record is not JSON.
         """
         database = self._events_db()
-        self._pending.setdefault(session_id, {})[leg] = (tenant, record, self._clock())
+        data = json.dumps(dict(record, v=RECORD_VERSION), separators=(",", ":"), sort_keys=True)
+        self._pending.setdefault(session_id, {})[leg] = (tenant, data, self._clock())
         self._changed(database)
 
     def delete(self, session_id: str, leg: str | None = None) -> None:
@@ -216,9 +220,7 @@ class DialogStore(DatabaseUser):
                 elif change is None:
                     legs.append((session_id, leg))
                 else:
-                    tenant, record, updated = change
-                    data = json.dumps(dict(record, v=RECORD_VERSION), separators=(",", ":"), sort_keys=True)
-                    rows.append((session_id, leg, tenant, data, updated))
+                    rows.append((session_id, leg) + change)
         if database.grouped:
             self._written.append(changes)
         try:
@@ -251,7 +253,7 @@ class DialogStore(DatabaseUser):
         if written and self.on_failure is not None:
             self.on_failure("transaction rolled back")
 
-    def _note_again(self, changes: dict[str, dict[str | None, tuple[str, dict[str, Any], float] | None]]) -> None:
+    def _note_again(self, changes: _Changes) -> None:
         # Older than everything pending: a newer change of the same dialog,
         # or a newer delete of the whole session, wins.
         for session_id, by_leg in changes.items():

@@ -227,6 +227,8 @@ class EventDatabase:
                 participant.prepare()
             except sqlite3.Error as e:
                 self.log.error("Events database: a buffered write failed: {reason}", reason=str(e))
+            except Exception:
+                self.log.failure("Events database: a participant failed to write")
         if not self._in_turn:
             return self.stats["failed_commits"] == failures
         try:
