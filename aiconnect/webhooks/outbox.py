@@ -144,7 +144,11 @@ class EventOutbox(DatabaseUser):
     the events of the turn in progress; only an operating-system crash or
     power loss may lose the last committed transactions.
     C{synchronous="FULL"} survives those too, at the price of an fsync per
-    commit on the reactor thread.
+    commit on the reactor thread.  On a grouped database the delivery
+    states (L{mark_delivered}, L{mark_attempt}, L{mark_dead}) wait up to
+    L{STATE_DELAY} seconds for a commit to ride on, the last state per
+    event winning: a kill loses at most that much of them, and those events
+    are sent again after the restart (at-least-once).
 
     A transaction that fails after L{emit} returned (the commit, or a later
     statement that made SQLite roll the turn back) loses its events from
