@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.webhooks.test_database,tests.webhooks.test_outbox,tests.test_recovery -*-
+# -*- test-case-name: tests.webhooks.test_database,tests.webhooks.test_group_commit,tests.webhooks.test_outbox,tests.test_recovery_group_commit,tests.test_recovery -*-
 """
 The events database (C{[events] database}): one SQLite connection (WAL
 journal) shared by the event outbox (L{aiconnect.webhooks.outbox}) and the
