@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.test_recovery,tests.integration.test_restart -*-
+# -*- test-case-name: tests.test_recovery,tests.test_recovery_group_commit,tests.integration.test_restart -*-
 """
 Sessions that outlive their process: a node killed (C{kill -9}, a crash,
 the OOM killer) leaves its recording sessions open at the SRC, at every SRS
@@ -11,7 +11,9 @@ Pieces:
     - L{DialogStore}: one SQLite table in the event outbox's database
       (C{[events] database}) holding every confirmed dialog of every live
       session: the inbound dialog (leg C{""}) and one row per answered
-      forward (leg = the forward id).
+      forward (leg = the forward id).  On the shared, grouped
+      L{aiconnect.webhooks.database.EventDatabase} its changes are
+      committed with the turn's events, the last one per dialog.
     - L{DialogJournal}: the L{aiconnect.legs.SessionJournal} of every
       L{aiconnect.runner.CallRunner}: a row is written when a dialog is confirmed
       (inbound: on ACK; forward: on 2xx), rewritten when its CSeq or remote
@@ -23,7 +25,7 @@ Pieces:
       for the answers), C{SIPRECFORWARDSTOPPED} per forward and
       C{SESSIONCOMPLETED}, both with reason C{restart}, through the durable
       outbox (delivered in order after anything the previous run left), and
-      the rows deleted.
+      the rows deleted (committed at once).
 
 A stored dialog keeps: Call-ID, tags, From/To, remote target, route set,
 local CSeq (plus L{CSEQ_MARGIN} on recovery), transport and peer address,
@@ -35,7 +37,6 @@ C{uri}, target and C{sipRecForwardReferenceId}.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -45,7 +46,7 @@ from twisted.logger import Logger
 from aiconnect import events
 from aiconnect.sip.dialog import Dialog
 from aiconnect.sip.peer import Peer
-from aiconnect.webhooks.outbox import MEMORY_DATABASE
+from aiconnect.webhooks.database import DatabaseUser, EventDatabase
 
 #: Added to a stored local CSeq before a recovered dialog sends BYE: a
 #: request whose stored update was lost (the process died in between)
@@ -55,6 +56,14 @@ CSEQ_MARGIN = 100
 INBOUND = ""
 #: The format of the stored JSON.
 RECORD_VERSION = 1
+#: Sessions whose dialog changes wait to be written again after failed
+#: transactions, at most (more are dropped, logged).
+MAX_PENDING = 100_000
+
+#: Noted dialog-store changes: session id -> leg (L{None}: the whole
+#: session, deleted before the legs' changes) -> (tenant, JSON record,
+#: time) to store, or L{None} to delete.
+_Changes = dict[str, dict[str | None, tuple[str, str, float] | None]]
 
 _SCHEMA = (
     """
@@ -110,55 +119,156 @@ class StoredSession:
         return None
 
 
-class DialogStore:
+class DialogStore(DatabaseUser):
     """
-    The C{live_dialogs} table (in the event outbox's SQLite file; WAL, one
-    short transaction per write).
+    The C{live_dialogs} table, in the events database
+    (L{aiconnect.webhooks.database.EventDatabase}).
+
+    On a grouped database, L{put} and L{delete} only note the change; the
+    turn's changes are written just before its commit, the last one per
+    dialog (a dialog stored and rewritten in one turn is written once; a
+    rewrite followed by the session's end only deletes), with one
+    C{executemany} per statement.  Reads (L{load}, L{count}) write the
+    noted changes into the open transaction first.  The changes of a
+    failed transaction are noted again (older than any change made since)
+    and written with the next turn: deletes and rewrites are idempotent.
+    Without a grouped database every change is written (and committed) at
+    once.
+
+    @ivar on_failure: Called with the reason when noted changes could not
+        be written (they are written with the next turn), or L{None}.
     """
 
-    def __init__(self, path: str, *, clock: Callable[[], float], busy_timeout: float = 0.5) -> None:
+    log = Logger()
+    closed_message = "the dialog store is closed"
+
+    def __init__(
+        self, path: str | EventDatabase, *, clock: Callable[[], float], busy_timeout: float = 0.5
+    ) -> None:
         """
-        @param path: the database file, or C{":memory:"} (tests).
+        @param path: the database file, or C{":memory:"} (tests): a
+            connection of its own, every change committed at once; or the
+            shared L{EventDatabase} (its settings apply).
         @param clock: the current Unix time (C{reactor.seconds}).
-        @param busy_timeout: seconds a write waits for the outbox's lock.
+        @param busy_timeout: seconds a write waits for the outbox's lock
+            (for a database of its own).
         @raise sqlite3.Error: the database cannot be opened.
         """
-        if path != MEMORY_DATABASE:
-            os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        self.path = path
         self._clock = clock
-        self._db: sqlite3.Connection | None = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        for statement in _SCHEMA:
-            self._db.execute(statement)
+        #: The changes not yet written.
+        self._pending: _Changes = {}
+        #: What was written into the open transaction, oldest first.
+        self._written: list[_Changes] = []
+        self.on_failure: Callable[[str], None] | None = None
+        self._join(path, self._set_up, "FULL", busy_timeout)
 
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise sqlite3.ProgrammingError("the dialog store is closed")
-        return self._db
+    def _set_up(self, database: EventDatabase) -> None:
+        with database.transaction() as db:
+            for statement in _SCHEMA:
+                db.execute(statement)
+
+    def _changed(self, database: EventDatabase) -> None:
+        if database.grouped:
+            database.schedule()
+        else:
+            self.prepare()
 
     def put(self, session_id: str, leg: str, tenant: str, record: dict[str, Any]) -> None:
         """
         Store (or replace) one dialog.
 
-        @raise sqlite3.Error: the write failed.
+        @raise sqlite3.Error: the write failed (or the store is closed).
+        @raise TypeError: the record is not JSON.
         """
+        database = self._events_db()
         data = json.dumps(dict(record, v=RECORD_VERSION), separators=(",", ":"), sort_keys=True)
-        self._conn().execute(
-            "INSERT OR REPLACE INTO live_dialogs (session_id, leg, tenant, data, updated) VALUES (?, ?, ?, ?, ?)",
-            (session_id, leg, tenant, data, self._clock()),
-        )
+        self._pending.setdefault(session_id, {})[leg] = (tenant, data, self._clock())
+        self._changed(database)
 
     def delete(self, session_id: str, leg: str | None = None) -> None:
         """
         Forget one dialog, or every dialog of a session (C{leg=None}).
 
-        @raise sqlite3.Error: the write failed.
+        @raise sqlite3.Error: the write failed (or the store is closed).
         """
+        database = self._events_db()
         if leg is None:
-            self._conn().execute("DELETE FROM live_dialogs WHERE session_id = ?", (session_id,))
+            self._pending[session_id] = {None: None}
         else:
-            self._conn().execute("DELETE FROM live_dialogs WHERE session_id = ? AND leg = ?", (session_id, leg))
+            self._pending.setdefault(session_id, {})[leg] = None
+        self._changed(database)
+
+    def prepare(self) -> None:
+        """
+        Write the noted changes into the open transaction
+        (L{aiconnect.webhooks.database.TurnParticipant}).
+
+        @raise sqlite3.Error: the write failed; on a grouped database the
+            changes are noted again.
+        """
+        if not self._pending:
+            return
+        database = self._events_db()
+        changes, self._pending = self._pending, {}
+        sessions: list[tuple[str]] = []
+        legs: list[tuple[str, str]] = []
+        rows: list[tuple[str, str, str, str, float]] = []
+        for session_id, by_leg in changes.items():
+            for leg, change in by_leg.items():
+                if leg is None:
+                    sessions.append((session_id,))
+                elif change is None:
+                    legs.append((session_id, leg))
+                else:
+                    rows.append((session_id, leg) + change)
+        if database.grouped:
+            self._written.append(changes)
+        try:
+            database.write_many("DELETE FROM live_dialogs WHERE session_id = ?", sessions)
+            database.write_many("DELETE FROM live_dialogs WHERE session_id = ? AND leg = ?", legs)
+            database.write_many(
+                "INSERT OR REPLACE INTO live_dialogs (session_id, leg, tenant, data, updated) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+        except sqlite3.Error as e:
+            if self._written and self._written[-1] is changes:
+                # The transaction lives on (a lost one was told through
+                # turn_ended): write these again with the next turn.
+                self._written.pop()
+                self._note_again(changes)
+                if self.on_failure is not None:
+                    self.on_failure(str(e))
+            raise
+
+    def turn_ended(self, committed: bool) -> None:
+        """
+        After a rolled-back turn, note its changes again
+        (L{aiconnect.webhooks.database.TurnParticipant}).
+        """
+        written, self._written = self._written, []
+        if committed:
+            return
+        for changes in written:
+            self._note_again(changes)
+        if written and self.on_failure is not None:
+            self.on_failure("transaction rolled back")
+
+    def _note_again(self, changes: _Changes) -> None:
+        # Older than everything pending: a newer change of the same dialog,
+        # or a newer delete of the whole session, wins.
+        for session_id, by_leg in changes.items():
+            newer = self._pending.get(session_id)
+            if newer is None:
+                if len(self._pending) >= MAX_PENDING:
+                    self.log.error(
+                        "dialog store: too many unwritten changes; session_id={session_id} dropped",
+                        session_id=session_id,
+                    )
+                    continue
+                self._pending[session_id] = dict(by_leg)
+            elif None not in newer:
+                for leg, change in by_leg.items():
+                    newer.setdefault(leg, change)
 
     def load(self) -> list[StoredSession]:
         """
@@ -167,7 +277,8 @@ class DialogStore:
 
         @raise sqlite3.Error: the read failed.
         """
-        rows = self._conn().execute(
+        self.prepare()
+        rows = self._events_db().connection().execute(
             "SELECT session_id, leg, tenant, data FROM live_dialogs ORDER BY updated, session_id, leg"
         ).fetchall()
         sessions: dict[str, StoredSession] = {}
@@ -192,15 +303,8 @@ class DialogStore:
         """
         The number of stored dialogs.
         """
-        return int(self._conn().execute("SELECT COUNT(*) FROM live_dialogs").fetchone()[0])
-
-    def close(self) -> None:
-        """
-        Close the database.
-        """
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self.prepare()
+        return int(self._events_db().connection().execute("SELECT COUNT(*) FROM live_dialogs").fetchone()[0])
 
 
 def session_record(session: Any) -> dict[str, Any]:
@@ -239,6 +343,14 @@ class DialogJournal:
         #: (an C{InviteSession}), for the legs stored.
         self._live: dict[str, dict[str, Any]] = {}
         self.stats: dict[str, int] = {"stored": 0, "updated": 0, "removed": 0, "errors": 0}
+        store.on_failure = self._store_failed
+
+    def _store_failed(self, reason: str) -> None:
+        self.stats["errors"] += 1
+        self.log.error(
+            "dialog store write failed: {reason}; the changes are written again with the next turn that writes",
+            reason=reason,
+        )
 
     def _write(self, what: str, fn: Callable[..., None], *args: Any) -> bool:
         try:
@@ -378,6 +490,9 @@ class SessionRecovery:
         for stored in sessions:
             self._end(stored)
         if sessions:
+            # The events and the deletes now, not at the end of the turn:
+            # the reactor may not be running yet.
+            self.store.flush()
             self.log.info("ended {count} session(s) left open by the previous run", count=len(sessions))
         return len(sessions)
 

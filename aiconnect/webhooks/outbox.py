@@ -1,11 +1,12 @@
-# -*- test-case-name: tests.webhooks.test_outbox,tests.webhooks.test_delivery -*-
+# -*- test-case-name: tests.webhooks.test_outbox,tests.webhooks.test_group_commit,tests.webhooks.test_delivery -*-
 """
-The durable event outbox (STYLE example 10): one SQLite database.
+The durable event outbox (STYLE example 10): the C{events} table of the
+events database (L{aiconnect.webhooks.database}).
 
 This module owns what is stored and how: the schema and its migrations
 (L{SCHEMA_VERSION}), L{EventOutbox.emit} (the L{aiconnect.events.EventSink}
-the session code writes to: one short committed transaction, then return;
-it never raises), each session's sequence numbers (1, 2, ...; continued
+the session code writes to: one INSERT in this reactor turn's transaction,
+then return; it never raises), each session's sequence numbers (1, 2, ...; continued
 across restarts, and in memory if the database fails), the listeners told
 of every new event (the deliverer), each event's delivery state (attempts,
 next attempt, delivered, given up), the endpoints disabled by a 410 (with
@@ -16,7 +17,6 @@ When to send, and sending, belong to L{aiconnect.webhooks.delivery}.
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +26,7 @@ from typing import Any
 from twisted.logger import Logger
 
 from aiconnect.events import new_id
+from aiconnect.webhooks.database import MEMORY_DATABASE, DatabaseUser, EventDatabase
 from aiconnect.webhooks.signing import encode_body
 
 __all__ = [
@@ -111,21 +112,50 @@ class OutboxEvent:
         """
         return (self.tenant, self.session_id)
 
-#: The C{[events] database} / dialog store value that keeps the database in
-#: memory (tests).
-MEMORY_DATABASE = ":memory:"
+_INSERT = (
+    "INSERT INTO events (id, tenant, session_id, seq, event_id, event, body, created, next_attempt)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_MAX_SEQ = "SELECT COALESCE(MAX(seq), 0) FROM events WHERE tenant = ? AND session_id = ?"
+_DELIVERED = "UPDATE events SET delivered = ?, attempts = ?, last_error = NULL WHERE id = ?"
+_ATTEMPT = "UPDATE events SET attempts = ?, next_attempt = ?, last_error = ? WHERE id = ?"
+_DEAD = "UPDATE events SET dead = ?, attempts = ?, last_error = ? WHERE id = ?"
+
+#: Seconds (at most) an event's new delivery state waits, on a grouped
+#: database, for a commit to ride on: a kill loses at most that much of
+#: them (those events are sent again after the restart: at-least-once).
+STATE_DELAY = 1.0
+
+#: How many sessions' last sequence numbers L{EventOutbox} keeps in memory
+#: (a session's events come close together; an older one costs a SELECT).
+SEQ_CACHE = 4096
 
 
-class EventOutbox:
+class EventOutbox(DatabaseUser):
     """
-    The durable outbox: one SQLite database (WAL journal).
+    The durable outbox: the C{events} table of the events database
+    (L{aiconnect.webhooks.database.EventDatabase}, WAL journal).
 
-    Durability: every L{emit} is one committed transaction.  With the default
-    C{synchronous=NORMAL} in WAL mode a committed event survives the process
-    being killed (kill -9: the WAL is in the operating system's hands); only
-    an operating-system crash or power loss may lose the last transactions.
+    Durability: on a grouped database every write of a reactor turn is part
+    of one transaction, committed at the end of that turn; otherwise every
+    L{emit} is committed on its own.  With the default C{synchronous=NORMAL}
+    in WAL mode a committed event survives the process being killed (kill
+    -9: the WAL is in the operating system's hands); a kill loses at most
+    the events of the turn in progress; only an operating-system crash or
+    power loss may lose the last committed transactions.
     C{synchronous="FULL"} survives those too, at the price of an fsync per
-    event on the reactor thread.
+    commit on the reactor thread.  On a grouped database the delivery
+    states (L{mark_delivered}, L{mark_attempt}, L{mark_dead}) wait up to
+    L{STATE_DELAY} seconds for a commit to ride on, the last state per
+    event winning: a kill loses at most that much of them, and those events
+    are sent again after the restart (at-least-once).
+
+    A transaction that fails after L{emit} returned (the commit, or a later
+    statement that made SQLite roll the turn back) loses its events from
+    the database: they are logged at error level, counted as
+    C{memory_only} and delivered from memory while the process lives (as an
+    event whose insert failed); the session's sequence numbers and the
+    row ids go on from the ones handed out, never reused.
 
     @ivar stats: Counters: C{emitted} (stored), C{memory_only} (the database
         failed; delivered from memory while the process lives),
@@ -134,10 +164,11 @@ class EventOutbox:
     """
 
     log = Logger()
+    closed_message = "the event outbox is closed"
 
     def __init__(
         self,
-        path: str,
+        path: str | EventDatabase,
         *,
         clock: Callable[[], float] = time.time,
         synchronous: str = "NORMAL",
@@ -146,51 +177,65 @@ class EventOutbox:
         """
         Open (or create) the database, its parent directories and schema.
 
-        @param path: The database file, or C{":memory:"} (tests only).
+        @param path: The database file, or C{":memory:"} (tests only): a
+            connection of its own, each write committed on its own; or the
+            shared L{EventDatabase} (its settings apply; group commit if it
+            has a reactor).
         @param clock: Returns the current Unix time (C{reactor.seconds}).
         @param synchronous: SQLite C{synchronous} mode, C{"NORMAL"} or
-            C{"FULL"}.
+            C{"FULL"} (for a database of its own).
         @param busy_timeout: Seconds an insert waits for a lock held by
-            another connection before falling back to memory.
+            another connection before falling back to memory (for a
+            database of its own).
         @raise sqlite3.Error: If the database cannot be opened or has a
             newer schema than this code knows.
         @raise OSError: If the parent directory cannot be created.
         """
-        if synchronous not in ("NORMAL", "FULL"):
-            raise ValueError("synchronous must be NORMAL or FULL")
-        if path != MEMORY_DATABASE:
-            parent = os.path.dirname(os.path.abspath(path))
-            os.makedirs(parent, exist_ok=True)
-        self.path = path
         self._clock = clock
-        self._db: sqlite3.Connection | None = sqlite3.connect(path, isolation_level=None, timeout=busy_timeout)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=" + synchronous)
-        self._migrate()
         self._listeners: list[Callable[[OutboxEvent], None]] = []
+        #: Sequence numbers of sessions whose events the database may lack
+        #: (kept for the life of the process; only after failures).
         self._memory_seq: dict[tuple[str, str], int] = {}
+        #: The last sequence number of recent sessions (at most
+        #: L{SEQ_CACHE} of them, oldest dropped): saves a SELECT per event.
+        self._last_seq: dict[tuple[str, str], int] = {}
+        #: The sessions and sequence numbers inserted in the open turn.
+        self._turn_seq: dict[tuple[str, str], int] = {}
+        self._turn_inserts = 0
+        #: Row id -> the delivery state to write (grouped database), and
+        #: how many were written into the open turn.
+        self._updates: dict[int, tuple[str, tuple[Any, ...]]] = {}
+        self._turn_updates = 0
         self.stats = {"emitted": 0, "memory_only": 0, "rejected": 0, "db_errors": 0}
+        self._next_row_id = 1
+        self._join(path, self._set_up, synchronous, busy_timeout)
+
+    def _set_up(self, database: EventDatabase) -> None:
+        self._migrate()
+        self._next_row_id = self._last_row_id() + 1
 
     def _migrate(self) -> None:
-        assert self._db is not None
-        version = self._db.execute("PRAGMA user_version").fetchone()[0]
+        database = self._events_db()
+        version = database.connection().execute("PRAGMA user_version").fetchone()[0]
         if version > SCHEMA_VERSION:
-            self._db.close()
-            self._db = None
             raise sqlite3.DatabaseError(
                 "event outbox %s has schema version %d; this AI Connect knows up to %d"
                 % (self.path, version, SCHEMA_VERSION)
             )
         for target in range(version + 1, SCHEMA_VERSION + 1):
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with database.transaction() as db:
                 for statement in _SCHEMA[target]:
-                    self._db.execute(statement)
-                self._db.execute("PRAGMA user_version=%d" % (target,))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+                    db.execute(statement)
+                db.execute("PRAGMA user_version=%d" % (target,))
+
+    def _last_row_id(self) -> int:
+        # AUTOINCREMENT's high-water mark survives the purge of the last
+        # rows; ids are handed out here so that a rolled-back turn's ids
+        # (events still delivered from memory) are never given again.
+        db = self._conn()
+        top = db.execute("SELECT COALESCE(MAX(id), 0) FROM events").fetchone()[0]
+        mark = db.execute("SELECT COALESCE(MAX(seq), 0) FROM sqlite_sequence WHERE name = 'events'").fetchone()[0]
+        return max(int(top), int(mark))
 
     @property
     def schema_version(self) -> int:
@@ -200,9 +245,56 @@ class EventOutbox:
         return int(self._conn().execute("PRAGMA user_version").fetchone()[0])
 
     def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            raise sqlite3.ProgrammingError("the event outbox is closed")
-        return self._db
+        # For reads: they see this turn's writes (one connection).
+        return self._events_db().connection()
+
+    def prepare(self) -> None:
+        """
+        Write the delivery states noted since the last commit, one
+        C{executemany} per statement
+        (L{aiconnect.webhooks.database.TurnParticipant}); a failure is
+        logged and counted (those events are sent again after a restart).
+        """
+        if not self._updates:
+            return
+        updates, self._updates = self._updates, {}
+        by_statement: dict[str, list[tuple[Any, ...]]] = {}
+        for sql, args in updates.values():
+            by_statement.setdefault(sql, []).append(args)
+        try:
+            database = self._events_db()
+            for sql, rows in by_statement.items():
+                database.write_many(sql, rows)
+        except sqlite3.Error as e:
+            self.stats["db_errors"] += 1
+            self.log.error("Event outbox update failed: {reason}", reason=str(e))
+            return
+        self._turn_updates += len(updates)
+
+    def turn_ended(self, committed: bool) -> None:
+        """
+        After a rolled-back turn, its events are memory-only: logged,
+        counted, and their sessions' sequence numbers kept in memory.
+        """
+        inserts, self._turn_inserts = self._turn_inserts, 0
+        numbered, self._turn_seq = self._turn_seq, {}
+        updates, self._turn_updates = self._turn_updates, 0
+        if committed:
+            return
+        if updates:
+            self.stats["db_errors"] += 1
+            self.log.error("Event outbox: {count} delivery state update(s) lost (the transaction failed)", count=updates)
+        if not inserts:
+            return
+        for key, seq in numbered.items():
+            self._memory_seq[key] = max(seq, self._memory_seq.get(key, 0))
+        self.stats["memory_only"] += inserts
+        self.log.error(
+            "Event outbox: {count} event(s) of {sessions} session(s) were not stored (the transaction failed);"
+            " they are kept in memory only and lost if the process stops before delivery",
+            count=inserts,
+            sessions=len(numbered),
+        )
 
     def add_listener(self, listener: Callable[[OutboxEvent], None]) -> None:
         """
@@ -256,7 +348,7 @@ class EventOutbox:
             data["eventId"] = event_id
         name = str(data.get("event", ""))
         try:
-            encode_body(data)
+            stored = self._store(tenant, session_id, event_id, name, data, now)
         except (TypeError, ValueError) as e:
             self.log.error(
                 "Event {event_id} ({event}) of session {session_id} is not JSON, not stored: {reason}",
@@ -268,35 +360,9 @@ class EventOutbox:
             )
             self.stats["rejected"] += 1
             return None
-        key = (tenant, session_id)
-        row_id: int | None
-        try:
-            row_id, seq, body = self._insert(tenant, session_id, event_id, name, data, now)
-            self.stats["emitted"] += 1
-        except sqlite3.IntegrityError:
-            # The same eventId emitted twice: the first one is delivered.
-            self.log.warn(
-                "Event {event_id} of session {session_id} emitted twice; ignored",
-                tenant=tenant,
-                session_id=session_id,
-                event_id=event_id,
-            )
+        if stored is None:
             return event_id
-        except sqlite3.Error as e:
-            seq = self._fallback_seq(key)
-            data["sequence"] = seq
-            body = encode_body(data)
-            row_id = None
-            self.stats["memory_only"] += 1
-            self.log.error(
-                "Event outbox write failed ({reason}); event {event_id} ({event}) of session "
-                "{session_id} is kept in memory only and lost if the process stops before delivery",
-                tenant=tenant,
-                session_id=session_id,
-                event_id=event_id,
-                event=name,
-                reason=str(e),
-            )
+        row_id, seq, body = stored
         event = OutboxEvent(
             row_id=row_id,
             tenant=tenant,
@@ -316,49 +382,83 @@ class EventOutbox:
                 self.log.failure("Event outbox listener failed", event_id=event_id)
         return event_id
 
-    def _insert(
+    def _store(
         self, tenant: str, session_id: str, event_id: str, name: str, data: dict[str, Any], now: float
-    ) -> tuple[int, int, bytes]:
-        db = self._conn()
-        db.execute("BEGIN IMMEDIATE")
+    ) -> tuple[int | None, int, bytes] | None:
+        """
+        Number, encode and insert one event (in memory if the database
+        fails).
+
+        @return: Its row id (L{None}: in memory only), sequence number and
+            body; L{None} for a duplicate C{eventId}.
+        @raise TypeError: If the payload is not JSON (nothing stored).
+        @raise ValueError: Likewise.
+        """
+        key = (tenant, session_id)
         try:
-            row = db.execute(
-                "SELECT COALESCE(MAX(seq), 0) FROM events WHERE tenant = ? AND session_id = ?",
-                (tenant, session_id),
-            ).fetchone()
-            seq = max(int(row[0]), self._memory_seq.get((tenant, session_id), 0)) + 1
+            database = self._events_db()
+            seq = self._stored_seq(key) + 1
             data["sequence"] = seq
             body = encode_body(data)
-            cursor = db.execute(
-                "INSERT INTO events (tenant, session_id, seq, event_id, event, body, created, next_attempt)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (tenant, session_id, seq, event_id, name, body.decode("utf-8"), now, now),
+            row_id = self._next_row_id
+            database.write(_INSERT, (row_id, tenant, session_id, seq, event_id, name, body.decode("utf-8"), now, now))
+        except sqlite3.IntegrityError:
+            # The same eventId emitted twice: the first one is delivered.
+            self.log.warn(
+                "Event {event_id} of session {session_id} emitted twice; ignored",
+                tenant=tenant,
+                session_id=session_id,
+                event_id=event_id,
             )
-            db.execute("COMMIT")
-        except BaseException:
-            try:
-                db.execute("ROLLBACK")
-            except sqlite3.Error:
-                pass
-            raise
-        if (tenant, session_id) in self._memory_seq:
-            self._memory_seq[(tenant, session_id)] = seq
-        assert cursor.lastrowid is not None
-        return cursor.lastrowid, seq, body
+            return None
+        except sqlite3.Error as e:
+            return self._in_memory(key, event_id, name, data, str(e))
+        self._next_row_id = row_id + 1
+        self._remember_seq(key, seq)
+        if database.grouped:
+            self._turn_seq[key] = seq
+            self._turn_inserts += 1
+        self.stats["emitted"] += 1
+        return row_id, seq, body
 
-    def _fallback_seq(self, key: tuple[str, str]) -> int:
-        last = self._memory_seq.get(key)
+    def _stored_seq(self, key: tuple[str, str]) -> int:
+        last = self._last_seq.get(key)
         if last is None:
-            last = 0
-            try:
-                row = self._conn().execute(
-                    "SELECT COALESCE(MAX(seq), 0) FROM events WHERE tenant = ? AND session_id = ?", key
-                ).fetchone()
-                last = int(row[0])
-            except sqlite3.Error:
-                pass
+            row = self._conn().execute(_MAX_SEQ, key).fetchone()
+            last = int(row[0])
+        return max(last, self._memory_seq.get(key, 0))
+
+    def _remember_seq(self, key: tuple[str, str], seq: int) -> None:
+        cache = self._last_seq
+        cache.pop(key, None)
+        cache[key] = seq
+        if len(cache) > SEQ_CACHE:
+            del cache[next(iter(cache))]
+        if key in self._memory_seq:
+            self._memory_seq[key] = seq
+
+    def _in_memory(
+        self, key: tuple[str, str], event_id: str, name: str, data: dict[str, Any], reason: str
+    ) -> tuple[None, int, bytes]:
+        try:
+            last = self._stored_seq(key)
+        except sqlite3.Error:
+            last = self._memory_seq.get(key, 0)
+        data["sequence"] = last + 1
+        body = encode_body(data)
         self._memory_seq[key] = last + 1
-        return last + 1
+        self._remember_seq(key, last + 1)
+        self.stats["memory_only"] += 1
+        self.log.error(
+            "Event outbox write failed ({reason}); event {event_id} ({event}) of session "
+            "{session_id} is kept in memory only and lost if the process stops before delivery",
+            tenant=key[0],
+            session_id=key[1],
+            event_id=event_id,
+            event=name,
+            reason=reason,
+        )
+        return None, last + 1, body
 
     def pending(self) -> list[OutboxEvent]:
         """
@@ -366,6 +466,7 @@ class EventOutbox:
 
         @return: The events; empty (and logged) if the database fails.
         """
+        self.prepare()
         try:
             rows = self._conn().execute(
                 "SELECT id, tenant, session_id, seq, event_id, event, body, created, attempts, next_attempt"
@@ -393,11 +494,23 @@ class EventOutbox:
 
     def _write(self, sql: str, args: tuple[Any, ...]) -> int:
         try:
-            return self._conn().execute(sql, args).rowcount
+            return self._events_db().write(sql, args).rowcount
         except sqlite3.Error as e:
             self.stats["db_errors"] += 1
             self.log.error("Event outbox update failed: {reason}", reason=str(e))
             return 0
+
+    def _update(self, event: OutboxEvent, sql: str, args: tuple[Any, ...]) -> None:
+        if event.row_id is None:
+            return
+        database = self._database
+        if database is None or not database.grouped:
+            self._write(sql, args)
+            return
+        # The last state per event wins: it sets every column that state
+        # reads (delivered/dead end the event; an attempt holds its time).
+        self._updates[event.row_id] = (sql, args)
+        database.schedule(STATE_DELAY)
 
     def mark_delivered(self, event: OutboxEvent, now: float) -> None:
         """
@@ -406,11 +519,7 @@ class EventOutbox:
         @param event: The event.
         @param now: When (Unix seconds).
         """
-        if event.row_id is not None:
-            self._write(
-                "UPDATE events SET delivered = ?, attempts = ?, last_error = NULL WHERE id = ?",
-                (now, event.attempts, event.row_id),
-            )
+        self._update(event, _DELIVERED, (now, event.attempts, event.row_id))
 
     def mark_attempt(self, event: OutboxEvent, error: str) -> None:
         """
@@ -420,11 +529,7 @@ class EventOutbox:
             C{next_attempt}.
         @param error: What went wrong.
         """
-        if event.row_id is not None:
-            self._write(
-                "UPDATE events SET attempts = ?, next_attempt = ?, last_error = ? WHERE id = ?",
-                (event.attempts, event.next_attempt, error, event.row_id),
-            )
+        self._update(event, _ATTEMPT, (event.attempts, event.next_attempt, error, event.row_id))
 
     def mark_dead(self, event: OutboxEvent, now: float, error: str) -> None:
         """
@@ -434,11 +539,7 @@ class EventOutbox:
         @param now: When (Unix seconds).
         @param error: The last failure.
         """
-        if event.row_id is not None:
-            self._write(
-                "UPDATE events SET dead = ?, attempts = ?, last_error = ? WHERE id = ?",
-                (now, event.attempts, error, event.row_id),
-            )
+        self._update(event, _DEAD, (now, event.attempts, error, event.row_id))
 
     def disabled_endpoints(self) -> dict[str, tuple[str, str | None]]:
         """
@@ -495,6 +596,7 @@ class EventOutbox:
         @return: Stored events by state: C{pending}, C{delivered}, C{dead}
             (zeros if the database fails).
         """
+        self.prepare()
         try:
             row = self._conn().execute(
                 "SELECT SUM(delivered IS NULL AND dead IS NULL), SUM(delivered IS NOT NULL),"
@@ -507,7 +609,8 @@ class EventOutbox:
 
     def close(self) -> None:
         """
-        Close the database; later calls to L{emit} keep events in memory.
+        Flush and release the database (closed when its last user closes
+        it); later calls to L{emit} keep events in memory.
         """
-        if self._db is not None:
-            self._db.close()
+        super().close()
+        self._last_seq.clear()
