@@ -334,6 +334,7 @@ def build_service(
         NewCallClient,
         tenants_by_domain,
     )
+    from aiconnect.webhooks.database import EventDatabase
 
     top = AiconnectService(reactor, handle_signals=handle_signals)
     registry = CallRegistry()
@@ -349,7 +350,10 @@ def build_service(
 
         http_client = pooled_client(reactor)
         pool = http_client.pool
-    outbox = EventOutbox(cfg.events.database, clock=reactor.seconds)
+    # One connection for the outbox and the dialog store: one transaction
+    # per reactor turn (group commit, aiconnect.webhooks.database).
+    database = EventDatabase(cfg.events.database, reactor=reactor)
+    outbox = EventOutbox(database, clock=reactor.seconds)
     deliverer = EventDeliverer(
         reactor,
         outbox,
@@ -399,7 +403,7 @@ def build_service(
 
     # The dialogs of live sessions, in the outbox's database: a restarted
     # node ends the sessions its previous run left open (SPEC s14).
-    dialog_store = DialogStore(cfg.events.database, clock=reactor.seconds)
+    dialog_store = DialogStore(database, clock=reactor.seconds)
     journal = DialogJournal(dialog_store)
     srs.journal = journal
     recovery = SessionRecovery(reactor, dialog_store, sip.ua, outbox)
@@ -417,7 +421,7 @@ def build_service(
         "outputs": lambda: outputs.stats,
         "sessions": registry.counts,
         "rtp": relay.stats,
-        "events": lambda: {"outbox": outbox.stats, "delivery": deliverer.stats},
+        "events": lambda: {"outbox": outbox.stats, "delivery": deliverer.stats, "database": database.stats},
         "newcall": lambda: new_call.stats,
         "recovery": lambda: {"journal": journal.stats, "restart": recovery.stats},
     }

@@ -14,7 +14,8 @@ One room per module, imports pointing down the list:
       the server had closed is sent again at once, once;
       L{parse_retry_after}.
     - L{aiconnect.webhooks.outbox}: L{EventOutbox}, the SQLite outbox.
-      L{EventOutbox.emit} only INSERTs (one short transaction) and
+      L{EventOutbox.emit} only INSERTs (into the reactor turn's
+      transaction, L{aiconnect.webhooks.database}) and
       returns; it never raises into the session code.  If the database
       fails, the event is still delivered from memory while the process
       lives (logged and counted).
