@@ -356,7 +356,7 @@ def print_profile(path: str, top: int) -> None:
 def run(args: argparse.Namespace) -> int:
     base = Path(tempfile.mkdtemp(prefix="aiconnect-signalling-"))
     sip_port, app_port, srs_port = free_port(), free_port(), free_port()
-    config = write_config(base, sip_port, app_port, srs_port, (28000, 31999), "\n".join(args.limit), args.log_level)
+    config = write_config(base, sip_port, app_port, srs_port, (args.rtp_min, args.rtp_min + 3999), "\n".join(args.limit), args.log_level)
     app = subprocess.Popen([sys.executable, os.path.join(HERE, "signalling_app.py"), str(app_port)], stderr=open(base / "app.log", "wb"))
     if args.sipp:
         srs_argv = [args.sipp, "-sf", SRS_XML, "-i", SERVER, "-p", str(srs_port), "-mp", str(free_port()), "-nostdin", "-max_recv_loops", "10000", "-max_sched_loops", "10000"]
@@ -406,6 +406,7 @@ def main() -> int:
     parser.add_argument("--max-calls", type=int, default=5000, help="SIPp -l: calls open at once")
     parser.add_argument("--event-wait", type=float, default=30.0, help="seconds to wait for a step's events")
     parser.add_argument("--reactor", default="aiconnect-epoll")
+    parser.add_argument("--rtp-min", type=int, default=28000, help="first of the 4000 RTP ports of the server")
     parser.add_argument("--peers", choices=("auto", "sipp", "python"), default="auto", help="SIPp (auto: when on PATH) or bench/signalling_peers.py")
     parser.add_argument("--limit", action="append", default=[], help="a [limits] line to add, e.g. 'overload_lag = 0.1'")
     parser.add_argument("--profile", default="", help="write the server's cProfile stats here and print the top")
