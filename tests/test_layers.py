@@ -31,7 +31,7 @@ PACKAGE = ROOT / "aiconnect"
 #: the adapters named further up.  A module no entry matches fails the test:
 #: place new modules here.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("aiconnect", "aiconnect.errors", "aiconnect.text")),
+    ("base", ("aiconnect", "aiconnect.errors", "aiconnect.text", "aiconnect.timers")),
     (
         "pure cores",
         (

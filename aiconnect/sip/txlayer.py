@@ -35,6 +35,7 @@ from twisted.python.failure import Failure
 
 from aiconnect.errors import LocalSipError, RemoteSipError
 from aiconnect.sip import trace
+from aiconnect.timers import rearm
 from aiconnect.sip.message import Message, Request, Response, make_response
 from aiconnect.sip.peer import Peer, SipTransportLike
 from aiconnect.sip.repeats import DEFAULT_CAP, RepeatTable
@@ -751,12 +752,7 @@ class TransactionLayer:
             self._cancel_timer(tx)
             return
         delay = max(0.0, deadline - self._now())
-        call = tx._delayed
-        if call is not None and call.active():
-            if call.getTime() != deadline:
-                call.reset(delay)
-        else:
-            tx._delayed = self._reactor.callLater(delay, self._timer_fired, tx)
+        tx._delayed = rearm(self._reactor, tx._delayed, delay, self._timer_fired, tx)
 
     def _cancel_timer(self, tx: _Transaction) -> None:
         call = tx._delayed

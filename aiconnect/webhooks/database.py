@@ -36,6 +36,8 @@ from typing import Any, Protocol
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 
+from aiconnect.timers import rearm
+
 __all__ = ["MEMORY_DATABASE", "DatabaseUser", "EventDatabase", "TurnParticipant"]
 
 #: The C{[events] database} value that keeps the database in memory (tests).
@@ -156,10 +158,9 @@ class EventDatabase:
         if reactor is None or self._db is None:
             return
         call = self._flush_call
-        if call is None:
-            self._flush_call = reactor.callLater(delay, self._end_turn)
-        elif call.getTime() > reactor.seconds() + delay:
-            call.reset(delay)
+        if call is None or not call.active() or call.getTime() > reactor.seconds() + delay:
+            # Only ever sooner (aiconnect.timers: a linear reset avoided).
+            self._flush_call = rearm(reactor, call, delay, self._end_turn)
 
     def _begin(self, db: sqlite3.Connection) -> None:
         db.execute("BEGIN IMMEDIATE")
