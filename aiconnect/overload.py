@@ -47,17 +47,20 @@ SAMPLE_INTERVAL = 0.025
 #: Weight of a new lag sample in the smoothed lag (exponential average).
 LAG_WEIGHT = 0.25
 #: Seconds between two decisions (and the CPU window).
-CONTROL_INTERVAL = 0.5
+CONTROL_INTERVAL = 0.25
 #: Hot intervals in a row that start an overload (a single stall does not).
 ENTER_TICKS = 2
 #: Below the CPU threshold by this much (fraction of a core) is cool.
 CPU_BAND = 0.1
-#: Factor of the admission rate on a hot interval.
+#: Factor of the admission rate on a hot interval: C{lag threshold /
+#: lag} (the further over, the deeper the cut), within these bounds.
 DECREASE = 0.85
+#: The deepest cut of one decrease.
+DEEPEST = 0.5
 #: Seconds between two decreases at most.
 DECREASE_EVERY = 1.0
 #: Relative increase of the admission rate on a cool interval.
-INCREASE = 0.03
+INCREASE = 0.04
 #: Smallest increase (calls/s) on a cool interval.
 MIN_STEP = 0.5
 #: The admission rate never goes below this (calls/s): the node keeps
@@ -167,13 +170,13 @@ class OverloadDetector:
             if self.rate is None:
                 if self._hot_ticks < ENTER_TICKS:
                     return None
-                self._set_rate(DECREASE * completion_rate, now)
+                self._set_rate(self._cut() * completion_rate, now)
                 self._decreased_at = now
                 self.stats["episodes"] += 1
                 return "enter"
             if now - self._decreased_at >= DECREASE_EVERY - 1e-9:
                 admitted_rate = (self._admitted - admitted_then) / elapsed
-                self._set_rate(DECREASE * min(self.rate, max(admitted_rate, completion_rate)), now)
+                self._set_rate(self._cut() * min(self.rate, max(admitted_rate, completion_rate)), now)
                 self._decreased_at = now
             return None
         self._hot_ticks = 0
@@ -191,6 +194,15 @@ class OverloadDetector:
             return "leave"
         self._set_rate(self.rate + max(MIN_STEP, self.rate * INCREASE), now)
         return None
+
+    def _cut(self) -> float:
+        """
+        The factor of a decrease: L{DECREASE}, or less when the lag is
+        well over its threshold (down to L{DEEPEST}).
+        """
+        if self.lag_threshold > 0 and self.lag > 0:
+            return max(DEEPEST, min(DECREASE, self.lag_threshold / self.lag))
+        return DECREASE
 
     def _set_rate(self, rate: float, now: float) -> None:
         self._refill(now)

@@ -84,26 +84,41 @@ class DetectorTests(SynchronousTestCase):
 
     def test_lag_over_threshold_limits_to_completion_rate(self) -> None:
         """
-        Lag over the threshold: the admission rate starts just under the
-        rate at which setups completed (40 per half second: 80/s), and
-        INVITEs beyond it are refused with the cause "lag", counted.
+        Lag just over the threshold: the admission rate starts at DECREASE
+        times the rate at which setups completed (20 per quarter second:
+        80/s), and INVITEs beyond it are refused with the cause "lag",
+        counted.
         """
         d = Driver()
-        d.interval(lag=0.2, cpu=0.5, completed=40, offered=80)
-        self.assertEqual(d.interval(lag=0.2, cpu=0.5, completed=40, offered=80), "enter")
+        d.interval(lag=0.11, cpu=0.5, completed=20, offered=40)
+        self.assertEqual(d.interval(lag=0.11, cpu=0.5, completed=20, offered=40), "enter")
         self.assertAlmostEqual(d.detector.rate or 0.0, overload.DECREASE * 80)
         d.admitted, d.refused = 0, []
         # Lag between the thresholds: the rate holds.
-        for _ in range(4):
-            d.interval(lag=0.07, cpu=0.5, completed=34, offered=80)
+        for _ in range(8):
+            d.interval(lag=0.07, cpu=0.5, completed=17, offered=40)
         self.assertAlmostEqual(d.detector.rate or 0.0, 68.0)
-        # 2 s at 68/s (plus the bucket's burst), the rest refused.
+        # 2 s at 68/s (the bucket starts empty), the rest refused.
         self.assertGreaterEqual(d.admitted, 134)
-        self.assertLessEqual(d.admitted, 136 + 68 * overload.BURST + 1)
+        self.assertLessEqual(d.admitted, 136)
         self.assertEqual(len(d.refused), 320 - d.admitted)
         self.assertEqual(set(d.refused), {"lag"})
         self.assertEqual(d.detector.stats["rejected_lag"], len(d.refused))
         self.assertEqual(d.detector.stats["episodes"], 1)
+
+    def test_far_over_cuts_deeper(self) -> None:
+        """
+        The further the lag is over its threshold, the deeper the cut:
+        threshold / lag, at most down to DEEPEST.
+        """
+        d = Driver()
+        d.interval(lag=0.125, cpu=0.5, completed=25)
+        d.interval(lag=0.125, cpu=0.5, completed=25)
+        self.assertLess(abs((d.detector.rate or 0.0) - 0.8 * 100), 1.0)
+        far = Driver()
+        far.interval(lag=1.0, cpu=0.5, completed=25)
+        far.interval(lag=1.0, cpu=0.5, completed=25)
+        self.assertAlmostEqual(far.detector.rate or 0.0, overload.DEEPEST * 100, places=3)
 
     def test_cpu_over_threshold(self) -> None:
         """
@@ -123,20 +138,20 @@ class DetectorTests(SynchronousTestCase):
 
     def test_hot_decreases_at_most_once_a_second(self) -> None:
         """
-        While it stays hot the rate is multiplied by DECREASE once per
-        DECREASE_EVERY seconds, down to MIN_RATE at the least.
+        While it stays hot the rate is cut once per DECREASE_EVERY seconds
+        (the time admitted calls take to show their cost), down to
+        MIN_RATE at the least.
         """
         d = Driver()
         d.interval(lag=0.5, cpu=1.0, completed=50, offered=100)
         d.interval(lag=0.5, cpu=1.0, completed=50, offered=100)
-        rates = [d.detector.rate]
-        for _ in range(4):
+        rates = [d.detector.rate or 0.0]
+        for _ in range(8):
             d.interval(lag=0.5, cpu=1.0, completed=50, offered=100)
-            rates.append(d.detector.rate)
-        self.assertEqual(rates[0], rates[1])
-        self.assertAlmostEqual(rates[2] or 0.0, overload.DECREASE * (rates[0] or 0.0), places=6)
-        self.assertEqual(rates[2], rates[3])
-        self.assertLess(rates[4] or 0.0, rates[3] or 0.0)
+            rates.append(d.detector.rate or 0.0)
+        cuts = [i for i in range(1, len(rates)) if rates[i] < rates[i - 1]]
+        self.assertEqual(cuts, [4, 8])
+        self.assertAlmostEqual(rates[4], overload.DEEPEST * rates[0], places=6)
         for _ in range(100):
             d.interval(lag=0.5, cpu=1.0, completed=0, offered=100)
         self.assertEqual(d.detector.rate, MIN_RATE)
