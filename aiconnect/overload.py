@@ -19,15 +19,18 @@ interval: I{hot} (lag >= C{lag} or CPU >= C{cpu}), I{cool} (lag <
 C{lag}/2 and CPU < C{cpu} - L{CPU_BAND}) or in between. After
 L{ENTER_TICKS} hot intervals in a row the node is I{overloaded}: new
 INVITEs are admitted at a rate (token bucket) instead of all or none,
-starting at L{DECREASE} x the rate at which calls completed their setup in
-the last interval (under saturation that is what the node carries). Each
-further hot interval (at most one per L{DECREASE_EVERY} seconds, the time
-admitted calls take to show their cost) multiplies it by L{DECREASE}; each
-cool one raises it by L{INCREASE} (at least L{MIN_STEP} calls/s); in
-between it holds. So at twice its capacity a node settles just under its
-capacity and answers the rest 503, rather than oscillating between taking
-everything and refusing everything. The overload ends after L{LEAVE_AFTER}
-seconds cool without a refused INVITE.
+starting at L{DECREASE} x the rate at which calls completed their setup
+over the last L{RATE_WINDOW} (under saturation that is what the node
+carries), less when the lag is far over its threshold (C{lag} / lag, down
+to L{DEEPEST}). While the lag stays over its threshold the rate is cut
+that way again, at most once per L{DECREASE_EVERY} seconds (the time
+admitted calls take to show their cost); a full CPU with a prompt reactor
+holds it (that is a node at its capacity, refusals included); each cool
+interval raises it by L{INCREASE} (at least L{MIN_STEP} calls/s). So at
+twice its capacity a node settles near its capacity and answers the rest
+503, rather than oscillating between taking everything and refusing
+everything. The overload ends after L{LEAVE_AFTER} seconds cool without a
+refused INVITE.
 
 L{OverloadDetector} is pure (time and CPU are passed in);
 L{OverloadService} samples the reactor.
@@ -36,6 +39,7 @@ L{OverloadService} samples the reactor.
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +63,8 @@ DECREASE = 0.85
 DEEPEST = 0.5
 #: Seconds between two decreases at most.
 DECREASE_EVERY = 1.0
+#: Seconds over which the completion and admission rates are measured.
+RATE_WINDOW = 1.0
 #: Relative increase of the admission rate on a cool interval.
 INCREASE = 0.04
 #: Smallest increase (calls/s) on a cool interval.
@@ -102,7 +108,10 @@ class OverloadDetector:
         self.rate: float | None = None
         self.cause = "lag"
         self.stats: dict[str, int] = {"episodes": 0, "rejected_lag": 0, "rejected_cpu": 0, "admitted": 0}
-        self._last = (now, cpu_seconds, completed, 0)
+        self._last = (now, cpu_seconds)
+        #: (time, completed, admitted, CPU seconds) of the ticks of the
+        #: last L{RATE_WINDOW} seconds, oldest first.
+        self._history: deque[tuple[float, int, int, float]] = deque([(now, completed, 0, cpu_seconds)])
         self._hot_ticks = 0
         self._decreased_at = now
         self._calm_since = now
@@ -119,7 +128,8 @@ class OverloadDetector:
         @param cpu_seconds: The process's CPU seconds used so far.
         @param completed: Call setups completed so far.
         """
-        self._last = (now, cpu_seconds, completed, self._admitted)
+        self._last = (now, cpu_seconds)
+        self._history = deque([(now, completed, self._admitted, cpu_seconds)])
         self._calm_since = now
 
     @property
@@ -154,19 +164,24 @@ class OverloadDetector:
         @return: C{"enter"} or C{"leave"} when the overload state changed,
             else L{None}.
         """
-        then, cpu_then, completed_then, admitted_then = self._last
+        then, cpu_then = self._last
         elapsed = now - then
         if elapsed <= 0:
             return None
-        self._last = (now, cpu_seconds, completed, self._admitted)
+        self._last = (now, cpu_seconds)
         self.cpu = max(0.0, cpu_seconds - cpu_then) / elapsed
+        history = self._history
+        history.append((now, completed, self._admitted, cpu_seconds))
+        while len(history) > 2 and now - history[1][0] >= RATE_WINDOW - 1e-9:
+            history.popleft()
         lag_hot = self.lag_threshold > 0 and self.lag >= self.lag_threshold
         cpu_hot = self.cpu_threshold > 0 and self.cpu >= self.cpu_threshold
         if lag_hot or cpu_hot:
             self.cause = "lag" if lag_hot else "cpu"
             self._hot_ticks += 1
             self._calm_since = now
-            completion_rate = max(0, completed - completed_then) / elapsed
+            span = now - history[0][0]
+            completion_rate = max(0, completed - history[0][1]) / span
             if self.rate is None:
                 if self._hot_ticks < ENTER_TICKS:
                     return None
@@ -174,8 +189,11 @@ class OverloadDetector:
                 self._decreased_at = now
                 self.stats["episodes"] += 1
                 return "enter"
-            if now - self._decreased_at >= DECREASE_EVERY - 1e-9:
-                admitted_rate = (self._admitted - admitted_then) / elapsed
+            if lag_hot and now - self._decreased_at >= DECREASE_EVERY - 1e-9:
+                # The CPU alone never cuts further: a node at its capacity
+                # runs at full CPU (refusals included) with a prompt
+                # reactor, which is where it should stay.
+                admitted_rate = (self._admitted - history[0][2]) / span
                 self._set_rate(self._cut() * min(self.rate, max(admitted_rate, completion_rate)), now)
                 self._decreased_at = now
             return None
@@ -192,8 +210,26 @@ class OverloadDetector:
         if quiet and now - self._calm_since >= LEAVE_AFTER - 1e-9:
             self.rate = None
             return "leave"
-        self._set_rate(self.rate + max(MIN_STEP, self.rate * INCREASE), now)
+        self._set_rate(self.rate + self._step(now, cpu_seconds), now)
         return None
+
+    def _step(self, now: float, cpu_seconds: float) -> float:
+        """
+        The increase of a cool interval: L{INCREASE} of the rate (at least
+        L{MIN_STEP}), or a quarter of the way to the rate the CPU would
+        allow if each admitted call costs what the calls of the last
+        L{RATE_WINDOW} cost (a node that cut deep to drain a backlog gets
+        back to its capacity in a few seconds, not minutes).
+        """
+        assert self.rate is not None
+        step = max(MIN_STEP, self.rate * INCREASE)
+        first = self._history[0]
+        span = now - first[0]
+        if self.cpu_threshold > 0 and span > 0:
+            admitted_rate = (self._admitted - first[2]) / span
+            cpu = max(0.05, (cpu_seconds - first[3]) / span)
+            step = max(step, (admitted_rate * self.cpu_threshold / cpu - self.rate) / 4)
+        return step
 
     def _cut(self) -> float:
         """

@@ -136,6 +136,24 @@ class DetectorTests(SynchronousTestCase):
             self.assertIsNone(unwatched.interval(lag=0.0, cpu=1.0, completed=30))
         self.assertFalse(unwatched.detector.overloaded)
 
+    def test_cpu_alone_holds(self) -> None:
+        """
+        A full CPU with a prompt reactor starts an overload at the rate
+        setups completed (over the last second) but does not cut further:
+        that is a node at its capacity; only lag cuts.
+        """
+        d = Driver()
+        for _ in range(4):
+            d.interval(lag=0.0, cpu=0.8, completed=10, offered=10)
+        d.interval(lag=0.0, cpu=1.0, completed=10, offered=10)
+        self.assertEqual(d.interval(lag=0.0, cpu=1.0, completed=10, offered=10), "enter")
+        self.assertAlmostEqual(d.detector.rate or 0.0, overload.DECREASE * 40)
+        for _ in range(12):
+            d.interval(lag=0.0, cpu=1.0, completed=10, offered=20)
+        self.assertAlmostEqual(d.detector.rate or 0.0, overload.DECREASE * 40)
+        d.interval(lag=0.3, cpu=1.0, completed=10, offered=20)
+        self.assertLess(d.detector.rate or 0.0, overload.DECREASE * 40)
+
     def test_hot_decreases_at_most_once_a_second(self) -> None:
         """
         While it stays hot the rate is cut once per DECREASE_EVERY seconds
@@ -166,12 +184,13 @@ class DetectorTests(SynchronousTestCase):
         d.interval(lag=0.5, cpu=1.0, completed=20, offered=100)
         d.interval(lag=0.5, cpu=1.0, completed=20, offered=100)
         start = d.detector.rate or 0.0
-        d.interval(lag=0.0, cpu=0.3, completed=20, offered=100)
+        d.interval(lag=0.0, cpu=0.7, completed=20, offered=100)
         self.assertGreater(d.detector.rate or 0.0, start)
         # Still refusing: no recovery however long it is cool.
         for _ in range(20):
-            self.assertIsNone(d.interval(lag=0.0, cpu=0.3, completed=20, offered=100))
+            self.assertIsNone(d.interval(lag=0.0, cpu=0.7, completed=20, offered=100))
         self.assertTrue(d.detector.overloaded)
+        self.assertLess(d.detector.rate or 0.0, 400)
         # The offered load falls under the rate: over after LEAVE_AFTER.
         changes = [d.interval(lag=0.0, cpu=0.3, completed=5, offered=5) for _ in range(20)]
         self.assertIn("leave", changes)
@@ -182,6 +201,22 @@ class DetectorTests(SynchronousTestCase):
         d.refused = []
         d.interval(lag=0.0, cpu=0.3, offered=500)
         self.assertEqual(d.refused, [])
+
+    def test_idle_cpu_recovers_fast(self) -> None:
+        """
+        After a deep cut, cool intervals with the CPU mostly idle raise the
+        rate a quarter of the way to what the CPU would allow at the cost
+        per admitted call just measured: from 50/s to over 150/s within two
+        seconds (at 4 % a step it would take eight).
+        """
+        d = Driver()
+        d.interval(lag=1.0, cpu=1.0, completed=25, offered=200)
+        d.interval(lag=1.0, cpu=1.0, completed=25, offered=200)
+        self.assertAlmostEqual(d.detector.rate or 0.0, overload.DEEPEST * 100, places=3)
+        for _ in range(8):
+            d.interval(lag=0.0, cpu=0.002 * (d.detector.rate or 0.0), completed=25, offered=200)
+        self.assertGreater(d.detector.rate or 0.0, 150)
+        self.assertTrue(d.detector.overloaded)
 
     def test_warm_does_not_recover(self) -> None:
         """
