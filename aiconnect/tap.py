@@ -435,6 +435,23 @@ def build_service(
         "recovery": lambda: {"journal": journal.stats, "restart": recovery.stats},
     }
     api = ApiServer(cfg, registry=registry, reactor=reactor, stats_providers=stats, trunks=trunk_routes)
+    from aiconnect.api.metrics import LabelledCounter
+
+    # The 503s sent to new INVITEs, by cause (docs/overload.md).
+    api.metrics_registry.register(
+        LabelledCounter(
+            "aiconnect_invites_refused",
+            "New INVITEs answered 503 before any work, by cause",
+            "cause",
+            lambda: {
+                "overload_lag": overload.detector.stats["rejected_lag"],
+                "overload_cpu": overload.detector.stats["rejected_cpu"],
+                "invite_rate": srs.stats["rate_limited_answered"],
+                "tenant_full": srs.stats["tenant_full"],
+                "unconfirmed": srs.stats["unconfirmed_full"],
+            },
+        )
+    )
     site = Site(api.app.resource())
     site.displayTracebacks = False
     if cfg.api.port:

@@ -5,11 +5,13 @@ lag samples and CPU readings, and the sampling service on a L{Clock}.
 
 from __future__ import annotations
 
+from prometheus_client import CollectorRegistry, generate_latest
 from twisted.internet.task import Clock
 from twisted.logger import capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect import overload
+from aiconnect.api.metrics import LabelledCounter
 from aiconnect.overload import CONTROL_INTERVAL, MIN_RATE, SAMPLE_INTERVAL, OverloadDetector, OverloadService
 
 #: Lag and CPU thresholds of these tests.
@@ -334,3 +336,24 @@ class ServiceTests(SynchronousTestCase):
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertIsNone(disabled.admit())
         disabled.stopService()
+
+
+class LabelledCounterTests(SynchronousTestCase):
+    """
+    L{LabelledCounter}: the 503s by cause as one Prometheus counter.
+    """
+
+    def test_read_at_each_scrape(self) -> None:
+        """
+        Each scrape asks the reader: one C{_total} sample per label value,
+        sorted.
+        """
+        counts = {"overload_lag": 3, "invite_rate": 1}
+        registry = CollectorRegistry()
+        registry.register(LabelledCounter("aiconnect_invites_refused", "refused", "cause", lambda: counts))
+        text = generate_latest(registry).decode()
+        self.assertIn("# TYPE aiconnect_invites_refused_total counter", text)
+        self.assertIn('aiconnect_invites_refused_total{cause="invite_rate"} 1.0', text)
+        self.assertIn('aiconnect_invites_refused_total{cause="overload_lag"} 3.0', text)
+        counts["overload_lag"] = 7
+        self.assertIn('aiconnect_invites_refused_total{cause="overload_lag"} 7.0', generate_latest(registry).decode())

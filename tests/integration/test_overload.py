@@ -17,6 +17,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import treq
 from twisted.internet import reactor
 from twisted.internet.task import LoopingCall
 
@@ -47,6 +48,13 @@ class OverloadTests(ScenarioCase):
 
     rtp_base = 64300
     timeout = 60
+
+    async def metrics(self) -> str:
+        """
+        The text of C{GET /metrics}.
+        """
+        resp = await treq.get("http://127.0.0.1:%d/metrics" % (self.api_port,), persistent=False)
+        return (await resp.content()).decode()
 
     def lag_reactor(self) -> LoopingCall:
         """
@@ -94,6 +102,10 @@ class OverloadTests(ScenarioCase):
         self.assertEqual({_raw_header(m, "Retry-After") for m in refused}, {"2"})
         self.assertEqual(srs.stats["overload_rejected"], len(refused))
         self.assertEqual(detector.stats["rejected_lag"], len(refused))
+        metrics = await self.metrics()
+        self.assertIn('aiconnect_invites_refused_total{cause="overload_lag"} %d.0' % (len(refused),), metrics)
+        self.assertIn("aiconnect_overload_overloaded 1.0", metrics)
+        self.assertIn("aiconnect_srs_overload_rejected %d.0" % (len(refused),), metrics)
         # Only the admitted ones reached the application.
         refused_ids = {_raw_header(m, "Call-ID") for m in refused}
         self.assertEqual(len(self.app.new_calls) - new_calls_before, len(admitted))
@@ -129,3 +141,4 @@ class OverloadTests(ScenarioCase):
         after.ack(101)
         await after.bye()
         self.assertEqual(srs.stats["overload_rejected"], len(refused))
+        self.assertIn("aiconnect_overload_overloaded 0.0", await self.metrics())
