@@ -26,7 +26,9 @@ to L{DEEPEST}). While the lag stays over its threshold the rate is cut
 that way again, at most once per L{DECREASE_EVERY} seconds (the time
 admitted calls take to show their cost); a full CPU with a prompt reactor
 holds it (that is a node at its capacity, refusals included); each cool
-interval raises it by L{INCREASE} (at least L{MIN_STEP} calls/s). So at
+interval raises it by L{INCREASE} (at least L{MIN_STEP} calls/s), or a
+quarter of the way to the rate the CPU would allow at the cost per
+admitted call just measured, whichever is more. So at
 twice its capacity a node settles near its capacity and answers the rest
 503, rather than oscillating between taking everything and refusing
 everything. The overload ends after L{LEAVE_AFTER} seconds cool without a
