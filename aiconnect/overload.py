@@ -17,7 +17,8 @@ Two signals, sampled by L{OverloadService}:
 Every L{CONTROL_INTERVAL}, L{OverloadDetector.tick} classifies the
 interval: I{hot} (lag >= C{lag} or CPU >= C{cpu}), I{cool} (lag <
 C{lag}/2 and CPU < C{cpu} - L{CPU_BAND}) or in between. After
-L{ENTER_TICKS} hot intervals in a row the node is I{overloaded}: new
+L{ENTER_TICKS} hot intervals in a row (L{ENTER_TICKS_CPU} when only the
+CPU is hot) the node is I{overloaded}: new
 INVITEs are admitted at a rate (token bucket) instead of all or none,
 starting at L{DECREASE} x the rate at which calls completed their setup
 over the last L{RATE_WINDOW} (under saturation that is what the node
@@ -56,6 +57,9 @@ LAG_WEIGHT = 0.25
 CONTROL_INTERVAL = 0.25
 #: Hot intervals in a row that start an overload (a single stall does not).
 ENTER_TICKS = 2
+#: The same when only the CPU is hot: a burst of work keeps a healthy
+#: process busy for a moment; only a sustained full core is saturation.
+ENTER_TICKS_CPU = 4
 #: Below the CPU threshold by this much (fraction of a core) is cool.
 CPU_BAND = 0.1
 #: Factor of the admission rate on a hot interval: C{lag threshold /
@@ -185,7 +189,7 @@ class OverloadDetector:
             span = now - history[0][0]
             completion_rate = max(0, completed - history[0][1]) / span
             if self.rate is None:
-                if self._hot_ticks < ENTER_TICKS:
+                if self._hot_ticks < (ENTER_TICKS if lag_hot else ENTER_TICKS_CPU):
                     return None
                 self._set_rate(self._cut() * completion_rate, now)
                 self._decreased_at = now

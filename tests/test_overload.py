@@ -128,7 +128,8 @@ class DetectorTests(SynchronousTestCase):
         "cpu"; with the CPU threshold 0 it is not watched.
         """
         d = Driver()
-        d.interval(lag=0.0, cpu=0.95, completed=30)
+        for _ in range(overload.ENTER_TICKS_CPU - 1):
+            self.assertIsNone(d.interval(lag=0.0, cpu=0.95, completed=30))
         self.assertEqual(d.interval(lag=0.0, cpu=0.97, completed=30), "enter")
         self.assertEqual(d.detector.cause, "cpu")
         self.assertEqual(d.detector.admit(d.now + 1.0), None)
@@ -147,7 +148,8 @@ class DetectorTests(SynchronousTestCase):
         d = Driver()
         for _ in range(4):
             d.interval(lag=0.0, cpu=0.8, completed=10, offered=10)
-        d.interval(lag=0.0, cpu=1.0, completed=10, offered=10)
+        for _ in range(overload.ENTER_TICKS_CPU - 1):
+            d.interval(lag=0.0, cpu=1.0, completed=10, offered=10)
         self.assertEqual(d.interval(lag=0.0, cpu=1.0, completed=10, offered=10), "enter")
         self.assertAlmostEqual(d.detector.rate or 0.0, overload.DECREASE * 40)
         for _ in range(12):
