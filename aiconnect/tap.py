@@ -185,6 +185,9 @@ class AiconnectService(service.MultiService):
         #: s13), started after the children and stopped first.
         self.health: Any = None
         self.prober: Any = None
+        #: The L{aiconnect.overload.OverloadService}, started after the
+        #: children and stopped first, or C{None}.
+        self.overload: Any = None
         #: Our HTTP connection pool, closed on stop, or C{None}.
         self.pool: Any = None
         self._previous_sighup: Any = None
@@ -200,6 +203,8 @@ class AiconnectService(service.MultiService):
             self.recovery.recover()
         if self.prober is not None:
             self.prober.startService()
+        if self.overload is not None:
+            self.overload.startService()
 
     # -- SIGHUP ------------------------------------------------------------
 
@@ -256,6 +261,8 @@ class AiconnectService(service.MultiService):
         self._restore_sighup()
         if self.prober is not None and self.prober.running:
             self.prober.stopService()
+        if self.overload is not None and self.overload.running:
+            self.overload.stopService()
         self.srs.draining = True
         self.sip.ua.reject_pending(503, "Shutting down", [("Retry-After", "30")])
         for runner in list(self.registry):
@@ -366,8 +373,16 @@ def build_service(
     new_call = NewCallClient(reactor, http_client)
     srs = SrsService(reactor, cfg, registry, outbox, new_call, relay)
     sip = SipService(cfg, reactor, invite_handler=srs)
-    # Flood protection before any transaction (SPEC s12 invite_rate).
+    # Flood protection before any transaction (SPEC s12 invite_rate), then
+    # overload control (docs/overload.md).
     sip.txlayer.screen = srs.screen_invite
+    from aiconnect.overload import OverloadService
+
+    overload = OverloadService(
+        reactor, cfg.limits.overload_lag, cfg.limits.overload_cpu, completed=lambda: srs.stats["answered"]
+    )
+    srs.overload = overload
+    top.overload = overload
     sip.setServiceParent(top)
     from aiconnect.sip.resolver import Resolver
     from aiconnect.siprec.forward import Forwarder
@@ -416,6 +431,7 @@ def build_service(
         "sip_transactions": lambda: sip.txlayer.stats,
         "sip_ua": lambda: sip.ua.stats,
         "srs": lambda: srs.stats,
+        "overload": overload.detector.snapshot,
         "forward": lambda: forwarder.stats,
         "trunk_health": lambda: {"targets": len(health), **health.stats, "probe": prober.stats},
         "outputs": lambda: outputs.stats,
@@ -426,6 +442,23 @@ def build_service(
         "recovery": lambda: {"journal": journal.stats, "restart": recovery.stats},
     }
     api = ApiServer(cfg, registry=registry, reactor=reactor, stats_providers=stats, trunks=trunk_routes)
+    from aiconnect.api.metrics import LabelledCounter
+
+    # The 503s sent to new INVITEs, by cause (docs/overload.md).
+    api.metrics_registry.register(
+        LabelledCounter(
+            "aiconnect_invites_refused",
+            "New INVITEs answered 503 before any work, by cause",
+            "cause",
+            lambda: {
+                "overload_lag": overload.detector.stats["rejected_lag"],
+                "overload_cpu": overload.detector.stats["rejected_cpu"],
+                "invite_rate": srs.stats["rate_limited_answered"],
+                "tenant_full": srs.stats["tenant_full"],
+                "unconfirmed": srs.stats["unconfirmed_full"],
+            },
+        )
+    )
     site = Site(api.app.resource())
     site.displayTracebacks = False
     if cfg.api.port:

@@ -78,6 +78,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiconnect.media.sessions",
             "aiconnect.webhooks",
             "aiconnect.webhooks.*",
+            "aiconnect.overload",
             # Carries out the Call's actions on the legs (aiconnect.legs).
             "aiconnect.runner",
             # The WAV file writer.

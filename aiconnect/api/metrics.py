@@ -1,9 +1,10 @@
-# -*- test-case-name: tests.api.test_metrics -*-
+# -*- test-case-name: tests.api.test_metrics,tests.test_overload -*-
 """
 Stats providers as Prometheus gauges: a component hands L{StatsCollector}
 a zero-argument callable, and every number it returns at a scrape is served
 on C{GET /metrics} as C{aiconnect_<provider>_<key>}, without this package
-knowing the component's counters.
+knowing the component's counters; L{LabelledCounter} serves one counter
+split by a label the same way.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Info
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.metrics_core import Metric
 from twisted.logger import Logger
 
@@ -165,3 +166,40 @@ class StatsCollector:
                 yield GaugeMetricFamily(metric, f"Stats provider value {dotted}", value=number)
         if self.providers:
             yield up
+
+
+class LabelledCounter:
+    """
+    A Prometheus custom collector serving one counter with one label, read
+    at each scrape from a zero-argument callable returning label value ->
+    count: e.g. C{aiconnect_invites_refused_total{cause="overload_lag"}}
+    (docs/overload.md), which a Prometheus rule can sum or split by cause
+    where the stats gauges would need one rule per name.
+    """
+
+    def __init__(self, name: str, documentation: str, label: str, reader: Callable[[], Mapping[str, int]]) -> None:
+        """
+        @param name: The metric's name, without C{_total}.
+        @param documentation: Its help text.
+        @param label: The label's name.
+        @param reader: Label value -> count, asked at each scrape.
+        """
+        self._name = name
+        self._documentation = documentation
+        self._label = label
+        self._reader = reader
+
+    def describe(self) -> list[Metric]:
+        """
+        @return: No fixed samples (the reader may not be ready yet).
+        """
+        return []
+
+    def collect(self) -> Iterator[Metric]:
+        """
+        @return: The counter family, one sample per label value.
+        """
+        family = CounterMetricFamily(self._name, self._documentation, labels=[self._label])
+        for value, count in sorted(self._reader().items()):
+            family.add_metric([value], float(count))
+        yield family

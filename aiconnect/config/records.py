@@ -246,6 +246,12 @@ class LimitsConfig:
     @ivar mandatory_wait: Seconds the SRC's 200 OK may wait for the
         mandatory forwards of a newCall answer (SPEC s13); then the INVITE
         gets 503 as when one fails.
+    @ivar overload_lag: Smoothed reactor lag (seconds) that means overload
+        (docs/overload.md): new INVITEs beyond the admission rate get 503;
+        0 = lag not watched.
+    @ivar overload_cpu: Process CPU (fraction of one core) that means
+        overload; 0 = CPU not watched (both 0: no overload control).
+    @ivar overload_retry_after: C{Retry-After} seconds of those 503s.
     """
 
     max_streams_per_call: int = 4
@@ -260,6 +266,9 @@ class LimitsConfig:
     header_timeout: float = _CONNECTIONS.header_timeout
     idle_timeout: float = _CONNECTIONS.idle_timeout
     mandatory_wait: float = 32.0
+    overload_lag: float = 0.1
+    overload_cpu: float = 0.9
+    overload_retry_after: int = 2
 
     @property
     def connections(self) -> ConnectionLimits:

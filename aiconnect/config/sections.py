@@ -87,6 +87,9 @@ LIMITS_KEYS = (
     "header_timeout",
     "idle_timeout",
     "mandatory_wait",
+    "overload_lag",
+    "overload_cpu",
+    "overload_retry_after",
 )
 TENANT_KEYS = (
     "domain",
@@ -314,6 +317,9 @@ def read_limits(table: Table) -> LimitsConfig:
         header_timeout=table.number("header_timeout", d.header_timeout),
         idle_timeout=table.number("idle_timeout", d.idle_timeout),
         mandatory_wait=table.number("mandatory_wait", d.mandatory_wait),
+        overload_lag=table.number("overload_lag", d.overload_lag, allow_zero=True),
+        overload_cpu=table.number("overload_cpu", d.overload_cpu, allow_zero=True),
+        overload_retry_after=table.integer("overload_retry_after", d.overload_retry_after, 0, 3600),
     )
 
 

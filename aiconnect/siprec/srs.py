@@ -140,8 +140,13 @@ class SrsService:
         self.draining = False
         self.invite_limiter = InviteRateLimiter()
         self.unconfirmed = UnconfirmedTable()
-        #: The last L{screen_invite} verdict, for the request it was about.
-        self._screened: tuple[Request, Admission] | None = None
+        #: Overload control (L{aiconnect.overload.OverloadService}): its
+        #: C{admit()} returns L{None} or the cause of a refusal; L{None}
+        #: = none.
+        self.overload: Any = None
+        #: The last L{screen_invite} refusal, for the request it was about:
+        #: (request, the counter of its kind, the 503 to send).
+        self._screened: tuple[Request, str, RemoteSipError] | None = None
         self.stats: dict[str, int] = {
             "invites": 0,
             "rejected": 0,
@@ -154,6 +159,7 @@ class SrsService:
             "unconfirmed_full": 0,
             "forwards_refused_limit": 0,
             "mandatory_rejected": 0,
+            "overload_rejected": 0,
         }
 
     def screen_invite(self, request: Request, source: Any) -> bool:
@@ -169,6 +175,10 @@ class SrsService:
         absorbs the retransmissions); beyond that nothing at all is sent
         (C{False}: no transaction, no 100 Trying, no reflection).
 
+        Then overload control (L{aiconnect.overload}): while the node is
+        overloaded, an INVITE beyond its admission rate is answered 503
+        with C{Retry-After: [limits] overload_retry_after} the same way.
+
         @return: whether the INVITE gets a server transaction.
         """
         limits = self.config.limits
@@ -180,33 +190,42 @@ class SrsService:
             self.stats["invites"] += 1
             self.stats["rate_limited_dropped"] += 1
             return False
-        self._screened = (request, verdict)
+        if verdict is Admission.ANSWER:
+            refusal = service_unavailable("Service Unavailable (INVITE rate)", RATE_RETRY_AFTER)
+            self._screened = (request, "rate_limited_answered", refusal)
+        elif self.overload is not None and self.overload.admit() is not None:
+            # No log line per INVITE: the service logs the overload's
+            # start and end, the counters the rest.
+            refusal = service_unavailable("Service Unavailable (overload)", limits.overload_retry_after)
+            self._screened = (request, "overload_rejected", refusal)
         return True
 
-    def _verdict(self, invite: ServerInvite) -> Admission:
+    def _refusal(self, invite: ServerInvite) -> RemoteSipError | None:
         """
-        The screen's verdict on C{invite}'s request; L{Admission.ACCEPT}
-        when no screen ran (the service wires it, L{aiconnect.tap}).
+        The screen's refusal of C{invite}'s request, if any, counted (the
+        service wires the screen, L{aiconnect.tap}).
         """
         screened, self._screened = self._screened, None
         if screened is not None and screened[0] is invite.request:
-            return screened[1]
-        return Admission.ACCEPT
+            self.stats[screened[1]] += 1
+            return screened[2]
+        return None
 
     def invite_received(self, invite: ServerInvite) -> None:
         """
         A new INVITE: check, allocate, ask the application, answer.
 
-        Over the source's INVITE rate (see L{screen_invite}) it is
-        answered 503 with C{Retry-After: 10}. Only dialog-creating INVITEs
-        come here: retransmissions are absorbed by their server
-        transaction, and in-dialog re-INVITEs go to their session.
+        Over the source's INVITE rate or while overloaded (see
+        L{screen_invite}) it is answered 503 with C{Retry-After} at once.
+        Only dialog-creating INVITEs come here: retransmissions are
+        absorbed by their server transaction, and in-dialog re-INVITEs go
+        to their session.
         """
         request = invite.request
         self.stats["invites"] += 1
-        if self._verdict(invite) is Admission.ANSWER:
-            self.stats["rate_limited_answered"] += 1
-            invite.reject(503, "Service Unavailable (INVITE rate)", headers=[("Retry-After", str(RATE_RETRY_AFTER))])
+        refusal = self._refusal(invite)
+        if refusal is not None:
+            invite.reject(refusal.status_hint, refusal.reason, headers=refusal.headers)
             return
         try:
             inbound = self._admit(invite)

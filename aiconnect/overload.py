@@ -1,0 +1,391 @@
+# -*- test-case-name: tests.test_overload,tests.integration.test_overload -*-
+"""
+Overload control (issue 12): when the reactor lags or the process uses its
+whole core, new dialog-creating INVITEs are answered C{503 Service
+Unavailable} with C{Retry-After} (RFC 3261 s21.5.4) before any work is
+spent on them, so that the calls already admitted, their forwards and the
+event delivery keep their latency.
+
+Two signals, sampled by L{OverloadService}:
+
+  - the reactor's lag: a timer asks to run every L{SAMPLE_INTERVAL}
+    seconds and measures how late it ran (the time the reactor spent on
+    the previous turn's I/O), smoothed (L{LAG_WEIGHT});
+  - the process's CPU (user + system, all threads) over each
+    L{CONTROL_INTERVAL}, as a fraction of one core.
+
+Every L{CONTROL_INTERVAL}, L{OverloadDetector.tick} classifies the
+interval: I{hot} (lag >= C{lag} or CPU >= C{cpu}), I{cool} (lag <
+C{lag}/2 and CPU < C{cpu} - L{CPU_BAND}) or in between. After
+L{ENTER_TICKS} hot intervals in a row (L{ENTER_TICKS_CPU} when only the
+CPU is hot) the node is I{overloaded}: new
+INVITEs are admitted at a rate (token bucket) instead of all or none,
+starting at L{DECREASE} x the rate at which calls completed their setup
+over the last L{RATE_WINDOW} (under saturation that is what the node
+carries), less when the lag is far over its threshold (C{lag} / lag, down
+to L{DEEPEST}). While the lag stays over its threshold the rate is cut
+that way again, at most once per L{DECREASE_EVERY} seconds (the time
+admitted calls take to show their cost); a full CPU with a prompt reactor
+holds it (that is a node at its capacity, refusals included); each cool
+interval raises it by L{INCREASE} (at least L{MIN_STEP} calls/s), or a
+quarter of the way to the rate the CPU would allow at the cost per
+admitted call just measured, whichever is more. So at
+twice its capacity a node settles near its capacity and answers the rest
+503, rather than oscillating between taking everything and refusing
+everything. The overload ends after L{LEAVE_AFTER} seconds cool without a
+refused INVITE.
+
+L{OverloadDetector} is pure (time and CPU are passed in);
+L{OverloadService} samples the reactor.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+from twisted.application import service
+from twisted.logger import Logger
+
+#: Seconds between two lag samples.
+SAMPLE_INTERVAL = 0.025
+#: Weight of a new lag sample in the smoothed lag (exponential average).
+LAG_WEIGHT = 0.25
+#: Seconds between two decisions (and the CPU window).
+CONTROL_INTERVAL = 0.25
+#: Hot intervals in a row that start an overload (a single stall does not).
+ENTER_TICKS = 2
+#: The same when only the CPU is hot: a burst of work keeps a healthy
+#: process busy for a moment; only a sustained full core is saturation.
+ENTER_TICKS_CPU = 4
+#: Below the CPU threshold by this much (fraction of a core) is cool.
+CPU_BAND = 0.1
+#: Factor of the admission rate on a hot interval: C{lag threshold /
+#: lag} (the further over, the deeper the cut), within these bounds.
+DECREASE = 0.85
+#: The deepest cut of one decrease.
+DEEPEST = 0.5
+#: Seconds between two decreases at most.
+DECREASE_EVERY = 1.0
+#: Seconds over which the completion and admission rates are measured.
+RATE_WINDOW = 1.0
+#: Relative increase of the admission rate on a cool interval.
+INCREASE = 0.04
+#: Smallest increase (calls/s) on a cool interval.
+MIN_STEP = 0.5
+#: The admission rate never goes below this (calls/s): the node keeps
+#: probing whether it recovered.
+MIN_RATE = 5.0
+#: Seconds of admissions the token bucket holds (at least one INVITE).
+BURST = 0.2
+#: Seconds cool without a refused INVITE that end an overload.
+LEAVE_AFTER = 5.0
+
+
+class OverloadDetector:
+    """
+    The overload state and the admission rate (pure: every input carries
+    the time).
+
+    @ivar lag: The smoothed reactor lag, seconds.
+    @ivar cpu: The CPU fraction of the last interval.
+    @ivar rate: The admission rate (calls/s) while overloaded, else
+        L{None}.
+    @ivar cause: C{"lag"} or C{"cpu"}: what made the last hot interval hot.
+    @ivar stats: Counters: C{episodes}, C{rejected_lag}, C{rejected_cpu},
+        C{admitted}.
+    """
+
+    def __init__(self, lag: float, cpu: float, now: float, cpu_seconds: float, completed: int = 0) -> None:
+        """
+        @param lag: The lag threshold in seconds; 0 = lag not watched.
+        @param cpu: The CPU threshold (fraction of one core); 0 = CPU not
+            watched.
+        @param now: The current time.
+        @param cpu_seconds: The process's CPU seconds used so far.
+        @param completed: Call setups completed so far (a counter).
+        """
+        self.lag_threshold = lag
+        self.cpu_threshold = cpu
+        self.lag = 0.0
+        self.cpu = 0.0
+        self.rate: float | None = None
+        self.cause = "lag"
+        self.stats: dict[str, int] = {"episodes": 0, "rejected_lag": 0, "rejected_cpu": 0, "admitted": 0}
+        self._last = (now, cpu_seconds)
+        #: (time, completed, admitted, CPU seconds) of the ticks of the
+        #: last L{RATE_WINDOW} seconds, oldest first.
+        self._history: deque[tuple[float, int, int, float]] = deque([(now, completed, 0, cpu_seconds)])
+        self._hot_ticks = 0
+        self._decreased_at = now
+        self._calm_since = now
+        self._tokens = 0.0
+        self._stamp = now
+        self._admitted = 0
+        self._rejected_at: float | None = None
+
+    def restart_window(self, now: float, cpu_seconds: float, completed: int) -> None:
+        """
+        Start the next interval now (the sampling starts).
+
+        @param now: The current time.
+        @param cpu_seconds: The process's CPU seconds used so far.
+        @param completed: Call setups completed so far.
+        """
+        self._last = (now, cpu_seconds)
+        self._history = deque([(now, completed, self._admitted, cpu_seconds)])
+        self._calm_since = now
+
+    @property
+    def enabled(self) -> bool:
+        """
+        Whether either signal is watched.
+        """
+        return self.lag_threshold > 0 or self.cpu_threshold > 0
+
+    @property
+    def overloaded(self) -> bool:
+        """
+        Whether new INVITEs are being rate-limited.
+        """
+        return self.rate is not None
+
+    def lag_sample(self, lateness: float) -> None:
+        """
+        One lag sample: how late the sampling timer ran.
+
+        @param lateness: Seconds (negative values count as 0).
+        """
+        self.lag += LAG_WEIGHT * (max(0.0, lateness) - self.lag)
+
+    def tick(self, now: float, cpu_seconds: float, completed: int) -> str | None:
+        """
+        One control step, every L{CONTROL_INTERVAL}.
+
+        @param now: The current time.
+        @param cpu_seconds: The process's CPU seconds used so far.
+        @param completed: Call setups completed so far (a counter).
+        @return: C{"enter"} or C{"leave"} when the overload state changed,
+            else L{None}.
+        """
+        then, cpu_then = self._last
+        elapsed = now - then
+        if elapsed <= 0:
+            return None
+        self._last = (now, cpu_seconds)
+        self.cpu = max(0.0, cpu_seconds - cpu_then) / elapsed
+        history = self._history
+        history.append((now, completed, self._admitted, cpu_seconds))
+        while len(history) > 2 and now - history[1][0] >= RATE_WINDOW - 1e-9:
+            history.popleft()
+        lag_hot = self.lag_threshold > 0 and self.lag >= self.lag_threshold
+        cpu_hot = self.cpu_threshold > 0 and self.cpu >= self.cpu_threshold
+        if lag_hot or cpu_hot:
+            self.cause = "lag" if lag_hot else "cpu"
+            self._hot_ticks += 1
+            self._calm_since = now
+            span = now - history[0][0]
+            completion_rate = max(0, completed - history[0][1]) / span
+            if self.rate is None:
+                if self._hot_ticks < (ENTER_TICKS if lag_hot else ENTER_TICKS_CPU):
+                    return None
+                self._set_rate(self._cut() * completion_rate, now)
+                self._decreased_at = now
+                self.stats["episodes"] += 1
+                return "enter"
+            if lag_hot and now - self._decreased_at >= DECREASE_EVERY - 1e-9:
+                # The CPU alone never cuts further: a node at its capacity
+                # runs at full CPU (refusals included) with a prompt
+                # reactor, which is where it should stay.
+                admitted_rate = (self._admitted - history[0][2]) / span
+                self._set_rate(self._cut() * min(self.rate, max(admitted_rate, completion_rate)), now)
+                self._decreased_at = now
+            return None
+        self._hot_ticks = 0
+        if self.rate is None:
+            return None
+        cool = (self.lag_threshold <= 0 or self.lag < self.lag_threshold / 2) and (
+            self.cpu_threshold <= 0 or self.cpu < self.cpu_threshold - CPU_BAND
+        )
+        if not cool:
+            self._calm_since = now
+            return None
+        quiet = self._rejected_at is None or now - self._rejected_at >= LEAVE_AFTER
+        if quiet and now - self._calm_since >= LEAVE_AFTER - 1e-9:
+            self.rate = None
+            return "leave"
+        self._set_rate(self.rate + self._step(now, cpu_seconds), now)
+        return None
+
+    def _step(self, now: float, cpu_seconds: float) -> float:
+        """
+        The increase of a cool interval: L{INCREASE} of the rate (at least
+        L{MIN_STEP}), or a quarter of the way to the rate the CPU would
+        allow if each admitted call costs what the calls of the last
+        L{RATE_WINDOW} cost (a node that cut deep to drain a backlog gets
+        back to its capacity in a few seconds, not minutes).
+        """
+        assert self.rate is not None
+        step = max(MIN_STEP, self.rate * INCREASE)
+        first = self._history[0]
+        span = now - first[0]
+        if self.cpu_threshold > 0 and span > 0:
+            admitted_rate = (self._admitted - first[2]) / span
+            cpu = max(0.05, (cpu_seconds - first[3]) / span)
+            step = max(step, (admitted_rate * self.cpu_threshold / cpu - self.rate) / 4)
+        return step
+
+    def _cut(self) -> float:
+        """
+        The factor of a decrease: L{DECREASE}, or less when the lag is
+        well over its threshold (down to L{DEEPEST}).
+        """
+        if self.lag_threshold > 0 and self.lag > 0:
+            return max(DEEPEST, min(DECREASE, self.lag_threshold / self.lag))
+        return DECREASE
+
+    def _set_rate(self, rate: float, now: float) -> None:
+        self._refill(now)
+        self.rate = max(MIN_RATE, rate)
+        self._tokens = min(self._tokens, self._burst())
+
+    def _burst(self) -> float:
+        return max(1.0, (self.rate or 0.0) * BURST)
+
+    def _refill(self, now: float) -> None:
+        if self.rate is not None:
+            self._tokens = min(self._burst(), self._tokens + max(0.0, now - self._stamp) * self.rate)
+        self._stamp = max(self._stamp, now)
+
+    def admit(self, now: float) -> str | None:
+        """
+        A new dialog-creating INVITE arrived: admit it or not (only those,
+        never retransmissions or in-dialog requests).
+
+        @param now: The current time.
+        @return: L{None} to admit it, else the cause to refuse it with
+            (C{"lag"} or C{"cpu"}), counted.
+        """
+        if self.rate is not None:
+            self._refill(now)
+            if self._tokens < 1.0 - 1e-9:
+                self.stats["rejected_" + self.cause] += 1
+                self._rejected_at = now
+                return self.cause
+            self._tokens -= 1.0
+        self._admitted += 1
+        self.stats["admitted"] += 1
+        return None
+
+    def snapshot(self) -> dict[str, Any]:
+        """
+        The state for C{/metrics}: C{overloaded} (0/1), C{lag_seconds},
+        C{cpu}, C{admit_rate} (0 when not limiting), the counters.
+        """
+        return {
+            "overloaded": self.overloaded,
+            "lag_seconds": round(self.lag, 6),
+            "cpu": round(self.cpu, 4),
+            "admit_rate": round(self.rate or 0.0, 3),
+            **self.stats,
+        }
+
+
+class OverloadService(service.Service):
+    """
+    Samples the reactor's lag and the process's CPU into an
+    L{OverloadDetector}, and logs one line when an overload starts and one
+    when it ends.
+
+    @ivar detector: The L{OverloadDetector}.
+    """
+
+    log = Logger()
+    name = "overload"
+
+    def __init__(
+        self,
+        reactor: Any,
+        lag: float,
+        cpu: float,
+        completed: Callable[[], int] = lambda: 0,
+        cpu_reader: Callable[[], float] = time.process_time,
+    ) -> None:
+        """
+        @param reactor: IReactorTime.
+        @param lag: The lag threshold in seconds (0 = not watched).
+        @param cpu: The CPU threshold, fraction of one core (0 = not
+            watched).
+        @param completed: Reads the counter of completed call setups.
+        @param cpu_reader: The process's CPU seconds used so far.
+        """
+        self._reactor = reactor
+        self._completed = completed
+        self._cpu_reader = cpu_reader
+        self.detector = OverloadDetector(lag, cpu, reactor.seconds(), cpu_reader(), completed())
+        self._call: Any = None
+        self._due = 0.0
+        self._next_tick = 0.0
+        self._entered_at = 0.0
+        self._rejected_before = 0
+
+    def admit(self) -> str | None:
+        """
+        L{OverloadDetector.admit} now.
+        """
+        return self.detector.admit(self._reactor.seconds())
+
+    def startService(self) -> None:
+        service.Service.startService(self)
+        if not self.detector.enabled:
+            return
+        now = self._reactor.seconds()
+        self.detector.restart_window(now, self._cpu_reader(), self._completed())
+        self._next_tick = now + CONTROL_INTERVAL
+        self._schedule(now)
+
+    def stopService(self) -> None:
+        service.Service.stopService(self)
+        if self._call is not None and self._call.active():
+            self._call.cancel()
+        self._call = None
+
+    def _schedule(self, now: float) -> None:
+        self._due = now + SAMPLE_INTERVAL
+        self._call = self._reactor.callLater(SAMPLE_INTERVAL, self._sample)
+
+    def _sample(self) -> None:
+        now = self._reactor.seconds()
+        detector = self.detector
+        detector.lag_sample(now - self._due)
+        if now >= self._next_tick:
+            self._next_tick = now + CONTROL_INTERVAL
+            change = detector.tick(now, self._cpu_reader(), self._completed())
+            if change is not None:
+                self._log_change(change, now)
+        self._schedule(now)
+
+    def _rejected(self) -> int:
+        return self.detector.stats["rejected_lag"] + self.detector.stats["rejected_cpu"]
+
+    def _log_change(self, change: str, now: float) -> None:
+        detector = self.detector
+        if change == "enter":
+            self._entered_at = now
+            self._rejected_before = self._rejected()
+            self.log.warn(
+                "overload ({cause}): lag={lag:.3f}s cpu={cpu:.2f}; new INVITEs admitted at {rate:.1f}/s, "
+                "the others answered 503",
+                cause=detector.cause,
+                lag=detector.lag,
+                cpu=detector.cpu,
+                rate=detector.rate,
+            )
+        else:
+            self.log.warn(
+                "overload over after {duration:.1f}s: {rejected} new INVITEs answered 503",
+                duration=now - self._entered_at,
+                rejected=self._rejected() - self._rejected_before,
+            )

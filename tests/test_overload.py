@@ -1,0 +1,361 @@
+"""
+Tests for L{aiconnect.overload}: the detector driven by explicit times,
+lag samples and CPU readings, and the sampling service on a L{Clock}.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, generate_latest
+from twisted.internet.task import Clock
+from twisted.logger import capturedLogs
+from twisted.trial.unittest import SynchronousTestCase
+
+from aiconnect import overload
+from aiconnect.api.metrics import LabelledCounter
+from aiconnect.overload import CONTROL_INTERVAL, MIN_RATE, SAMPLE_INTERVAL, OverloadDetector, OverloadService
+
+#: Lag and CPU thresholds of these tests.
+LAG = 0.1
+CPU = 0.9
+
+
+class Driver:
+    """
+    Feeds an L{OverloadDetector} interval by interval: a lag, a CPU
+    fraction, call setups completed and INVITEs offered per interval.
+    """
+
+    def __init__(self, lag: float = LAG, cpu: float = CPU) -> None:
+        self.now = 1000.0
+        self.cpu_seconds = 50.0
+        self.completed = 0
+        self.detector = OverloadDetector(lag, cpu, self.now, self.cpu_seconds, self.completed)
+        self.admitted = 0
+        self.refused: list[str] = []
+
+    def interval(self, lag: float, cpu: float, completed: int = 0, offered: int = 0) -> str | None:
+        """
+        One L{CONTROL_INTERVAL}: C{offered} INVITEs spread over it, lag
+        samples all at C{lag}, then the tick.
+
+        @return: the tick's state change.
+        """
+        for i in range(offered):
+            verdict = self.detector.admit(self.now + CONTROL_INTERVAL * i / max(1, offered))
+            if verdict is None:
+                self.admitted += 1
+            else:
+                self.refused.append(verdict)
+        for _ in range(int(CONTROL_INTERVAL / SAMPLE_INTERVAL)):
+            self.detector.lag_sample(lag)
+        self.now += CONTROL_INTERVAL
+        self.cpu_seconds += cpu * CONTROL_INTERVAL
+        self.completed += completed
+        return self.detector.tick(self.now, self.cpu_seconds, self.completed)
+
+
+class DetectorTests(SynchronousTestCase):
+    """
+    L{OverloadDetector}: when it says overloaded, how much it admits, when
+    it recovers.
+    """
+
+    def test_quiet_admits_everything(self) -> None:
+        """
+        Below both thresholds every INVITE is admitted and nothing changes.
+        """
+        d = Driver()
+        for _ in range(10):
+            self.assertIsNone(d.interval(lag=0.01, cpu=0.5, completed=50, offered=50))
+        self.assertFalse(d.detector.overloaded)
+        self.assertEqual((d.admitted, d.refused), (500, []))
+
+    def test_one_stall_is_not_overload(self) -> None:
+        """
+        One hot interval (a single stall) does not start an overload; two in
+        a row do.
+        """
+        d = Driver()
+        self.assertIsNone(d.interval(lag=0.3, cpu=0.5))
+        self.assertIsNone(d.interval(lag=0.0, cpu=0.5))
+        self.assertIsNone(d.interval(lag=0.3, cpu=0.5))
+        self.assertFalse(d.detector.overloaded)
+        self.assertEqual(d.interval(lag=0.3, cpu=0.5, completed=40), "enter")
+        self.assertTrue(d.detector.overloaded)
+        self.assertEqual(d.detector.cause, "lag")
+
+    def test_lag_over_threshold_limits_to_completion_rate(self) -> None:
+        """
+        Lag just over the threshold: the admission rate starts at DECREASE
+        times the rate at which setups completed (20 per quarter second:
+        80/s), and INVITEs beyond it are refused with the cause "lag",
+        counted.
+        """
+        d = Driver()
+        d.interval(lag=0.11, cpu=0.5, completed=20, offered=40)
+        self.assertEqual(d.interval(lag=0.11, cpu=0.5, completed=20, offered=40), "enter")
+        self.assertAlmostEqual(d.detector.rate or 0.0, overload.DECREASE * 80)
+        d.admitted, d.refused = 0, []
+        # Lag between the thresholds: the rate holds.
+        for _ in range(8):
+            d.interval(lag=0.07, cpu=0.5, completed=17, offered=40)
+        self.assertAlmostEqual(d.detector.rate or 0.0, 68.0)
+        # 2 s at 68/s (the bucket starts empty), the rest refused.
+        self.assertGreaterEqual(d.admitted, 134)
+        self.assertLessEqual(d.admitted, 136)
+        self.assertEqual(len(d.refused), 320 - d.admitted)
+        self.assertEqual(set(d.refused), {"lag"})
+        self.assertEqual(d.detector.stats["rejected_lag"], len(d.refused))
+        self.assertEqual(d.detector.stats["episodes"], 1)
+
+    def test_far_over_cuts_deeper(self) -> None:
+        """
+        The further the lag is over its threshold, the deeper the cut:
+        threshold / lag, at most down to DEEPEST.
+        """
+        d = Driver()
+        d.interval(lag=0.125, cpu=0.5, completed=25)
+        d.interval(lag=0.125, cpu=0.5, completed=25)
+        self.assertLess(abs((d.detector.rate or 0.0) - 0.8 * 100), 1.0)
+        far = Driver()
+        far.interval(lag=1.0, cpu=0.5, completed=25)
+        far.interval(lag=1.0, cpu=0.5, completed=25)
+        self.assertAlmostEqual(far.detector.rate or 0.0, overload.DEEPEST * 100, places=3)
+
+    def test_cpu_over_threshold(self) -> None:
+        """
+        The CPU reader alone (lag low) starts an overload with the cause
+        "cpu"; with the CPU threshold 0 it is not watched.
+        """
+        d = Driver()
+        for _ in range(overload.ENTER_TICKS_CPU - 1):
+            self.assertIsNone(d.interval(lag=0.0, cpu=0.95, completed=30))
+        self.assertEqual(d.interval(lag=0.0, cpu=0.97, completed=30), "enter")
+        self.assertEqual(d.detector.cause, "cpu")
+        self.assertEqual(d.detector.admit(d.now + 1.0), None)
+        self.assertAlmostEqual(d.detector.cpu, 0.97)
+        unwatched = Driver(cpu=0.0)
+        for _ in range(4):
+            self.assertIsNone(unwatched.interval(lag=0.0, cpu=1.0, completed=30))
+        self.assertFalse(unwatched.detector.overloaded)
+
+    def test_cpu_alone_holds(self) -> None:
+        """
+        A full CPU with a prompt reactor starts an overload at the rate
+        setups completed (over the last second) but does not cut further:
+        that is a node at its capacity; only lag cuts.
+        """
+        d = Driver()
+        for _ in range(4):
+            d.interval(lag=0.0, cpu=0.8, completed=10, offered=10)
+        for _ in range(overload.ENTER_TICKS_CPU - 1):
+            d.interval(lag=0.0, cpu=1.0, completed=10, offered=10)
+        self.assertEqual(d.interval(lag=0.0, cpu=1.0, completed=10, offered=10), "enter")
+        self.assertAlmostEqual(d.detector.rate or 0.0, overload.DECREASE * 40)
+        for _ in range(12):
+            d.interval(lag=0.0, cpu=1.0, completed=10, offered=20)
+        self.assertAlmostEqual(d.detector.rate or 0.0, overload.DECREASE * 40)
+        d.interval(lag=0.3, cpu=1.0, completed=10, offered=20)
+        self.assertLess(d.detector.rate or 0.0, overload.DECREASE * 40)
+
+    def test_hot_decreases_at_most_once_a_second(self) -> None:
+        """
+        While it stays hot the rate is cut once per DECREASE_EVERY seconds
+        (the time admitted calls take to show their cost), down to
+        MIN_RATE at the least.
+        """
+        d = Driver()
+        d.interval(lag=0.5, cpu=1.0, completed=50, offered=100)
+        d.interval(lag=0.5, cpu=1.0, completed=50, offered=100)
+        rates = [d.detector.rate or 0.0]
+        for _ in range(8):
+            d.interval(lag=0.5, cpu=1.0, completed=50, offered=100)
+            rates.append(d.detector.rate or 0.0)
+        cuts = [i for i in range(1, len(rates)) if rates[i] < rates[i - 1]]
+        self.assertEqual(cuts, [4, 8])
+        self.assertAlmostEqual(rates[4], overload.DEEPEST * rates[0], places=6)
+        for _ in range(100):
+            d.interval(lag=0.5, cpu=1.0, completed=0, offered=100)
+        self.assertEqual(d.detector.rate, MIN_RATE)
+
+    def test_cool_increases_then_recovers(self) -> None:
+        """
+        Cool intervals raise the rate a little each; the overload ends once
+        cool for LEAVE_AFTER seconds with no INVITE refused, and then every
+        INVITE is admitted again.
+        """
+        d = Driver()
+        d.interval(lag=0.5, cpu=1.0, completed=20, offered=100)
+        d.interval(lag=0.5, cpu=1.0, completed=20, offered=100)
+        start = d.detector.rate or 0.0
+        d.interval(lag=0.0, cpu=0.7, completed=20, offered=100)
+        self.assertGreater(d.detector.rate or 0.0, start)
+        # Still refusing: no recovery however long it is cool.
+        for _ in range(20):
+            self.assertIsNone(d.interval(lag=0.0, cpu=0.7, completed=20, offered=100))
+        self.assertTrue(d.detector.overloaded)
+        self.assertLess(d.detector.rate or 0.0, 400)
+        # The offered load falls under the rate: over after LEAVE_AFTER.
+        changes = [d.interval(lag=0.0, cpu=0.3, completed=5, offered=5) for _ in range(20)]
+        self.assertIn("leave", changes)
+        left = changes.index("leave") + 1
+        self.assertGreaterEqual(left * CONTROL_INTERVAL, overload.LEAVE_AFTER)
+        self.assertLessEqual(left * CONTROL_INTERVAL, overload.LEAVE_AFTER + 2 * CONTROL_INTERVAL)
+        self.assertFalse(d.detector.overloaded)
+        d.refused = []
+        d.interval(lag=0.0, cpu=0.3, offered=500)
+        self.assertEqual(d.refused, [])
+
+    def test_idle_cpu_recovers_fast(self) -> None:
+        """
+        After a deep cut, cool intervals with the CPU mostly idle raise the
+        rate a quarter of the way to what the CPU would allow at the cost
+        per admitted call just measured: from 50/s to over 150/s within two
+        seconds (at 4 % a step it would take eight).
+        """
+        d = Driver()
+        d.interval(lag=1.0, cpu=1.0, completed=25, offered=200)
+        d.interval(lag=1.0, cpu=1.0, completed=25, offered=200)
+        self.assertAlmostEqual(d.detector.rate or 0.0, overload.DEEPEST * 100, places=3)
+        for _ in range(8):
+            d.interval(lag=0.0, cpu=0.002 * (d.detector.rate or 0.0), completed=25, offered=200)
+        self.assertGreater(d.detector.rate or 0.0, 150)
+        self.assertTrue(d.detector.overloaded)
+
+    def test_warm_does_not_recover(self) -> None:
+        """
+        Between half the lag threshold and the threshold the overload
+        neither deepens nor ends (hysteresis).
+        """
+        d = Driver()
+        d.interval(lag=0.5, cpu=1.0, completed=20)
+        d.interval(lag=0.5, cpu=1.0, completed=20)
+        rate = d.detector.rate
+        for _ in range(40):
+            self.assertIsNone(d.interval(lag=0.07, cpu=0.5))
+        self.assertEqual(d.detector.rate, rate)
+        self.assertTrue(d.detector.overloaded)
+
+    def test_disabled(self) -> None:
+        """
+        Both thresholds 0: never overloaded, whatever the lag and CPU.
+        """
+        d = Driver(lag=0.0, cpu=0.0)
+        self.assertFalse(d.detector.enabled)
+        for _ in range(10):
+            self.assertIsNone(d.interval(lag=5.0, cpu=1.0, offered=10))
+        self.assertEqual(d.refused, [])
+
+    def test_clock_back_ignored(self) -> None:
+        """
+        A tick at or before the previous one changes nothing.
+        """
+        d = Driver()
+        self.assertIsNone(d.detector.tick(d.now - 1, d.cpu_seconds + 10, 0))
+        self.assertEqual(d.detector.cpu, 0.0)
+
+    def test_snapshot(self) -> None:
+        """
+        The snapshot for /metrics: overloaded, lag, CPU, the admission
+        rate (0 when not limiting) and the counters.
+        """
+        d = Driver()
+        d.interval(lag=0.0, cpu=0.25, offered=3)
+        snap = d.detector.snapshot()
+        self.assertEqual(snap["overloaded"], False)
+        self.assertEqual(snap["admit_rate"], 0.0)
+        self.assertEqual(snap["cpu"], 0.25)
+        self.assertEqual(snap["admitted"], 3)
+        self.assertEqual((snap["rejected_lag"], snap["rejected_cpu"], snap["episodes"]), (0, 0, 0))
+
+
+class ServiceTests(SynchronousTestCase):
+    """
+    L{OverloadService} samples a L{Clock}: lateness of its timer is the lag.
+    """
+
+    def setUp(self) -> None:
+        self.clock = Clock()
+        self.clock.advance(500.0)
+        self.cpu_seconds = 10.0
+        self.completed = 0
+        self.service = OverloadService(
+            self.clock, LAG, CPU, completed=lambda: self.completed, cpu_reader=lambda: self.cpu_seconds
+        )
+        self.service.startService()
+        self.addCleanup(self.service.stopService)
+
+    def run_for(self, seconds: float, step: float, cpu: float = 0.3) -> None:
+        """
+        Advance the clock C{step} at a time (a reactor whose turns last
+        C{step}) for C{seconds}, the process using C{cpu} of a core.
+        """
+        for _ in range(round(seconds / step)):
+            self.cpu_seconds += cpu * step
+            self.completed += 1
+            self.clock.advance(step)
+
+    def test_lagging_reactor_overloads_and_logs_once(self) -> None:
+        """
+        Turns of 0.25 s (the timer runs 0.225 s late each time) for 2 s:
+        overloaded with the cause "lag", one log line; new INVITEs beyond
+        the rate are refused. Then a prompt reactor for 10 s, nothing
+        offered: recovered, one more log line, INVITEs admitted.
+        """
+        with capturedLogs() as logs:
+            self.run_for(2.0, 0.25)
+            self.assertTrue(self.service.detector.overloaded)
+            self.assertGreater(self.service.detector.lag, LAG)
+            verdicts = [self.service.admit() for _ in range(50)]
+            self.assertIn("lag", verdicts)
+            self.run_for(10.0, SAMPLE_INTERVAL)
+        self.assertFalse(self.service.detector.overloaded)
+        self.assertIsNone(self.service.admit())
+        lines = [e["log_format"] for e in logs if e.get("log_namespace", "").startswith("aiconnect.overload")]
+        self.assertEqual(len(lines), 2, lines)
+        self.assertIn("overload ({cause})", lines[0])
+        self.assertIn("overload over", lines[1])
+        self.assertEqual(logs[-1]["rejected"], verdicts.count("lag"))
+
+    def test_prompt_reactor_busy_cpu(self) -> None:
+        """
+        A prompt reactor whose process uses the whole core: overloaded with
+        the cause "cpu".
+        """
+        self.run_for(2.0, SAMPLE_INTERVAL, cpu=1.0)
+        self.assertTrue(self.service.detector.overloaded)
+        self.assertEqual(self.service.detector.cause, "cpu")
+        self.assertLess(self.service.detector.lag, 0.001)
+
+    def test_stop_cancels_timer(self) -> None:
+        """
+        Stopping leaves no timer behind; a disabled service never starts one.
+        """
+        self.service.stopService()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        disabled = OverloadService(self.clock, 0.0, 0.0)
+        disabled.startService()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertIsNone(disabled.admit())
+        disabled.stopService()
+
+
+class LabelledCounterTests(SynchronousTestCase):
+    """
+    L{LabelledCounter}: the 503s by cause as one Prometheus counter.
+    """
+
+    def test_read_at_each_scrape(self) -> None:
+        """
+        Each scrape asks the reader: one C{_total} sample per label value,
+        sorted.
+        """
+        counts = {"overload_lag": 3, "invite_rate": 1}
+        registry = CollectorRegistry()
+        registry.register(LabelledCounter("aiconnect_invites_refused", "refused", "cause", lambda: counts))
+        text = generate_latest(registry).decode()
+        self.assertIn("# TYPE aiconnect_invites_refused_total counter", text)
+        self.assertIn('aiconnect_invites_refused_total{cause="invite_rate"} 1.0', text)
+        self.assertIn('aiconnect_invites_refused_total{cause="overload_lag"} 3.0', text)
+        counts["overload_lag"] = 7
+        self.assertIn('aiconnect_invites_refused_total{cause="overload_lag"} 7.0', generate_latest(registry).decode())
