@@ -124,36 +124,43 @@ class DetectorTests(SynchronousTestCase):
 
     def test_cpu_over_threshold(self) -> None:
         """
-        The CPU reader alone (lag low) starts an overload with the cause
-        "cpu"; with the CPU threshold 0 it is not watched.
+        A full CPU with the reactor half-way to the lag threshold starts an
+        overload with the cause "cpu"; a full CPU with a prompt reactor does
+        not (a busy process that keeps up); with the CPU threshold 0 it is
+        not watched.
         """
+        prompt = Driver()
+        for _ in range(3 * overload.ENTER_TICKS_CPU):
+            self.assertIsNone(prompt.interval(lag=0.0, cpu=1.0, completed=30))
+        self.assertFalse(prompt.detector.overloaded)
         d = Driver()
         for _ in range(overload.ENTER_TICKS_CPU - 1):
-            self.assertIsNone(d.interval(lag=0.0, cpu=0.95, completed=30))
-        self.assertEqual(d.interval(lag=0.0, cpu=0.97, completed=30), "enter")
+            self.assertIsNone(d.interval(lag=LAG * 0.6, cpu=0.95, completed=30))
+        self.assertEqual(d.interval(lag=LAG * 0.6, cpu=0.97, completed=30), "enter")
         self.assertEqual(d.detector.cause, "cpu")
         self.assertEqual(d.detector.admit(d.now + 1.0), None)
         self.assertAlmostEqual(d.detector.cpu, 0.97)
         unwatched = Driver(cpu=0.0)
         for _ in range(4):
-            self.assertIsNone(unwatched.interval(lag=0.0, cpu=1.0, completed=30))
+            self.assertIsNone(unwatched.interval(lag=LAG * 0.6, cpu=1.0, completed=30))
         self.assertFalse(unwatched.detector.overloaded)
 
     def test_cpu_alone_holds(self) -> None:
         """
-        A full CPU with a prompt reactor starts an overload at the rate
-        setups completed (over the last second) but does not cut further:
-        that is a node at its capacity; only lag cuts.
+        A full CPU with a reactor falling behind (half the lag threshold)
+        starts an overload at the rate setups completed (over the last
+        second) but does not cut further: that is a node at its capacity;
+        only lag over the threshold cuts.
         """
         d = Driver()
         for _ in range(4):
             d.interval(lag=0.0, cpu=0.8, completed=10, offered=10)
         for _ in range(overload.ENTER_TICKS_CPU - 1):
-            d.interval(lag=0.0, cpu=1.0, completed=10, offered=10)
-        self.assertEqual(d.interval(lag=0.0, cpu=1.0, completed=10, offered=10), "enter")
+            d.interval(lag=LAG * 0.6, cpu=1.0, completed=10, offered=10)
+        self.assertEqual(d.interval(lag=LAG * 0.6, cpu=1.0, completed=10, offered=10), "enter")
         self.assertAlmostEqual(d.detector.rate or 0.0, overload.DECREASE * 40)
         for _ in range(12):
-            d.interval(lag=0.0, cpu=1.0, completed=10, offered=20)
+            d.interval(lag=LAG * 0.6, cpu=1.0, completed=10, offered=20)
         self.assertAlmostEqual(d.detector.rate or 0.0, overload.DECREASE * 40)
         d.interval(lag=0.3, cpu=1.0, completed=10, offered=20)
         self.assertLess(d.detector.rate or 0.0, overload.DECREASE * 40)
@@ -319,13 +326,18 @@ class ServiceTests(SynchronousTestCase):
 
     def test_prompt_reactor_busy_cpu(self) -> None:
         """
-        A prompt reactor whose process uses the whole core: overloaded with
-        the cause "cpu".
+        A prompt reactor whose process uses the whole core keeps up: not
+        overloaded.  The same core with turns of 0.08 s (the sampling timer
+        0.055 s late, over half the lag threshold, under the threshold):
+        overloaded with the cause "cpu".
         """
         self.run_for(2.0, SAMPLE_INTERVAL, cpu=1.0)
+        self.assertFalse(self.service.detector.overloaded)
+        self.assertLess(self.service.detector.lag, 0.001)
+        self.run_for(2.0, 0.08, cpu=1.0)
         self.assertTrue(self.service.detector.overloaded)
         self.assertEqual(self.service.detector.cause, "cpu")
-        self.assertLess(self.service.detector.lag, 0.001)
+        self.assertLess(self.service.detector.lag, LAG)
 
     def test_stop_cancels_timer(self) -> None:
         """

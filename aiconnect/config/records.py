@@ -250,7 +250,8 @@ class LimitsConfig:
         (docs/overload.md): new INVITEs beyond the admission rate get 503;
         0 = lag not watched.
     @ivar overload_cpu: Process CPU (fraction of one core) that means
-        overload; 0 = CPU not watched (both 0: no overload control).
+        overload once the reactor lag is half of C{overload_lag}; 0 = CPU
+        not watched (both 0: no overload control).
     @ivar overload_retry_after: C{Retry-After} seconds of those 503s.
     """
 
