@@ -9,7 +9,7 @@ ended (C{[api]} of the configuration).
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from twisted.internet.interfaces import IReactorTime
 
@@ -20,6 +20,17 @@ from aiconnect.runner import CallRunner
 KEEP_ENDED = 1000
 #: ... each for at most this many seconds after it ended.
 KEEP_ENDED_FOR = 3600.0
+
+
+def _final(stats: Callable[[str], dict[str, Any] | None], leg_id: str) -> dict[str, Any] | None:
+    """
+    A leg's final counters; L{None} if reading them fails (a broken leg
+    must not keep its ended session from being kept).
+    """
+    try:
+        return stats(leg_id)
+    except Exception:
+        return None
 
 
 class EndedRunner(CallRunner):
@@ -38,7 +49,7 @@ class EndedRunner(CallRunner):
         """
         super().__init__(runner.call, runner.clock, runner.sink, journal=runner.journal)
         self._media_stats = runner.media_stats()
-        self._forward_stats = {f: runner.forward_stats(f) for f in runner.legs}
+        self._forward_stats = {f: _final(runner.forward_stats, f) for f in runner.legs}
         self._output_stats = {o: runner.output_stats(o) for o in runner.output_legs}
 
     def media_stats(self) -> dict[str, Any] | None:
@@ -146,7 +157,8 @@ class CallRegistry:
 
     def get(self, tenant_domain: str, session_id: str) -> CallRunner:
         """
-        A call of a tenant (live or recently ended).
+        A call of a tenant: live, or what is kept of a recently ended one
+        (an L{EndedRunner}).
 
         @raise KeyError: unknown, expired, or another tenant's.
         """

@@ -20,28 +20,36 @@ media_timeout} is set to 0):
   2. C{--waves} times: C{--sessions} forwarded calls at C{--rate} per
      second, each held long enough (C{-d}) that all are up at once (SIPp
      C{-l} = C{--sessions}); when C{/metrics} shows them all active and
-     every forward started, the RSS "at N"; when all ended and their
-     events were delivered, the RSS with the ended sessions still kept for
-     the API ("ended kept"); after C{[api] keep_ended_for} (C{--keep-for},
-     short) has expired them, the RSS "after".
+     every forward answered, the RSS "at N"; when all ended, their events
+     were delivered and C{--linger} seconds passed (the SIP transactions
+     of their last requests hold them for 64*T1 = 32 s), the RSS with the
+     ended sessions kept for the API ("kept"); once C{[api]
+     keep_ended_for} (C{--keep-for}) has expired them all, the RSS
+     "after".
 
 Printed per wave: baseline, RSS at N, KiB per session ((at N - baseline) /
-N), RSS with the ended sessions kept and KiB per kept ended session, RSS
-after expiry and its difference to the baseline.
+N), the ended sessions kept and the RSS then, the RSS after expiry and its
+difference to the baseline, VmHWM.
 
 How "back to baseline" is judged: CPython's allocator keeps freed memory
-in its arenas (and glibc's malloc keeps freed pages) for reuse, so the RSS
-after the first wave need not fall to the baseline.  What must hold is
-that a second wave of N sessions reuses that memory: its RSS at N and
-after do not grow beyond the first wave's (a leak grows by about KiB per
-session x N at each wave).  The table's last line says whether they did.
+for reuse (a 1 MiB arena goes back to the OS only when every object in it
+is freed, and a few long-lived objects made during a wave pin many of
+them; glibc's malloc keeps freed pages too), so the RSS after the first
+wave does not fall to the baseline.  What must hold is that a second
+wave of N sessions reuses that memory: its peak RSS and its RSS after do
+not exceed the first wave's by more than 5 % of one wave's growth (a leak
+of what a session holds would add about KiB/session x N per wave).  The
+table's last line says whether they did.  With C{--tracemalloc}, the
+growth of the live Python objects from the first baseline to after the
+last wave is printed too: the memory that did not come back at all.
 
 C{--tracemalloc FRAMES} runs the server with C{PYTHONTRACEMALLOC=FRAMES}
-(RSS numbers are then inflated by tracemalloc's own bookkeeping) and a
-C{sitecustomize} (written to the run's directory) that dumps a snapshot
-on SIGUSR2; the bench prints the allocation sites that grew most from
-the baseline to N concurrent, per session, and those still grown after
-the sessions ended and expired (a leak's sites).
+(RSS numbers are then inflated by tracemalloc's own bookkeeping, and the
+server is slower) and a C{sitecustomize} (written to the run's directory)
+that dumps a snapshot on SIGUSR2; the bench prints, by file and by line,
+the growth from the baseline to N concurrent per session, what one kept
+ended session holds (kept - after, per kept session), and the growth from
+the first baseline to after the last wave.
 
 Every wait is bounded; every process is killed at the end.  Not a test:
 run it by hand; README.rst records a run.
@@ -174,8 +182,8 @@ class Wave:
         return (self.at_n - self.baseline) / self.sessions
 
     @property
-    def per_kept(self) -> float:
-        return (self.kept - self.after) / self.ended_kept if self.ended_kept else float("nan")
+    def peak(self) -> int:
+        return max(self.at_n, self.kept, self.after)
 
 
 class Bench:
@@ -342,6 +350,7 @@ class Bench:
         snap = self.snapshot()
         wave.snapshots += [snap] if snap else []
         events = app_stats(self.app_port, 0)["total"]
+        answered = metrics(self.api_port).get("aiconnect_forward_answered", 0)
         ramp = n / args.rate
         hold_ms = int(1000 * (ramp + args.plateau))
         started = time.monotonic()
@@ -350,7 +359,7 @@ class Bench:
         def all_up() -> bool:
             m = metrics(self.api_port)
             wave.active = int(m.get("aiconnect_sessions_active", 0))
-            wave.forwarding = sum(1 for name, _ in app_stats(self.app_port, events)["events"] if name == "SIPRECFORWARDSTARTED")
+            wave.forwarding = int(m.get("aiconnect_forward_answered", 0) - answered)
             return wave.active >= n and wave.forwarding >= n
 
         wait_for("%d sessions up" % n, all_up, ramp + args.plateau)
@@ -359,8 +368,13 @@ class Bench:
         snap = self.snapshot()
         wave.snapshots += [snap] if snap else []
         self.settle(sipp, events, n, ramp + hold_ms / 1000 + 150)
+        # The SIP transactions of the calls' last requests hold their
+        # dialogs for 64*T1 = 32 s (Timers J, K, M): wait until they let go.
+        time.sleep(args.linger)
         m = metrics(self.api_port)
         wave.kept, wave.ended_kept = self.rss()["VmRSS"], int(m.get("aiconnect_sessions_ended_kept", 0))
+        snap = self.snapshot()
+        wave.snapshots += [snap] if snap else []
         self.expire()
         status = self.rss()
         wave.after, wave.hwm = status["VmRSS"], status["VmHWM"]
@@ -374,15 +388,15 @@ def print_table(waves: list[Wave]) -> None:
     The measures of each wave, and the verdict on returning to baseline.
     """
     head = (
-        "wave  sessions  baseline KiB  RSS at N KiB  KiB/session  ended kept  RSS kept KiB  KiB/kept  "
+        "wave  sessions  baseline KiB  RSS at N KiB  KiB/session  ended kept  RSS kept KiB  "
         "RSS after KiB  after-baseline KiB  VmHWM KiB"
     )
     print(head)
     print("-" * len(head))
     for i, w in enumerate(waves, 1):
         print(
-            "%4d  %8d  %12d  %12d  %11.1f  %10d  %12d  %8.1f  %13d  %18d  %9d"
-            % (i, w.sessions, w.baseline, w.at_n, w.per_session, w.ended_kept, w.kept, w.per_kept,
+            "%4d  %8d  %12d  %12d  %11.1f  %10d  %12d  %13d  %18d  %9d"
+            % (i, w.sessions, w.baseline, w.at_n, w.per_session, w.ended_kept, w.kept,
                w.after, w.after - w.baseline, w.hwm)
         )  # fmt: skip
     if len(waves) > 1:
@@ -390,36 +404,46 @@ def print_table(waves: list[Wave]) -> None:
         # A leak of what a session holds would grow every wave by about
         # per_session x N; allow 5 % of one wave's growth for allocator noise.
         slack = 0.05 * max(first.at_n - first.baseline, 0)
-        grew = max(last.at_n - first.at_n, last.after - first.after)
+        grew = last.peak - first.peak
         print(
-            "wave %d vs wave 1: RSS at N %+d KiB, after %+d KiB: %s"
-            % (len(waves), last.at_n - first.at_n, last.after - first.after,
-               "memory reused (no growth)" if grew <= slack else "GREW (leak?)")
+            "wave %d vs wave 1: peak RSS %+d KiB, RSS after %+d KiB (allowed: %d): %s"
+            % (len(waves), grew, last.after - first.after, slack,
+               "memory reused, no growth" if max(grew, last.after - first.after) <= slack else "GREW (leak?)")
         )  # fmt: skip
+
+
+def print_growth(title: str, snap: tracemalloc.Snapshot, base: tracemalloc.Snapshot, per: int, top: int) -> None:
+    """
+    The allocation sites (and files) that grew most from C{base} to
+    C{snap}, divided by C{per}.
+    """
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + "/"
+    for key, count in (("filename", 12), ("lineno", top)):
+        stats = snap.compare_to(base, key)
+        if key == "filename":
+            total = sum(s.size_diff for s in stats)
+            print("\ntracemalloc, growth %s: %.1f KiB" % (title, total / per / 1024))
+        print("  bytes  blocks  %s" % ("file" if key == "filename" else "line"))
+        for s in stats[:count]:
+            frame = s.traceback[0]
+            where = frame.filename.replace(root, "") + ("" if key == "filename" else ":%d" % frame.lineno)
+            print("%7.0f  %6.1f  %s" % (s.size_diff / per, s.count_diff / per, where))
 
 
 def print_sites(waves: list[Wave], top: int) -> None:
     """
-    The allocation sites that grew most between the first wave's baseline
-    and N concurrent (per session), and between that baseline and after
-    the last wave (what stays).
+    From the first wave's snapshots (baseline, at N, ended kept, after):
+    the growth per live session and per kept ended session; and what the
+    last wave left above the first baseline.
     """
-    first = waves[0]
-    if len(first.snapshots) < 3:
+    first, last = waves[0], waves[-1]
+    if len(first.snapshots) < 4 or len(last.snapshots) < 4:
         return
-    base = tracemalloc.Snapshot.load(str(first.snapshots[0]))
-    pairs = [("at N concurrent, per session", tracemalloc.Snapshot.load(str(first.snapshots[1])), first.sessions)]
-    last = waves[-1]
-    if len(last.snapshots) >= 3:
-        pairs.append(("after the last wave ended and expired, total", tracemalloc.Snapshot.load(str(last.snapshots[2])), 1))
-    for title, snap, per in pairs:
-        stats = snap.compare_to(base, "lineno")
-        total = sum(s.size_diff for s in stats)
-        print("\ntracemalloc, growth from the baseline %s: %.1f KiB" % (title, total / per / 1024))
-        print("  bytes  blocks  site")
-        for s in stats[:top]:
-            frame = s.traceback[0]
-            print("%7.0f  %6.1f  %s:%d" % (s.size_diff / per, s.count_diff / per, frame.filename.replace(os.getcwd() + "/", ""), frame.lineno))
+    base, at_n, kept, after = (tracemalloc.Snapshot.load(str(p)) for p in first.snapshots)
+    print_growth("from the baseline to N concurrent, per session", at_n, base, first.sessions, top)
+    if first.ended_kept:
+        print_growth("of the ended sessions kept, per kept session", kept, after, first.ended_kept, top)
+    print_growth("from the first baseline to after the last wave, total", tracemalloc.Snapshot.load(str(last.snapshots[3])), base, 1, top)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -460,12 +484,15 @@ def main() -> int:
     parser.add_argument("--warmup", type=int, default=20, help="calls before the baseline")
     parser.add_argument("--plateau", type=float, default=15.0, help="seconds all sessions are up at once (at most)")
     parser.add_argument("--settle", type=float, default=3.0, help="seconds waited before reading RSS after an end")
-    parser.add_argument("--keep-for", type=float, default=5.0, help="[api] keep_ended_for of the server, seconds; 0 = not set")
+    parser.add_argument("--linger", type=float, default=40.0, help="seconds waited after the sessions ended before 'RSS kept' (> 64*T1)")
+    parser.add_argument("--keep-for", type=float, default=None, help="[api] keep_ended_for of the server, seconds (default: long enough to read 'RSS kept'); 0 = not set (the server's own, e.g. before the key existed)")
     parser.add_argument("--tracemalloc", type=int, default=0, metavar="FRAMES", help="trace the server's allocations")
     parser.add_argument("--top", type=int, default=25, help="allocation sites printed with --tracemalloc")
     parser.add_argument("--reactor", default="aiconnect-epoll")
     parser.add_argument("--keep", action="store_true", help="keep the run's directory (logs, SIPp files)")
     args = parser.parse_args()
+    if args.keep_for is None:
+        args.keep_for = args.sessions / args.rate + args.linger + args.settle + 30
     args.sipp = shutil.which("sipp")
     if args.sipp is None:
         print("sipp is not on PATH (Debian: apt-get install sip-tester)", file=sys.stderr)
