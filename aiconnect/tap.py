@@ -344,7 +344,7 @@ def build_service(
     from aiconnect.webhooks.database import EventDatabase
 
     top = AiconnectService(reactor, handle_signals=handle_signals)
-    registry = CallRegistry()
+    registry = CallRegistry(reactor, cfg.api.keep_ended, cfg.api.keep_ended_for)
     relay = MediaRelay(
         reactor, cfg.rtp.host, cfg.rtp.port_min, cfg.rtp.port_max, media_timeout=cfg.rtp.media_timeout
     )

@@ -115,10 +115,15 @@ class ApiConfig:
 
     @ivar host: Bind address (an IP literal).
     @ivar port: TCP port; 0 = no API listener.
+    @ivar keep_ended: The most ended sessions kept for C{GET
+        /{domain}/sessions/{id}} (the oldest is dropped first); 0 = none.
+    @ivar keep_ended_for: Seconds an ended session is kept; 0 = none.
     """
 
     host: str = "127.0.0.1"
     port: int = 8080
+    keep_ended: int = 1000
+    keep_ended_for: float = 3600.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -68,7 +68,7 @@ SIP_KEYS = (
 _TIMER_KEYS = ("t1", "t2", "t4")
 TLS_KEYS = ("certificate", "private_key", "ca_certificates", "verify_peer", "min_version")
 RTP_KEYS = ("host", "port_min", "port_max", "media_timeout", "latch")
-API_KEYS = ("host", "port")
+API_KEYS = ("host", "port", "keep_ended", "keep_ended_for")
 DNS_KEYS = ("nameservers", "port")
 EVENTS_KEYS = ("database", "retry_for", "retry_initial", "retry_max")
 LOG_KEYS = ("format", "level")
@@ -211,6 +211,8 @@ def read_api(table: Table) -> ApiConfig:
     return ApiConfig(
         host=values.bind_address(table, "host", d.host),
         port=table.port("port", d.port),
+        keep_ended=table.integer("keep_ended", d.keep_ended, 0, 1_000_000),
+        keep_ended_for=table.number("keep_ended_for", d.keep_ended_for, allow_zero=True),
     )
 
 
