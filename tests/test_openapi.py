@@ -32,7 +32,7 @@ from aiconnect import events
 from aiconnect.api import JWT_LEEWAY, MAX_BODY, MAX_SESSION_ID, OPENAPI, ApiServer
 from aiconnect.api.openapi import DOCUMENT_NAME, render
 from aiconnect.call import CallState, ForwardAnswered, ForwardState, InboundEnded, OrderRefused
-from aiconnect.registry import KEEP_ENDED, CallRegistry
+from aiconnect.registry import KEEP_ENDED, KEEP_ENDED_FOR, CallRegistry
 from aiconnect.sip import abnf
 from aiconnect.siprec import orders
 from aiconnect.siprec.metadata import parse_metadata
@@ -199,6 +199,7 @@ def code_values_in_prose() -> list[tuple[Where, str]]:
         (("info", "description"), f"with {JWT_LEEWAY} s of skew"),
         (("components", "responses", "PayloadTooLarge", "description"), f"larger than {MAX_BODY} bytes"),
         (("paths", "/{domain}/sessions/{sessionId}", "get", "description"), f"the last {KEEP_ENDED} ended"),
+        (("paths", "/{domain}/sessions/{sessionId}", "get", "description"), f"at most {KEEP_ENDED_FOR:.0f} s"),
     ]
     for name in ("StartSIPRecForward", "StartSIPRecForwardRequest"):
         where = SCHEMAS + (name, "properties", "xHeaders", "description")

@@ -205,9 +205,12 @@ class InviteSession:
         self.terminated = True
         self.dialog.state = DialogState.TERMINATED
         self.ua._forget(self)
-        if self.handler is not None:
+        handler, self.handler, self.on_dialog_change = self.handler, None, None
+        # Dropped: a finished INVITE transaction keeps this session (for
+        # its ACK) up to 64*T1; it must not keep the whole call alive too.
+        if handler is not None:
             try:
-                self.handler.session_terminated(self, reason)
+                handler.session_terminated(self, reason)
             except Exception:
                 self.log.failure("session handler failed on termination")
 
