@@ -190,15 +190,19 @@ class AiconnectService(service.MultiService):
         self.overload: Any = None
         #: Our HTTP connection pool, closed on stop, or C{None}.
         self.pool: Any = None
+        #: The L{aiconnect.gctune.CollectorService} of a twistd process, or
+        #: C{None}.
+        self.collector: Any = None
         self._previous_sighup: Any = None
 
     def startService(self) -> None:
         service.MultiService.startService(self)
         if self.handle_signals:
             self._install_sighup()
-            # The process is ours (twistd): long-lived objects leave the
-            # collector's walks (aiconnect.gctune).
-            gctune.tune()
+            # The process is ours (twistd): no automatic full collection
+            # passes, one of ours every few minutes (aiconnect.gctune).
+            self.collector = gctune.CollectorService(self._reactor)
+            self.collector.startService()
         if self.recovery is not None:
             self.recovery.recover()
         if self.prober is not None:
@@ -263,6 +267,8 @@ class AiconnectService(service.MultiService):
             self.prober.stopService()
         if self.overload is not None and self.overload.running:
             self.overload.stopService()
+        if self.collector is not None and self.collector.running:
+            self.collector.stopService()
         self.srs.draining = True
         self.sip.ua.reject_pending(503, "Shutting down", [("Retry-After", "30")])
         for runner in list(self.registry):

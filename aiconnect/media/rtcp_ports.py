@@ -14,6 +14,7 @@ reaches the same C{handle}.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -71,7 +72,9 @@ class _InboundRtcp(_RtcpPort):
 
     def __init__(self, stream: InboundStream) -> None:
         super().__init__(stream.rtcp_port)
-        self.stream = stream
+        # A proxy: the stream owns this port, no reference cycle (a
+        # finished call is freed without the cyclic collector).
+        self.stream = weakref.proxy(stream)
         self.remote: Address | None = None
         self.latch_host: str | None = None
         self.latched = 0
@@ -128,7 +131,9 @@ class _OutboundRtcp(_RtcpPort):
 
     def __init__(self, stream: OutboundStream, seconds: Callable[[], float]) -> None:
         super().__init__(stream.rtcp_port)
-        self.stream = stream
+        # A proxy: the stream owns this port, no reference cycle (a
+        # finished call is freed without the cyclic collector).
+        self.stream = weakref.proxy(stream)
         self._seconds = seconds
 
     def datagramReceived(self, data: bytes, addr: Address) -> None:

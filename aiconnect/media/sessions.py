@@ -274,6 +274,7 @@ class ForwardMedia:
         """
         for stream in self.streams:
             stream.close()
+            stream.forward = None  # the streams' way back to us: no cycle left
 
 
 class MediaSession:
@@ -560,6 +561,9 @@ class MediaSession:
         for stream in self.streams:
             stream.targets = []
             stream.close()
+        # The callbacks lead back to the call: dropped, so that the call is
+        # freed by reference counting (no cycle through this session).
+        self.on_timeout = self.on_stream_timeout = None
         self.relay.session_closed(self, final)
 
     def check_timeout(self, now: float) -> None:

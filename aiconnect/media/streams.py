@@ -459,7 +459,8 @@ class OutboundStream(Endpoint):
     port's socket connected to the SRS.  Created by L{ForwardMedia};
     configured by L{ForwardMedia.connect}.
 
-    @ivar forward: the forward this stream belongs to.
+    @ivar forward: the forward this stream belongs to (L{None} once the
+        forward is detached).
     @ivar source: the inbound stream it relays, C{None} before L{configure}.
     @ivar ssrc: the fresh random SSRC of this outbound stream.
     @ivar report_call: the pending RTCP sender report (the relay schedules

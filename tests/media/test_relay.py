@@ -862,3 +862,36 @@ class Ipv6Tests(SynchronousTestCase):
         session.streams[0].datagramReceived(rtp_packet(1, 160, 1, 0), ("::1", 5000))
         self.assertEqual(RtpPacket.parse(probe.recv(2048)).payload, bytes(range(160)))
         self.assertEqual(session.stats()["streams"][0]["remote"], "[::1]:5000")
+
+
+class FreedWithoutCollectorTests(RelayTestMixin, SynchronousTestCase):
+    """
+    A closed session, its streams, RTCP ports and forward hold no reference
+    cycle: once the relay and the test let go, reference counting alone
+    frees them (the cyclic collector's passes over thousands of ended calls
+    stalled the reactor, issue 12).
+    """
+
+    def test_closed_session_freed_by_refcount(self) -> None:
+        """
+        With the collector off, a session that relayed a packet, had its
+        timeout callbacks set and was closed (its forward removed first, as
+        a call's end does) is gone as soon as the last outside reference
+        is dropped, and so are its inbound and forward streams.
+        """
+        import gc
+        import weakref
+
+        relay, _ = self.make_relay()
+        session, sinks = self.call(relay, codec="PCMU")
+        session.on_timeout = lambda s: None
+        session.on_stream_timeout = session.check_timeout  # a bound method back to the session
+        session.streams[0].datagramReceived(rtp_packet(1, 160, 1234, 0, b"\xff" * 160), SRC)
+        forward = session.forwards["f1"]
+        refs = [weakref.ref(session), weakref.ref(forward), weakref.ref(session.streams[0]), weakref.ref(forward.streams[0])]
+        session.remove_forward("f1")
+        session.close()
+        gc.disable()
+        self.addCleanup(gc.enable)
+        del session, forward, sinks
+        self.assertEqual([r() is None for r in refs], [True, True, True, True])
