@@ -82,6 +82,14 @@ MIN_RATE = 5.0
 BURST = 0.2
 #: Seconds cool without a refused INVITE that end an overload.
 LEAVE_AFTER = 5.0
+#: Setups a window needs before its CPU per setup is learnt.
+COST_MIN_CALLS = 20
+#: Weight of a new window in the learnt CPU seconds per setup.
+COST_WEIGHT = 0.2
+#: Lag cuts never take the rate below this share of the capacity the
+#: learnt cost gives (a backlog keeps the lag high for a while after the
+#: rate is right: cutting on it would starve the node).
+CAPACITY_FLOOR = 0.6
 
 
 class OverloadDetector:
@@ -125,6 +133,10 @@ class OverloadDetector:
         self._stamp = now
         self._admitted = 0
         self._rejected_at: float | None = None
+        #: CPU seconds per completed setup, learnt while not overloaded
+        #: (everything a call costs, its events and BYE included, once the
+        #: load is steady), or L{None} before enough calls.
+        self.cost: float | None = None
 
     def restart_window(self, now: float, cpu_seconds: float, completed: int) -> None:
         """
@@ -180,6 +192,10 @@ class OverloadDetector:
         history.append((now, completed, self._admitted, cpu_seconds))
         while len(history) > 2 and now - history[1][0] >= RATE_WINDOW - 1e-9:
             history.popleft()
+        if self.rate is None and (self.lag_threshold <= 0 or self.lag < self.lag_threshold / 2):
+            # A prompt node's cost per setup (a lagging one's is inflated
+            # by its backlog).
+            self._learn_cost(completed, cpu_seconds)
         lag_hot = self.lag_threshold > 0 and self.lag >= self.lag_threshold
         # A full core counts once the reactor starts to fall behind too
         # (half the lag threshold): a process that is busy but prompt
@@ -198,7 +214,7 @@ class OverloadDetector:
             if self.rate is None:
                 if self._hot_ticks < (ENTER_TICKS if lag_hot else ENTER_TICKS_CPU):
                     return None
-                self._set_rate(self._cut() * completion_rate, now)
+                self._set_rate(self._bounded(self._cut() * completion_rate), now)
                 self._decreased_at = now
                 self.stats["episodes"] += 1
                 return "enter"
@@ -207,7 +223,11 @@ class OverloadDetector:
                 # runs at full CPU (refusals included) with a prompt
                 # reactor, which is where it should stay.
                 admitted_rate = (self._admitted - history[0][2]) / span
-                self._set_rate(self._cut() * min(self.rate, max(admitted_rate, completion_rate)), now)
+                cut = self._cut() * min(self.rate, max(admitted_rate, completion_rate))
+                capacity = self.capacity
+                if capacity is not None:
+                    cut = max(cut, CAPACITY_FLOOR * capacity)
+                self._set_rate(min(self.rate, cut), now)
                 self._decreased_at = now
             return None
         self._hot_ticks = 0
@@ -243,6 +263,39 @@ class OverloadDetector:
             cpu = max(0.05, (cpu_seconds - first[3]) / span)
             step = max(step, (admitted_rate * self.cpu_threshold / cpu - self.rate) / 4)
         return step
+
+    @property
+    def capacity(self) -> float | None:
+        """
+        The setups per second the CPU threshold allows at the learnt cost
+        per setup, or L{None} before it is learnt (or without a CPU
+        threshold).
+        """
+        if self.cost is None or self.cpu_threshold <= 0:
+            return None
+        return self.cpu_threshold / self.cost
+
+    def _learn_cost(self, completed: int, cpu_seconds: float) -> None:
+        """
+        Learn the CPU per setup over the last window, when it had enough
+        setups.
+        """
+        first = self._history[0]
+        calls = completed - first[1]
+        if calls < COST_MIN_CALLS:
+            return
+        sample = max(0.0, cpu_seconds - first[3]) / calls
+        self.cost = sample if self.cost is None else self.cost + COST_WEIGHT * (sample - self.cost)
+
+    def _bounded(self, rate: float) -> float:
+        """
+        C{rate}, at most the L{capacity} (when known): a node entering an
+        overload has just admitted more than it can carry (a setup is
+        cheap, its forward, BYE and events come later), so the rate of
+        completed setups overstates what it can take.
+        """
+        capacity = self.capacity
+        return rate if capacity is None else min(rate, capacity)
 
     def _cut(self) -> float:
         """

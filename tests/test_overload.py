@@ -169,9 +169,10 @@ class DetectorTests(SynchronousTestCase):
         """
         While it stays hot the rate is cut once per DECREASE_EVERY seconds
         (the time admitted calls take to show their cost), down to
-        MIN_RATE at the least.
+        MIN_RATE at the least, when no capacity is known (here: the CPU is
+        not watched, so no cost per setup is learnt).
         """
-        d = Driver()
+        d = Driver(cpu=0.0)
         d.interval(lag=0.5, cpu=1.0, completed=50, offered=100)
         d.interval(lag=0.5, cpu=1.0, completed=50, offered=100)
         rates = [d.detector.rate or 0.0]
@@ -184,6 +185,26 @@ class DetectorTests(SynchronousTestCase):
         for _ in range(100):
             d.interval(lag=0.5, cpu=1.0, completed=0, offered=100)
         self.assertEqual(d.detector.rate, MIN_RATE)
+
+    def test_learnt_cost_bounds_the_rate(self) -> None:
+        """
+        While not overloaded the detector learns the CPU per setup (here
+        10 ms: 25 setups per quarter second on a whole core, still prompt);
+        the capacity is then the CPU threshold over it (90/s).  Entering an
+        overload at a completion rate far above it admits at most the
+        capacity; lag cuts stop at CAPACITY_FLOOR of it.
+        """
+        d = Driver()
+        for _ in range(8):
+            self.assertIsNone(d.interval(lag=0.0, cpu=1.0, completed=25, offered=25))
+        self.assertAlmostEqual(d.detector.cost or 0.0, 0.01)
+        self.assertAlmostEqual(d.detector.capacity or 0.0, CPU / 0.01)
+        d.interval(lag=0.3, cpu=1.0, completed=100, offered=100)
+        self.assertEqual(d.interval(lag=0.3, cpu=1.0, completed=100, offered=100), "enter")
+        self.assertLessEqual(d.detector.rate or 0.0, CPU / 0.01 + 1e-9)
+        for _ in range(40):
+            d.interval(lag=0.5, cpu=1.0, completed=5, offered=100)
+        self.assertAlmostEqual(d.detector.rate or 0.0, overload.CAPACITY_FLOOR * CPU / 0.01)
 
     def test_cool_increases_then_recovers(self) -> None:
         """
