@@ -69,12 +69,31 @@ class AppServer:
 # -- AI Connect in a subprocess ---------------------------------------------------------
 
 
-def write_config(directory: Path, sip_port: int, app_port: int, rtp: tuple[int, int], log_level: str) -> Path:
+def write_config(
+    directory: Path,
+    sip_port: int,
+    app_port: int,
+    rtp: tuple[int, int],
+    log_level: str,
+    limits: str = "",
+    tenants: str | None = None,
+) -> Path:
     """
     A loopback configuration: SIP UDP+TCP on C{sip_port}, no TLS, no REST
-    API, C{[limits]} at their defaults, one tenant calling back C{app_port}.
+    API, C{[limits]} at their defaults plus the lines C{limits}, and the
+    C{[[tenant]]} tables C{tenants} (default: one tenant calling back
+    C{app_port}).
     """
     path = directory / "aiconnect.toml"
+    if tenants is None:
+        tenants = f"""
+[[tenant]]
+domain = "{DOMAIN}"
+callback_url = "http://{SERVER}:{app_port}"
+callback_timeout = 5.0
+api_tokens = ["abuse-bench"]
+signing_secret = "{SECRET}"
+"""
     path.write_text(
         f"""
 [sip]
@@ -105,14 +124,8 @@ database = "{directory / 'events.sqlite3'}"
 level = "{log_level}"
 
 [limits]
-
-[[tenant]]
-domain = "{DOMAIN}"
-callback_url = "http://{SERVER}:{app_port}"
-callback_timeout = 5.0
-api_tokens = ["abuse-bench"]
-signing_secret = "{SECRET}"
-"""
+{limits}
+{tenants}"""
     )
     return path
 

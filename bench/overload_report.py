@@ -28,7 +28,6 @@ import argparse
 import csv
 import sqlite3
 import sys
-from datetime import datetime
 from pathlib import Path
 
 

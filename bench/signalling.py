@@ -59,6 +59,7 @@ from common import HERE, cpu_ticks, free_port, machine, percentile, use_reposito
 use_repository()
 
 from abuse_server import start_server, stop_process, wait_ready  # noqa: E402
+from abuse_server import write_config as abuse_config  # noqa: E402
 from abuse_sip import SECRET  # noqa: E402
 
 SERVER = "127.0.0.1"
@@ -78,7 +79,6 @@ def write_config(directory: Path, sip_port: int, app_port: int, srs_port: int, r
     so that one source may offer every call of the bench; C{extra} is
     appended to C{[limits]} (overload settings under test).
     """
-    path = directory / "aiconnect.toml"
     tenants = ""
     for name in ("in", "fwd"):
         tenants += f"""
@@ -94,42 +94,8 @@ signing_secret = "{SECRET}"
   target = "{SERVER}:{srs_port}"
   transport = "udp"
 """
-    path.write_text(
-        f"""
-[sip]
-host = "{SERVER}"
-public_address = "{SERVER}"
-private_address = "{SERVER}"
-udp_port = {sip_port}
-tcp_port = {sip_port}
-tls_port = 0
-
-[tls]
-certificate = "{directory / 'tls.crt'}"
-private_key = "{directory / 'tls.key'}"
-
-[rtp]
-host = "{SERVER}"
-port_min = {rtp[0]}
-port_max = {rtp[1]}
-
-[api]
-host = "{SERVER}"
-port = 0
-
-[events]
-database = "{directory / 'events.sqlite3'}"
-
-[log]
-level = "{log_level}"
-
-[limits]
-invite_rate = 0
-max_unconfirmed_per_source = 0
-{extra}
-{tenants}"""
-    )
-    return path
+    limits = "invite_rate = 0\nmax_unconfirmed_per_source = 0\n" + extra
+    return abuse_config(directory, sip_port, app_port, rtp, log_level, limits, tenants)
 
 
 def pin(pid: int, cpu: int) -> None:
