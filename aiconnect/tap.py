@@ -128,8 +128,8 @@ def _loopback_names(sip: Any) -> list[str]:
 #: Seconds SIGTERM waits for active sessions to close cleanly and for
 #: the SIP transactions they started (BYE retransmissions) to finish.
 DRAIN_TIMEOUT = 5.0
-#: The line logged on SIGHUP until reload exists.
-SIGHUP_IGNORED = "SIGHUP received: reload is not supported yet; ignoring"
+#: The line logged on SIGHUP by a service with nothing to reload.
+SIGHUP_IGNORED = "SIGHUP received: no configuration to reload; ignoring"
 
 
 class AiconnectService(service.MultiService):
@@ -139,8 +139,8 @@ class AiconnectService(service.MultiService):
     Starting: the children start (SIP listening, RTP, events, API), then
     the sessions a previous run left open are ended
     (L{aiconnect.recovery.SessionRecovery}, reason C{restart}). With
-    C{handle_signals} (twistd), SIGHUP is logged and ignored instead of
-    killing the process.
+    C{handle_signals} (twistd), SIGHUP reloads the configuration file
+    instead of killing the process (SPEC s11).
 
     Stopping drains in order (SPEC s7): new INVITEs get 503 and INVITEs
     still waiting for their answer too, active sessions are ended cleanly
@@ -193,6 +193,9 @@ class AiconnectService(service.MultiService):
         #: The L{aiconnect.gctune.CollectorService} of a twistd process, or
         #: C{None}.
         self.collector: Any = None
+        #: The L{aiconnect.provisioning.Provisioning} (SIGHUP reloads
+        #: through it), or C{None}.
+        self.provisioning: Any = None
         self._previous_sighup: Any = None
 
     def startService(self) -> None:
@@ -215,7 +218,7 @@ class AiconnectService(service.MultiService):
     def _install_sighup(self) -> None:
         """
         Replace SIGHUP's default action (terminate at once: no BYE, no
-        event, no log line) by a log line, until reload exists.
+        event, no log line) by a reload of the configuration.
         """
         if not hasattr(signal, "SIGHUP"):
             return
@@ -237,9 +240,13 @@ class AiconnectService(service.MultiService):
 
     def sighup(self) -> None:
         """
-        SIGHUP: logged, and otherwise ignored (reload is not supported yet).
+        SIGHUP: re-read the configuration file (SPEC s11,
+        L{aiconnect.provisioning.Provisioning.reload}); no call ends.
         """
-        self.log.warn(SIGHUP_IGNORED)
+        if self.provisioning is None:
+            self.log.warn(SIGHUP_IGNORED)
+            return
+        self.provisioning.reload()
 
     # -- drain ---------------------------------------------------------------
 
@@ -320,12 +327,18 @@ class RelayService(service.Service):
 
 
 def build_service(
-    cfg: config_mod.Config, reactor: Any = None, http_client: Any = None, handle_signals: bool = False
+    cfg: config_mod.Config,
+    reactor: Any = None,
+    http_client: Any = None,
+    handle_signals: bool = False,
+    config_path: str | None = None,
 ) -> AiconnectService:
     """
     Build the whole service tree for a configuration.
 
     @param cfg: the parsed configuration.
+    @param config_path: the file it was read from (SIGHUP reloads it), or
+        C{None}.
     @param reactor: the reactor (the global one when C{None}).
     @param http_client: treq-like client for callbacks (treq by default).
     @param handle_signals: install the SIGHUP handler on start (twistd).
@@ -367,17 +380,25 @@ def build_service(
     # per reactor turn (group commit, aiconnect.webhooks.database).
     database = EventDatabase(cfg.events.database, reactor=reactor)
     outbox = EventOutbox(database, clock=reactor.seconds)
+    from aiconnect.provisioning import LiveConfig, Provisioning, SqliteTenantStore
+
+    # SPEC s11: the configuration in force (the file's tenants and the
+    # provisioned ones) is what every path that reads tenants, trunks and
+    # limits is given; the file's sockets, ports and paths stay as read.
+    tenant_store = SqliteTenantStore(database, clock=reactor.seconds)
+    live = LiveConfig(cfg, Provisioning.stored_tenants(tenant_store, cfg))
+    provisioning = Provisioning(live, tenant_store, path=config_path)
     deliverer = EventDeliverer(
         reactor,
         outbox,
-        tenants_by_domain(cfg.tenants),
+        tenants_by_domain(live.tenants),
         http_client=http_client,
         retry_for=cfg.events.retry_for,
         backoff_base=cfg.events.retry_initial,
         backoff_max=cfg.events.retry_max,
     )
     new_call = NewCallClient(reactor, http_client)
-    srs = SrsService(reactor, cfg, registry, outbox, new_call, relay)
+    srs = SrsService(reactor, live, registry, outbox, new_call, relay)
     sip = SipService(cfg, reactor, invite_handler=srs)
     # Flood protection before any transaction (SPEC s12 invite_rate), then
     # overload control (docs/overload.md).
@@ -404,7 +425,7 @@ def build_service(
     health = TargetHealth(reactor)
     forwarder = Forwarder(reactor, sip.ua, resolver, cfg, health=health)
     srs.forwarder = forwarder
-    prober = TrunkProber(reactor, sip.ua, resolver, health, lambda: [t for tenant in cfg.tenants for t in tenant.trunks])
+    prober = TrunkProber(reactor, sip.ua, resolver, health, lambda: [t for tenant in live.tenants for t in tenant.trunks])
     tester = TrunkTester(reactor, sip.ua, resolver, lambda host: tlsutil.client_context_factory(host, cfg.tls))
     trunk_routes = TrunkRoutes(reactor, resolver, health, tester)
     from aiconnect.outputs.factory import OutputMaker
@@ -447,7 +468,21 @@ def build_service(
         "newcall": lambda: new_call.stats,
         "recovery": lambda: {"journal": journal.stats, "restart": recovery.stats},
     }
-    api = ApiServer(cfg, registry=registry, reactor=reactor, stats_providers=stats, trunks=trunk_routes)
+    api = ApiServer(
+        live, registry=registry, reactor=reactor, stats_providers=stats, trunks=trunk_routes, provisioning=provisioning
+    )
+    # Deleted tenants stay known to the deliverer: their undelivered
+    # events still go out.
+    webhook_targets = tenants_by_domain(live.tenants)
+
+    def configuration_changed(old: config_mod.Config, new: config_mod.Config) -> None:
+        webhook_targets.update(tenants_by_domain(new.tenants))
+        deliverer.update_tenants(webhook_targets)
+        sip.transport.limits = new.limits.connections
+        overload.detector.lag_threshold = new.limits.overload_lag
+        overload.detector.cpu_threshold = new.limits.overload_cpu
+
+    live.listen(configuration_changed)
     from aiconnect.api.metrics import LabelledCounter
 
     # The 503s sent to new INVITEs, by cause (docs/overload.md).
@@ -480,6 +515,7 @@ def build_service(
     top.health = health
     top.prober = prober
     top.pool = pool
+    top.provisioning = provisioning
     return top
 
 
@@ -519,4 +555,4 @@ def makeService(options: Options) -> service.MultiService:
         except ConfigError as e:
             sys.stderr.write(str(e) + "\n")
             raise SystemExit(1)
-    return build_service(cfg, handle_signals=True)
+    return build_service(cfg, handle_signals=True, config_path=options["config"])

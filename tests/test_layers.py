@@ -83,6 +83,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiconnect.runner",
             # The WAV file writer.
             "aiconnect.outputs.wav",
+            # Where provisioned tenants are kept (SPEC s11).
+            "aiconnect.provisioning.store",
         ),
     ),
     # The configuration file's shape: it sits above the adapters because it
@@ -107,6 +109,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiconnect.tlsutil",
             # Streams (WebSocket), recordings, uploads, their orders.
             "aiconnect.outputs.*",
+            # Provisioning and reload (SPEC s11).
+            "aiconnect.provisioning",
+            "aiconnect.provisioning.live",
+            "aiconnect.provisioning.service",
         ),
     ),
     ("composition root", ("aiconnect.tap", "aiconnect.logsetup", "aiconnect.relayreactor", "aiconnect.gctune")),

@@ -1,7 +1,12 @@
 # -*- test-case-name: tests.api.test_auth -*-
 """
 Bearer credentials of the tenant routes (RFC 6750): one of the tenant's
-C{api_tokens}, or an RS256 JWT verified with its C{jwt_public_key}.
+C{api_tokens}, or an RS256 JWT verified with its C{jwt_public_key}; and
+of the provisioning API's admin routes: one of C{[api] admin_tokens}.
+
+The configuration may change while the process runs (SPEC s11,
+L{aiconnect.provisioning.LiveConfig}): every request is checked against the
+tenants in force, and the JWT keys are loaded again when they change.
 """
 
 from __future__ import annotations
@@ -47,6 +52,45 @@ class BearerAuthenticator:
         """
         self._config = config
         self._jwt_keys = load_jwt_keys(config)
+        self._keys_of = config.tenants
+
+    def _keys(self) -> dict[str, RSAPublicKey]:
+        """
+        @return: Tenant domain -> JWT key, for the tenants in force.
+        """
+        tenants = self._config.tenants
+        if tenants is not self._keys_of:
+            try:
+                self._jwt_keys = load_jwt_keys(self._config)
+            except ConfigError as e:
+                # Checked when the change was made; a key file that went
+                # bad since keeps the keys loaded before.
+                self.log.error("API: JWT keys not reloaded: {error}", error=str(e))
+            self._keys_of = tenants
+        return self._jwt_keys
+
+    def authenticate_admin(self, request: IRequest) -> str:
+        """
+        Check the bearer credential of an admin route: one of C{[api]
+        admin_tokens} (constant-time comparison).
+
+        @return: Who asks, for the change log (C{admin from <address>}).
+        @raise ApiRequestError: 401 with C{WWW-Authenticate: Bearer}.
+        """
+        header = request.getHeader(b"authorization") or b""
+        scheme, _, credential = header.strip().partition(b" ")
+        credential = credential.strip()
+        matched = False
+        if scheme.lower() == b"bearer" and 0 < len(credential) <= MAX_CREDENTIAL:
+            for token in self._config.api.admin_tokens:
+                matched |= hmac.compare_digest(credential, token.encode("utf-8"))
+        peer = peer_of(request)
+        if not matched:
+            self.log.info("API: admin authentication failed from {peer}", peer=peer)
+            raise ApiRequestError(
+                401, "invalid admin credential", headers={"WWW-Authenticate": _REALM + ', error="invalid_token"'}
+            )
+        return "admin from " + peer
 
     def authenticate(self, request: IRequest, domain: str) -> TenantConfig:
         """
@@ -65,7 +109,7 @@ class BearerAuthenticator:
         """
         header = request.getHeader(b"authorization")
         tenant = self._config.tenant_for_domain(domain)
-        peer = _peer(request)
+        peer = peer_of(request)
         if header is None:
             self.log.debug("API: no credential for {domain} from {peer}", domain=domain, peer=peer)
             raise ApiRequestError(401, "missing bearer credential", headers={"WWW-Authenticate": _REALM})
@@ -80,6 +124,13 @@ class BearerAuthenticator:
             why = "unknown domain"
         elif not self._credential_valid(tenant, credential):
             why = "credential refused"
+        if why in ("unknown domain", "credential refused") and self._owner(credential) is not None:
+            # A valid credential of another tenant: forbidden, whichever
+            # domain the path names (nothing said about it).
+            self.log.info(
+                "API: a credential of another tenant was sent for {domain} from {peer}", domain=domain, peer=peer
+            )
+            raise ApiRequestError(403, "this credential is not valid for this tenant")
         if why is not None or tenant is None:
             self.log.info(
                 "API: authentication failed for {domain} from {peer}: {reason}",
@@ -94,6 +145,23 @@ class BearerAuthenticator:
             )
         return tenant
 
+    def _owner(self, credential: bytes) -> TenantConfig | None:
+        """
+        @return: The tenant one of whose static tokens C{credential} is.
+        """
+        for tenant in self._config.tenants:
+            if self._token_matches(tenant, credential):
+                return tenant
+        return None
+
+    @staticmethod
+    def _token_matches(tenant: TenantConfig, credential: bytes) -> bool:
+        matched = False
+        for token in tenant.api_tokens:
+            # Compare against every token: the time taken says nothing.
+            matched |= hmac.compare_digest(credential, token.encode("utf-8"))
+        return matched
+
     def _credential_valid(self, tenant: TenantConfig, credential: bytes) -> bool:
         """
         @param tenant: The tenant of the path.
@@ -101,13 +169,9 @@ class BearerAuthenticator:
         @return: Whether it is one of the tenant's tokens or a JWT its key
             verifies.
         """
-        matched = False
-        for token in tenant.api_tokens:
-            # Compare against every token: the time taken says nothing.
-            matched |= hmac.compare_digest(credential, token.encode("utf-8"))
-        if matched:
+        if self._token_matches(tenant, credential):
             return True
-        key = self._jwt_keys.get(tenant.domain)
+        key = self._keys().get(tenant.domain)
         if key is None or credential.count(b".") != 2:
             return False
         try:
@@ -130,7 +194,7 @@ class BearerAuthenticator:
         return any(isinstance(n, str) and normalize_domain(n) == tenant.domain for n in names)
 
 
-def _peer(request: IRequest) -> str:
+def peer_of(request: IRequest) -> str:
     """
     @return: The client's address, for logs.
     """

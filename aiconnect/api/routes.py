@@ -34,6 +34,7 @@ from aiconnect.api.auth import BearerAuthenticator
 from aiconnect.api.jsonio import ApiRequestError, error_answer, json_answer, read_json_object, read_session_id
 from aiconnect.api.metrics import StatsCollector, StatsProvider, register_build_info
 from aiconnect.api.openapi import OPENAPI
+from aiconnect.api.provisioning import ProvisioningRoutes
 from aiconnect.api.outputs import (
     KINDS,
     check_fields,
@@ -85,6 +86,7 @@ class ApiServer:
         stats_providers: Mapping[str, StatsProvider] | None = None,
         recording_files: ModuleType | Any = None,
         trunks: Any = None,
+        provisioning: Any = None,
     ) -> None:
         """
         @param config: The configuration (tenants: domains, API tokens, JWT
@@ -106,6 +108,9 @@ class ApiServer:
             under C{config.recording.directory}.
         @param trunks: The L{aiconnect.api.trunks.TrunkRoutes} answering
             the trunk routes; L{None} = they answer 503.
+        @param provisioning: The L{aiconnect.provisioning.Provisioning}
+            behind the provisioning routes (SPEC s11); L{None} = they answer
+            503.
         @raise ConfigError: If a tenant's C{jwt_public_key} is not a
             readable PEM RSA public key.
         @raise ValueError: If a stats provider name is invalid.
@@ -116,6 +121,7 @@ class ApiServer:
         self._recording_files = recording_files
         self._trunks = trunks
         self._auth = BearerAuthenticator(config)
+        self._provisioning = ProvisioningRoutes(provisioning, self._auth)
         if metrics_registry is None:
             metrics_registry = CollectorRegistry(auto_describe=True)
         self.metrics_registry = metrics_registry
@@ -417,6 +423,68 @@ class ApiServer:
             "API: recording {recording_id} deleted", tenant=tenant.domain, recording_id=recording_id
         )
         return json_answer(request, 200, {"success": True, "deleted": recording_id})
+
+    # --- provisioning (SPEC s11, aiconnect.api.provisioning) ------------------
+
+    @app.route("/admin/tenants", methods=["GET"])
+    def admin_tenants(self, request: IRequest) -> bytes:
+        """
+        C{GET /admin/tenants}: every tenant in force, secrets shown as
+        C{"***"}, each with its C{source} (C{file} or C{api}).
+        """
+        return self._provisioning.list_tenants(request)
+
+    @app.route("/admin/tenants/<string:domain>", methods=["GET"])
+    def admin_tenant(self, request: IRequest, domain: str) -> bytes:
+        """
+        C{GET /admin/tenants/{domain}}: one tenant (404 unknown).
+        """
+        return self._provisioning.get_tenant(request, domain)
+
+    @app.route("/admin/tenants/<string:domain>", methods=["PUT"])
+    def admin_put_tenant(self, request: IRequest, domain: str) -> bytes:
+        """
+        C{PUT /admin/tenants/{domain}}: create (201) or replace (200) a
+        provisioned tenant; 400 naming the field, 409 for a tenant of the
+        file.
+        """
+        return self._provisioning.put_tenant(request, domain)
+
+    @app.route("/admin/tenants/<string:domain>", methods=["DELETE"])
+    def admin_delete_tenant(self, request: IRequest, domain: str) -> bytes:
+        """
+        C{DELETE /admin/tenants/{domain}}: delete a provisioned tenant.
+        """
+        return self._provisioning.delete_tenant(request, domain)
+
+    @app.route("/<string:domain>/trunks", methods=["GET"])
+    def list_trunks(self, request: IRequest, domain: str) -> bytes:
+        """
+        C{GET /{domain}/trunks}: the tenant's trunks (passwords C{"***"}).
+        """
+        return self._provisioning.list_trunks(request, domain)
+
+    @app.route("/<string:domain>/trunks/<string:match>", methods=["GET"])
+    def get_trunk(self, request: IRequest, domain: str, match: str) -> bytes:
+        """
+        C{GET /{domain}/trunks/{match}}: one trunk (404 unknown).
+        """
+        return self._provisioning.get_trunk(request, domain, match)
+
+    @app.route("/<string:domain>/trunks/<string:match>", methods=["PUT"])
+    def put_trunk(self, request: IRequest, domain: str, match: str) -> bytes:
+        """
+        C{PUT /{domain}/trunks/{match}}: create (201) or replace (200) one
+        trunk of a provisioned tenant; the next forward uses it.
+        """
+        return self._provisioning.put_trunk(request, domain, match)
+
+    @app.route("/<string:domain>/trunks/<string:match>", methods=["DELETE"])
+    def delete_trunk(self, request: IRequest, domain: str, match: str) -> bytes:
+        """
+        C{DELETE /{domain}/trunks/{match}}: delete one trunk.
+        """
+        return self._provisioning.delete_trunk(request, domain, match)
 
     @app.route("/<string:domain>/trunks/<string:match>/health", methods=["GET"])
     def trunk_health(self, request: IRequest, domain: str, match: str) -> Any:

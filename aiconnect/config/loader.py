@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from aiconnect.config import sections
 from aiconnect.config.reader import Table
-from aiconnect.config.records import Config, normalize_domain
+from aiconnect.config.records import Config, TenantConfig, normalize_domain
 from aiconnect.errors import ConfigError
 
 #: The top-level keys: the sections of the file.
@@ -66,6 +66,41 @@ def _overlaps(a: str, b: str) -> bool:
     return a in wildcard or b in wildcard or normalize_domain(a) == normalize_domain(b)
 
 
+def check_tenants(tenants: Sequence[TenantConfig], names: Sequence[str]) -> None:
+    """
+    The checks across tenants: domains and API tokens unique.
+
+    @param tenants: Every tenant in force (the file's and the provisioned
+        ones).
+    @param names: The key of each tenant in errors: C{tenant[2]} in the
+        file; C{""} for the tenant object an API request sends (its fields
+        are then named alone: C{api_tokens[0]}).
+    @raise ConfigError: Naming the later of two tenants that share a domain
+        or a token (never the token itself).
+    """
+
+    def key(i: int, name: str) -> str:
+        return f"{names[i]}.{name}" if names[i] else name
+
+    def who(i: int) -> str:
+        return names[i] or f"tenant {tenants[i].domain!r}"
+
+    domains: dict[str, int] = {}
+    token_owner: dict[str, int] = {}
+    for i, tenant in enumerate(tenants):
+        if tenant.domain in domains:
+            raise ConfigError(key(i, "domain"), f"{tenant.domain!r} is already the domain of {who(domains[tenant.domain])}")
+        domains[tenant.domain] = i
+        for j, token in enumerate(tenant.api_tokens):
+            owner = token_owner.setdefault(token, i)
+            if owner != i:
+                # Never echo the token itself.
+                raise ConfigError(
+                    key(i, f"api_tokens[{j}]"),
+                    f"the same token is an API token of {who(owner)}; tokens must not be shared",
+                )
+
+
 def _build(document: Mapping[str, Any]) -> Config:
     """
     @return: The whole configuration, with the cross-section checks.
@@ -85,23 +120,7 @@ def _build(document: Mapping[str, Any]) -> Config:
                 raise ConfigError("api.port", f"{api.port} is also sip.{name}")
     tenant_tables = top.tables("tenant", sections.TENANT_KEYS)
     tenants = [sections.read_tenant(t) for t in tenant_tables]
-    domains: dict[str, int] = {}
-    token_owner: dict[str, int] = {}
-    for i, tenant in enumerate(tenants):
-        if tenant.domain in domains:
-            raise ConfigError(
-                f"tenant[{i}].domain",
-                f"{tenant.domain!r} is already the domain of tenant[{domains[tenant.domain]}]",
-            )
-        domains[tenant.domain] = i
-        for j, token in enumerate(tenant.api_tokens):
-            owner = token_owner.setdefault(token, i)
-            if owner != i:
-                # Never echo the token itself.
-                raise ConfigError(
-                    f"tenant[{i}].api_tokens[{j}]",
-                    f"the same token is an API token of tenant[{owner}]; tokens must not be shared",
-                )
+    check_tenants(tenants, [f"tenant[{i}]" for i in range(len(tenants))])
     return Config(
         sip=sip,
         tls=sections.read_tls(top.table("tls", sections.TLS_KEYS), sip),

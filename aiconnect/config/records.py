@@ -118,12 +118,16 @@ class ApiConfig:
     @ivar keep_ended: The most ended sessions kept for C{GET
         /{domain}/sessions/{id}} (the oldest is dropped first); 0 = none.
     @ivar keep_ended_for: Seconds an ended session is kept; 0 = none.
+    @ivar admin_tokens: Bearer tokens of the provisioning API's
+        C{/admin} routes (SPEC s11; never in C{repr()}); empty = no admin
+        API.
     """
 
     host: str = "127.0.0.1"
     port: int = 8080
     keep_ended: int = 1000
     keep_ended_for: float = 3600.0
+    admin_tokens: tuple[str, ...] = field(default=(), repr=False)
 
 
 @dataclass(frozen=True, slots=True)

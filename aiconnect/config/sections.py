@@ -68,7 +68,7 @@ SIP_KEYS = (
 _TIMER_KEYS = ("t1", "t2", "t4")
 TLS_KEYS = ("certificate", "private_key", "ca_certificates", "verify_peer", "min_version")
 RTP_KEYS = ("host", "port_min", "port_max", "media_timeout", "latch")
-API_KEYS = ("host", "port", "keep_ended", "keep_ended_for")
+API_KEYS = ("host", "port", "keep_ended", "keep_ended_for", "admin_tokens")
 DNS_KEYS = ("nameservers", "port")
 EVENTS_KEYS = ("database", "retry_for", "retry_initial", "retry_max")
 LOG_KEYS = ("format", "level")
@@ -104,7 +104,10 @@ TENANT_KEYS = (
     "max_sessions",
     "trunk",
 )
-_TRUNK_KEYS = ("match", "target", "transport", "username", "password", "keepalive", "session_expires", "ring_timeout", "down_for", "probe_interval")
+#: The keys of a tenant object of the provisioning API (SPEC s11): the
+#: file's, with its trunks as a list C{trunks}.
+TENANT_DOCUMENT_KEYS = tuple("trunks" if k == "trunk" else k for k in TENANT_KEYS)
+TRUNK_KEYS = _TRUNK_KEYS = ("match", "target", "transport", "username", "password", "keepalive", "session_expires", "ring_timeout", "down_for", "probe_interval")
 
 
 def _timers(table: Table) -> TimerConfig:
@@ -213,6 +216,7 @@ def read_api(table: Table) -> ApiConfig:
         port=table.port("port", d.port),
         keep_ended=table.integer("keep_ended", d.keep_ended, 0, 1_000_000),
         keep_ended_for=table.number("keep_ended_for", d.keep_ended_for, allow_zero=True),
+        admin_tokens=tuple(_tokens(table, "admin_tokens")),
     )
 
 
@@ -325,9 +329,21 @@ def read_limits(table: Table) -> LimitsConfig:
     )
 
 
-def _trunk(table: Table) -> TrunkConfig:
+def _tokens(table: Table, name: str) -> list[str]:
     """
-    @return: One C{[[tenant.trunk]]}.
+    @return: A list of bearer tokens (non-empty, no whitespace or controls).
+    """
+    tokens = []
+    for key, token in table.strings(name):
+        if not token or any(c.isspace() or ord(c) < 0x20 for c in token):
+            raise ConfigError(key, "a token must be non-empty, without whitespace or control characters")
+        tokens.append(token)
+    return tokens
+
+
+def read_trunk(table: Table) -> TrunkConfig:
+    """
+    @return: One C{[[tenant.trunk]]} (or a trunk object of the API).
     """
     match = table.string("match")
     if not _SIP_USER.match(match):
@@ -365,8 +381,10 @@ def _trunk(table: Table) -> TrunkConfig:
     )
 
 
-def read_tenant(table: Table) -> TenantConfig:
+def read_tenant(table: Table, trunks_key: str = "trunk") -> TenantConfig:
     """
+    @param trunks_key: The key of its trunks: C{trunk} in the file,
+        C{trunks} in a tenant object of the API.
     @return: One C{[[tenant]]} with its trunks.
     """
     domain = table.string("domain")
@@ -379,24 +397,20 @@ def read_tenant(table: Table) -> TenantConfig:
     except ValueError as e:
         # Never echo the secret itself.
         raise ConfigError(table.key("signing_secret"), str(e)) from None
-    tokens = []
-    for key, token in table.strings("api_tokens"):
-        if not token or any(c.isspace() or ord(c) < 0x20 for c in token):
-            raise ConfigError(key, "a token must be non-empty, without whitespace or control characters")
-        tokens.append(token)
+    tokens = _tokens(table, "api_tokens")
     networks: list[IPNetwork] = []
     for key, text in table.strings("allowed_sources"):
         try:
             networks.append(ipaddress.ip_network(text, strict=True))
         except ValueError as e:
             raise ConfigError(key, f"{text!r} is not a CIDR network: {e}") from None
-    trunks = [_trunk(t) for t in table.tables("trunk", _TRUNK_KEYS)]
+    trunks = [read_trunk(t) for t in table.tables(trunks_key, _TRUNK_KEYS)]
     seen: dict[str, int] = {}
     for i, trunk in enumerate(trunks):
         if trunk.match in seen:
             raise ConfigError(
-                f"{table.key('trunk')}[{i}].match",
-                f"{trunk.match!r} is already the match of {table.key('trunk')}[{seen[trunk.match]}]",
+                f"{table.key(trunks_key)}[{i}].match",
+                f"{trunk.match!r} is already the match of {table.key(trunks_key)}[{seen[trunk.match]}]",
             )
         seen[trunk.match] = i
     defaults = TenantConfig(domain="", callback_url="", signing_secret="")

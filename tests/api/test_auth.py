@@ -119,15 +119,20 @@ class AuthenticationTests(TenantTestCase):
 
     def test_other_tenants_token(self) -> None:
         """
-        A token of another tenant is refused with 401.
+        A token of another tenant is refused with 403 (SPEC s11: a tenant
+        can never see or touch another's), on an unknown domain as on an
+        existing one: the answer never tells which domains exist.
         """
-        self.assertError(self.client.call("GET", f"/{DOMAIN}/sessions", token=OTHER_TOKEN), 401)
+        other = self.client.call("GET", f"/{DOMAIN}/sessions", token=OTHER_TOKEN)
+        unknown = self.client.call("GET", "/nowhere.example.com/sessions", token=OTHER_TOKEN)
+        self.assertError(other, 403)
+        self.assertEqual(other[1], unknown[1])
 
     def test_unknown_domain(self) -> None:
         """
         An unknown domain answers exactly like a wrong token: 401, not 404.
         """
-        unknown = self.client.call("GET", "/nowhere.example.com/sessions", token=TOKEN)
+        unknown = self.client.call("GET", "/nowhere.example.com/sessions", token="tok-wrong")
         wrong = self.client.call("GET", f"/{DOMAIN}/sessions", token="tok-wrong")
         self.assertError(unknown, 401)
         self.assertEqual(unknown[1], wrong[1])

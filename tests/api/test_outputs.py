@@ -99,11 +99,11 @@ class StartOutputTests(OutputsTestCase):
 
     def test_credentials(self) -> None:
         """
-        No credential, a wrong one or another tenant's answers 401; that tenant's own route works with its token.
+        No credential or a wrong one answers 401, another tenant's 403; that tenant's own route works with its token.
         """
-        for token in (None, "tok-wrong", OTHER_TOKEN):
+        for token, status in ((None, 401), ("tok-wrong", 401), (OTHER_TOKEN, 403)):
             with self.subTest(token=token):
-                self.assertError(self.start("startstream", token=token, url=STREAM_URL), 401)
+                self.assertError(self.start("startstream", token=token, url=STREAM_URL), status)
         code, body, _ = self.client.call(
             "POST", f"/{OTHER_DOMAIN}/startrecording", token=OTHER_TOKEN, body={"sessionId": "ses_other"}
         )
@@ -193,14 +193,14 @@ class StopOutputTests(OutputsTestCase):
 
     def test_other_tenant(self) -> None:
         """
-        Another tenant's session answers 404, its token 401; its outputs are untouched.
+        Another tenant's session answers 404, its domain with our token 403; its outputs are untouched.
         """
         self.other_runner.order_output("stream", None)
         self.assertError(
             self.client.call("POST", f"/{DOMAIN}/stopstream", body={"sessionId": "ses_other"}), 404, "sessionId"
         )
         self.assertError(
-            self.client.call("POST", f"/{OTHER_DOMAIN}/stopstream", body={"sessionId": "ses_other"}), 401
+            self.client.call("POST", f"/{OTHER_DOMAIN}/stopstream", body={"sessionId": "ses_other"}), 403
         )
         self.assertEqual(self.other_runner.calls, [])
 
@@ -286,7 +286,7 @@ class PauseResumeTests(OutputsTestCase):
 
     def test_session_and_credentials(self) -> None:
         """
-        A missing sessionId answers 400, another tenant's session 404, another tenant's token 401.
+        A missing sessionId answers 400, another tenant's session 404, another tenant's token 403.
         """
         for action in ("pause", "resume"):
             with self.subTest(action):
@@ -296,7 +296,7 @@ class PauseResumeTests(OutputsTestCase):
                 )
                 self.assertError(
                     self.client.call("POST", f"/{DOMAIN}/{action}", token=OTHER_TOKEN, body={"sessionId": "ses_test1"}),
-                    401,
+                    403,
                 )
         self.assertEqual((self.runner.calls, self.other_runner.calls), ([], []))
 
@@ -336,12 +336,12 @@ class RecordingFileTests(OutputsTestCase):
 
     def test_credentials(self) -> None:
         """
-        Without a credential, or with another tenant's, GET and DELETE answer 401 and the file stays.
+        Without a credential (401), or with another tenant's (403), GET and DELETE are refused and the file stays.
         """
-        for token in (None, OTHER_TOKEN):
+        for token, status in ((None, 401), (OTHER_TOKEN, 403)):
             with self.subTest(token=token):
-                self.assertError(self.client.call("GET", f"/{DOMAIN}/recordings/{REC_ID}", token=token), 401)
-                self.assertError(self.client.call("DELETE", f"/{DOMAIN}/recordings/{REC_ID}", token=token), 401)
+                self.assertError(self.client.call("GET", f"/{DOMAIN}/recordings/{REC_ID}", token=token), status)
+                self.assertError(self.client.call("DELETE", f"/{DOMAIN}/recordings/{REC_ID}", token=token), status)
         self.assertTrue(os.path.exists(self.path))
 
     def test_delete(self) -> None:

@@ -150,14 +150,14 @@ class TrunkRouteTests(SynchronousTestCase):
 
     def test_refusals(self) -> None:
         """
-        Unknown trunk: 404 naming it; no or another tenant's credential: 401; a server without trunk routes: 503.
+        Unknown trunk: 404 naming it; no credential: 401, another tenant's: 403; a server without trunk routes: 503.
         """
         for method, template in (("get", TRUNK_PATHS[0]), ("post", TRUNK_PATHS[1])):
             answer = self.exchange(method, template, 404, match="nobody")
             self.assertEqual(answer["field"], "match")
             self.assertIn("'nobody'", answer["error"])
             self.exchange(method, template, 401, token=None)
-            self.exchange(method, template, 401, token=OTHER_TOKEN)
+            self.exchange(method, template, 403, token=OTHER_TOKEN)
             self.exchange(method, template, 503, client=self.bare)
 
     def test_every_documented_answer(self) -> None:
