@@ -500,6 +500,15 @@ def build_service(
             },
         )
     )
+    # SPEC s11: every applied change, by who made it.
+    api.metrics_registry.register(
+        LabelledCounter(
+            "aiconnect_config_changes",
+            "Configuration changes applied: provisioning API (admin, tenant) and SIGHUP reloads",
+            "source",
+            lambda: dict(provisioning.changes),
+        )
+    )
     site = Site(api.app.resource())
     site.displayTracebacks = False
     if cfg.api.port:
