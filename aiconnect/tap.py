@@ -386,7 +386,12 @@ def build_service(
     # provisioned ones) is what every path that reads tenants, trunks and
     # limits is given; the file's sockets, ports and paths stay as read.
     tenant_store = SqliteTenantStore(database, clock=reactor.seconds)
-    live = LiveConfig(cfg, Provisioning.stored_tenants(tenant_store, cfg))
+    # SQLite answers at once; the tenants a slower store gives later are
+    # put in force when they arrive.
+    live = LiveConfig(cfg)
+    tenant_store.load().addCallback(
+        lambda documents: live.apply(provisioned={t.domain: t for t in Provisioning.stored_tenants(documents, cfg)})
+    ).addErrback(lambda f: top.log.failure("Provisioning: the stored tenants could not be loaded", f))
     provisioning = Provisioning(live, tenant_store, path=config_path)
     deliverer = EventDeliverer(
         reactor,

@@ -14,9 +14,11 @@ to it.  Secrets are shown as C{"***"}; C{"***"} sent back keeps them.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
 from twisted.web.iweb import IRequest
 
 from aiconnect.api.auth import peer_of
@@ -38,6 +40,27 @@ def _refused(work: Callable[[], T]) -> T:
         return work()
     except ProvisioningError as e:
         raise ApiRequestError(e.status, e.message, e.field) from None
+
+
+def _changed(
+    request: IRequest, change: Coroutine[Any, Any, Any], answer: Callable[[Any], tuple[int, dict[str, Any]]]
+) -> Deferred[bytes]:
+    """
+    Run a change (a coroutine of L{Provisioning}) and answer what
+    C{answer(result)} gives; a L{ProvisioningError} becomes the
+    L{ApiRequestError} the error handlers answer.
+    """
+    from aiconnect.provisioning import ProvisioningError
+
+    def refused(failure: Any) -> Any:
+        error = failure.trap(ProvisioningError) and failure.value
+        raise ApiRequestError(error.status, error.message, error.field)
+
+    def answered(result: Any) -> bytes:
+        status, payload = answer(result)
+        return json_answer(request, status, payload)
+
+    return defer.ensureDeferred(change).addCallbacks(answered, refused)
 
 
 class ProvisioningRoutes:
@@ -70,18 +93,20 @@ class ProvisioningRoutes:
         service = self._service()
         return json_answer(request, 200, {"success": True, "tenant": _refused(lambda: service.tenant(domain))})
 
-    def put_tenant(self, request: IRequest, domain: str) -> bytes:
+    def put_tenant(self, request: IRequest, domain: str) -> Deferred[bytes]:
         who = self._auth.authenticate_admin(request)
         service = self._service()
         body = read_json_object(request)
-        created, shown = _refused(lambda: service.put_tenant(domain, body, who))
-        return json_answer(request, 201 if created else 200, {"success": True, "tenant": shown})
+        return _changed(
+            request,
+            service.put_tenant(domain, body, who),
+            lambda result: (201 if result[0] else 200, {"success": True, "tenant": result[1]}),
+        )
 
-    def delete_tenant(self, request: IRequest, domain: str) -> bytes:
+    def delete_tenant(self, request: IRequest, domain: str) -> Deferred[bytes]:
         who = self._auth.authenticate_admin(request)
         service = self._service()
-        _refused(lambda: service.delete_tenant(domain, who))
-        return json_answer(request, 200, {"success": True, "deleted": domain})
+        return _changed(request, service.delete_tenant(domain, who), lambda _: (200, {"success": True, "deleted": domain}))
 
     # -- a tenant's trunks ------------------------------------------------------
 
@@ -99,16 +124,18 @@ class ProvisioningRoutes:
         service = self._service()
         return json_answer(request, 200, {"success": True, "trunk": _refused(lambda: service.trunk(tenant, match))})
 
-    def put_trunk(self, request: IRequest, domain: str, match: str) -> bytes:
+    def put_trunk(self, request: IRequest, domain: str, match: str) -> Deferred[bytes]:
         tenant, who = self._tenant(request, domain)
         service = self._service()
         body = read_json_object(request)
-        created, shown = _refused(lambda: service.put_trunk(tenant, match, body, who))
-        return json_answer(request, 201 if created else 200, {"success": True, "trunk": shown})
+        return _changed(
+            request,
+            service.put_trunk(tenant, match, body, who),
+            lambda result: (201 if result[0] else 200, {"success": True, "trunk": result[1]}),
+        )
 
-    def delete_trunk(self, request: IRequest, domain: str, match: str) -> bytes:
+    def delete_trunk(self, request: IRequest, domain: str, match: str) -> Deferred[bytes]:
         tenant, who = self._tenant(request, domain)
         service = self._service()
-        _refused(lambda: service.delete_trunk(tenant, match, who))
-        return json_answer(request, 200, {"success": True, "deleted": match})
+        return _changed(request, service.delete_trunk(tenant, match, who), lambda _: (200, {"success": True, "deleted": match}))
 

@@ -6,7 +6,9 @@ L{Provisioning}: what the provisioning API and C{SIGHUP} change (SPEC s11).
   validated by the file's own code (L{aiconnect.config.documents}), checked
   against every other tenant, stored (L{TenantStore}) and only then put in
   force (L{LiveConfig}): a refused or failed change leaves both as they
-  were.  Tenants of the file are read-only here (409).
+  were.  Tenants of the file are read-only here (409).  Changes are
+  coroutines (the store is asynchronous) and run one at a time, each
+  validated against the state the previous one left.
 - L{Provisioning.reload} re-reads the file: tenants, trunks, limits and
   C{[api] admin_tokens} are applied; other changed keys need new sockets or
   a restart and are named in the log line, not applied.
@@ -20,6 +22,7 @@ import dataclasses
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from twisted.internet.defer import DeferredLock
 from twisted.logger import Logger
 
 from aiconnect.config import Config, TenantConfig, load, normalize_domain
@@ -109,18 +112,21 @@ class Provisioning:
         self.path = path
         self._loader = loader
         self.changes = {"admin": 0, "tenant": 0, "reload": 0}
+        self._lock = DeferredLock()
 
     # -- start-up -------------------------------------------------------------
 
     @classmethod
-    def stored_tenants(cls, store: TenantStore, file: Config) -> list[TenantConfig]:
+    def stored_tenants(cls, documents: list[dict[str, Any]], file: Config) -> list[TenantConfig]:
         """
         The stored tenants that can be put in force with C{file}: one that
         no longer validates (a key file gone ...) or that conflicts with
         the file is logged and left out (it stays stored).
+
+        @param documents: What L{TenantStore.load} gave.
         """
         accepted: dict[str, TenantConfig] = {}
-        for document in store.load():
+        for document in documents:
             domain = document.get("domain")
             try:
                 tenant = tenant_from_document(document)
@@ -171,7 +177,7 @@ class Provisioning:
                 409, "this tenant is defined in the configuration file: change it there (read-only through the API)", "domain"
             )
 
-    def put_tenant(self, domain: str, body: Mapping[str, Any], who: str) -> tuple[bool, dict[str, Any]]:
+    async def put_tenant(self, domain: str, body: Mapping[str, Any], who: str) -> tuple[bool, dict[str, Any]]:
         """
         Create or replace a provisioned tenant.
 
@@ -183,6 +189,10 @@ class Provisioning:
             the file or a domain that differs from the path's, 503 when it
             could not be stored.
         """
+        async with self._lock:
+            return await self._put_tenant(domain, body, who)
+
+    async def _put_tenant(self, domain: str, body: Mapping[str, Any], who: str) -> tuple[bool, dict[str, Any]]:
         sent = dict(body)
         sent.setdefault("domain", domain)
         stored = self.live.provisioned.get(normalize_domain(domain))
@@ -196,22 +206,23 @@ class Provisioning:
         old = self.live.provisioned.get(tenant.domain)
         if old is None and len(self.live.provisioned) >= MAX_TENANTS:
             raise ProvisioningError(409, f"at most {MAX_TENANTS} provisioned tenants", "domain")
-        return old is None, self._commit(tenant, old, "admin", who)
+        return old is None, await self._commit(tenant, old, "admin", who)
 
-    def delete_tenant(self, domain: str, who: str) -> None:
+    async def delete_tenant(self, domain: str, who: str) -> None:
         """
         Delete a provisioned tenant (live calls keep it until they end).
 
         @raise ProvisioningError: 404 unknown, 409 a tenant of the file,
             503 when it could not be stored.
         """
-        tenant = self._in_force(domain)
-        self._writable(tenant.domain)
-        self._store(lambda: self.store.delete(tenant.domain))
-        provisioned = dict(self.live.provisioned)
-        del provisioned[tenant.domain]
-        self.live.apply(provisioned=provisioned)
-        self._changed("admin", who, "tenant {domain} deleted", domain=tenant.domain)
+        async with self._lock:
+            tenant = self._in_force(domain)
+            self._writable(tenant.domain)
+            await self._store(lambda: self.store.delete(tenant.domain))
+            provisioned = dict(self.live.provisioned)
+            del provisioned[tenant.domain]
+            self.live.apply(provisioned=provisioned)
+            self._changed("admin", who, "tenant {domain} deleted", domain=tenant.domain)
 
     # -- trunks (the tenant) ----------------------------------------------------
 
@@ -232,7 +243,7 @@ class Provisioning:
         current = self._in_force(tenant.domain)
         return [redacted(trunk_document(t)) for t in current.trunks]
 
-    def put_trunk(self, tenant: TenantConfig, match: str, body: Mapping[str, Any], who: str) -> tuple[bool, dict[str, Any]]:
+    async def put_trunk(self, tenant: TenantConfig, match: str, body: Mapping[str, Any], who: str) -> tuple[bool, dict[str, Any]]:
         """
         Create or replace one trunk of a provisioned tenant.
 
@@ -240,6 +251,10 @@ class Provisioning:
         @raise ProvisioningError: 400 naming the field, 409 for a tenant of
             the file, 503 when it could not be stored.
         """
+        async with self._lock:
+            return await self._put_trunk(tenant, match, body, who)
+
+    async def _put_trunk(self, tenant: TenantConfig, match: str, body: Mapping[str, Any], who: str) -> tuple[bool, dict[str, Any]]:
         current = self._in_force(tenant.domain)
         self._writable(current.domain)
         sent = dict(body)
@@ -262,40 +277,41 @@ class Provisioning:
             new = tenant_from_document(document)
         except ConfigError as e:
             raise _bad(e) from None
-        self._commit(new, current, "tenant", who, trunk=match)
+        await self._commit(new, current, "tenant", who, trunk=match)
         return old_trunk is None, redacted(trunk_document(trunk))
 
-    def delete_trunk(self, tenant: TenantConfig, match: str, who: str) -> None:
+    async def delete_trunk(self, tenant: TenantConfig, match: str, who: str) -> None:
         """
         Delete one trunk of a provisioned tenant (forwards already placed on
         it are not touched).
 
         @raise ProvisioningError: 404 unknown, 409 a tenant of the file.
         """
-        current = self._in_force(tenant.domain)
-        if current.trunk_for(match) is None:
-            raise ProvisioningError(404, "unknown trunk", "match")
-        self._writable(current.domain)
-        new = dataclasses.replace(current, trunks=tuple(t for t in current.trunks if t.match != match))
-        self._commit(new, current, "tenant", who, trunk=match, deleted=True)
+        async with self._lock:
+            current = self._in_force(tenant.domain)
+            if current.trunk_for(match) is None:
+                raise ProvisioningError(404, "unknown trunk", "match")
+            self._writable(current.domain)
+            new = dataclasses.replace(current, trunks=tuple(t for t in current.trunks if t.match != match))
+            await self._commit(new, current, "tenant", who, trunk=match, deleted=True)
 
     # -- applying ---------------------------------------------------------------
 
-    def _store(self, write: Callable[[], Any]) -> None:
+    async def _store(self, write: Callable[[], Any]) -> None:
         try:
-            write()
+            await write()
         except Exception as e:
             self.log.error("Provisioning: the change could not be stored: {reason}", reason=str(e) or type(e).__name__)
             raise ProvisioningError(503, "the change could not be stored; nothing changed") from None
 
-    def _commit(self, tenant: TenantConfig, old: TenantConfig | None, kind: str, who: str,
+    async def _commit(self, tenant: TenantConfig, old: TenantConfig | None, kind: str, who: str,
                 trunk: str | None = None, deleted: bool = False) -> dict[str, Any]:
         try:
             compose(self.live.file, self.live.provisioned, tenant)
         except ConfigError as e:
             raise _bad(e) from None
         document = tenant_document(tenant)
-        self._store(lambda: self.store.put(tenant.domain, document))
+        await self._store(lambda: self.store.put(tenant.domain, document))
         self.live.apply(provisioned={**self.live.provisioned, tenant.domain: tenant})
         if trunk is not None:
             before = {t["match"]: t for t in tenant_document(old)["trunks"]} if old is not None else {}

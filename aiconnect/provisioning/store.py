@@ -7,9 +7,11 @@ scale-out issue puts PostgreSQL there) without the rest knowing.
 L{SqliteTenantStore} keeps them in the events database (C{[events]
 database}), one row per tenant holding its tenant object as JSON (secrets
 included: the database file is as private as the configuration file).
-Every write is its own transaction, committed before it returns: an API
-answer of 200 means the change survives a restart, and a failed write
-changes nothing.
+Every write is its own transaction, committed before its Deferred fires:
+an API answer of 200 means the change survives a restart, and a failed
+write changes nothing.  The interface is asynchronous (each method returns
+a Deferred) so that a networked database fits behind it without blocking
+the reactor; SQLite answers at once (an already-fired Deferred).
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from typing import Any, Protocol
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
 
 from aiconnect.webhooks.database import DatabaseUser, EventDatabase
 
@@ -36,21 +41,21 @@ class TenantStore(Protocol):
     The storage interface of provisioned tenants.
     """
 
-    def load(self) -> list[dict[str, Any]]:
+    def load(self) -> Deferred[list[dict[str, Any]]]:
         """
         @return: Every stored tenant object, in domain order.
         """
 
-    def put(self, domain: str, document: dict[str, Any]) -> None:
+    def put(self, domain: str, document: dict[str, Any]) -> Deferred[None]:
         """
-        Store (or replace) one tenant object, durably, before returning.
+        Store (or replace) one tenant object, durably, before firing.
 
-        @raise Exception: If it could not be stored (nothing changed).
+        @return: Fails if it could not be stored (nothing changed).
         """
 
-    def delete(self, domain: str) -> bool:
+    def delete(self, domain: str) -> Deferred[bool]:
         """
-        Forget one tenant, durably, before returning.
+        Forget one tenant, durably, before firing.
 
         @return: Whether it was stored.
         """
@@ -79,13 +84,22 @@ class SqliteTenantStore(DatabaseUser):
         with database.transaction() as db:
             db.execute(_SCHEMA)
 
-    def load(self) -> list[dict[str, Any]]:
+    def load(self) -> Deferred[list[dict[str, Any]]]:
+        return defer.maybeDeferred(self._load)
+
+    def put(self, domain: str, document: dict[str, Any]) -> Deferred[None]:
+        return defer.maybeDeferred(self._put, domain, document)
+
+    def delete(self, domain: str) -> Deferred[bool]:
+        return defer.maybeDeferred(self._delete, domain)
+
+    def _load(self) -> list[dict[str, Any]]:
         database = self._events_db()
         database.flush()
         rows = database.connection().execute("SELECT document FROM provisioned_tenants ORDER BY domain").fetchall()
         return [json.loads(row[0]) for row in rows]
 
-    def put(self, domain: str, document: dict[str, Any]) -> None:
+    def _put(self, domain: str, document: dict[str, Any]) -> None:
         data = json.dumps(document, separators=(",", ":"), sort_keys=True)
         with self._events_db().transaction() as db:
             db.execute(
@@ -94,7 +108,7 @@ class SqliteTenantStore(DatabaseUser):
                 (domain, data, self._clock()),
             )
 
-    def delete(self, domain: str) -> bool:
+    def _delete(self, domain: str) -> bool:
         with self._events_db().transaction() as db:
             cursor = db.execute("DELETE FROM provisioned_tenants WHERE domain = ?", (domain,))
         return bool(cursor.rowcount)

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from twisted.internet.defer import ensureDeferred
+
 from aiconnect.config import Config, load_string
 
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -58,3 +60,22 @@ def tenant_object(domain: str = "api.example.com", **changes: Any) -> dict[str, 
     }
     document.update(changes)
     return document
+
+
+def done(test: Any, work: Any) -> Any:
+    """
+    @param work: A coroutine or Deferred that must have finished already
+        (SQLite answers at once).
+    @return: Its result.
+    """
+    return test.successResultOf(ensureDeferred(work))
+
+
+def refused(test: Any, work: Any) -> Any:
+    """
+    @param work: A change that must have been refused already.
+    @return: The L{ProvisioningError}.
+    """
+    from aiconnect.provisioning import ProvisioningError
+
+    return test.failureResultOf(ensureDeferred(work), ProvisioningError).value

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from aiconnect.provisioning import SqliteTenantStore
 from aiconnect.webhooks.database import EventDatabase
 from aiconnect.webhooks.outbox import EventOutbox
-from tests.provisioning.support import tenant_object
+from tests.provisioning.support import done, tenant_object
 
 
 class StoreTests(SynchronousTestCase):
@@ -33,14 +33,14 @@ class StoreTests(SynchronousTestCase):
         """
         store = SqliteTenantStore(self.path, clock=self.clock.seconds)
         self.addCleanup(store.close)
-        store.put("b.example.com", tenant_object("b.example.com"))
-        store.put("a.example.com", tenant_object("a.example.com"))
-        store.put("b.example.com", tenant_object("b.example.com", callback_timeout=2.0))
-        self.assertEqual([d["domain"] for d in store.load()], ["a.example.com", "b.example.com"])
-        self.assertEqual(store.load()[1]["callback_timeout"], 2.0)
-        self.assertTrue(store.delete("a.example.com"))
-        self.assertFalse(store.delete("a.example.com"))
-        self.assertEqual([d["domain"] for d in store.load()], ["b.example.com"])
+        done(self, store.put("b.example.com", tenant_object("b.example.com")))
+        done(self, store.put("a.example.com", tenant_object("a.example.com")))
+        done(self, store.put("b.example.com", tenant_object("b.example.com", callback_timeout=2.0)))
+        self.assertEqual([d["domain"] for d in done(self, store.load())], ["a.example.com", "b.example.com"])
+        self.assertEqual(done(self, store.load())[1]["callback_timeout"], 2.0)
+        self.assertTrue(done(self, store.delete("a.example.com")))
+        self.assertFalse(done(self, store.delete("a.example.com")))
+        self.assertEqual([d["domain"] for d in done(self, store.load())], ["b.example.com"])
 
     def test_committed_before_put_returns(self) -> None:
         """
@@ -53,7 +53,7 @@ class StoreTests(SynchronousTestCase):
         store = SqliteTenantStore(database, clock=self.clock.seconds)
         self.addCleanup(outbox.close)
         self.addCleanup(store.close)
-        store.put("a.example.com", tenant_object())
+        done(self, store.put("a.example.com", tenant_object()))
         other = sqlite3.connect(self.path)
         self.addCleanup(other.close)
         rows = other.execute("SELECT domain FROM provisioned_tenants").fetchall()
@@ -64,11 +64,11 @@ class StoreTests(SynchronousTestCase):
         A new store on the same file (a restart) loads what was stored.
         """
         store = SqliteTenantStore(self.path, clock=self.clock.seconds)
-        store.put("a.example.com", tenant_object())
+        done(self, store.put("a.example.com", tenant_object()))
         store.close()
         again = SqliteTenantStore(self.path, clock=self.clock.seconds)
         self.addCleanup(again.close)
-        self.assertEqual(again.load(), [tenant_object()])
+        self.assertEqual(done(self, again.load()), [tenant_object()])
 
     def test_closed(self) -> None:
         """
@@ -76,4 +76,4 @@ class StoreTests(SynchronousTestCase):
         """
         store = SqliteTenantStore(self.path, clock=self.clock.seconds)
         store.close()
-        self.assertRaises(sqlite3.ProgrammingError, store.put, "a.example.com", tenant_object())
+        self.failureResultOf(store.put("a.example.com", tenant_object()), sqlite3.ProgrammingError)

@@ -14,7 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect import tap
 from aiconnect.config import load
-from tests.provisioning.support import FILE_TOML, tenant_object
+from tests.provisioning.support import FILE_TOML, done, tenant_object
 
 
 class WiringTests(SynchronousTestCase):
@@ -47,12 +47,12 @@ class WiringTests(SynchronousTestCase):
         """
         provisioning = self.top.provisioning
         self.assertIsNone(self.top.srs.config.tenant_for_domain("api.example.com"))
-        provisioning.put_tenant("api.example.com", tenant_object(), "admin")
+        done(self, provisioning.put_tenant("api.example.com", tenant_object(), "admin"))
         self.assertIsNotNone(self.top.srs.config.tenant_for_domain("api.example.com"))
         self.assertIn("api.example.com", self.top.deliverer._tenants)
         self.assertIn("aiforward", [t.match for t in self.top.prober._trunks()])
         self.assertEqual(self.metric("admin"), "1.0")
-        provisioning.delete_tenant("api.example.com", "admin")
+        done(self, provisioning.delete_tenant("api.example.com", "admin"))
         self.assertIsNone(self.top.srs.config.tenant_for_domain("api.example.com"))
         self.assertIn("api.example.com", self.top.deliverer._tenants)
         self.assertEqual(self.metric("admin"), "2.0")
