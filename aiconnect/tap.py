@@ -432,6 +432,8 @@ def build_service(
     top.dialog_store = dialog_store
     RelayService(relay).setServiceParent(top)
     EventDeliveryService(deliverer, outbox).setServiceParent(top)
+    from aiconnect.views import count_live_outputs
+
     stats = {
         "sip_transport": lambda: sip.transport.stats,
         "sip_transactions": lambda: sip.txlayer.stats,
@@ -442,13 +444,23 @@ def build_service(
         "trunk_health": lambda: {"targets": len(health), **health.stats, "probe": prober.stats},
         "outputs": lambda: outputs.stats,
         "sessions": registry.counts,
+        "live": lambda: count_live_outputs(registry),
         "rtp": relay.stats,
-        "events": lambda: {"outbox": outbox.stats, "delivery": deliverer.stats, "database": database.stats},
+        "events": lambda: {
+            "outbox": outbox.stats,
+            "delivery": deliverer.stats,
+            "database": database.stats,
+            "backlog": deliverer.pending,
+        },
         "newcall": lambda: new_call.stats,
         "recovery": lambda: {"journal": journal.stats, "restart": recovery.stats},
     }
     api = ApiServer(cfg, registry=registry, reactor=reactor, stats_providers=stats, trunks=trunk_routes)
-    from aiconnect.api.metrics import LabelledCounter
+    from aiconnect.api.metrics import LabelledCounter, PrometheusMetrics
+
+    # Histograms and labelled counters, observed where things happen.
+    metrics = PrometheusMetrics(api.metrics_registry, lambda domain: srs.config.tenant_for_domain(domain) is not None)
+    srs.metrics = new_call.metrics = deliverer.metrics = metrics
 
     # The 503s sent to new INVITEs, by cause (docs/overload.md).
     api.metrics_registry.register(
@@ -470,6 +482,9 @@ def build_service(
     if cfg.api.port:
         api_service = TcpListenerService("api", reactor, cfg.api.port, site, cfg.api.host)
         api_service.setServiceParent(top)
+    from aiconnect.api.readiness import service_checks
+
+    api.readiness = service_checks(cfg.sip, sip, api_service if cfg.api.port else None, database, srs)
     top.sip = sip
     top.srs = srs
     top.registry = registry
