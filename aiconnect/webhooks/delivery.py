@@ -463,7 +463,7 @@ class EventDeliverer:
         d.addErrback(self._bug, event.event_id)
 
     def _observe_round_trip(self, result: Any, tenant: str, sent: float) -> Any:
-        if not (isinstance(result, Failure) and result.check(defer.CancelledError)):
+        if not (isinstance(result, Failure) and describe_failure(result) == "cancelled"):
             self.metrics.observe_webhook(self._reactor.seconds() - sent, WEBHOOK_EVENT, tenant)
         return result
 

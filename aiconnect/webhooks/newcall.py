@@ -118,9 +118,10 @@ class NewCallClient:
             return self._result(url, session_id, self._parse(reply))
 
         def failed(failure: Failure) -> NewCallResult:
-            if not failure.check(defer.CancelledError):
+            error = describe_failure(failure, timeout)
+            if error != "cancelled":
                 self.metrics.observe_webhook(self._reactor.seconds() - now, WEBHOOK_NEW_CALL, getattr(tenant, "domain", ""))
-            return self._result(url, session_id, NewCallResult(None, describe_failure(failure, timeout)), failure)
+            return self._result(url, session_id, NewCallResult(None, error), failure)
 
         def bug(failure: Failure) -> NewCallResult:
             self.log.failure("newCall handling bug", failure, session_id=session_id)
