@@ -9,7 +9,7 @@ counters that never go down, current values gauges that do; the Grafana
 dashboard of C{examples/grafana/} asks only for metric names the service
 exports.
 
-RTP range: 61600-61699.
+RTP range: 61600-61639.
 """
 
 from __future__ import annotations
@@ -32,6 +32,10 @@ DASHBOARD = ROOT / "examples" / "grafana" / "aiconnect-dashboard.json"
 
 #: A one-stream offer; the SRC sends no RTP.
 OFFER = sdp_offer([("96", 40000, 0)])
+
+#: A metric name in the documentation (not a file name such as
+#: C{aiconnect_plugin.py}); a trailing C{_} or C{*} makes it a prefix.
+DOC_NAME = re.compile(r"\baiconnect_[a-z0-9_]*[a-z0-9_*](?![a-z0-9_.]*\.py)")
 
 #: PromQL words that are not metric names: functions, aggregations,
 #: keywords, label names.
@@ -103,7 +107,7 @@ class ServiceMetricsTests(ScenarioCase):
         """
         dead = free_port()
         trunk = '\n  [[tenant.trunk]]\n  match = "aiforward"\n  target = "127.0.0.1:%d"\n  transport = "tcp"\n' % (dead,)
-        app = self.start(tenant=trunk, rtp_pairs=50)
+        app = self.start(tenant=trunk, rtp_pairs=20)
         app.answer = {"startSIPRecForward": ORDER}
         src = self.src()
         await src.call(OFFER)
@@ -183,3 +187,21 @@ class ServiceMetricsTests(ScenarioCase):
             names = metric_names(expr)
             self.assertTrue(names, expr)
             self.assertEqual(names - exported, set(), expr)
+
+    async def test_documented_names_exported(self) -> None:
+        """
+        Every metric name docs/*.md and README.rst mention is exported by the service after a call (a name ending in _ or * as a prefix; a histogram by its _count).
+        """
+        _, after = await self.call_with_failed_forward()
+        exported = set(scrape_names(after))
+        texts = [p.read_text() for p in sorted((ROOT / "docs").glob("*.md"))] + [(ROOT / "README.rst").read_text()]
+        names = {name for text in texts for name in DOC_NAME.findall(text)}
+        self.assertIn("aiconnect_call_setup_seconds", names)
+        missing = []
+        for name in sorted(names):
+            if name.endswith(("_", "*")):
+                if not any(e.startswith(name.rstrip("*")) for e in exported):
+                    missing.append(name)
+            elif name not in exported and name + "_count" not in exported:
+                missing.append(name)
+        self.assertEqual(missing, [])
