@@ -343,15 +343,27 @@ class PrometheusMetrics:
         return domain
 
     def observe_setup(self, seconds: float, tenant: str, transport: str) -> None:
+        """
+        An inbound call answered: L{MetricsRecorder.observe_setup<aiconnect.metrics_recorder.MetricsRecorder.observe_setup>}.
+        """
         label = transport.lower() if transport.lower() in TRANSPORTS else "other"
         self.setup.labels(self.tenant_label(tenant), label).observe(max(0.0, seconds))
 
     def observe_webhook(self, seconds: float, kind: str, tenant: str) -> None:
+        """
+        A webhook round trip ended: L{MetricsRecorder.observe_webhook<aiconnect.metrics_recorder.MetricsRecorder.observe_webhook>}.
+        """
         label = kind if kind in (WEBHOOK_NEW_CALL, WEBHOOK_EVENT) else "other"
         self.webhook.labels(label, self.tenant_label(tenant)).observe(max(0.0, seconds))
 
     def observe_event_age(self, seconds: float, tenant: str) -> None:
+        """
+        An event delivered: L{MetricsRecorder.observe_event_age<aiconnect.metrics_recorder.MetricsRecorder.observe_event_age>}.
+        """
         self.event_age.labels(self.tenant_label(tenant)).observe(max(0.0, seconds))
 
     def count_forward_failure(self, reason: str, status: int | None, tenant: str) -> None:
+        """
+        A forward failed: L{MetricsRecorder.count_forward_failure<aiconnect.metrics_recorder.MetricsRecorder.count_forward_failure>}.
+        """
         self.forward_failures.labels(forward_failure_cause(reason, status), self.tenant_label(tenant)).inc()
