@@ -499,6 +499,9 @@ class Call:
 
     def _failed(self, info: ForwardInfo, fact: ForwardFailed) -> list[Action]:
         info.state = ForwardState.FAILED
+        if fact.target is not None:
+            # The session API shows the target it last tried.
+            info.target = fact.target
         return [
             Emit(
                 events.SiprecForwardFailed(

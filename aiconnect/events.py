@@ -335,7 +335,8 @@ class SiprecForwardStarted(ForwardEvent):
     """
     C{SIPRECFORWARDSTARTED}: the SRS answered 200 and was ACKed.
 
-    @ivar target: The target actually used, C{sip:host:port;transport=x}.
+    @ivar target: The target actually used, C{host:port;transport=x}
+        (L{aiconnect.siprec.dialer.peer_text}).
     @ivar codec: C{PCMA} or C{PCMU}.
     @ivar srtp: Whether media towards the SRS is SRTP.
     """

@@ -56,6 +56,7 @@ from aiconnect.legs import (
     OutputLeg,
     SessionJournal,
 )
+from aiconnect.metrics_recorder import NULL_METRICS, MetricsRecorder
 
 __all__ = ["CallRunner"]
 
@@ -113,6 +114,7 @@ class CallRunner:
     @ivar legs: forward id -> L{ForwardLeg}.
     @ivar output_legs: stream / recording id -> L{OutputLeg}.
     @ivar finishers: told once, in order, when the session ended.
+    @ivar metrics: where failed forwards are counted.
     """
 
     log = Logger()
@@ -126,8 +128,10 @@ class CallRunner:
         leg_factory: LegFactory | None = None,
         journal: SessionJournal | None = None,
         output_factory: OutputFactory | None = None,
+        metrics: MetricsRecorder = NULL_METRICS,
     ) -> None:
         self.call = call
+        self.metrics = metrics
         self.clock = clock
         self.sink = sink
         self.media = media
@@ -411,6 +415,8 @@ class CallRunner:
             self.sink.emit(event.tenant, event.session_id, event.to_json())
         except Exception:
             self.log.failure("event sink failed session_id={session_id}", session_id=self.call.session_id)
+        if isinstance(event, events.SiprecForwardFailed):
+            self.metrics.count_forward_failure(event.reason, event.status, event.tenant)
         if isinstance(event, events.SessionStarted):
             self.log.info(
                 "session started session_id={session_id} call_id={call_id}",

@@ -458,6 +458,8 @@ def build_service(
     top.dialog_store = dialog_store
     RelayService(relay).setServiceParent(top)
     EventDeliveryService(deliverer, outbox).setServiceParent(top)
+    from aiconnect.views import count_live_outputs
+
     stats = {
         "sip_transport": lambda: sip.transport.stats,
         "sip_transactions": lambda: sip.txlayer.stats,
@@ -468,8 +470,14 @@ def build_service(
         "trunk_health": lambda: {"targets": len(health), **health.stats, "probe": prober.stats},
         "outputs": lambda: outputs.stats,
         "sessions": registry.counts,
+        "live": lambda: count_live_outputs(registry),
         "rtp": relay.stats,
-        "events": lambda: {"outbox": outbox.stats, "delivery": deliverer.stats, "database": database.stats},
+        "events": lambda: {
+            "outbox": outbox.stats,
+            "delivery": deliverer.stats,
+            "database": database.stats,
+            "backlog": deliverer.pending,
+        },
         "newcall": lambda: new_call.stats,
         "recovery": lambda: {"journal": journal.stats, "restart": recovery.stats},
     }
@@ -488,7 +496,11 @@ def build_service(
         overload.detector.cpu_threshold = new.limits.overload_cpu
 
     live.listen(configuration_changed)
-    from aiconnect.api.metrics import LabelledCounter
+    from aiconnect.api.metrics import LabelledCounter, PrometheusMetrics
+
+    # Histograms and labelled counters, observed where things happen.
+    metrics = PrometheusMetrics(api.metrics_registry, lambda domain: srs.config.tenant_for_domain(domain) is not None)
+    srs.metrics = new_call.metrics = deliverer.metrics = metrics
 
     # The 503s sent to new INVITEs, by cause (docs/overload.md).
     api.metrics_registry.register(
@@ -519,6 +531,9 @@ def build_service(
     if cfg.api.port:
         api_service = TcpListenerService("api", reactor, cfg.api.port, site, cfg.api.host)
         api_service.setServiceParent(top)
+    from aiconnect.api.readiness import service_checks
+
+    api.readiness = service_checks(cfg.sip, sip, api_service if cfg.api.port else None, database, srs)
     top.sip = sip
     top.srs = srs
     top.registry = registry

@@ -9,12 +9,16 @@ This module imports nothing from Twisted.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from aiconnect import events
+from aiconnect.call_facts import LIVE_FORWARD_STATES
+from aiconnect.call_outputs import LIVE_OUTPUT_STATES
 from aiconnect.text import clean_json
 
 __all__ = [
+    "count_live_outputs",
     "describe_forward",
     "describe_output",
     "describe_participants",
@@ -166,6 +170,32 @@ def summarize_session(session: Any) -> dict[str, Any]:
         "forwards": len(call.forwards),
         "outputs": len(call.outputs),
     }
+
+
+def count_live_outputs(sessions: Iterable[Any]) -> dict[str, dict[str, int]]:
+    """
+    How many forwards, streams and recordings of C{sessions} are in each
+    live state (ordered and not yet stopped or failed; SPEC s12), every
+    state present (0 included): the C{live} gauges of C{/metrics}
+    (C{aiconnect_live_forwards_active} ...).
+
+    @param sessions: L{aiconnect.runner.CallRunner}s (their C{call}).
+    @return: C{{"forwards": {state: n}, "streams": {...}, "recordings": {...}}}.
+    """
+    counts: dict[str, dict[str, int]] = {
+        "forwards": {s.value: 0 for s in sorted(LIVE_FORWARD_STATES, key=lambda s: s.value)},
+        "streams": {s.value: 0 for s in sorted(LIVE_OUTPUT_STATES, key=lambda s: s.value)},
+        "recordings": {s.value: 0 for s in sorted(LIVE_OUTPUT_STATES, key=lambda s: s.value)},
+    }
+    for session in sessions:
+        call = session.call
+        for forward in call.forwards.values():
+            if forward.state in LIVE_FORWARD_STATES:
+                counts["forwards"][forward.state.value] += 1
+        for output in call.outputs.values():
+            if output.state in LIVE_OUTPUT_STATES:
+                counts[output.kind + "s"][output.state.value] += 1
+    return counts
 
 
 def new_call_payload(call: Any) -> dict[str, Any]:

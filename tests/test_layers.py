@@ -31,7 +31,7 @@ PACKAGE = ROOT / "aiconnect"
 #: the adapters named further up.  A module no entry matches fails the test:
 #: place new modules here.
 LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("base", ("aiconnect", "aiconnect.errors", "aiconnect.text", "aiconnect.timers")),
+    ("base", ("aiconnect", "aiconnect.errors", "aiconnect.text", "aiconnect.timers", "aiconnect.metrics_recorder")),
     (
         "pure cores",
         (

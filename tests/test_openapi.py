@@ -467,6 +467,7 @@ class ResponseConformanceTests(SynchronousTestCase):
         self.files = FakeRecordingFiles(self)
         outputs = ApiServer(self.config, FakeRunnerRegistry(self.runner), reactor=Clock(), recording_files=self.files)
         self.outputs_treq = StubTreq(outputs.app.resource())
+        self.outputs_server = outputs
         self.covered: set[tuple[str, str, str]] = set()
 
     def exchange(
@@ -522,6 +523,9 @@ class ResponseConformanceTests(SynchronousTestCase):
         ok_order = {"sessionId": "ses_test1", "uri": FORWARD_URI}
         too_large = json.dumps({"sessionId": "ses_test1", "pad": "x" * MAX_BODY}).encode()
         self.exchange("get", "/health", 200)
+        self.exchange("get", "/ready", 200)
+        self.outputs_server.readiness = {"sip": lambda: None, "database": lambda: "not writable: disk I/O error"}
+        self.assertEqual(self.exchange("get", "/ready", 503)["notReady"], ["database"])
         metrics = self.exchange("get", "/metrics", 200)
         self.assertIn("aiconnect_registry_active 2.0\n", metrics)
         self.exchange("get", "/openapi.json", 200)

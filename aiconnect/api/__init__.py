@@ -10,8 +10,8 @@ C{treq.testing.StubTreq} for tests, with no port and no reactor.
 
 Routes:
 
-    - C{GET /health}, C{GET /metrics} (Prometheus), C{GET /openapi.json}:
-      no credential;
+    - C{GET /health}, C{GET /ready} (L{readiness}), C{GET /metrics}
+      (Prometheus), C{GET /openapi.json}: no credential;
     - C{GET /{domain}/sessions}, C{GET /{domain}/sessions/{sessionId}},
       C{POST /{domain}/startsiprecforward}, C{POST
       /{domain}/stopsiprecforward}, and C{POST /{domain}/startstream},
@@ -26,7 +26,9 @@ a C{KeyError}, 405 for a wrong method, and 500 (logged) for our own bugs.
 
 The package's rooms: L{routes} (L{ApiServer}: the routes and the error
 mapping), L{jsonio} (request bodies in, JSON answers out), L{auth} (bearer
-credentials), L{metrics} (stats providers as Prometheus gauges) and
+credentials), L{metrics} (stats providers as Prometheus counters and gauges, the
+histograms of L{PrometheusMetrics<metrics.PrometheusMetrics>}),
+L{readiness} (the checks of C{/ready}) and
 L{openapi} (the OpenAPI 3.1 document, L{OPENAPI}, the reviewed file
 C{openapi.json} shipped with the package; C{python -m aiconnect.api}
 prints it).  The JSON shapes of sessions are in L{aiconnect.views}.

@@ -16,7 +16,7 @@ ways.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from types import ModuleType
+from types import MappingProxyType, ModuleType
 from typing import Any
 
 from klein import Klein
@@ -35,6 +35,7 @@ from aiconnect.api.jsonio import ApiRequestError, error_answer, json_answer, rea
 from aiconnect.api.metrics import StatsCollector, StatsProvider, register_build_info
 from aiconnect.api.openapi import OPENAPI
 from aiconnect.api.provisioning import ProvisioningRoutes
+from aiconnect.api.readiness import ReadinessCheck, run_checks
 from aiconnect.api.outputs import (
     KINDS,
     check_fields,
@@ -184,6 +185,28 @@ class ApiServer:
         @return: 200 C{{"status": "ok", "version": <version>}}.
         """
         return json_answer(request, 200, {"status": "ok", "version": __version__})
+
+    #: Name -> check of C{/ready} (L{aiconnect.api.readiness}); the
+    #: service sets its own (L{aiconnect.tap}); none = ready.
+    readiness: Mapping[str, ReadinessCheck] = MappingProxyType({})
+
+    @app.route("/ready", methods=["GET"])
+    def ready(self, request: IRequest) -> bytes:
+        """
+        C{GET /ready}: readiness (load balancers, orchestrators).
+
+        @param request: The request.
+        @return: 200 C{{"ready": true, "checks": {name: "ok"}, "version"}}
+            when every check passes, else 503 with C{"ready": false},
+            C{"notReady"} (the failing checks' names) and each check's
+            text.
+        """
+        checks = run_checks(self.readiness)
+        failing = [name for name, text in checks.items() if text != "ok"]
+        body: dict[str, Any] = {"ready": not failing, "checks": checks, "version": __version__}
+        if failing:
+            body["notReady"] = failing
+        return json_answer(request, 503 if failing else 200, body)
 
     @app.route("/metrics", methods=["GET"])
     def metrics(self, request: IRequest) -> bytes:

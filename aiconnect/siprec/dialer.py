@@ -102,6 +102,14 @@ def peer_text(peer: Peer) -> str:
     return "%s:%d;transport=%s" % (format_host(peer.host), peer.port, peer.transport)
 
 
+def transport_reason(text: str) -> str:
+    """
+    A transport failure as reasons name it: C{transport: <text>}, the
+    prefix once (the transaction layer's reports already carry it).
+    """
+    return text if text.startswith("transport: ") else "transport: " + text
+
+
 @dataclass(frozen=True, slots=True)
 class Dialed:
     """
@@ -388,7 +396,7 @@ class Dialer:
         assert self.peer is not None
         reason = e.reason if e.response is None else "SIP %d %s" % (e.status, e.reason)
         if e.response is None and e.status == 503:
-            reason = "transport: %s" % (e.reason,)
+            reason = transport_reason(e.reason)
         self._report(self.peer, None if shows_alive(e) else reason)
         if e.status in (401, 407) and not self._auth_tried and e.response is not None:
             auth = self._authorization(e.response)

@@ -43,7 +43,7 @@ from aiconnect.sip.uri import host_for_socket, is_ip_address
 from aiconnect.siprec import metadata as md_mod
 from aiconnect.siprec.body import split_body
 from aiconnect.siprec.correlation import copied_headers
-from aiconnect.siprec.dialer import DialCancelled, Dialed, DialFailed, Dialer, peer_text
+from aiconnect.siprec.dialer import DialCancelled, Dialed, DialFailed, Dialer, peer_text, transport_reason
 from aiconnect.siprec.forward_rules import RECEIVING, StableIds, answer_directions, held_streams, inbound_sending
 
 SRTP_SUITE = "AES_CM_128_HMAC_SHA1_80"
@@ -655,7 +655,7 @@ class ForwardLeg:
         reset by the SRS's side: the SRS is lost (SPEC s13).
         """
         if session is self.session:
-            self._lost("transport: %s" % (reason,))
+            self._lost(transport_reason(reason))
 
     def session_request(self, session: InviteSession, tx: Any, request: Request) -> bool:
         """

@@ -40,6 +40,7 @@ from aiconnect.call_mandatory import NewCallDone
 from aiconnect.views import new_call_payload
 from aiconnect.errors import RemoteSipError
 from aiconnect.media.ports import FileDescriptorsExhausted, PortsExhausted
+from aiconnect.metrics_recorder import NULL_METRICS, MetricsRecorder
 from aiconnect.ratelimit import Admission, InviteRateLimiter, UnconfirmedTable
 from aiconnect.text import decode_wire
 from aiconnect.runner import CallRunner
@@ -133,6 +134,9 @@ class SrsService:
         #: The L{aiconnect.call.SessionJournal} given to each call (restart
         #: recovery), or C{None}.
         self.journal: Any = None
+        #: Where call setup times and failed forwards are observed
+        #: (L{aiconnect.api.metrics.PrometheusMetrics}, from the tap).
+        self.metrics: MetricsRecorder = NULL_METRICS
         #: Our Min-SE (RFC 4028 s5): the shortest session interval taken.
         self.min_se = MIN_SE
         self.sdp_address = config.sip.public_address
@@ -294,6 +298,7 @@ class SrsService:
             leg_factory=self.forwarder,
             journal=self.journal,
             output_factory=self.output_factory,
+            metrics=self.metrics,
         )
         try:
             n_alloc = min(n_accept, limits.max_streams_per_call)
@@ -430,6 +435,7 @@ class SrsService:
             runner.feed(InboundEnded(now=self.reactor.seconds(), reason="local"))
             return
         self.stats["answered"] += 1
+        self.metrics.observe_setup(self.reactor.seconds() - call.created, call.tenant.domain, invite.source.transport)
         inbound.session = session
         session.handler = inbound
         runner.inbound = session

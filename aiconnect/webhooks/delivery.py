@@ -36,6 +36,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from aiconnect.metrics_recorder import NULL_METRICS, WEBHOOK_EVENT, MetricsRecorder
 from aiconnect.webhooks.agent import MAX_IN_FLIGHT
 from aiconnect.webhooks.http import Reply, WebhookTarget, backoff, describe_failure, parse_retry_after, post
 from aiconnect.webhooks.outbox import EventOutbox, OutboxEvent
@@ -175,6 +176,9 @@ class EventDeliverer:
             "stale_connection_retries": 0,
             "endpoints_disabled": 0,
         }
+        #: Where round trips and the age of delivered events are observed
+        #: (injected by the tap).
+        self.metrics: MetricsRecorder = NULL_METRICS
 
     # -- control --
 
@@ -448,6 +452,7 @@ class EventDeliverer:
         except Exception:
             self.log.failure("Event deliverer bug while sending", event_id=event.event_id)
             d = defer.fail(RuntimeError("internal error"))
+        d.addBoth(self._observe_round_trip, event.tenant, now)
         lane.request = d
         d.addCallbacks(
             self._on_reply,
@@ -456,6 +461,11 @@ class EventDeliverer:
             errbackArgs=(key, lane, generation, url),
         )
         d.addErrback(self._bug, event.event_id)
+
+    def _observe_round_trip(self, result: Any, tenant: str, sent: float) -> Any:
+        if not (isinstance(result, Failure) and describe_failure(result) == "cancelled"):
+            self.metrics.observe_webhook(self._reactor.seconds() - sent, WEBHOOK_EVENT, tenant)
+        return result
 
     def _bug(self, failure: Failure, event_id: str) -> None:
         self.log.failure("Event deliverer bug", failure, event_id=event_id)
@@ -488,6 +498,7 @@ class EventDeliverer:
             self._outbox.mark_delivered(event, now)
             lane.events.popleft()
             self.stats["delivered"] += 1
+            self.metrics.observe_event_age(now - event.created, event.tenant)
             self.log.debug(
                 "Event {event_id} ({event}) of session {session_id} delivered (attempt {attempts})",
                 tenant=event.tenant,

@@ -25,6 +25,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from aiconnect.events import new_id
+from aiconnect.metrics_recorder import NULL_METRICS, WEBHOOK_NEW_CALL, MetricsRecorder
 from aiconnect.webhooks.http import Reply, WebhookTarget, describe_failure, post
 from aiconnect.webhooks.signing import encode_body, signed_headers
 
@@ -86,6 +87,8 @@ class NewCallClient:
         self._http = http_client
         self._max_body = max_body
         self.stats = {"answered": 0, "timeout": 0, "failed": 0, "stale_connection_retries": 0}
+        #: Where each request's round trip is observed (injected by the tap).
+        self.metrics: MetricsRecorder = NULL_METRICS
 
     def post_new_call(self, tenant: WebhookTarget, payload: Mapping[str, Any], timeout: float) -> Deferred[NewCallResult]:
         """
@@ -111,10 +114,14 @@ class NewCallClient:
             return defer.succeed(self._result(url, session_id, NewCallResult(None, "internal error: %s" % (type(e).__name__,))))
 
         def answered(reply: Reply) -> NewCallResult:
+            self.metrics.observe_webhook(self._reactor.seconds() - now, WEBHOOK_NEW_CALL, getattr(tenant, "domain", ""))
             return self._result(url, session_id, self._parse(reply))
 
         def failed(failure: Failure) -> NewCallResult:
-            return self._result(url, session_id, NewCallResult(None, describe_failure(failure, timeout)), failure)
+            error = describe_failure(failure, timeout)
+            if error != "cancelled":
+                self.metrics.observe_webhook(self._reactor.seconds() - now, WEBHOOK_NEW_CALL, getattr(tenant, "domain", ""))
+            return self._result(url, session_id, NewCallResult(None, error), failure)
 
         def bug(failure: Failure) -> NewCallResult:
             self.log.failure("newCall handling bug", failure, session_id=session_id)

@@ -131,8 +131,8 @@ class InviteRateTests(ScenarioCase):
         self.assertEqual(srs.stats["rate_limited_answered"], len(refused))
         self.assertEqual(srs.stats["rate_limited_dropped"], dropped)
         self.assertEqual(len(self.app.new_calls), served)
-        self.assertEqual(await self.metric("aiconnect_srs_rate_limited_answered"), len(refused))
-        self.assertEqual(await self.metric("aiconnect_srs_rate_limited_dropped"), dropped)
+        self.assertEqual(await self.metric("aiconnect_srs_rate_limited_answered_total"), len(refused))
+        self.assertEqual(await self.metric("aiconnect_srs_rate_limited_dropped_total"), dropped)
 
         # A retransmission (same branch) of a refused INVITE is absorbed by
         # its transaction, not counted as a new INVITE.

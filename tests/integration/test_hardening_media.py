@@ -8,7 +8,7 @@ real RTP sockets on 127.0.0.1.
     m-lines gets ports for the first 4 and port 0 (RFC 3264 s6) for the
     rest, which book no ports; a re-INVITE never takes the session over
     the cap; every such m-line is counted (C{/metrics}:
-    C{aiconnect_rtp_streams_rejected_limit}).
+    C{aiconnect_rtp_streams_rejected_limit_total}).
   - C{[rtp] media_timeout} per stream: a stream silent that long while
     another carries media is closed and its ports released; a later offer
     naming it gets it fresh ports; the session ends (C{mediaTimeout}) only
@@ -138,7 +138,7 @@ class StreamLimitTests(ScenarioCase):
         self.assertEqual([m.port for m in answer_of(resp).media], [ports[0], 0, ports[2], ports[3], ports[1]] + [0] * 7)
         self.assertEqual(self.pairs_in_use(), 4)
         self.assertEqual(len((await self.session(session_id))["media"]["streams"]), 4)
-        self.assertEqual(await self.metric("aiconnect_rtp_streams_rejected_limit"), 6 + 8 + 7)
+        self.assertEqual(await self.metric("aiconnect_rtp_streams_rejected_limit_total"), 6 + 8 + 7)
         await src.bye()
         self.assertEqual(self.pairs_in_use(), 0)
 

@@ -105,7 +105,7 @@ class OverloadTests(ScenarioCase):
         metrics = await self.metrics()
         self.assertIn('aiconnect_invites_refused_total{cause="overload_lag"} %d.0' % (len(refused),), metrics)
         self.assertIn("aiconnect_overload_overloaded 1.0", metrics)
-        self.assertIn("aiconnect_srs_overload_rejected %d.0" % (len(refused),), metrics)
+        self.assertIn("aiconnect_srs_overload_rejected_total %d.0" % (len(refused),), metrics)
         # Only the admitted ones reached the application.
         refused_ids = {_raw_header(m, "Call-ID") for m in refused}
         self.assertEqual(len(self.app.new_calls) - new_calls_before, len(admitted))
