@@ -111,7 +111,7 @@ class ProvisioningServer:
         self.config = dataclasses.replace(file, api=dataclasses.replace(file.api, admin_tokens=admin_tokens))
         self.live = LiveConfig(self.config)
         self.database = os.path.join(temporary_directory(test), "events.sqlite3")
-        self.store = SqliteTenantStore(self.database, clock=lambda: 1764676800.0)
+        self.store = SqliteTenantStore(self.database, clock=lambda: 1764676800.0, busy_timeout=0.05)
         test.addCleanup(self.store.close)
         self.provisioning = Provisioning(self.live, self.store)
         self.treq = StubTreq(ApiServer(self.live, provisioning=self.provisioning, reactor=Clock()).app.resource())

@@ -10,6 +10,9 @@ so is the 403 of every other tenant route.
 from __future__ import annotations
 
 import json
+import re
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 from twisted.logger import formatEvent
@@ -39,6 +42,9 @@ from tests.api.provisioning_support import (
 from tests.openapi_support import component
 
 TENANTS, TENANT, TRUNKS, TRUNK = PROVISIONING_PATHS
+API_DOC = Path(__file__).resolve().parent.parent.parent / "docs" / "api.md"
+#: A key of an example object, and the schema an example with it follows.
+EXAMPLE_SCHEMAS = (("error", "Error"), ("tenant", "TenantResponse"), ("trunk", "TenantTrunkResponse"), ("target", "TenantTrunkRequest"))
 SCHEMAS = OPENAPI["components"]["schemas"]
 
 #: Invalid tenant objects: (why, body or raw bytes, the field the 400
@@ -351,6 +357,22 @@ class ProvisioningRouteTests(SynchronousTestCase):
         for line in failures:
             self.assertNoSecret(line)
 
+    def test_database_locked(self) -> None:
+        """
+        A database another connection holds locked (sqlite3.OperationalError) is a 503 that changes nothing; once free, the same PUT is applied.
+        """
+        before = self.api.snapshot()
+        other = sqlite3.connect(self.api.database, isolation_level=None)
+        self.addCleanup(other.close)
+        other.execute("BEGIN EXCLUSIVE")
+        answer = self.exchange("put", TENANT, 503, body=tenant_body())
+        self.assertNotIn("field", answer)
+        other.execute("ROLLBACK")
+        self.assertUnchanged(before)
+        self.assertIsNone(self.api.live.tenant_for_domain(API_DOMAIN))
+        self.create()
+        self.assertEqual(list(self.api.stored()), [API_DOMAIN])
+
     def test_unavailable(self) -> None:
         """
         A server without provisioning answers every provisioning route 503 (after checking the credential).
@@ -435,6 +457,24 @@ class ProvisioningRouteTests(SynchronousTestCase):
         for path in PROVISIONING_PATHS[:2]:
             for operation in OPENAPI["paths"][path].values():
                 self.assertEqual(operation["security"], [{"adminToken": []}])
+
+    def test_documented_examples(self) -> None:
+        """
+        The JSON examples of docs/api.md's provisioning section parse and match the document's schemas, each answer and request kind shown.
+        """
+        text = API_DOC.read_text(encoding="utf-8")
+        section = text[text.index("## Provisioning (SPEC §11)\n"):]
+        section = section[: section.index("\n## ", 1)]
+        shown = set()
+        for block in re.findall(r"```json\n(.*?)```", section, re.S):
+            example = json.loads(block)
+            name = next(n for key, n in EXAMPLE_SCHEMAS if key in example)
+            shown.add(name)
+            with self.subTest(name):
+                self.assertEqual([e.message for e in component(name).iter_errors(example)], [])
+        self.assertEqual(shown, {"TenantResponse", "TenantTrunkResponse", "TenantTrunkRequest", "Error"})
+        # The anchor docs/configuration.md links to.
+        self.assertIn("api.md#provisioning-spec-11", (API_DOC.parent / "configuration.md").read_text(encoding="utf-8"))
 
     # -- coverage ---------------------------------------------------------------------
 
