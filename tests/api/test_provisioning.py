@@ -10,6 +10,7 @@ so is the 403 of every other tenant route.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 from pathlib import Path
@@ -22,8 +23,9 @@ from aiconnect.api import MAX_BODY, OPENAPI
 from aiconnect.config import sections
 from aiconnect.config.documents import HIDDEN, MAX_TRUNKS, tenant_document, trunk_document
 from aiconnect.config.records import TenantConfig, TrunkConfig
+from aiconnect.provisioning import service
 from aiconnect.sip.peer import TRANSPORTS
-from tests.api.helpers import DOMAIN, OTHER_DOMAIN, OTHER_TOKEN, SECRET, TOKEN
+from tests.api.helpers import DOMAIN, OTHER_DOMAIN, OTHER_TOKEN, SECRET, TOKEN, public_pem, rs256, rsa_key, temporary_directory
 from tests.api.provisioning_support import (
     ADMIN_TOKEN,
     API_DOMAIN,
@@ -238,6 +240,24 @@ class ProvisioningRouteTests(SynchronousTestCase):
         self.exchange("delete", TRUNK, 409, domain=DOMAIN, match="aiforward", token=TOKEN)
         self.assertUnchanged(before)
 
+    def test_limits(self) -> None:
+        """
+        A new tenant beyond the most the API provisions is a 409 (a replaced one is not); a trunk beyond the most a tenant has is a 400 naming trunks.
+        """
+        most = service.MAX_TENANTS
+        service.MAX_TENANTS = 1
+        try:  # restored at once: test_every_documented_answer runs this test among others
+            self.create(trunks=[{"match": f"t{i}", "target": "srs.example.net"} for i in range(MAX_TRUNKS)])
+            before = self.api.snapshot()
+            second = tenant_body(domain="second.example.net", api_tokens=["tok-second-1"])
+            self.assertEqual(self.exchange("put", TENANT, 409, domain="second.example.net", body=second)["field"], "domain")
+            self.assertEqual(self.exchange("put", TRUNK, 400, match="one-more", token=API_TOKEN, body={"target": "h"})["field"], "trunks")
+            self.assertUnchanged(before)
+            self.exchange("put", TRUNK, 200, match="t0", token=API_TOKEN, body={"target": "srs2.example.net"})
+            self.exchange("put", TENANT, 200, body=tenant_body())
+        finally:
+            service.MAX_TENANTS = most
+
     def test_admin_credential(self) -> None:
         """
         The admin routes want one of [api] admin_tokens: none, a wrong one or a tenant's token is a 401 with a challenge.
@@ -286,6 +306,24 @@ class ProvisioningRouteTests(SynchronousTestCase):
         self.assertIn("'fresh'", missing["error"])
         self.exchange("delete", TRUNK, 404, match="fresh", token=API_TOKEN)
         self.assertEqual(self.api.provisioning.changes, {"admin": 1, "tenant": 3, "reload": 0})
+
+    def test_credentials_follow_changes(self) -> None:
+        """
+        The REST credentials in force change with the tenant: a JWT key given through the API opens the tenant's routes at once, removed it no longer does, and a deleted tenant's token is refused.
+        """
+        key = os.path.join(temporary_directory(self), "tenant-jwt.pem")
+        with open(key, "wb") as f:
+            f.write(public_pem(rsa_key(1)))
+        self.exchange("get", TRUNKS, 401, token=API_TOKEN)
+        self.create(jwt_public_key=key)
+        token = rs256({"aud": API_DOMAIN}, which=1)
+        self.exchange("get", TRUNKS, 200, token=token)
+        self.exchange("get", TRUNKS, 200, token=API_TOKEN)
+        self.exchange("put", TENANT, 200, body=tenant_body(jwt_public_key=""))
+        self.exchange("get", TRUNKS, 401, token=token)
+        self.assertEqual(self.exchange("put", TENANT, 400, body=tenant_body(jwt_public_key=key + ".gone"))["field"], "jwt_public_key")
+        self.exchange("delete", TENANT, 200)
+        self.exchange("get", TRUNKS, 401, token=API_TOKEN)
 
     def test_bad_trunk_refused_naming_the_field(self) -> None:
         """
