@@ -513,6 +513,9 @@ class ProvisioningRouteTests(SynchronousTestCase):
             with self.subTest(name):
                 self.assertEqual([e.message for e in component(name).iter_errors(example)], [])
         self.assertEqual(shown, {"TenantResponse", "TenantTrunkResponse", "Error"})
+        # The limits it states are the code's.
+        for words in (f"at most {MAX_TRUNKS}, each", f"`trunks` (more than {MAX_TRUNKS})", f"beyond the {service.MAX_TENANTS} the API"):
+            self.assertIn(words, section)
         # The anchor docs/configuration.md links to.
         self.assertIn("api.md#provisioning-spec-11", (API_DOC.parent / "configuration.md").read_text(encoding="utf-8"))
 
