@@ -52,6 +52,7 @@ from tests.api.helpers import (
     make_call,
     make_config,
 )
+from tests.api.provisioning_support import FORBIDDEN_RESPONSES, PROVISIONING_RESPONSES
 from tests.openapi_support import (
     NO_CONTROL,
     SCHEMAS,
@@ -310,13 +311,17 @@ class DocumentTests(SynchronousTestCase):
 
     def test_tenant_operations_secured(self) -> None:
         """
-        Operations under /{domain} declare the bearer schemes and a 401; the others need no credential.
+        Operations under /{domain} declare the bearer schemes, a 401 and a 403; those under /admin the admin token and a 401; the others need no credential.
         """
         for path, method in documented_operations():
             operation = OPENAPI["paths"][path][method]
             with self.subTest(f"{method.upper()} {path}"):
                 if path.startswith("/{domain}/"):
                     self.assertEqual(operation["security"], [{"apiToken": []}, {"jwt": []}])
+                    self.assertIn("401", operation["responses"])
+                    self.assertEqual(operation["responses"]["403"], {"$ref": "#/components/responses/Forbidden"})
+                elif path.startswith("/admin/"):
+                    self.assertEqual(operation["security"], [{"adminToken": []}])
                     self.assertIn("401", operation["responses"])
                 else:
                     self.assertEqual(operation["security"], [])
@@ -578,7 +583,8 @@ class ResponseConformanceTests(SynchronousTestCase):
             for path, method in documented_operations()
             for status in OPENAPI["paths"][path][method]["responses"]
         }
-        self.assertEqual(documented - self.covered, SOCKET_RESPONSES | TRUNK_RESPONSES)
+        # The provisioning answers and the 403s: tests.api.test_provisioning.
+        self.assertEqual(documented - self.covered, SOCKET_RESPONSES | TRUNK_RESPONSES | PROVISIONING_RESPONSES | FORBIDDEN_RESPONSES)
 
     def output_responses(self, too_large: bytes) -> None:
         """

@@ -182,7 +182,8 @@ class Provisioning:
         Create or replace a provisioned tenant.
 
         @param domain: The domain of the path.
-        @param body: The tenant object (C{domain} optional: the path's).
+        @param body: The tenant object (C{domain} optional: the path's;
+            C{source}, which a GET shows, is ignored).
         @param who: Who asks, for the log (C{admin from 127.0.0.1}).
         @return: (created, the tenant as shown).
         @raise ProvisioningError: 400 naming the field, 409 for a tenant of
@@ -194,6 +195,8 @@ class Provisioning:
 
     async def _put_tenant(self, domain: str, body: Mapping[str, Any], who: str) -> tuple[bool, dict[str, Any]]:
         sent = dict(body)
+        # Read-only (what a GET shows): a GET's object can be sent back.
+        sent.pop("source", None)
         sent.setdefault("domain", domain)
         stored = self.live.provisioned.get(normalize_domain(domain))
         try:
@@ -233,7 +236,7 @@ class Provisioning:
         """
         found = self._in_force(tenant.domain).trunk_for(match)
         if found is None:
-            raise ProvisioningError(404, "unknown trunk", "match")
+            raise ProvisioningError(404, "unknown trunk %r" % (match[:64],), "match")
         return redacted(trunk_document(found))
 
     def trunks(self, tenant: TenantConfig) -> list[dict[str, Any]]:
@@ -290,7 +293,7 @@ class Provisioning:
         async with self._lock:
             current = self._in_force(tenant.domain)
             if current.trunk_for(match) is None:
-                raise ProvisioningError(404, "unknown trunk", "match")
+                raise ProvisioningError(404, "unknown trunk %r" % (match[:64],), "match")
             self._writable(current.domain)
             new = dataclasses.replace(current, trunks=tuple(t for t in current.trunks if t.match != match))
             await self._commit(new, current, "tenant", who, trunk=match, deleted=True)
