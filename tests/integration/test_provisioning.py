@@ -194,8 +194,9 @@ class TrunkChangeTests(ServiceCase):
         """
         The trunk's target changes while a call forwards on it: the old SRS
         sees no request (no re-INVITE, no BYE) and keeps getting the audio;
-        the next call's forward goes to the new target; the first call ends
-        normally, with its BYE at the old SRS.
+        the next call's forward goes to the new target, and so does the
+        first call's next forward (REST); the first call ends normally,
+        with its BYE at the old SRS.
         """
         self.start()
         app = TenantApp(forward_to("rec")).start(self)
@@ -218,13 +219,22 @@ class TrunkChangeTests(ServiceCase):
         self.assertEqual([r.method for r in old.requests], before)
         self.assertEqual(first.requests(), [])
 
+        # The first call's next forward (REST) uses the new target too.
+        order = dict(forward_to("rec")["startSIPRecForward"], sessionId=app.new_calls[0]["sessionId"])
+        code, body = await self.api("POST", "/%s/startsiprecforward" % DOMAIN, TOKEN, order)
+        self.assertEqual(code, 200, body)
+        await new.wait_for("ACK", 2)
+        await self.events(app, ENDED[:2] + ["SIPRECFORWARDSTARTED"], app.new_calls[0]["sessionId"])
+        self.assertEqual([r.method for r in old.requests], before)
+
         await first.bye()
         await old.wait_for("BYE")
-        await self.events(app, ENDED, app.new_calls[0]["sessionId"])
-        self.assertEqual([r.method for r in old.requests], before + ["BYE"])
-        self.assertEqual(new.count("BYE"), 0)
-        await second.bye()
         await new.wait_for("BYE")
+        first_events = ENDED[:2] + ["SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"]
+        await self.events(app, first_events, app.new_calls[0]["sessionId"])
+        self.assertEqual([r.method for r in old.requests], before + ["BYE"])
+        await second.bye()
+        await new.wait_for("BYE", 2)
 
 
 class RestartTests(ServiceCase):
@@ -448,7 +458,8 @@ class SighupTests(ServiceCase):
         path.write_text(text)
         line = await self.sighup(server, 1)
         self.assertIn(
-            "reloaded: tenants added: %s; tenants changed: %s; limits changed: max_streams_per_call; api.admin_tokens changed"
+            "reloaded: tenants added: %s; tenants changed: %s (trunk aiforward); limits changed: max_streams_per_call;"
+            " api.admin_tokens changed"
             % (ADDED, FILE_DOMAIN),
             line,
         )
@@ -494,4 +505,3 @@ class SighupTests(ServiceCase):
         rc = await server.stop()
         self.assertIn(rc, (0, -signal.SIGTERM), server.output())
         self.assertNotIn("Traceback", server.output())
-        print("\n".join(self.sighup_lines(server)))
