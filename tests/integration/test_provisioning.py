@@ -147,8 +147,10 @@ class AdminTenantTests(ServiceCase):
     async def test_created_tenant_and_trunk_take_calls(self) -> None:
         """
         Before the PUT an INVITE to the domain gets 404 (unknown tenant,
-        SPEC s1); after it the INVITE is admitted, newCall goes to the new
-        tenant's callback URL signed with its own secret (and not the file
+        SPEC s1); a refused PUT (400 naming the field) stores nothing, the
+        file's tenant is read-only (409); after the PUT (and the tenant as
+        a GET shows it, secrets C{"***"}, PUT back) the INVITE is
+        admitted, newCall goes to the new tenant's callback URL signed with its own secret (and not the file
         tenant's), the forward it orders to C{sip:rec@<domain>} reaches the
         SRS of the trunk the tenant created with its own token, and every
         event arrives there.
@@ -159,9 +161,21 @@ class AdminTenantTests(ServiceCase):
         self.assertEqual(await Caller(self).start(DOMAIN), 404)
         self.assertEqual(app.new_calls, [])
 
+        bad = dict(tenant_object(DOMAIN, app, TOKEN), trunks=[dict(trunk_object(srs), match="rec", transport="sctp")])
+        code, body = await self.api("PUT", "/admin/tenants/" + DOMAIN, ADMIN, bad)
+        self.assertEqual((code, body["field"]), (400, "trunks[0].transport"))
+        self.assertEqual((await self.api("GET", "/admin/tenants/" + DOMAIN, ADMIN))[0], 404)
+        code, body = await self.api("PUT", "/admin/tenants/" + FILE_DOMAIN, ADMIN, tenant_object(FILE_DOMAIN, app, "x"))
+        self.assertEqual(code, 409, body)
+
         await self.provision(app)
         code, shown = await self.api("GET", "/admin/tenants/" + DOMAIN, ADMIN)
-        self.assertEqual((code, shown["tenant"]["source"], shown["tenant"]["signing_secret"]), (200, "api", "***"))
+        tenant = shown["tenant"]
+        self.assertEqual((code, tenant["source"], tenant["signing_secret"], tenant["api_tokens"]), (200, "api", "***", ["***"]))
+        # What a GET shows, sent back: the secrets are kept.
+        del tenant["source"]
+        code, body = await self.api("PUT", "/admin/tenants/" + DOMAIN, ADMIN, dict(tenant, callback_timeout=2.5))
+        self.assertEqual(code, 200, body)
         self.assertEqual(await self.put_trunk(srs), 201)
         code, trunks = await self.api("GET", "/%s/trunks" % DOMAIN, TOKEN)
         self.assertEqual((code, [t["match"] for t in trunks["trunks"]]), (200, ["rec"]))
