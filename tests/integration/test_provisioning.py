@@ -150,10 +150,10 @@ class AdminTenantTests(ServiceCase):
         SPEC s1); a refused PUT (400 naming the field) stores nothing, the
         file's tenant is read-only (409); after the PUT (and the tenant as
         a GET shows it, secrets C{"***"}, PUT back) the INVITE is
-        admitted, newCall goes to the new tenant's callback URL signed with its own secret (and not the file
-        tenant's), the forward it orders to C{sip:rec@<domain>} reaches the
-        SRS of the trunk the tenant created with its own token, and every
-        event arrives there.
+        admitted, newCall goes to the new tenant's callback URL signed
+        with its own secret (and not the file tenant's), the forward it
+        orders to C{sip:rec@<domain>} reaches the SRS of the trunk the
+        tenant created with its own token, and every event arrives there.
         """
         self.start()
         app = TenantApp(forward_to("rec")).start(self)
