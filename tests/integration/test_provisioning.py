@@ -519,3 +519,38 @@ class SighupTests(ServiceCase):
         rc = await server.stop()
         self.assertIn(rc, (0, -signal.SIGTERM), server.output())
         self.assertNotIn("Traceback", server.output())
+
+
+class ProbeTests(ServiceCase):
+    """
+    SPEC s11 with s13: the OPTIONS probes follow the trunks in force.
+    """
+
+    rtp_offset = 192
+
+    async def test_probes_follow_trunk_changes(self) -> None:
+        """
+        A trunk created through the API with C{probe_interval} is probed;
+        after its target changes only the new target is; after it is
+        deleted, neither.
+        """
+        self.start()
+        app = TenantApp({}).start(self)
+        old, new = srs_peer(self), srs_peer(self)
+        await self.provision(app)
+        code, body = await self.api("PUT", "/%s/trunks/rec" % DOMAIN, TOKEN, trunk_object(old, probe_interval=0.1))
+        self.assertEqual(code, 201, body)
+        await old.wait_for("OPTIONS", 2, timeout=5)
+
+        code, body = await self.api("PUT", "/%s/trunks/rec" % DOMAIN, TOKEN, trunk_object(new, probe_interval=0.1))
+        self.assertEqual(code, 200, body)
+        await new.wait_for("OPTIONS", 2, timeout=5)
+        probed = old.count("OPTIONS")
+        await pause(0.3)
+        self.assertEqual(old.count("OPTIONS"), probed)
+
+        code, body = await self.api("DELETE", "/%s/trunks/rec" % DOMAIN, TOKEN)
+        self.assertEqual(code, 200, body)
+        probed = new.count("OPTIONS")
+        await pause(0.3)
+        self.assertEqual(new.count("OPTIONS"), probed)
