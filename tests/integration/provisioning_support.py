@@ -6,7 +6,7 @@ client of the API over real HTTP, an application that checks the signatures
 of its own tenant's secret, and an SRC (L{Caller}) that also sends RTP.
 
 The tests' RTP ports are 61200-61399 (L{RTP_LOW}); each class of
-L{tests.integration.test_provisioning} takes 40 of them.
+L{tests.integration.test_provisioning} takes 28 of them.
 """
 
 from __future__ import annotations

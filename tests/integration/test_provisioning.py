@@ -6,7 +6,8 @@ SRC, scripted SRSs, real HTTP applications checking the signatures) that
 use them; a live call keeps what it started with; SIGHUP on a real
 C{twistd} process; a restart on the same database; cross-tenant attempts.
 
-RTP ports 61200-61399, 32 per class (L{provisioning_support.RTP_LOW}).
+RTP ports 61200-61399, L{RTP_PORTS} per class from
+L{provisioning_support.RTP_LOW}.
 """
 
 from __future__ import annotations
@@ -42,6 +43,8 @@ FILE_DOMAIN = "customer.example.com"
 FILE_TOKEN = "t0ken"
 DOMAIN = "tenant-b.example.net"
 TOKEN = "b-t0ken"
+#: The RTP ports of each class (a call with a forward takes 8).
+RTP_PORTS = 28
 ENDED = ["SESSIONSTARTED", "SIPRECFORWARDSTARTED", "SIPRECFORWARDSTOPPED", "SESSIONCOMPLETED"]
 
 
@@ -57,7 +60,8 @@ class ServiceCase(TestCase):
     The real service in this process (L{build_service}), its file tenant's
     application, and the provisioning API.
 
-    @ivar rtp_offset: This class's 32 RTP ports after L{RTP_LOW}.
+    @ivar rtp_offset: Where this class's L{RTP_PORTS} RTP ports start,
+        after L{RTP_LOW}.
     """
 
     timeout = 30
@@ -68,11 +72,17 @@ class ServiceCase(TestCase):
         app_port = self.file_app.listen()
         self.addCleanup(self.file_app.port.stopListening)
         self.sip_port, self.api_port = free_port(), free_port()
-        low = RTP_LOW + self.rtp_offset
-        self.path = provisioning_config(
-            Path(tempfile.mkdtemp(prefix="aiconnect-prov-")), self.sip_port, self.api_port, app_port, (low, low + 31), extra
-        )
+        self.path = self.configure("aiconnect-prov-", app_port, extra)
         self.boot()
+
+    def configure(self, prefix: str, app_port: int, extra: str = "") -> Path:
+        """
+        Write the configuration (L{provisioning_config}) with this class's
+        RTP ports, in a new directory.
+        """
+        low = RTP_LOW + self.rtp_offset
+        directory = Path(tempfile.mkdtemp(prefix=prefix))
+        return provisioning_config(directory, self.sip_port, self.api_port, app_port, (low, low + RTP_PORTS - 1), extra)
 
     def boot(self) -> None:
         """
@@ -202,7 +212,7 @@ class TrunkChangeTests(ServiceCase):
     SPEC s11: a live call keeps the trunk it started with.
     """
 
-    rtp_offset = 32
+    rtp_offset = 28
 
     async def test_target_changed_mid_call(self) -> None:
         """
@@ -257,7 +267,7 @@ class RestartTests(ServiceCase):
     database and survive a restart.
     """
 
-    rtp_offset = 64
+    rtp_offset = 56
 
     async def test_restart_keeps_tenant_and_trunk(self) -> None:
         """
@@ -292,7 +302,7 @@ class CrossTenantTests(ServiceCase):
     and sessions; a tenant's credential is no admin's.
     """
 
-    rtp_offset = 96
+    rtp_offset = 84
 
     async def test_cross_tenant_attempts(self) -> None:
         """
@@ -353,7 +363,7 @@ class DeleteDuringCallTests(ServiceCase):
     SPEC s11: deleting a tenant ends none of its calls.
     """
 
-    rtp_offset = 128
+    rtp_offset = 112
 
     async def test_delete_tenant_during_call(self) -> None:
         """
@@ -418,7 +428,7 @@ class SighupTests(ServiceCase):
     """
 
     timeout = 60
-    rtp_offset = 160
+    rtp_offset = 140
 
     def sighup_lines(self, server: Any) -> list[str]:
         return [line for line in server.output().splitlines() if "SIGHUP" in line]
@@ -453,12 +463,8 @@ class SighupTests(ServiceCase):
         old, new = srs_peer(self), srs_peer(self)
         app = TenantApp(forward_to("aiforward", FILE_DOMAIN), secret=SECRET).start(self)
         added = TenantApp({}).start(self)
-        self.sip_port, api_port = free_port(), free_port()
-        low = RTP_LOW + self.rtp_offset
-        path = provisioning_config(
-            Path(tempfile.mkdtemp(prefix="aiconnect-hup-")), self.sip_port, api_port, app.port.getHost().port, (low, low + 31),
-            FILE_TRUNK % old.port.getHost().port,
-        )
+        self.sip_port, self.api_port = free_port(), free_port()
+        path = self.configure("aiconnect-hup-", app.port.getHost().port, FILE_TRUNK % old.port.getHost().port)
         server = start_twistd(self, path)
         await wait_ready(self, server, self.sip_port)
         first = await self.call(FILE_DOMAIN)
@@ -481,7 +487,7 @@ class SighupTests(ServiceCase):
         await self.media_reaches(first, old)
         self.assertEqual([r.method for r in old.requests], before)
         self.assertEqual((first.requests(), new.requests), ([], []))
-        self.assertEqual((await api(api_port, "GET", "/admin/tenants", ADMIN))[0], 401)
+        self.assertEqual((await self.api("GET", "/admin/tenants", ADMIN))[0], 401)
 
         second = await self.call(ADDED)
         self.assertEqual(second.answered_ports()[1:], [0])
@@ -507,7 +513,7 @@ class SighupTests(ServiceCase):
         self.assertEqual(fourth.answered_ports()[1:], [0])
         await fourth.bye()
         self.assertTrue(server.alive())
-        code, body = await api(api_port, "GET", "/admin/tenants", NEW_ADMIN)
+        code, body = await self.api("GET", "/admin/tenants", NEW_ADMIN)
         self.assertEqual((code, [t["domain"] for t in body["tenants"]]), (200, [FILE_DOMAIN, ADDED]))
 
         moved = free_port()
@@ -526,7 +532,7 @@ class ProbeTests(ServiceCase):
     SPEC s11 with s13: the OPTIONS probes follow the trunks in force.
     """
 
-    rtp_offset = 192
+    rtp_offset = 168
 
     async def test_probes_follow_trunk_changes(self) -> None:
         """
