@@ -497,6 +497,11 @@ def build_service(
     live.listen(configuration_changed)
     from aiconnect.api.metrics import LabelledCounter
 
+    # SPEC s11: every change applied, by who made it (admin, tenant, reload).
+    api.metrics_registry.register(
+        LabelledCounter("aiconnect_config_changes", "Configuration changes applied, by who made them", "by", lambda: provisioning.changes)
+    )
+
     # The 503s sent to new INVITEs, by cause (docs/overload.md).
     api.metrics_registry.register(
         LabelledCounter(

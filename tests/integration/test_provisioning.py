@@ -12,11 +12,13 @@ L{provisioning_support.RTP_LOW}.
 
 from __future__ import annotations
 
+import re
 import signal
 import tempfile
 from pathlib import Path
 from typing import Any
 
+import treq
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
@@ -117,6 +119,15 @@ class ServiceCase(TestCase):
         self.assertEqual(body["trunk"]["target"], "127.0.0.1:%d" % srs.port.getHost().port)
         return int(code)
 
+    async def changes(self) -> dict[str, int]:
+        """
+        C{aiconnect_config_changes_total} by who, from C{GET /metrics}.
+        """
+        resp = await treq.get("http://127.0.0.1:%d/metrics" % self.api_port, persistent=False)
+        text = (await resp.content()).decode()
+        found = re.findall(r'^aiconnect_config_changes_total\{by="(\w+)"\} ([0-9.]+)$', text, re.M)
+        return {by: int(float(count)) for by, count in found}
+
     async def call(self, domain: str = DOMAIN) -> Caller:
         """
         A call to C{domain}, admitted (200) and ACKed.
@@ -205,6 +216,7 @@ class AdminTenantTests(ServiceCase):
         await self.events(app, ENDED)
         self.assertEqual({e["sessionId"] for e in app.events}, {new_call["sessionId"]})
         self.assertEqual((self.file_app.new_calls, self.file_app.events), ([], []))
+        self.assertEqual(await self.changes(), {"admin": 2, "tenant": 1, "reload": 0})
 
 
 class TrunkChangeTests(ServiceCase):
@@ -488,6 +500,7 @@ class SighupTests(ServiceCase):
         self.assertEqual([r.method for r in old.requests], before)
         self.assertEqual((first.requests(), new.requests), ([], []))
         self.assertEqual((await self.api("GET", "/admin/tenants", ADMIN))[0], 401)
+        self.assertEqual(await self.changes(), {"admin": 0, "tenant": 0, "reload": 1})
 
         second = await self.call(ADDED)
         self.assertEqual(second.answered_ports()[1:], [0])
@@ -520,6 +533,7 @@ class SighupTests(ServiceCase):
         path.write_text(text.replace("udp_port = %d" % self.sip_port, "udp_port = %d" % moved))
         line = await self.sighup(server, 3)
         self.assertIn("reloaded: need a restart (not applied): sip.udp_port", line)
+        self.assertEqual((await self.changes())["reload"], 1)
         self.assertEqual(await options(self.sip_port), 200)
         self.assertIsNone(await options(moved, 0.2))
         rc = await server.stop()
