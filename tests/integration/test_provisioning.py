@@ -319,7 +319,8 @@ class CrossTenantTests(ServiceCase):
     async def test_cross_tenant_attempts(self) -> None:
         """
         The file tenant's token on the provisioned tenant's trunk routes:
-        403, nothing changed; its own path asking for the other tenant's
+        403, nothing changed (and its own trunks, the file's, are
+        read-only: 409); its own path asking for the other tenant's
         live session by id: 404 (and its list does not show it); a tenant
         token on the admin routes: 401, nothing changed.
         """
@@ -346,6 +347,9 @@ class CrossTenantTests(ServiceCase):
             self.assertEqual(code, 403, (method, path, answer))
         code, shown = await self.api("GET", "/%s/trunks" % DOMAIN, TOKEN)
         self.assertEqual([(t["match"], t["target"]) for t in shown["trunks"]], [("rec", trunk_object(srs)["target"])])
+        # Its own trunks are the file's: read-only through the API.
+        code, answer = await self.api("PUT", "/%s/trunks/rec" % FILE_DOMAIN, FILE_TOKEN, trunk_object(srs))
+        self.assertEqual(code, 409, answer)
 
         code, answer = await self.api("GET", "/%s/sessions/%s" % (FILE_DOMAIN, session_id), FILE_TOKEN)
         self.assertEqual(code, 404, answer)
