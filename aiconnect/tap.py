@@ -326,6 +326,13 @@ class RelayService(service.Service):
         self.relay.close()
 
 
+def _probed(cfg: config_mod.Config) -> list[Any]:
+    """
+    @return: The trunks the OPTIONS prober probes (C{probe_interval} set).
+    """
+    return [trunk for tenant in cfg.tenants for trunk in tenant.trunks if trunk.probe_interval > 0]
+
+
 def build_service(
     cfg: config_mod.Config,
     reactor: Any = None,
@@ -494,6 +501,11 @@ def build_service(
         sip.transport.limits = new.limits.connections
         overload.detector.lag_threshold = new.limits.overload_lag
         overload.detector.cpu_threshold = new.limits.overload_cpu
+        # The prober schedules the trunks it finds when it starts: start
+        # it again when the probed trunks change (SPEC s13 with s11).
+        if prober.running and _probed(old) != _probed(new):
+            prober.stopService()
+            prober.startService()
 
     live.listen(configuration_changed)
     from aiconnect.api.metrics import LabelledCounter, PrometheusMetrics
@@ -501,6 +513,11 @@ def build_service(
     # Histograms and labelled counters, observed where things happen.
     metrics = PrometheusMetrics(api.metrics_registry, lambda domain: srs.config.tenant_for_domain(domain) is not None)
     srs.metrics = new_call.metrics = deliverer.metrics = metrics
+
+    # SPEC s11: every change applied, by who made it (admin, tenant, reload).
+    api.metrics_registry.register(
+        LabelledCounter("aiconnect_config_changes", "Configuration changes applied, by who made them", "by", lambda: provisioning.changes)
+    )
 
     # The 503s sent to new INVITEs, by cause (docs/overload.md).
     api.metrics_registry.register(

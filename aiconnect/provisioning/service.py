@@ -84,6 +84,18 @@ def restart_keys(old: Config, new: Config) -> list[str]:
     return keys
 
 
+def _tenant_change(old: TenantConfig, new: TenantConfig) -> str:
+    """
+    @return: The tenant's domain and the names of what changed (never a
+        value): C{example.com (callback_url, trunk aiforward)}.
+    """
+    before, after = tenant_document(old), tenant_document(new)
+    names = [k for k in changed_keys(before, after) if k != "trunks"]
+    trunks = changed_keys({t["match"]: t for t in before["trunks"]}, {t["match"]: t for t in after["trunks"]})
+    names += ["trunk " + match for match in trunks]
+    return f"{new.domain} ({', '.join(names)})"
+
+
 def _bad(e: ConfigError, prefix: str = "") -> ProvisioningError:
     field = prefix + e.key if e.key else (prefix.rstrip(".") or None)
     return ProvisioningError(400, e.message, field)
@@ -370,7 +382,7 @@ class Provisioning:
         for label, names in (
             ("tenants added", sorted(set(after) - set(before))),
             ("tenants removed", sorted(set(before) - set(after))),
-            ("tenants changed", sorted(d for d in set(before) & set(after) if before[d] != after[d])),
+            ("tenants changed", [_tenant_change(before[d], after[d]) for d in sorted(set(before) & set(after)) if before[d] != after[d]]),
             ("limits changed", changed_keys(dataclasses.asdict(old.limits), dataclasses.asdict(new.limits))),
         ):
             if names:
