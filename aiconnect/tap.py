@@ -514,11 +514,6 @@ def build_service(
     metrics = PrometheusMetrics(api.metrics_registry, lambda domain: srs.config.tenant_for_domain(domain) is not None)
     srs.metrics = new_call.metrics = deliverer.metrics = metrics
 
-    # SPEC s11: every change applied, by who made it (admin, tenant, reload).
-    api.metrics_registry.register(
-        LabelledCounter("aiconnect_config_changes", "Configuration changes applied, by who made them", "by", lambda: provisioning.changes)
-    )
-
     # The 503s sent to new INVITEs, by cause (docs/overload.md).
     api.metrics_registry.register(
         LabelledCounter(

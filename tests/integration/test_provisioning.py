@@ -125,7 +125,7 @@ class ServiceCase(TestCase):
         """
         resp = await treq.get("http://127.0.0.1:%d/metrics" % self.api_port, persistent=False)
         text = (await resp.content()).decode()
-        found = re.findall(r'^aiconnect_config_changes_total\{by="(\w+)"\} ([0-9.]+)$', text, re.M)
+        found = re.findall(r'^aiconnect_config_changes_total\{source="(\w+)"\} ([0-9.]+)$', text, re.M)
         return {by: int(float(count)) for by, count in found}
 
     async def call(self, domain: str = DOMAIN) -> Caller:
