@@ -209,7 +209,8 @@ class CallRunner:
                 session_id=self.call.session_id,
             )
         if before is not self.call.state and self.call.state is CallState.TERMINATING:
-            self.log.info(
+            # The info line is the session's end, once complete (_log_event).
+            self.log.debug(
                 "session ending session_id={session_id} call_id={call_id} reason={reason}",
                 session_id=self.call.session_id,
                 call_id=self.call.call_id,
@@ -411,12 +412,7 @@ class CallRunner:
             self.sink.emit(event.tenant, event.session_id, event.to_json())
         except Exception:
             self.log.failure("event sink failed session_id={session_id}", session_id=self.call.session_id)
-        if isinstance(event, events.SessionStarted):
-            self.log.info(
-                "session started session_id={session_id} call_id={call_id}",
-                session_id=self.call.session_id,
-                call_id=self.call.call_id,
-            )
+        self._log_event(event)
         journal = self.journal
         if journal is None:
             return
@@ -436,6 +432,84 @@ class CallRunner:
                 journal.session_ended(self)
         except Exception:
             self.log.failure("session journal failed session_id={session_id}", session_id=self.call.session_id)
+
+    def _log_event(self, event: events.Event) -> None:
+        """
+        One info line per change of the call's state an operator follows
+        (docs/operations.md "Logs"): the session's start and end, each
+        forward's start, failure, stop and resumption, each stream's and
+        recording's; the fields are also structured (JSON log lines).
+        """
+        call = self.call
+        if isinstance(event, events.SessionStarted):
+            self.log.info(
+                "session started session_id={session_id} tenant={tenant} src={src} call_id={call_id}",
+                session_id=call.session_id,
+                tenant=event.tenant,
+                src=call.source,
+                call_id=call.call_id,
+            )
+        elif isinstance(event, events.SessionCompleted):
+            self.log.info(
+                "session ended session_id={session_id} reason={reason} duration={duration:.1f}s call_id={call_id}",
+                session_id=call.session_id,
+                reason=event.reason,
+                duration=float(event.duration),
+                call_id=call.call_id,
+            )
+        elif isinstance(event, events.SiprecForwardStarted):
+            self.log.info(
+                "forward started forward_id={forward_id} target={target} session_id={session_id}",
+                forward_id=event.forward_id,
+                target=event.target,
+                session_id=call.session_id,
+            )
+        elif isinstance(event, events.SiprecForwardFailed):
+            self.log.info(
+                "forward failed forward_id={forward_id} target={target} status={status} reason={reason} "
+                "session_id={session_id}",
+                forward_id=event.forward_id,
+                target=event.target or event.uri,
+                status=event.status,
+                reason=event.reason,
+                session_id=call.session_id,
+            )
+        elif isinstance(event, events.SiprecForwardStopped):
+            self.log.info(
+                "forward stopped forward_id={forward_id} target={target} stopped_by={stopped_by} reason={reason} "
+                "session_id={session_id}",
+                forward_id=event.forward_id,
+                target=event.target or event.uri,
+                stopped_by=event.stopped_by,
+                reason=event.reason,
+                session_id=call.session_id,
+            )
+        elif isinstance(event, events.SiprecForwardResumed):
+            self.log.info(
+                "forward resumed forward_id={forward_id} target={target} previous_target={previous_target} "
+                "reason={reason} gap_ms={gap_ms} session_id={session_id}",
+                forward_id=event.forward_id,
+                target=event.target,
+                previous_target=event.previous_target,
+                reason=event.reason,
+                gap_ms=event.gap_ms,
+                session_id=call.session_id,
+            )
+        elif isinstance(event, (events.StreamEvent, events.RecordingEvent)):
+            fields = event.fields()
+            self.log.info(
+                "{event} {output_id} {detail}session_id={session_id}",
+                event=event.NAME.lower(),
+                output_id=getattr(event, "stream_id", None) or getattr(event, "recording_id", None),
+                # A stream's url has no query or credentials; a recording's
+                # upload URL may be signed: not logged.
+                detail="".join(
+                    f"{key}={fields[key]} "
+                    for key in ("url", "reason", "stoppedBy")
+                    if fields.get(key) is not None and (key != "url" or isinstance(event, events.StreamEvent))
+                ),
+                session_id=call.session_id,
+            )
 
     def _start_forward(self, action: StartForward) -> None:
         info = self.call.forwards.get(action.forward_id)
