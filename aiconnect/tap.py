@@ -12,6 +12,7 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -765,5 +766,7 @@ def makeService(options: Options) -> service.MultiService:
         top = build_service(cfg, handle_signals=True)
     except OSError as e:
         raise StartupError(f"cannot start: {e}") from e
+    except sqlite3.Error as e:
+        raise StartupError(f"events.database {cfg.events.database}: {e}") from e
     StartupLog(cfg, top, options["config"]).setServiceParent(top)
     return top

@@ -325,6 +325,19 @@ class StartupErrorTests(SynchronousTestCase):
         self.assertNotIn("Traceback", result.stdout + result.stderr)
 
 
+    def test_database_cannot_be_opened(self) -> None:
+        """
+        An event database that cannot be opened (its path is a directory):
+        one line naming the key and the path.
+        """
+        path = self.config(free_port(), 0, 0, 0)
+        (self.dir / "events.sqlite3").mkdir()
+        self.assertOneLine(
+            run_twistd(["--config", str(path)], self.dir),
+            f"events.database {self.dir / 'events.sqlite3'}: unable to open database file",
+        )
+
+
 class CheckConfigTests(SynchronousTestCase):
     """
     C{twistd aiconnect --check-config FILE} and C{python -m aiconnect check
