@@ -57,7 +57,32 @@ from aiconnect.legs import (
     SessionJournal,
 )
 
-__all__ = ["CallRunner"]
+__all__ = ["EVENT_LINES", "CallRunner"]
+
+_FORWARD = "forward_id={forward_id} target={target}"
+#: The info line of each event that changes a session's or a forward's
+#: state: C{session_id}, C{call_id}, C{tenant}, C{src} (the SRC's
+#: address) and C{target} (or the order's URI before one was chosen) are
+#: known for every event, the others are the event's own fields.
+EVENT_LINES: dict[type[events.Event], str] = {
+    events.SessionStarted: "session started session_id={session_id} tenant={tenant} src={src} call_id={call_id}",
+    events.SessionCompleted: (
+        "session ended session_id={session_id} reason={reason} duration={duration:.1f}s call_id={call_id}"
+    ),
+    events.SiprecForwardStarted: "forward started " + _FORWARD + " session_id={session_id}",
+    events.SiprecForwardFailed: (
+        "forward failed " + _FORWARD + " status={status} reason={reason} session_id={session_id}"
+    ),
+    events.SiprecForwardStopped: (
+        "forward stopped " + _FORWARD + " stopped_by={stopped_by} reason={reason} session_id={session_id}"
+    ),
+    events.SiprecForwardResumed: (
+        "forward resumed " + _FORWARD + " previous_target={previous_target} reason={reason} gap_ms={gap_ms} "
+        "session_id={session_id}"
+    ),
+}
+#: The event fields L{EVENT_LINES} may name.
+_EVENT_FIELDS = ("forward_id", "status", "reason", "stopped_by", "previous_target", "gap_ms", "duration")
 
 
 class Clock(Protocol):
@@ -436,64 +461,22 @@ class CallRunner:
     def _log_event(self, event: events.Event) -> None:
         """
         One info line per change of the call's state an operator follows
-        (docs/operations.md "Logs"): the session's start and end, each
-        forward's start, failure, stop and resumption, each stream's and
-        recording's; the fields are also structured (JSON log lines).
+        (L{EVENT_LINES}; docs/operations.md "Logs"), and one per stream's
+        or recording's; the fields are also structured (JSON log lines).
         """
         call = self.call
-        if isinstance(event, events.SessionStarted):
+        line = EVENT_LINES.get(type(event))
+        if line is not None:
+            fields = {
+                "session_id": call.session_id,
+                "call_id": call.call_id,
+                "tenant": event.tenant,
+                "src": call.source,
+                "target": getattr(event, "target", None) or getattr(event, "uri", None),
+            }
+            fields.update((name, getattr(event, name, None)) for name in _EVENT_FIELDS)
             self.log.info(
-                "session started session_id={session_id} tenant={tenant} src={src} call_id={call_id}",
-                session_id=call.session_id,
-                tenant=event.tenant,
-                src=call.source,
-                call_id=call.call_id,
-            )
-        elif isinstance(event, events.SessionCompleted):
-            self.log.info(
-                "session ended session_id={session_id} reason={reason} duration={duration:.1f}s call_id={call_id}",
-                session_id=call.session_id,
-                reason=event.reason,
-                duration=float(event.duration),
-                call_id=call.call_id,
-            )
-        elif isinstance(event, events.SiprecForwardStarted):
-            self.log.info(
-                "forward started forward_id={forward_id} target={target} session_id={session_id}",
-                forward_id=event.forward_id,
-                target=event.target,
-                session_id=call.session_id,
-            )
-        elif isinstance(event, events.SiprecForwardFailed):
-            self.log.info(
-                "forward failed forward_id={forward_id} target={target} status={status} reason={reason} "
-                "session_id={session_id}",
-                forward_id=event.forward_id,
-                target=event.target or event.uri,
-                status=event.status,
-                reason=event.reason,
-                session_id=call.session_id,
-            )
-        elif isinstance(event, events.SiprecForwardStopped):
-            self.log.info(
-                "forward stopped forward_id={forward_id} target={target} stopped_by={stopped_by} reason={reason} "
-                "session_id={session_id}",
-                forward_id=event.forward_id,
-                target=event.target or event.uri,
-                stopped_by=event.stopped_by,
-                reason=event.reason,
-                session_id=call.session_id,
-            )
-        elif isinstance(event, events.SiprecForwardResumed):
-            self.log.info(
-                "forward resumed forward_id={forward_id} target={target} previous_target={previous_target} "
-                "reason={reason} gap_ms={gap_ms} session_id={session_id}",
-                forward_id=event.forward_id,
-                target=event.target,
-                previous_target=event.previous_target,
-                reason=event.reason,
-                gap_ms=event.gap_ms,
-                session_id=call.session_id,
+                line, **{k: v for k, v in fields.items() if v is not None or "{" + k in line}
             )
         elif isinstance(event, (events.StreamEvent, events.RecordingEvent)):
             fields = event.fields()

@@ -191,3 +191,34 @@ class UrlTests(SynchronousTestCase):
         self.assertEqual(tap._url("https://user:secret@app.example.com:8443/hook"), "https://app.example.com:8443/hook")
         self.assertEqual(tap._url("http://[::1]:9000/x"), "http://[::1]:9000/x")
         self.assertEqual(tap._url("http://u:p@[::1]/x"), "http://[::1]/x")
+
+
+class CallLineTests(SynchronousTestCase):
+    """
+    The runner's info lines for forward failures, on a Clock (the started,
+    stopped and session lines are checked through twistd in
+    L{tests.integration.test_startup}).
+    """
+
+    def test_forward_failed_line(self) -> None:
+        """
+        A forward that fails gives one info line with its id, the order's
+        URI (no target was reached), the status and the reason; the JSON
+        fields are the line's.
+        """
+        from twisted.logger import capturedLogs, formatEvent
+
+        from aiconnect.call import ForwardFailed
+        from tests.fakes import FakeOrder, RecordingLegFactory, make_runner
+
+        runner = make_runner(leg_factory=RecordingLegFactory(), acked=True, call_id="cid-7")
+        forward_id = runner.order_forward(FakeOrder())
+        with capturedLogs() as events:
+            runner.feed(ForwardFailed(now=runner.now(), forward_id=forward_id, reason="busy here", status=486))
+        lines = [formatEvent(e) for e in events if e["log_level"] is LogLevel.info]
+        self.assertEqual(len(lines), 1, lines)
+        self.assertTrue(lines[0].startswith(f"forward failed forward_id={forward_id} target="), lines[0])
+        self.assertIn(" status=486 reason=busy here session_id=", lines[0])
+        record = [e for e in events if e["log_level"] is LogLevel.info][0]
+        self.assertEqual((record["status"], record["call_id"], record["src"]), (486, "cid-7", "127.0.0.1"))
+        self.assertNotIn("gap_ms", record)

@@ -18,6 +18,7 @@ RTP ports: 61400-61599 (this module's range).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -190,23 +191,29 @@ class DebugLevelTests(TestCase):
 
     timeout = 60
 
-    async def test_debug_from_config(self) -> None:
+    async def run_with(self, log_table: str) -> str:
         """
-        C{[log] level = "debug"} makes twistd write the per-message lines
-        (the OPTIONS probes are logged as received), with no C{--logger}
-        flag; start-up says the level.
+        Start twistd on a configuration with C{log_table}, probe it with
+        OPTIONS, stop it: its output.
         """
         directory = Path(tempfile.mkdtemp(prefix="aiconnect-startup-"))
         sip = free_port()
-        path = write_config(
-            directory, Certificates(), sip, sip, 0, free_port(), rtp=RTP_DEBUG, extra='\n[log]\nlevel = "debug"\n'
-        )
+        path = write_config(directory, Certificates(), sip, sip, 0, free_port(), rtp=RTP_DEBUG, extra=log_table)
         server = start_twistd(self, path)
         await wait_ready(self, server, sip)
         self.assertEqual(await options(sip), 200)
         rc = await server.stop()
         out = server.output()
         self.assertIn(rc, (0, -signal.SIGTERM), out)
+        return out
+
+    async def test_debug_from_config(self) -> None:
+        """
+        C{[log] level = "debug"} makes twistd write the per-message lines
+        (the OPTIONS probes are logged as received), with no C{--logger}
+        flag; start-up says the level.
+        """
+        out = await self.run_with('\n[log]\nlevel = "debug"\n')
         self.assertTrue(_lines(out, "received request OPTIONS"), out)
         self.assertEqual(len(_lines(out, "log level debug")), 1, out)
 
@@ -215,18 +222,7 @@ class DebugLevelTests(TestCase):
         C{[log] format = "json"} makes twistd write JSON lines, no flag
         needed.
         """
-        import json
-
-        directory = Path(tempfile.mkdtemp(prefix="aiconnect-startup-"))
-        sip = free_port()
-        path = write_config(
-            directory, Certificates(), sip, sip, 0, free_port(), rtp=RTP_DEBUG, extra='\n[log]\nformat = "json"\n'
-        )
-        server = start_twistd(self, path)
-        await wait_ready(self, server, sip)
-        rc = await server.stop()
-        out = server.output()
-        self.assertIn(rc, (0, -signal.SIGTERM), out)
+        out = await self.run_with('\n[log]\nformat = "json"\n')
         records = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
         self.assertIn("log level info (debug adds every SIP message)", [r["message"] for r in records], out)
         self.assertEqual([line for line in out.splitlines() if line and not line.startswith("{")], [], out)
