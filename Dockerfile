@@ -26,7 +26,9 @@ WORKDIR /src
 COPY pyproject.toml setup.cfg README.rst ./
 COPY aiconnect ./aiconnect
 COPY twisted ./twisted
-RUN pip install . && rm -rf /src
+# Plugins scanned once here: the user running twistd cannot write the cache.
+RUN pip install . && rm -rf /src \
+    && python -c "from twisted.plugin import IPlugin, getPlugins; list(getPlugins(IPlugin))"
 
 WORKDIR /var/lib/aiconnect
 USER aiconnect
@@ -39,7 +41,7 @@ VOLUME ["/var/lib/aiconnect"]
 # delivered): give `docker stop` a --time of 30.
 STOPSIGNAL SIGTERM
 HEALTHCHECK --interval=15s --timeout=3s --start-period=20s --retries=3 \
-    CMD ["python", "-c", "import sys, tomllib, urllib.request; c = tomllib.load(open('/etc/aiconnect/aiconnect.toml', 'rb')).get('api', {}); h = c.get('host', '127.0.0.1'); h = '127.0.0.1' if h in ('0.0.0.0', '::', '') else h; urllib.request.urlopen('http://%s:%d/health' % (h, c.get('port', 8080)), timeout=2); sys.exit(0)"]
+    CMD ["python", "-c", "import sys, tomllib, urllib.request; c = tomllib.load(open('/etc/aiconnect/aiconnect.toml', 'rb')).get('api', {}); h = c.get('host', '127.0.0.1'); h = '127.0.0.1' if h in ('0.0.0.0', '::', '') else h; h = '[%s]' % h if ':' in h else h; urllib.request.urlopen('http://%s:%d/health' % (h, c.get('port', 8080)), timeout=2); sys.exit(0)"]
 
 ENTRYPOINT ["twistd", "--reactor=aiconnect-epoll", "-n", "--pidfile=", "aiconnect"]
 CMD ["--config", "/etc/aiconnect/aiconnect.toml"]

@@ -14,6 +14,7 @@ import json
 import os
 import shlex
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -263,12 +264,26 @@ class DockerfileTests(SynchronousTestCase):
         self.addCleanup(server.shutdown)
         code = command[2].replace(CONFIG, str(config))
 
-        def probe(port: int) -> int:
-            config.write_text(f'[api]\nhost = "0.0.0.0"\nport = {port}\n')
+        def probe(port: int, host: str = "0.0.0.0") -> int:
+            config.write_text(f'[api]\nhost = "{host}"\nport = {port}\n')
             return subprocess.run([sys.executable, "-c", code], capture_output=True, timeout=30).returncode
 
         self.assertEqual(probe(server.server_address[1]), 0)
         self.assertNotEqual(probe(free_port()), 0)
+
+        class Server6(http.server.HTTPServer):
+            address_family = socket.AF_INET6
+
+        try:
+            server6 = Server6(("::1", 0), _Health)
+        except OSError:
+            return  # no IPv6 loopback here
+        thread6 = threading.Thread(target=server6.serve_forever, daemon=True)
+        thread6.start()
+        self.addCleanup(thread6.join, 5)
+        self.addCleanup(server6.server_close)
+        self.addCleanup(server6.shutdown)
+        self.assertEqual(probe(server6.server_address[1], "::1"), 0)
 
     def test_docker_build(self) -> None:
         """
