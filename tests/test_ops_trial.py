@@ -83,13 +83,16 @@ class TrialScriptTests(SynchronousTestCase):
 
         install = subprocess.run(
             [
-                sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet", "--no-deps",
+                # Bounded: no index reachable must not stall the suite.
+                sys.executable, "-m", "pip", "--python", str(python), "--retries", "1", "--timeout", "20",
+                "--disable-pip-version-check", "install", "--quiet", "--no-deps",
                 "-e", str(checkout), "--config-settings", "editable_mode=compat",
             ],
             env=env, capture_output=True, text=True, timeout=600,
         )
-        if install.returncode != 0 and (
-            "No matching distribution" in install.stderr or "Could not find a version" in install.stderr
+        if install.returncode != 0 and any(
+            text in install.stderr
+            for text in ("No matching distribution", "Could not find a version", "NewConnectionError", "timed out")
         ):
             raise SkipTest("no package index offers the build requirements (setuptools, wheel): " + install.stderr[-300:])
         self.assertEqual(install.returncode, 0, install.stdout + install.stderr)
