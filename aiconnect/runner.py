@@ -58,7 +58,32 @@ from aiconnect.legs import (
 )
 from aiconnect.metrics_recorder import NULL_METRICS, MetricsRecorder
 
-__all__ = ["CallRunner"]
+__all__ = ["EVENT_LINES", "CallRunner"]
+
+_FORWARD = "forward_id={forward_id} target={target}"
+#: The info line of each event that changes a session's or a forward's
+#: state: C{session_id}, C{call_id}, C{tenant}, C{src} (the SRC's
+#: address) and C{target} (or the order's URI before one was chosen) are
+#: known for every event, the others are the event's own fields.
+EVENT_LINES: dict[type[events.Event], str] = {
+    events.SessionStarted: "session started session_id={session_id} tenant={tenant} src={src} call_id={call_id}",
+    events.SessionCompleted: (
+        "session ended session_id={session_id} reason={reason} duration={duration:.1f}s call_id={call_id}"
+    ),
+    events.SiprecForwardStarted: "forward started " + _FORWARD + " session_id={session_id}",
+    events.SiprecForwardFailed: (
+        "forward failed " + _FORWARD + " status={status} reason={reason} session_id={session_id}"
+    ),
+    events.SiprecForwardStopped: (
+        "forward stopped " + _FORWARD + " stopped_by={stopped_by} reason={reason} session_id={session_id}"
+    ),
+    events.SiprecForwardResumed: (
+        "forward resumed " + _FORWARD + " previous_target={previous_target} reason={reason} gap_ms={gap_ms} "
+        "session_id={session_id}"
+    ),
+}
+#: The event fields L{EVENT_LINES} may name.
+_EVENT_FIELDS = ("forward_id", "status", "reason", "stopped_by", "previous_target", "gap_ms", "duration")
 
 
 class Clock(Protocol):
@@ -213,7 +238,8 @@ class CallRunner:
                 session_id=self.call.session_id,
             )
         if before is not self.call.state and self.call.state is CallState.TERMINATING:
-            self.log.info(
+            # The info line is the session's end, once complete (_log_event).
+            self.log.debug(
                 "session ending session_id={session_id} call_id={call_id} reason={reason}",
                 session_id=self.call.session_id,
                 call_id=self.call.call_id,
@@ -417,12 +443,7 @@ class CallRunner:
             self.log.failure("event sink failed session_id={session_id}", session_id=self.call.session_id)
         if isinstance(event, events.SiprecForwardFailed):
             self.metrics.count_forward_failure(event.reason, event.status, event.tenant)
-        if isinstance(event, events.SessionStarted):
-            self.log.info(
-                "session started session_id={session_id} call_id={call_id}",
-                session_id=self.call.session_id,
-                call_id=self.call.call_id,
-            )
+        self._log_event(event)
         journal = self.journal
         if journal is None:
             return
@@ -442,6 +463,42 @@ class CallRunner:
                 journal.session_ended(self)
         except Exception:
             self.log.failure("session journal failed session_id={session_id}", session_id=self.call.session_id)
+
+    def _log_event(self, event: events.Event) -> None:
+        """
+        One info line per change of the call's state an operator follows
+        (L{EVENT_LINES}; docs/operations.md "Logs"), and one per stream's
+        or recording's; the fields are also structured (JSON log lines).
+        """
+        call = self.call
+        line = EVENT_LINES.get(type(event))
+        if line is not None:
+            fields = {
+                "session_id": call.session_id,
+                "call_id": call.call_id,
+                "tenant": event.tenant,
+                "src": call.source,
+                "target": getattr(event, "target", None) or getattr(event, "uri", None),
+            }
+            fields.update((name, getattr(event, name, None)) for name in _EVENT_FIELDS)
+            self.log.info(
+                line, **{k: v for k, v in fields.items() if v is not None or "{" + k in line}
+            )
+        elif isinstance(event, (events.StreamEvent, events.RecordingEvent)):
+            fields = event.fields()
+            self.log.info(
+                "{event} {output_id} {detail}session_id={session_id}",
+                event=event.NAME.lower(),
+                output_id=getattr(event, "stream_id", None) or getattr(event, "recording_id", None),
+                # A stream's url has no query or credentials; a recording's
+                # upload URL may be signed: not logged.
+                detail="".join(
+                    f"{key}={fields[key]} "
+                    for key in ("url", "reason", "stoppedBy")
+                    if fields.get(key) is not None and (key != "url" or isinstance(event, events.StreamEvent))
+                ),
+                session_id=call.session_id,
+            )
 
     def _start_forward(self, action: StartForward) -> None:
         info = self.call.forwards.get(action.forward_id)

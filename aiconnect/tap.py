@@ -9,37 +9,186 @@ as arguments.
 
 from __future__ import annotations
 
+import errno
+import os
 import signal
+import sqlite3
 import sys
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 from twisted.application import service
+from twisted.internet.error import CannotListenError
 from twisted.logger import Logger
 from twisted.python import usage
 from twisted.web.server import Site
 
-from aiconnect import __version__, gctune
+from aiconnect import __version__, gctune, logsetup
 from aiconnect import config as config_mod
-from aiconnect.errors import ConfigError
+from aiconnect.errors import AiconnectError, ConfigError
 from aiconnect.sip.transport import SipTransport
 from aiconnect.sip.txlayer import TransactionLayer
 from aiconnect.sip.ua import InviteHandler, UaConfig, UserAgent
 
 
+class StartupError(AiconnectError):
+    """
+    The server cannot start (a port it must listen on is taken, a file it
+    must write cannot be): one line, naming the configuration key.
+    """
+
+
+#: What a listener's C{errno} means, in an operator's words.
+_LISTEN_ERRORS = {
+    errno.EADDRINUSE: "address already in use",
+    errno.EACCES: "permission denied (a port below 1024 needs root or CAP_NET_BIND_SERVICE)",
+    errno.EADDRNOTAVAIL: "address not available on this host",
+}
+
+
+def listen(key: str, port: int, host: str, start: Callable[[int], Any]) -> Any:
+    """
+    Listen through C{start(port)}; a failure becomes one line naming the
+    configuration key: C{sip.udp_port 5060: address already in use}.
+
+    @param key: The dotted configuration key of the port.
+    @param port: The configured port.
+    @param host: The configured address, for the message.
+    @param start: Binds the port and returns the listening port object.
+    @return: What C{start} returned.
+    @raise StartupError: If the port cannot be bound.
+    """
+    try:
+        return start(port)
+    except CannotListenError as e:
+        error = e.socketError
+        code = getattr(error, "errno", None)
+        what = _LISTEN_ERRORS.get(code) or (getattr(error, "strerror", None) or str(error)).lower()
+        raise StartupError(f"{key} {port}: {what} ({host})") from None
+
+
 class Options(usage.Options):
     """
     Command-line options of the C{aiconnect} twistd plugin.
+
+    An invalid configuration stops twistd with one line on standard error
+    and status 1 (not twistd's usage text). Under twistd the plugin also
+    hands twistd the log observer of the C{[log]} table (unless
+    C{--logger} names one) and makes start-up errors one line
+    (L{one_line_errors}).
     """
 
     optParameters = [
         ["config", "c", "etc/aiconnect.toml", "Path to the TOML configuration file."],
+        [
+            "check-config",
+            None,
+            None,
+            "Validate FILE as start-up would (TLS files, JWT keys) without binding anything; "
+            "print 'FILE: OK' and exit 0, or the error and exit 1.",
+        ],
     ]
 
     def postOptions(self) -> None:
+        if self["check-config"] is not None:
+            ok, line = check_config(self["check-config"])
+            (sys.stdout if ok else sys.stderr).write(line + "\n")
+            raise SystemExit(0 if ok else 1)
         try:
-            self["parsed_config"] = config_mod.load(self["config"])
+            cfg = config_mod.load(self["config"])
         except ConfigError as e:
-            raise usage.UsageError(str(e))
+            # One line and status 1; a UsageError would make twistd print
+            # its whole usage text first.
+            raise SystemExit(str(e)) from None
+        self["parsed_config"] = cfg
+        server_options = getattr(self, "parent", None)
+        if server_options is not None:
+            self._adopt_twistd(server_options, cfg)
+
+    def _adopt_twistd(self, server_options: Any, cfg: config_mod.Config) -> None:
+        """
+        Running under twistd (whose options are C{server_options}): the
+        C{[log]} observer unless C{--logger} names one, one-line start-up
+        errors.
+        """
+        if not server_options.get("logger"):
+            try:
+                server_options["logger"] = logsetup.for_twistd(
+                    server_options, cfg.log.format, cfg.log.level, _call_from_thread
+                )
+            except ValueError as e:
+                raise SystemExit(f"log: {e}") from None
+        sys.excepthook = one_line_errors(sys.excepthook)
+
+
+def _call_from_thread(f: Callable[[], Any]) -> None:
+    """
+    C{f} on the reactor twistd installed (looked up when called).
+    """
+    from twisted.internet import reactor
+
+    reactor.callFromThread(f)
+
+
+def one_line_errors(fallback: Callable[..., Any]) -> Callable[..., Any]:
+    """
+    A C{sys.excepthook} writing an L{AiconnectError} (an invalid
+    configuration found while building the service, a port already in use)
+    as its one line on the process's real standard error (twistd redirected
+    C{sys.stderr} into the log by then), instead of a traceback; any other
+    exception goes to C{fallback}. twistd exits with status 1 either way.
+
+    @param fallback: The previous hook.
+    @return: The hook.
+    """
+
+    def hook(kind: type[BaseException], value: BaseException, tb: Any) -> None:
+        if not isinstance(value, AiconnectError):
+            fallback(kind, value, tb)
+            return
+        stream = sys.__stderr__ or sys.stderr
+        stream.write(str(value).splitlines()[0] + "\n")
+        stream.flush()
+
+    return hook
+
+
+def check_config(path: str) -> tuple[bool, str]:
+    """
+    Validate a configuration file as start-up would, binding nothing and
+    writing nothing (C{twistd aiconnect --check-config FILE},
+    C{python -m aiconnect check FILE}; like C{kamailio -c}): the TOML and
+    every key, the TLS certificate and key (when SIP TLS is on and they
+    exist; when neither exists start-up creates a self-signed pair), the
+    CA bundle for outbound TLS, and every tenant's JWT public key.
+
+    @param path: The file.
+    @return: C{(True, "FILE: OK ...")} or C{(False, "FILE: <error>")}.
+    """
+    from aiconnect import tlsutil
+    from aiconnect.api.auth import load_jwt_keys
+
+    note = ""
+    try:
+        cfg = config_mod.load(path)
+        tls = cfg.tls
+        if cfg.sip.tls_port:
+            present = [os.path.exists(tls.certificate), os.path.exists(tls.private_key)]
+            if all(present):
+                tlsutil.server_context_factory(tls)
+            elif any(present):
+                have, lack = (tls.certificate, tls.private_key) if present[0] else (tls.private_key, tls.certificate)
+                raise ConfigError("tls.certificate", f"{have} exists but {lack} does not")
+            else:
+                note = f" (start-up will create a self-signed certificate {tls.certificate})"
+        # The outbound trust store (tls.ca_certificates), as a forward
+        # to a TLS trunk would load it.
+        tlsutil.client_context_factory("localhost", tls)
+        load_jwt_keys(cfg)
+    except AiconnectError as e:
+        return False, f"{path}: {e}"
+    return True, f"{path}: OK{note}"
 
 
 class SipService(service.Service):
@@ -64,8 +213,13 @@ class SipService(service.Service):
         # Outbound TLS (forwards to TLS trunks) is possible whether or not we
         # listen for TLS ourselves.
         client_creator = lambda name: tlsutil.client_context_factory(name, cfg.tls)  # noqa: E731
+        #: Whether start-up created a self-signed certificate (reported by
+        #: L{StartupLog}).
+        self.created_certificate = False
         if sip.tls_port:
-            tlsutil.ensure_self_signed(cfg.tls.certificate, cfg.tls.private_key, _loopback_names(sip))
+            self.created_certificate = tlsutil.ensure_self_signed(
+                cfg.tls.certificate, cfg.tls.private_key, _loopback_names(sip)
+            )
             server_ctx = tlsutil.server_context_factory(cfg.tls)
         self.transport = SipTransport(
             reactor,
@@ -93,17 +247,11 @@ class SipService(service.Service):
         service.Service.startService(self)
         sip = self._cfg.sip
         if sip.udp_port:
-            self.transport.listen_udp(sip.udp_port)
+            listen("sip.udp_port", sip.udp_port, sip.host, self.transport.listen_udp)
         if sip.tcp_port:
-            self.transport.listen_tcp(sip.tcp_port)
+            listen("sip.tcp_port", sip.tcp_port, sip.host, self.transport.listen_tcp)
         if sip.tls_port:
-            self.transport.listen_tls(sip.tls_port)
-        self.log.info(
-            "SIP listening udp={udp} tcp={tcp} tls={tls}",
-            udp=self.transport.port("udp"),
-            tcp=self.transport.port("tcp"),
-            tls=self.transport.port("tls"),
-        )
+            listen("sip.tls_port", sip.tls_port, sip.host, self.transport.listen_tls)
 
     def stopService(self) -> Any:
         service.Service.stopService(self)
@@ -575,7 +723,12 @@ class TcpListenerService(service.Service):
 
     def startService(self) -> None:
         service.Service.startService(self)
-        self.port = self._reactor.listenTCP(self._port_number, self._factory, interface=self._interface)
+        self.port = listen(
+            f"{self.name}.port",
+            self._port_number,
+            self._interface,
+            lambda port: self._reactor.listenTCP(port, self._factory, interface=self._interface),
+        )
 
     def stopService(self) -> Any:
         service.Service.stopService(self)
@@ -585,15 +738,115 @@ class TcpListenerService(service.Service):
         return None
 
 
+def _url(url: str) -> str:
+    """
+    @return: C{url} without user and password, for a log line.
+    """
+    parts = urlsplit(url)
+    if parts.username is None and parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    netloc = host if parts.port is None else f"{host}:{parts.port}"
+    return urlunsplit(parts._replace(netloc=netloc))
+
+
+def _address(host: str, port: int) -> str:
+    """
+    @return: C{host:port}, brackets around an IPv6 host.
+    """
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def startup_lines(cfg: config_mod.Config, top: AiconnectService, config_path: str) -> list[str]:
+    """
+    What a started server says about itself, one line each: version and
+    configuration file, SIP listeners, API URL, each tenant with its
+    trunks, RTP range, event database, log level, and the self-signed
+    certificate when start-up created one. No secret: no token, password
+    or signing secret, and URLs without their user and password.
+
+    @param cfg: The configuration.
+    @param top: The started service tree.
+    @param config_path: The configuration file.
+    @return: The lines.
+    """
+    lines = [f"AI Connect {__version__} started, configuration {os.path.abspath(config_path)}"]
+    sip = cfg.sip
+    listeners = [
+        f"{name} {_address(sip.host, port)}"
+        for name in ("udp", "tcp", "tls")
+        for port in [top.sip.transport.port(name)]
+        if port is not None
+    ]
+    lines.append("SIP listening on " + (", ".join(listeners) or "nothing (every sip port is 0)"))
+    api = top.namedServices.get("api")
+    if api is not None and api.port is not None:
+        lines.append(f"REST API on http://{_address(cfg.api.host, api.port.getHost().port)}/")
+    else:
+        lines.append("REST API off (api.port = 0)")
+    for tenant in cfg.tenants:
+        trunks = ", ".join(f"{t.match} -> {t.target} ({t.transport})" for t in tenant.trunks) or "none"
+        lines.append(
+            f"tenant {tenant.domain}: application {_url(tenant.callback_url)}, trunks: {trunks}"
+        )
+    if not cfg.tenants:
+        lines.append("no tenant configured: every INVITE is answered 404")
+    lines.append(f"RTP ports {cfg.rtp.port_min}-{cfg.rtp.port_max} on {cfg.rtp.host}")
+    lines.append(f"event database {cfg.events.database}")
+    level = logsetup.settings(cfg.log.format, cfg.log.level)[1]
+    lines.append(f"log level {level} (debug adds every SIP message)")
+    if getattr(top.sip, "created_certificate", False):
+        lines.append(
+            f"TLS: created a self-signed certificate {cfg.tls.certificate} (key {cfg.tls.private_key}) "
+            "for loopback; peers will not trust it: configure your own for production"
+        )
+    return lines
+
+
+class StartupLog(service.Service):
+    """
+    Logs L{startup_lines} once every other service started (it is the last
+    child of the tree L{makeService} returns).
+    """
+
+    name = "startup"
+    log = Logger()
+
+    def __init__(self, cfg: config_mod.Config, top: AiconnectService, config_path: str) -> None:
+        self._cfg = cfg
+        self._top = top
+        self._config_path = config_path
+
+    def startService(self) -> None:
+        service.Service.startService(self)
+        # The tenants in force: the file's and the provisioned ones (SPEC s11).
+        provisioning = self._top.provisioning
+        cfg = self._cfg if provisioning is None else provisioning.live.current
+        for line in startup_lines(cfg, self._top, self._config_path):
+            self.log.info("{line}", line=line)
+
+
 def makeService(options: Options) -> service.MultiService:
     """
     twistd entry point (L{twisted.application.service.IServiceMaker}).
+
+    A configuration problem found while building (a TLS file, a JWT key)
+    or a file that cannot be written stops twistd with one line
+    (L{one_line_errors}).
     """
     cfg = options.get("parsed_config")
     if cfg is None:
         try:
             cfg = config_mod.load(options["config"])
         except ConfigError as e:
-            sys.stderr.write(str(e) + "\n")
-            raise SystemExit(1)
-    return build_service(cfg, handle_signals=True, config_path=options["config"])
+            raise SystemExit(str(e)) from None
+    try:
+        top = build_service(cfg, handle_signals=True, config_path=options["config"])
+    except OSError as e:
+        raise StartupError(f"cannot start: {e}") from e
+    except sqlite3.Error as e:
+        raise StartupError(f"events.database {cfg.events.database}: {e}") from e
+    StartupLog(cfg, top, options["config"]).setServiceParent(top)
+    return top

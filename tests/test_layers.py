@@ -115,7 +115,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiconnect.provisioning.service",
         ),
     ),
-    ("composition root", ("aiconnect.tap", "aiconnect.logsetup", "aiconnect.relayreactor", "aiconnect.gctune")),
+    ("composition root", ("aiconnect.tap", "aiconnect.logsetup", "aiconnect.relayreactor", "aiconnect.gctune", "aiconnect.__main__")),
 )
 
 #: The layers whose modules are pure (no Twisted, sockets or clock), and

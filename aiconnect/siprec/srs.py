@@ -235,11 +235,16 @@ class SrsService:
             inbound = self._admit(invite)
         except RemoteSipError as e:
             self.stats["rejected"] += 1
+            # One line per INVITE (the INVITE rate limit bounds them); a
+            # 404 names the domain no tenant has.
+            ruri = request.request_uri
             self.log.info(
-                "INVITE rejected call_id={call_id} status={status} reason={reason}",
+                "INVITE rejected call_id={call_id} status={status} reason={reason}{domain} from {source}",
                 call_id=request.call_id,
                 status=e.status_hint,
                 reason=e.reason,
+                domain=f": unknown tenant domain {getattr(ruri, 'host', ruri)!r}" if e.status_hint == 404 else "",
+                source=invite.source.host,
             )
             invite.reject(e.status_hint, e.reason, headers=e.headers)
             return
