@@ -145,6 +145,7 @@ class _SipPeer(DatagramProtocol):
     """
 
     name = "peer"
+    noisy = False
 
     def __init__(self, reactor: Any, ladder: Ladder, changed: Callable[[], None]) -> None:
         self._reactor = reactor
@@ -262,6 +263,8 @@ class _RtpSource(DatagramProtocol):
     """
     The SRC's socket of one stream (it only sends).
     """
+
+    noisy = False
 
 
 class Src(_SipPeer):
@@ -452,6 +455,8 @@ class _RtpSink(DatagramProtocol):
     The SRS's socket of one answered stream: counts packets per payload
     type.
     """
+
+    noisy = False
 
     def __init__(self, counts: dict[int, int]) -> None:
         self._counts = counts

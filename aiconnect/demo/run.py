@@ -284,6 +284,7 @@ class Demo:
             self.app = self._make_app(secret)
             site = Site(self.app.app.resource())
             site.displayTracebacks = False
+            site.noisy = False
             app_port = reactor.listenTCP(0, site, interface=HOST)
             listeners.append(app_port)
             self.srs = Srs(reactor, self.ladder, self.check)
