@@ -16,7 +16,9 @@ from pathlib import Path
 from twisted.internet import reactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
+from aiconnect.demo.peers import metadata
 from aiconnect.demo.run import DemoOptions, parse_args, run_demo
+from aiconnect.siprec.metadata import parse_metadata
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -49,7 +51,7 @@ class DemoTests(TestCase):
         application; the SRS got the relayed RTP transcoded to PCMA.
         """
         out, err = io.StringIO(), io.StringIO()
-        code = await run_demo(reactor, DemoOptions(duration=0.3), out, err)
+        code = await run_demo(reactor, DemoOptions(timeout=10, duration=0.3), out, err)
         lines = out.getvalue().splitlines()
         self.assertEqual((code, err.getvalue()), (0, ""), out.getvalue())
         order = [
@@ -99,6 +101,25 @@ class DemoTests(TestCase):
         self.assertRaises(SystemExit, parse_args, ["--rtp-min", "5000", "--rtp-max", "4000"])
 
 
+class SrcMetadataTests(SynchronousTestCase):
+    """
+    What the demo's SRC sends.
+    """
+
+    def test_metadata_is_valid_rfc7865(self) -> None:
+        """
+        The SRC's metadata validates against the RFC 7865 schema and names
+        two participants, each sending the stream of its label.
+        """
+        import xmlschema
+
+        document = metadata("demo.example.com", ["1", "2"])
+        xmlschema.XMLSchema(str(ROOT / "tests" / "data" / "siprec" / "recording-metadata.xsd")).validate(document.decode())
+        parsed = parse_metadata(document)
+        senders = {s.label: [n.aor for p in parsed.senders(s.stream_id) for n in p.name_ids] for s in parsed.streams}
+        self.assertEqual(senders, {"1": ["sip:alice@demo.example.com"], "2": ["sip:bob@demo.example.com"]})
+
+
 class DemoCommandTests(SynchronousTestCase):
     """
     C{python -m aiconnect.demo} as a process.
@@ -110,7 +131,7 @@ class DemoCommandTests(SynchronousTestCase):
         """
         env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
         result = subprocess.run(
-            [sys.executable, "-m", "aiconnect.demo", "--quiet", "--duration", "0.2"],
+            [sys.executable, "-m", "aiconnect.demo", "--quiet", "--duration", "0.2", "--timeout", "15"],
             cwd=str(ROOT),
             env=env,
             capture_output=True,

@@ -238,7 +238,7 @@ def _sdp(session: str, lines: list[str]) -> bytes:
     return ("\r\n".join(head + lines) + "\r\n").encode()
 
 
-def _metadata(domain: str, labels: list[str]) -> bytes:
+def metadata(domain: str, labels: list[str]) -> bytes:
     """
     An RFC 7865 complete metadata snapshot: one communication session,
     the two parties of L{PARTIES}, each sending the stream of its label
@@ -252,8 +252,9 @@ def _metadata(domain: str, labels: list[str]) -> bytes:
         xml.append("<participant participant_id='%s'><nameID aor='sip:%s@%s'><name>%s</name></nameID></participant>" % (pid, user, domain, name))
     for sid, label in zip(streams, labels):
         xml.append("<stream stream_id='%s' session_id='%s'><label>%s</label></stream>" % (sid, session, label))
-    for i, pid in enumerate(parties):
+    for pid in parties:
         xml.append("<participantsessionassoc participant_id='%s' session_id='%s'></participantsessionassoc>" % (pid, session))
+    for i, pid in enumerate(parties):
         xml.append("<participantstreamassoc participant_id='%s'><send>%s</send><recv>%s</recv></participantstreamassoc>" % (pid, streams[i], streams[1 - i]))
     xml.append("</recording>")
     return ("\r\n".join(xml) + "\r\n").encode()
@@ -333,7 +334,7 @@ class Src(_SipPeer):
                 b"--%s\r\nContent-Type: application/sdp\r\n\r\n" % boundary.encode(),
                 _sdp("src", media),
                 b"\r\n--%s\r\nContent-Type: application/rs-metadata+xml\r\nContent-Disposition: recording-session\r\n\r\n" % boundary.encode(),
-                _metadata(self._domain, labels),
+                metadata(self._domain, labels),
                 b"\r\n--%s--\r\n" % boundary.encode(),
             ]
         )
