@@ -19,6 +19,7 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from aiconnect.demo.peers import metadata
 from aiconnect.demo.run import DemoOptions, parse_args, run_demo
 from aiconnect.siprec.metadata import parse_metadata
+from tests.siprec.test_metadata import schema
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -111,10 +112,8 @@ class SrcMetadataTests(SynchronousTestCase):
         The SRC's metadata validates against the RFC 7865 schema and names
         two participants, each sending the stream of its label.
         """
-        import xmlschema
-
         document = metadata("demo.example.com", ["1", "2"])
-        xmlschema.XMLSchema(str(ROOT / "tests" / "data" / "siprec" / "recording-metadata.xsd")).validate(document.decode())
+        schema().validate(document.decode())
         parsed = parse_metadata(document)
         senders = {s.label: [n.aor for p in parsed.senders(s.stream_id) for n in p.name_ids] for s in parsed.streams}
         self.assertEqual(senders, {"1": ["sip:alice@demo.example.com"], "2": ["sip:bob@demo.example.com"]})

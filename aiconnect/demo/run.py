@@ -186,6 +186,12 @@ class Demo:
         self.app: Any = None
         self.forwarded_at: float | None = None
         self._result: defer.Deferred[tuple[int, str]] = defer.Deferred()
+        #: Fires once L{run} stopped everything (Ctrl-C waits for it).
+        self._stopped: defer.Deferred[None] = defer.Deferred()
+        self._interrupted = False
+        self._service: Any = None
+        self._app_port: Any = None
+        self._shutdown: Any = None
 
     def _print(self, line: str) -> None:
         if not self._options.quiet:
@@ -226,6 +232,8 @@ class Demo:
         Called on every change: note the forward's arrival, end the run on
         a failure or once every step was seen.
         """
+        if self.src is None:
+            return
         if self.srs.invites and self.forwarded_at is None:
             self.forwarded_at = self.ladder.elapsed()
         failure = self._failure()
@@ -237,6 +245,15 @@ class Demo:
     def _finish(self, code: int, reason: str) -> None:
         if not self._result.called:
             self._result.callback((code, reason))
+
+    def _interrupt(self) -> defer.Deferred[None]:
+        """
+        The reactor is stopping (Ctrl-C, SIGTERM): end the run, and let the
+        reactor wait until the service drained and everything is closed.
+        """
+        self._interrupted = True
+        self._finish(1, "interrupted")
+        return self._stopped
 
     def _timed_out(self) -> None:
         missing = [what for what, seen in self.steps() if not seen]
@@ -267,6 +284,31 @@ class Demo:
 
         @return: The exit code: 0 when the call was forwarded and completed.
         """
+        directory = Path(tempfile.mkdtemp(prefix="aiconnect-demo-"))
+        timeout: Any = None
+        try:
+            try:
+                self._start(directory)
+                # From the SRC's INVITE on.
+                timeout = self._reactor.callLater(self._options.timeout, self._timed_out)
+                self.src.call()
+                code, reason = await self._result
+            except Exception as e:
+                code, reason = 1, "%s: %s" % (type(e).__name__, e)
+            if timeout is not None and timeout.active():
+                timeout.cancel()
+            await self._close()
+        finally:
+            shutil.rmtree(directory, ignore_errors=True)
+            self._stopped.callback(None)
+        self._report(code, reason)
+        return code
+
+    def _start(self, directory: Path) -> None:
+        """
+        Start the application, the SRS, AI Connect and the SRC's socket;
+        print where they are.
+        """
         from twisted.web.server import Site
 
         from aiconnect import config as config_mod
@@ -274,66 +316,48 @@ class Demo:
 
         reactor = self._reactor
         options = self._options
-        directory = Path(tempfile.mkdtemp(prefix="aiconnect-demo-"))
         secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
-        listeners: list[Any] = []
-        top: Any = None
-        shutdown: Any = None
-        timeout: Any = None
-        try:
-            self.app = self._make_app(secret)
-            site = Site(self.app.app.resource())
-            site.displayTracebacks = False
-            site.noisy = False
-            app_port = reactor.listenTCP(0, site, interface=HOST)
-            listeners.append(app_port)
-            self.srs = Srs(reactor, self.ladder, self.check)
-            srs_port = self.srs.listen()
-            sip_port, api_port = free_port(), free_port()
-            cfg = config_mod.load(
-                write_config(
-                    directory, sip_port, api_port, app_port.getHost().port, srs_port,
-                    (options.rtp_min, options.rtp_max), secret, secrets.token_urlsafe(16),
-                )
-            )
-            top = build_service(cfg, reactor)
-            top.startService()
-            # Ctrl-C: the same drain as SIGTERM.
-            shutdown = reactor.addSystemEventTrigger("before", "shutdown", top.stopService)
-            self.src = Src(reactor, self.ladder, self.check, (HOST, sip_port), DOMAIN, options.duration)
-            src_port = self.src.listen()
-            for line in (
-                "AI Connect demo: one SIPRec call, forwarded by the example application to an SRS",
-                "  AI Connect   SIP udp %s:%d, REST API http://%s:%d, RTP %d-%d, tenant %s"
-                % (HOST, sip_port, HOST, api_port, options.rtp_min, options.rtp_max, DOMAIN),
-                "  application  http://%s:%d (examples/app.py), forwards to sip:%s@%s"
-                % (HOST, app_port.getHost().port, TRUNK, DOMAIN),
-                "  SRS          %s:%d (trunk %r)   SRC %s:%d" % (HOST, srs_port, TRUNK, HOST, src_port),
-                "",
-                "   time  from       -> to          message",
-            ):
-                self._print(line)
-            timeout = reactor.callLater(options.timeout, self._timed_out)
-            self.src.call()
-            code, reason = await self._result
-        except Exception as e:
-            code, reason = 1, "%s: %s" % (type(e).__name__, e)
-        finally:
-            if timeout is not None and timeout.active():
-                timeout.cancel()
-            if shutdown is not None:
-                reactor.removeSystemEventTrigger(shutdown)
-            if top is not None:
-                # As on SIGTERM: whatever is still up ends with BYEs.
-                await top.stopService()
-            for peer in (self.src, self.srs):
-                if peer is not None:
-                    await defer.maybeDeferred(peer.stop)
-            for port in listeners:
-                await defer.maybeDeferred(port.stopListening)
-            shutil.rmtree(directory, ignore_errors=True)
-        self._report(code, reason)
-        return code
+        self.app = self._make_app(secret)
+        site = Site(self.app.app.resource())
+        site.displayTracebacks = False
+        site.noisy = False
+        self._app_port = reactor.listenTCP(0, site, interface=HOST)
+        app_port = self._app_port.getHost().port
+        self.srs = Srs(reactor, self.ladder, self.check)
+        srs_port = self.srs.listen()
+        sip_port, api_port = free_port(), free_port()
+        path = write_config(directory, sip_port, api_port, app_port, srs_port, (options.rtp_min, options.rtp_max), secret, secrets.token_urlsafe(16))
+        self._service = build_service(config_mod.load(path), reactor)
+        self._service.startService()
+        # Ctrl-C, SIGTERM: the same drain, then the same clean-up.
+        self._shutdown = reactor.addSystemEventTrigger("before", "shutdown", self._interrupt)
+        self.src = Src(reactor, self.ladder, self.check, (HOST, sip_port), DOMAIN, options.duration)
+        src_port = self.src.listen()
+        for line in (
+            "AI Connect demo: one SIPRec call, forwarded by the example application to an SRS",
+            "  AI Connect   SIP udp %s:%d, REST API http://%s:%d, RTP %d-%d, tenant %s"
+            % (HOST, sip_port, HOST, api_port, options.rtp_min, options.rtp_max, DOMAIN),
+            "  application  http://%s:%d (examples/app.py), forwards to sip:%s@%s" % (HOST, app_port, TRUNK, DOMAIN),
+            "  SRS          %s:%d (trunk %r)   SRC %s:%d" % (HOST, srs_port, TRUNK, HOST, src_port),
+            "",
+            "   time  from       -> to          message",
+        ):
+            self._print(line)
+
+    async def _close(self) -> None:
+        """
+        Stop AI Connect as on SIGTERM (whatever is still up ends with
+        BYEs), then the peers and the application.
+        """
+        if self._shutdown is not None and not self._interrupted:
+            self._reactor.removeSystemEventTrigger(self._shutdown)
+        if self._service is not None:
+            await self._service.stopService()
+        for peer in (self.src, self.srs):
+            if peer is not None:
+                await defer.maybeDeferred(peer.stop)
+        if self._app_port is not None:
+            await defer.maybeDeferred(self._app_port.stopListening)
 
     def _report(self, code: int, reason: str) -> None:
         if code != 0:
@@ -392,6 +416,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     options, level = parse_args(argv)
     from twisted.internet import reactor
+    from twisted.internet.error import ReactorNotRunning
     from twisted.logger import globalLogBeginner
 
     from aiconnect.logsetup import make_observer
@@ -401,11 +426,21 @@ def main(argv: list[str] | None = None) -> int:
     globalLogBeginner.beginLoggingTo([make_observer("text", level, sys.stderr)], redirectStandardIO=False)
     codes: list[int] = []
 
+    def failed(failure: Any) -> int:
+        sys.stderr.write("demo FAILED: %s\n" % (failure.getErrorMessage(),))
+        return 1
+
+    def stop(_: object) -> None:
+        try:
+            reactor.stop()
+        except ReactorNotRunning:
+            pass  # stopping already (Ctrl-C)
+
     def start() -> None:
         d = run_demo(reactor, options)
-        d.addErrback(lambda failure: (sys.stderr.write("demo FAILED: %s\n" % failure.getErrorMessage()), 1)[1])
+        d.addErrback(failed)
         d.addCallback(codes.append)
-        d.addBoth(lambda _: reactor.stop())
+        d.addBoth(stop)
 
     reactor.callWhenRunning(start)
     reactor.run()
