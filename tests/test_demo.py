@@ -121,8 +121,30 @@ class SrcMetadataTests(SynchronousTestCase):
 
 class DemoCommandTests(SynchronousTestCase):
     """
-    C{python -m aiconnect.demo} as a process.
+    C{python -m aiconnect.demo} as a process, and C{aiconnect-demo} as
+    C{pip install .} installs it.
     """
+
+    def test_packaging(self) -> None:
+        """
+        setup.cfg installs the C{aiconnect-demo} command, the demo package
+        and C{examples/} as C{aiconnect.examples} (the demo imports the
+        example application from there once installed).
+        """
+        import configparser
+
+        from aiconnect.demo.run import main
+
+        cfg = configparser.ConfigParser()
+        cfg.read(ROOT / "setup.cfg")
+        scripts = dict(line.split(" = ") for line in cfg["options.entry_points"]["console_scripts"].split("\n") if line)
+        self.assertEqual(scripts["aiconnect-demo"], "aiconnect.demo.run:main")
+        self.assertEqual(main.__module__ + ":" + main.__name__, scripts["aiconnect-demo"])
+        packages = cfg["options"]["packages"].split()
+        self.assertIn("aiconnect.demo", packages)
+        self.assertIn("aiconnect.examples", packages)
+        self.assertIn("aiconnect.examples = examples", cfg["options"]["package_dir"])
+        self.assertTrue((ROOT / "examples" / "__init__.py").exists())
 
     def test_command_exits_0(self) -> None:
         """
