@@ -110,6 +110,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("composition root", ("aiconnect.tap", "aiconnect.logsetup", "aiconnect.relayreactor", "aiconnect.gctune")),
+    # aiconnect-demo: builds the service through the composition root.
+    ("demo", ("aiconnect.demo", "aiconnect.demo.*")),
 )
 
 #: The layers whose modules are pure (no Twisted, sockets or clock), and

@@ -410,13 +410,13 @@ def parse_args(argv: list[str] | None) -> tuple[DemoOptions, str]:
     return DemoOptions(args.timeout, args.rtp_min, rtp_max, args.duration, args.quiet), level
 
 
-def main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> None:
     """
-    The C{aiconnect-demo} command.
+    The C{aiconnect-demo} command: runs the demo on the global reactor
+    and exits with its code.
     """
     options, level = parse_args(argv)
-    from twisted.internet import reactor
-    from twisted.internet.error import ReactorNotRunning
+    from twisted.internet import task
     from twisted.logger import globalLogBeginner
 
     from aiconnect.logsetup import make_observer
@@ -424,24 +424,10 @@ def main(argv: list[str] | None = None) -> int:
 
     trace.set_level(level)
     globalLogBeginner.beginLoggingTo([make_observer("text", level, sys.stderr)], redirectStandardIO=False)
-    codes: list[int] = []
 
-    def failed(failure: Any) -> int:
-        sys.stderr.write("demo FAILED: %s\n" % (failure.getErrorMessage(),))
-        return 1
+    async def demo(reactor: Any) -> None:
+        code = await run_demo(reactor, options)
+        if code:
+            raise SystemExit(code)
 
-    def stop(_: object) -> None:
-        try:
-            reactor.stop()
-        except ReactorNotRunning:
-            pass  # stopping already (Ctrl-C)
-
-    def start() -> None:
-        d = run_demo(reactor, options)
-        d.addErrback(failed)
-        d.addCallback(codes.append)
-        d.addBoth(stop)
-
-    reactor.callWhenRunning(start)
-    reactor.run()
-    return codes[0] if codes else 1
+    task.react(lambda reactor: defer.ensureDeferred(demo(reactor)))
