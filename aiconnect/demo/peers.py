@@ -489,20 +489,19 @@ class Srs(_SipPeer):
         self.acked = False
         self.rtp: dict[int, int] = {}
         self._tag = secrets.token_hex(4)
-        self._answers: dict[tuple[str, int], tuple[bytes, _Repeater | None]] = {}
+        #: Our 200s being retransmitted until their ACK, by (Call-ID, CSeq).
+        self._answers: dict[tuple[str, int], _Repeater] = {}
 
     def request_received(self, request: Request, address: tuple[str, int]) -> None:
         key = (request.call_id, request.cseq.number)
         if request.method == "ACK":
-            answer = self._answers.get((request.call_id, request.cseq.number))
-            if answer is not None and answer[1] is not None:
-                answer[1].stop()
+            if key in self._answers:
+                self._answers[key].stop()
             self.acked = True
             return
-        if key in self._answers and request.method == "INVITE":
-            return  # a retransmitted INVITE: our 200 is being retransmitted
         if request.method == "INVITE":
-            self._answer_invite(request, address)
+            if key not in self._answers:  # else a retransmission: the 200 is repeated
+                self._answer_invite(request, address)
             return
         if request.method == "BYE":
             self.byes.append(request)
@@ -533,4 +532,4 @@ class Srs(_SipPeer):
             lines += ["a=recvonly", "a=label:%s" % media.label]
         contact = "Contact: <sip:recorder@%s:%d>;+sip.srs" % (HOST, self.port)
         answer = response(request, 200, "OK", self._tag, (contact,), _sdp("srs", lines))
-        self._answers[(request.call_id, request.cseq.number)] = (answer, self.repeat(answer, address))
+        self._answers[(request.call_id, request.cseq.number)] = self.repeat(answer, address)
