@@ -116,6 +116,8 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
         ),
     ),
     ("composition root", ("aiconnect.tap", "aiconnect.logsetup", "aiconnect.relayreactor", "aiconnect.gctune", "aiconnect.__main__")),
+    # aiconnect-demo: builds the service through the composition root.
+    ("demo", ("aiconnect.demo", "aiconnect.demo.*")),
 )
 
 #: The layers whose modules are pure (no Twisted, sockets or clock), and

@@ -1,0 +1,3 @@
+"""
+Tests of the shipped examples (C{examples/}).
+"""
