@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from aiconnect.config import load
 from aiconnect.provisioning import LiveConfig, Provisioning, SqliteTenantStore
 from aiconnect.provisioning.service import restart_keys
+from tests.api.helpers import temporary_directory
 from tests.provisioning.support import FILE_TOML, OTHER_SECRET, SECRET, done, file_config, refused, tenant_object
 
 
@@ -28,8 +29,7 @@ class ServiceTestCase(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        directory = self.mktemp()
-        os.makedirs(directory)
+        directory = temporary_directory(self)
         self.config_path = os.path.join(directory, "aiconnect.toml")
         self.write(FILE_TOML)
         self.db_path = os.path.join(directory, "events.sqlite3")

@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from aiconnect.provisioning import SqliteTenantStore
 from aiconnect.webhooks.database import EventDatabase
 from aiconnect.webhooks.outbox import EventOutbox
+from tests.api.helpers import temporary_directory
 from tests.provisioning.support import done, tenant_object
 
 
@@ -23,7 +24,7 @@ class StoreTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        self.path = os.path.join(self.mktemp(), "events.sqlite3")
+        self.path = os.path.join(temporary_directory(self), "events.sqlite3")
         self.clock = Clock()
 
     def test_put_load_delete(self) -> None:

@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect import tap
 from aiconnect.config import load
+from tests.api.helpers import temporary_directory
 from tests.provisioning.support import FILE_TOML, done, tenant_object
 
 
@@ -24,8 +25,7 @@ class WiringTests(SynchronousTestCase):
     """
 
     def setUp(self) -> None:
-        directory = os.path.abspath(self.mktemp())
-        os.makedirs(directory)
+        directory = temporary_directory(self)
         self.path = os.path.join(directory, "aiconnect.toml")
         database = os.path.join(directory, "events.sqlite3")
         with open(self.path, "w") as f:
