@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import atexit
 import glob
+import importlib.util
 import os
 import pwd
 import secrets
@@ -25,12 +26,15 @@ from urllib.parse import quote
 
 from twisted.enterprise.adbapi import ConnectionPool
 from twisted.internet import reactor
+from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import SkipTest, TestCase
 
 from aiconnect.storage.pool import connect_pool
+from aiconnect.storage.schema import migrate
 from tests.integration.helpers import free_port
 
-__all__ = ["PostgresServer", "PostgresTestCase", "shared_server"]
+__all__ = ["MigratedTestCase", "PostgresServer", "PostgresTestCase", "shared_server", "wait_until"]
 
 #: Bounds of every command run here, in seconds.
 COMMAND_TIMEOUT = 60
@@ -149,7 +153,8 @@ class PostgresServer:
         """
         import psycopg
 
-        return psycopg.connect(self.url(database), autocommit=True, connect_timeout=10, **options)
+        options.setdefault("autocommit", True)
+        return psycopg.connect(self.url(database), connect_timeout=10, **options)
 
     def create_database(self) -> str:
         """
@@ -183,10 +188,8 @@ def shared_server() -> PostgresServer:
         return _shared
     if _failed is not None:
         raise RuntimeError(_failed)
-    try:
-        import psycopg  # noqa: F401
-    except ImportError:
-        raise SkipTest("psycopg is not installed (pip install 'psycopg[binary]')") from None
+    if importlib.util.find_spec("psycopg") is None:
+        raise SkipTest("psycopg is not installed (pip install 'psycopg[binary]')")
     bindir = find_bindir()
     if bindir is None or not os.path.exists(os.path.join(bindir, "pg_ctl")):
         raise SkipTest("PostgreSQL server binaries not found (no /usr/lib/postgresql/*/bin/initdb, no initdb on PATH): apt-get install postgresql")
@@ -233,13 +236,25 @@ class PostgresTestCase(TestCase):
             return connection.execute(sql, args).fetchall()
 
 
+class MigratedTestCase(PostgresTestCase):
+    """
+    A test with a database of its own, migrated to this code's schema.
+
+    @ivar runner: A pool on it.
+    """
+
+    @inlineCallbacks
+    def setUp(self) -> Any:
+        super().setUp()
+        self.runner = self.make_pool()
+        yield migrate(self.runner, now=0.0, node_id="test")
+
+
 def wait_until(predicate: Any, timeout: float = 10.0, step: float = 0.02) -> Any:
     """
     @return: A L{Deferred} firing once C{predicate()} is true (checked
         every C{step} seconds on the reactor), failing after C{timeout}.
     """
-    from twisted.internet.defer import inlineCallbacks
-    from twisted.internet.task import deferLater
 
     @inlineCallbacks
     def poll() -> Any:
