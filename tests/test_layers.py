@@ -85,6 +85,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiconnect.outputs.wav",
             # Where provisioned tenants are kept (SPEC s11).
             "aiconnect.provisioning.store",
+            # What the nodes share (SPEC s14): PostgreSQL or SQLite.
+            "aiconnect.storage",
+            "aiconnect.storage.*",
         ),
     ),
     # The configuration file's shape: it sits above the adapters because it

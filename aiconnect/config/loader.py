@@ -20,6 +20,8 @@ from aiconnect.errors import ConfigError
 
 #: The top-level keys: the sections of the file.
 TOP_KEYS = ("sip", "tls", "rtp", "api", "dns", "events", "log", "limits", "streams", "recording", "tenant")
+#: The sections of SPEC s14 (several nodes, shared storage).
+TOP_KEYS += ("database", "node", "cluster")
 
 def load(path: str | os.PathLike[str]) -> Config:
     """
@@ -121,6 +123,7 @@ def _build(document: Mapping[str, Any]) -> Config:
     tenant_tables = top.tables("tenant", sections.TENANT_KEYS)
     tenants = [sections.read_tenant(t) for t in tenant_tables]
     check_tenants(tenants, [f"tenant[{i}]" for i in range(len(tenants))])
+    database = sections.read_database(top.table("database", sections.DATABASE_KEYS))
     return Config(
         sip=sip,
         tls=sections.read_tls(top.table("tls", sections.TLS_KEYS), sip),
@@ -133,4 +136,7 @@ def _build(document: Mapping[str, Any]) -> Config:
         streams=sections.read_streams(top.table("streams", sections.STREAMS_KEYS)),
         recording=sections.read_recording(top.table("recording", sections.RECORDING_KEYS)),
         tenants=tuple(tenants),
+        database=database,
+        node=sections.read_node(top.table("node", sections.NODE_KEYS), api, database),
+        cluster=sections.read_cluster(top.table("cluster", sections.CLUSTER_KEYS), database),
     )

@@ -16,6 +16,8 @@ with it.
 from __future__ import annotations
 
 import ipaddress
+import re
+import socket
 from dataclasses import dataclass, field
 
 from aiconnect.sip.peer import ConnectionLimits
@@ -162,6 +164,63 @@ class EventsConfig:
     retry_for: float = 86400.0
     retry_initial: float = 1.0
     retry_max: float = 300.0
+
+
+@dataclass(frozen=True, slots=True)
+class DatabaseConfig:
+    """
+    Where the state the nodes share lives, C{[database]} (SPEC s14).
+
+    @ivar url: C{""} = SQLite at C{[events] database} (one node); or a
+        C{postgresql://user:password@host:port/dbname} URI (never in
+        C{repr()}; L{aiconnect.storage.url.redact_url} for logs).
+    """
+
+    url: str = field(default="", repr=False)
+
+
+#: What a node id may be made of (SPEC s14 C{[node] id}).
+NODE_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
+
+
+def default_node_id() -> str:
+    """
+    @return: The host name, as a node id: characters outside
+        C{[A-Za-z0-9._-]} become C{-}, at most 64 of them.
+    """
+    name = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname())[:64]
+    return name or "node"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """
+    This process as a node of a cluster, C{[node]} (SPEC s14).
+
+    @ivar id: Unique in the cluster, C{[A-Za-z0-9._-]{1,64}}; default: the
+        host name.
+    @ivar api_url: How the other nodes reach this node's REST API
+        (C{http(s)://host:port}); C{""} in the file = derived from
+        C{[api] host} and C{port}.
+    """
+
+    id: str = field(default_factory=default_node_id)
+    api_url: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterConfig:
+    """
+    The nodes together, C{[cluster]} (SPEC s14).
+
+    @ivar secret: Node-to-node authentication (never in C{repr()});
+        required when C{[database] url} is PostgreSQL.
+    @ivar lease: Seconds without renewal before a node counts as lost (it
+        renews every C{lease / 3}).
+    """
+
+    secret: str = field(default="", repr=False)
+    lease: float = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -443,6 +502,9 @@ class Config:
     @ivar streams: C{[streams]}.
     @ivar recording: C{[recording]}.
     @ivar tenants: The C{[[tenant]]} entries, in file order.
+    @ivar database: C{[database]}.
+    @ivar node: C{[node]}.
+    @ivar cluster: C{[cluster]}.
     """
 
     sip: SipConfig = field(default_factory=SipConfig)
@@ -456,6 +518,9 @@ class Config:
     streams: StreamsConfig = field(default_factory=StreamsConfig)
     recording: RecordingConfig = field(default_factory=RecordingConfig)
     tenants: tuple[TenantConfig, ...] = ()
+    database: DatabaseConfig = field(default_factory=DatabaseConfig)
+    node: NodeConfig = field(default_factory=NodeConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def max_sessions_for(self, tenant: TenantConfig) -> int:
         """

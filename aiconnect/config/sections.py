@@ -42,6 +42,8 @@ from aiconnect.sip.uri import is_ip_literal as _is_ip
 from aiconnect.sip.uri import split_host_port
 from aiconnect.webhooks.outbox import MEMORY_DATABASE
 from aiconnect.webhooks.signing import decode_signing_secret
+from aiconnect.config.records import NODE_ID, ClusterConfig, DatabaseConfig, NodeConfig
+from aiconnect.storage.url import check_url, is_postgresql
 
 #: The values the choice keys accept.
 TLS_VERSIONS = ("1.2", "1.3")
@@ -107,6 +109,9 @@ TENANT_KEYS = (
 #: The keys of a tenant object of the provisioning API (SPEC s11): the
 #: file's, with its trunks as a list C{trunks}.
 TENANT_DOCUMENT_KEYS = tuple("trunks" if k == "trunk" else k for k in TENANT_KEYS)
+DATABASE_KEYS = ("url",)
+NODE_KEYS = ("id", "api_url")
+CLUSTER_KEYS = ("secret", "lease")
 TRUNK_KEYS = _TRUNK_KEYS = ("match", "target", "transport", "username", "password", "keepalive", "session_expires", "ring_timeout", "down_for", "probe_interval")
 
 
@@ -432,3 +437,52 @@ def read_tenant(table: Table, trunks_key: str = "trunk") -> TenantConfig:
         ),
     )
 
+
+
+def read_database(table: Table) -> DatabaseConfig:
+    """
+    @return: C{[database]}.
+    """
+    url = table.string("url", DatabaseConfig().url)
+    try:
+        check_url(url)
+    except ValueError as e:
+        # Never echo the URL: it holds the password.
+        raise ConfigError(table.key("url"), str(e)) from None
+    return DatabaseConfig(url=url)
+
+
+def read_node(table: Table, api: ApiConfig, database: DatabaseConfig) -> NodeConfig:
+    """
+    @return: C{[node]}; an empty C{api_url} is derived from C{api}
+        (required when C{database} is PostgreSQL and C{api} cannot say).
+    """
+    node_id = table.string("id", NodeConfig().id)
+    if not NODE_ID.match(node_id):
+        raise ConfigError(table.key("id"), f"{node_id!r} is not 1 to 64 of A-Z a-z 0-9 . _ -")
+    api_url = values.callback_url(table, "api_url") if table.string("api_url", "") else ""
+    if not api_url and api.port and api.host not in ("0.0.0.0", "::"):
+        host = f"[{api.host}]" if ":" in api.host else api.host
+        api_url = f"http://{host}:{api.port}"
+    if not api_url and is_postgresql(database.url):
+        raise ConfigError(
+            table.key("api_url"), "required when database.url is PostgreSQL and api.host is a wildcard or api.port 0"
+        )
+    return NodeConfig(id=node_id, api_url=api_url)
+
+
+def read_cluster(table: Table, database: DatabaseConfig) -> ClusterConfig:
+    """
+    @return: C{[cluster]}; C{secret} is required when C{database} is
+        PostgreSQL.
+    """
+    secret = table.string("secret", "")
+    if secret and (len(secret) < 16 or any(c.isspace() or ord(c) < 0x20 or c == "\x7f" for c in secret)):
+        # Never echo the secret itself.
+        raise ConfigError(table.key("secret"), "must be at least 16 characters, without whitespace or control characters")
+    if not secret and is_postgresql(database.url):
+        raise ConfigError(table.key("secret"), "required when database.url is PostgreSQL")
+    lease = table.number("lease", ClusterConfig().lease)
+    if not 1 <= lease <= 3600:
+        raise ConfigError(table.key("lease"), f"{lease:g} is not in 1..3600 seconds")
+    return ClusterConfig(secret=secret, lease=lease)
