@@ -24,12 +24,16 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect import config as config_mod
-from aiconnect.storage.cluster import DatabaseUnavailable, SessionClaims
+from aiconnect.provisioning import LiveConfig
+from aiconnect.storage.cluster import DatabaseUnavailable, SessionClaims, SharedTenantStore, TenantWatch
 from aiconnect.storage.directory import SqlSessionDirectory
 from aiconnect.storage.pool import connect_pool
+from aiconnect.storage.tenants import PostgresTenantStore
 from aiconnect.tap import build_service
 from tests.fakes import pause, wait_until
 from tests.integration.helpers import free_port
+from tests.provisioning.support import file_config
+from tests.provisioning.support import tenant_object as stored_tenant
 from tests.integration.provisioning_support import ADMIN, Caller, TenantApp, api, provisioning_config, tenant_object
 from tests.integration.siprec_peer import AppServer
 from tests.integration.test_startup import run_twistd
@@ -218,6 +222,63 @@ class SessionClaimsTests(MigratedTestCase):
         await claims.drained()
         self.assertEqual((claims.failures, len(errors)), (3, 1))
         self.assertNotIn("pw", errors[0]["reason"])
+
+
+class TenantWatchTests(MigratedTestCase):
+    """
+    L{TenantWatch}: what another node stored is put in force; a read that
+    may predate a change of this node's is not.
+    """
+
+    def setUp(self) -> Any:
+        started = super().setUp()
+        self.live = LiveConfig(file_config())
+        self.other = PostgresTenantStore(self.runner, clock=reactor.seconds)
+        self.ours = SharedTenantStore()
+        self.ours.store = PostgresTenantStore(self.runner, clock=reactor.seconds)
+        self.watch = TenantWatch(self.runner, self.ours, self.live, reactor)
+        return started
+
+    async def test_other_node_changes(self) -> None:
+        """
+        A put and a delete of another node's are in force after the next
+        poll; a poll without change changes nothing.
+        """
+        await self.other.put("a.example.com", stored_tenant("a.example.com"))
+        await self.watch.poll()
+        self.assertEqual(list(self.live.provisioned), ["a.example.com"])
+        self.assertEqual(self.live.source("a.example.com"), "api")
+        before = self.live.current
+        await self.watch.poll()
+        self.assertIs(self.live.current, before)
+        await self.other.put("a.example.com", stored_tenant("a.example.com", callback_url="http://127.0.0.1:9200"))
+        await self.watch.poll()
+        self.assertEqual(self.live.provisioned["a.example.com"].callback_url, "http://127.0.0.1:9200")
+        await self.other.delete("a.example.com")
+        await self.watch.poll()
+        self.assertEqual(self.live.provisioned, {})
+
+    async def test_read_during_own_write_dropped(self) -> None:
+        """
+        A poll that starts while a change of this node's is being stored
+        is dropped (it may be older than that change, which the
+        provisioning service applies itself); the next one applies.
+        """
+        await self.other.put("b.example.com", stored_tenant("b.example.com"))
+        writing = self.ours.put("a.example.com", stored_tenant("a.example.com"))
+        await self.watch.poll()
+        await writing
+        self.assertEqual(self.live.provisioned, {})
+        await self.watch.poll()
+        self.assertEqual(sorted(self.live.provisioned), ["a.example.com", "b.example.com"])
+
+    def test_not_open(self) -> None:
+        """
+        Before the pool is open a change is refused (the provisioning API
+        answers 503, nothing changed).
+        """
+        self.failureResultOf(SharedTenantStore().put("a.example.com", stored_tenant("a.example.com")))
+        self.failureResultOf(SharedTenantStore().delete("a.example.com"))
 
 
 class StartupTests(PostgresTestCase):
