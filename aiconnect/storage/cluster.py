@@ -103,10 +103,16 @@ def _first_line(error: BaseException, secret: str | None) -> str:
     return text
 
 
+def _forget_sessions(cursor: Cursor, node_id: str) -> None:
+    cursor.execute("DELETE FROM session_directory WHERE node_id = %s", (node_id,))
+
+
 def open_database(url: str, node_id: str, now: float) -> list[dict[str, Any]]:
     """
     Start-up (blocking, bounded by C{CONNECT_TIMEOUT} and
-    C{STATEMENT_TIMEOUT}): connect, migrate, read the provisioned tenants.
+    C{STATEMENT_TIMEOUT}): connect, migrate, read the provisioned tenants,
+    forget the sessions a previous run of this node left in the directory
+    (a starting node owns none; L{aiconnect.recovery} ends them).
 
     @return: The stored tenant objects.
     @raise DatabaseUnavailable: One line, without the password.
@@ -126,6 +132,7 @@ def open_database(url: str, node_id: str, now: float) -> list[dict[str, Any]]:
             runner = _Blocking(connection)
             _now(migrate(runner, now=now, node_id=node_id))  # type: ignore[arg-type]
             documents: list[dict[str, Any]] = _now(PostgresTenantStore(runner, clock=lambda: now).load())
+            _now(runner.runInteraction(_forget_sessions, node_id))
     except Exception as e:
         raise DatabaseUnavailable(f"{where}: {_first_line(e, password and str(password))}") from None
     return documents

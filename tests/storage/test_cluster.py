@@ -180,6 +180,22 @@ class TwoNodesTests(PostgresTestCase):
         await self.nodes["node-a"].service.stopService()
         self.assertEqual(self.leases(), {"node-a": (False, True), "node-b": (True, False)})
 
+    async def test_restart(self) -> None:
+        """
+        A node started again takes its lease anew and forgets the sessions
+        its previous run left in the directory (killed: no release); the
+        other node's stay.
+        """
+        await self.nodes["node-a"].service.stopService()
+        with self.server.connect(self.database) as connection:
+            for session, node in (("left-a", "node-a"), ("live-b", "node-b")):
+                connection.execute(
+                    "INSERT INTO session_directory (session_id, node_id, tenant, started) VALUES (%s, %s, 'x', 0)", (session, node)
+                )
+        self.start_node("node-a")
+        self.assertEqual(self.directory(), [("live-b", "node-b", "x")])
+        await wait_until(lambda: self.leases()["node-a"] == (True, False), 5, what=lambda: f"leases {self.leases()}")
+
 
 class SessionClaimsTests(MigratedTestCase):
     """
