@@ -24,7 +24,6 @@ line (L{aiconnect.tap.StartupError}).  Then, in the pool's threads:
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
@@ -44,6 +43,7 @@ from aiconnect.storage.pool import connect_pool
 from aiconnect.storage.schema import migrate
 from aiconnect.storage.sql import Cursor, Runner
 from aiconnect.storage.tenants import PostgresTenantStore
+from aiconnect.storage.tenants import _load as load_tenants
 from aiconnect.storage.url import redact_url
 
 __all__ = ["POLL_INTERVAL", "ClusterStorage", "DatabaseUnavailable", "SessionClaims", "SharedTenantStore", "TenantWatch"]
@@ -85,7 +85,7 @@ class _Blocking:
         return maybeDeferred(run)
 
 
-def _now(deferred: Deferred[Any]) -> Any:
+def _result(deferred: Deferred[Any]) -> Any:
     """
     @return: The result of a fired L{Deferred} (its exception raised).
     """
@@ -117,12 +117,13 @@ def open_database(url: str, node_id: str, now: float) -> list[dict[str, Any]]:
     @return: The stored tenant objects.
     @raise DatabaseUnavailable: One line, without the password.
     """
-    import psycopg
-    from psycopg.conninfo import conninfo_to_dict
-
-    password = conninfo_to_dict(url).get("password")
     where = f"database.url {redact_url(url)}"
+    password = None
     try:
+        import psycopg
+        from psycopg.conninfo import conninfo_to_dict
+
+        password = conninfo_to_dict(url).get("password")
         with psycopg.connect(
             url,
             connect_timeout=CONNECT_TIMEOUT,
@@ -130,9 +131,9 @@ def open_database(url: str, node_id: str, now: float) -> list[dict[str, Any]]:
             options=f"-c statement_timeout={int(STATEMENT_TIMEOUT * 1000)}",
         ) as connection:
             runner = _Blocking(connection)
-            _now(migrate(runner, now=now, node_id=node_id))  # type: ignore[arg-type]
-            documents: list[dict[str, Any]] = _now(PostgresTenantStore(runner, clock=lambda: now).load())
-            _now(runner.runInteraction(_forget_sessions, node_id))
+            _result(migrate(runner, now=now, node_id=node_id))  # type: ignore[arg-type]
+            documents: list[dict[str, Any]] = _result(PostgresTenantStore(runner, clock=lambda: now).load())
+            _result(runner.runInteraction(_forget_sessions, node_id))
     except Exception as e:
         raise DatabaseUnavailable(f"{where}: {_first_line(e, password and str(password))}") from None
     return documents
@@ -140,9 +141,10 @@ def open_database(url: str, node_id: str, now: float) -> list[dict[str, Any]]:
 
 class SharedTenantStore:
     """
-    The provisioning store of a node (L{aiconnect.storage.tenants.
-    AsyncTenantStore}): L{PostgresTenantStore} once the pool is open (a
-    change before answers 503, "not stored").  It counts the writes in
+    The provisioning store of a node (an L{AsyncTenantStore
+    <aiconnect.storage.tenants.AsyncTenantStore>}): L{PostgresTenantStore}
+    once the pool is open (a change before, or after the stop, answers
+    503, "not stored").  It counts the writes in
     flight so that L{TenantWatch} never puts in force a read older than
     a change this node just made.
 
@@ -195,8 +197,7 @@ def _changed_tenants(cursor: Cursor, seen: str | None) -> tuple[str, list[dict[s
     fingerprint = _fingerprint(cursor)
     if fingerprint == seen:
         return fingerprint, None
-    cursor.execute('SELECT document::text FROM provisioned_tenants ORDER BY domain COLLATE "C"')
-    return fingerprint, [json.loads(row[0]) for row in cursor.fetchall()]
+    return fingerprint, load_tenants(cursor)
 
 
 class TenantWatch:
@@ -247,7 +248,7 @@ class TenantWatch:
         """
         generation = None if self._store.in_flight else self._store.generation
         polled = self._runner.runInteraction(_changed_tenants, self._seen)
-        return polled.addCallbacks(self._polled, self._failed, callbackArgs=(generation,))
+        return polled.addCallback(self._polled, generation).addErrback(self._failed)
 
     def _failed(self, reason: Failure) -> None:
         if not self._failing:
