@@ -102,6 +102,10 @@ class CallRegistry:
         self._clock = clock
         self._keep = keep_ended
         self._keep_for = keep_ended_for
+        #: Told of each session's start and end (the session directory of
+        #: a cluster, L{aiconnect.storage.cluster.SessionClaims}), or
+        #: L{None} (one node: nothing to tell).
+        self.directory: Any = None
 
     def _now(self) -> float:
         return 0.0 if self._clock is None else self._clock.seconds()
@@ -133,6 +137,8 @@ class CallRegistry:
         tenant = call.tenant.domain.lower()
         self._live[tenant] = self._live.get(tenant, 0) + 1
         call.finishers.append(self)
+        if self.directory is not None:
+            self.directory.session_started(call.session_id, tenant)
 
     def session_finished(self, call: CallRunner) -> None:
         """
@@ -147,6 +153,8 @@ class CallRegistry:
             self._live[tenant] = left
         else:
             self._live.pop(tenant, None)
+        if self.directory is not None:
+            self.directory.session_ended(call.session_id)
         now = self._now()
         self._expire(now)
         if self._keep <= 0 or (self._clock is not None and self._keep_for <= 0):

@@ -448,7 +448,7 @@ class AiconnectService(service.MultiService):
                 # SRSs that did not answer our BYE in time: the Call
                 # counts them as answered and completes.
                 runner.feed(DrainExpired(now=self._reactor.seconds()))
-            for name in ("sip", "webhooks", "rtp", "api"):
+            for name in ("sip", "webhooks", "rtp", "api", "cluster"):
                 child = self.namedServices.get(name)
                 if child is not None and child.running:
                     await defer.maybeDeferred(child.stopService)
@@ -540,13 +540,23 @@ def build_service(
     # SPEC s11: the configuration in force (the file's tenants and the
     # provisioned ones) is what every path that reads tenants, trunks and
     # limits is given; the file's sockets, ports and paths stay as read.
-    tenant_store = SqliteTenantStore(database, clock=reactor.seconds)
-    # SQLite answers at once; the tenants a slower store gives later are
-    # put in force when they arrive.
     live = LiveConfig(cfg)
-    tenant_store.load().addCallback(
-        lambda documents: live.apply(provisioned={t.domain: t for t in Provisioning.stored_tenants(documents, cfg)})
-    ).addErrback(lambda f: top.log.failure("Provisioning: the stored tenants could not be loaded", f))
+    tenant_store: Any
+    if cfg.database.url:
+        # SPEC s14: tenants, leases and the session directory in PostgreSQL
+        # (docs/storage.md); the first child, so that the stored tenants
+        # are in force before anything listens.
+        from aiconnect.storage.cluster import ClusterStorage
+
+        cluster = ClusterStorage(cfg, reactor, live, registry)
+        cluster.setServiceParent(top)
+        tenant_store = cluster.tenant_store
+    else:
+        tenant_store = SqliteTenantStore(database, clock=reactor.seconds)
+        # SQLite answers at once.
+        tenant_store.load().addCallback(
+            lambda documents: live.apply(provisioned={t.domain: t for t in Provisioning.stored_tenants(documents, cfg)})
+        ).addErrback(lambda f: top.log.failure("Provisioning: the stored tenants could not be loaded", f))
     provisioning = Provisioning(live, tenant_store, path=config_path)
     deliverer = EventDeliverer(
         reactor,

@@ -116,6 +116,9 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "aiconnect.provisioning",
             "aiconnect.provisioning.live",
             "aiconnect.provisioning.service",
+            # A node of a cluster: the shared storage wired to provisioning
+            # and the registry (SPEC s14).
+            "aiconnect.storage.cluster",
         ),
     ),
     ("composition root", ("aiconnect.tap", "aiconnect.logsetup", "aiconnect.relayreactor", "aiconnect.gctune", "aiconnect.__main__")),

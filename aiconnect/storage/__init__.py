@@ -19,6 +19,8 @@ database (docs/storage.md).
     - L{aiconnect.storage.nodes}: node leases and the service renewing
       this node's.
     - L{aiconnect.storage.directory}: session id -> owning node.
+    - L{aiconnect.storage.cluster}: the running node on PostgreSQL (start,
+      shared tenants, lease, session claims), wired by L{aiconnect.tap}.
 
 Every call returns a L{twisted.internet.defer.Deferred}; on PostgreSQL the
 work runs in the pool's threads, never on the reactor thread.
