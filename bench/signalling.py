@@ -264,7 +264,17 @@ def run_step(args: argparse.Namespace, step: Step, server: subprocess.Popen[byte
         read_sipp(step, directory)
     else:
         read_python(step, directory)
-    # Wait (bounded) for the events of every completed call.
+    collect_events(args, step, app_port, before)
+    step.cpu_s = (sum(cpu_ticks(server.pid)) - ticks0) / CLK_TCK
+    return step
+
+
+def collect_events(args: argparse.Namespace, step: Step, app_port: int, before: int) -> None:
+    """
+    Wait (bounded) for the events of every completed call of C{step}
+    (those after the C{before}th at the application), then note their
+    delays, names, SRS failures and how many are missing.
+    """
     want = before + EVENTS_PER_CALL[step.mode] * step.successful
     deadline = time.monotonic() + args.event_wait
     got = before
@@ -273,13 +283,11 @@ def run_step(args: argparse.Namespace, step: Step, server: subprocess.Popen[byte
         if got >= want:
             break
         time.sleep(0.2)
-    step.cpu_s = (sum(cpu_ticks(server.pid)) - ticks0) / CLK_TCK
     events = app_stats(app_port, before)["events"]
     step.delays = sorted(delay for _name, delay in events)
     step.names = dict(Counter(name for name, _delay in events))
     step.srs_failures = sum(1 for name, _delay in events if name == "SIPRECFORWARDFAILED")
     step.missing = max(0, want - got)
-    return step
 
 
 def fmt_ms(values: list[float] | None, q: float, scale: float = 1.0) -> str:

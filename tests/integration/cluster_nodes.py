@@ -61,7 +61,7 @@ class Kamailio:
     control socket and log in a scratch directory.
     """
 
-    def __init__(self, binary: str, kamcmd: str, nodes: list[tuple[str, int]], ping_interval: int = 1) -> None:
+    def __init__(self, binary: str, kamcmd: str, nodes: list[tuple[str, int]], ping_interval: int = 1, children: int = 2) -> None:
         self.binary = binary
         self.kamcmd = kamcmd
         self.dir = Path(tempfile.mkdtemp(prefix="aiconnect-kamailio-"))
@@ -72,11 +72,12 @@ class Kamailio:
         # has answered an OPTIONS probe with 200.
         self.list_file.write_text("".join("1 sip:%s:%d 9\n" % node for node in nodes))
         self.ping_interval = ping_interval
+        self.children = children
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> None:
         argv = [
-            self.binary, "-DD", "-E", "-n", "2", "-m", "32",
+            self.binary, "-DD", "-E", "-n", str(self.children), "-m", "64",
             "-f", str(KAMAILIO_CFG), "-Y", str(self.dir),
             "-A", "LISTEN_ADDR=127.0.0.1", "-A", "LISTEN_PORT=%d" % self.port,
             "-A", 'DISPATCHER_LIST="%s"' % self.list_file,
@@ -114,16 +115,29 @@ class Kamailio:
         The dispatcher's state of each node (C{kamcmd dispatcher.list}):
         URI -> flags (C{"AP"}: active, probed; C{"IP"}: inactive).
         """
-        out, _err, _code = await utils.getProcessOutputAndValue(self.kamcmd, ["-s", self.ctl, "dispatcher.list"], reactor=reactor)
-        states: dict[str, str] = {}
-        uri = ""
-        for line in out.decode(errors="replace").splitlines():
-            key, _, value = line.strip().partition(": ")
-            if key == "URI":
-                uri = value
-            elif key == "FLAGS" and uri:
-                states[uri] = value
-        return states
+        out, _err, _code = await utils.getProcessOutputAndValue(self.kamcmd, self.list_command()[1:], reactor=reactor)
+        return parse_states(out.decode(errors="replace"))
+
+    def list_command(self) -> list[str]:
+        """
+        The C{kamcmd} command line that lists the dispatcher's nodes.
+        """
+        return [self.kamcmd, "-s", self.ctl, "dispatcher.list"]
+
+
+def parse_states(listing: str) -> dict[str, str]:
+    """
+    URI -> flags of each destination in C{kamcmd dispatcher.list}'s output.
+    """
+    states: dict[str, str] = {}
+    uri = ""
+    for line in listing.splitlines():
+        key, _, value = line.strip().partition(": ")
+        if key == "URI":
+            uri = value
+        elif key == "FLAGS" and uri:
+            states[uri] = value
+    return states
 
 
 def start_kamailio(test: TestCase, nodes: list[tuple[str, int]]) -> Kamailio:
@@ -248,4 +262,4 @@ async def siprec_call(test: TestCase, proxy_port: int, hold: float, answer_bye: 
     return CallResult(ids["call_id"], status, node[0])
 
 
-__all__ = ["CallResult", "ClusterSrc", "Kamailio", "Node", "bindable", "find_binary", "siprec_call", "start_kamailio", "start_node", "wait_states"]
+__all__ = ["CallResult", "ClusterSrc", "Kamailio", "Node", "bindable", "find_binary", "parse_states", "siprec_call", "start_kamailio", "start_node", "wait_states"]
