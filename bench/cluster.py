@@ -152,7 +152,7 @@ def run_nodes(args: argparse.Namespace, count: int, rates: list[int], base: Path
             if not wait_ready(proc, port, 60):
                 print("a node did not start; see %s" % base, file=sys.stderr)
                 return steps
-        kam = Kamailio(args.kamailio, args.kamcmd, [(SERVER, p) for p in ports], ping_interval=1, children=args.kamailio_children)
+        kam = Kamailio(args.kamailio, args.kamcmd, [(SERVER, p) for p in ports], children=args.kamailio_children)
         kam.start()
         if not wait_active(kam, count, 30):
             print("kamailio did not see the nodes; its log:\n%s" % kam.output()[-3000:], file=sys.stderr)

@@ -61,7 +61,7 @@ class Kamailio:
     control socket and log in a scratch directory.
     """
 
-    def __init__(self, binary: str, kamcmd: str, nodes: list[tuple[str, int]], ping_interval: int = 1, children: int = 2) -> None:
+    def __init__(self, binary: str, kamcmd: str, nodes: list[tuple[str, int]], children: int = 2) -> None:
         self.binary = binary
         self.kamcmd = kamcmd
         self.dir = Path(tempfile.mkdtemp(prefix="aiconnect-kamailio-"))
@@ -71,7 +71,6 @@ class Kamailio:
         # Flags 9: inactive and probed, so a node takes calls only once it
         # has answered an OPTIONS probe with 200.
         self.list_file.write_text("".join("1 sip:%s:%d 9\n" % node for node in nodes))
-        self.ping_interval = ping_interval
         self.children = children
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -82,7 +81,6 @@ class Kamailio:
             "-A", "LISTEN_ADDR=127.0.0.1", "-A", "LISTEN_PORT=%d" % self.port,
             "-A", 'DISPATCHER_LIST="%s"' % self.list_file,
             "-A", 'CTL_SOCKET="%s"' % self.ctl,
-            "-A", "PING_INTERVAL=%d" % self.ping_interval,
         ]  # fmt: skip
         with open(self.dir / "kamailio.log", "ab") as out:
             # Its own process group: the workers go with the main process.

@@ -18,9 +18,11 @@ from typing import Any
 from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
 
-from tests.fakes import pause
-from tests.integration.cluster_nodes import CallResult, Kamailio, Node, bindable, siprec_call, start_kamailio, start_node, wait_states
-from tests.integration.siprec_peer import AppServer
+from tests.fakes import listen_udp, pause, wait_until
+from tests.integration.cluster_nodes import DOMAIN, METADATA, CallResult, Kamailio, Node, bindable, siprec_call, start_kamailio, start_node, wait_states
+from tests.integration.scenario import _raw_header, _status, ack_of_failure, cancel_of, final
+from tests.integration.siprec_peer import sdp_offer, siprec_invite
+from tests.integration.test_inbound_cancel import _HoldingApp
 
 HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 #: The nodes' RTP ranges (this module's share: 65000-65299).
@@ -38,7 +40,9 @@ class ClusterTests(TestCase):
         for host in HOSTS:
             if not bindable(host):
                 self.skipTest("%s cannot be bound here" % (host,))
-        self.app = AppServer({})
+        # Answers newCall at once ({}: no order), unless told to hold it.
+        self.app = _HoldingApp()
+        self.app.hold = False
         app_port = self.app.listen()
         self.addCleanup(self.app.port.stopListening)
         self.nodes = [start_node(self, host, app_port, rtp) for host, rtp in zip(HOSTS, RTP)]
@@ -100,7 +104,7 @@ class ClusterTests(TestCase):
 
         Three held calls whose SRC never answers BYE keep the draining node
         in its drain (its BYE retransmitted) until Kamailio, through which
-        the node sends it, answers 408 (fr_timer, 1 s), so that both
+        the node sends it, answers 408 (fr_timer, 2 s), so that both
         failover paths are taken: 503 while it drains, no answer once its
         SIP is closed.
         """
@@ -139,13 +143,38 @@ class ClusterTests(TestCase):
     async def test_killed_node_is_probed_down(self) -> None:
         """
         A node killed with SIGKILL stops answering OPTIONS: Kamailio marks
-        it inactive within a few probe intervals, and the new calls go to
+        it inactive after three unanswered probes (1 s apart, 2 s timeout
+        each), and the new calls go to
         the survivors and complete. (Its own sessions are not recovered
         here: that needs the shared database.)
         """
         dead: Node = self.nodes[2]
         dead.server.kill()
-        await wait_states(self, self.kam, {dead.uri: "IP"}, timeout=6)
+        await wait_states(self, self.kam, {dead.uri: "IP"}, timeout=10)
         results = await self.calls(6, 0.05, 0.2)
         await self.assert_completed(results)
         self.assertEqual(Counter(r.node for r in results), {self.nodes[0].host: 3, self.nodes[1].host: 3})
+
+    async def test_cancel_reaches_the_node(self) -> None:
+        """
+        A CANCEL sent to Kamailio while the node waits for newCall gets
+        200 there and reaches the node (same transaction), whose 487 comes
+        back to the SRC; the SRC's ACK of the 487 ends the transaction.
+        The application gets only SESSIONCOMPLETED "cancel".
+        """
+        self.app.hold = True
+        src, local = listen_udp(self)
+        invite, _ids = siprec_invite("udp", local, DOMAIN, sdp_offer([("1", local + 2, 8)]), METADATA)
+        src.send(invite, self.kam.port)
+        await self.app.wait_for("newCall", 1)
+        src.send(cancel_of(invite), self.kam.port)
+        self.assertEqual(_status(await src.take(final("CANCEL"))), 200)
+        answer = await src.take(final("INVITE"), timeout=5)
+        self.assertEqual(_status(answer), 487, answer)
+        to = _raw_header(answer, "To")
+        assert to is not None
+        src.send(ack_of_failure(invite, to), self.kam.port)
+        await self.app.wait_for("events", 1)
+        self.assertEqual(self.app.event_names(), ["SESSIONCOMPLETED"])
+        self.assertEqual(self.app.events[0]["reason"], "cancel")
+        await wait_until(lambda: self.app.abandoned == 1)
