@@ -12,14 +12,28 @@ Skipped where the C{kamailio} package is not installed.
 from __future__ import annotations
 
 import signal
+import subprocess
 from collections import Counter
 from typing import Any
 
 from twisted.internet import defer, reactor
-from twisted.trial.unittest import TestCase
+from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from tests.fakes import listen_udp, pause, wait_until
-from tests.integration.cluster_nodes import DOMAIN, METADATA, CallResult, Kamailio, Node, bindable, siprec_call, start_kamailio, start_node, wait_states
+from tests.integration.cluster_nodes import (
+    DOMAIN,
+    KAMAILIO_CFG,
+    METADATA,
+    CallResult,
+    Kamailio,
+    Node,
+    bindable,
+    find_binary,
+    siprec_call,
+    start_kamailio,
+    start_node,
+    wait_states,
+)
 from tests.integration.scenario import _raw_header, _status, ack_of_failure, cancel_of, final
 from tests.integration.siprec_peer import sdp_offer, siprec_invite
 from tests.integration.test_inbound_cancel import _HoldingApp
@@ -27,6 +41,28 @@ from tests.integration.test_inbound_cancel import _HoldingApp
 HOSTS = ("127.0.0.2", "127.0.0.3", "127.0.0.4")
 #: The nodes' RTP ranges (this module's share: 65000-65299).
 RTP = ((65000, 65099), (65100, 65199), (65200, 65299))
+
+
+class ConfigurationTests(SynchronousTestCase):
+    """
+    The shipped Kamailio configuration as an operator starts it.
+    """
+
+    def test_defaults_check(self) -> None:
+        """
+        C{kamailio -c} accepts etc/kamailio/kamailio.cfg with no define
+        given (its defaults: 127.0.0.1:5060, /etc/kamailio/dispatcher.list)
+        and listens where they say.
+        """
+        binary = find_binary("kamailio")
+        if binary is None:
+            self.skipTest("kamailio is not installed (Debian: apt-get install kamailio)")
+        done = subprocess.run([binary, "-c", "-f", str(KAMAILIO_CFG)], capture_output=True, text=True, timeout=30)
+        out = done.stdout + done.stderr
+        self.assertEqual(done.returncode, 0, out)
+        self.assertIn("config file ok", out)
+        self.assertIn("udp: 127.0.0.1 [127.0.0.1]:5060", out)
+        self.assertIn("tcp: 127.0.0.1 [127.0.0.1]:5060", out)
 
 
 class ClusterTests(TestCase):
