@@ -41,12 +41,28 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import HERE, cpu_ticks, free_port, machine, use_repository
+from common import cpu_ticks, free_port, machine, use_repository
 
 use_repository()
 
 from abuse_server import start_server, stop_process, wait_ready  # noqa: E402
-from signalling import CLK_TCK, SERVER, SRS_XML, Step, app_stats, collect_events, fmt_ms, pin, read_sipp, sipp_src, src_wait, write_config  # noqa: E402
+from signalling import (  # noqa: E402
+    CLK_TCK,
+    SERVER,
+    Step,
+    app_stats,
+    collect_events,
+    fmt_ms,
+    pin,
+    read_sipp,
+    sipp_src,
+    src_wait,
+    start_peers,
+    step_options,
+    stop_peers,
+    tidy,
+    write_config,
+)
 
 from tests.integration.cluster_nodes import Kamailio, find_binary, parse_states  # noqa: E402
 
@@ -216,9 +232,7 @@ def summary(steps: list[ClusterStep]) -> None:
 def run(args: argparse.Namespace) -> int:
     base = Path(tempfile.mkdtemp(prefix="aiconnect-cluster-"))
     app_port, srs_port = free_port(), free_port()
-    app = subprocess.Popen([sys.executable, os.path.join(HERE, "signalling_app.py"), str(app_port)], stderr=open(base / "app.log", "wb"))
-    srs_argv = [args.sipp, "-sf", SRS_XML, "-i", SERVER, "-p", str(srs_port), "-mp", str(free_port()), "-nostdin", "-max_recv_loops", "10000", "-max_sched_loops", "10000"]
-    srs = subprocess.Popen(srs_argv, cwd=base, stdout=subprocess.DEVNULL, stderr=open(base / "srs.err", "wb"))
+    app, srs = start_peers(args, base, app_port, srs_port, 0)
     steps: list[ClusterStep] = []
     try:
         time.sleep(1.0)
@@ -228,13 +242,8 @@ def run(args: argparse.Namespace) -> int:
         print_table(steps)
         summary(steps)
     finally:
-        for proc in (srs, app):
-            proc.kill()
-            proc.wait(5)
-    if not args.keep:
-        shutil.rmtree(base, ignore_errors=True)
-    else:
-        print("files kept in %s" % base)
+        stop_peers((srs, app))
+    tidy(base, args.keep)
     return 0
 
 
@@ -242,17 +251,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates-1", type=int, nargs="*", default=[100, 150, 200], help="forwarded calls/s per step, one node")
     parser.add_argument("--rates-2", type=int, nargs="*", default=[200, 300, 400], help="forwarded calls/s per step, two nodes")
-    parser.add_argument("--seconds", type=float, default=8.0, help="seconds of calls per step")
-    parser.add_argument("--hold", type=int, default=500, help="ms between ACK and BYE")
-    parser.add_argument("--pause", type=float, default=3.0, help="seconds between steps")
-    parser.add_argument("--max-calls", type=int, default=5000, help="SIPp -l: calls open at once")
-    parser.add_argument("--event-wait", type=float, default=30.0, help="seconds to wait for a step's events")
-    parser.add_argument("--reactor", default="aiconnect-epoll")
+    step_options(parser, seconds=8.0, hold=500)
     parser.add_argument("--rtp-min", type=int, default=28000, help="first RTP port; the nodes share --rtp-ports ports")
     parser.add_argument("--rtp-ports", type=int, default=4000)
     parser.add_argument("--kamailio-children", type=int, default=4, help="Kamailio's UDP worker processes")
-    parser.add_argument("--log-level", default="warn", help="the nodes' [log] level")
-    parser.add_argument("--keep", action="store_true", help="keep the run's directory (SIPp traces, logs)")
     args = parser.parse_args()
     args.sipp = shutil.which("sipp")
     args.kamailio, args.kamcmd = find_binary("kamailio"), find_binary("kamcmd")
