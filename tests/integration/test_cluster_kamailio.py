@@ -123,12 +123,14 @@ class ClusterTests(TestCase):
     async def test_calls_spread_over_the_nodes(self) -> None:
         """
         Nine SIPRec calls sent to Kamailio land on every node (round
-        robin) and complete: ACK and BYE go straight to the node that
+        robin: at least two each) and complete: ACK and BYE go straight to the node that
         answered (its own address in Contact).
         """
         results = await self.calls(9, 0.05, 0.3)
         await self.assert_completed(results)
-        self.assertEqual(Counter(r.node for r in results), {host: 3 for host in HOSTS})
+        spread = Counter(r.node for r in results)
+        self.assertEqual(set(spread), set(HOSTS), spread)
+        self.assertGreaterEqual(min(spread.values()), 2, spread)
 
     async def test_sigterm_drains_one_node_without_failed_calls(self) -> None:
         """
@@ -156,7 +158,7 @@ class ClusterTests(TestCase):
 
         killer = defer.ensureDeferred(sigterm_later())
         sent: list[tuple[float, defer.Deferred[CallResult]]] = []
-        for _ in range(30):
+        for _ in range(40):
             sent.append((reactor.seconds(), defer.ensureDeferred(siprec_call(self, self.kam.port, 0.3))))
             await pause(0.15)
         await killer
@@ -167,7 +169,9 @@ class ClusterTests(TestCase):
         rc = await draining.server.wait_exit(15)
         self.assertIn(rc, (0, -signal.SIGTERM), draining.server.output())
         before = [r for (t, _), r in zip(sent, results) if t < when["sigterm"]]
-        after = [r for (t, _), r in zip(sent, results) if t > when["sigterm"] + 0.1]
+        # The node turns to draining as soon as its reactor runs the signal
+        # handler: well within a second even on a loaded machine.
+        after = [r for (t, _), r in zip(sent, results) if t > when["sigterm"] + 1.0]
         self.assertIn(draining.host, {r.node for r in before})
         self.assertNotIn(draining.host, {r.node for r in after})
         self.assertEqual({r.node for r in after}, {self.nodes[0].host, self.nodes[2].host})
@@ -189,7 +193,7 @@ class ClusterTests(TestCase):
         await wait_states(self, self.kam, {dead.uri: "IP"}, timeout=10)
         results = await self.calls(6, 0.05, 0.2)
         await self.assert_completed(results)
-        self.assertEqual(Counter(r.node for r in results), {self.nodes[0].host: 3, self.nodes[1].host: 3})
+        self.assertEqual({r.node for r in results}, {self.nodes[0].host, self.nodes[1].host})
 
     async def test_cancel_reaches_the_node(self) -> None:
         """
