@@ -182,6 +182,7 @@ def run_nodes(args: argparse.Namespace, count: int, rates: list[int], base: Path
     finally:
         if kam is not None:
             kam.stop()
+            tidy(kam.dir, args.keep)
         for proc in nodes:
             stop_process(proc, 30)
     return steps

@@ -147,6 +147,9 @@ def start_kamailio(test: TestCase, nodes: list[tuple[str, int]]) -> Kamailio:
     if binary is None or kamcmd is None:
         test.skipTest("kamailio is not installed (Debian: apt-get install kamailio)")
     kam = Kamailio(binary, kamcmd, nodes)
+    # Cleanups run last in, first out: stopped, then its directory removed
+    # (a failure message carries its log).
+    test.addCleanup(shutil.rmtree, kam.dir, True)
     kam.start()
     test.addCleanup(kam.stop)
     return kam
@@ -190,6 +193,7 @@ def start_node(test: TestCase, host: str, app_port: int, rtp: tuple[int, int]) -
     (on 127.0.0.1); killed at the end of the test if still running.
     """
     directory = Path(tempfile.mkdtemp(prefix="aiconnect-node-"))
+    test.addCleanup(shutil.rmtree, directory, True)
     sip = free_port()
     path = write_config(directory, Certificates(), sip, sip, 0, free_port(), app_port=app_port, rtp=rtp)
     # The shared writer binds 127.0.0.1; this node has an address of its own
