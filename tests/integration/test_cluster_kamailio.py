@@ -34,7 +34,7 @@ from tests.integration.cluster_nodes import (
     start_node,
     wait_states,
 )
-from tests.integration.scenario import _raw_header, _status, ack_of_failure, cancel_of, final
+from tests.integration.scenario import _raw_header, _status, ack_of_failure, cancel_of, final, response
 from tests.integration.siprec_peer import sdp_offer, siprec_invite
 from tests.integration.test_inbound_cancel import _HoldingApp
 
@@ -214,6 +214,12 @@ class ClusterTests(TestCase):
         to = _raw_header(answer, "To")
         assert to is not None
         src.send(ack_of_failure(invite, to), self.kam.port)
+        # The ACK ends Kamailio's transaction: the 487 is no longer
+        # retransmitted (a retransmission is due within T1 = 0.5 s, then 1 s).
+        await pause(0.3)
+        seen = len(src.matching(response(487, "INVITE")))
+        await pause(1.2)
+        self.assertEqual(len(src.matching(response(487, "INVITE"))), seen)
         await self.app.wait_for("events", 1)
         self.assertEqual(self.app.event_names(), ["SESSIONCOMPLETED"])
         self.assertEqual(self.app.events[0]["reason"], "cancel")
