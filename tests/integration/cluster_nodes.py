@@ -186,16 +186,19 @@ class Node:
         return "sip:%s:%d" % (self.host, self.sip_port)
 
 
-def start_node(test: TestCase, host: str, app_port: int, rtp: tuple[int, int]) -> Node:
+def start_node(test: TestCase, host: str, app_port: int, rtp: tuple[int, int], extra: str = "") -> Node:
     """
     A node on C{host}: SIP over UDP/TCP, REST API and RTP all on that
     address, its own SQLite database, its tenant calling back C{app_port}
     (on 127.0.0.1); killed at the end of the test if still running.
+
+    @param extra: appended to the file, after the tenant's table: its
+        trunks, or (starting with a table header) more tables.
     """
     directory = Path(tempfile.mkdtemp(prefix="aiconnect-node-"))
     test.addCleanup(shutil.rmtree, directory, True)
     sip = free_port()
-    path = write_config(directory, Certificates(), sip, sip, 0, free_port(), app_port=app_port, rtp=rtp)
+    path = write_config(directory, Certificates(), sip, sip, 0, free_port(), extra=extra, app_port=app_port, rtp=rtp)
     # The shared writer binds 127.0.0.1; this node has an address of its own
     # (SIP host, Contact, RTP and API; the callback URL stays as it is).
     path.write_text(path.read_text().replace('= "127.0.0.1"', '= "%s"' % host))
