@@ -264,7 +264,17 @@ def run_step(args: argparse.Namespace, step: Step, server: subprocess.Popen[byte
         read_sipp(step, directory)
     else:
         read_python(step, directory)
-    # Wait (bounded) for the events of every completed call.
+    collect_events(args, step, app_port, before)
+    step.cpu_s = (sum(cpu_ticks(server.pid)) - ticks0) / CLK_TCK
+    return step
+
+
+def collect_events(args: argparse.Namespace, step: Step, app_port: int, before: int) -> None:
+    """
+    Wait (bounded) for the events of every completed call of C{step}
+    (those after the C{before}th at the application), then note their
+    delays, names, SRS failures and how many are missing.
+    """
     want = before + EVENTS_PER_CALL[step.mode] * step.successful
     deadline = time.monotonic() + args.event_wait
     got = before
@@ -273,13 +283,11 @@ def run_step(args: argparse.Namespace, step: Step, server: subprocess.Popen[byte
         if got >= want:
             break
         time.sleep(0.2)
-    step.cpu_s = (sum(cpu_ticks(server.pid)) - ticks0) / CLK_TCK
     events = app_stats(app_port, before)["events"]
     step.delays = sorted(delay for _name, delay in events)
     step.names = dict(Counter(name for name, _delay in events))
     step.srs_failures = sum(1 for name, _delay in events if name == "SIPRECFORWARDFAILED")
     step.missing = max(0, want - got)
-    return step
 
 
 def fmt_ms(values: list[float] | None, q: float, scale: float = 1.0) -> str:
@@ -323,13 +331,8 @@ def run(args: argparse.Namespace) -> int:
     base = Path(tempfile.mkdtemp(prefix="aiconnect-signalling-"))
     sip_port, app_port, srs_port = free_port(), free_port(), free_port()
     config = write_config(base, sip_port, app_port, srs_port, (args.rtp_min, args.rtp_min + 3999), "\n".join(args.limit), args.log_level)
-    app = subprocess.Popen([sys.executable, os.path.join(HERE, "signalling_app.py"), str(app_port)], stderr=open(base / "app.log", "wb"))
-    if args.sipp:
-        srs_argv = [args.sipp, "-sf", SRS_XML, "-i", SERVER, "-p", str(srs_port), "-mp", str(free_port()), "-nostdin", "-max_recv_loops", "10000", "-max_sched_loops", "10000"]
-    else:
-        planned = (len(args.rates) + len(args.inbound_rates)) * (args.seconds + args.hold / 1000 + args.event_wait + args.pause + 100)
-        srs_argv = [sys.executable, os.path.join(HERE, "signalling_peers.py"), "srs", str(srs_port), str(planned)]
-    srs = subprocess.Popen(srs_argv, cwd=base, stdout=subprocess.DEVNULL, stderr=open(base / "srs.err", "wb"))
+    planned = (len(args.rates) + len(args.inbound_rates)) * (args.seconds + args.hold / 1000 + args.event_wait + args.pause + 100)
+    app, srs = start_peers(args, base, app_port, srs_port, planned)
     extra = ["--profile=" + args.profile, "--profiler=cprofile", "--savestats"] if args.profile else []
     server = start_server(base, config, args.reactor, extra)
     steps: list[Step] = []
@@ -349,36 +352,69 @@ def run(args: argparse.Namespace) -> int:
             time.sleep(args.pause)
         print_table(steps)
     finally:
-        for proc in (srs, app):
-            proc.kill()
-            proc.wait(5)
+        stop_peers((srs, app))
         stop_process(server, 30)
     if args.profile and os.path.exists(args.profile):
         print_profile(args.profile, args.top)
-    if not args.keep:
+    tidy(base, args.keep)
+    return 0
+
+
+def start_peers(args: argparse.Namespace, base: Path, app_port: int, srs_port: int, planned: float) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
+    """
+    The application (C{signalling_app.py}) on C{app_port} and the SRS on
+    C{srs_port}: SIPp when C{args.sipp}, else C{signalling_peers.py}
+    (running at most C{planned} s); their logs in C{base}.
+    """
+    app = subprocess.Popen([sys.executable, os.path.join(HERE, "signalling_app.py"), str(app_port)], stderr=open(base / "app.log", "wb"))
+    if args.sipp:
+        srs_argv = [args.sipp, "-sf", SRS_XML, "-i", SERVER, "-p", str(srs_port), "-mp", str(free_port()), "-nostdin", "-max_recv_loops", "10000", "-max_sched_loops", "10000"]
+    else:
+        srs_argv = [sys.executable, os.path.join(HERE, "signalling_peers.py"), "srs", str(srs_port), str(planned)]
+    srs = subprocess.Popen(srs_argv, cwd=base, stdout=subprocess.DEVNULL, stderr=open(base / "srs.err", "wb"))
+    return app, srs
+
+
+def stop_peers(peers: tuple[subprocess.Popen[bytes], ...]) -> None:
+    for proc in peers:
+        proc.kill()
+        proc.wait(5)
+
+
+def tidy(base: Path, keep: bool) -> None:
+    """
+    Remove the run's directory, or say where it is kept.
+    """
+    if not keep:
         shutil.rmtree(base, ignore_errors=True)
     else:
         print("files kept in %s" % base)
-    return 0
+
+
+def step_options(parser: argparse.ArgumentParser, seconds: float = 10.0, hold: int = 1000) -> None:
+    """
+    The options of a run of steps (shared with C{bench/cluster.py}).
+    """
+    parser.add_argument("--seconds", type=float, default=seconds, help="seconds of calls per step")
+    parser.add_argument("--hold", type=int, default=hold, help="ms between ACK and BYE")
+    parser.add_argument("--pause", type=float, default=3.0, help="seconds between steps")
+    parser.add_argument("--max-calls", type=int, default=5000, help="SIPp -l: calls open at once")
+    parser.add_argument("--event-wait", type=float, default=30.0, help="seconds to wait for a step's events")
+    parser.add_argument("--reactor", default="aiconnect-epoll")
+    parser.add_argument("--log-level", default="warn", help="the server's [log] level")
+    parser.add_argument("--keep", action="store_true", help="keep the run's directory (SIPp traces, logs)")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rates", type=int, nargs="*", default=[50, 100, 150, 200, 250, 300], help="forwarded calls/s per step")
     parser.add_argument("--inbound-rates", type=int, nargs="*", default=[100, 200, 300], help="inbound-only calls/s per step")
-    parser.add_argument("--seconds", type=float, default=10.0, help="seconds of calls per step")
-    parser.add_argument("--hold", type=int, default=1000, help="ms between ACK and BYE")
-    parser.add_argument("--pause", type=float, default=3.0, help="seconds between steps")
-    parser.add_argument("--max-calls", type=int, default=5000, help="SIPp -l: calls open at once")
-    parser.add_argument("--event-wait", type=float, default=30.0, help="seconds to wait for a step's events")
-    parser.add_argument("--reactor", default="aiconnect-epoll")
+    step_options(parser)
     parser.add_argument("--rtp-min", type=int, default=28000, help="first of the 4000 RTP ports of the server")
     parser.add_argument("--peers", choices=("auto", "sipp", "python"), default="auto", help="SIPp (auto: when on PATH) or bench/signalling_peers.py")
     parser.add_argument("--limit", action="append", default=[], help="a [limits] line to add, e.g. 'overload_lag = 0.1'")
     parser.add_argument("--profile", default="", help="write the server's cProfile stats here and print the top")
     parser.add_argument("--top", type=int, default=30, help="profile entries printed")
-    parser.add_argument("--log-level", default="warn", help="the server's [log] level")
-    parser.add_argument("--keep", action="store_true", help="keep the run's directory (SIPp traces, logs)")
     args = parser.parse_args()
     args.sipp = shutil.which("sipp") if args.peers in ("auto", "sipp") else None
     if args.peers == "sipp" and args.sipp is None:
