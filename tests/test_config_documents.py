@@ -10,6 +10,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from aiconnect.config import load_string
 from aiconnect.config.documents import (
     HIDDEN,
+    MAX_LIST,
     MAX_TRUNKS,
     keep_hidden,
     redacted,
@@ -68,6 +69,8 @@ class DocumentTests(SynchronousTestCase):
             (tenant_object(colour="blue"), "colour"),
             (tenant_object(trunks="no"), "trunks"),
             (tenant_object(trunks=[{"match": str(i), "target": "h"} for i in range(MAX_TRUNKS + 1)]), "trunks"),
+            (tenant_object(api_tokens=[f"t{i}" for i in range(MAX_LIST["api_tokens"] + 1)]), "api_tokens"),
+            (tenant_object(allowed_sources=[f"10.0.{i // 256}.{i % 256}/32" for i in range(MAX_LIST["allowed_sources"] + 1)]), "allowed_sources"),
         ]
         for document, field in cases:
             with self.subTest(field=field):

@@ -27,6 +27,7 @@ from aiconnect.errors import ConfigError
 
 __all__ = [
     "HIDDEN",
+    "MAX_LIST",
     "MAX_TRUNKS",
     "keep_hidden",
     "redacted",
@@ -41,6 +42,9 @@ HIDDEN = "***"
 
 #: The most trunks one tenant may have through the API.
 MAX_TRUNKS = 64
+#: The most API tokens and allowed source networks of a tenant object
+#: (each request compares every token; each INVITE every network).
+MAX_LIST = {"api_tokens": 32, "allowed_sources": 256}
 
 
 def _present(document: Mapping[str, Any]) -> dict[str, Any]:
@@ -66,6 +70,10 @@ def tenant_from_document(document: Mapping[str, Any]) -> TenantConfig:
     @raise ConfigError: Naming the field at fault (C{trunks[1].target}).
     """
     data = _present(document)
+    for key, most in MAX_LIST.items():
+        value = data.get(key)
+        if isinstance(value, list) and len(value) > most:
+            raise ConfigError(key, f"at most {most} entries")
     trunks = data.get("trunks")
     if isinstance(trunks, list):
         if len(trunks) > MAX_TRUNKS:
