@@ -459,8 +459,11 @@ class InboundSession:
             tx.respond(make_response(request, e.status_hint, e.reason, headers=extra))
             return True
         answer_body = b""
+        # A session-timer refresh repeats the offer: logged at debug only.
+        changed = body.metadata is not None
         if body.sdp is not None:
             offer = sdp_mod.parse_sdp(body.sdp)  # SdpError -> 488 via the UA
+            changed |= offer.media != self.offer.media
             self.apply_offer(offer, initial=False)
             assert self.answer is not None
             answer_body = self.answer.to_bytes()
@@ -479,7 +482,7 @@ class InboundSession:
                     metadata_changed=body.metadata is not None,
                 )
             )
-        self.log.info(
+        (self.log.info if changed else self.log.debug)(
             "session updated session_id={session_id} method={method} media={media} metadata={metadata}",
             session_id=self.call.session_id,
             method=request.method,

@@ -8,6 +8,7 @@ L{tests.integration.scenario}.
 
 from __future__ import annotations
 
+from twisted.logger import LogLevel, capturedLogs
 from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect.sip.sdp import SessionDescription, parse_sdp
@@ -29,6 +30,13 @@ def _origin_version(sdp: SessionDescription) -> int:
     The session version of an SDP's o= line.
     """
     return int(sdp.origin.sess_version)
+
+
+def _update_levels(logs: list) -> list:
+    """
+    The levels of the "session updated" lines among captured log events.
+    """
+    return [e["log_level"] for e in logs if str(e.get("log_format", "")).startswith("session updated")]
 
 
 class ReInviteTests(ScenarioCase):
@@ -58,8 +66,10 @@ class ReInviteTests(ScenarioCase):
         await wait_until(lambda: self._packets_are(session_id, [(3, 0), (0, 0)]))
 
         offer2 = sdp_offer([("96", port_a2, 0), ("98", port_b, 8)], version=2890844527)
-        resp = await src.in_dialog("INVITE", multipart(("application/sdp", offer2)), "multipart/mixed;boundary=foobar")
+        with capturedLogs() as changed_logs:
+            resp = await src.in_dialog("INVITE", multipart(("application/sdp", offer2)), "multipart/mixed;boundary=foobar")
         self.assertEqual(_status(resp), 200)
+        self.assertEqual(_update_levels(changed_logs), [LogLevel.info])
         second = parse_response(resp)
         self.assertTrue(second.contacts[0].has_param("+sip.srs"))
         answer2 = parse_sdp(second.body)
@@ -78,9 +88,13 @@ class ReInviteTests(ScenarioCase):
             old_a.transport.write(rtp_packet(30 + i, 160 * i, 0xA, 8, b"\xd5" * 160), ("127.0.0.1", ports[0]))
         await wait_until(lambda: self._packets_are(session_id, [(7, 2), (0, 0)]))
 
-        # The same offer again: same answer, same version (RFC 3264 s8).
-        resp = await src.in_dialog("INVITE", offer2, "application/sdp")
+        # The same offer again: same answer, same version (RFC 3264 s8);
+        # a refresh like this is logged at debug only (no line per SIP
+        # message at info).
+        with capturedLogs() as refresh_logs:
+            resp = await src.in_dialog("INVITE", offer2, "application/sdp")
         self.assertEqual(_origin_version(answer_of(resp)), _origin_version(answer2))
+        self.assertEqual(_update_levels(refresh_logs), [LogLevel.debug])
         await src.bye()
 
     async def _packets_are(self, session_id: str, expected: list[tuple[int, int]]) -> bool:
