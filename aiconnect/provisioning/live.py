@@ -23,7 +23,7 @@ from typing import Any
 
 from twisted.logger import Logger
 
-from aiconnect.config import Config, TenantConfig
+from aiconnect.config import Config, TenantConfig, normalize_domain
 from aiconnect.config.loader import check_tenants
 
 __all__ = ["LiveConfig", "compose"]
@@ -76,6 +76,7 @@ class LiveConfig:
         self.file = file
         self.provisioned = {tenant.domain: tenant for tenant in provisioned}
         self.current = compose(file, self.provisioned)
+        self._by_domain = {tenant.domain: tenant for tenant in self.current.tenants}
         self._listeners: list[Listener] = []
 
     def __getattr__(self, name: str) -> Any:
@@ -83,6 +84,13 @@ class LiveConfig:
         if name.startswith("__"):
             raise AttributeError(name)
         return getattr(self.current, name)
+
+    def tenant_for_domain(self, domain: str) -> TenantConfig | None:
+        """
+        L{Config.tenant_for_domain} through an index: one lookup per INVITE
+        or request however many tenants are provisioned.
+        """
+        return self._by_domain.get(normalize_domain(domain))
 
     def listen(self, listener: Listener) -> None:
         """
@@ -110,6 +118,7 @@ class LiveConfig:
         tenants = self.provisioned if provisioned is None else dict(provisioned)
         new = compose(file, tenants)
         old, self.file, self.provisioned, self.current = self.current, file, tenants, new
+        self._by_domain = {tenant.domain: tenant for tenant in new.tenants}
         for listener in list(self._listeners):
             try:
                 listener(old, new)

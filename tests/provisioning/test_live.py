@@ -31,6 +31,20 @@ class LiveConfigTests(SynchronousTestCase):
         self.assertEqual(live.limits, file_config().limits)
         self.assertEqual((live.source("file.example.com"), live.source("api.example.com"), live.source("x")), ("file", "api", None))
 
+    def test_lookup_follows_changes(self) -> None:
+        """
+        The domain index answers like the Config's own lookup before and
+        after a change, in any case and with a trailing dot.
+        """
+        live = LiveConfig(file_config())
+        api = tenant_from_document(tenant_object())
+        self.assertIsNone(live.tenant_for_domain("api.example.com"))
+        live.apply(provisioned={api.domain: api})
+        for name in ("api.example.com", "API.Example.com.", "file.example.com", "nowhere.example.com"):
+            self.assertIs(live.tenant_for_domain(name), live.current.tenant_for_domain(name))
+        live.apply(provisioned={})
+        self.assertIsNone(live.tenant_for_domain("api.example.com"))
+
     def test_file_shadows_provisioned(self) -> None:
         """
         A provisioned tenant whose domain the file defines is not in force
