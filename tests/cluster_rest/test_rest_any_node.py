@@ -21,10 +21,13 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import formatEvent, globalLogPublisher
 
 from aiconnect.api.cluster import NODE_HEADER, SIGNATURE_HEADER, TIME_HEADER, sign
+from aiconnect.api.openapi import OPENAPI
+from tests.cluster_rest.support import CLUSTER_RESPONSES
 from tests.fakes import wait_until
 from tests.integration.helpers import free_port
 from tests.integration.provisioning_support import Caller, srs_peer
 from tests.integration.siprec_peer import AppServer
+from tests.openapi_support import conform
 from tests.storage.pgserver import PostgresTestCase
 from tests.storage.test_cluster import SECRET, Node, cluster_config
 
@@ -51,6 +54,22 @@ async def rest(
     resp = await treq.request(method, "http://127.0.0.1:%d%s" % (port, path), **kw)
     text = await resp.content()
     return resp.code, json.loads(text) if text else None, resp.headers
+
+
+async def exchange(
+    case: Any, port: int, method: str, template: str, status: int, body: Any = None, session_id: str = ""
+) -> tuple[int, Any, Any]:
+    """
+    A request to a documented operation, its answer checked against the
+    OpenAPI document (L{conform}).
+    """
+    path = template.replace("{domain}", DOMAIN).replace("{sessionId}", session_id)
+    kw: dict[str, Any] = {"headers": {"Authorization": "Bearer " + TOKEN}, "persistent": False}
+    if body is not None:
+        kw["data"] = json.dumps(body).encode()
+    response = await treq.request(method.upper(), "http://127.0.0.1:%d%s" % (port, path), **kw)
+    raw = await response.content()
+    return response.code, conform(case, method, template, status, response, raw), response.headers
 
 
 def signed(method: str, path: str, body: bytes = b"", *, node: str = "node-b", when: float | None = None,
@@ -248,9 +267,23 @@ class AnyNodeTests(PostgresTestCase):
             code, body, _ = await rest(self.a.api_port, "POST", f"/{DOMAIN}/pause", {"sessionId": "on-" + node})
             self.assertEqual((code, body["error"]), (503, "the node holding this session is not reachable"))
             self.assertLess(reactor.seconds() - started, 3)
-        code, body, _ = await rest(self.a.api_port, "GET", f"/{DOMAIN}/sessions")
-        self.assertEqual((code, body), (200, {"success": True, "sessions": [], "incomplete": True}))
+        code, body, _ = await exchange(self, self.a.api_port, "get", "/{domain}/sessions", 200)
+        self.assertEqual(body, {"success": True, "sessions": [], "incomplete": True})
         self.assertEqual(self.a.service.rest_cluster.stats()["forward_failures"], 2)
+
+        # Every documented 503 (tests.test_openapi leaves them to this test).
+        schemas = OPENAPI["components"]["schemas"]
+        bodies = {
+            "startsiprecforward": {"uri": f"sip:aiforward@{DOMAIN}"},
+            "startstream": schemas["StartStreamRequest"]["examples"][0],
+            "startrecording": schemas["StartRecordingRequest"]["examples"][0],
+        }
+        for template, method, status in sorted(CLUSTER_RESPONSES):
+            body = None
+            if method == "post":
+                body = dict(bodies.get(template.rsplit("/", 1)[1], {}), sessionId="on-node-d")
+            await exchange(self, self.a.api_port, method, template, int(status), body, session_id="on-node-d")
+        self.assertEqual(self.a.service.rest_cluster.stats()["forward_failures"], 2 + len(CLUSTER_RESPONSES))
 
     async def test_node_signatures_checked(self) -> None:
         """
