@@ -556,13 +556,17 @@ def build_service(
         cluster.setServiceParent(top)
         tenant_store = cluster.tenant_store
         # SPEC s14: the REST API answers for the sessions of every node.
+        from twisted.web.client import Agent
+
         from aiconnect.api.cluster import ClusterRest, NodeSignatures
 
         rest_cluster = ClusterRest(
             NodeSignatures(cfg.cluster.secret, cfg.node.id, reactor),
             lambda: cluster.pool,
             cfg.cluster.lease,
-            http_client,
+            # The agent of our own client (its pool closed on stop); a
+            # client given by the caller may have none.
+            getattr(http_client, "agent", None) or Agent(reactor),
             reactor,
         )
     else:

@@ -30,12 +30,15 @@ single node has none and runs none of this.
       gives 404, as on one node.  A node that does not answer a list in
       time is left out and the answer says C{"incomplete": true}.
 
-The HTTP client is the service's treq client (L{aiconnect.webhooks.agent}
-C{pooled_client}: a persistent L{twisted.web.client.Agent} pool, closed on
-stop): node-to-node requests are GETs and POSTs whose answer headers are
-passed on, which the lean callback client (POST only, C{Retry-After} only)
-does not do, and they are as rare as REST requests.  Answers are read up
-to L{MAX_ANSWER} bytes.
+The HTTP client is the service's L{twisted.web.client.Agent} (the one
+under its treq client, L{aiconnect.webhooks.agent} C{pooled_client}: a
+persistent connection pool, closed on stop): node-to-node requests are
+GETs and POSTs whose answer headers are passed on, which the lean callback
+client (POST only, C{Retry-After} only) does not do, and they are as rare
+as REST requests.  The agent itself rather than treq: it sends the path
+exactly as given (treq re-encodes URLs, and the signature covers the
+path).  Answers are read up to L{MAX_ANSWER} bytes; a request that takes
+longer than the timeout has its connection aborted.
 """
 
 from __future__ import annotations
@@ -46,11 +49,17 @@ import json
 import math
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
-from twisted.internet.defer import Deferred, gatherResults
+from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.client import ResponseDone
+from twisted.web.http import PotentialDataLoss
 from twisted.web.http_headers import Headers
-from twisted.web.iweb import IRequest
+from twisted.web.iweb import IBodyProducer, IRequest
+from zope.interface import implementer
 
 from aiconnect.api.auth import peer_of
 from aiconnect.api.jsonio import MAX_BODY, ApiRequestError, error_answer, json_answer
@@ -247,7 +256,7 @@ class ClusterRest:
         signatures: NodeSignatures,
         pool: Callable[[], Any],
         lease: float,
-        client: Any,
+        agent: Any,
         clock: Any,
         timeout: float = TIMEOUT,
     ) -> None:
@@ -256,14 +265,14 @@ class ClusterRest:
         @param pool: Returns the shared database's pool (an adbapi
             C{ConnectionPool}), or L{None} while it is not open.
         @param lease: C{[cluster] lease}.
-        @param client: A treq client (C{request(method, url, ...)}).
+        @param agent: An L{IAgent<twisted.web.iweb.IAgent>}.
         @param clock: The reactor.
         @param timeout: Seconds another node has to answer.
         """
         self.signatures = signatures
         self._pool = pool
         self._lease = lease
-        self._client = client
+        self._agent = agent
         self._clock = clock
         self.timeout = timeout
         self._counts = {"forwarded": 0, "forward_failures": 0, "lists_incomplete": 0}
@@ -285,13 +294,17 @@ class ClusterRest:
 
     # --- the shared database -------------------------------------------------
 
-    def _live(self) -> Deferred[list[Any]]:
+    async def _live(self) -> list[Any]:
+        """
+        @return: The live leases (L{aiconnect.storage.nodes.NodeLease}).
+        """
         from aiconnect.storage.nodes import SqlNodeLeases
 
         pool = self._pool()
         if pool is None:
             raise _Unreachable("the shared database is not open")
-        return SqlNodeLeases(pool, self._lease).live(self._clock.seconds())
+        live: list[Any] = await SqlNodeLeases(pool, self._lease).live(self._clock.seconds())
+        return live
 
     async def _owner(self, session_id: str) -> Any:
         """
@@ -307,12 +320,10 @@ class ClusterRest:
             raise _Unreachable("the shared database is not open")
         try:
             owner, live = await gatherResults(
-                [SqlSessionDirectory(pool).owner(session_id), self._live()], consumeErrors=True
+                [SqlSessionDirectory(pool).owner(session_id), Deferred.fromCoroutine(self._live())], consumeErrors=True
             )
         except Exception as e:
-            self.log.error(
-                "API: the session directory could not be read: {error}", error=getattr(e, "subFailure", e)
-            )
+            self.log.error("API: the session directory could not be read: {why}", why=_reason(e))
             raise _Unreachable("the session directory could not be read") from None
         if owner is None or owner.node_id == self.signatures.node_id:
             raise ApiRequestError(404, "unknown session", "sessionId")
@@ -330,19 +341,14 @@ class ClusterRest:
 
         @return: Its answer's status, headers and body.
         """
-        method, path = request.method, request.uri
+        method, path = request.method, origin_form(request.uri)
         headers = Headers({name: [value] for name, value in self.signatures.headers(method, path, body).items()})
         for name in (b"authorization", b"content-type"):
             value = request.getHeader(name)
             if value is not None:
                 headers.setRawHeaders(name, [value])
-        response = await self._client.request(
-            method.decode("ascii"),
-            api_url.rstrip("/").encode("utf-8") + path,
-            headers=headers,
-            data=body or None,
-            allow_redirects=False,
-        )
+        producer = _BytesProducer(body) if body else None
+        response = await self._agent.request(method, api_url.rstrip("/").encode("utf-8") + path, headers, producer)
         return response.code, response.headers, await _read_bounded(response)
 
     def _timed(self, work: Any) -> Deferred[Any]:
@@ -361,7 +367,7 @@ class ClusterRest:
 
     async def _pass_on(self, request: IRequest, session_id: str) -> bytes:
         try:
-            lease = await self._owner(session_id)
+            lease = await self._timed(self._owner(session_id))
             status, headers, body = await self._timed(self._exchange(lease.api_url, request, request_body(request)))
         except ApiRequestError as e:
             return error_answer(request, e.status, e.message, e.field)
@@ -395,7 +401,7 @@ class ClusterRest:
 
     async def _merged_list(self, request: IRequest, sessions: list[dict[str, Any]]) -> bytes:
         try:
-            live = await self._live()
+            live = await self._timed(self._live())
         except Exception as e:
             self.log.warn("API: the nodes could not be read; sessions of this node only: {why}", why=_reason(e))
             others: list[Any] = []
@@ -446,25 +452,85 @@ class _TooLarge(Exception):
         return f"answer larger than {MAX_ANSWER} bytes"
 
 
-async def _read_bounded(response: Any) -> bytes:
+@implementer(IBodyProducer)
+class _BytesProducer:
     """
-    @return: The body of a treq response, at most L{MAX_ANSWER} bytes.
-    @raise _TooLarge: Beyond (the connection is closed).
+    A request body held in memory (at most L{MAX_BODY} bytes), written at
+    once.
     """
-    import treq
 
-    chunks: list[bytes] = []
-    size = 0
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self.length = len(data)
 
-    def collect(data: bytes) -> None:
-        nonlocal size
-        size += len(data)
-        if size > MAX_ANSWER:
-            raise _TooLarge()
-        chunks.append(data)
+    def startProducing(self, consumer: Any) -> Deferred[None]:
+        consumer.write(self._data)
+        return succeed(None)
 
-    await treq.collect(response, collect)
-    return b"".join(chunks)
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+class _Body(Protocol):
+    """
+    Reads an answer's body up to L{MAX_ANSWER} bytes into C{done}; beyond,
+    or when C{done} is cancelled (the timeout), the connection is
+    aborted.
+    """
+
+    def __init__(self) -> None:
+        self.done: Deferred[bytes] = Deferred(lambda _: self._abort())
+        self._chunks: list[bytes] = []
+        self._size = 0
+
+    def _abort(self) -> None:
+        if self.transport is not None:
+            self.transport.stopProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.done.called:
+            return
+        self._size += len(data)
+        if self._size > MAX_ANSWER:
+            self.done.errback(_TooLarge())
+            self._abort()
+            return
+        self._chunks.append(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self.done.called:
+            return
+        if reason.check(ResponseDone, PotentialDataLoss):
+            self.done.callback(b"".join(self._chunks))
+        else:
+            self.done.errback(reason)
+
+
+def _read_bounded(response: Any) -> Deferred[bytes]:
+    """
+    @return: Fires with the body of an agent's response (at most
+        L{MAX_ANSWER} bytes).
+    """
+    body = _Body()
+    response.deliverBody(body)
+    return body.done
+
+
+def origin_form(uri: bytes) -> bytes:
+    """
+    @return: The path and query of a request URI (a client may send the
+        absolute form, RFC 9112 s3.2.2).
+    """
+    if uri.startswith(b"/"):
+        return uri
+    parts = urlsplit(uri)
+    return (parts.path or b"/") + (b"?" + parts.query if parts.query else b"")
 
 
 def _reason(error: BaseException) -> str:
