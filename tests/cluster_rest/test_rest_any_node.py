@@ -209,6 +209,8 @@ class AnyNodeTests(PostgresTestCase):
         self.assertEqual(on_a, on_b)
         self.assertEqual(on_a[0], 404)
         self.assertEqual(self.b.service.rest_cluster.stats()["forwarded"] + self.a.service.rest_cluster.stats()["forwarded"], 6)
+        response = await treq.get("http://127.0.0.1:%d/metrics" % self.a.api_port, persistent=False)
+        self.assertIn("aiconnect_cluster_rest_forwarded 6.0\n", (await response.content()).decode())
         await self.caller.bye()
 
     async def test_list_merged(self) -> None:
