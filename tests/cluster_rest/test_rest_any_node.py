@@ -19,8 +19,10 @@ import treq
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import formatEvent, globalLogPublisher
+from twisted.web.resource import Resource
+from twisted.web.server import Site
 
-from aiconnect.api.cluster import NODE_HEADER, SIGNATURE_HEADER, TIME_HEADER, sign
+from aiconnect.api.cluster import MAX_ANSWER, NODE_HEADER, SIGNATURE_HEADER, TIME_HEADER, sign
 from aiconnect.api.openapi import OPENAPI
 from tests.cluster_rest.support import CLUSTER_RESPONSES
 from tests.fakes import wait_until
@@ -91,6 +93,17 @@ class _Silent(Protocol):
     """
     Accepts a connection and never answers.
     """
+
+
+class _Huge(Resource):
+    """
+    Answers every request with a body over L{MAX_ANSWER}.
+    """
+
+    isLeaf = True
+
+    def render(self, request: Any) -> bytes:
+        return b" " * (MAX_ANSWER + 1)
 
 
 class AnyNodeTests(PostgresTestCase):
@@ -246,15 +259,19 @@ class AnyNodeTests(PostgresTestCase):
     async def test_owner_silent_or_lost(self) -> None:
         """
         An owner whose API accepts connections and never answers gives 503
-        after the timeout; an owner whose lease expired gives 503 at once.
+        after the timeout; an owner whose lease expired gives 503 at once;
+        an answer over L{MAX_ANSWER} bytes is not read (503).
         """
         silent = reactor.listenTCP(0, Factory.forProtocol(_Silent), interface="127.0.0.1")
         self.addCleanup(silent.stopListening)
+        huge = reactor.listenTCP(0, Site(_Huge()), interface="127.0.0.1")
+        self.addCleanup(huge.stopListening)
         now = reactor.seconds()
         with self.server.connect(self.database) as connection:
             for node, url, expires in (
                 ("node-c", "http://127.0.0.1:%d" % silent.getHost().port, now + 60),
                 ("node-d", "http://127.0.0.1:%d" % free_port(), now - 1),
+                ("node-e", "http://127.0.0.1:%d" % huge.getHost().port, now + 60),
             ):
                 connection.execute(
                     "INSERT INTO node_leases (node_id, api_url, renewed, expires) VALUES (%s, %s, %s, %s)", (node, url, now, expires)
@@ -264,14 +281,14 @@ class AnyNodeTests(PostgresTestCase):
                     ("on-" + node, node, DOMAIN, now),
                 )
         self.a.service.rest_cluster.timeout = 0.5
-        for node in ("node-c", "node-d"):
+        for node in ("node-c", "node-d", "node-e"):
             started = reactor.seconds()
             code, body, _ = await rest(self.a.api_port, "POST", f"/{DOMAIN}/pause", {"sessionId": "on-" + node})
             self.assertEqual((code, body["error"]), (503, "the node holding this session is not reachable"))
             self.assertLess(reactor.seconds() - started, 3)
         code, body, _ = await exchange(self, self.a.api_port, "get", "/{domain}/sessions", 200)
         self.assertEqual(body, {"success": True, "sessions": [], "incomplete": True})
-        self.assertEqual(self.a.service.rest_cluster.stats()["forward_failures"], 2)
+        self.assertEqual(self.a.service.rest_cluster.stats()["forward_failures"], 3)
 
         # Every documented 503 (tests.test_openapi leaves them to this test).
         schemas = OPENAPI["components"]["schemas"]
@@ -285,7 +302,7 @@ class AnyNodeTests(PostgresTestCase):
             if method == "post":
                 body = dict(bodies.get(template.rsplit("/", 1)[1], {}), sessionId="on-node-d")
             await exchange(self, self.a.api_port, method, template, int(status), body, session_id="on-node-d")
-        self.assertEqual(self.a.service.rest_cluster.stats()["forward_failures"], 2 + len(CLUSTER_RESPONSES))
+        self.assertEqual(self.a.service.rest_cluster.stats()["forward_failures"], 3 + len(CLUSTER_RESPONSES))
 
     async def test_node_signatures_checked(self) -> None:
         """
