@@ -344,6 +344,9 @@ class AiconnectService(service.MultiService):
         #: The L{aiconnect.provisioning.Provisioning} (SIGHUP reloads
         #: through it), or C{None}.
         self.provisioning: Any = None
+        #: The L{aiconnect.api.cluster.ClusterRest} of a node of a cluster,
+        #: or C{None}.
+        self.rest_cluster: Any = None
         self._previous_sighup: Any = None
 
     def startService(self) -> None:
@@ -542,6 +545,7 @@ def build_service(
     # limits is given; the file's sockets, ports and paths stay as read.
     live = LiveConfig(cfg)
     tenant_store: Any
+    rest_cluster = None
     if cfg.database.url:
         # SPEC s14: tenants, leases and the session directory in PostgreSQL
         # (docs/storage.md); the first child, so that the stored tenants
@@ -551,6 +555,20 @@ def build_service(
         cluster = ClusterStorage(cfg, reactor, live, registry)
         cluster.setServiceParent(top)
         tenant_store = cluster.tenant_store
+        # SPEC s14: the REST API answers for the sessions of every node.
+        from twisted.web.client import Agent
+
+        from aiconnect.api.cluster import ClusterRest, NodeSignatures
+
+        rest_cluster = ClusterRest(
+            NodeSignatures(cfg.cluster.secret, cfg.node.id, reactor),
+            lambda: cluster.pool,
+            cfg.cluster.lease,
+            # The agent of our own client (its pool closed on stop); a
+            # client given by the caller may have none.
+            getattr(http_client, "agent", None) or Agent(reactor),
+            reactor,
+        )
     else:
         tenant_store = SqliteTenantStore(database, clock=reactor.seconds)
         # SQLite answers at once.
@@ -647,8 +665,11 @@ def build_service(
         "recovery": lambda: {"journal": journal.stats, "restart": recovery.stats},
     }
     api = ApiServer(
-        live, registry=registry, reactor=reactor, stats_providers=stats, trunks=trunk_routes, provisioning=provisioning
+        live, registry=registry, reactor=reactor, stats_providers=stats, trunks=trunk_routes, provisioning=provisioning,
+        cluster=rest_cluster,
     )
+    if rest_cluster is not None:
+        api.add_stats_provider("cluster_rest", rest_cluster.stats)
     # Deleted tenants stay known to the deliverer: their undelivered
     # events still go out.
     webhook_targets = tenants_by_domain(live.tenants)
@@ -715,6 +736,7 @@ def build_service(
     top.prober = prober
     top.pool = pool
     top.provisioning = provisioning
+    top.rest_cluster = rest_cluster
     return top
 
 

@@ -53,6 +53,7 @@ from tests.api.helpers import (
     make_config,
 )
 from tests.api.provisioning_support import FORBIDDEN_RESPONSES, PROVISIONING_RESPONSES
+from tests.cluster_rest.support import CLUSTER_RESPONSES
 from tests.openapi_support import (
     NO_CONTROL,
     SCHEMAS,
@@ -583,8 +584,9 @@ class ResponseConformanceTests(SynchronousTestCase):
             for path, method in documented_operations()
             for status in OPENAPI["paths"][path][method]["responses"]
         }
-        # The provisioning answers and the 403s: tests.api.test_provisioning.
-        self.assertEqual(documented - self.covered, SOCKET_RESPONSES | TRUNK_RESPONSES | PROVISIONING_RESPONSES | FORBIDDEN_RESPONSES)
+        # The provisioning answers and the 403s: tests.api.test_provisioning;
+        # the 503s of several nodes: tests.cluster_rest.
+        self.assertEqual(documented - self.covered, SOCKET_RESPONSES | TRUNK_RESPONSES | PROVISIONING_RESPONSES | FORBIDDEN_RESPONSES | CLUSTER_RESPONSES)
 
     def output_responses(self, too_large: bytes) -> None:
         """

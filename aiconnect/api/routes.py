@@ -31,6 +31,7 @@ from werkzeug.exceptions import HTTPException
 
 from aiconnect import __version__, events
 from aiconnect.api.auth import BearerAuthenticator
+from aiconnect.api.cluster import SessionElsewhere
 from aiconnect.api.jsonio import ApiRequestError, error_answer, json_answer, read_json_object, read_session_id
 from aiconnect.api.metrics import StatsCollector, StatsProvider, register_build_info
 from aiconnect.api.openapi import OPENAPI
@@ -88,6 +89,7 @@ class ApiServer:
         recording_files: ModuleType | Any = None,
         trunks: Any = None,
         provisioning: Any = None,
+        cluster: Any = None,
     ) -> None:
         """
         @param config: The configuration (tenants: domains, API tokens, JWT
@@ -112,6 +114,9 @@ class ApiServer:
         @param provisioning: The L{aiconnect.provisioning.Provisioning}
             behind the provisioning routes (SPEC s11); L{None} = they answer
             503.
+        @param cluster: The L{aiconnect.api.cluster.ClusterRest} of a node
+            of a cluster (SPEC s14: sessions of other nodes); L{None} on a
+            single node.
         @raise ConfigError: If a tenant's C{jwt_public_key} is not a
             readable PEM RSA public key.
         @raise ValueError: If a stats provider name is invalid.
@@ -121,6 +126,7 @@ class ApiServer:
         self._reactor = reactor
         self._recording_files = recording_files
         self._trunks = trunks
+        self._cluster = cluster
         self._auth = BearerAuthenticator(config)
         self._provisioning = ProvisioningRoutes(provisioning, self._auth)
         if metrics_registry is None:
@@ -243,11 +249,16 @@ class ApiServer:
 
         @param request: The request.
         @param domain: The tenant's domain.
-        @return: 200 C{{"success": true, "sessions": [<summary>, ...]}}.
+        @return: 200 C{{"success": true, "sessions": [<summary>, ...]}}
+            (on a node of a cluster: every live node's, plus
+            C{"incomplete": true} when one did not answer).
         """
-        tenant = self._auth.authenticate(request, domain)
+        tenant = self._tenant(request, domain)
         calls = [] if self._registry is None else self._registry.active(tenant.domain)
-        return json_answer(request, 200, {"success": True, "sessions": [summarize_session(c) for c in calls]})
+        sessions = [summarize_session(c) for c in calls]
+        if self._cluster is not None and not self._cluster.from_node(request):
+            return self._cluster.merged_list(request, sessions)
+        return json_answer(request, 200, {"success": True, "sessions": sessions})
 
     @app.route("/<string:domain>/sessions/<string:session_id>", methods=["GET"])
     def get_session(self, request: IRequest, domain: str, session_id: str) -> bytes:
@@ -262,8 +273,8 @@ class ApiServer:
         @raise ApiRequestError: 404 for an unknown session or another
             tenant's.
         """
-        tenant = self._auth.authenticate(request, domain)
-        call = self._call(tenant, session_id)
+        tenant = self._tenant(request, domain)
+        call = self._call(tenant, session_id, request)
         return json_answer(request, 200, {"success": True, "session": describe_session(call)})
 
     @app.route("/<string:domain>/startsiprecforward", methods=["POST"])
@@ -574,14 +585,14 @@ class ApiServer:
             field C{sessionId}; a C{[limits]} cap: no field, the message
             names it).
         """
-        tenant = self._auth.authenticate(request, domain)
+        tenant = self._tenant(request, domain)
         body = read_json_object(request)
         session_id = read_session_id(body)
         try:
             order = parse({k: v for k, v in body.items() if k != "sessionId"}, tenant)
         except OrderError as e:
             raise ApiRequestError(400, e.message, e.field or "body") from None
-        runner = self._call(tenant, session_id)
+        runner = self._call(tenant, session_id, request)
         try:
             output_id = place(runner, order)
         except OrderRefused as e:
@@ -636,12 +647,12 @@ class ApiServer:
         @raise ApiRequestError: 400 naming the field at fault, 404 for an
             unknown session or id.
         """
-        tenant = self._auth.authenticate(request, domain)
+        tenant = self._tenant(request, domain)
         body = read_json_object(request)
         session_id = read_session_id(body)
         check_fields(body, ("sessionId", id_field))
         output_id = read_output_id(body, id_field)
-        runner = self._call(tenant, session_id)
+        runner = self._call(tenant, session_id, request)
         try:
             stopped = stop(runner, output_id)
         except KeyError:
@@ -683,11 +694,11 @@ class ApiServer:
             runner method is called.
         @return: 200 C{{"success": true, <answer>: {...}}}.
         """
-        tenant = self._auth.authenticate(request, domain)
+        tenant = self._tenant(request, domain)
         body = read_json_object(request)
         session_id = read_session_id(body)
         targets = read_targets(body)
-        runner = self._call(tenant, session_id)
+        runner = self._call(tenant, session_id, request)
         act = runner.pause if answer == "paused" else runner.resume
         try:
             affected = act(targets)
@@ -721,20 +732,38 @@ class ApiServer:
 
     # --- helpers --------------------------------------------------------------
 
-    def _call(self, tenant: TenantConfig, session_id: str) -> Any:
+    def _tenant(self, request: IRequest, domain: str) -> TenantConfig:
+        """
+        The tenant of a route naming sessions, its credential checked (and,
+        on a node of a cluster, the node signature of a request of another
+        node, L{aiconnect.api.cluster}).
+
+        @raise ApiRequestError: 401/403.
+        """
+        if self._cluster is not None:
+            self._cluster.from_node(request)
+        return self._auth.authenticate(request, domain)
+
+    def _call(self, tenant: TenantConfig, session_id: str, request: IRequest) -> Any:
         """
         @param tenant: The authenticated tenant.
         @param session_id: The session id.
+        @param request: The request (on a node of a cluster, passed to the
+            session's owner when it is not here).
         @return: The tenant's L{aiconnect.call.Call} (live or recently
             ended).
         @raise ApiRequestError: 404 (field C{sessionId}) for an unknown
             session or another tenant's.
+        @raise SessionElsewhere: On a node of a cluster, for a client's
+            request about a session this node does not hold.
         """
         if self._registry is not None:
             try:
                 return self._registry.get(tenant.domain, session_id)
             except KeyError:
                 pass
+        if self._cluster is not None and not self._cluster.from_node(request):
+            raise SessionElsewhere(session_id)
         raise ApiRequestError(404, "unknown session", "sessionId")
 
     # --- error mapping -------------------------------------------------------
@@ -750,6 +779,16 @@ class ApiServer:
         for name, value in error.headers.items():
             request.setHeader(name.encode("latin-1"), value.encode("latin-1"))
         return error_answer(request, error.status, error.message, error.field)
+
+    @app.handle_errors(SessionElsewhere)
+    def _elsewhere(self, request: IRequest, failure: Failure) -> Any:
+        """
+        Answer a request about a session of another node with that node's
+        answer (L{aiconnect.api.cluster.ClusterRest.pass_on}).
+        """
+        error = failure.value
+        assert isinstance(error, SessionElsewhere)
+        return self._cluster.pass_on(request, error.session_id)
 
     @app.handle_errors(KeyError)
     def _not_found(self, request: IRequest, failure: Failure) -> bytes:
