@@ -19,7 +19,12 @@ line (L{aiconnect.tap.StartupError}).  Then, in the pool's threads:
     - this node's lease is renewed (L{aiconnect.storage.nodes.LeaseService})
       and released at a clean stop;
     - each session is claimed in the session directory at its start and
-      released at its end (L{SessionClaims}), never delaying the call.
+      released at its end (L{SessionClaims}), never delaying the call;
+    - the dialogs of live sessions are kept in C{live_dialogs}
+      (L{aiconnect.storage.dialogs}); those a previous run of this node
+      left are read at start (its lease renewed first) and ended, reason
+      C{restart}; those of a lost node are claimed and ended, reason
+      C{nodeLost} (L{aiconnect.storage.nodeloss}).
 """
 
 from __future__ import annotations
@@ -404,8 +409,12 @@ class ClusterStorage(Service):
         cfg, reactor = self._cfg, self._reactor
         url, node_id = cfg.database.url, cfg.node.id
         left: list[StoredSession] = []
-        documents = open_database(url, node_id, reactor.seconds(), lambda runner: left.extend(_result(
-            runner.runInteraction(take_left, node_id, cfg.node.api_url, reactor.seconds(), cfg.cluster.lease))))
+
+        def take(runner: Runner) -> None:
+            # This node's lease renewed, then what its previous run left.
+            left.extend(_result(runner.runInteraction(take_left, node_id, cfg.node.api_url, reactor.seconds(), cfg.cluster.lease)))
+
+        documents = open_database(url, node_id, reactor.seconds(), None if self.dialogs is None else take)
         self._live.apply(provisioned={t.domain: t for t in Provisioning.stored_tenants(documents, self._live.file)})
         super().startService()
         pool = self.pool = connect_pool(
@@ -434,12 +443,15 @@ class ClusterStorage(Service):
             await self.watch.stop()
         if self.node_loss is not None:
             await self.node_loss.stop()
+        if self.dialogs is not None:
+            # Written before the lease is released: a released lease
+            # leaves nothing for a survivor to end.
+            await self.dialogs.drained()
         if self.leases is not None:
             await maybeDeferred(self.leases.stopService)
         if self.claims is not None:
             await self.claims.drained()
         if self.dialogs is not None:
-            await self.dialogs.drained()
             self.dialogs.close()
         self.tenant_store.store = None
         pool, self.pool = self.pool, None

@@ -12,7 +12,8 @@ both get a session) and ends each claimed session with
 L{aiconnect.recovery.SessionRecovery} (reason C{nodeLost}): BYE to the SRC
 and each SRS, C{SIPRECFORWARDSTOPPED} and C{SESSIONCOMPLETED} through this
 node's outbox, the rows forgotten.  A node stopped cleanly released its
-lease with no dialog left: its round finds nothing.
+lease after its sessions ended and their dialogs were forgotten: it is not
+looked at.
 """
 
 from __future__ import annotations
@@ -94,7 +95,8 @@ class NodeLossWatch:
         return looked.addErrback(self._failed)
 
     def _claim(self, expired: list[NodeLease], now: float) -> Deferred[dict[str, list[StoredSession]]] | dict[str, Any]:
-        lost = [lease.node_id for lease in expired if lease.node_id != self.node_id]
+        # A released lease is a clean stop: its sessions were ended then.
+        lost = [lease.node_id for lease in expired if lease.node_id != self.node_id and lease.released is None]
         if not lost:
             return {}
         return self._runner.runInteraction(claim_lost, lost, self.node_id, now)
