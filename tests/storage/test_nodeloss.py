@@ -303,3 +303,25 @@ class KillTests(PostgresTestCase):
         self.assertTrue(await a.wait_for_output("ended 1 session(s) left open by the previous run"), a.output())
         self.assertNotIn("nodeLost", str(self.app.events))
         self.assertEqual(b.namedServices["cluster"].node_loss.stats["sessions"], 0)
+
+    async def test_clean_stop_leaves_nothing(self) -> None:
+        """
+        SIGTERM on node A: its drain ends the call (reason shutdown), its
+        dialogs are forgotten before its lease is released, and node B,
+        looking past the lease, ends nothing.
+        """
+        b = self.start_b()
+        a, a_sip, src, _ok, _ids = await self.call_on_a(self.lease)
+        a.signal(15)
+        bye_raw = await src.take(lambda m: m.startswith(b"BYE "), 15)
+        src.send(answer(bye_raw), a_sip)
+        self.assertIn(await a.wait_exit(20), (0, -15), a.output())
+        self.assertEqual(self.query("SELECT count(*) FROM live_dialogs"), [(0,)])
+        self.assertEqual(self.query("SELECT released IS NOT NULL FROM node_leases WHERE node_id = 'node-a'"), [(True,)])
+        await wait_until(lambda: "SESSIONCOMPLETED" in self.app.event_names(), 10, interval=0.05)
+        watch = b.namedServices["cluster"].node_loss
+        rounds = watch.stats["rounds"]
+        await wait_until(lambda: watch.stats["rounds"] >= rounds + 2, 5, interval=0.05)
+        self.assertEqual(watch.stats["sessions"], 0)
+        completed = [e for e in self.app.events if e["event"] == "SESSIONCOMPLETED"]
+        self.assertEqual({e["reason"] for e in completed}, {"shutdown"})
