@@ -25,7 +25,10 @@ Pieces:
       for the answers), C{SIPRECFORWARDSTOPPED} per forward and
       C{SESSIONCOMPLETED}, both with reason C{restart}, through the durable
       outbox (delivered in order after anything the previous run left), and
-      the rows deleted (committed at once).
+      the rows deleted (committed at once).  On a node of a cluster the
+      same ends, reason C{nodeLost}, the sessions of a lost node
+      (L{aiconnect.storage.nodeloss}); there the store is
+      L{aiconnect.storage.dialogs.PgDialogStore}.
 
 A stored dialog keeps: Call-ID, tags, From/To, remote target, route set,
 local CSeq (plus L{CSEQ_MARGIN} on recovery), transport and peer address,
