@@ -125,6 +125,8 @@ STOPPED_BY_SRS_BYE = "srsBye"
 STOPPED_BY_ERROR = "error"
 STOPPED_BY_SHUTDOWN = "shutdown"
 STOPPED_BY_RESTART = "restart"
+#: SPEC s14: the node was lost; a surviving node of the cluster ended it.
+STOPPED_BY_NODE_LOST = "nodeLost"
 
 # Why a session ended: SESSIONCOMPLETED.reason.
 COMPLETED_INBOUND_BYE = "inboundBye"
@@ -133,6 +135,9 @@ COMPLETED_MEDIA_TIMEOUT = "mediaTimeout"
 COMPLETED_SESSION_TIMER = "sessionTimer"
 COMPLETED_SHUTDOWN = "shutdown"
 COMPLETED_RESTART = "restart"
+#: SPEC s14: the node was lost (killed, crashed, cut off); a surviving node
+#: of the cluster sent BYE to the SRC and the SRSs.
+COMPLETED_NODE_LOST = "nodeLost"
 COMPLETED_ERROR = "error"
 #: SPEC s13: a mandatory forward failed, the inbound INVITE got 503.
 COMPLETED_MANDATORY_FORWARD_FAILED = "mandatoryForwardFailed"
@@ -393,8 +398,9 @@ class SiprecForwardStopped(ForwardEvent):
     @ivar target: The target that was used.
     @ivar stopped_by: Who stopped it: C{STOPPED_BY_API},
         C{STOPPED_BY_INBOUND_BYE}, C{STOPPED_BY_SRS_BYE},
-        C{STOPPED_BY_ERROR}, C{STOPPED_BY_SHUTDOWN} or C{STOPPED_BY_RESTART}
-        (the node restarted and ended the sessions its previous run left).
+        C{STOPPED_BY_ERROR}, C{STOPPED_BY_SHUTDOWN}, C{STOPPED_BY_RESTART}
+        (the node restarted and ended the sessions its previous run left)
+        or C{STOPPED_BY_NODE_LOST} (another node ended a lost node's).
     @ivar reason: Details (the error for C{ERROR}), or L{None}.
     @ivar stats: Counters of the forward (packets, bytes, duration ...).
     """
@@ -452,7 +458,8 @@ class SessionCompleted(Event):
 
     @ivar reason: Why: C{COMPLETED_INBOUND_BYE}, C{COMPLETED_CANCEL},
         C{COMPLETED_MEDIA_TIMEOUT}, C{COMPLETED_SESSION_TIMER},
-        C{COMPLETED_SHUTDOWN}, C{COMPLETED_RESTART} or C{COMPLETED_ERROR}.
+        C{COMPLETED_SHUTDOWN}, C{COMPLETED_RESTART}, C{COMPLETED_NODE_LOST}
+        or C{COMPLETED_ERROR}.
     @ivar duration: Seconds from the answer to the end.
     @ivar stats: Counters of the session (packets per stream, drops ...).
     """

@@ -25,7 +25,10 @@ Pieces:
       for the answers), C{SIPRECFORWARDSTOPPED} per forward and
       C{SESSIONCOMPLETED}, both with reason C{restart}, through the durable
       outbox (delivered in order after anything the previous run left), and
-      the rows deleted (committed at once).
+      the rows deleted (committed at once).  On a node of a cluster the
+      same ends, reason C{nodeLost}, the sessions of a lost node
+      (L{aiconnect.storage.nodeloss}); there the store is
+      L{aiconnect.storage.dialogs.PgDialogStore}.
 
 A stored dialog keeps: Call-ID, tags, From/To, remote target, route set,
 local CSeq (plus L{CSEQ_MARGIN} on recovery), transport and peer address,
@@ -39,7 +42,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Iterable
 
 from twisted.logger import Logger
 
@@ -117,6 +120,78 @@ class StoredSession:
             if dialog is not None and isinstance(dialog.record.get("started"), (int, float)):
                 return float(dialog.record["started"])
         return None
+
+
+def split_changes(
+    changes: _Changes,
+) -> tuple[list[tuple[str]], list[tuple[str, str]], list[tuple[str, str, str, str, float]]]:
+    """
+    Noted changes as statement rows.
+
+    @return: C{(session_id,)} of the sessions deleted whole, C{(session_id,
+        leg)} of the dialogs deleted, C{(session_id, leg, tenant, data,
+        updated)} of the dialogs stored.
+    """
+    sessions: list[tuple[str]] = []
+    legs: list[tuple[str, str]] = []
+    rows: list[tuple[str, str, str, str, float]] = []
+    for session_id, by_leg in changes.items():
+        for leg, change in by_leg.items():
+            if leg is None:
+                sessions.append((session_id,))
+            elif change is None:
+                legs.append((session_id, leg))
+            else:
+                rows.append((session_id, leg) + change)
+    return sessions, legs, rows
+
+
+def note_again(pending: _Changes, changes: _Changes, log: Logger) -> None:
+    """
+    Note again the C{changes} of a failed write in C{pending}, as older than
+    everything pending: a newer change of the same dialog, or a newer delete
+    of the whole session, wins (at most L{MAX_PENDING} sessions; more are
+    dropped, logged).
+    """
+    for session_id, by_leg in changes.items():
+        newer = pending.get(session_id)
+        if newer is None:
+            if len(pending) >= MAX_PENDING:
+                log.error(
+                    "dialog store: too many unwritten changes; session_id={session_id} dropped",
+                    session_id=session_id,
+                )
+                continue
+            pending[session_id] = dict(by_leg)
+        elif None not in newer:
+            for leg, change in by_leg.items():
+                newer.setdefault(leg, change)
+
+
+def stored_sessions(rows: Iterable[tuple[str, str, str, str]]) -> list[StoredSession]:
+    """
+    Stored dialogs grouped by session, in the order of their first row.
+
+    @param rows: C{(session_id, leg, tenant, data)}; data that is not a
+        JSON object is an empty record (its session is still ended).
+    """
+    sessions: dict[str, StoredSession] = {}
+    for session_id, leg, tenant, data in rows:
+        try:
+            record = json.loads(data)
+        except ValueError:
+            record = {}
+        if not isinstance(record, dict):
+            record = {}
+        stored = sessions.setdefault(session_id, StoredSession(session_id, tenant))
+        dialog = StoredDialog(session_id, leg, tenant, record)
+        if leg == INBOUND:
+            stored.inbound = dialog
+        else:
+            stored.forwards.append(dialog)
+    for stored in sessions.values():
+        stored.forwards.sort(key=lambda d: d.leg)
+    return list(sessions.values())
 
 
 class DialogStore(DatabaseUser):
@@ -210,17 +285,7 @@ class DialogStore(DatabaseUser):
             return
         database = self._events_db()
         changes, self._pending = self._pending, {}
-        sessions: list[tuple[str]] = []
-        legs: list[tuple[str, str]] = []
-        rows: list[tuple[str, str, str, str, float]] = []
-        for session_id, by_leg in changes.items():
-            for leg, change in by_leg.items():
-                if leg is None:
-                    sessions.append((session_id,))
-                elif change is None:
-                    legs.append((session_id, leg))
-                else:
-                    rows.append((session_id, leg) + change)
+        sessions, legs, rows = split_changes(changes)
         if database.grouped:
             self._written.append(changes)
         try:
@@ -254,21 +319,7 @@ class DialogStore(DatabaseUser):
             self.on_failure("transaction rolled back")
 
     def _note_again(self, changes: _Changes) -> None:
-        # Older than everything pending: a newer change of the same dialog,
-        # or a newer delete of the whole session, wins.
-        for session_id, by_leg in changes.items():
-            newer = self._pending.get(session_id)
-            if newer is None:
-                if len(self._pending) >= MAX_PENDING:
-                    self.log.error(
-                        "dialog store: too many unwritten changes; session_id={session_id} dropped",
-                        session_id=session_id,
-                    )
-                    continue
-                self._pending[session_id] = dict(by_leg)
-            elif None not in newer:
-                for leg, change in by_leg.items():
-                    newer.setdefault(leg, change)
+        note_again(self._pending, changes, self.log)
 
     def load(self) -> list[StoredSession]:
         """
@@ -281,23 +332,7 @@ class DialogStore(DatabaseUser):
         rows = self._events_db().connection().execute(
             "SELECT session_id, leg, tenant, data FROM live_dialogs ORDER BY updated, session_id, leg"
         ).fetchall()
-        sessions: dict[str, StoredSession] = {}
-        for session_id, leg, tenant, data in rows:
-            try:
-                record = json.loads(data)
-            except ValueError:
-                record = {}
-            if not isinstance(record, dict):
-                record = {}
-            stored = sessions.setdefault(session_id, StoredSession(session_id, tenant))
-            dialog = StoredDialog(session_id, leg, tenant, record)
-            if leg == INBOUND:
-                stored.inbound = dialog
-            else:
-                stored.forwards.append(dialog)
-        for stored in sessions.values():
-            stored.forwards.sort(key=lambda d: d.leg)
-        return list(sessions.values())
+        return stored_sessions(rows)
 
     def count(self) -> int:
         """
@@ -451,8 +486,13 @@ class DialogJournal:
 
 class SessionRecovery:
     """
-    Ends, at start-up, the sessions a previous run of this node left open.
+    Ends sessions whose node is gone: at start-up those a previous run of
+    this node left open (reason C{restart}), or, on PostgreSQL, those of a
+    lost node this node claimed (reason C{nodeLost},
+    L{aiconnect.storage.nodeloss}).
 
+    @ivar reason: The C{SESSIONCOMPLETED} reason, also the C{stoppedBy} and
+        C{reason} of each C{SIPRECFORWARDSTOPPED}.
     @ivar stats: counters: C{sessions} (ended), C{byes} (BYEs sent),
         C{bad_records} (dialogs that could not be rebuilt: no BYE, the
         events are still sent) and C{errors} (the store failed).
@@ -460,24 +500,26 @@ class SessionRecovery:
 
     log = Logger()
 
-    def __init__(self, reactor: Any, store: DialogStore, ua: Any, sink: Any) -> None:
+    def __init__(self, reactor: Any, store: Any, ua: Any, sink: Any, reason: str = events.COMPLETED_RESTART) -> None:
         """
         @param reactor: IReactorTime (event times).
-        @param store: the L{DialogStore}.
+        @param store: the L{DialogStore}, or another store with its
+            C{load}, C{delete} and C{flush}
+            (L{aiconnect.storage.dialogs.PgDialogStore}).
         @param ua: the L{aiconnect.sip.ua.UserAgent} (listening already).
         @param sink: the event sink (the durable outbox).
+        @param reason: C{restart} or C{nodeLost}.
         """
         self._reactor = reactor
         self.store = store
         self.ua = ua
         self.sink = sink
+        self.reason = reason
         self.stats: dict[str, int] = {"sessions": 0, "byes": 0, "bad_records": 0, "errors": 0}
 
     def recover(self) -> int:
         """
-        End every stored session: BYE to the SRC and to each SRS,
-        SIPRECFORWARDSTOPPED per forward and SESSIONCOMPLETED, reason
-        C{restart}; then forget it.
+        End every session the store's L{load} gives (L{end}).
 
         @return: how many sessions were ended.
         """
@@ -487,13 +529,25 @@ class SessionRecovery:
             self.stats["errors"] += 1
             self.log.error("cannot read the sessions left by the previous run: {reason}", reason=str(e))
             return 0
+        return self.end(sessions, "left open by the previous run")
+
+    def end(self, sessions: list[StoredSession], whose: str) -> int:
+        """
+        End stored sessions: BYE to the SRC and to each SRS,
+        SIPRECFORWARDSTOPPED per forward and SESSIONCOMPLETED, with
+        L{reason}; then forget them.
+
+        @param whose: Said in the log line (C{"left open by the previous
+            run"}).
+        @return: how many sessions were ended.
+        """
         for stored in sessions:
             self._end(stored)
         if sessions:
             # The events and the deletes now, not at the end of the turn:
             # the reactor may not be running yet.
             self.store.flush()
-            self.log.info("ended {count} session(s) left open by the previous run", count=len(sessions))
+            self.log.info("ended {count} session(s) {whose}", count=len(sessions), whose=whose)
         return len(sessions)
 
     def _end(self, stored: StoredSession) -> None:
@@ -513,8 +567,8 @@ class SessionRecovery:
                     forward_id=fwd.leg,
                     uri=str(record.get("uri") or ""),
                     target=record.get("target") if isinstance(record.get("target"), str) else None,
-                    stopped_by=events.STOPPED_BY_RESTART,
-                    reason=events.STOPPED_BY_RESTART,
+                    stopped_by=self.reason,
+                    reason=self.reason,
                     reference_id=record.get("reference_id"),
                     now=now,
                 ),
@@ -526,14 +580,15 @@ class SessionRecovery:
             events.session_completed(
                 sid,
                 tenant=tenant,
-                reason=events.COMPLETED_RESTART,
+                reason=self.reason,
                 duration=max(0.0, now - started) if started is not None else 0.0,
                 now=now,
             ),
         )
         self.stats["sessions"] += 1
         self.log.info(
-            "session ended after restart session_id={session_id} forwards={forwards}",
+            "session ended ({reason}) session_id={session_id} forwards={forwards}",
+            reason=self.reason,
             session_id=sid,
             forwards=len(stored.forwards),
         )
@@ -575,5 +630,8 @@ __all__ = [
     "SessionRecovery",
     "StoredDialog",
     "StoredSession",
+    "note_again",
     "session_record",
+    "split_changes",
+    "stored_sessions",
 ]

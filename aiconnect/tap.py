@@ -633,7 +633,19 @@ def build_service(
 
     # The dialogs of live sessions, in the outbox's database: a restarted
     # node ends the sessions its previous run left open (SPEC s14).
-    dialog_store = DialogStore(database, clock=reactor.seconds)
+    dialog_store: Any
+    recovery_stats: dict[str, Any] = {}
+    if cfg.database.url:
+        # SPEC s14: in PostgreSQL, owned by this node; a survivor ends a
+        # lost node's sessions, reason nodeLost (docs/storage.md).
+        from aiconnect import events
+        from aiconnect.storage.dialogs import PgDialogStore
+
+        dialog_store = cluster.dialogs = PgDialogStore(cfg.node.id, reactor, before_write=outbox.flush)
+        lost = cluster.lost_recovery = SessionRecovery(reactor, dialog_store, sip.ua, outbox, events.COMPLETED_NODE_LOST)
+        recovery_stats = {"nodeLost": lost.stats, "store": dialog_store.stats}
+    else:
+        dialog_store = DialogStore(database, clock=reactor.seconds)
     journal = DialogJournal(dialog_store)
     srs.journal = journal
     recovery = SessionRecovery(reactor, dialog_store, sip.ua, outbox)
@@ -662,7 +674,7 @@ def build_service(
             "backlog": deliverer.pending,
         },
         "newcall": lambda: new_call.stats,
-        "recovery": lambda: {"journal": journal.stats, "restart": recovery.stats},
+        "recovery": lambda: {"journal": journal.stats, "restart": recovery.stats, **recovery_stats},
     }
     api = ApiServer(
         live, registry=registry, reactor=reactor, stats_providers=stats, trunks=trunk_routes, provisioning=provisioning,

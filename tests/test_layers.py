@@ -119,6 +119,10 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             # A node of a cluster: the shared storage wired to provisioning
             # and the registry (SPEC s14).
             "aiconnect.storage.cluster",
+            # Node loss: the dialogs of live sessions and who ends them
+            # (they build on aiconnect.recovery).
+            "aiconnect.storage.dialogs",
+            "aiconnect.storage.nodeloss",
         ),
     ),
     ("composition root", ("aiconnect.tap", "aiconnect.logsetup", "aiconnect.relayreactor", "aiconnect.gctune", "aiconnect.__main__")),

@@ -19,7 +19,12 @@ line (L{aiconnect.tap.StartupError}).  Then, in the pool's threads:
     - this node's lease is renewed (L{aiconnect.storage.nodes.LeaseService})
       and released at a clean stop;
     - each session is claimed in the session directory at its start and
-      released at its end (L{SessionClaims}), never delaying the call.
+      released at its end (L{SessionClaims}), never delaying the call;
+    - the dialogs of live sessions are kept in C{live_dialogs}
+      (L{aiconnect.storage.dialogs}); those a previous run of this node
+      left are read at start (its lease renewed first) and ended, reason
+      C{restart}; those of a lost node are claimed and ended, reason
+      C{nodeLost} (L{aiconnect.storage.nodeloss}).
 """
 
 from __future__ import annotations
@@ -37,7 +42,10 @@ from twisted.python.failure import Failure
 from aiconnect.config import Config
 from aiconnect.errors import AiconnectError
 from aiconnect.provisioning import LiveConfig, Provisioning
+from aiconnect.recovery import SessionRecovery, StoredSession
+from aiconnect.storage.dialogs import PgDialogStore, take_left
 from aiconnect.storage.directory import SqlSessionDirectory
+from aiconnect.storage.nodeloss import NodeLossWatch
 from aiconnect.storage.nodes import LeaseService, SqlNodeLeases
 from aiconnect.storage.pool import connect_pool
 from aiconnect.storage.schema import migrate
@@ -107,12 +115,15 @@ def _forget_sessions(cursor: Cursor, node_id: str) -> None:
     cursor.execute("DELETE FROM session_directory WHERE node_id = %s", (node_id,))
 
 
-def open_database(url: str, node_id: str, now: float) -> list[dict[str, Any]]:
+def open_database(url: str, node_id: str, now: float, at_start: Callable[[Runner], None] | None = None) -> list[dict[str, Any]]:
     """
     Start-up (blocking, bounded by C{CONNECT_TIMEOUT} and
     C{STATEMENT_TIMEOUT}): connect, migrate, read the provisioned tenants,
     forget the sessions a previous run of this node left in the directory
     (a starting node owns none; L{aiconnect.recovery} ends them).
+
+    @param at_start: Called last with the blocking runner (its
+        interactions have run when C{runInteraction} returns).
 
     @return: The stored tenant objects.
     @raise DatabaseUnavailable: One line, without the password.
@@ -134,6 +145,8 @@ def open_database(url: str, node_id: str, now: float) -> list[dict[str, Any]]:
             _result(migrate(runner, now=now, node_id=node_id))  # type: ignore[arg-type]
             documents: list[dict[str, Any]] = _result(PostgresTenantStore(runner, clock=lambda: now).load())
             _result(runner.runInteraction(_forget_sessions, node_id))
+            if at_start is not None:
+                at_start(runner)  # type: ignore[arg-type]
     except Exception as e:
         raise DatabaseUnavailable(f"{where}: {_first_line(e, password and str(password))}") from None
     return documents
@@ -365,6 +378,14 @@ class ClusterStorage(Service):
     @ivar pool: The connection pool while running.
     @ivar leases: The L{LeaseService} while running.
     @ivar claims: The L{SessionClaims} while running.
+    @ivar dialogs: The dialog store (L{PgDialogStore}), set by
+        L{aiconnect.tap.build_service}, or L{None}: written through the
+        pool while running; at start it gets the dialogs the previous run
+        left (read after this node's lease is renewed).
+    @ivar lost_recovery: Ends the sessions of lost nodes
+        (L{aiconnect.recovery.SessionRecovery}, reason C{nodeLost}), set
+        by L{aiconnect.tap.build_service}, or L{None}.
+    @ivar node_loss: The L{NodeLossWatch} while running.
     """
 
     name = "cluster"
@@ -380,11 +401,20 @@ class ClusterStorage(Service):
         self.leases: LeaseService | None = None
         self.claims: SessionClaims | None = None
         self.watch: TenantWatch | None = None
+        self.dialogs: PgDialogStore | None = None
+        self.lost_recovery: SessionRecovery | None = None
+        self.node_loss: NodeLossWatch | None = None
 
     def startService(self) -> None:
         cfg, reactor = self._cfg, self._reactor
         url, node_id = cfg.database.url, cfg.node.id
-        documents = open_database(url, node_id, reactor.seconds())
+        left: list[StoredSession] = []
+
+        def take(runner: Runner) -> None:
+            # This node's lease renewed, then what its previous run left.
+            left.extend(_result(runner.runInteraction(take_left, node_id, cfg.node.api_url, reactor.seconds(), cfg.cluster.lease)))
+
+        documents = open_database(url, node_id, reactor.seconds(), None if self.dialogs is None else take)
         self._live.apply(provisioned={t.domain: t for t in Provisioning.stored_tenants(documents, self._live.file)})
         super().startService()
         pool = self.pool = connect_pool(
@@ -398,6 +428,11 @@ class ClusterStorage(Service):
         self._registry.directory = self.claims
         self.leases = LeaseService(SqlNodeLeases(pool, cfg.cluster.lease), node_id, cfg.node.api_url, reactor)
         self.leases.startService()
+        if self.dialogs is not None:
+            self.dialogs.open(pool, left)
+        if self.lost_recovery is not None:
+            self.node_loss = NodeLossWatch(SqlNodeLeases(pool, cfg.cluster.lease), pool, node_id, self.lost_recovery, reactor)
+            self.node_loss.start()
         self.log.info(
             "Cluster: node {node_id} on {url}, {count} provisioned tenants loaded",
             node_id=node_id, url=redact_url(url), count=len(documents),
@@ -406,10 +441,18 @@ class ClusterStorage(Service):
     async def _stop(self) -> None:
         if self.watch is not None:
             await self.watch.stop()
+        if self.node_loss is not None:
+            await self.node_loss.stop()
+        if self.dialogs is not None:
+            # Written before the lease is released: a released lease
+            # leaves nothing for a survivor to end.
+            await self.dialogs.drained()
         if self.leases is not None:
             await maybeDeferred(self.leases.stopService)
         if self.claims is not None:
             await self.claims.drained()
+        if self.dialogs is not None:
+            self.dialogs.close()
         self.tenant_store.store = None
         pool, self.pool = self.pool, None
         if pool is not None:

@@ -97,6 +97,23 @@ MIGRATIONS: tuple[tuple[str, ...], ...] = (
         )
         """,
     ),
+    # 2: the dialogs of live sessions (aiconnect.storage.dialogs), owned by
+    # a node: a survivor claims those of a lost node (node loss), a
+    # restarting node ends its own.
+    (
+        """
+        CREATE TABLE live_dialogs (
+            session_id text NOT NULL,
+            leg        text NOT NULL,
+            owner_node text NOT NULL,
+            tenant     text NOT NULL,
+            data       text NOT NULL,
+            updated    double precision NOT NULL,
+            PRIMARY KEY (session_id, leg)
+        )
+        """,
+        "CREATE INDEX live_dialogs_owner ON live_dialogs (owner_node)",
+    ),
 )
 
 #: The version this code writes.

@@ -16,8 +16,8 @@ from aiconnect.storage.pool import connect_pool, start_pool
 from aiconnect.storage.schema import LOCK_KEY, SCHEMA_VERSION, SchemaTooNew, migrate
 from tests.storage.pgserver import PostgresTestCase, wait_until
 
-#: The tables of schema version 1.
-TABLES = ["disabled_endpoints", "events", "node_leases", "provisioned_tenants", "schema_version", "session_directory"]
+#: The tables of the schema.
+TABLES = ["disabled_endpoints", "events", "live_dialogs", "node_leases", "provisioned_tenants", "schema_version", "session_directory"]
 
 
 class MigrationTests(PostgresTestCase):
