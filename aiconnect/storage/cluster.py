@@ -39,9 +39,11 @@ from aiconnect.errors import AiconnectError
 from aiconnect.provisioning import LiveConfig, Provisioning
 from aiconnect.storage.directory import SqlSessionDirectory
 from aiconnect.storage.nodes import LeaseService, SqlNodeLeases
+from aiconnect.storage.outbox import PostgresOutbox
 from aiconnect.storage.pool import connect_pool
 from aiconnect.storage.schema import migrate
 from aiconnect.storage.sql import Cursor, Runner
+from aiconnect.storage.takeover import TakeoverService
 from aiconnect.storage.tenants import PostgresTenantStore
 from aiconnect.storage.tenants import _load as load_tenants
 from aiconnect.storage.url import redact_url
@@ -107,13 +109,17 @@ def _forget_sessions(cursor: Cursor, node_id: str) -> None:
     cursor.execute("DELETE FROM session_directory WHERE node_id = %s", (node_id,))
 
 
-def open_database(url: str, node_id: str, now: float) -> list[dict[str, Any]]:
+def open_database(
+    url: str, node_id: str, now: float, loads: tuple[Callable[[Runner], Deferred[Any]], ...] = ()
+) -> list[dict[str, Any]]:
     """
     Start-up (blocking, bounded by C{CONNECT_TIMEOUT} and
     C{STATEMENT_TIMEOUT}): connect, migrate, read the provisioned tenants,
     forget the sessions a previous run of this node left in the directory
     (a starting node owns none; L{aiconnect.recovery} ends them).
 
+    @param loads: More start-up reads, each given the connection's runner
+        (the event outbox: L{PostgresOutbox.load}).
     @return: The stored tenant objects.
     @raise DatabaseUnavailable: One line, without the password.
     """
@@ -134,6 +140,8 @@ def open_database(url: str, node_id: str, now: float) -> list[dict[str, Any]]:
             _result(migrate(runner, now=now, node_id=node_id))  # type: ignore[arg-type]
             documents: list[dict[str, Any]] = _result(PostgresTenantStore(runner, clock=lambda: now).load())
             _result(runner.runInteraction(_forget_sessions, node_id))
+            for load in loads:
+                _result(load(runner))  # type: ignore[arg-type]
     except Exception as e:
         raise DatabaseUnavailable(f"{where}: {_first_line(e, password and str(password))}") from None
     return documents
@@ -380,11 +388,17 @@ class ClusterStorage(Service):
         self.leases: LeaseService | None = None
         self.claims: SessionClaims | None = None
         self.watch: TenantWatch | None = None
+        #: The event outbox (L{aiconnect.tap} sets it) and the takeover of
+        #: lost nodes' events.
+        self.outbox: PostgresOutbox | None = None
+        self.takeover: TakeoverService | None = None
 
     def startService(self) -> None:
         cfg, reactor = self._cfg, self._reactor
         url, node_id = cfg.database.url, cfg.node.id
-        documents = open_database(url, node_id, reactor.seconds())
+        now, outbox = reactor.seconds(), self.outbox
+        loads = () if outbox is None else (lambda runner: outbox.load(runner, now=now, api_url=cfg.node.api_url, lease=cfg.cluster.lease),)
+        documents = open_database(url, node_id, now, loads)
         self._live.apply(provisioned={t.domain: t for t in Provisioning.stored_tenants(documents, self._live.file)})
         super().startService()
         pool = self.pool = connect_pool(
@@ -398,6 +412,10 @@ class ClusterStorage(Service):
         self._registry.directory = self.claims
         self.leases = LeaseService(SqlNodeLeases(pool, cfg.cluster.lease), node_id, cfg.node.api_url, reactor)
         self.leases.startService()
+        if outbox is not None:
+            outbox.attach(pool)
+            self.takeover = TakeoverService(SqlNodeLeases(pool, cfg.cluster.lease), outbox, reactor)
+            self.takeover.startService()
         self.log.info(
             "Cluster: node {node_id} on {url}, {count} provisioned tenants loaded",
             node_id=node_id, url=redact_url(url), count=len(documents),
@@ -406,6 +424,10 @@ class ClusterStorage(Service):
     async def _stop(self) -> None:
         if self.watch is not None:
             await self.watch.stop()
+        if self.takeover is not None:
+            await maybeDeferred(self.takeover.stopService)
+        if self.outbox is not None:
+            await self.outbox.drained()
         if self.leases is not None:
             await maybeDeferred(self.leases.stopService)
         if self.claims is not None:
