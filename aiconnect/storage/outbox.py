@@ -81,8 +81,9 @@ _LOCK_LOST = (
     " FOR UPDATE SKIP LOCKED"
 )
 _TAKE = (
-    f"UPDATE events SET owner_node = %s WHERE id IN (SELECT id FROM events WHERE owner_node = ANY(%s)"
-    f" AND delivered IS NULL AND dead IS NULL FOR UPDATE SKIP LOCKED) RETURNING {_COLUMNS}"
+    "WITH taken AS (SELECT id, owner_node FROM events WHERE owner_node = ANY(%s) AND delivered IS NULL AND dead IS NULL"
+    " FOR UPDATE SKIP LOCKED) UPDATE events e SET owner_node = %s FROM taken WHERE e.id = taken.id RETURNING taken.owner_node, "
+    + ", ".join("e." + column for column in _COLUMNS.split(", "))
 )
 
 
@@ -162,12 +163,18 @@ def _write_batch(cursor: Cursor, node_id: str, batch: _Batch) -> _Batch:
         rows.append((node_id, e.tenant, e.session_id, seq, e.event_id, e.event, body.decode("utf-8"), e.created, e.created))
     if rows:
         ids: list[int | None] = []
-        cursor.executemany(_INSERT, rows, returning=True)  # type: ignore[call-arg]
-        while True:
+        if len(rows) == 1:
+            # Cheaper than a pipeline of one (a quiet node's turn).
+            cursor.execute(_INSERT, rows[0])
             row = cursor.fetchone()
             ids.append(None if row is None else int(row[0]))
-            if not cursor.nextset():  # type: ignore[attr-defined]
-                break
+        else:
+            cursor.executemany(_INSERT, rows, returning=True)  # type: ignore[call-arg]
+            while True:
+                row = cursor.fetchone()
+                ids.append(None if row is None else int(row[0]))
+                if not cursor.nextset():  # type: ignore[attr-defined]
+                    break
         missing = [e.event_id for e, i in zip(batch.events, ids) if i is None]
         found: dict[str, OutboxEvent] = {}
         if missing:
@@ -203,11 +210,12 @@ def _load(cursor: Cursor, node_id: str, api_url: str, now: float, lease: float) 
 
 def _take_over(cursor: Cursor, node_id: str, nodes: list[str], now: float) -> tuple[list[str], list[OutboxEvent]]:
     cursor.execute(_LOCK_LOST, (nodes, node_id, now))
-    lost = sorted(str(r[0]) for r in cursor.fetchall())
-    if not lost:
+    locked = [str(r[0]) for r in cursor.fetchall()]
+    if not locked:
         return [], []
-    cursor.execute(_TAKE, (node_id, lost))
-    return lost, sorted(map(_event, cursor.fetchall()), key=lambda e: e.row_id or 0)
+    cursor.execute(_TAKE, (locked, node_id))
+    rows = cursor.fetchall()
+    return sorted({str(r[0]) for r in rows}), sorted((_event(r[1:]) for r in rows), key=lambda e: e.row_id or 0)
 
 
 class PostgresOutbox:
@@ -604,7 +612,8 @@ class PostgresOutbox:
         @param nodes: Nodes whose lease expired (this node is left out).
         @param now: Now: a lease is checked expired again, locked.
         @return: The nodes whose events were taken (a node locked by
-            another survivor is skipped: it takes them) and how many.
+            another survivor is skipped: it takes them) and how many
+            events.
         """
 
         def take() -> Deferred[tuple[list[str], int]]:

@@ -133,6 +133,23 @@ class TakeoverTests(MigratedTestCase):
         self.assertEqual([r[1][1] for r in again], [0, 0])
 
     @inlineCallbacks
+    def test_node_being_taken_skipped(self) -> Any:
+        """
+        A lost node another survivor is taking over (its lease row locked
+        in that survivor's transaction) is skipped, not waited for: none
+        of its events are taken twice; once that transaction ended, its
+        events (still there) are taken.
+        """
+        yield self.emitted_by_a(sessions=2, per_session=2)
+        x = yield self.node("node-x", START + LEASE)
+        other = self.server.connect(self.database, autocommit=False)
+        self.addCleanup(other.close)
+        other.execute("SELECT node_id FROM node_leases WHERE node_id = 'node-a' FOR UPDATE")
+        self.assertEqual((yield x.take_over(["node-a"], START + LEASE)), ([], 0))
+        other.rollback()
+        self.assertEqual((yield x.take_over(["node-a"], START + LEASE)), (["node-a"], 4))
+
+    @inlineCallbacks
     def test_released_taken_at_once(self) -> Any:
         """
         A node that stopped cleanly (lease released) with events left is
