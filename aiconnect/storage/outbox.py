@@ -147,10 +147,16 @@ def _write_batch(cursor: Cursor, node_id: str, batch: _Batch) -> _Batch:
     first seen, insert the events (one C{executemany}), write the
     delivery states and the other changes.
     """
-    unresolved = sorted({e.key for e in batch.events if not e.resolved})
+    unresolved = {e.key for e in batch.events if not e.resolved}
     if unresolved:
-        cursor.execute(_MAX_SEQ, ([k[0] for k in unresolved], [k[1] for k in unresolved]))
-        batch.bases = {(r[0], r[1]): int(r[2]) for r in cursor.fetchall()}
+        keys = sorted(unresolved)
+        cursor.execute(_MAX_SEQ, ([k[0] for k in keys], [k[1] for k in keys]))
+        bases = batch.bases = {(r[0], r[1]): int(r[2]) for r in cursor.fetchall()}
+        # A session the cache forgot (L{SEQ_CACHE}) while some of its
+        # events were not stored yet: those are earlier in this batch.
+        for e in batch.events:
+            if e.resolved and e.key in unresolved:
+                bases[e.key] = max(bases.get(e.key, 0), e.seq)
     rows = []
     final: list[tuple[int, bytes]] = []
     for e in batch.events:

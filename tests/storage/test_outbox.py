@@ -17,8 +17,10 @@ from typing import Any
 from twisted.enterprise.adbapi import ConnectionLost
 from twisted.internet import reactor
 from twisted.internet.defer import inlineCallbacks
+from twisted.internet.task import deferLater
 from twisted.logger import globalLogPublisher
 
+from aiconnect.storage import outbox as outbox_module
 from aiconnect.storage.outbox import PostgresOutbox
 from aiconnect.storage.pool import connect_pool
 from aiconnect.webhooks.outbox import OutboxEvent
@@ -59,6 +61,22 @@ class CountingRunner:
                 return getattr(self._cursor, name)
 
         return self._pool.runInteraction(lambda cursor, *a, **k: interaction(Counted(cursor), *a, **k), *args, **kw)
+
+
+class SlowRunner:
+    """
+    The pool, each transaction started C{delay} seconds late (a slow
+    database).
+    """
+
+    def __init__(self, pool: Any, delay: float) -> None:
+        self._pool = pool
+        self._delay = delay
+
+    def runInteraction(self, interaction: Any, *args: Any, **kw: Any) -> Any:
+        return deferLater(reactor, self._delay, lambda: None).addCallback(
+            lambda _: self._pool.runInteraction(interaction, *args, **kw)
+        )
 
 
 def payload(name: str, n: int = 0) -> dict[str, Any]:
@@ -180,6 +198,30 @@ class OutboxTests(MigratedTestCase):
         self.assertEqual(sorted((e.session_id, e.seq, e.event) for e in told), [("new", 1, "E"), ("new", 2, "F"), ("old", 4, "E"), ("old", 5, "F")])
         self.assertTrue(all(b'"sequence":%d' % e.seq in e.body for e in told))
         self.assertEqual(self.query("SELECT seq FROM events WHERE session_id = 'old' ORDER BY seq"), [(1,), (2,), (3,), (4,), (5,)])
+
+    @inlineCallbacks
+    def test_session_forgotten_while_unstored(self) -> Any:
+        """
+        A session whose last number the cache dropped (more sessions than
+        L{SEQ_CACHE}) while one of its events was not stored yet goes on
+        after that event, not after the database's last.
+        """
+        self.patch(outbox_module, "SEQ_CACHE", 2)
+        outbox = self.outbox(SlowRunner(self.runner, 0.2))
+        told: list[OutboxEvent] = []
+        outbox.add_listener(told.append)
+        outbox.emit(TENANT, "s1", payload("E", 1))
+        yield wait_until(lambda: len(told) == 1)
+        # s2 and s3 are numbered in a slow batch; meanwhile s1 emits (seq
+        # 2); the batch's end pushes s1 out of the cache, and s3's listener
+        # emits for s1 again, in the same batch as its seq 2.
+        outbox.emit(TENANT, "s2", payload("E", 1))
+        outbox.emit(TENANT, "s3", payload("E", 1))
+        reactor.callLater(0.05, outbox.emit, TENANT, "s1", payload("E", 2))
+        outbox.add_listener(lambda e: outbox.emit(TENANT, "s1", payload("E", 3)) if e.session_id == "s3" else None)
+        yield wait_until(lambda: len(told) == 5)
+        self.assertEqual(self.query("SELECT seq FROM events WHERE session_id = 's1' ORDER BY seq"), [(1,), (2,), (3,)])
+        self.assertEqual([e.seq for e in told if e.session_id == "s1"], [1, 2, 3])
 
     @inlineCallbacks
     def test_deliverer_unchanged(self) -> Any:
