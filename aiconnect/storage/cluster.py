@@ -397,7 +397,9 @@ class ClusterStorage(Service):
         cfg, reactor = self._cfg, self._reactor
         url, node_id = cfg.database.url, cfg.node.id
         now, outbox = reactor.seconds(), self.outbox
-        loads = () if outbox is None else (lambda runner: outbox.load(runner, now=now, api_url=cfg.node.api_url, lease=cfg.cluster.lease),)
+        loads = () if outbox is None else (
+            lambda runner: outbox.load(runner, now=now, api_url=cfg.node.api_url, lease=cfg.cluster.lease),
+        )
         documents = open_database(url, node_id, now, loads)
         self._live.apply(provisioned={t.domain: t for t in Provisioning.stored_tenants(documents, self._live.file)})
         super().startService()

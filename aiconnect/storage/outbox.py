@@ -82,7 +82,8 @@ _LOCK_LOST = (
 )
 _TAKE = (
     "WITH taken AS (SELECT id, owner_node FROM events WHERE owner_node = ANY(%s) AND delivered IS NULL AND dead IS NULL"
-    " FOR UPDATE SKIP LOCKED) UPDATE events e SET owner_node = %s FROM taken WHERE e.id = taken.id RETURNING taken.owner_node, "
+    " FOR UPDATE SKIP LOCKED)"
+    " UPDATE events e SET owner_node = %s FROM taken WHERE e.id = taken.id RETURNING taken.owner_node, "
     + ", ".join("e." + column for column in _COLUMNS.split(", "))
 )
 
@@ -203,7 +204,10 @@ def _write_batch(cursor: Cursor, node_id: str, batch: _Batch) -> _Batch:
     return batch
 
 
-def _load(cursor: Cursor, node_id: str, api_url: str, now: float, lease: float) -> tuple[list[OutboxEvent], dict[str, tuple[str, str | None]]]:
+_Loaded = tuple[list[OutboxEvent], dict[str, tuple[str, str | None]]]
+
+
+def _load(cursor: Cursor, node_id: str, api_url: str, now: float, lease: float) -> _Loaded:
     # The lease is taken first, in the same transaction: a survivor taking
     # over this node's events either finished before (they are its own
     # now) or finds the lease live (it skips them).
@@ -293,13 +297,9 @@ class PostgresOutbox:
         the disabled endpoints.
         """
 
-        def loaded(result: tuple[list[OutboxEvent], dict[str, tuple[str, str | None]]]) -> None:
+        def loaded(result: _Loaded) -> None:
+            # The deliverer says how many it found (at its start).
             self._loaded, self._disabled = result
-            if self._loaded:
-                self.log.info(
-                    "Event outbox: {count} undelivered event(s) of node {node_id} (a previous run) to deliver",
-                    count=len(self._loaded), node_id=self.node_id,
-                )
 
         return runner.runInteraction(_load, self.node_id, api_url, now, lease).addCallback(loaded)
 
@@ -374,7 +374,9 @@ class PostgresOutbox:
         try:
             return self._emit(tenant, session_id, payload)
         except Exception:
-            self.log.failure("Event outbox bug; event of session {session_id} not stored", tenant=tenant, session_id=session_id)
+            self.log.failure(
+                "Event outbox bug; event of session {session_id} not stored", tenant=tenant, session_id=session_id
+            )
             self.stats["rejected"] += 1
             return None
 
@@ -433,12 +435,21 @@ class PostgresOutbox:
         self._schedule(self._state_delay)
 
     def mark_delivered(self, event: OutboxEvent, now: float) -> None:
+        """
+        Record a delivery (written behind).
+        """
         self._update(event, _DELIVERED, (now, event.attempts, event.row_id))
 
     def mark_attempt(self, event: OutboxEvent, error: str) -> None:
+        """
+        Record a failed attempt and its next time (written behind).
+        """
         self._update(event, _ATTEMPT, (event.attempts, event.next_attempt, error, event.row_id))
 
     def mark_dead(self, event: OutboxEvent, now: float, error: str) -> None:
+        """
+        Record that an event was given up (written behind).
+        """
         self._update(event, _DEAD, (now, event.attempts, error, event.row_id))
 
     def _other(self, sql: str, args: tuple[Any, ...]) -> None:
