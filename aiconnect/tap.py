@@ -537,7 +537,15 @@ def build_service(
     # One connection for the outbox and the dialog store: one transaction
     # per reactor turn (group commit, aiconnect.webhooks.database).
     database = EventDatabase(cfg.events.database, reactor=reactor)
-    outbox = EventOutbox(database, clock=reactor.seconds)
+    outbox: Any
+    if cfg.database.url:
+        # SPEC s14: the events in PostgreSQL, owned by this node
+        # (docs/storage.md, "Event outbox").
+        from aiconnect.storage.outbox import PostgresOutbox
+
+        outbox = PostgresOutbox(cfg.node.id, reactor)
+    else:
+        outbox = EventOutbox(database, clock=reactor.seconds)
     from aiconnect.provisioning import LiveConfig, Provisioning, SqliteTenantStore
 
     # SPEC s11: the configuration in force (the file's tenants and the
@@ -553,6 +561,7 @@ def build_service(
         from aiconnect.storage.cluster import ClusterStorage
 
         cluster = ClusterStorage(cfg, reactor, live, registry)
+        cluster.outbox = outbox
         cluster.setServiceParent(top)
         tenant_store = cluster.tenant_store
         # SPEC s14: the REST API answers for the sessions of every node.

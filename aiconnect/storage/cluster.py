@@ -47,9 +47,11 @@ from aiconnect.storage.dialogs import PgDialogStore, take_left
 from aiconnect.storage.directory import SqlSessionDirectory
 from aiconnect.storage.nodeloss import NodeLossWatch
 from aiconnect.storage.nodes import LeaseService, SqlNodeLeases
+from aiconnect.storage.outbox import PostgresOutbox
 from aiconnect.storage.pool import connect_pool
 from aiconnect.storage.schema import migrate
 from aiconnect.storage.sql import Cursor, Runner
+from aiconnect.storage.takeover import TakeoverService
 from aiconnect.storage.tenants import PostgresTenantStore
 from aiconnect.storage.tenants import _load as load_tenants
 from aiconnect.storage.url import redact_url
@@ -115,16 +117,23 @@ def _forget_sessions(cursor: Cursor, node_id: str) -> None:
     cursor.execute("DELETE FROM session_directory WHERE node_id = %s", (node_id,))
 
 
-def open_database(url: str, node_id: str, now: float, at_start: Callable[[Runner], None] | None = None) -> list[dict[str, Any]]:
+def open_database(
+    url: str,
+    node_id: str,
+    now: float,
+    at_start: Callable[[Runner], None] | None = None,
+    loads: tuple[Callable[[Runner], Deferred[Any]], ...] = (),
+) -> list[dict[str, Any]]:
     """
     Start-up (blocking, bounded by C{CONNECT_TIMEOUT} and
     C{STATEMENT_TIMEOUT}): connect, migrate, read the provisioned tenants,
     forget the sessions a previous run of this node left in the directory
     (a starting node owns none; L{aiconnect.recovery} ends them).
 
-    @param at_start: Called last with the blocking runner (its
-        interactions have run when C{runInteraction} returns).
-
+    @param at_start: Called with the blocking runner after the other reads
+        (its interactions have run when C{runInteraction} returns).
+    @param loads: More start-up reads, each given the connection's runner
+        (the event outbox: L{PostgresOutbox.load}).
     @return: The stored tenant objects.
     @raise DatabaseUnavailable: One line, without the password.
     """
@@ -145,6 +154,8 @@ def open_database(url: str, node_id: str, now: float, at_start: Callable[[Runner
             _result(migrate(runner, now=now, node_id=node_id))  # type: ignore[arg-type]
             documents: list[dict[str, Any]] = _result(PostgresTenantStore(runner, clock=lambda: now).load())
             _result(runner.runInteraction(_forget_sessions, node_id))
+            for load in loads:
+                _result(load(runner))  # type: ignore[arg-type]
             if at_start is not None:
                 at_start(runner)  # type: ignore[arg-type]
     except Exception as e:
@@ -404,6 +415,10 @@ class ClusterStorage(Service):
         self.dialogs: PgDialogStore | None = None
         self.lost_recovery: SessionRecovery | None = None
         self.node_loss: NodeLossWatch | None = None
+        #: The event outbox (L{aiconnect.tap} sets it) and the takeover of
+        #: lost nodes' events.
+        self.outbox: PostgresOutbox | None = None
+        self.takeover: TakeoverService | None = None
 
     def startService(self) -> None:
         cfg, reactor = self._cfg, self._reactor
@@ -414,7 +429,11 @@ class ClusterStorage(Service):
             # This node's lease renewed, then what its previous run left.
             left.extend(_result(runner.runInteraction(take_left, node_id, cfg.node.api_url, reactor.seconds(), cfg.cluster.lease)))
 
-        documents = open_database(url, node_id, reactor.seconds(), None if self.dialogs is None else take)
+        now, outbox = reactor.seconds(), self.outbox
+        loads = () if outbox is None else (
+            lambda runner: outbox.load(runner, now=now, api_url=cfg.node.api_url, lease=cfg.cluster.lease),
+        )
+        documents = open_database(url, node_id, now, None if self.dialogs is None else take, loads)
         self._live.apply(provisioned={t.domain: t for t in Provisioning.stored_tenants(documents, self._live.file)})
         super().startService()
         pool = self.pool = connect_pool(
@@ -433,6 +452,10 @@ class ClusterStorage(Service):
         if self.lost_recovery is not None:
             self.node_loss = NodeLossWatch(SqlNodeLeases(pool, cfg.cluster.lease), pool, node_id, self.lost_recovery, reactor)
             self.node_loss.start()
+        if outbox is not None:
+            outbox.attach(pool)
+            self.takeover = TakeoverService(SqlNodeLeases(pool, cfg.cluster.lease), outbox, reactor)
+            self.takeover.startService()
         self.log.info(
             "Cluster: node {node_id} on {url}, {count} provisioned tenants loaded",
             node_id=node_id, url=redact_url(url), count=len(documents),
@@ -447,6 +470,10 @@ class ClusterStorage(Service):
             # Written before the lease is released: a released lease
             # leaves nothing for a survivor to end.
             await self.dialogs.drained()
+        if self.takeover is not None:
+            await maybeDeferred(self.takeover.stopService)
+        if self.outbox is not None:
+            await self.outbox.drained()
         if self.leases is not None:
             await maybeDeferred(self.leases.stopService)
         if self.claims is not None:

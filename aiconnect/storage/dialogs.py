@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 from typing import Any, Callable
 
-from twisted.internet.defer import Deferred, succeed
+from twisted.internet.defer import Deferred, maybeDeferred, succeed
 from twisted.internet.interfaces import IDelayedCall
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -222,9 +222,10 @@ class PgDialogStore:
         if self._writing is not None or not self._pending or runner is None:
             return
         changes, self._pending = self._pending, {}
-        if self._before_write is not None:
-            self._before_write()
-        writing = self._writing = runner.runInteraction(_apply, changes, self.node_id)
+        # The events of the turn first (they may be asynchronous: the
+        # PostgreSQL outbox), then the dialogs.
+        before = maybeDeferred(self._before_write) if self._before_write is not None else succeed(None)
+        writing = self._writing = before.addCallback(lambda _: runner.runInteraction(_apply, changes, self.node_id))
         writing.addCallbacks(self._written, self._failed, errbackArgs=(changes,))
 
     def _written(self, _: object) -> None:

@@ -11,7 +11,8 @@ import json
 from typing import Any
 
 from twisted.internet import reactor
-from twisted.internet.defer import DeferredList, gatherResults
+from twisted.internet.defer import Deferred, DeferredList, gatherResults
+from twisted.trial.unittest import SynchronousTestCase
 
 from aiconnect.recovery import DialogJournal
 from aiconnect.storage import dialogs
@@ -183,3 +184,43 @@ class ClaimTests(MigratedTestCase):
         self.assertEqual(sorted(s.session_id for s in claimed["node-a"]), ["node-a-s0", "node-a-s1"])
         left = await self.runner.runInteraction(take_left, "node-a", "http://a", 51.0, 10.0)
         self.assertEqual(left, [])
+
+
+class _RecordingRunner:
+    """
+    A runner that records the interactions it is asked to run (not run).
+    """
+
+    def __init__(self) -> None:
+        self.calls: list[Any] = []
+
+    def runInteraction(self, interaction: Any, *args: Any, **kw: Any) -> Deferred[Any]:
+        self.calls.append(interaction)
+        return Deferred()
+
+
+class OrderTests(SynchronousTestCase):
+    """
+    The dialogs of a turn are written only after its events (the PostgreSQL
+    outbox's flush is asynchronous).
+    """
+
+    def test_waits_for_the_events(self) -> None:
+        """
+        A batch of dialog changes starts once C{before_write}'s Deferred
+        fired, not before.
+        """
+        from twisted.internet.task import Clock
+
+        from aiconnect.storage.dialogs import PgDialogStore
+
+        events_written: Deferred[None] = Deferred()
+        clock = Clock()
+        store = PgDialogStore("node-a", clock, before_write=lambda: events_written)
+        runner = _RecordingRunner()
+        store.open(runner, [])  # type: ignore[arg-type]
+        store.delete("ses_1")
+        clock.advance(1)
+        self.assertEqual(runner.calls, [])
+        events_written.callback(None)
+        self.assertEqual(len(runner.calls), 1)
