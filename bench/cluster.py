@@ -369,6 +369,8 @@ def summary(steps: list[ClusterStep]) -> None:
     capacity: dict[int, float] = {}
     for n in sorted({s.nodes for s in steps}):
         mine = [s for s in steps if s.nodes == n and s.rate]
+        if not mine:
+            continue
         good = [s for s in mine if s.holds_goal]
         held[n] = max((s.completed_rate for s in good), default=0.0)
         # CPU-ms per call at the highest load that held the goal (the least
@@ -396,8 +398,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         time.sleep(1.0)
         print("# %s; load average %s; %d s of calls per step, hold %d ms" % (machine(True), " ".join("%.2f" % x for x in os.getloadavg()), args.seconds, args.hold))
-        steps += run_nodes(args, 1, args.rates_1, base, app_port, srs_port, server)
-        steps += run_nodes(args, 2, args.rates_2, base, app_port, srs_port, server)
+        for count, rates in ((1, args.rates_1), (2, args.rates_2)):
+            if rates:
+                steps += run_nodes(args, count, rates, base, app_port, srs_port, server)
         print_table(steps)
         summary(steps)
         print_database(steps)
