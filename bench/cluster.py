@@ -27,8 +27,8 @@ CPU-ms, each node on a core of its own), and the 2-node / 1-node ratios.
 
 With C{--database postgresql} the nodes share a throw-away PostgreSQL
 server (C{tests/storage/pgserver.py}'s: initdb in a temporary directory,
-127.0.0.1, fsync off), a new database per node count, with C{[node] id}
-and C{[cluster] secret} (SPEC s14).  Before and after each step (and over
+127.0.0.1, fsync and synchronous_commit off), a new database per node
+count, with C{[node] id} and C{[cluster] secret} (SPEC s14).  Before and after each step (and over
 C{--idle} seconds without calls, the nodes' background writes) it reads
 PostgreSQL's own counters -- C{pg_stat_database} (commits, rows inserted,
 updated, deleted), C{pg_stat_user_tables} (per table), C{pg_stat_wal} (WAL
