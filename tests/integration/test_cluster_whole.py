@@ -27,9 +27,10 @@ from aiconnect.sip.message import Request, parse
 from tests.fakes import wait_until
 from tests.integration.cluster_nodes import DOMAIN, bindable, start_kamailio, wait_states
 from tests.integration.cluster_whole_support import HeldCall, ManySrs, per_session, rest, start_cluster_node
-from tests.integration.siprec_peer import AppServer
+from tests.fakes import pause
 from tests.integration.test_restart import ORDER
 from tests.storage.pgserver import PostgresTestCase
+from tests.storage.test_takeover_nodes import HoldingApp
 
 HOSTS = {"node-a": "127.0.0.2", "node-b": "127.0.0.3"}
 RTP = {"node-a": (64550, 64649), "node-b": (64650, 64749)}
@@ -50,7 +51,8 @@ class WholeClusterTests(PostgresTestCase):
             if not bindable(host):
                 self.skipTest("%s cannot be bound here" % (host,))
         super().setUp()
-        self.app = AppServer({"startSIPRecForward": ORDER})
+        self.app = HoldingApp({"startSIPRecForward": ORDER})
+        self.app.holding = False
         app_port = self.app.listen()
         self.addCleanup(self.app.port.stopListening)
         self.srs = ManySrs()
@@ -130,6 +132,11 @@ class WholeClusterTests(PostgresTestCase):
         self.assertEqual(await rest(self.b, "GET", path), await rest(self.a, "GET", path))
         code, body = await rest(self.b, "GET", path)
         self.assertEqual((code, body["session"]["sessionId"]), (200, session), body)
+        # Every event so far delivered (marked in the outbox); from now on
+        # the application refuses them (503), so that A dies owing the
+        # pause's and the resume's.
+        await wait_until(lambda: self.undelivered() == 0, 10, what=lambda: "%d events undelivered" % self.undelivered())
+        self.app.holding = True
         for verb in ("pause", "resume"):
             code, body = await rest(self.b, "POST", f"/{DOMAIN}/{verb}", {"sessionId": session})
             self.assertEqual(code, 200, body)
@@ -140,12 +147,16 @@ class WholeClusterTests(PostgresTestCase):
         self.assertEqual(on_b_answer, await rest(self.a, "POST", f"/{DOMAIN}/stopsiprecforward", bad))
         self.assertEqual(on_b_answer[0], 404)
 
-        # Every event so far delivered (marked in the outbox) before the kill.
-        await wait_until(lambda: self.undelivered() == 0, 10, what=lambda: "%d events undelivered" % self.undelivered())
+        await wait_until(lambda: self.undelivered() == 2 and self.app.refused > 0, 10,
+                         what=lambda: "%d events undelivered, %d refused" % (self.undelivered(), self.app.refused))
 
-        # 3. kill -9 of A during its calls: B ends them within the lease.
+        # 3. kill -9 of A during its calls: B ends them within the lease,
+        # and delivers the events A owed (once the application is back;
+        # whatever A sent before it died was refused).
         killed = reactor.seconds()
         self.a.node.server.kill()
+        await pause(0.3)
+        self.app.holding = False
         for call in on_a:
             raw = await call.bye_received(LEASE * 4 / 3 + 10)
             bye = parse(raw)
