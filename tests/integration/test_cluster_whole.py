@@ -9,9 +9,11 @@ One scenario, in order: SIPRec calls sent to Kamailio land on both nodes
 (the session directory names both); REST requests for node A's session
 sent to node B are answered as A answers them; A is killed with SIGKILL
 during its calls and B ends them within the lease (BYE to the SRC and the
-SRS, SESSIONCOMPLETED reason nodeLost); Kamailio probes A out and new
-calls go to B and complete; the application got every event of every
-session exactly once, in per-session sequence.
+SRS, SESSIONCOMPLETED reason nodeLost) and delivers the events A still
+owed (the application refused A's last two, a pause and a resume, until
+A was dead); Kamailio probes A out and new calls go to B and complete;
+the application got every event of every session exactly once, in
+per-session sequence.
 
 Skipped where the kamailio package or PostgreSQL is missing.
 RTP ports 64550-64799: node A 64550-64649, node B 64650-64749.
@@ -192,4 +194,6 @@ class WholeClusterTests(PostgresTestCase):
         self.check_events(per_session(self.app.events), all_sessions, owners)
         self.assertEqual(self.app.bad_signatures, 0)
         self.assertEqual(self.directory(), {})
+        # The events A owed were taken over by B.
+        self.assertEqual(self.query("SELECT owner_node FROM events WHERE event IN ('SESSIONPAUSED', 'SESSIONRESUMED')"), [("node-b",)] * 2)
         self.assertLess(reactor.seconds() - started, 90)
