@@ -449,13 +449,17 @@ class ClusterStorage(Service):
         self.leases.startService()
         if self.dialogs is not None:
             self.dialogs.open(pool, left)
-        if self.lost_recovery is not None:
-            self.node_loss = NodeLossWatch(SqlNodeLeases(pool, cfg.cluster.lease), pool, node_id, self.lost_recovery, reactor)
-            self.node_loss.start()
         if outbox is not None:
             outbox.attach(pool)
             self.takeover = TakeoverService(SqlNodeLeases(pool, cfg.cluster.lease), outbox, reactor)
             self.takeover.startService()
+        if self.lost_recovery is not None:
+            # A lost node's events are taken over before its sessions end.
+            self.node_loss = NodeLossWatch(
+                SqlNodeLeases(pool, cfg.cluster.lease), pool, node_id, self.lost_recovery, reactor,
+                None if outbox is None else outbox.take_over,
+            )
+            self.node_loss.start()
         self.log.info(
             "Cluster: node {node_id} on {url}, {count} provisioned tenants loaded",
             node_id=node_id, url=redact_url(url), count=len(documents),

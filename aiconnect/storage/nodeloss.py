@@ -11,13 +11,18 @@ transaction (L{aiconnect.storage.dialogs.claim_lost}: two survivors never
 both get a session) and ends each claimed session with
 L{aiconnect.recovery.SessionRecovery} (reason C{nodeLost}): BYE to the SRC
 and each SRS, C{SIPRECFORWARDSTOPPED} and C{SESSIONCOMPLETED} through this
-node's outbox, the rows forgotten.  A node stopped cleanly released its
+node's outbox, the rows forgotten.  Before it claims them it takes the
+lost node's undelivered events over (L{PostgresOutbox.take_over}, in the
+outbox's queue), so that a session's events owed by the lost node reach
+the application before the ones ending it here (SPEC s5: "Order per
+session is kept").  A node stopped cleanly released its
 lease after its sessions ended and their dialogs were forgotten: it is not
 looked at.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from twisted.internet.defer import Deferred, succeed
@@ -46,19 +51,25 @@ class NodeLossWatch:
 
     log = Logger()
 
-    def __init__(self, leases: NodeLeases, runner: Runner, node_id: str, recovery: SessionRecovery, clock: Any) -> None:
+    def __init__(
+        self, leases: NodeLeases, runner: Runner, node_id: str, recovery: SessionRecovery, clock: Any,
+        take_over: Callable[[list[str], float], Deferred[Any]] | None = None,
+    ) -> None:
         """
         @param leases: The nodes' leases (their C{lease} sets the period).
         @param runner: The pool (the claims).
         @param node_id: This node (never lost to itself).
         @param recovery: Ends the claimed sessions (reason C{nodeLost}).
         @param clock: IReactorTime.
+        @param take_over: Takes the lost nodes' undelivered events over
+            into this node's outbox (C{PostgresOutbox.take_over}), first.
         """
         self._leases = leases
         self._runner = runner
         self.node_id = node_id
         self.recovery = recovery
         self._clock = clock
+        self._take_over = take_over
         self._loop: LoopingCall | None = None
         self._stopped: Deferred[Any] | None = None
         self._failing = False
@@ -99,7 +110,10 @@ class NodeLossWatch:
         lost = [lease.node_id for lease in expired if lease.node_id != self.node_id and lease.released is None]
         if not lost:
             return {}
-        return self._runner.runInteraction(claim_lost, lost, self.node_id, now)
+        if self._take_over is None:
+            return self._runner.runInteraction(claim_lost, lost, self.node_id, now)
+        taken: Deferred[Any] = self._take_over(lost, now)
+        return taken.addCallback(lambda _: self._runner.runInteraction(claim_lost, lost, self.node_id, now))
 
     def _end(self, claimed: dict[str, list[StoredSession]]) -> None:
         if self._failing:
