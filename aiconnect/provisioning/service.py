@@ -138,11 +138,23 @@ class Provisioning:
         @param documents: What L{TenantStore.load} gave.
         """
         accepted: dict[str, TenantConfig] = {}
+        file_domains = {t.domain for t in file.tenants}
+        # Every token in force so far: one pass over the stored tenants
+        # (not a check of all tenants per stored tenant).
+        taken = {token for t in file.tenants for token in t.api_tokens}
         for document in documents:
             domain = document.get("domain")
             try:
                 tenant = tenant_from_document(document)
-                compose(file, accepted, tenant)
+                if tenant.domain in accepted:
+                    raise ConfigError("domain", f"{tenant.domain!r} is stored twice")
+                if tenant.domain not in file_domains:
+                    for j, token in enumerate(tenant.api_tokens):
+                        if token in taken:
+                            # Never echo the token itself.
+                            raise ConfigError(
+                                f"api_tokens[{j}]", "the same token is an API token of another tenant; tokens must not be shared"
+                            )
             except ConfigError as e:
                 cls.log.error(
                     "Provisioning: stored tenant {domain} left out: {key}: {problem}",
@@ -150,11 +162,13 @@ class Provisioning:
                 )
                 continue
             accepted[tenant.domain] = tenant
-            if any(t.domain == tenant.domain for t in file.tenants):
+            if tenant.domain in file_domains:
                 cls.log.warn(
                     "Provisioning: tenant {domain} of the configuration file shadows the provisioned one",
                     domain=tenant.domain,
                 )
+            else:
+                taken.update(tenant.api_tokens)
         return list(accepted.values())
 
     # -- reads ------------------------------------------------------------------

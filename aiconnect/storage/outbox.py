@@ -48,7 +48,7 @@ from aiconnect.events import new_id
 from aiconnect.storage.nodes import _renew
 from aiconnect.storage.sql import Cursor, Runner
 from aiconnect.timers import rearm
-from aiconnect.webhooks.outbox import SEQ_CACHE, STATE_DELAY, OutboxEvent
+from aiconnect.webhooks.outbox import SEQ_CACHE, STATE_DELAY, OutboxEvent, remember_seq
 from aiconnect.webhooks.signing import encode_body
 
 __all__ = ["MAX_BUFFERED", "RETRY_DELAY", "PostgresOutbox"]
@@ -422,11 +422,7 @@ class PostgresOutbox:
         return event_id
 
     def _remember_seq(self, key: tuple[str, str], seq: int) -> None:
-        cache = self._last_seq
-        cache.pop(key, None)
-        cache[key] = seq
-        if len(cache) > SEQ_CACHE:
-            del cache[next(iter(cache))]
+        remember_seq(self._last_seq, key, seq, SEQ_CACHE)
 
     def _update(self, event: OutboxEvent, sql: str, args: tuple[Any, ...]) -> None:
         if event.row_id is None:

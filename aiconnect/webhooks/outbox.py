@@ -131,6 +131,17 @@ STATE_DELAY = 1.0
 SEQ_CACHE = 4096
 
 
+def remember_seq(cache: dict[tuple[str, str], int], key: tuple[str, str], seq: int, most: int) -> None:
+    """
+    Note a session's last sequence number in a cache of the C{most}
+    (L{SEQ_CACHE}) most recently used sessions (the least recent dropped).
+    """
+    cache.pop(key, None)
+    cache[key] = seq
+    if len(cache) > most:
+        del cache[next(iter(cache))]
+
+
 class EventOutbox(DatabaseUser):
     """
     The durable outbox: the C{events} table of the events database
@@ -429,11 +440,7 @@ class EventOutbox(DatabaseUser):
         return max(last, self._memory_seq.get(key, 0))
 
     def _remember_seq(self, key: tuple[str, str], seq: int) -> None:
-        cache = self._last_seq
-        cache.pop(key, None)
-        cache[key] = seq
-        if len(cache) > SEQ_CACHE:
-            del cache[next(iter(cache))]
+        remember_seq(self._last_seq, key, seq, SEQ_CACHE)
         if key in self._memory_seq:
             self._memory_seq[key] = seq
 

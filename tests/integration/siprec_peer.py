@@ -21,7 +21,7 @@ from typing import Any
 from twisted.internet import defer, reactor
 from twisted.web import resource, server
 
-from tests.fakes import rtp_packet, wait_until
+from tests.fakes import listen_udp, rtp_packet, status_of, wait_until
 
 DATA = Path(__file__).parent.parent / "data" / "siprec"
 SECRET = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -216,3 +216,19 @@ __all__ = [
     "siprec_invite",
     "verify_signature",
 ]
+
+
+async def answered_call(test: Any, sip_port: int, domain: str, metadata: bytes) -> tuple[Any, int, bytes, dict[str, str]]:
+    """
+    A SIPRec call from a new SRC over UDP: the INVITE (two PCMA streams
+    labelled 96 and 98, C{metadata}), its 200 (asserted) and the ACK.
+
+    @return: (the SRC's L{UdpPeer}, its port, the 200, the call's ids).
+    """
+    src, local = listen_udp(test)
+    invite, ids = siprec_invite("udp", local, domain, sdp_offer([("96", local + 2, 8), ("98", local + 4, 8)]), metadata)
+    src.send(invite, sip_port)
+    ok = await src.next_final(timeout=10, call_id=ids["call_id"])
+    test.assertEqual(status_of(ok), 200, ok)
+    src.send(in_dialog("ACK", "udp", local, ok, ids, 101, domain), sip_port)
+    return src, local, ok, ids

@@ -22,9 +22,9 @@ from pathlib import Path
 from twisted.trial.unittest import TestCase
 
 from aiconnect.sip.message import Request, Response, parse
-from tests.fakes import listen_udp, wait_until
+from tests.fakes import wait_until
 from tests.integration.helpers import Certificates, free_port, status_of, write_config
-from tests.integration.siprec_peer import DATA, AppServer, in_dialog, sdp_offer, siprec_invite
+from tests.integration.siprec_peer import DATA, AppServer, answered_call, in_dialog
 from tests.integration.srs_peer import SrsPeer
 from tests.integration.twistd import start_twistd, wait_ready
 
@@ -87,12 +87,7 @@ class RestartTests(TestCase):
 
         # The call: SRC INVITE, newCall orders the forward, 200, ACK; the
         # SRS answers; both events delivered.
-        src, local = listen_udp(self)
-        invite, ids = siprec_invite("udp", local, DOMAIN, sdp_offer([("96", local + 2, 8), ("98", local + 4, 8)]), METADATA)
-        src.send(invite, sip)
-        ok = await src.next_final(timeout=10, call_id=ids["call_id"])
-        self.assertEqual(status_of(ok), 200, ok)
-        src.send(in_dialog("ACK", "udp", local, ok, ids, 101, DOMAIN), sip)
+        src, local, ok, ids = await answered_call(self, sip, DOMAIN, METADATA)
         await app.wait_for("events", 2, timeout=20)
         await srs.wait_for("ACK")
         self.assertEqual(app.event_names(), ["SESSIONSTARTED", "SIPRECFORWARDSTARTED"], server.output())

@@ -33,9 +33,9 @@ from aiconnect.storage.dialogs import PgDialogStore
 from aiconnect.storage.nodeloss import NodeLossWatch
 from aiconnect.storage.nodes import SqlNodeLeases
 from aiconnect.tap import build_service
-from tests.fakes import ListSink, listen_udp, wait_until
-from tests.integration.helpers import Certificates, free_port, status_of, write_config
-from tests.integration.siprec_peer import DATA, AppServer, in_dialog, sdp_offer, siprec_invite
+from tests.fakes import ListSink, wait_until
+from tests.integration.helpers import Certificates, free_port, write_config
+from tests.integration.siprec_peer import DATA, AppServer, answered_call
 from tests.integration.srs_peer import SrsPeer
 from tests.integration.test_restart import ORDER, answer
 from tests.integration.twistd import start_twistd, wait_ready
@@ -213,12 +213,7 @@ class KillTests(PostgresTestCase):
         path, sip = node_config(self.url, "node-a", self.app_port, self.srs_port, lease)
         a = start_twistd(self, path)
         await wait_ready(self, a, sip)
-        src, local = listen_udp(self)
-        invite, ids = siprec_invite("udp", local, DOMAIN, sdp_offer([("96", local + 2, 8), ("98", local + 4, 8)]), METADATA)
-        src.send(invite, sip)
-        ok = await src.next_final(timeout=10, call_id=ids["call_id"])
-        self.assertEqual(status_of(ok), 200, ok)
-        src.send(in_dialog("ACK", "udp", local, ok, ids, 101, DOMAIN), sip)
+        src, local, ok, ids = await answered_call(self, sip, DOMAIN, METADATA)
         await self.app.wait_for("events", 2, timeout=20)
         await self.srs.wait_for("ACK")
         self.assertEqual(self.app.event_names(), ["SESSIONSTARTED", "SIPRECFORWARDSTARTED"], a.output())

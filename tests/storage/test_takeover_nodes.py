@@ -18,9 +18,9 @@ from twisted.internet import reactor
 
 from aiconnect import config as config_mod
 from aiconnect.tap import build_service
-from tests.fakes import listen_udp, pause, wait_until
-from tests.integration.helpers import status_of
-from tests.integration.siprec_peer import DATA, AppServer, in_dialog, sdp_offer, siprec_invite
+from tests.fakes import pause, wait_until
+
+from tests.integration.siprec_peer import DATA, AppServer, answered_call, in_dialog
 from tests.integration.twistd import start_twistd, wait_ready
 from tests.storage.pgserver import PostgresTestCase
 from tests.storage.test_cluster import cluster_config
@@ -72,12 +72,7 @@ class KilledNodeTests(PostgresTestCase):
         node_b.startService()
         self.addCleanup(lambda: node_b.stopService() if node_b.running else None)
 
-        src, local = listen_udp(self)
-        invite, ids = siprec_invite("udp", local, DOMAIN, sdp_offer([("96", local + 2, 8), ("98", local + 4, 8)]), METADATA)
-        src.send(invite, sip_a)
-        ok = await src.next_final(timeout=10, call_id=ids["call_id"])
-        self.assertEqual(status_of(ok), 200, ok)
-        src.send(in_dialog("ACK", "udp", local, ok, ids, 101, DOMAIN), sip_a)
+        src, local, ok, ids = await answered_call(self, sip_a, DOMAIN, METADATA)
         src.send(in_dialog("BYE", "udp", local, ok, ids, 102, DOMAIN), sip_a)
 
         def stored() -> list[tuple[Any, ...]]:
