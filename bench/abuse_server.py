@@ -77,10 +77,11 @@ def write_config(
     log_level: str,
     limits: str = "",
     tenants: str | None = None,
+    api_port: int = 0,
 ) -> Path:
     """
-    A loopback configuration: SIP UDP+TCP on C{sip_port}, no TLS, no REST
-    API, C{[limits]} at their defaults plus the lines C{limits}, and the
+    A loopback configuration: SIP UDP+TCP on C{sip_port}, no TLS, the REST
+    API on C{api_port} (0: none), C{[limits]} at their defaults plus the lines C{limits}, and the
     C{[[tenant]]} tables C{tenants} (default: one tenant calling back
     C{app_port}).
     """
@@ -115,7 +116,7 @@ port_max = {rtp[1]}
 
 [api]
 host = "{SERVER}"
-port = 0
+port = {api_port}
 
 [events]
 database = "{directory / 'events.sqlite3'}"

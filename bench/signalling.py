@@ -47,6 +47,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 import urllib.request
@@ -73,7 +74,7 @@ EVENT_GOAL = 1.0
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
-def write_config(directory: Path, sip_port: int, app_port: int, srs_port: int, rtp: tuple[int, int], extra: str, log_level: str = "warn") -> Path:
+def write_config(directory: Path, sip_port: int, app_port: int, srs_port: int, rtp: tuple[int, int], extra: str, log_level: str = "warn", api_port: int = 0) -> Path:
     """
     Two tenants calling back C{app_port} (C{/in}, C{/fwd}); limits raised
     so that one source may offer every call of the bench; C{extra} is
@@ -95,7 +96,7 @@ signing_secret = "{SECRET}"
   transport = "udp"
 """
     limits = "invite_rate = 0\nmax_unconfirmed_per_source = 0\n" + extra
-    return abuse_config(directory, sip_port, app_port, rtp, log_level, limits, tenants)
+    return abuse_config(directory, sip_port, app_port, rtp, log_level, limits, tenants, api_port)
 
 
 def pin(pid: int, cpu: int) -> None:
@@ -136,6 +137,13 @@ class Step:
     @property
     def completed_rate(self) -> float:
         return self.successful / self.elapsed if self.elapsed else 0.0
+
+    @property
+    def cpu_share(self) -> float:
+        """
+        The server's CPU over the step, as a fraction of one core.
+        """
+        return self.cpu_s / self.elapsed if self.elapsed else 0.0
 
     @property
     def cpu_ms(self) -> float:
@@ -296,16 +304,16 @@ def fmt_ms(values: list[float] | None, q: float, scale: float = 1.0) -> str:
 
 def print_table(steps: list[Step]) -> None:
     head = (
-        "mode  offered/s  completed/s  CPU-ms/call  setup p50/p99 ms  failed  503s  retrans  "
+        "mode  offered/s  completed/s  CPU  CPU-ms/call  setup p50/p99 ms  failed  503s  retrans  "
         "SRS-fail  ev-missing  event p99/max ms  goal"
     )
     print(head)
     print("-" * len(head))
     for s in steps:
         print(
-            "%-4s  %9d  %11.1f  %11.2f  %16s  %6d  %4d  %7d  %8d  %10d  %16s  %s"
+            "%-4s  %9d  %11.1f  %3.0f%%  %11.2f  %16s  %6d  %4d  %7d  %8d  %10d  %16s  %s"
             % (
-                s.mode, s.rate, s.completed_rate, s.cpu_ms,
+                s.mode, s.rate, s.completed_rate, 100 * s.cpu_share, s.cpu_ms,
                 "%s / %s" % (fmt_ms(s.setup, 0.5), fmt_ms(s.setup, 0.99)),
                 s.failed, s.rejected, s.retransmissions, s.srs_failures, s.missing,
                 "%s / %s" % (fmt_ms(s.delays, 0.99, 1000), fmt_ms(s.delays, 1.0, 1000)),
@@ -330,12 +338,14 @@ def print_profile(path: str, top: int) -> None:
 def run(args: argparse.Namespace) -> int:
     base = Path(tempfile.mkdtemp(prefix="aiconnect-signalling-"))
     sip_port, app_port, srs_port = free_port(), free_port(), free_port()
-    config = write_config(base, sip_port, app_port, srs_port, (args.rtp_min, args.rtp_min + 3999), "\n".join(args.limit), args.log_level)
+    api_port = free_port() if args.trace else 0
+    config = write_config(base, sip_port, app_port, srs_port, (args.rtp_min, args.rtp_min + 3999), "\n".join(args.limit), args.log_level, api_port)
     planned = (len(args.rates) + len(args.inbound_rates)) * (args.seconds + args.hold / 1000 + args.event_wait + args.pause + 100)
     app, srs = start_peers(args, base, app_port, srs_port, planned)
     extra = ["--profile=" + args.profile, "--profiler=cprofile", "--savestats"] if args.profile else []
     server = start_server(base, config, args.reactor, extra)
     steps: list[Step] = []
+    tracer = OverloadTrace(api_port, base / "overload.csv", planned) if args.trace else None
     try:
         for proc in (app, srs):
             pin(proc.pid, 1)
@@ -345,19 +355,80 @@ def run(args: argparse.Namespace) -> int:
             return 2
         print("# %s; peers %s; reactor %s; %d calls per step, hold %d ms" % (machine(True), args.sipp or "signalling_peers.py", args.reactor, args.seconds, args.hold))
         plan = [("in", r) for r in args.inbound_rates] + [("fwd", r) for r in args.rates]
+        if tracer is not None:
+            tracer.start()
         for mode, rate in plan:
+            if tracer is not None:
+                tracer.mark("%s %d/s" % (mode, rate))
             step = run_step(args, Step(mode, rate, int(rate * args.seconds)), server, sip_port, app_port, base)
             steps.append(step)
             print("  step %s %d/s: %d completed, %.2f CPU-ms/call, events %s" % (mode, rate, step.successful, step.cpu_ms, step.names), file=sys.stderr)
             time.sleep(args.pause)
         print_table(steps)
     finally:
+        if tracer is not None:
+            tracer.stop()
         stop_peers((srs, app))
         stop_process(server, 30)
     if args.profile and os.path.exists(args.profile):
         print_profile(args.profile, args.top)
     tidy(base, args.keep)
     return 0
+
+
+class OverloadTrace(threading.Thread):
+    """
+    Scrapes the server's C{/metrics} every L{PERIOD} seconds (at most
+    C{planned} seconds) and writes the overload detector's state, the
+    event backlog and the INVITEs refused, one row per scrape, to a CSV
+    file.
+    """
+
+    PERIOD = 0.5
+    NAMES = (
+        "aiconnect_overload_overloaded", "aiconnect_overload_lag_seconds", "aiconnect_overload_cpu",
+        "aiconnect_overload_admit_rate", "aiconnect_overload_admitted_total", "aiconnect_overload_rejected_lag_total",
+        "aiconnect_overload_rejected_cpu_total", "aiconnect_events_backlog",
+    )  # fmt: skip
+
+    def __init__(self, api_port: int, path: Path, planned: float) -> None:
+        threading.Thread.__init__(self, daemon=True)
+        self.url = "http://%s:%d/metrics" % (SERVER, api_port)
+        self.path = path
+        self.planned = planned
+        self.done = threading.Event()
+        self.started = time.monotonic()
+        self.marks: list[str] = []
+
+    def mark(self, label: str) -> None:
+        """
+        Note in the file that a step starts now.
+        """
+        self.marks.append("# %.2f %s\n" % (time.monotonic() - self.started, label))
+
+    def run(self) -> None:
+        started = self.started = time.monotonic()
+        with self.path.open("w") as out:
+            out.write("t;" + ";".join(n[len("aiconnect_"):] for n in self.NAMES) + "\n")
+            while not self.done.wait(self.PERIOD) and time.monotonic() - started < self.planned:
+                try:
+                    with urllib.request.urlopen(self.url, timeout=2) as r:
+                        text = r.read().decode()
+                except OSError:
+                    continue
+                while self.marks:
+                    out.write(self.marks.pop(0))
+                values = dict.fromkeys(self.NAMES, "")
+                for line in text.splitlines():
+                    name, _, value = line.partition(" ")
+                    if name in values:
+                        values[name] = value
+                out.write("%.2f;" % (time.monotonic() - started) + ";".join(values[n] for n in self.NAMES) + "\n")
+                out.flush()
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(5)
 
 
 def start_peers(args: argparse.Namespace, base: Path, app_port: int, srs_port: int, planned: float) -> tuple[subprocess.Popen[bytes], subprocess.Popen[bytes]]:
@@ -413,6 +484,7 @@ def main() -> int:
     parser.add_argument("--rtp-min", type=int, default=28000, help="first of the 4000 RTP ports of the server")
     parser.add_argument("--peers", choices=("auto", "sipp", "python"), default="auto", help="SIPp (auto: when on PATH) or bench/signalling_peers.py")
     parser.add_argument("--limit", action="append", default=[], help="a [limits] line to add, e.g. 'overload_lag = 0.1'")
+    parser.add_argument("--trace", action="store_true", help="scrape the server's overload state every 0.5 s into overload.csv (with --keep)")
     parser.add_argument("--profile", default="", help="write the server's cProfile stats here and print the top")
     parser.add_argument("--top", type=int, default=30, help="profile entries printed")
     args = parser.parse_args()
