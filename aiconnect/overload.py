@@ -90,6 +90,30 @@ COST_WEIGHT = 0.2
 #: learnt cost gives (a backlog keeps the lag high for a while after the
 #: rate is right: cutting on it would starve the node).
 CAPACITY_FLOOR = 0.6
+#: New INVITEs offered over the last L{RATE_WINDOW} at this many times the
+#: learnt capacity start an overload at once (a surge), admitted at
+#: L{SURGE_ADMIT} x the capacity.
+SURGE = 1.5
+SURGE_ADMIT = 0.8
+#: Seconds a node must stay prompt after a window before it learns from it.
+CONFIRM = 1.0
+#: A window is steady when its INVITEs admitted and setups completed are
+#: within this factor of each other.
+STEADY = 1.25
+#: While overloaded with a CPU threshold, the CPU share the admission rate
+#: is steered to: this much under the threshold (the room a burst, a
+#: garbage collection or the backlog of the calls just admitted needs).
+TARGET_BAND = 0.05
+#: Share of the gap between the CPU and its target closed per control
+#: interval (an integral controller: the rate moves by GAIN x gap / cost
+#: per setup). Admitted calls show part of their cost a second or more
+#: later (BYE, events), so a larger gain overshoots.
+GAIN = 0.15
+#: CPU seconds per setup assumed before one is learnt.
+DEFAULT_COST = 0.005
+#: While overloaded the rate is not raised beyond this many times the
+#: INVITEs offered (+ L{MIN_STEP}).
+OFFER_HEADROOM = 1.1
 
 
 class OverloadDetector:
@@ -123,16 +147,23 @@ class OverloadDetector:
         self.cause = "lag"
         self.stats: dict[str, int] = {"episodes": 0, "rejected_lag": 0, "rejected_cpu": 0, "admitted": 0}
         self._last = (now, cpu_seconds)
-        #: (time, completed, admitted, CPU seconds) of the ticks of the
-        #: last L{RATE_WINDOW} seconds, oldest first.
-        self._history: deque[tuple[float, int, int, float]] = deque([(now, completed, 0, cpu_seconds)])
+        #: (time, completed, admitted, CPU seconds, refused) of the ticks
+        #: of the last L{RATE_WINDOW} seconds, oldest first.
+        self._history: deque[tuple[float, int, int, float, int]] = deque([(now, completed, 0, cpu_seconds, 0)])
         self._hot_ticks = 0
         self._decreased_at = now
         self._calm_since = now
         self._tokens = 0.0
         self._stamp = now
         self._admitted = 0
+        self._refused = 0
         self._rejected_at: float | None = None
+        #: The highest rate of setups (per second) carried over a steady
+        #: window while prompt.
+        self.carried = 0.0
+        #: (time, setups/s, CPU seconds per setup or None) of the steady
+        #: windows not yet confirmed (L{CONFIRM}).
+        self._samples: deque[tuple[float, float, float | None]] = deque()
         #: CPU seconds per completed setup, learnt while not overloaded
         #: (everything a call costs, its events and BYE included, once the
         #: load is steady), or L{None} before enough calls.
@@ -147,7 +178,7 @@ class OverloadDetector:
         @param completed: Call setups completed so far.
         """
         self._last = (now, cpu_seconds)
-        self._history = deque([(now, completed, self._admitted, cpu_seconds)])
+        self._history = deque([(now, completed, self._admitted, cpu_seconds, self._refused)])
         self._calm_since = now
 
     @property
@@ -189,13 +220,15 @@ class OverloadDetector:
         self._last = (now, cpu_seconds)
         self.cpu = max(0.0, cpu_seconds - cpu_then) / elapsed
         history = self._history
-        history.append((now, completed, self._admitted, cpu_seconds))
+        history.append((now, completed, self._admitted, cpu_seconds, self._refused))
         while len(history) > 2 and now - history[1][0] >= RATE_WINDOW - 1e-9:
             history.popleft()
         if self.rate is None and (self.lag_threshold <= 0 or self.lag < self.lag_threshold / 2):
-            # A prompt node's cost per setup (a lagging one's is inflated
-            # by its backlog).
-            self._learn_cost(completed, cpu_seconds)
+            # A prompt node: what it carries, and its cost per setup (a
+            # lagging one's is inflated by its backlog).
+            self._learn(now, completed, cpu_seconds)
+        else:
+            self._samples.clear()
         lag_hot = self.lag_threshold > 0 and self.lag >= self.lag_threshold
         # A full core counts once the reactor starts to fall behind too
         # (half the lag threshold): a process that is busy but prompt
@@ -205,34 +238,47 @@ class OverloadDetector:
             and self.cpu >= self.cpu_threshold
             and (self.lag_threshold <= 0 or self.lag >= self.lag_threshold / 2)
         )
-        if lag_hot or cpu_hot:
+        hot = lag_hot or cpu_hot
+        if hot:
             self.cause = "lag" if lag_hot else "cpu"
             self._hot_ticks += 1
             self._calm_since = now
-            span = now - history[0][0]
-            completion_rate = max(0, completed - history[0][1]) / span
-            if self.rate is None:
-                if self._hot_ticks < (ENTER_TICKS if lag_hot else ENTER_TICKS_CPU):
-                    return None
+        else:
+            self._hot_ticks = 0
+        first = history[0]
+        span = now - first[0]
+        completion_rate = max(0, completed - first[1]) / span
+        if self.rate is None:
+            capacity = self.capacity
+            offered = (self._admitted - first[2]) / span
+            if capacity is not None and span >= RATE_WINDOW / 2 and offered > SURGE * max(capacity, self.carried):
+                # Far more new INVITEs than the core carries, or than it
+                # has ever carried promptly: shed now, before the calls
+                # admitted in the meantime build a backlog that the lag
+                # and the CPU would only show later.
+                self.cause = "cpu"
+                self._set_rate(SURGE_ADMIT * capacity, now)
+            elif not hot or self._hot_ticks < (ENTER_TICKS if lag_hot else ENTER_TICKS_CPU):
+                return None
+            else:
                 self._set_rate(self._bounded(self._cut() * completion_rate), now)
-                self._decreased_at = now
-                self.stats["episodes"] += 1
-                return "enter"
-            if lag_hot and now - self._decreased_at >= DECREASE_EVERY - 1e-9:
-                # The CPU alone never cuts further: a node at its capacity
-                # runs at full CPU (refusals included) with a prompt
-                # reactor, which is where it should stay.
-                admitted_rate = (self._admitted - history[0][2]) / span
+            self._decreased_at = now
+            self.stats["episodes"] += 1
+            return "enter"
+        if lag_hot:
+            if now - self._decreased_at >= DECREASE_EVERY - 1e-9:
+                # A reactor falling behind: cut, whatever the CPU says
+                # (it is full while a backlog is worked off, so it is not
+                # steered on meanwhile).
+                admitted_rate = (self._admitted - first[2]) / span
                 cut = self._cut() * min(self.rate, max(admitted_rate, completion_rate))
                 capacity = self.capacity
                 if capacity is not None:
                     cut = max(cut, CAPACITY_FLOOR * capacity)
                 self._set_rate(min(self.rate, cut), now)
                 self._decreased_at = now
-            return None
-        self._hot_ticks = 0
-        if self.rate is None:
-            return None
+        elif self.cpu_threshold > 0:
+            self._steer(now, cpu_seconds)
         cool = (self.lag_threshold <= 0 or self.lag < self.lag_threshold / 2) and (
             self.cpu_threshold <= 0 or self.cpu < self.cpu_threshold - CPU_BAND
         )
@@ -243,26 +289,44 @@ class OverloadDetector:
         if quiet and now - self._calm_since >= LEAVE_AFTER - 1e-9:
             self.rate = None
             return "leave"
-        self._set_rate(self.rate + self._step(now, cpu_seconds), now)
+        if self.cpu_threshold <= 0:
+            # Lag alone: a cool interval raises the rate.
+            self._set_rate(self.rate + max(MIN_STEP, self.rate * INCREASE), now)
         return None
 
-    def _step(self, now: float, cpu_seconds: float) -> float:
+    @property
+    def target(self) -> float:
         """
-        The increase of a cool interval: L{INCREASE} of the rate (at least
-        L{MIN_STEP}), or a quarter of the way to the rate the CPU would
-        allow if each admitted call costs what the calls of the last
-        L{RATE_WINDOW} cost (a node that cut deep to drain a backlog gets
-        back to its capacity in a few seconds, not minutes).
+        The CPU share the admission rate is steered to while overloaded.
+        """
+        return self.cpu_threshold - TARGET_BAND
+
+    def _steer(self, now: float, cpu_seconds: float) -> None:
+        """
+        Move the admission rate toward the one that keeps the CPU at its
+        L{target} (an integral controller): by L{GAIN} x the gap between
+        the target and the CPU of the last L{RATE_WINDOW}, over the cost
+        per setup. Refusals cost CPU too: steering on the whole process's
+        CPU counts them, so at twice the capacity the node admits what
+        the core carries once the refusals are paid for. Never raised
+        beyond L{OFFER_HEADROOM} x the INVITEs offered over the window,
+        nor while the lag is over half its threshold.
         """
         assert self.rate is not None
-        step = max(MIN_STEP, self.rate * INCREASE)
         first = self._history[0]
         span = now - first[0]
-        if self.cpu_threshold > 0 and span > 0:
-            admitted_rate = (self._admitted - first[2]) / span
-            cpu = max(0.05, (cpu_seconds - first[3]) / span)
-            step = max(step, (admitted_rate * self.cpu_threshold / cpu - self.rate) / 4)
-        return step
+        cpu = max(0.0, cpu_seconds - first[3]) / span
+        offered = (self._admitted - first[2] + self._refused - first[4]) / span
+        step = GAIN * (self.target - cpu) / (self.cost or DEFAULT_COST)
+        if step > 0 and self.lag_threshold > 0 and self.lag >= self.lag_threshold / 2:
+            # The reactor is late (yet under the threshold): hold, never
+            # raise (the hysteresis band).
+            step = 0.0
+        if step > 0:
+            # Not beyond the offer: no credit piles up while the offer is
+            # low that a sudden burst could then spend.
+            step = min(step, max(0.0, OFFER_HEADROOM * offered + MIN_STEP - self.rate))
+        self._set_rate(self.rate + step, now)
 
     @property
     def capacity(self) -> float | None:
@@ -275,17 +339,33 @@ class OverloadDetector:
             return None
         return self.cpu_threshold / self.cost
 
-    def _learn_cost(self, completed: int, cpu_seconds: float) -> None:
+    def _learn(self, now: float, completed: int, cpu_seconds: float) -> None:
         """
-        Learn the CPU per setup over the last window, when it had enough
-        setups.
+        Learn from the last window, when it had enough setups and was
+        steady (as many INVITEs admitted as setups completed, within
+        L{STEADY}: not the start of a burst, whose setups complete before
+        the rest of their cost comes, nor the end of one, when the backlog
+        is worked off): the rate carried (L{carried}) and, when the CPU
+        was under its threshold (a saturated core's cost is understated),
+        the CPU per setup (L{cost}). A window counts once the node has
+        stayed prompt for L{CONFIRM} seconds after it (a surge's first
+        window is steady and prompt too: its cost shows later).
         """
+        samples = self._samples
+        while samples and now - samples[0][0] >= CONFIRM - 1e-9:
+            _, carried, cost = samples.popleft()
+            self.carried = max(self.carried, carried)
+            if cost is not None:
+                self.cost = cost if self.cost is None else self.cost + COST_WEIGHT * (cost - self.cost)
         first = self._history[0]
         calls = completed - first[1]
-        if calls < COST_MIN_CALLS:
+        span = now - first[0]
+        admitted = self._admitted - first[2]
+        if calls < COST_MIN_CALLS or span < RATE_WINDOW / 2 or not calls / STEADY <= admitted <= calls * STEADY:
             return
-        sample = max(0.0, cpu_seconds - first[3]) / calls
-        self.cost = sample if self.cost is None else self.cost + COST_WEIGHT * (sample - self.cost)
+        cpu = max(0.0, cpu_seconds - first[3]) / span
+        saturated = self.cpu_threshold > 0 and cpu >= self.cpu_threshold
+        samples.append((now, calls / span, None if saturated else cpu * span / calls))
 
     def _bounded(self, rate: float) -> float:
         """
@@ -332,6 +412,7 @@ class OverloadDetector:
             self._refill(now)
             if self._tokens < 1.0 - 1e-9:
                 self.stats["rejected_" + self.cause] += 1
+                self._refused += 1
                 self._rejected_at = now
                 return self.cause
             self._tokens -= 1.0

@@ -32,8 +32,12 @@ __all__ = [
 ]
 
 #: Event requests in flight at most (L{aiconnect.webhooks.EventDeliverer}'s
-#: default), and so idle connections worth keeping per host.
-MAX_IN_FLIGHT = 32
+#: default), and so idle connections worth keeping per host.  A request
+#: takes at least a reactor turn to be answered, and a busy node's turns
+#: last 20-60 ms: at 32 in flight the delivery of 200 forwarded calls/s (800
+#: events/s) fell behind on a node whose SIP side kept up (issue 12,
+#: bench/signalling.py --trace: 2,600 events waiting after 10 s).
+MAX_IN_FLIGHT = 96
 
 #: Seconds an idle pooled connection is kept.  Most servers close idle
 #: connections sooner (a request racing such a close is sent again at once
