@@ -60,6 +60,8 @@ ENTER_TICKS = 2
 #: The same when only the CPU is hot: a burst of work keeps a healthy
 #: process busy for a moment; only a sustained full core is saturation.
 ENTER_TICKS_CPU = 4
+#: A full core counts as hot once the lag is this share of its threshold.
+CPU_LAG_SHARE = 0.25
 #: Below the CPU threshold by this much (fraction of a core) is cool.
 CPU_BAND = 0.1
 #: Factor of the admission rate on a hot interval: C{lag threshold /
@@ -93,8 +95,11 @@ CAPACITY_FLOOR = 0.6
 #: New INVITEs offered over the last L{RATE_WINDOW} at this many times the
 #: learnt capacity start an overload at once (a surge), admitted at
 #: L{SURGE_ADMIT} x the capacity.
-SURGE = 1.5
+SURGE = 1.3
 SURGE_ADMIT = 0.8
+#: Seconds an event ready to send may wait for a request slot, while the
+#: CPU is over its threshold less L{CPU_BAND}, before the interval is hot.
+EVENTS_LATE = 0.5
 #: Seconds a node must stay prompt after a window before it learns from it.
 CONFIRM = 1.0
 #: A window is steady when its INVITEs admitted and setups completed are
@@ -109,6 +114,9 @@ TARGET_BAND = 0.05
 #: per setup). Admitted calls show part of their cost a second or more
 #: later (BYE, events), so a larger gain overshoots.
 GAIN = 0.15
+#: The same for raising the rate near the target: slower, since what it
+#: admits shows its whole cost only a second or more later.
+GAIN_UP = 0.05
 #: CPU seconds per setup assumed before one is learnt.
 DEFAULT_COST = 0.005
 #: While overloaded the rate is not raised beyond this many times the
@@ -125,8 +133,12 @@ class OverloadDetector:
     @ivar cpu: The CPU fraction of the last interval.
     @ivar rate: The admission rate (calls/s) while overloaded, else
         L{None}.
-    @ivar cause: C{"lag"} or C{"cpu"}: what made the last hot interval hot.
+    @ivar cause: C{"lag"}, C{"events"} or C{"cpu"}: what made the last hot
+        interval hot.
+    @ivar events_wait: The last tick's wait of the oldest event ready to
+        send, seconds.
     @ivar stats: Counters: C{episodes}, C{rejected_lag}, C{rejected_cpu},
+        C{rejected_events},
         C{admitted}.
     """
 
@@ -145,7 +157,14 @@ class OverloadDetector:
         self.cpu = 0.0
         self.rate: float | None = None
         self.cause = "lag"
-        self.stats: dict[str, int] = {"episodes": 0, "rejected_lag": 0, "rejected_cpu": 0, "admitted": 0}
+        self.stats: dict[str, int] = {
+            "episodes": 0,
+            "rejected_lag": 0,
+            "rejected_cpu": 0,
+            "rejected_events": 0,
+            "admitted": 0,
+        }
+        self.events_wait = 0.0
         self._last = (now, cpu_seconds)
         #: (time, completed, admitted, CPU seconds, refused) of the ticks
         #: of the last L{RATE_WINDOW} seconds, oldest first.
@@ -203,13 +222,15 @@ class OverloadDetector:
         """
         self.lag += LAG_WEIGHT * (max(0.0, lateness) - self.lag)
 
-    def tick(self, now: float, cpu_seconds: float, completed: int) -> str | None:
+    def tick(self, now: float, cpu_seconds: float, completed: int, events_wait: float = 0.0) -> str | None:
         """
         One control step, every L{CONTROL_INTERVAL}.
 
         @param now: The current time.
         @param cpu_seconds: The process's CPU seconds used so far.
         @param completed: Call setups completed so far (a counter).
+        @param events_wait: How long the oldest event ready to send has
+            waited for a request slot, seconds.
         @return: C{"enter"} or C{"leave"} when the overload state changed,
             else L{None}.
         """
@@ -231,16 +252,26 @@ class OverloadDetector:
             self._samples.clear()
         lag_hot = self.lag_threshold > 0 and self.lag >= self.lag_threshold
         # A full core counts once the reactor starts to fall behind too
-        # (half the lag threshold): a process that is busy but prompt
-        # (a test run, a burst of work) is keeping up, not overloaded.
+        # (CPU_LAG_SHARE of the lag threshold): a process that is busy but
+        # prompt (a test run, a burst of work) is keeping up, not
+        # overloaded.
         cpu_hot = (
             self.cpu_threshold > 0
             and self.cpu >= self.cpu_threshold
-            and (self.lag_threshold <= 0 or self.lag >= self.lag_threshold / 2)
+            and (self.lag_threshold <= 0 or self.lag >= self.lag_threshold * CPU_LAG_SHARE)
         )
-        hot = lag_hot or cpu_hot
+        # Events due but waiting for a request slot while the core is
+        # busy: the node takes calls faster than it reports them (the
+        # reactor can stay prompt meanwhile). A slow endpoint with an idle
+        # core is not overload: shedding calls would not help it.
+        events_hot = (
+            self.cpu_threshold > 0 and events_wait >= EVENTS_LATE and self.cpu >= self.cpu_threshold - CPU_BAND
+        )
+        self.events_wait = events_wait
+        late = lag_hot or events_hot
+        hot = late or cpu_hot
         if hot:
-            self.cause = "lag" if lag_hot else "cpu"
+            self.cause = "lag" if lag_hot else "events" if events_hot else "cpu"
             self._hot_ticks += 1
             self._calm_since = now
         else:
@@ -258,18 +289,18 @@ class OverloadDetector:
                 # and the CPU would only show later.
                 self.cause = "cpu"
                 self._set_rate(SURGE_ADMIT * capacity, now)
-            elif not hot or self._hot_ticks < (ENTER_TICKS if lag_hot else ENTER_TICKS_CPU):
+            elif not hot or self._hot_ticks < (ENTER_TICKS if late else ENTER_TICKS_CPU):
                 return None
             else:
                 self._set_rate(self._bounded(self._cut() * completion_rate), now)
             self._decreased_at = now
             self.stats["episodes"] += 1
             return "enter"
-        if lag_hot:
+        if late:
             if now - self._decreased_at >= DECREASE_EVERY - 1e-9:
-                # A reactor falling behind: cut, whatever the CPU says
-                # (it is full while a backlog is worked off, so it is not
-                # steered on meanwhile).
+                # A reactor or the event delivery falling behind: cut,
+                # whatever the CPU says (it is full while a backlog is
+                # worked off, so it is not steered on meanwhile).
                 admitted_rate = (self._admitted - first[2]) / span
                 cut = self._cut() * min(self.rate, max(admitted_rate, completion_rate))
                 capacity = self.capacity
@@ -279,8 +310,10 @@ class OverloadDetector:
                 self._decreased_at = now
         elif self.cpu_threshold > 0:
             self._steer(now, cpu_seconds)
-        cool = (self.lag_threshold <= 0 or self.lag < self.lag_threshold / 2) and (
-            self.cpu_threshold <= 0 or self.cpu < self.cpu_threshold - CPU_BAND
+        cool = (
+            (self.lag_threshold <= 0 or self.lag < self.lag_threshold / 2)
+            and (self.cpu_threshold <= 0 or self.cpu < self.cpu_threshold - CPU_BAND)
+            and events_wait < EVENTS_LATE / 2
         )
         if not cool:
             self._calm_since = now
@@ -304,7 +337,8 @@ class OverloadDetector:
     def _steer(self, now: float, cpu_seconds: float) -> None:
         """
         Move the admission rate toward the one that keeps the CPU at its
-        L{target} (an integral controller): by L{GAIN} x the gap between
+        L{target} (an integral controller): by L{GAIN} (L{GAIN_UP} when
+        raising with less than 2 x L{CPU_BAND} to go) x the gap between
         the target and the CPU of the last L{RATE_WINDOW}, over the cost
         per setup. Refusals cost CPU too: steering on the whole process's
         CPU counts them, so at twice the capacity the node admits what
@@ -317,7 +351,8 @@ class OverloadDetector:
         span = now - first[0]
         cpu = max(0.0, cpu_seconds - first[3]) / span
         offered = (self._admitted - first[2] + self._refused - first[4]) / span
-        step = GAIN * (self.target - cpu) / (self.cost or DEFAULT_COST)
+        gap = self.target - cpu
+        step = (GAIN_UP if 0 < gap < 2 * CPU_BAND else GAIN) * gap / (self.cost or DEFAULT_COST)
         if step > 0 and self.lag_threshold > 0 and self.lag >= self.lag_threshold / 2:
             # The reactor is late (yet under the threshold): hold, never
             # raise (the hysteresis band).
@@ -423,13 +458,15 @@ class OverloadDetector:
     def snapshot(self) -> dict[str, Any]:
         """
         The state for C{/metrics}: C{overloaded} (0/1), C{lag_seconds},
-        C{cpu}, C{admit_rate} (0 when not limiting), the counters.
+        C{cpu}, C{admit_rate} (0 when not limiting), C{events_wait_seconds},
+        the counters.
         """
         return {
             "overloaded": self.overloaded,
             "lag_seconds": round(self.lag, 6),
             "cpu": round(self.cpu, 4),
             "admit_rate": round(self.rate or 0.0, 3),
+            "events_wait_seconds": round(self.events_wait, 3),
             **self.stats,
         }
 
@@ -453,6 +490,7 @@ class OverloadService(service.Service):
         cpu: float,
         completed: Callable[[], int] = lambda: 0,
         cpu_reader: Callable[[], float] = time.process_time,
+        events_wait: Callable[[], float] = lambda: 0.0,
     ) -> None:
         """
         @param reactor: IReactorTime.
@@ -461,8 +499,11 @@ class OverloadService(service.Service):
             watched).
         @param completed: Reads the counter of completed call setups.
         @param cpu_reader: The process's CPU seconds used so far.
+        @param events_wait: Reads how long the oldest event ready to send
+            has waited for a request slot (seconds).
         """
         self._reactor = reactor
+        self._events_wait = events_wait
         self._completed = completed
         self._cpu_reader = cpu_reader
         self.detector = OverloadDetector(lag, cpu, reactor.seconds(), cpu_reader(), completed())
@@ -503,13 +544,14 @@ class OverloadService(service.Service):
         detector.lag_sample(now - self._due)
         if now >= self._next_tick:
             self._next_tick = now + CONTROL_INTERVAL
-            change = detector.tick(now, self._cpu_reader(), self._completed())
+            change = detector.tick(now, self._cpu_reader(), self._completed(), self._events_wait())
             if change is not None:
                 self._log_change(change, now)
         self._schedule(now)
 
     def _rejected(self) -> int:
-        return self.detector.stats["rejected_lag"] + self.detector.stats["rejected_cpu"]
+        stats = self.detector.stats
+        return stats["rejected_lag"] + stats["rejected_cpu"] + stats["rejected_events"]
 
     def _log_change(self, change: str, now: float) -> None:
         detector = self.detector

@@ -603,7 +603,11 @@ def build_service(
     from aiconnect.overload import OverloadService
 
     overload = OverloadService(
-        reactor, cfg.limits.overload_lag, cfg.limits.overload_cpu, completed=lambda: srs.stats["answered"]
+        reactor,
+        cfg.limits.overload_lag,
+        cfg.limits.overload_cpu,
+        completed=lambda: srs.stats["answered"],
+        events_wait=deliverer.ready_wait,
     )
     srs.overload = overload
     top.overload = overload
@@ -723,6 +727,7 @@ def build_service(
             lambda: {
                 "overload_lag": overload.detector.stats["rejected_lag"],
                 "overload_cpu": overload.detector.stats["rejected_cpu"],
+                "overload_events": overload.detector.stats["rejected_events"],
                 "invite_rate": srs.stats["rate_limited_answered"],
                 "tenant_full": srs.stats["tenant_full"],
                 "unconfirmed": srs.stats["unconfirmed_full"],

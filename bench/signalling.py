@@ -387,7 +387,7 @@ class OverloadTrace(threading.Thread):
     PERIOD = 0.5
     NAMES = (
         "aiconnect_overload_overloaded", "aiconnect_overload_lag_seconds", "aiconnect_overload_cpu",
-        "aiconnect_overload_admit_rate", "aiconnect_overload_admitted_total", "aiconnect_overload_rejected_lag_total",
+        "aiconnect_overload_admit_rate", "aiconnect_overload_admitted_total", "aiconnect_overload_rejected_lag_total", "aiconnect_overload_rejected_events_total", "aiconnect_overload_events_wait_seconds",
         "aiconnect_overload_rejected_cpu_total", "aiconnect_events_backlog",
     )  # fmt: skip
 

@@ -33,7 +33,7 @@ class Driver:
         self.admitted = 0
         self.refused: list[str] = []
 
-    def interval(self, lag: float, cpu: float, completed: int = 0, offered: int = 0) -> str | None:
+    def interval(self, lag: float, cpu: float, completed: int = 0, offered: int = 0, events_wait: float = 0.0) -> str | None:
         """
         One L{CONTROL_INTERVAL}: C{offered} INVITEs spread over it, lag
         samples all at C{lag}, then the tick.
@@ -51,7 +51,7 @@ class Driver:
         self.now += CONTROL_INTERVAL
         self.cpu_seconds += cpu * CONTROL_INTERVAL
         self.completed += completed
-        return self.detector.tick(self.now, self.cpu_seconds, self.completed)
+        return self.detector.tick(self.now, self.cpu_seconds, self.completed, events_wait)
 
 
 class DetectorTests(SynchronousTestCase):
@@ -140,6 +140,11 @@ class DetectorTests(SynchronousTestCase):
         self.assertEqual(d.detector.cause, "cpu")
         self.assertEqual(d.detector.admit(d.now + 1.0), None)
         self.assertAlmostEqual(d.detector.cpu, 0.97)
+        # A quarter of the lag threshold is enough with a full core.
+        quarter = Driver()
+        for _ in range(overload.ENTER_TICKS_CPU):
+            quarter.interval(lag=LAG * 0.35, cpu=0.97, completed=30)
+        self.assertTrue(quarter.detector.overloaded)
         unwatched = Driver(cpu=0.0)
         for _ in range(4):
             self.assertIsNone(unwatched.interval(lag=LAG * 0.6, cpu=1.0, completed=30))
@@ -231,7 +236,7 @@ class DetectorTests(SynchronousTestCase):
         for _ in range(8):
             calm.interval(lag=0.0, cpu=0.8, completed=20, offered=20)
         for _ in range(8):
-            self.assertIsNone(calm.interval(lag=0.0, cpu=0.8, completed=30, offered=30))
+            self.assertIsNone(calm.interval(lag=0.0, cpu=0.8, completed=28, offered=28))
         self.assertFalse(calm.detector.overloaded)
         for tick in range(3):
             if d.interval(lag=0.0, cpu=0.8, completed=60, offered=60) == "enter":
@@ -243,21 +248,48 @@ class DetectorTests(SynchronousTestCase):
 
     def test_surge_measured_against_what_was_carried(self) -> None:
         """
-        A node that carried 120 setups/s promptly (its CPU full, so no
-        cost learnt from then) is not in a surge at 150/s even though its
+        A node that carried 112 setups/s promptly (its CPU full, so no
+        cost learnt from then) is not in a surge at 140/s even though its
         learnt capacity (90/s, from a quieter time) is lower.
         """
         d = Driver()
         for _ in range(8):
             d.interval(lag=0.0, cpu=0.8, completed=20, offered=20)
         for _ in range(8):
-            d.interval(lag=0.0, cpu=1.0, completed=30, offered=30)
-        self.assertAlmostEqual(d.detector.carried, 120.0)
-        # 148/s is a surge against the capacity alone.
-        self.assertGreater(148, overload.SURGE * (d.detector.capacity or 0.0))
+            d.interval(lag=0.0, cpu=1.0, completed=28, offered=28)
+        self.assertAlmostEqual(d.detector.carried, 112.0)
+        # 140/s is a surge against the capacity alone.
+        self.assertGreater(140, overload.SURGE * (d.detector.capacity or 0.0))
         for _ in range(8):
-            self.assertIsNone(d.interval(lag=0.0, cpu=1.0, completed=37, offered=37))
+            self.assertIsNone(d.interval(lag=0.0, cpu=1.0, completed=35, offered=35))
         self.assertFalse(d.detector.overloaded)
+
+    def test_events_late_on_a_busy_core(self) -> None:
+        """
+        Events due but waiting EVENTS_LATE for a request slot while the
+        core is busy (over the CPU threshold less CPU_BAND), with the
+        reactor prompt: overloaded with the cause "events", its refusals
+        counted apart; while they stay late the rate is cut as for lag.
+        The same wait on an idle core (a slow endpoint holding the slots)
+        is not overload: refusing calls would not help it.
+        """
+        idle = Driver()
+        for _ in range(12):
+            self.assertIsNone(idle.interval(lag=0.0, cpu=0.3, completed=20, offered=20, events_wait=3.0))
+        self.assertFalse(idle.detector.overloaded)
+        d = Driver()
+        for _ in range(8):
+            d.interval(lag=0.0, cpu=0.8, completed=20, offered=20)
+        self.assertIsNone(d.interval(lag=0.0, cpu=0.85, completed=20, offered=20, events_wait=overload.EVENTS_LATE))
+        self.assertEqual(d.interval(lag=0.0, cpu=0.85, completed=20, offered=40, events_wait=0.8), "enter")
+        self.assertEqual(d.detector.cause, "events")
+        self.assertEqual(d.detector.snapshot()["events_wait_seconds"], 0.8)
+        start = d.detector.rate or 0.0
+        for _ in range(4):
+            d.interval(lag=0.0, cpu=0.85, completed=20, offered=40, events_wait=1.0)
+        self.assertLess(d.detector.rate or 0.0, start)
+        self.assertEqual(set(d.refused), {"events"})
+        self.assertEqual(d.detector.stats["rejected_events"], len(d.refused))
 
     def test_hot_decreases_at_most_once_a_second(self) -> None:
         """
@@ -464,6 +496,30 @@ class ServiceTests(SynchronousTestCase):
         self.assertTrue(self.service.detector.overloaded)
         self.assertEqual(self.service.detector.cause, "cpu")
         self.assertLess(self.service.detector.lag, LAG)
+
+    def test_events_wait_read_each_tick(self) -> None:
+        """
+        The service reads the event deliverer's wait at each control
+        interval: a busy, prompt core whose events wait a second for a
+        slot is overloaded with the cause "events".
+        """
+        wait = [0.0]
+        service = OverloadService(
+            self.clock,
+            LAG,
+            CPU,
+            completed=lambda: self.completed,
+            cpu_reader=lambda: self.cpu_seconds,
+            events_wait=lambda: wait[0],
+        )
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.run_for(1.0, SAMPLE_INTERVAL, cpu=0.95)
+        self.assertFalse(service.detector.overloaded)
+        wait[0] = 1.0
+        self.run_for(1.0, SAMPLE_INTERVAL, cpu=0.95)
+        self.assertTrue(service.detector.overloaded)
+        self.assertEqual(service.detector.cause, "events")
 
     def test_stop_cancels_timer(self) -> None:
         """

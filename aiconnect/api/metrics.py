@@ -54,7 +54,7 @@ TOTALS: Mapping[str, frozenset[str]] = {
     "sip_transactions": frozenset(),
     "sip_ua": frozenset(),
     "srs": frozenset(),
-    "overload": frozenset({"overloaded", "lag_seconds", "cpu", "admit_rate"}),
+    "overload": frozenset({"overloaded", "lag_seconds", "cpu", "admit_rate", "events_wait_seconds"}),
     "forward": frozenset(),
     "trunk_health": frozenset({"targets"}),
     "outputs": frozenset(),

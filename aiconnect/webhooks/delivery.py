@@ -158,7 +158,9 @@ class EventDeliverer:
         self._generation = 0
         self._lanes: dict[tuple[str, str], _Lane] = {}
         # Sessions whose first event is due, waiting for a free slot.
-        self._ready: deque[tuple[str, str]] = deque()
+        #: The sessions with an event ready to send, waiting for a request
+        #: slot, with the time each was queued.
+        self._ready: deque[tuple[tuple[str, str], float]] = deque()
         self._pumping = False
         self._pump_call: IDelayedCall | None = None
         self._in_flight = 0
@@ -195,6 +197,18 @@ class EventDeliverer:
         Events queued in this process (undelivered, not given up).
         """
         return sum(len(lane.events) for lane in self._lanes.values())
+
+    def ready_wait(self) -> float:
+        """
+        How long the session first in the ready queue has waited for a
+        request slot, seconds (0 when none waits): events that are due
+        but not sent because every slot is busy (overload control reads
+        it, L{aiconnect.overload}; events waiting for a retry are not
+        counted).
+        """
+        if not self._ready:
+            return 0.0
+        return max(0.0, self._reactor.seconds() - self._ready[0][1])
 
     def disabled(self) -> dict[str, str]:
         """
@@ -357,7 +371,7 @@ class EventDeliverer:
         """
         if not lane.queued:
             lane.queued = True
-            self._ready.append(key)
+            self._ready.append((key, self._reactor.seconds()))
 
     def _pump_soon(self) -> None:
         """
@@ -381,7 +395,7 @@ class EventDeliverer:
         self._pumping = True
         try:
             while self._ready and self._in_flight < self._max_in_flight and self._running:
-                key = self._ready.popleft()
+                key, _ = self._ready.popleft()
                 lane = self._lanes.get(key)
                 if lane is None:
                     continue

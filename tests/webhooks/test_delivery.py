@@ -525,6 +525,27 @@ class DelivererTests(WebhooksTestCase):
             self.advance_to(5)
         self.assertEqual(self.recorder.events(), ["SESSIONSTARTED:s1", "SESSIONSTARTED:s2"])
 
+    def test_ready_wait(self) -> None:
+        """
+        C{ready_wait} is how long the session first in line has waited
+        for a request slot (overload control reads it): 0 while a slot is
+        free, growing while every slot is busy, 0 again once it is sent.
+        Sessions waiting for a retry are not in line.
+        """
+        self.recorder.script.append(None)
+        d = self.deliverer(max_in_flight=1, request_timeout=5.0)
+        d.start()
+        with capturedLogs():
+            self.outbox.emit(DOMAIN, "s1", started("s1"))
+            self.pump()
+            self.assertEqual(d.ready_wait(), 0.0)
+            self.outbox.emit(DOMAIN, "s2", started("s2"))
+            self.clock.advance(3)
+            self.assertAlmostEqual(d.ready_wait(), 3.0)
+            self.advance_to(5)
+        self.assertEqual(self.recorder.events(), ["SESSIONSTARTED:s1", "SESSIONSTARTED:s2"])
+        self.assertEqual(d.ready_wait(), 0.0)
+
     def test_memory_only_event_delivered(self) -> None:
         """
         An event the database could not store is still delivered.
