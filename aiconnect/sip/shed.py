@@ -48,8 +48,9 @@ from aiconnect.sip.uri import UriError, Via, parse_name_addr, parse_via, split_l
 #: but stops at the first answer it hears).
 DEFAULT_CAP = 4096
 
-#: The headers a stateless answer copies (RFC 3261 s8.2.6.2).
-_COPIED = frozenset(("Via", "From", "To", "Call-ID", "CSeq"))
+#: The headers a stateless answer copies (RFC 3261 s8.2.6.2), by the
+#: lower case of their long and compact names.
+_COPIED = {name: canonical_name(name) for name in ("via", "v", "from", "f", "to", "t", "call-id", "i", "cseq")}
 
 
 def stamp_via(via: Via, host: str, port: int) -> Via:
@@ -136,9 +137,9 @@ def scan(data: bytes, method: str) -> Head | None:
         return None
     found: dict[str, list[str]] = {}
     for name, value in items:
-        name = canonical_name(name)
-        if name in _COPIED:
-            found.setdefault(name, []).append(value)
+        copied = _COPIED.get(name.lower())
+        if copied is not None:
+            found.setdefault(copied, []).append(value)
     vias = found.get("Via")
     singles = [found.get(name) or () for name in ("From", "To", "Call-ID", "CSeq")]
     if not vias or any(len(values) != 1 for values in singles):
@@ -228,6 +229,8 @@ class StatelessAnswers:
     (bounded, oldest forgotten first).
 
     @ivar marker: The start of every To tag of ours.
+    @ivar tag_prefix: C{tag=} and the marker, in octets: what a request
+        naming one of our tags contains.
     """
 
     def __init__(self, cap: int = DEFAULT_CAP, marker: str | None = None) -> None:
@@ -237,6 +240,7 @@ class StatelessAnswers:
         """
         self.marker = marker if marker is not None else secrets.token_hex(4)
         self._key = self.marker.encode("ascii")
+        self.tag_prefix = b"tag=" + self._key
         self._sent: RepeatTable[Answer] = RepeatTable(cap)
 
     def tag(self, head: Head) -> str:

@@ -255,12 +255,13 @@ class SrsService:
             return None
         self._admitted = None
         if data.startswith(b"ACK "):
-            ack = shed.scan(data, "ACK")
+            # Only an ACK naming our marker is read (a dialog's ACK is not).
+            ack = shed.scan(data, "ACK") if self.stateless.tag_prefix in data else None
             if ack is None or not self.stateless.acknowledges(ack):
                 return None
             self.stats["overload_acks_absorbed"] += 1
             return shed.DROP
-        if len(data) > self.config.sip.max_message_size:
+        if not data.startswith(b"INVITE ") or len(data) > self.config.sip.max_message_size:
             return None
         head = shed.scan(data, "INVITE")
         if head is None:
