@@ -610,6 +610,10 @@ def build_service(
         events_wait=deliverer.ready_wait,
     )
     srs.overload = overload
+    # While overloaded, refused INVITEs are answered before their parse,
+    # statelessly (docs/overload.md).
+    srs.txlayer, srs.server_header = sip.txlayer, sip.ua.config.user_agent
+    sip.transport.shed = srs.shed_datagram
     top.overload = overload
     sip.setServiceParent(top)
     from aiconnect.sip.resolver import Resolver

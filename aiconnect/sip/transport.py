@@ -40,6 +40,7 @@ from aiconnect.sip.message import (
     parse,
 )
 from aiconnect.sip.peer import DEFAULT_PORTS, ConnectionLimits, MessageReceiver, Peer
+from aiconnect.sip.shed import DROP, Decision, stamp_via
 from aiconnect.sip.uri import UriError, Via, format_host, host_for_socket
 
 #: Seconds between two log lines of one kind of overload ("out of file
@@ -289,6 +290,11 @@ class SipTransport:
         self._connections: dict[tuple[str, str, int], SipStreamProtocol] = {}
         self._connecting: dict[tuple[str, str, int], list[defer.Deferred[SipStreamProtocol]]] = {}
         self._all_connections: set[SipStreamProtocol] = set()
+        #: Asked about each UDP datagram before it is parsed (after
+        #: L{absorb_repeat}): L{None} to go on, else a
+        #: L{aiconnect.sip.shed.Decision}: an answer to send statelessly, or
+        #: L{aiconnect.sip.shed.DROP} (overload control, issue 12).
+        self.shed: Callable[[bytes, Peer], Decision | None] | None = None
         #: Told C{(peer, reason)} when a TCP/TLS connection closes other
         #: than by us (the peer closed or reset it): the UA's dialogs over
         #: it learn their peer is gone (SPEC s13).
@@ -478,6 +484,20 @@ class SipTransport:
             if absorbed:
                 self.stats["received"] += 1
                 return
+        shed = self.shed
+        if shed is not None:
+            try:
+                decision = shed(data, peer)
+            except Exception:
+                self.log.failure("shed handler failed for a datagram from {peer}", peer=str(peer))
+                decision = None
+            if decision is not None:
+                # Answered (or dropped) statelessly, without a parse.
+                self.stats["received"] += 1
+                if decision is not DROP:
+                    target = self._via_target(decision.via, source=peer)
+                    self._send_udp(decision.data, target.host, target.port)
+                return
         self.data_received(data, peer, datagram=True)
 
     def data_received(self, data: bytes, peer: Peer, datagram: bool) -> None:
@@ -548,13 +568,7 @@ class SipTransport:
         3261 only requires it when the sent-by host differs; it is always
         allowed), and an C{rport} gets the source port.
         """
-        # Always the packet's source: a C{received} (or C{rport} value)
-        # the client wrote is replaced, never trusted (it would aim our
-        # responses at a third party).
-        top = request.top_via.with_param("received", peer.host)
-        if top.has_param("rport"):
-            top = top.with_param("rport", str(peer.port))
-        request.set_top_via(top)
+        request.set_top_via(stamp_via(request.top_via, peer.host, peer.port))
 
     def _reject(self, error: SipParseError, peer: Peer) -> None:
         """
@@ -787,6 +801,13 @@ class SipTransport:
             via = response.top_via
         except (SipParseError, UriError):
             return source
+        return self._via_target(via, source)
+
+    def _via_target(self, via: Via, source: Peer) -> Peer:
+        """
+        Where a UDP response whose top Via is C{via} goes (see
+        L{_response_target}).
+        """
         if via.has_param("rport") or self.force_rport:
             port = source.port
         else:

@@ -46,6 +46,7 @@ from aiconnect.text import decode_wire
 from aiconnect.runner import CallRunner
 from aiconnect.sip import sdp as sdp_mod
 from aiconnect.sip.session_timer import MIN_SE
+from aiconnect.sip import shed
 from aiconnect.sip.message import Request
 from aiconnect.sip.uri import SipUri, host_for_socket
 from aiconnect.sip.ua import ServerInvite
@@ -151,6 +152,18 @@ class SrsService:
         #: The last L{screen_invite} refusal, for the request it was about:
         #: (request, the counter of its kind, the 503 to send).
         self._screened: tuple[Request, str, RemoteSipError] | None = None
+        #: The stateless answers of L{shed_datagram} (To tags, answers to
+        #: retransmissions).
+        self.stateless = shed.StatelessAnswers()
+        #: The datagram L{shed_datagram} admitted last: its screen is done.
+        self._admitted: bytes | None = None
+        #: The transaction layer (L{aiconnect.tap}): L{shed_datagram}
+        #: leaves the requests of its live transactions to it, and counts
+        #: its drops in its C{screened_out}, or L{None}.
+        self.txlayer: Any = None
+        #: The C{Server} header of our responses (the UA's), for the
+        #: stateless ones.
+        self.server_header = ""
         self.stats: dict[str, int] = {
             "invites": 0,
             "rejected": 0,
@@ -164,6 +177,8 @@ class SrsService:
             "forwards_refused_limit": 0,
             "mandatory_rejected": 0,
             "overload_rejected": 0,
+            "overload_repeats": 0,
+            "overload_acks_absorbed": 0,
         }
 
     def screen_invite(self, request: Request, source: Any) -> bool:
@@ -183,26 +198,94 @@ class SrsService:
         overloaded, an INVITE beyond its admission rate is answered 503
         with C{Retry-After: [limits] overload_retry_after} the same way.
 
+        An INVITE L{shed_datagram} screened before its parse (and
+        admitted) is not screened again.
+
         @return: whether the INVITE gets a server transaction.
         """
-        limits = self.config.limits
-        verdict = self.invite_limiter.check(
-            source.host, self.reactor.seconds(), limits.invite_rate, limits.invite_rate_answers
-        )
-        if verdict is Admission.DROP:
+        if self._admitted is not None and request.datagram is self._admitted:
+            self._admitted = None
+            return True
+        decision = self._screen(source.host)
+        if decision is None:
+            return True
+        counter, refusal = decision
+        if refusal is None:
             # No log line per INVITE of a flood: the counters tell.
             self.stats["invites"] += 1
-            self.stats["rate_limited_dropped"] += 1
+            self.stats[counter] += 1
             return False
+        self._screened = (request, counter, refusal)
+        return True
+
+    def _screen(self, host: str) -> tuple[str, RemoteSipError | None] | None:
+        """
+        The screen's decision on a new INVITE from C{host}: the source's
+        INVITE rate, then overload control (L{screen_invite}).
+
+        @return: L{None} to admit it, else the counter of the refusal's
+            kind and the 503 to send (L{None}: drop it silently).
+        """
+        limits = self.config.limits
+        verdict = self.invite_limiter.check(host, self.reactor.seconds(), limits.invite_rate, limits.invite_rate_answers)
+        if verdict is Admission.DROP:
+            return "rate_limited_dropped", None
         if verdict is Admission.ANSWER:
-            refusal = service_unavailable("Service Unavailable (INVITE rate)", RATE_RETRY_AFTER)
-            self._screened = (request, "rate_limited_answered", refusal)
-        elif self.overload is not None and self.overload.admit() is not None:
+            return "rate_limited_answered", service_unavailable("Service Unavailable (INVITE rate)", RATE_RETRY_AFTER)
+        if self.overload is not None and self.overload.admit() is not None:
             # No log line per INVITE: the service logs the overload's
             # start and end, the counters the rest.
             refusal = service_unavailable("Service Unavailable (overload)", limits.overload_retry_after)
-            self._screened = (request, "overload_rejected", refusal)
-        return True
+            return "overload_rejected", refusal
+        return None
+
+    def shed_datagram(self, data: bytes, peer: Any) -> shed.Decision | None:
+        """
+        The transport's C{shed} hook (L{aiconnect.sip.shed}): while the
+        node is overloaded, a new INVITE over UDP is screened before its
+        parse, as L{screen_invite} would, and a refused one is answered
+        statelessly (no parse, no transaction, counted as
+        L{invite_received} counts it); a retransmission of a refused
+        INVITE gets the same answer again, the ACK of that answer is
+        absorbed. Anything else, and everything while not overloaded, takes
+        the full path (L{None}).
+        """
+        overload = self.overload
+        if overload is None or not overload.detector.overloaded:
+            return None
+        self._admitted = None
+        if data.startswith(b"ACK "):
+            # Only an ACK naming our marker is read (a dialog's ACK is not).
+            ack = shed.scan(data, "ACK") if self.stateless.tag_prefix in data else None
+            if ack is None or not self.stateless.acknowledges(ack):
+                return None
+            self.stats["overload_acks_absorbed"] += 1
+            return shed.DROP
+        if not data.startswith(b"INVITE ") or len(data) > self.config.sip.max_message_size:
+            return None
+        head = shed.scan(data, "INVITE")
+        if head is None:
+            return None
+        sent = self.stateless.sent(head, peer.host, peer.port)
+        if sent is not None:
+            self.stats["overload_repeats"] += 1
+            return sent
+        txlayer = self.txlayer
+        if txlayer is not None and head.server_key() in txlayer.server_transactions:
+            return None  # a retransmission of a live INVITE, not octet for octet
+        decision = self._screen(peer.host)
+        if decision is None:
+            self._admitted = data
+            return None
+        counter, refusal = decision
+        self.stats["invites"] += 1
+        self.stats[counter] += 1
+        if refusal is None:
+            if txlayer is not None:
+                txlayer.stats["screened_out"] += 1
+            return shed.DROP
+        headers = refusal.headers + [("Server", self.server_header)] if self.server_header else refusal.headers
+        return self.stateless.answer(head, peer.host, peer.port, refusal.status_hint, refusal.reason, headers)
 
     def _refusal(self, invite: ServerInvite) -> RemoteSipError | None:
         """
