@@ -117,6 +117,9 @@ GAIN = 0.15
 #: The same for raising the rate near the target: slower, since what it
 #: admits shows its whole cost only a second or more later.
 GAIN_UP = 0.05
+#: Share of the rate a prompt node over its CPU target raises it by per
+#: control interval (probing: the CPU overstates a lighter load).
+PROBE = 0.01
 #: CPU seconds per setup assumed before one is learnt.
 DEFAULT_COST = 0.005
 #: While overloaded the rate is not raised beyond this many times the
@@ -309,7 +312,7 @@ class OverloadDetector:
                 self._set_rate(min(self.rate, cut), now)
                 self._decreased_at = now
         elif self.cpu_threshold > 0:
-            self._steer(now, cpu_seconds)
+            self._steer(now, cpu_seconds, events_wait)
         cool = (
             (self.lag_threshold <= 0 or self.lag < self.lag_threshold / 2)
             and (self.cpu_threshold <= 0 or self.cpu < self.cpu_threshold - CPU_BAND)
@@ -334,7 +337,7 @@ class OverloadDetector:
         """
         return self.cpu_threshold - TARGET_BAND
 
-    def _steer(self, now: float, cpu_seconds: float) -> None:
+    def _steer(self, now: float, cpu_seconds: float, events_wait: float) -> None:
         """
         Move the admission rate toward the one that keeps the CPU at its
         L{target} (an integral controller): by L{GAIN} (L{GAIN_UP} when
@@ -342,21 +345,34 @@ class OverloadDetector:
         the target and the CPU of the last L{RATE_WINDOW}, over the cost
         per setup. Refusals cost CPU too: steering on the whole process's
         CPU counts them, so at twice the capacity the node admits what
-        the core carries once the refusals are paid for. Never raised
-        beyond L{OFFER_HEADROOM} x the INVITEs offered over the window,
-        nor while the lag is over half its threshold.
+        the core carries once the refusals are paid for.
+
+        The CPU alone is a weak sign, though: a process that takes fewer
+        calls does its work in smaller reactor turns, each with its fixed
+        cost, so its CPU falls much less than its load. So the rate is
+        lowered on the CPU only while the node is I{warm} (the lag over
+        L{CPU_LAG_SHARE} of its threshold, or events waiting that share of
+        L{EVENTS_LATE} for a slot), and raised on it only while not; a
+        prompt node over its CPU target probes upward by L{PROBE} of the
+        rate (a node that entered an overload at its capacity gets back
+        to it instead of staying at the CPU target's rate). Never raised
+        beyond L{OFFER_HEADROOM} x the INVITEs offered over the window.
         """
         assert self.rate is not None
         first = self._history[0]
         span = now - first[0]
         cpu = max(0.0, cpu_seconds - first[3]) / span
         offered = (self._admitted - first[2] + self._refused - first[4]) / span
+        warm = (self.lag_threshold > 0 and self.lag >= self.lag_threshold * CPU_LAG_SHARE) or (
+            events_wait >= EVENTS_LATE * CPU_LAG_SHARE
+        )
         gap = self.target - cpu
-        step = (GAIN_UP if 0 < gap < 2 * CPU_BAND else GAIN) * gap / (self.cost or DEFAULT_COST)
-        if step > 0 and self.lag_threshold > 0 and self.lag >= self.lag_threshold / 2:
-            # The reactor is late (yet under the threshold): hold, never
-            # raise (the hysteresis band).
+        if gap < 0:
+            step = GAIN * gap / (self.cost or DEFAULT_COST) if warm else PROBE * self.rate
+        elif warm:
             step = 0.0
+        else:
+            step = (GAIN_UP if gap < 2 * CPU_BAND else GAIN) * gap / (self.cost or DEFAULT_COST)
         if step > 0:
             # Not beyond the offer: no credit piles up while the offer is
             # low that a sudden burst could then spend.
