@@ -93,8 +93,10 @@ COST_WEIGHT = 0.2
 #: rate is right: cutting on it would starve the node).
 CAPACITY_FLOOR = 0.6
 #: New INVITEs offered over the last L{RATE_WINDOW} at this many times the
-#: learnt capacity start an overload at once (a surge), admitted at
-#: L{SURGE_ADMIT} x the capacity.
+#: highest rate the node carried promptly, with its core over the CPU
+#: threshold, for L{ENTER_TICKS} intervals, start an overload at once
+#: (a surge), admitted at L{SURGE_ADMIT} x that rate (at
+#: most the learnt capacity).
 SURGE = 1.3
 SURGE_ADMIT = 0.8
 #: Seconds an event ready to send may wait for a request slot, while the
@@ -117,6 +119,11 @@ GAIN = 0.15
 #: The same for raising the rate near the target: slower, since what it
 #: admits shows its whole cost only a second or more later.
 GAIN_UP = 0.05
+#: The CPU share of one interval that leaves no headroom: a node steered
+#: on the CPU counts as warm at it.
+SATURATED = 0.98
+#: Share of the rate cut per interval, at least, while warm at SATURATED.
+WARM_CUT = 0.03
 #: Share of the rate a prompt node over its CPU target raises it by per
 #: control interval (probing: the CPU overstates a lighter load).
 PROBE = 0.01
@@ -173,6 +180,7 @@ class OverloadDetector:
         #: of the last L{RATE_WINDOW} seconds, oldest first.
         self._history: deque[tuple[float, int, int, float, int]] = deque([(now, completed, 0, cpu_seconds, 0)])
         self._hot_ticks = 0
+        self._surge_ticks = 0
         self._decreased_at = now
         self._calm_since = now
         self._tokens = 0.0
@@ -283,15 +291,22 @@ class OverloadDetector:
         span = now - first[0]
         completion_rate = max(0, completed - first[1]) / span
         if self.rate is None:
-            capacity = self.capacity
             offered = (self._admitted - first[2]) / span
-            if capacity is not None and span >= RATE_WINDOW / 2 and offered > SURGE * max(capacity, self.carried):
-                # Far more new INVITEs than the core carries, or than it
-                # has ever carried promptly: shed now, before the calls
-                # admitted in the meantime build a backlog that the lag
-                # and the CPU would only show later.
+            surging = (
+                self.carried > 0
+                and self.cpu_threshold > 0
+                and self.cpu >= self.cpu_threshold
+                and span >= RATE_WINDOW / 2
+                and offered > SURGE * self.carried
+            )
+            self._surge_ticks = self._surge_ticks + 1 if surging else 0
+            if self._surge_ticks >= ENTER_TICKS:
+                # Far more new INVITEs than the node has ever carried
+                # promptly, and its core already busy: shed now, before
+                # the calls admitted in the meantime build a backlog that
+                # the lag and the CPU would only show later.
                 self.cause = "cpu"
-                self._set_rate(SURGE_ADMIT * capacity, now)
+                self._set_rate(self._bounded(SURGE_ADMIT * self.carried), now)
             elif not hot or self._hot_ticks < (ENTER_TICKS if late else ENTER_TICKS_CPU):
                 return None
             else:
@@ -351,8 +366,10 @@ class OverloadDetector:
         calls does its work in smaller reactor turns, each with its fixed
         cost, so its CPU falls much less than its load. So the rate is
         lowered on the CPU only while the node is I{warm} (the lag over
-        L{CPU_LAG_SHARE} of its threshold, or events waiting that share of
-        L{EVENTS_LATE} for a slot), and raised on it only while not; a
+        L{CPU_LAG_SHARE} of its threshold, events waiting that share of
+        L{EVENTS_LATE} for a slot, or the last interval's CPU at
+        L{SATURATED}: no headroom left, the lag shows it only later), and
+        raised on it only while not; a
         prompt node over its CPU target probes upward by L{PROBE} of the
         rate (a node that entered an overload at its capacity gets back
         to it instead of staying at the CPU target's rate). Never raised
@@ -363,12 +380,20 @@ class OverloadDetector:
         span = now - first[0]
         cpu = max(0.0, cpu_seconds - first[3]) / span
         offered = (self._admitted - first[2] + self._refused - first[4]) / span
-        warm = (self.lag_threshold > 0 and self.lag >= self.lag_threshold * CPU_LAG_SHARE) or (
-            events_wait >= EVENTS_LATE * CPU_LAG_SHARE
+        warm = (
+            (self.lag_threshold > 0 and self.lag >= self.lag_threshold * CPU_LAG_SHARE)
+            or events_wait >= EVENTS_LATE * CPU_LAG_SHARE
+            or self.cpu >= SATURATED
         )
         gap = self.target - cpu
-        if gap < 0:
-            step = GAIN * gap / (self.cost or DEFAULT_COST) if warm else PROBE * self.rate
+        if gap < 0 and warm:
+            step = GAIN * gap / (self.cost or DEFAULT_COST)
+            if self.cpu >= SATURATED:
+                # No headroom and falling behind: at least WARM_CUT of the
+                # rate each interval (the CPU's gap is capped at 100 %).
+                step = min(step, -WARM_CUT * self.rate)
+        elif gap < 0:
+            step = PROBE * self.rate
         elif warm:
             step = 0.0
         else:
@@ -413,6 +438,13 @@ class OverloadDetector:
         span = now - first[0]
         admitted = self._admitted - first[2]
         if calls < COST_MIN_CALLS or span < RATE_WINDOW / 2 or not calls / STEADY <= admitted <= calls * STEADY:
+            return
+        # The last interval's admissions at the window's pace too (not the
+        # ramp of a burst, nor its tail, whose BYEs and events come with
+        # no new setup).
+        last = self._history[-2]
+        pace = (self._admitted - last[2]) / (now - last[0])
+        if not admitted / span / STEADY <= pace <= admitted / span * STEADY:
             return
         cpu = max(0.0, cpu_seconds - first[3]) / span
         saturated = self.cpu_threshold > 0 and cpu >= self.cpu_threshold
