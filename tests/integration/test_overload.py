@@ -106,6 +106,11 @@ class OverloadTests(ScenarioCase):
         self.assertIn('aiconnect_invites_refused_total{cause="overload_lag"} %d.0' % (len(refused),), metrics)
         self.assertIn("aiconnect_overload_overloaded 1.0", metrics)
         self.assertIn("aiconnect_srs_overload_rejected_total %d.0" % (len(refused),), metrics)
+        # The third signal is wired: the deliverer's wait, as a gauge, and
+        # its cause as a counter (0 here: the lag made this overload).
+        self.assertIn("aiconnect_overload_events_wait_seconds 0.0", metrics)
+        self.assertIn('aiconnect_invites_refused_total{cause="overload_events"} 0.0', metrics)
+        self.assertEqual(self.service.overload._events_wait, self.service.deliverer.ready_wait)
         # Only the admitted ones reached the application.
         refused_ids = {_raw_header(m, "Call-ID") for m in refused}
         self.assertEqual(len(self.app.new_calls) - new_calls_before, len(admitted))
