@@ -6,34 +6,36 @@ Unavailable} with C{Retry-After} (RFC 3261 s21.5.4) before any work is
 spent on them, so that the calls already admitted, their forwards and the
 event delivery keep their latency.
 
-Two signals, sampled by L{OverloadService}:
+Three signals, sampled by L{OverloadService}:
 
   - the reactor's lag: a timer asks to run every L{SAMPLE_INTERVAL}
     seconds and measures how late it ran (the time the reactor spent on
     the previous turn's I/O), smoothed (L{LAG_WEIGHT});
   - the process's CPU (user + system, all threads) over each
-    L{CONTROL_INTERVAL}, as a fraction of one core.
+    L{CONTROL_INTERVAL}, as a fraction of one core;
+  - how long the oldest event ready to send has waited for one of the
+    event deliverer's request slots.
 
 Every L{CONTROL_INTERVAL}, L{OverloadDetector.tick} classifies the
-interval: I{hot} (lag >= C{lag} or CPU >= C{cpu}), I{cool} (lag <
-C{lag}/2 and CPU < C{cpu} - L{CPU_BAND}) or in between. After
-L{ENTER_TICKS} hot intervals in a row (L{ENTER_TICKS_CPU} when only the
-CPU is hot) the node is I{overloaded}: new
+interval: I{hot} (lag >= C{lag}; events waiting L{EVENTS_LATE} on a busy
+core; or CPU >= C{cpu} with the lag at L{CPU_LAG_SHARE} of C{lag}),
+I{cool} (lag < C{lag}/2, CPU < C{cpu} - L{CPU_BAND}, events prompt) or in
+between. After L{ENTER_TICKS} hot intervals in a row (L{ENTER_TICKS_CPU}
+when only the CPU is hot), or at once on a surge (L{SURGE} x the rate the
+node has carried promptly, its core full), the node is I{overloaded}: new
 INVITEs are admitted at a rate (token bucket) instead of all or none,
 starting at L{DECREASE} x the rate at which calls completed their setup
-over the last L{RATE_WINDOW} (under saturation that is what the node
-carries), less when the lag is far over its threshold (C{lag} / lag, down
-to L{DEEPEST}). While the lag stays over its threshold the rate is cut
-that way again, at most once per L{DECREASE_EVERY} seconds (the time
-admitted calls take to show their cost); a full CPU with a prompt reactor
-holds it (that is a node at its capacity, refusals included); each cool
-interval raises it by L{INCREASE} (at least L{MIN_STEP} calls/s), or a
-quarter of the way to the rate the CPU would allow at the cost per
-admitted call just measured, whichever is more. So at
-twice its capacity a node settles near its capacity and answers the rest
-503, rather than oscillating between taking everything and refusing
-everything. The overload ends after L{LEAVE_AFTER} seconds cool without a
-refused INVITE.
+over the last L{RATE_WINDOW}, less when the lag is far over its threshold
+(C{lag} / lag, down to L{DEEPEST}). While the lag or the events are late
+the rate is cut that way again, at most once per L{DECREASE_EVERY}
+seconds (the time admitted calls take to show their cost). Otherwise it is
+steered on the CPU toward C{cpu} - L{TARGET_BAND} (L{OverloadDetector._steer}):
+lowered only while the node is warm, raised only while it is prompt, and
+probing upward while prompt over its target (the CPU overstates a lighter
+load). So at twice its capacity a node settles near its capacity and
+answers the rest 503, rather than oscillating between taking everything
+and refusing everything. The overload ends after L{LEAVE_AFTER} seconds
+cool without a refused INVITE.
 
 L{OverloadDetector} is pure (time and CPU are passed in);
 L{OverloadService} samples the reactor.
@@ -312,6 +314,7 @@ class OverloadDetector:
             else:
                 self._set_rate(self._bounded(self._cut() * completion_rate), now)
             self._decreased_at = now
+            self._surge_ticks = 0
             self.stats["episodes"] += 1
             return "enter"
         if late:
