@@ -61,7 +61,7 @@ CONTROL_INTERVAL = 0.25
 ENTER_TICKS = 2
 #: The same when only the CPU is hot: a burst of work keeps a healthy
 #: process busy for a moment; only a sustained full core is saturation.
-ENTER_TICKS_CPU = 4
+ENTER_TICKS_CPU = 2
 #: A full core counts as hot once the lag is this share of its threshold.
 CPU_LAG_SHARE = 0.25
 #: Below the CPU threshold by this much (fraction of a core) is cool.
@@ -90,10 +90,6 @@ LEAVE_AFTER = 5.0
 COST_MIN_CALLS = 20
 #: Weight of a new window in the learnt CPU seconds per setup.
 COST_WEIGHT = 0.2
-#: Lag cuts never take the rate below this share of the capacity the
-#: learnt cost gives (a backlog keeps the lag high for a while after the
-#: rate is right: cutting on it would starve the node).
-CAPACITY_FLOOR = 0.6
 #: New INVITEs offered over the last L{RATE_WINDOW} at this many times the
 #: highest rate the node carried promptly, with its core over the CPU
 #: threshold, for L{ENTER_TICKS} intervals, start an overload at once
@@ -122,8 +118,11 @@ GAIN = 0.15
 #: admits shows its whole cost only a second or more later.
 GAIN_UP = 0.05
 #: The CPU share of one interval that leaves no headroom: a node steered
-#: on the CPU counts as warm at it.
+#: on the CPU counts as warm at it, once its lag is at least
+#: L{SATURATED_LAG_SHARE} of the threshold (a full core with an idle
+#: reactor queue is a light load in small turns, not saturation).
 SATURATED = 0.98
+SATURATED_LAG_SHARE = 0.1
 #: Share of the rate cut per interval, at least, while warm at SATURATED.
 WARM_CUT = 0.03
 #: Share of the rate a prompt node over its CPU target raises it by per
@@ -323,10 +322,11 @@ class OverloadDetector:
                 # whatever the CPU says (it is full while a backlog is
                 # worked off, so it is not steered on meanwhile).
                 admitted_rate = (self._admitted - first[2]) / span
+                # No floor from the learnt capacity: it may come from
+                # cheaper calls than today's (inbound only, then forwards).
+                # A node cut too deep has CPU to spare once it is no longer
+                # late, and steering raises the rate back within seconds.
                 cut = self._cut() * min(self.rate, max(admitted_rate, completion_rate))
-                capacity = self.capacity
-                if capacity is not None:
-                    cut = max(cut, CAPACITY_FLOOR * capacity)
                 self._set_rate(min(self.rate, cut), now)
                 self._decreased_at = now
         elif self.cpu_threshold > 0:
@@ -371,7 +371,7 @@ class OverloadDetector:
         lowered on the CPU only while the node is I{warm} (the lag over
         L{CPU_LAG_SHARE} of its threshold, events waiting that share of
         L{EVENTS_LATE} for a slot, or the last interval's CPU at
-        L{SATURATED}: no headroom left, the lag shows it only later), and
+        L{SATURATED} with the lag starting to grow: no headroom left), and
         raised on it only while not; a
         prompt node over its CPU target probes upward by L{PROBE} of the
         rate (a node that entered an overload at its capacity gets back
@@ -386,7 +386,7 @@ class OverloadDetector:
         warm = (
             (self.lag_threshold > 0 and self.lag >= self.lag_threshold * CPU_LAG_SHARE)
             or events_wait >= EVENTS_LATE * CPU_LAG_SHARE
-            or self.cpu >= SATURATED
+            or (self.cpu >= SATURATED and self.lag >= self.lag_threshold * SATURATED_LAG_SHARE)
         )
         gap = self.target - cpu
         if gap < 0 and warm:
@@ -466,11 +466,15 @@ class OverloadDetector:
     def _cut(self) -> float:
         """
         The factor of a decrease: L{DECREASE}, or less when the lag is
-        well over its threshold (down to L{DEEPEST}).
+        well over its threshold, or the events have waited well over
+        L{EVENTS_LATE} (down to L{DEEPEST}).
         """
+        factor = DECREASE
         if self.lag_threshold > 0 and self.lag > 0:
-            return max(DEEPEST, min(DECREASE, self.lag_threshold / self.lag))
-        return DECREASE
+            factor = min(factor, self.lag_threshold / self.lag)
+        if self.events_wait > EVENTS_LATE:
+            factor = min(factor, EVENTS_LATE / self.events_wait)
+        return max(DEEPEST, factor)
 
     def _set_rate(self, rate: float, now: float) -> None:
         self._refill(now)
