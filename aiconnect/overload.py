@@ -127,7 +127,7 @@ SATURATED_LAG_SHARE = 0.1
 WARM_CUT = 0.03
 #: Share of the rate a prompt node over its CPU target raises it by per
 #: control interval (probing: the CPU overstates a lighter load).
-PROBE = 0.01
+PROBE = 0.015
 #: CPU seconds per setup assumed before one is learnt.
 DEFAULT_COST = 0.005
 #: While overloaded the rate is not raised beyond this many times the
@@ -372,7 +372,7 @@ class OverloadDetector:
         L{CPU_LAG_SHARE} of its threshold, events waiting that share of
         L{EVENTS_LATE} for a slot, or the last interval's CPU at
         L{SATURATED} with the lag starting to grow: no headroom left), and
-        raised on it only while not; a
+        raised on it only while not, by L{PROBE} of the rate at least; a
         prompt node over its CPU target probes upward by L{PROBE} of the
         rate (a node that entered an overload at its capacity gets back
         to it instead of staying at the CPU target's rate). Never raised
@@ -401,6 +401,7 @@ class OverloadDetector:
             step = 0.0
         else:
             step = (GAIN_UP if gap < 2 * CPU_BAND else GAIN) * gap / (self.cost or DEFAULT_COST)
+            step = max(step, PROBE * self.rate)
         if step > 0:
             # Not beyond the offer: no credit piles up while the offer is
             # low that a sudden burst could then spend.
