@@ -59,8 +59,10 @@ LAG_WEIGHT = 0.25
 CONTROL_INTERVAL = 0.25
 #: Hot intervals in a row that start an overload (a single stall does not).
 ENTER_TICKS = 2
-#: The same when only the CPU is hot: a burst of work keeps a healthy
-#: process busy for a moment; only a sustained full core is saturation.
+#: The same when only the CPU is hot (the lag at L{CPU_LAG_SHARE} of its
+#: threshold already shows a full core is more than a burst; four, the
+#: value before, let a node twice over its capacity admit about 300 calls
+#: too many before the overload started).
 ENTER_TICKS_CPU = 2
 #: A full core counts as hot once the lag is this share of its threshold.
 CPU_LAG_SHARE = 0.25
