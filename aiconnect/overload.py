@@ -20,8 +20,7 @@ Every L{CONTROL_INTERVAL}, L{OverloadDetector.tick} classifies the
 interval: I{hot} (lag >= C{lag}; events waiting L{EVENTS_LATE} on a busy
 core; or CPU >= C{cpu} with the lag at L{CPU_LAG_SHARE} of C{lag}),
 I{cool} (lag < C{lag}/2, CPU < C{cpu} - L{CPU_BAND}, events prompt) or in
-between. After L{ENTER_TICKS} hot intervals in a row (L{ENTER_TICKS_CPU}
-when only the CPU is hot), or at once on a surge (L{SURGE} x the rate the
+between. After L{ENTER_TICKS} hot intervals in a row, or at once on a surge (L{SURGE} x the rate the
 node has carried promptly, its core full), the node is I{overloaded}: new
 INVITEs are admitted at a rate (token bucket) instead of all or none,
 starting at L{DECREASE} x the rate at which calls completed their setup
@@ -57,13 +56,13 @@ SAMPLE_INTERVAL = 0.025
 LAG_WEIGHT = 0.25
 #: Seconds between two decisions (and the CPU window).
 CONTROL_INTERVAL = 0.25
-#: Hot intervals in a row that start an overload (a single stall does not).
+#: Hot intervals in a row that start an overload (a single stall does
+#: not), whatever made them hot: a full core with the lag at
+#: L{CPU_LAG_SHARE} of its threshold is more than a burst already (four
+#: intervals for the CPU alone, the value before, let a node twice over
+#: its capacity admit about 300 calls too many before the overload
+#: started).
 ENTER_TICKS = 2
-#: The same when only the CPU is hot (the lag at L{CPU_LAG_SHARE} of its
-#: threshold already shows a full core is more than a burst; four, the
-#: value before, let a node twice over its capacity admit about 300 calls
-#: too many before the overload started).
-ENTER_TICKS_CPU = 2
 #: A full core counts as hot once the lag is this share of its threshold.
 CPU_LAG_SHARE = 0.25
 #: Below the CPU threshold by this much (fraction of a core) is cool.
@@ -310,7 +309,7 @@ class OverloadDetector:
                 # the lag and the CPU would only show later.
                 self.cause = "cpu"
                 self._set_rate(self._bounded(SURGE_ADMIT * self.carried), now)
-            elif not hot or self._hot_ticks < (ENTER_TICKS if late else ENTER_TICKS_CPU):
+            elif not hot or self._hot_ticks < ENTER_TICKS:
                 return None
             else:
                 self._set_rate(self._bounded(self._cut() * completion_rate), now)
@@ -332,7 +331,7 @@ class OverloadDetector:
                 self._set_rate(min(self.rate, cut), now)
                 self._decreased_at = now
         elif self.cpu_threshold > 0:
-            self._steer(now, cpu_seconds, events_wait)
+            self._steer(now, cpu_seconds)
         cool = (
             (self.lag_threshold <= 0 or self.lag < self.lag_threshold / 2)
             and (self.cpu_threshold <= 0 or self.cpu < self.cpu_threshold - CPU_BAND)
@@ -357,7 +356,7 @@ class OverloadDetector:
         """
         return self.cpu_threshold - TARGET_BAND
 
-    def _steer(self, now: float, cpu_seconds: float, events_wait: float) -> None:
+    def _steer(self, now: float, cpu_seconds: float) -> None:
         """
         Move the admission rate toward the one that keeps the CPU at its
         L{target} (an integral controller): by L{GAIN} (L{GAIN_UP} when
@@ -387,7 +386,7 @@ class OverloadDetector:
         offered = (self._admitted - first[2] + self._refused - first[4]) / span
         warm = (
             (self.lag_threshold > 0 and self.lag >= self.lag_threshold * CPU_LAG_SHARE)
-            or events_wait >= EVENTS_LATE * CPU_LAG_SHARE
+            or self.events_wait >= EVENTS_LATE * CPU_LAG_SHARE
             or (self.cpu >= SATURATED and self.lag >= self.lag_threshold * SATURATED_LAG_SHARE)
         )
         gap = self.target - cpu

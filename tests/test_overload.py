@@ -130,11 +130,11 @@ class DetectorTests(SynchronousTestCase):
         not watched.
         """
         prompt = Driver()
-        for _ in range(3 * overload.ENTER_TICKS_CPU):
+        for _ in range(3 * overload.ENTER_TICKS):
             self.assertIsNone(prompt.interval(lag=0.0, cpu=1.0, completed=30))
         self.assertFalse(prompt.detector.overloaded)
         d = Driver()
-        for _ in range(overload.ENTER_TICKS_CPU - 1):
+        for _ in range(overload.ENTER_TICKS - 1):
             self.assertIsNone(d.interval(lag=LAG * 0.6, cpu=0.95, completed=30))
         self.assertEqual(d.interval(lag=LAG * 0.6, cpu=0.97, completed=30), "enter")
         self.assertEqual(d.detector.cause, "cpu")
@@ -142,7 +142,7 @@ class DetectorTests(SynchronousTestCase):
         self.assertAlmostEqual(d.detector.cpu, 0.97)
         # A quarter of the lag threshold is enough with a full core.
         quarter = Driver()
-        for _ in range(overload.ENTER_TICKS_CPU):
+        for _ in range(overload.ENTER_TICKS):
             quarter.interval(lag=LAG * 0.35, cpu=0.97, completed=30)
         self.assertTrue(quarter.detector.overloaded)
         unwatched = Driver(cpu=0.0)
@@ -163,7 +163,7 @@ class DetectorTests(SynchronousTestCase):
         warm.
         """
         d = Driver()
-        for _ in range(overload.ENTER_TICKS_CPU - 1):
+        for _ in range(overload.ENTER_TICKS - 1):
             d.interval(lag=LAG * 0.6, cpu=1.0, completed=10, offered=10)
         self.assertEqual(d.interval(lag=LAG * 0.6, cpu=1.0, completed=10, offered=10), "enter")
         start = d.detector.rate or 0.0

@@ -51,6 +51,15 @@ def client_key(message: Request | Response) -> tuple[str | None, str]:
     return (message.top_via.branch, message.cseq.method)
 
 
+def rfc3261_key(branch: str, sent_by: str, method: str, call_id: str, cseq_number: int) -> tuple[str | int | None, ...]:
+    """
+    The server transaction key of a request with an RFC 3261 branch (see
+    L{server_key}); also built from a raw datagram's headers by
+    L{aiconnect.sip.shed}.
+    """
+    return ("3261", branch, sent_by.lower(), method, call_id, cseq_number)
+
+
 def server_key(request: Request, method: str | None = None) -> tuple[str | int | None, ...]:
     """
     The key matching a request to a server transaction (RFC 3261 s17.2.3).
@@ -76,7 +85,7 @@ def server_key(request: Request, method: str | None = None) -> tuple[str | int |
         # reuses a branch for a new request (RFC 4475's corpus does, e.g.
         # unkscm and novelsc) then gets a new transaction, not a replay of
         # another request's response.
-        return ("3261", branch, via.sent_by.lower(), method, request.call_id, request.cseq.number)
+        return rfc3261_key(branch, via.sent_by, method, request.call_id, request.cseq.number)
     return (
         "2543",
         request.uri,

@@ -37,7 +37,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Iterable, Union
 
-from aiconnect.sip.branches import BRANCH_MAGIC
+from aiconnect.sip.branches import BRANCH_MAGIC, rfc3261_key
 from aiconnect.sip.headers import HeaderSectionError, canonical_name, header_lines, split_head
 from aiconnect.sip.message import REASONS, SipParseError, parse_cseq
 from aiconnect.sip.repeats import RepeatTable
@@ -107,7 +107,7 @@ class Head:
         branch (s17.2.3; an ACK counts as INVITE).
         """
         method = "INVITE" if self.method == "ACK" else self.method
-        return ("3261", self.branch, self.top.sent_by.lower(), method, self.call_id, self.cseq_number)
+        return rfc3261_key(self.branch, self.top.sent_by, method, self.call_id, self.cseq_number)
 
 
 def scan(data: bytes, method: str) -> Head | None:
